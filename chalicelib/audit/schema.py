@@ -1,0 +1,227 @@
+"""The audit event (schema version 1): one JSON object per line.
+
+Every field is always present (``null`` when unknown) so that the Athena table
+and every reader see one stable shape. Secrets never enter an event: tokens,
+cookies and ``Authorization`` values are not fields at all, and query string
+values whose names match the redaction rule are replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from chalicelib.identity import Identity
+    from chalicelib.policy import Decision
+    from chalicelib.reasons import Reason
+
+SCHEMA_VERSION = 1
+REDACTED = "REDACTED"
+_MAX_DETAIL = 200
+
+EventType = Literal["decision", "response"]
+Outcome = Literal["allow", "deny", "error"]
+
+_ACTIONS = {"GET": "read", "HEAD": "read", "OPTIONS": "read", "DELETE": "delete"}
+
+
+def action_for_method(method: str) -> str:
+    """``read``, ``write`` or ``delete``, from the HTTP method."""
+    return _ACTIONS.get(method.upper(), "write")
+
+
+def uuid7() -> str:
+    """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then random bits; sorts by time."""
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (
+        (millis & 0xFFFF_FFFF_FFFF) << 80
+        | 0x7 << 76
+        | (rand >> 62 & 0xFFF) << 64
+        | 0b10 << 62
+        | rand & 0x3FFF_FFFF_FFFF_FFFF
+    )
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def utc_timestamp(epoch_seconds: float | None = None) -> str:
+    """RFC 3339 UTC timestamp with milliseconds, e.g. ``2026-11-28T15:50:37.123Z``."""
+    moment = time.time() if epoch_seconds is None else epoch_seconds
+    whole = int(moment)
+    millis = int((moment - whole) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+
+
+def redact_query(pairs: Iterable[tuple[str, str]], secret_names: re.Pattern[str]) -> str | None:
+    """The query string for the record, with secret-looking values replaced."""
+    parts = [
+        f"{quote(name, safe='')}={REDACTED if secret_names.search(name) else quote(value, safe='')}"
+        for name, value in pairs
+    ]
+    return "&".join(parts) if parts else None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """The request facts every event repeats (see :mod:`chalicelib.apigw.events`)."""
+
+    request_id: str
+    extended_request_id: str | None
+    trace_id: str | None
+    lambda_request_id: str | None
+    stage: str
+    source_ip: str
+    user_agent: str | None
+    host: str
+    method: str
+    path: str
+    query: str | None
+
+
+def principal_record(identity: Identity | None) -> dict[str, Any] | None:
+    """The ``principal`` section for ``identity``."""
+    if identity is None:
+        return None
+    return {
+        "issuer": identity.issuer,
+        "subject": identity.subject,
+        "email": identity.email,
+        "groups": sorted(identity.groups),
+        "amr": list(identity.amr),
+        "auth_time": identity.auth_time,
+        "client_id": identity.client_id,
+        "session_id": identity.session_id,
+        "token_id": identity.token_id,
+        "token_expires_at": identity.expires_at,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """The ``decision`` section."""
+
+    outcome: Outcome
+    reasons: Sequence[Reason]
+    matched_rules: Sequence[str] = ()
+    policy_version: int | None = None
+    policy_checksum: str | None = None
+    decided_by: str = "authorizer"
+    cached: bool = False
+    detail: str | None = None
+
+    @classmethod
+    def from_decision(cls, decision: Decision, **extra: Any) -> DecisionRecord:
+        """Build from a policy decision."""
+        return cls(
+            outcome="allow" if decision.allowed else "deny",
+            reasons=decision.reasons,
+            matched_rules=decision.matched_rules,
+            policy_version=decision.policy_version,
+            policy_checksum=decision.policy_checksum,
+            **extra,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON-ready section."""
+        return {
+            "outcome": self.outcome,
+            "reasons": [reason.value for reason in self.reasons],
+            "matched_rules": list(self.matched_rules),
+            "policy_version": self.policy_version,
+            "policy_checksum": self.policy_checksum,
+            "decided_by": self.decided_by,
+            "cached": self.cached,
+            "detail": self.detail[:_MAX_DETAIL] if self.detail else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseRecord:
+    """The ``outcome`` section of a response event."""
+
+    status: int
+    bytes_in: int
+    bytes_out: int
+    latency_ms: float
+    upstream_latency_ms: float | None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON-ready section."""
+        return {
+            "status": self.status,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "latency_ms": round(self.latency_ms, 3),
+            "upstream_latency_ms": (
+                None if self.upstream_latency_ms is None else round(self.upstream_latency_ms, 3)
+            ),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceRecord:
+    """The ``resource`` section: where the request was going."""
+
+    route_id: str | None = None
+    upstream: str | None = None
+    sensitive: bool = False
+
+
+def build_event(
+    event_type: EventType,
+    request: RequestRecord,
+    *,
+    identity: Identity | None,
+    decision: DecisionRecord,
+    resource: ResourceRecord,
+    decision_id: str | None = None,
+    response: ResponseRecord | None = None,
+    anomalies: Sequence[str] = (),
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """Assemble one audit event.
+
+    ``decision_id`` links a response event to the decision that let it
+    through; a decision event is its own decision (``decision_id`` = its id).
+    """
+    event_id = event_id or uuid7()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": event_id,
+        "event_type": event_type,
+        "event_time": utc_timestamp(),
+        "stage": request.stage,
+        "request": {
+            "id": request.request_id,
+            "extended_id": request.extended_request_id,
+            "lambda_request_id": request.lambda_request_id,
+            "trace_id": request.trace_id,
+            "decision_id": decision_id or event_id,
+        },
+        "principal": principal_record(identity),
+        "source": {"ip": request.source_ip, "user_agent": request.user_agent},
+        "resource": {
+            "host": request.host,
+            "method": request.method,
+            "path": request.path,
+            "query": request.query,
+            "route_id": resource.route_id,
+            "upstream": resource.upstream,
+            "sensitive": resource.sensitive,
+        },
+        "action": action_for_method(request.method),
+        "decision": decision.as_dict(),
+        "outcome": None if response is None else response.as_dict(),
+        "elevation": None,
+        "aws": None,
+        "anomalies": list(anomalies),
+    }

@@ -1,0 +1,273 @@
+"""The REQUEST authorizer: bearer token + policy -> IAM policy, audited.
+
+Every invocation produces exactly one ``decision`` audit event, enqueued
+before API Gateway gets an answer. The answer is:
+
+- an explicit **Allow** (with the principal in the context) when the policy allows;
+- an explicit **Deny** (403) when the policy denies;
+- ``Unauthorized`` (401) when no valid credentials were presented;
+- a failure (API Gateway's AUTHORIZER_FAILURE response, 503) when Gatehouse
+  cannot decide: the policy or the issuer's keys are unavailable, or the
+  audit event cannot be enqueued.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from chalicelib.apigw.context import authorizer_context
+from chalicelib.apigw.events import GatewayRequest, MalformedEvent, parse_authorizer_event
+from chalicelib.audit.schema import (
+    DecisionRecord,
+    Outcome,
+    RequestRecord,
+    ResourceRecord,
+    build_event,
+    redact_query,
+    uuid7,
+)
+from chalicelib.authorize.iam import MethodArn, policy_document, whole_api_resources
+from chalicelib.identity import Identity, TokenRejected
+from chalicelib.policy import (
+    AccessRequest,
+    AmbiguousPath,
+    Decision,
+    PolicyUnavailable,
+    normalize_path,
+)
+from chalicelib.reasons import Reason
+
+if TYPE_CHECKING:
+    from chalicelib.audit import AuditEmitter
+    from chalicelib.identity import TokenVerifier
+    from chalicelib.policy import ActivePolicy
+
+_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9_.~+/=-]+) *")
+_CANNOT_DECIDE = frozenset({Reason.POLICY_UNAVAILABLE, Reason.ISSUER_UNAVAILABLE})
+
+
+class Unauthorized(Exception):
+    """Makes API Gateway answer 401; it matches the error message exactly."""
+
+    def __init__(self) -> None:
+        super().__init__("Unauthorized")
+
+
+class AuthorizerFailure(Exception):
+    """Gatehouse cannot decide; API Gateway answers with its AUTHORIZER_FAILURE response."""
+
+
+class MetricsRecorder(Protocol):
+    """The slice of Powertools ``Metrics`` the handlers use."""
+
+    def add_metric(self, name: str, unit: str, value: float) -> None:
+        """Record one data point."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the authorizer concluded, before it is turned into an answer."""
+
+    reason: Reason
+    identity: Identity | None = None
+    decision: Decision | None = None
+    detail: str | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision is not None and self.decision.allowed
+
+
+def bearer_token(request: GatewayRequest) -> str:
+    """The bearer token of the request.
+
+    Raises
+    ------
+    TokenRejected
+        ``missing_credentials`` without a Bearer Authorization header,
+        ``malformed_token`` when there are several or it is not a token.
+    """
+    values = request.headers.get_all("authorization")
+    if not values:
+        raise TokenRejected(Reason.MISSING_CREDENTIALS, "no Authorization header")
+    if len(values) > 1:
+        raise TokenRejected(Reason.MALFORMED_TOKEN, "more than one Authorization header")
+    if not values[0][:7].lower().startswith("bearer"):
+        raise TokenRejected(Reason.MISSING_CREDENTIALS, "Authorization is not a Bearer token")
+    match = _BEARER.fullmatch(values[0])
+    if match is None:
+        raise TokenRejected(
+            Reason.MALFORMED_TOKEN, "Authorization is not a well-formed Bearer token"
+        )
+    return match.group(1)
+
+
+def request_record(
+    request: GatewayRequest, lambda_request_id: str | None, redaction: re.Pattern[str]
+) -> RequestRecord:
+    """The request facts for audit events."""
+    return RequestRecord(
+        request_id=request.request_id,
+        extended_request_id=request.extended_request_id,
+        trace_id=request.trace_id,
+        lambda_request_id=lambda_request_id,
+        stage=request.stage,
+        source_ip=request.source_ip,
+        user_agent=request.user_agent,
+        host=request.host,
+        method=request.method,
+        path=request.path,
+        query=redact_query(request.query, redaction),
+    )
+
+
+class Authorizer:
+    """Decides API Gateway REQUEST authorizer events.
+
+    Parameters
+    ----------
+    verifier:
+        Verifies bearer tokens.
+    policy:
+        The active policy of this container.
+    emitter:
+        Enqueues audit events.
+    query_redaction:
+        Names of query parameters whose values are redacted in events.
+    ttl_seconds:
+        API Gateway's result-cache TTL; above 0 every answer covers the whole API.
+    metrics:
+        Where decision counts go.
+    """
+
+    def __init__(
+        self,
+        *,
+        verifier: TokenVerifier,
+        policy: ActivePolicy,
+        emitter: AuditEmitter,
+        query_redaction: re.Pattern[str],
+        ttl_seconds: int,
+        metrics: MetricsRecorder | None = None,
+    ) -> None:
+        self._verifier = verifier
+        self._policy = policy
+        self._emitter = emitter
+        self._redaction = query_redaction
+        self._ttl_seconds = ttl_seconds
+        self._metrics = metrics
+
+    def handle(self, event: dict[str, Any], lambda_request_id: str | None) -> dict[str, Any]:
+        """Answer one authorizer event.
+
+        Raises
+        ------
+        Unauthorized
+            No valid credentials (API Gateway answers 401).
+        AuthorizerFailure
+            Gatehouse cannot decide or cannot audit (API Gateway answers 503).
+        """
+        try:
+            request = parse_authorizer_event(event)
+            method_arn = MethodArn.parse(request.method_arn or "")
+        except (MalformedEvent, ValueError) as exc:
+            raise AuthorizerFailure(f"unusable authorizer event: {exc}") from exc
+        verdict = self.decide(request)
+        decision_id = uuid7()
+        self._audit(request, verdict, decision_id, lambda_request_id)
+        self._count(verdict)
+        return self._answer(request, method_arn, verdict, decision_id)
+
+    def decide(self, request: GatewayRequest) -> Verdict:
+        """Establish identity and evaluate the policy for ``request``."""
+        try:
+            identity = self._verifier.verify(bearer_token(request))
+        except TokenRejected as exc:
+            return Verdict(exc.reason, detail=exc.detail)
+        try:
+            path = normalize_path(request.path)
+        except AmbiguousPath as exc:
+            return Verdict(Reason.AMBIGUOUS_PATH, identity, detail=str(exc))
+        try:
+            policy = self._policy.current()
+        except PolicyUnavailable as exc:
+            return Verdict(Reason.POLICY_UNAVAILABLE, identity, detail=str(exc))
+        decision = policy.evaluate(identity, AccessRequest(request.host, request.method, path))
+        return Verdict(decision.reasons[0], identity, decision)
+
+    def _audit(
+        self,
+        request: GatewayRequest,
+        verdict: Verdict,
+        decision_id: str,
+        lambda_request_id: str | None,
+    ) -> None:
+        decision = verdict.decision
+        if decision is not None:
+            record = DecisionRecord.from_decision(decision, detail=verdict.detail)
+            route = decision.route
+            resource = (
+                ResourceRecord(route.id, route.upstream, route.sensitive)
+                if route
+                else ResourceRecord()
+            )
+        else:
+            outcome: Outcome = "error" if verdict.reason in _CANNOT_DECIDE else "deny"
+            record = DecisionRecord(
+                outcome=outcome, reasons=(verdict.reason,), detail=verdict.detail
+            )
+            resource = ResourceRecord()
+        event = build_event(
+            "decision",
+            request_record(request, lambda_request_id, self._redaction),
+            identity=verdict.identity,
+            decision=record,
+            resource=resource,
+            event_id=decision_id,
+        )
+        self._emitter.emit(event)  # AuditUnavailable propagates: no audit, no access
+
+    def _answer(
+        self, request: GatewayRequest, method_arn: MethodArn, verdict: Verdict, decision_id: str
+    ) -> dict[str, Any]:
+        if verdict.reason.is_credential_failure:
+            raise Unauthorized
+        if verdict.reason in _CANNOT_DECIDE:
+            raise AuthorizerFailure(verdict.reason.value)
+        identity = verdict.identity
+        assert identity is not None  # every remaining verdict has one
+        this_request = str(method_arn)
+        allow, deny = ([this_request], []) if verdict.allowed else ([], [this_request])
+        if self._ttl_seconds > 0:
+            # The answer is cached for the whole API: describe everything.
+            try:
+                policy = self._policy.current()
+            except PolicyUnavailable as exc:
+                raise AuthorizerFailure(Reason.POLICY_UNAVAILABLE.value) from exc
+            broad_allow, broad_deny = whole_api_resources(method_arn, policy.permissions(identity))
+            allow = broad_allow + allow
+            deny = broad_deny + deny
+        answer: dict[str, Any] = {
+            "principalId": identity.subject,
+            "policyDocument": policy_document(allow, deny),
+        }
+        if verdict.decision is not None:
+            answer["context"] = authorizer_context(
+                identity, verdict.decision, decision_id=decision_id, request_id=request.request_id
+            )
+        return answer
+
+    def _count(self, verdict: Verdict) -> None:
+        if self._metrics is None:
+            return
+        if verdict.allowed:
+            name = "AccessAllowed"
+        elif verdict.reason in _CANNOT_DECIDE:
+            name = "DecisionFailed"
+        elif verdict.reason.is_credential_failure:
+            name = "AuthenticationFailed"
+        else:
+            name = "AccessDenied"
+        self._metrics.add_metric(name=name, unit="Count", value=1)

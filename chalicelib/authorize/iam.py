@@ -1,0 +1,84 @@
+"""The IAM policy a Lambda authorizer returns to API Gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.policy.model import HTTP_METHODS
+
+if TYPE_CHECKING:
+    from chalicelib.policy import Permission
+
+# API Gateway refuses authorizer policies much above 8 KB; stay well below.
+MAX_RESOURCES_PER_EFFECT = 64
+
+
+@dataclass(frozen=True, slots=True)
+class MethodArn:
+    """``arn:aws:execute-api:{region}:{account}:{api}/{stage}/{METHOD}/{path}``."""
+
+    base: str
+    method: str
+    path: str
+
+    @classmethod
+    def parse(cls, arn: str) -> MethodArn:
+        """Split a method ARN.
+
+        Raises
+        ------
+        ValueError
+            When ``arn`` is not an execute-api method ARN.
+        """
+        prefix, _, resource = arn.partition(":execute-api:")
+        if not resource:
+            raise ValueError("not an execute-api ARN")
+        parts = resource.split("/", 3)
+        if len(parts) < 3:
+            raise ValueError("method ARN has no stage and method")
+        base = f"{prefix}:execute-api:{parts[0]}/{parts[1]}"
+        return cls(base=base, method=parts[2], path=parts[3] if len(parts) > 3 else "")
+
+    def resource(self, method: str, path: str) -> str:
+        """The ARN of ``method`` on ``path`` (IAM wildcards allowed) in this API stage."""
+        return f"{self.base}/{method}/{path}"
+
+    def __str__(self) -> str:
+        return self.resource(self.method, self.path)
+
+
+def policy_document(allow: Iterable[str], deny: Iterable[str]) -> dict[str, Any]:
+    """An ``execute-api:Invoke`` policy; empty effects are omitted."""
+    statements = []
+    for effect, resources in (("Deny", sorted(set(deny))), ("Allow", sorted(set(allow)))):
+        if resources:
+            statements.append(
+                {"Action": "execute-api:Invoke", "Effect": effect, "Resource": resources}
+            )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def whole_api_resources(
+    method_arn: MethodArn, permissions: Iterable[Permission]
+) -> tuple[list[str], list[str]]:
+    """Allow and deny resources covering every route and method in ``permissions``.
+
+    When a principal's permissions would need too many resources, the allow
+    side collapses to the whole API: API Gateway then lets the request reach
+    the proxy, which re-decides every request served from a cached answer.
+    """
+    allow: set[str] = set()
+    deny: set[str] = set()
+    for permission in permissions:
+        target = allow if permission.effect == "allow" else deny
+        methods = ["*"] if permission.methods == HTTP_METHODS else sorted(permission.methods)
+        for method in methods:
+            for path in permission.arn_paths:
+                target.add(method_arn.resource(method, path))
+    if len(allow) > MAX_RESOURCES_PER_EFFECT:
+        allow = {method_arn.resource("*", "*")}
+    if len(deny) > MAX_RESOURCES_PER_EFFECT:
+        deny = set()  # the proxy enforces denies on cached answers anyway
+    return sorted(allow), sorted(deny)

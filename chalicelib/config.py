@@ -1,0 +1,283 @@
+"""One typed settings object, built once per container from the environment.
+
+Stage values come from ``.chalice/config.json`` (Lambda) or from the local
+stack (``gatehouse dev``). :meth:`Settings.from_environment` validates every
+variable and reports every problem at once, so a misconfigured stage fails on
+its first invocation with the whole list, not one error per deploy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+_T = TypeVar("_T")
+
+ENV_PREFIX = "GATEHOUSE_"
+AUTHORIZER_TTL_VARIABLE = "GATEHOUSE_AUTHORIZER_TTL_SECONDS"
+
+# API Gateway caps an authorizer's result TTL at one hour.
+MAX_AUTHORIZER_TTL_SECONDS = 3600
+# The issue caps the identity assertion's lifetime at five minutes.
+MAX_ASSERTION_TTL_SECONDS = 300
+# Lambda's synchronous payload limit is 6 MB for the whole event/response;
+# binary bodies travel base64-encoded (x4/3), so the raw body must stay lower.
+LAMBDA_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+
+DEFAULT_QUERY_REDACTION = (
+    r"(?i)^(.*token.*|code|password|passwd|secret|.*key|sig|signature|auth.*|session.*|state)$"
+)
+
+
+class SettingsError(ValueError):
+    """The environment does not describe a usable stage; ``problems`` lists why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid Gatehouse settings:\n  - " + "\n  - ".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedIssuer:
+    """An OIDC issuer whose tokens Gatehouse accepts.
+
+    Attributes
+    ----------
+    issuer:
+        The exact ``iss`` value.
+    audiences:
+        Accepted ``aud`` values; a token must name at least one.
+    jwks_uri:
+        Where the signing keys are; discovered from
+        ``{issuer}/.well-known/openid-configuration`` when omitted.
+    groups_claim:
+        The claim that carries group names.
+    """
+
+    issuer: str
+    audiences: tuple[str, ...]
+    jwks_uri: str | None = None
+    groups_claim: str = "groups"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a Gatehouse function needs to know about its stage."""
+
+    stage: str
+    region: str
+    aws_endpoint_url: str | None
+    policy_table: str
+    audit_bucket: str
+    audit_queue_url: str
+    assertion_key_id: str
+    gateway_issuer: str
+    trusted_issuers: tuple[TrustedIssuer, ...]
+    authorizer_ttl_seconds: int = 0
+    policy_refresh_seconds: float = 10.0
+    jwks_refresh_cooldown_seconds: float = 30.0
+    jwks_max_age_seconds: float = 3600.0
+    jwks_fetch_timeout_seconds: float = 2.0
+    clock_skew_seconds: int = 60
+    max_token_bytes: int = 8192
+    assertion_ttl_seconds: int = 60
+    upstream_connect_timeout_seconds: float = 2.0
+    upstream_read_timeout_seconds: float = 25.0
+    max_request_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_response_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    audit_query_redaction: re.Pattern[str] = re.compile(DEFAULT_QUERY_REDACTION)
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default: ``os.environ``).
+
+        Raises
+        ------
+        SettingsError
+            Listing every missing or invalid variable.
+        """
+        return _SettingsReader(os.environ if environ is None else environ).read()
+
+
+def authorizer_ttl_from_environment() -> int:
+    """The authorizer result TTL, read when Chalice generates the API definition.
+
+    Chalice exports the stage's ``environment_variables`` before it loads
+    ``app.py``, so ``chalice package --stage prod`` sees the prod value.
+    """
+    raw = os.environ.get(AUTHORIZER_TTL_VARIABLE, "0")
+    problems: list[str] = []
+    ttl = _parse_int(AUTHORIZER_TTL_VARIABLE, raw, 0, MAX_AUTHORIZER_TTL_SECONDS, problems)
+    if problems:
+        raise SettingsError(problems)
+    return ttl
+
+
+class _SettingsReader:
+    """Reads variables one by one, collecting problems instead of stopping."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self.problems: list[str] = []
+
+    def read(self) -> Settings:
+        region = self._environ.get("AWS_REGION") or self._environ.get("AWS_DEFAULT_REGION")
+        if not region:
+            self.problems.append("AWS_REGION (or AWS_DEFAULT_REGION) is not set")
+        gateway_issuer = self._required("GATEWAY_ISSUER")
+        if gateway_issuer and not gateway_issuer.startswith(("https://", "http://")):
+            self.problems.append(
+                f"{ENV_PREFIX}GATEWAY_ISSUER must be a URL, got {gateway_issuer!r}"
+            )
+        settings = Settings(
+            stage=self._optional("STAGE", "dev"),
+            region=region or "",
+            aws_endpoint_url=self._environ.get(f"{ENV_PREFIX}AWS_ENDPOINT_URL") or None,
+            policy_table=self._required("POLICY_TABLE"),
+            audit_bucket=self._required("AUDIT_BUCKET"),
+            audit_queue_url=self._required("AUDIT_QUEUE_URL"),
+            assertion_key_id=self._required("ASSERTION_KEY_ID"),
+            gateway_issuer=gateway_issuer.rstrip("/"),
+            trusted_issuers=self._issuers(),
+            authorizer_ttl_seconds=self._int(
+                "AUTHORIZER_TTL_SECONDS", 0, 0, MAX_AUTHORIZER_TTL_SECONDS
+            ),
+            policy_refresh_seconds=self._float("POLICY_REFRESH_SECONDS", 10.0, 0.0, 300.0),
+            jwks_refresh_cooldown_seconds=self._float(
+                "JWKS_REFRESH_COOLDOWN_SECONDS", 30.0, 1.0, 3600.0
+            ),
+            jwks_max_age_seconds=self._float("JWKS_MAX_AGE_SECONDS", 3600.0, 60.0, 86400.0),
+            jwks_fetch_timeout_seconds=self._float("JWKS_FETCH_TIMEOUT_SECONDS", 2.0, 0.1, 10.0),
+            clock_skew_seconds=self._int("CLOCK_SKEW_SECONDS", 60, 0, 60),
+            max_token_bytes=self._int("MAX_TOKEN_BYTES", 8192, 512, 65536),
+            assertion_ttl_seconds=self._int(
+                "ASSERTION_TTL_SECONDS", 60, 1, MAX_ASSERTION_TTL_SECONDS
+            ),
+            upstream_connect_timeout_seconds=self._float(
+                "UPSTREAM_CONNECT_TIMEOUT_SECONDS", 2.0, 0.1, 10.0
+            ),
+            upstream_read_timeout_seconds=self._float(
+                "UPSTREAM_READ_TIMEOUT_SECONDS", 25.0, 0.1, 28.0
+            ),
+            max_request_body_bytes=self._int(
+                "MAX_REQUEST_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 0, LAMBDA_PAYLOAD_LIMIT_BYTES
+            ),
+            max_response_body_bytes=self._int(
+                "MAX_RESPONSE_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 0, DEFAULT_MAX_BODY_BYTES
+            ),
+            audit_query_redaction=self._pattern("AUDIT_QUERY_REDACTION", DEFAULT_QUERY_REDACTION),
+        )
+        if self.problems:
+            raise SettingsError(self.problems)
+        return settings
+
+    def _optional(self, name: str, default: str) -> str:
+        return self._environ.get(ENV_PREFIX + name) or default
+
+    def _required(self, name: str) -> str:
+        value = self._environ.get(ENV_PREFIX + name, "").strip()
+        if not value:
+            self.problems.append(f"{ENV_PREFIX}{name} is not set")
+        return value
+
+    def _int(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self._environ.get(ENV_PREFIX + name)
+        if raw is None or raw == "":
+            return default
+        return _parse_int(ENV_PREFIX + name, raw, low, high, self.problems)
+
+    def _float(self, name: str, default: float, low: float, high: float) -> float:
+        raw = self._environ.get(ENV_PREFIX + name)
+        if raw is None or raw == "":
+            return default
+        value = _parse(ENV_PREFIX + name, raw, float, self.problems)
+        if value is not None and not low <= value <= high:
+            self.problems.append(f"{ENV_PREFIX}{name} must be between {low} and {high}, got {raw}")
+        return default if value is None else value
+
+    def _pattern(self, name: str, default: str) -> re.Pattern[str]:
+        raw = self._environ.get(ENV_PREFIX + name) or default
+        try:
+            return re.compile(raw)
+        except re.error as exc:
+            self.problems.append(f"{ENV_PREFIX}{name} is not a valid regular expression: {exc}")
+            return re.compile(default)
+
+    def _issuers(self) -> tuple[TrustedIssuer, ...]:
+        raw = self._required("TRUSTED_ISSUERS")
+        if not raw:
+            return ()
+        name = ENV_PREFIX + "TRUSTED_ISSUERS"
+        try:
+            document = json.loads(raw)
+        except ValueError as exc:
+            self.problems.append(f"{name} is not JSON: {exc}")
+            return ()
+        if not isinstance(document, list) or not document:
+            self.problems.append(f"{name} must be a non-empty JSON list of issuers")
+            return ()
+        issuers = [self._issuer(name, index, entry) for index, entry in enumerate(document)]
+        found = [issuer for issuer in issuers if issuer is not None]
+        names = [issuer.issuer for issuer in found]
+        if len(set(names)) != len(names):
+            self.problems.append(f"{name} lists the same issuer twice")
+        return tuple(found)
+
+    def _issuer(self, name: str, index: int, entry: object) -> TrustedIssuer | None:
+        where = f"{name}[{index}]"
+        if not isinstance(entry, dict):
+            self.problems.append(f"{where} must be an object")
+            return None
+        unknown = set(entry) - {"issuer", "audiences", "jwks_uri", "groups_claim"}
+        if unknown:
+            self.problems.append(f"{where} has unknown fields: {', '.join(sorted(unknown))}")
+        issuer = entry.get("issuer")
+        audiences = entry.get("audiences")
+        jwks_uri = entry.get("jwks_uri")
+        groups_claim = entry.get("groups_claim", "groups")
+        problems_before = len(self.problems)
+        if not isinstance(issuer, str) or not issuer.startswith(("https://", "http://")):
+            self.problems.append(f"{where}.issuer must be an http(s) URL")
+        if (
+            not isinstance(audiences, list)
+            or not audiences
+            or not all(isinstance(a, str) and a for a in audiences)
+        ):
+            self.problems.append(f"{where}.audiences must be a non-empty list of strings")
+        if jwks_uri is not None and not (
+            isinstance(jwks_uri, str) and jwks_uri.startswith(("https://", "http://"))
+        ):
+            self.problems.append(f"{where}.jwks_uri must be an http(s) URL")
+        if not isinstance(groups_claim, str) or not groups_claim:
+            self.problems.append(f"{where}.groups_claim must be a claim name")
+        if len(self.problems) != problems_before:
+            return None
+        assert isinstance(issuer, str) and isinstance(audiences, list)  # narrowed above
+        return TrustedIssuer(
+            issuer=issuer,
+            audiences=tuple(audiences),
+            jwks_uri=jwks_uri,
+            groups_claim=str(groups_claim),
+        )
+
+
+def _parse(name: str, raw: str, convert: Callable[[str], _T], problems: list[str]) -> _T | None:
+    try:
+        return convert(raw)
+    except ValueError:
+        problems.append(f"{name} must be a number, got {raw!r}")
+        return None
+
+
+def _parse_int(name: str, raw: str, low: int, high: int, problems: list[str]) -> int:
+    value = _parse(name, raw, int, problems)
+    if value is None:
+        return low
+    if not low <= value <= high:
+        problems.append(f"{name} must be between {low} and {high}, got {value}")
+    return value

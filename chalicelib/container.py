@@ -1,0 +1,174 @@
+"""The objects one Lambda container builds once and reuses across invocations.
+
+Everything is built on first use: the authorizer never builds the upstream
+HTTP pool, the proxy never builds the JWKS cache, and nothing at all happens
+when ``app.py`` is imported.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from chalicelib.aws import AwsClients
+
+if TYPE_CHECKING:
+    from chalicelib.audit import AuditEmitter, AuditWriter
+    from chalicelib.authorize import Authorizer
+    from chalicelib.authorize.handler import MetricsRecorder
+    from chalicelib.config import Settings
+    from chalicelib.identity import JwksCache, TokenVerifier
+    from chalicelib.identity.jwks import FetchJson
+    from chalicelib.policy import ActivePolicy, PolicyStore, PolicyVersions
+    from chalicelib.proxy import Proxy
+    from chalicelib.proxy.assertion import AssertionIssuer, AssertionSigner
+    from chalicelib.proxy.upstream import UpstreamClient
+
+
+class Container:
+    """Builds and holds the per-container objects.
+
+    Parameters
+    ----------
+    settings:
+        The stage's settings.
+    clients:
+        AWS clients; built from the settings when omitted.
+    signer:
+        The assertion key; the KMS key named in the settings when omitted.
+    fetch_json:
+        How key sets are fetched; HTTP when omitted.
+    metrics:
+        Where counts go; none when omitted.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        clients: AwsClients | None = None,
+        *,
+        signer: AssertionSigner | None = None,
+        fetch_json: FetchJson | None = None,
+        metrics: MetricsRecorder | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clients = clients or AwsClients(settings.region, settings.aws_endpoint_url)
+        self._signer = signer
+        self._fetch_json = fetch_json
+        self.metrics = metrics
+
+    @cached_property
+    def jwks(self) -> JwksCache:
+        """Signing keys of the trusted issuers."""
+        from chalicelib.identity import JwksCache
+
+        fetch = self._fetch_json
+        if fetch is None:
+            from chalicelib.identity.fetch import http_fetch_json
+
+            fetch = http_fetch_json(self.settings.jwks_fetch_timeout_seconds)
+        return JwksCache(
+            fetch,
+            cooldown_seconds=self.settings.jwks_refresh_cooldown_seconds,
+            max_age_seconds=self.settings.jwks_max_age_seconds,
+        )
+
+    @cached_property
+    def verifier(self) -> TokenVerifier:
+        """Bearer token verification."""
+        from chalicelib.identity import TokenVerifier
+
+        return TokenVerifier(
+            self.settings.trusted_issuers,
+            self.jwks,
+            clock_skew_seconds=self.settings.clock_skew_seconds,
+            max_token_bytes=self.settings.max_token_bytes,
+        )
+
+    @cached_property
+    def policy_store(self) -> PolicyStore:
+        """The DynamoDB policy store."""
+        from chalicelib.policy import PolicyStore
+
+        return PolicyStore(self.clients.dynamodb, self.settings.policy_table)
+
+    @cached_property
+    def active_policy(self) -> ActivePolicy:
+        """The active policy, refreshed on a bound."""
+        from chalicelib.policy import ActivePolicy
+
+        return ActivePolicy(self.policy_store, refresh_seconds=self.settings.policy_refresh_seconds)
+
+    @cached_property
+    def policy_versions(self) -> PolicyVersions:
+        """Immutable policy versions by number."""
+        from chalicelib.policy import PolicyVersions
+
+        return PolicyVersions(self.policy_store)
+
+    @cached_property
+    def emitter(self) -> AuditEmitter:
+        """The audit event emitter (SQS)."""
+        from chalicelib.audit import AuditEmitter, SqsAuditSink
+
+        return AuditEmitter(SqsAuditSink(self.clients.sqs, self.settings.audit_queue_url))
+
+    @cached_property
+    def assertions(self) -> AssertionIssuer:
+        """Issues identity assertions."""
+        from chalicelib.proxy.assertion import AssertionIssuer, KmsSigner
+
+        signer = self._signer or KmsSigner(self.clients.kms, self.settings.assertion_key_id)
+        return AssertionIssuer(
+            signer,
+            issuer=self.settings.gateway_issuer,
+            ttl_seconds=self.settings.assertion_ttl_seconds,
+        )
+
+    @cached_property
+    def upstream(self) -> UpstreamClient:
+        """The pooled upstream HTTP client."""
+        from chalicelib.proxy.upstream import UpstreamClient
+
+        return UpstreamClient(
+            connect_timeout=self.settings.upstream_connect_timeout_seconds,
+            read_timeout=self.settings.upstream_read_timeout_seconds,
+            max_response_bytes=self.settings.max_response_body_bytes,
+        )
+
+    @cached_property
+    def authorizer(self) -> Authorizer:
+        """The REQUEST authorizer."""
+        from chalicelib.authorize import Authorizer
+
+        return Authorizer(
+            verifier=self.verifier,
+            policy=self.active_policy,
+            emitter=self.emitter,
+            query_redaction=self.settings.audit_query_redaction,
+            ttl_seconds=self.settings.authorizer_ttl_seconds,
+            metrics=self.metrics,
+        )
+
+    @cached_property
+    def proxy(self) -> Proxy:
+        """The proxy."""
+        from chalicelib.proxy import Proxy
+
+        return Proxy(
+            active_policy=self.active_policy,
+            versions=self.policy_versions,
+            assertions=self.assertions,
+            upstream=self.upstream,
+            emitter=self.emitter,
+            query_redaction=self.settings.audit_query_redaction,
+            max_request_body_bytes=self.settings.max_request_body_bytes,
+            metrics=self.metrics,
+        )
+
+    @cached_property
+    def writer(self) -> AuditWriter:
+        """The audit writer (S3)."""
+        from chalicelib.audit import AuditWriter
+
+        return AuditWriter(self.clients.s3, self.settings.audit_bucket)

@@ -1,0 +1,117 @@
+"""The Lambda handlers ``app.py`` wires to Chalice.
+
+Each builds the container on first use (never at import), turns internal
+failures into the answers API Gateway understands, and flushes metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import TYPE_CHECKING, Any
+
+from chalicelib import observability
+
+if TYPE_CHECKING:
+    from chalicelib.container import Container
+
+_container: Container | None = None
+_container_lock = threading.Lock()
+
+
+def container() -> Container:
+    """This Lambda container's objects, built from the environment once.
+
+    Raises
+    ------
+    chalicelib.config.SettingsError
+        When the stage is misconfigured (every problem listed).
+    """
+    global _container
+    if _container is None:
+        with _container_lock:
+            if _container is None:
+                from chalicelib.config import Settings
+                from chalicelib.container import Container
+
+                _container = Container(Settings.from_environment(), metrics=observability.metrics())
+    return _container
+
+
+def use_container(replacement: Container | None) -> None:
+    """Replace (or with None, forget) the container: for the local stack and tests."""
+    global _container
+    with _container_lock:
+        _container = replacement
+
+
+def _lambda_request_id(context: Any) -> str | None:
+    request_id = getattr(context, "aws_request_id", None)
+    return request_id if isinstance(request_id, str) else None
+
+
+def authorize(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The REQUEST authorizer Lambda."""
+    from chalicelib.audit import AuditUnavailable
+    from chalicelib.authorize import AuthorizerFailure
+
+    log = observability.powertools_logger()
+    try:
+        return container().authorizer.handle(event, _lambda_request_id(context))
+    except AuditUnavailable as exc:
+        log.error("denying: the decision could not be audited", extra={"error": str(exc)})
+        raise AuthorizerFailure("audit unavailable") from exc
+    except AuthorizerFailure as exc:
+        log.error("authorizer could not decide", extra={"error": str(exc)})
+        raise
+    finally:
+        observability.flush_metrics()
+
+
+def proxy(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The proxy Lambda (``/`` and ``/{proxy+}``)."""
+    observability.powertools_logger()
+    try:
+        return container().proxy.handle(event, _lambda_request_id(context))
+    finally:
+        observability.flush_metrics()
+
+
+def gateway_jwks(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """``GET /.well-known/gatehouse/jwks.json``: the assertion signing keys, unauthenticated."""
+    from chalicelib.proxy.errors import SigningError
+
+    try:
+        document = container().assertions.jwks()
+    except SigningError as exc:
+        observability.powertools_logger().error(
+            "cannot publish the JWKS", extra={"error": str(exc)}
+        )
+        return _json_response(503, {"message": "signing keys unavailable"})
+    return _json_response(200, document, cache_seconds=300)
+
+
+def write_audit_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The audit writer Lambda (SQS event source with partial batch responses)."""
+    observability.powertools_logger()
+    try:
+        result = container().writer.handle_sqs_batch(event)
+        if result.stored is not None:
+            observability.metrics().add_metric(
+                name="AuditEventsStored", unit="Count", value=result.stored.event_count
+            )
+        return result.as_lambda_response()
+    finally:
+        observability.flush_metrics()
+
+
+def _json_response(status: int, body: dict[str, Any], cache_seconds: int = 0) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json"}
+    if cache_seconds:
+        headers["Cache-Control"] = f"public, max-age={cache_seconds}"
+    return {
+        "statusCode": status,
+        "headers": headers,
+        "body": json.dumps(body, separators=(",", ":")),
+        "isBase64Encoded": False,
+    }

@@ -1,0 +1,178 @@
+"""Public signing keys (JWK) and signature checks.
+
+Only asymmetric algorithms are accepted, one per key type: RS256 for RSA
+(>= 2048 bits), ES256 for P-256, EdDSA for Ed25519. A key advertises exactly
+one algorithm, and a token's ``alg`` must equal it: this is what stops the
+"HS256 signed with the RSA public key" and "ES256 token, RSA key" attacks.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+SUPPORTED_ALGORITHMS = frozenset({"RS256", "ES256", "EdDSA"})
+MIN_RSA_BITS = 2048
+
+_SHA256 = hashes.SHA256()
+_PKCS1V15 = padding.PKCS1v15()
+_ECDSA_SHA256 = ec.ECDSA(_SHA256)
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | Ed25519PublicKey
+
+
+class InvalidKey(ValueError):
+    """A JWK that cannot be used for verification."""
+
+
+def b64url_decode(segment: str) -> bytes:
+    """Decode unpadded, canonical base64url (RFC 7515 section 2).
+
+    Raises
+    ------
+    ValueError
+        On any character outside the alphabet, padding, an impossible
+        length, or a non-canonical encoding (stray low bits).
+    """
+    if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
+        raise ValueError("not base64url")
+    try:
+        decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except binascii.Error as exc:
+        raise ValueError("not base64url") from exc
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment.encode("ascii"):
+        raise ValueError("non-canonical base64url")
+    return decoded
+
+
+def b64url_encode(data: bytes) -> str:
+    """Encode bytes as unpadded base64url."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationKey:
+    """One public key from an issuer's JWKS, bound to one algorithm."""
+
+    kid: str
+    alg: str
+    public_key: PublicKey
+
+    def verify(self, signing_input: bytes, signature: bytes) -> bool:
+        """Return whether ``signature`` over ``signing_input`` is valid for this key."""
+        key = self.public_key
+        try:
+            if isinstance(key, rsa.RSAPublicKey):
+                key.verify(signature, signing_input, _PKCS1V15, _SHA256)
+            elif isinstance(key, ec.EllipticCurvePublicKey):
+                if len(signature) != 64:
+                    return False
+                r = int.from_bytes(signature[:32], "big")
+                s = int.from_bytes(signature[32:], "big")
+                key.verify(encode_dss_signature(r, s), signing_input, _ECDSA_SHA256)
+            else:
+                key.verify(signature, signing_input)
+        except InvalidSignature:
+            return False
+        return True
+
+
+def parse_jwk(jwk: Any) -> VerificationKey:
+    """Turn one JWK (a dict) into a :class:`VerificationKey`.
+
+    Raises
+    ------
+    InvalidKey
+        When the key is not a usable public signing key.
+    """
+    if not isinstance(jwk, dict):
+        raise InvalidKey("a JWK must be an object")
+    kid = jwk.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise InvalidKey("a JWK without a kid cannot be selected")
+    if jwk.get("use", "sig") != "sig":
+        raise InvalidKey(f"key {kid} is not for signatures")
+    key_ops = jwk.get("key_ops")
+    if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
+        raise InvalidKey(f"key {kid} does not allow verify")
+    build = _KEY_BUILDERS.get(jwk.get("kty"))  # type: ignore[arg-type]
+    if build is None:
+        raise InvalidKey(f"key {kid} has unsupported kty {jwk.get('kty')!r}")
+    try:
+        alg, public_key = build(jwk)
+    except InvalidKey:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise InvalidKey(f"key {kid} is malformed: {exc}") from exc
+    declared = jwk.get("alg")
+    if declared is not None and _canonical_alg(declared) != alg:
+        raise InvalidKey(f"key {kid} declares alg {declared!r}, which Gatehouse does not accept")
+    return VerificationKey(kid=kid, alg=alg, public_key=public_key)
+
+
+def public_jwk(key: ec.EllipticCurvePublicKey, kid: str) -> dict[str, str]:
+    """The JWK of a P-256 public key, for publishing (ES256)."""
+    numbers = key.public_numbers()
+    return {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": b64url_encode(numbers.x.to_bytes(32, "big")),
+        "y": b64url_encode(numbers.y.to_bytes(32, "big")),
+        "kid": kid,
+        "alg": "ES256",
+        "use": "sig",
+    }
+
+
+def _canonical_alg(alg: object) -> str | None:
+    # RFC 9864 names the Ed25519 algorithm "Ed25519"; JOSE's older name is "EdDSA".
+    if alg == "Ed25519":
+        return "EdDSA"
+    return alg if isinstance(alg, str) else None
+
+
+def _member(jwk: dict[str, Any], name: str) -> bytes:
+    value = jwk.get(name)
+    if not isinstance(value, str):
+        raise InvalidKey(f"JWK member {name!r} is missing")
+    return b64url_decode(value)
+
+
+def _rsa_key(jwk: dict[str, Any]) -> tuple[str, PublicKey]:
+    n = int.from_bytes(_member(jwk, "n"), "big")
+    e = int.from_bytes(_member(jwk, "e"), "big")
+    public_key = rsa.RSAPublicNumbers(e, n).public_key()
+    if public_key.key_size < MIN_RSA_BITS:
+        raise InvalidKey(f"RSA key is {public_key.key_size} bits, below {MIN_RSA_BITS}")
+    return "RS256", public_key
+
+
+def _ec_key(jwk: dict[str, Any]) -> tuple[str, PublicKey]:
+    if jwk.get("crv") != "P-256":
+        raise InvalidKey(f"unsupported curve {jwk.get('crv')!r}")
+    x, y = _member(jwk, "x"), _member(jwk, "y")
+    if len(x) != 32 or len(y) != 32:
+        raise InvalidKey("P-256 coordinates must be 32 bytes")
+    numbers = ec.EllipticCurvePublicNumbers(
+        int.from_bytes(x, "big"), int.from_bytes(y, "big"), ec.SECP256R1()
+    )
+    return "ES256", numbers.public_key()  # raises ValueError when off the curve
+
+
+def _okp_key(jwk: dict[str, Any]) -> tuple[str, PublicKey]:
+    if jwk.get("crv") != "Ed25519":
+        raise InvalidKey(f"unsupported curve {jwk.get('crv')!r}")
+    return "EdDSA", Ed25519PublicKey.from_public_bytes(_member(jwk, "x"))
+
+
+_KEY_BUILDERS = {"RSA": _rsa_key, "EC": _ec_key, "OKP": _okp_key}

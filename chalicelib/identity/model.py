@@ -1,0 +1,50 @@
+"""The verified identity of a caller."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who made a request, as established from a verified token.
+
+    Attributes
+    ----------
+    issuer, subject:
+        ``iss`` and ``sub``; together they name the principal.
+    audience:
+        The configured audience that the token's ``aud`` matched.
+    expires_at:
+        ``exp`` (seconds since the epoch).
+    email:
+        Lower-cased ``email``, absent when the issuer says it is unverified.
+    groups:
+        Group names from the issuer's groups claim.
+    amr:
+        Authentication methods (``amr``), e.g. ``("pwd", "mfa")``.
+    claims:
+        The verified claims, for criteria that look at other claims.
+    """
+
+    issuer: str
+    subject: str
+    audience: str
+    expires_at: int
+    email: str | None = None
+    groups: frozenset[str] = frozenset()
+    amr: tuple[str, ...] = ()
+    auth_time: int | None = None
+    issued_at: int | None = None
+    client_id: str | None = None
+    session_id: str | None = None
+    token_id: str | None = None
+    claims: Mapping[str, object] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def email_domain(self) -> str | None:
+        """The domain part of the verified email, if any."""
+        if self.email is None or "@" not in self.email:
+            return None
+        return self.email.rsplit("@", 1)[1]

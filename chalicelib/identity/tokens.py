@@ -1,0 +1,280 @@
+"""Bearer JWT verification (RFC 7519 / RFC 7515 compact serialisation).
+
+Order of checks, each failure with its own reason code:
+
+1. size (before any parsing), structure, canonical base64url, JSON objects
+   without duplicate members;
+2. ``alg`` in {RS256, ES256, EdDSA} (``none`` and every HMAC are refused
+   before a key is even looked up), ``kid`` present, no ``crit``;
+3. ``iss`` names a trusted issuer; the issuer's key ``kid`` exists;
+4. the key's algorithm equals the token's ``alg``; the signature verifies;
+5. ``exp`` (required, strict), ``nbf``/``iat`` (with clock skew), ``aud``
+   (required, must name a configured audience), ``sub`` (required).
+
+Header parameters that point at keys (``jku``, ``x5u``, ``jwk``, ``x5c``) are
+ignored: keys come only from the issuer's configured key set.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.identity.errors import TokenRejected
+from chalicelib.identity.keys import SUPPORTED_ALGORITHMS, b64url_decode
+from chalicelib.identity.model import Identity
+from chalicelib.reasons import Reason
+
+if TYPE_CHECKING:
+    from chalicelib.config import TrustedIssuer
+    from chalicelib.identity.jwks import JwksCache
+
+_MAX_GROUPS = 256
+_MAX_AMR = 16
+
+
+class TokenVerifier:
+    """Verifies bearer tokens from a fixed set of trusted issuers.
+
+    Successful verifications are cached by token until the token expires, so
+    a repeated token costs a dictionary lookup instead of a signature check.
+
+    Parameters
+    ----------
+    issuers:
+        The trusted issuers.
+    keys:
+        Where signing keys come from.
+    clock_skew_seconds:
+        Tolerance for ``nbf`` and ``iat`` in the future.
+    max_token_bytes:
+        Longer tokens are refused before parsing.
+    cache_size:
+        How many verified tokens to remember.
+    clock:
+        Wall clock in seconds since the epoch, injectable for tests.
+    """
+
+    def __init__(
+        self,
+        issuers: Iterable[TrustedIssuer],
+        keys: JwksCache,
+        *,
+        clock_skew_seconds: int = 60,
+        max_token_bytes: int = 8192,
+        cache_size: int = 4096,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._issuers = {issuer.issuer: issuer for issuer in issuers}
+        self._keys = keys
+        self._skew = clock_skew_seconds
+        self._max_token_bytes = max_token_bytes
+        self._clock = clock
+        self._cache: OrderedDict[str, Identity] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
+
+    def verify(self, token: str) -> Identity:
+        """Return the identity a valid token proves.
+
+        Raises
+        ------
+        TokenRejected
+            With the reason the token is not acceptable.
+        """
+        if len(token) > self._max_token_bytes:
+            raise TokenRejected(
+                Reason.TOKEN_TOO_LARGE, f"token exceeds {self._max_token_bytes} bytes"
+            )
+        now = self._clock()
+        cached = self._cached(token)
+        if cached is not None:
+            if cached.expires_at <= now:
+                raise TokenRejected(Reason.TOKEN_EXPIRED, "token has expired")
+            return cached
+        identity = self._verify_uncached(token, now)
+        self._remember(token, identity)
+        return identity
+
+    def _cached(self, token: str) -> Identity | None:
+        with self._cache_lock:
+            identity = self._cache.get(token)
+            if identity is not None:
+                self._cache.move_to_end(token)
+            return identity
+
+    def _remember(self, token: str, identity: Identity) -> None:
+        with self._cache_lock:
+            self._cache[token] = identity
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+    def _verify_uncached(self, token: str, now: float) -> Identity:
+        header_segment, payload_segment, signature_segment = _split(token)
+        header = _decode_object(header_segment, "header")
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in SUPPORTED_ALGORITHMS:
+            shown = alg[:16] if isinstance(alg, str) else type(alg).__name__
+            raise TokenRejected(Reason.UNSUPPORTED_ALGORITHM, f"alg {shown!r} is not accepted")
+        if "crit" in header:
+            raise TokenRejected(
+                Reason.MALFORMED_TOKEN, "critical header extensions are not supported"
+            )
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise TokenRejected(Reason.MALFORMED_TOKEN, "token header has no kid")
+        if not signature_segment:
+            raise TokenRejected(Reason.BAD_SIGNATURE, "token is not signed")
+        signature = _decode(signature_segment, "signature")
+        claims = _decode_object(payload_segment, "payload")
+        issuer = self._trusted_issuer(claims)
+        key = self._keys.get_key(issuer, kid)
+        if key.alg != alg:
+            raise TokenRejected(
+                Reason.ALGORITHM_MISMATCH, f"token alg {alg} does not match key {kid} ({key.alg})"
+            )
+        signing_input = f"{header_segment}.{payload_segment}".encode("ascii")
+        if not key.verify(signing_input, signature):
+            raise TokenRejected(Reason.BAD_SIGNATURE, "signature does not verify")
+        return self._identity(claims, issuer, now)
+
+    def _trusted_issuer(self, claims: Mapping[str, Any]) -> TrustedIssuer:
+        iss = claims.get("iss")
+        if not isinstance(iss, str) or not iss:
+            raise TokenRejected(Reason.MISSING_CLAIM, "token has no iss")
+        issuer = self._issuers.get(iss)
+        if issuer is None:
+            raise TokenRejected(Reason.UNKNOWN_ISSUER, "token issuer is not trusted")
+        return issuer
+
+    def _identity(self, claims: Mapping[str, Any], issuer: TrustedIssuer, now: float) -> Identity:
+        expires_at = _numeric_date(claims, "exp", required=True)
+        assert expires_at is not None  # required=True
+        if expires_at <= now:
+            raise TokenRejected(Reason.TOKEN_EXPIRED, "token has expired")
+        for name in ("nbf", "iat"):
+            moment = _numeric_date(claims, name, required=False)
+            if moment is not None and moment > now + self._skew:
+                raise TokenRejected(Reason.TOKEN_NOT_YET_VALID, f"{name} is in the future")
+        audience = _matching_audience(claims, issuer.audiences)
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject:
+            raise TokenRejected(Reason.MISSING_CLAIM, "token has no sub")
+        return Identity(
+            issuer=issuer.issuer,
+            subject=subject,
+            audience=audience,
+            expires_at=int(expires_at),
+            email=_verified_email(claims),
+            groups=_string_set(claims.get(issuer.groups_claim), "groups", _MAX_GROUPS),
+            amr=tuple(sorted(_string_set(claims.get("amr"), "amr", _MAX_AMR))),
+            auth_time=_optional_int(claims, "auth_time"),
+            issued_at=_optional_int(claims, "iat"),
+            client_id=_optional_str(claims, "azp") or _optional_str(claims, "client_id"),
+            session_id=_optional_str(claims, "sid"),
+            token_id=_optional_str(claims, "jti"),
+            claims=claims,
+        )
+
+
+def _split(token: str) -> tuple[str, str, str]:
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        raise TokenRejected(Reason.MALFORMED_TOKEN, "token is not three dot-separated segments")
+    return parts[0], parts[1], parts[2]
+
+
+def _decode(segment: str, what: str) -> bytes:
+    try:
+        return b64url_decode(segment)
+    except ValueError as exc:
+        raise TokenRejected(Reason.MALFORMED_TOKEN, f"token {what} is not base64url") from exc
+
+
+def _reject_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("duplicate member")
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _decode_object(segment: str, what: str) -> dict[str, Any]:
+    raw = _decode(segment, what)
+    try:
+        value = json.loads(
+            raw, object_pairs_hook=_reject_duplicate_members, parse_constant=_reject_constant
+        )
+    except (ValueError, RecursionError) as exc:
+        raise TokenRejected(Reason.MALFORMED_TOKEN, f"token {what} is not a JSON object") from exc
+    if not isinstance(value, dict):
+        raise TokenRejected(Reason.MALFORMED_TOKEN, f"token {what} is not a JSON object")
+    return value
+
+
+def _numeric_date(claims: Mapping[str, Any], name: str, *, required: bool) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        if required:
+            raise TokenRejected(Reason.MISSING_CLAIM, f"token has no {name}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TokenRejected(Reason.INVALID_CLAIM, f"{name} is not a NumericDate")
+    return float(value)
+
+
+def _matching_audience(claims: Mapping[str, Any], accepted: tuple[str, ...]) -> str:
+    aud = claims.get("aud")
+    if aud is None:
+        raise TokenRejected(Reason.MISSING_CLAIM, "token has no aud")
+    audiences = [aud] if isinstance(aud, str) else aud
+    if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
+        raise TokenRejected(Reason.INVALID_CLAIM, "aud is not a string or a list of strings")
+    for candidate in accepted:
+        if candidate in audiences:
+            return candidate
+    raise TokenRejected(Reason.WRONG_AUDIENCE, "token is not for this audience")
+
+
+def _verified_email(claims: Mapping[str, Any]) -> str | None:
+    email = claims.get("email")
+    if email is None:
+        return None
+    if not isinstance(email, str):
+        raise TokenRejected(Reason.INVALID_CLAIM, "email is not a string")
+    # Issuers that do not send email_verified at all are trusted to verify;
+    # an explicit false means the address must not grant anything.
+    if claims.get("email_verified") is False:
+        return None
+    return email.strip().lower() or None
+
+
+def _string_set(value: Any, name: str, limit: int) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise TokenRejected(Reason.INVALID_CLAIM, f"{name} is not a list of strings")
+    if len(items) > limit:
+        raise TokenRejected(Reason.INVALID_CLAIM, f"{name} has more than {limit} entries")
+    return frozenset(items)
+
+
+def _optional_int(claims: Mapping[str, Any], name: str) -> int | None:
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if math.isfinite(value) else None
+
+
+def _optional_str(claims: Mapping[str, Any], name: str) -> str | None:
+    value = claims.get(name)
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,50 @@
+"""Logging and metrics through Powertools for AWS Lambda, set up on first use.
+
+Powertools costs tens of milliseconds to import, so nothing here imports it
+until a handler runs. Modules log through ``get_logger(__name__)``: those
+loggers sit under the ``gatehouse`` logger that Powertools formats as JSON.
+The X-Ray SDK (Powertools ``Tracer``) is deliberately not used: it costs
+hundreds of milliseconds of cold start on the request path.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+SERVICE = "gatehouse"
+NAMESPACE = "Gatehouse"
+
+_logger: Any = None
+_metrics: Any = None
+
+
+def get_logger(module: str) -> logging.Logger:
+    """A standard logger whose records reach the Powertools JSON handler."""
+    return logging.getLogger(f"{SERVICE}.{module}")
+
+
+def powertools_logger() -> Any:
+    """The service's Powertools ``Logger`` (built once)."""
+    global _logger
+    if _logger is None:
+        from aws_lambda_powertools import Logger
+
+        _logger = Logger(service=SERVICE)
+    return _logger
+
+
+def metrics() -> Any:
+    """The service's Powertools ``Metrics`` (EMF, built once)."""
+    global _metrics
+    if _metrics is None:
+        from aws_lambda_powertools import Metrics
+
+        _metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+    return _metrics
+
+
+def flush_metrics() -> None:
+    """Publish this invocation's metrics (one EMF line), if there are any."""
+    if _metrics is not None and _metrics.metric_set:
+        _metrics.flush_metrics()

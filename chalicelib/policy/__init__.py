@@ -1,0 +1,49 @@
+"""Who may do what: the policy model, its store, and the decision engine.
+
+Offers :func:`parse_policy` (validate a document), :class:`CompiledPolicy`
+(indexed decisions), :class:`PolicyStore` (DynamoDB versions) with
+:class:`ActivePolicy` / :class:`PolicyVersions` (per-container caches), and
+:func:`normalize_path`.
+
+Exceptions::
+
+    PolicyError
+     ├── PolicyInvalid       a document failed validation; ``.problems`` lists where
+     ├── PolicyUnavailable   the active policy cannot be loaded (decisions fail closed)
+     └── PolicyConflict      another operator activated a version first
+    AmbiguousPath            (ValueError) a request path that cannot be matched safely
+"""
+
+from chalicelib.policy.engine import AccessRequest, CompiledPolicy, Decision, Permission
+from chalicelib.policy.errors import (
+    PolicyConflict,
+    PolicyError,
+    PolicyInvalid,
+    PolicyProblem,
+    PolicyUnavailable,
+)
+from chalicelib.policy.model import PolicyDocument, Route, Rule, parse_policy
+from chalicelib.policy.paths import AmbiguousPath, normalize_path
+from chalicelib.policy.store import ActivePolicy, PolicyRecord, PolicyStore, PolicyVersions
+
+__all__ = [
+    "AccessRequest",
+    "ActivePolicy",
+    "AmbiguousPath",
+    "CompiledPolicy",
+    "Decision",
+    "Permission",
+    "PolicyConflict",
+    "PolicyDocument",
+    "PolicyError",
+    "PolicyInvalid",
+    "PolicyProblem",
+    "PolicyRecord",
+    "PolicyStore",
+    "PolicyUnavailable",
+    "PolicyVersions",
+    "Route",
+    "Rule",
+    "normalize_path",
+    "parse_policy",
+]

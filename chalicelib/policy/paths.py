@@ -1,0 +1,55 @@
+"""Request path normalisation, done once before any matching.
+
+A path is matched only in one unambiguous form. Anything that different
+components could read differently is refused rather than "fixed": encoded
+slashes or backslashes, dot segments (plain or encoded), empty segments,
+NUL and control characters, invalid percent-encoding, and bytes that are not
+UTF-8. Refusing is what keeps ``/admin/../public`` or ``/admin%2Fx`` from
+matching a rule one way and reaching the upstream another.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote_to_bytes
+
+_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_FORBIDDEN_DECODED = re.compile(r"[\x00-\x1f\x7f\\]")
+_ENCODED_SEPARATOR = re.compile(r"%(?:2[fF]|5[cC])")
+
+
+class AmbiguousPath(ValueError):
+    """The path cannot be matched unambiguously."""
+
+
+def normalize_path(raw_path: str) -> str:
+    """Return the percent-decoded form of ``raw_path`` used for matching.
+
+    Raises
+    ------
+    AmbiguousPath
+        Naming what made the path ambiguous.
+    """
+    if not raw_path.startswith("/"):
+        raise AmbiguousPath("path does not start with /")
+    if "%" in raw_path:
+        if _PERCENT.search(raw_path):
+            raise AmbiguousPath("invalid percent-encoding")
+        if _ENCODED_SEPARATOR.search(raw_path):
+            raise AmbiguousPath("encoded path separator")
+        try:
+            path = unquote_to_bytes(raw_path).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise AmbiguousPath("path is not UTF-8") from exc
+    else:
+        path = raw_path
+    if _FORBIDDEN_DECODED.search(path):
+        raise AmbiguousPath("control character or backslash in path")
+    segments = path.split("/")[1:]
+    for position, segment in enumerate(segments):
+        if segment in (".", ".."):
+            raise AmbiguousPath("dot segment in path")
+        # A trailing slash is meaningful ("/dir/"); an empty segment elsewhere is not.
+        if segment == "" and position != len(segments) - 1:
+            raise AmbiguousPath("empty path segment")
+    return path

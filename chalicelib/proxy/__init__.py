@@ -1,0 +1,32 @@
+"""Forwarding authorized requests upstream with a signed identity assertion.
+
+Exceptions::
+
+    ProxyError
+     ├── UpstreamError                 no usable upstream answer (``.status`` 502 or 504)
+     │    ├── UpstreamTimeout          504
+     │    ├── UpstreamUnavailable      502
+     │    └── UpstreamResponseTooLarge 502
+     └── SigningError                  the assertion could not be signed (503)
+"""
+
+from chalicelib.proxy.errors import (
+    ProxyError,
+    SigningError,
+    UpstreamError,
+    UpstreamResponseTooLarge,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from chalicelib.proxy.handler import Proxy, ProxyResponse
+
+__all__ = [
+    "Proxy",
+    "ProxyError",
+    "ProxyResponse",
+    "SigningError",
+    "UpstreamError",
+    "UpstreamResponseTooLarge",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+]

@@ -1,0 +1,337 @@
+"""The proxy: forwards an authorized request upstream and audits the response.
+
+Each request yields one ``response`` audit event (linked to its decision),
+enqueued before the response returns; when it cannot be enqueued the client
+gets 503 instead of the upstream's answer. When API Gateway served the
+authorizer's answer from its cache (the answer was made for another request
+id) the proxy re-decides against the active policy and audits that decision,
+so cached answers can neither outlive a policy change nor go unrecorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
+from chalicelib.apigw.context import GrantedAccess, MissingContext, granted_access
+from chalicelib.apigw.events import GatewayRequest, MalformedEvent, parse_proxy_event
+from chalicelib.audit import AuditUnavailable
+from chalicelib.audit.schema import (
+    DecisionRecord,
+    RequestRecord,
+    ResourceRecord,
+    ResponseRecord,
+    build_event,
+    uuid7,
+)
+from chalicelib.authorize.handler import MetricsRecorder, request_record
+from chalicelib.policy import AccessRequest, AmbiguousPath, PolicyUnavailable, normalize_path
+from chalicelib.proxy.errors import SigningError, UpstreamError
+from chalicelib.proxy.headers import (
+    GATEHOUSE_PREFIX,
+    ForwardedFor,
+    client_response_headers,
+    upstream_request_headers,
+)
+from chalicelib.reasons import Reason
+
+if TYPE_CHECKING:
+    from chalicelib.audit import AuditEmitter
+    from chalicelib.identity import Identity
+    from chalicelib.policy import ActivePolicy, PolicyVersions, Route
+    from chalicelib.proxy.assertion import AssertionIssuer
+    from chalicelib.proxy.upstream import UpstreamClient, UpstreamResponse
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyResponse:
+    """A response to hand back to API Gateway."""
+
+    status: int
+    headers: dict[str, list[str]]
+    body: bytes
+
+    def as_lambda_response(self, request_id: str | None) -> dict[str, Any]:
+        """The Lambda proxy integration response (always base64: binary-safe)."""
+        headers = dict(self.headers)
+        if request_id:
+            headers["X-Request-Id"] = [request_id]
+        return {
+            "statusCode": self.status,
+            "multiValueHeaders": headers,
+            "body": base64.b64encode(self.body).decode("ascii"),
+            "isBase64Encoded": True,
+        }
+
+
+def error_response(
+    status: int, message: str, request_id: str | None, **extra: str
+) -> ProxyResponse:
+    """A short JSON error carrying the request id."""
+    body = json.dumps({"message": message, "request_id": request_id}).encode("utf-8")
+    headers = {"Content-Type": ["application/json"]}
+    headers.update({name: [value] for name, value in extra.items()})
+    return ProxyResponse(status, headers, body)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """An authorized request's destination, and the decision that allowed it."""
+
+    route: Route
+    decision_id: str
+    policy_version: int | None
+    cached: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Redecision:
+    """The proxy's own decision on a request let through by a cached answer."""
+
+    record: DecisionRecord
+    route: Route | None = None
+    status: int = 403
+    message: str = "forbidden"
+
+
+class _Refused(Exception):
+    """The request is answered by the proxy itself, without going upstream."""
+
+    def __init__(self, response: ProxyResponse, error: str | None = None) -> None:
+        self.response = response
+        self.error = error
+        super().__init__(response.status)
+
+
+class Proxy:
+    """Handles Lambda proxy integration events for authorized requests."""
+
+    def __init__(
+        self,
+        *,
+        active_policy: ActivePolicy,
+        versions: PolicyVersions,
+        assertions: AssertionIssuer,
+        upstream: UpstreamClient,
+        emitter: AuditEmitter,
+        query_redaction: re.Pattern[str],
+        max_request_body_bytes: int,
+        metrics: MetricsRecorder | None = None,
+    ) -> None:
+        self._active_policy = active_policy
+        self._versions = versions
+        self._assertions = assertions
+        self._upstream = upstream
+        self._emitter = emitter
+        self._redaction = query_redaction
+        self._max_request_body = max_request_body_bytes
+        self._metrics = metrics
+
+    def handle(self, event: dict[str, Any], lambda_request_id: str | None) -> dict[str, Any]:
+        """Answer one proxy event."""
+        started = time.perf_counter()
+        try:
+            request = parse_proxy_event(event)
+        except MalformedEvent:
+            context = event.get("requestContext") if isinstance(event, dict) else None
+            request_id = context.get("requestId") if isinstance(context, dict) else None
+            return error_response(400, "malformed request", request_id).as_lambda_response(
+                request_id
+            )
+        record = request_record(request, lambda_request_id, self._redaction)
+        try:
+            response = self._serve(request, record, started)
+        except AuditUnavailable:
+            self._count("AuditUnavailable")
+            response = error_response(503, "audit trail unavailable", request.request_id)
+        return response.as_lambda_response(request.request_id)
+
+    def _serve(
+        self, request: GatewayRequest, record: RequestRecord, started: float
+    ) -> ProxyResponse:
+        try:
+            access = granted_access(request.authorizer)
+        except MissingContext:
+            failure = DecisionRecord("error", (Reason.NO_IDENTITY_CONTEXT,), decided_by="proxy")
+            self._audit_decision(record, None, failure, ResourceRecord())
+            return error_response(500, "gateway misconfigured", request.request_id)
+        try:
+            target = self._target(request, record, access)
+        except _Refused as refused:
+            return refused.response
+        upstream_response: UpstreamResponse | None = None
+        try:
+            upstream_response = self._forward(request, access, target)
+            response = ProxyResponse(
+                upstream_response.status,
+                client_response_headers(upstream_response.headers),
+                upstream_response.body,
+            )
+            error = None
+        except _Refused as refused:
+            response, error = refused.response, refused.error
+        outcome = ResponseRecord(
+            status=response.status,
+            bytes_in=len(request.body),
+            bytes_out=len(response.body),
+            latency_ms=(time.perf_counter() - started) * 1000,
+            upstream_latency_ms=upstream_response.elapsed_ms if upstream_response else None,
+            error=error,
+        )
+        served_under = DecisionRecord(
+            "allow",
+            (),
+            policy_version=target.policy_version,
+            decided_by="proxy",
+            cached=target.cached,
+        )
+        event = build_event(
+            "response",
+            record,
+            identity=access.identity,
+            decision=served_under,
+            resource=_resource(target.route),
+            decision_id=target.decision_id,
+            response=outcome,
+            anomalies=_anomalies(request),
+        )
+        self._emitter.emit(event)
+        return response
+
+    def _target(
+        self, request: GatewayRequest, record: RequestRecord, access: GrantedAccess
+    ) -> _Target:
+        if access.decided_for != request.request_id:
+            return self._redecide(request, record, access)
+        try:
+            route = self._versions.get(access.policy_version).document.route(access.route_id)
+        except PolicyUnavailable:
+            route = None
+        if route is None:
+            failure = DecisionRecord(
+                "error",
+                (Reason.POLICY_UNAVAILABLE,),
+                policy_version=access.policy_version,
+                decided_by="proxy",
+                detail=f"route {access.route_id!r} of v{access.policy_version} is unavailable",
+            )
+            self._audit_decision(record, access.identity, failure, ResourceRecord())
+            raise _Refused(error_response(503, "policy unavailable", request.request_id))
+        return _Target(route, access.decision_id, access.policy_version, cached=False)
+
+    def _redecide(
+        self, request: GatewayRequest, record: RequestRecord, access: GrantedAccess
+    ) -> _Target:
+        decision_id = uuid7()
+        redecision = self._decide_again(request, access.identity)
+        route = redecision.route
+        resource = _resource(route) if route else ResourceRecord()
+        self._audit_decision(record, access.identity, redecision.record, resource, decision_id)
+        if route is None:
+            raise _Refused(
+                error_response(redecision.status, redecision.message, request.request_id)
+            )
+        return _Target(route, decision_id, redecision.record.policy_version, cached=True)
+
+    def _decide_again(self, request: GatewayRequest, identity: Identity) -> _Redecision:
+        by_proxy: dict[str, Any] = {"decided_by": "proxy", "cached": True}
+        if identity.expires_at <= time.time():
+            expired = DecisionRecord("deny", (Reason.TOKEN_EXPIRED,), **by_proxy)
+            return _Redecision(expired, status=401, message="token expired")
+        try:
+            path = normalize_path(request.path)
+            decision = self._active_policy.current().evaluate(
+                identity, AccessRequest(request.host, request.method, path)
+            )
+        except AmbiguousPath as exc:
+            ambiguous = DecisionRecord(
+                "deny", (Reason.AMBIGUOUS_PATH,), detail=str(exc), **by_proxy
+            )
+            return _Redecision(ambiguous, status=400, message="ambiguous path")
+        except PolicyUnavailable as exc:
+            failed = DecisionRecord(
+                "error", (Reason.POLICY_UNAVAILABLE,), detail=str(exc), **by_proxy
+            )
+            return _Redecision(failed, status=503, message="policy unavailable")
+        record = DecisionRecord.from_decision(decision, **by_proxy)
+        if decision.allowed and decision.route is not None:
+            return _Redecision(record, route=decision.route)
+        return _Redecision(record)
+
+    def _forward(
+        self, request: GatewayRequest, access: GrantedAccess, target: _Target
+    ) -> UpstreamResponse:
+        if len(request.body) > self._max_request_body:
+            too_large = error_response(413, "request body too large", request.request_id)
+            raise _Refused(too_large, "request_too_large")
+        route = target.route
+        try:
+            assertion = self._assertions.issue(
+                access.identity,
+                audience=route.audience,
+                request_id=request.request_id,
+                decision_id=target.decision_id,
+            )
+        except SigningError as exc:
+            unsigned = error_response(503, "cannot sign identity assertion", request.request_id)
+            raise _Refused(unsigned, str(exc)) from exc
+        forwarded = ForwardedFor(
+            client_ip=request.source_ip,
+            proto=request.headers.get("x-forwarded-proto") or "https",
+            host=request.host,
+            request_id=request.request_id,
+        )
+        headers = upstream_request_headers(
+            request.headers,
+            forwarded,
+            pass_authorization=route.pass_authorization,
+            assertion=assertion,
+        )
+        url = route.upstream + request.path
+        if request.query:
+            url += "?" + urlencode(request.query, quote_via=quote)
+        try:
+            return self._upstream.send(request.method, url, headers.headers, request.body)
+        except UpstreamError as exc:
+            self._count("UpstreamErrors")
+            message = "upstream timed out" if exc.status == 504 else "upstream unavailable"
+            raise _Refused(
+                error_response(exc.status, message, request.request_id), str(exc)
+            ) from exc
+
+    def _audit_decision(
+        self,
+        record: RequestRecord,
+        identity: Identity | None,
+        decision: DecisionRecord,
+        resource: ResourceRecord,
+        decision_id: str | None = None,
+    ) -> None:
+        event = build_event(
+            "decision",
+            record,
+            identity=identity,
+            decision=decision,
+            resource=resource,
+            event_id=decision_id,
+        )
+        self._emitter.emit(event)
+
+    def _count(self, name: str) -> None:
+        if self._metrics is not None:
+            self._metrics.add_metric(name=name, unit="Count", value=1)
+
+
+def _resource(route: Route) -> ResourceRecord:
+    return ResourceRecord(route.id, route.upstream, route.sensitive)
+
+
+def _anomalies(request: GatewayRequest) -> list[str]:
+    """Signs of tampering worth an alert: a client speaking in the gateway's header namespace."""
+    spoofed = any(name.lower().startswith(GATEHOUSE_PREFIX) for name, _ in request.headers)
+    return ["client_sent_gatehouse_header"] if spoofed else []

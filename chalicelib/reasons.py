@@ -1,0 +1,66 @@
+"""The closed set of reason codes carried by every access decision.
+
+Codes are for queries and alerts; free text (``detail``) is for humans. A code
+never changes meaning once released: add new codes, never repurpose old ones.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why a request was allowed or denied."""
+
+    # Allowed.
+    ALLOW_RULE_MATCHED = "allow_rule_matched"
+
+    # Denied by policy.
+    DENY_RULE_MATCHED = "deny_rule_matched"
+    NO_MATCHING_RULE = "no_matching_rule"
+    NO_ROUTE = "no_route"
+    AMBIGUOUS_PATH = "ambiguous_path"
+
+    # Credentials could not be established (HTTP 401).
+    MISSING_CREDENTIALS = "missing_credentials"
+    MALFORMED_TOKEN = "malformed_token"
+    TOKEN_TOO_LARGE = "token_too_large"
+    UNSUPPORTED_ALGORITHM = "unsupported_algorithm"
+    ALGORITHM_MISMATCH = "algorithm_mismatch"
+    UNKNOWN_ISSUER = "unknown_issuer"
+    UNKNOWN_KEY = "unknown_key"
+    BAD_SIGNATURE = "bad_signature"
+    MISSING_CLAIM = "missing_claim"
+    INVALID_CLAIM = "invalid_claim"
+    WRONG_AUDIENCE = "wrong_audience"
+    TOKEN_EXPIRED = "token_expired"
+    TOKEN_NOT_YET_VALID = "token_not_yet_valid"
+
+    # Gatehouse could not decide (fail closed, HTTP 5xx).
+    ISSUER_UNAVAILABLE = "issuer_unavailable"
+    POLICY_UNAVAILABLE = "policy_unavailable"
+    NO_IDENTITY_CONTEXT = "no_identity_context"
+
+    @property
+    def is_credential_failure(self) -> bool:
+        """True when the caller failed to authenticate (answered with 401)."""
+        return self in _CREDENTIAL_FAILURES
+
+
+_CREDENTIAL_FAILURES = frozenset(
+    {
+        Reason.MISSING_CREDENTIALS,
+        Reason.MALFORMED_TOKEN,
+        Reason.TOKEN_TOO_LARGE,
+        Reason.UNSUPPORTED_ALGORITHM,
+        Reason.ALGORITHM_MISMATCH,
+        Reason.UNKNOWN_ISSUER,
+        Reason.UNKNOWN_KEY,
+        Reason.BAD_SIGNATURE,
+        Reason.MISSING_CLAIM,
+        Reason.INVALID_CLAIM,
+        Reason.WRONG_AUDIENCE,
+        Reason.TOKEN_EXPIRED,
+        Reason.TOKEN_NOT_YET_VALID,
+    }
+)

@@ -1,0 +1,1 @@
+"""The Gatehouse operator CLI and local stack. Never deployed to Lambda."""

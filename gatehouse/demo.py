@@ -1,0 +1,321 @@
+"""``gatehouse demo`` (``make demo``): the whole stack, real traffic, what happened.
+
+Starts ``gatehouse dev`` as a separate process (as a user would), waits for
+its state file, sends six requests through the gateway over real HTTP,
+flushes the audit queue, reads the records back from the Object Lock bucket,
+prints all of it, stops the stack, and exits 0 only if every request ended
+the way it should have.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gatehouse.state import DevState, NoLocalStack, find_state
+
+STARTUP_SECONDS = 90
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One request of the demo and what must come of it."""
+
+    title: str
+    method: str
+    path: str
+    expected_status: int
+    expected_reason: str
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """A request sent and its answer."""
+
+    scenario: Scenario
+    status: int
+    request_id: str
+    body: dict[str, Any]
+
+
+def run_demo() -> int:
+    """Run the demo; return the exit status."""
+    with tempfile.TemporaryDirectory(prefix="gatehouse-demo-") as state_dir:
+        stack = _start_stack(Path(state_dir))
+        try:
+            state = _wait_for_state(stack, Path(state_dir))
+            return _show(state, Path(state_dir))
+        finally:
+            _stop_stack(stack)
+
+
+def _start_stack(state_dir: Path) -> subprocess.Popen[bytes]:
+    print(
+        "Starting the local stack (moto, dev OIDC issuer, demo backend, gateway, audit writer)...",
+        flush=True,
+    )
+    log = (state_dir / "stack.log").open("wb")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gatehouse.cli",
+            "--state-dir",
+            str(state_dir),
+            "dev",
+            "--port",
+            "0",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def _wait_for_state(stack: subprocess.Popen[bytes], state_dir: Path) -> DevState:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if stack.poll() is not None:
+            raise SystemExit(
+                f"the local stack exited with {stack.returncode}:\n{_stack_log(state_dir)}"
+            )
+        try:
+            return find_state(state_dir)
+        except NoLocalStack:
+            time.sleep(0.1)
+    raise SystemExit(
+        f"the local stack did not start within {STARTUP_SECONDS}s:\n{_stack_log(state_dir)}"
+    )
+
+
+def _stack_log(state_dir: Path) -> str:
+    path = state_dir / "stack.log"
+    return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+
+def _stop_stack(stack: subprocess.Popen[bytes]) -> None:
+    if stack.poll() is None:
+        stack.send_signal(signal.SIGINT)
+        try:
+            stack.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            stack.kill()
+            stack.wait()
+    print(f"\nLocal stack stopped (exit status {stack.returncode}).")
+
+
+def scenarios(state: DevState) -> list[Scenario]:
+    """The six requests, with tokens minted by the dev issuer."""
+    from gatehouse.dev import idp
+
+    keys = {alg: _signing_key(state, alg) for alg in ("RS256", "ES256")}
+
+    def token(key: idp.SigningKey | tuple[str, str, Any], **claims: Any) -> str:
+        return idp.mint_token(key, issuer=state.issuer, audience=state.audience, **claims)
+
+    alice = token(
+        keys["ES256"],
+        subject="alice",
+        email="alice@example.com",
+        groups=["engineering"],
+        amr=["pwd", "mfa"],
+    )
+    carol = token(
+        keys["RS256"],
+        subject="carol",
+        email="carol@contractor.example",
+        groups=["engineering", "contractors"],
+    )
+    expired = token(
+        keys["RS256"],
+        subject="alice",
+        email="alice@example.com",
+        groups=["engineering"],
+        ttl_seconds=-300,
+    )
+    rogue_key = ("RS256", keys["RS256"].kid + "-rogue", idp.generate_key("RS256"))
+    forged = token(
+        rogue_key, subject="mallory", email="mallory@example.com", groups=["engineering"]
+    )
+    forged_assertion = idp.mint_token(
+        rogue_key, issuer=state.gateway_url, audience="demo", subject="root", groups=["admins"]
+    )
+    return [
+        Scenario(
+            "allowed: engineer reads the API",
+            "GET",
+            "/api/projects/42/files?tag=red&tag=blue",
+            200,
+            "allow_rule_matched",
+            {"Authorization": f"Bearer {alice}"},
+        ),
+        Scenario(
+            "denied by policy: contractor reads billing",
+            "GET",
+            "/api/billing/invoices",
+            403,
+            "deny_rule_matched",
+            {"Authorization": f"Bearer {carol}"},
+        ),
+        Scenario(
+            "expired token",
+            "GET",
+            "/api/projects",
+            401,
+            "token_expired",
+            {"Authorization": f"Bearer {expired}"},
+        ),
+        Scenario(
+            "token signed by an unknown key",
+            "GET",
+            "/api/projects",
+            401,
+            "unknown_key",
+            {"Authorization": f"Bearer {forged}"},
+        ),
+        Scenario("no token", "GET", "/api/projects", 401, "missing_credentials", {}),
+        Scenario(
+            "forged X-Gatehouse-Assertion from the client",
+            "POST",
+            "/api/projects",
+            200,
+            "allow_rule_matched",
+            {
+                "Authorization": f"Bearer {alice}",
+                "X-Gatehouse-Assertion": forged_assertion,
+                "Content-Type": "application/json",
+            },
+        ),
+    ]
+
+
+def _signing_key(state: DevState, alg: str) -> Any:
+    from cryptography.hazmat.primitives import serialization
+
+    from gatehouse.dev.idp import SigningKey
+
+    info = state.idp_keys[alg]
+    private_key = serialization.load_pem_private_key(Path(info["path"]).read_bytes(), password=None)
+    return SigningKey(alg, info["kid"], private_key, Path(info["path"]))  # type: ignore[arg-type]
+
+
+def send(state: DevState, scenario: Scenario) -> Exchange:
+    """Send one scenario's request over HTTP."""
+    parts = urlsplit(state.gateway_url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    body = json.dumps({"name": "demo"}).encode() if scenario.method == "POST" else None
+    try:
+        connection.request(scenario.method, scenario.path, body=body, headers=scenario.headers)
+        response = connection.getresponse()
+        payload = response.read()
+        request_id = response.getheader("x-amzn-RequestId", "")
+    finally:
+        connection.close()
+    try:
+        parsed = json.loads(payload) if payload else {}
+    except ValueError:
+        parsed = {"raw": payload[:200].decode(errors="replace")}
+    return Exchange(
+        scenario, response.status, request_id, parsed if isinstance(parsed, dict) else {}
+    )
+
+
+def _show(state: DevState, state_dir: Path) -> int:
+    print(f"  gateway {state.gateway_url}   issuer {state.issuer}   backend {state.backend_url}\n")
+    exchanges = [send(state, scenario) for scenario in scenarios(state)]
+    events = _stored_events(state_dir, expected=len(exchanges))
+    failures = 0
+    for number, exchange in enumerate(exchanges, 1):
+        failures += _print_exchange(number, exchange, events)
+    _print_audit(events)
+    if failures:
+        print(f"\n{failures} request(s) did not end as expected.")
+        return 1
+    print("\nEvery request ended as expected, and every one of them is in the audit trail.")
+    return 0
+
+
+def _stored_events(state_dir: Path, expected: int) -> list[dict[str, Any]]:
+    """Flush the queue and read everything back, polling until all requests are stored."""
+    from gatehouse.audit_commands import flush, tail
+    from gatehouse.target import resolve_target
+
+    target = resolve_target(state_dir)
+    deadline = time.monotonic() + 30
+    events: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        flush(target)
+        events = tail(target, 1000)
+        if len({e["request"]["id"] for e in events if e["event_type"] == "decision"}) >= expected:
+            break
+        time.sleep(0.2)
+    return events
+
+
+def _print_exchange(number: int, exchange: Exchange, events: list[dict[str, Any]]) -> int:
+    scenario = exchange.scenario
+    mine = [e for e in events if e["request"]["id"] == exchange.request_id]
+    decision = next((e["decision"] for e in mine if e["event_type"] == "decision"), None)
+    reasons = decision["reasons"] if decision else []
+    ok = exchange.status == scenario.expected_status and scenario.expected_reason in reasons
+    outcome = decision["outcome"] if decision else "NOT AUDITED"
+    expected = f"   <-- expected HTTP {scenario.expected_status} {scenario.expected_reason}"
+    print(f"{number}. {scenario.title}")
+    print(f"   {scenario.method} {scenario.path}  ->  HTTP {exchange.status}")
+    print(f"   decision: {outcome} {reasons}{'' if ok else expected}")
+    if decision and decision["matched_rules"]:
+        rules = ", ".join(decision["matched_rules"])
+        print(f"   matched rules: {rules} (policy v{decision['policy_version']})")
+    if decision and decision.get("detail"):
+        print(f"   detail: {decision['detail']}")
+    if exchange.status == 200:
+        ok = _print_backend_view(exchange.body, mine) and ok
+    kinds = ", ".join(e["event_type"] for e in mine) or "none"
+    print(f"   audit events: {kinds}   request id {exchange.request_id}\n")
+    return 0 if ok else 1
+
+
+def _print_backend_view(seen: dict[str, Any], mine: list[dict[str, Any]]) -> bool:
+    assertion = seen.get("assertion", {})
+    claims = assertion.get("claims", {})
+    headers = {name.lower(): values for name, values in seen.get("headers", {}).items()}
+    indent = " " * 16
+    print(f"   backend saw: {seen.get('method')} {seen.get('path')} query={seen.get('query')}")
+    print(f"{indent}X-Forwarded-For={headers.get('x-forwarded-for')}")
+    print(f"{indent}Authorization forwarded={'authorization' in headers}")
+    if assertion.get("valid"):
+        print(f"{indent}assertion VALID (verified by PyJWT with the gateway's JWKS):")
+        print(
+            f"{indent}  sub={claims.get('sub')} email={claims.get('email')} "
+            f"groups={claims.get('groups')} aud={claims.get('aud')} rid={claims.get('rid')}"
+        )
+    else:
+        print(f"{indent}assertion INVALID: {assertion.get('error')}")
+    response_event = next((e for e in mine if e["event_type"] == "response"), None)
+    if response_event and response_event["anomalies"]:
+        flagged = ", ".join(response_event["anomalies"])
+        print(f"   audit flagged: {flagged} (the client's header was dropped)")
+    return bool(assertion.get("valid")) and len(headers.get("x-gatehouse-assertion", [])) == 1
+
+
+def _print_audit(events: list[dict[str, Any]]) -> None:
+    from gatehouse.audit_commands import format_event
+
+    print(f"Audit records read back from the Object Lock bucket ({len(events)} events):")
+    for event in events:
+        print("  " + format_event(event))
+    if events:
+        print("\nOne full record (the first decision):")
+        first = next(e for e in events if e["event_type"] == "decision")
+        print("  " + json.dumps(first, indent=2).replace("\n", "\n  "))

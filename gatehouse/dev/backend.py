@@ -1,0 +1,195 @@
+"""The demo backend: answers every request with what crossed the proxy.
+
+The JSON answer shows the method, path, query, headers, body hash and the
+verified identity assertion (or why it failed to verify). Verification uses
+PyJWT against the gateway's published JWKS, as any upstream would.
+
+A few behaviours help tests exercise the proxy, chosen with ``?behave=``:
+
+- ``binary``   echo the request body back with the request's Content-Type;
+- ``gzip``     a gzip-encoded JSON answer (``Content-Encoding: gzip``);
+- ``redirect`` a 302 to ``/elsewhere`` (the proxy must not follow it);
+- ``cookies``  two ``Set-Cookie`` headers;
+- ``slow``     sleep ``seconds`` before answering;
+- ``large``    a body of ``bytes`` bytes;
+- ``status``   answer with status ``code``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import jwt
+
+ASSERTION_HEADER = "X-Gatehouse-Assertion"
+
+
+class AssertionVerifier:
+    """Verifies ``X-Gatehouse-Assertion`` with the gateway's JWKS (fetched lazily)."""
+
+    def __init__(self, gateway_url: str, issuer: str) -> None:
+        self.gateway_url = gateway_url.rstrip("/")
+        self.issuer = issuer
+        self._keys: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _key(self, kid: str) -> Any:
+        with self._lock:
+            if kid not in self._keys:
+                url = f"{self.gateway_url}/.well-known/gatehouse/jwks.json"
+                with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (loopback)
+                    document = json.load(response)
+                self._keys = {
+                    jwk["kid"]: jwt.PyJWK.from_dict(jwk).key for jwk in document.get("keys", [])
+                }
+            return self._keys.get(kid)
+
+    def verify(self, token: str, audience: str) -> dict[str, Any]:
+        """The assertion's claims, or the reason it is not valid."""
+        try:
+            kid = jwt.get_unverified_header(token).get("kid", "")
+            key = self._key(kid)
+            if key is None:
+                return {"valid": False, "error": f"unknown signing key {kid!r}"}
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=["ES256"],
+                audience=audience,
+                issuer=self.issuer,
+                options={"require": ["iss", "aud", "exp", "iat", "sub"]},
+            )
+        except (jwt.PyJWTError, OSError, ValueError) as exc:
+            return {"valid": False, "error": f"{type(exc).__name__}: {exc}"}
+        return {"valid": True, "claims": claims}
+
+
+class DemoBackend:
+    """The backend's HTTP server on 127.0.0.1."""
+
+    def __init__(self, port: int = 0, audience: str = "demo") -> None:
+        self.audience = audience
+        self.verifier: AssertionVerifier | None = None
+        self.requests_seen = 0
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="demo-backend", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        """Base URL."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def trust_gateway(self, gateway_url: str, issuer: str) -> None:
+        """Verify assertions against this gateway's keys and issuer name."""
+        self.verifier = AssertionVerifier(gateway_url, issuer)
+
+    def start(self) -> None:
+        """Serve in a background thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def describe(
+        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+    ) -> dict[str, Any]:
+        """What the backend saw, as JSON-ready data."""
+        parts = urlsplit(target)
+        grouped: dict[str, list[str]] = {}
+        for name, value in headers:
+            grouped.setdefault(name, []).append(value)
+        assertion_values = grouped.get(ASSERTION_HEADER) or [
+            value for name, value in headers if name.lower() == ASSERTION_HEADER.lower()
+        ]
+        if not assertion_values:
+            assertion: dict[str, Any] = {"valid": False, "error": "no assertion header"}
+        elif len(assertion_values) > 1:
+            assertion = {"valid": False, "error": "more than one assertion header"}
+        elif self.verifier is None:
+            assertion = {"valid": False, "error": "backend does not know the gateway"}
+        else:
+            assertion = self.verifier.verify(assertion_values[0], self.audience)
+        return {
+            "method": method,
+            "path": parts.path,
+            "query": parse_qsl(parts.query, keep_blank_values=True),
+            "headers": grouped,
+            "body_bytes": len(body),
+            "body_sha256": hashlib.sha256(body).hexdigest(),
+            "assertion": assertion,
+        }
+
+
+Reply = tuple[int, bytes, list[tuple[str, str]]]
+_JSON = [("Content-Type", "application/json")]
+
+
+def _behaviours(
+    request_headers: Any, body: bytes, query: dict[str, str], seen: dict[str, Any]
+) -> dict[str, Any]:
+    """Each ``?behave=`` value and the reply it makes."""
+    as_json = json.dumps(seen).encode("utf-8")
+    content_type = request_headers.get("Content-Type", "application/octet-stream")
+    return {
+        "binary": lambda: (200, body, [("Content-Type", content_type)]),
+        "gzip": lambda: (200, gzip.compress(as_json), [*_JSON, ("Content-Encoding", "gzip")]),
+        "redirect": lambda: (302, b"", [("Location", "/elsewhere")]),
+        "cookies": lambda: (
+            200,
+            b"{}",
+            [*_JSON, ("Set-Cookie", "a=1; Path=/"), ("Set-Cookie", "b=2; Path=/")],
+        ),
+        "large": lambda: (
+            200,
+            b"x" * int(query.get("bytes", "0")),
+            [("Content-Type", "application/octet-stream")],
+        ),
+        "status": lambda: (int(query.get("code", "200")), as_json, _JSON),
+    }
+
+
+def _handler_for(backend: DemoBackend) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            backend.requests_seen += 1
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            query = dict(parse_qsl(urlsplit(self.path).query))
+            seen = backend.describe(self.command, self.path, list(self.headers.items()), body)
+            behaviour = query.get("behave", "")
+            if behaviour == "slow":
+                time.sleep(float(query.get("seconds", "1")))
+            reply = _behaviours(self.headers, body, query, seen).get(behaviour)
+            status, payload, headers = (
+                reply() if reply else (200, json.dumps(seen).encode("utf-8"), _JSON)
+            )
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    return Handler

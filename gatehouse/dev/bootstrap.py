@@ -1,0 +1,162 @@
+"""Creates every AWS resource the app needs, with the names and settings of ``infra/``.
+
+moto's CloudFormation silently drops Object Lock, TTL, KMS key specs and
+more, so the local stack does not deploy the template into moto: it creates
+the same resources here, with boto3, idempotently.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from gatehouse.resources import (
+    AUDIT_QUEUE_MAX_RECEIVES,
+    AUDIT_QUEUE_VISIBILITY_SECONDS,
+    AUDIT_RETENTION_DAYS,
+    AUDIT_RETENTION_MODE,
+    ResourceNames,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What the bootstrap created (or found)."""
+
+    policy_table: str
+    audit_bucket: str
+    audit_queue_url: str
+    audit_dlq_url: str
+    signing_key_id: str
+    signing_key_alias: str
+
+
+def bootstrap(session: Any, names: ResourceNames, endpoint_url: str | None) -> Resources:
+    """Create (or find) the stage's resources.
+
+    Parameters
+    ----------
+    session:
+        A boto3 session.
+    names:
+        The stage's resource names.
+    endpoint_url:
+        The moto endpoint (None means real AWS: refuse, this is for local use).
+    """
+    if endpoint_url is None:
+        raise ValueError("bootstrap is for the local stack; pass the moto endpoint URL")
+
+    def client(service: str) -> Any:
+        return session.client(service, endpoint_url=endpoint_url, region_name=names.region)
+
+    _policy_table(client("dynamodb"), names.policy_table)
+    _audit_bucket(client("s3"), names)
+    dlq_url, queue_url = _audit_queues(client("sqs"), names)
+    key_id = _signing_key(client("kms"), names.signing_key_alias)
+    return Resources(
+        policy_table=names.policy_table,
+        audit_bucket=names.audit_bucket,
+        audit_queue_url=queue_url,
+        audit_dlq_url=dlq_url,
+        signing_key_id=key_id,
+        signing_key_alias=names.signing_key_alias,
+    )
+
+
+def _policy_table(dynamodb: Any, table: str) -> None:
+    try:
+        dynamodb.create_table(
+            TableName=table,
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+            SSESpecification={"Enabled": True},
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceInUseException":
+            raise
+    dynamodb.update_continuous_backups(
+        TableName=table,
+        PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+    )
+
+
+def _audit_bucket(s3: Any, names: ResourceNames) -> None:
+    bucket = names.audit_bucket
+    try:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "ObjectLockEnabledForBucket": True}
+        if names.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": names.region}
+        s3.create_bucket(**kwargs)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    s3.put_object_lock_configuration(
+        Bucket=bucket,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {
+                "DefaultRetention": {
+                    "Mode": AUDIT_RETENTION_MODE.get(names.stage, "GOVERNANCE"),
+                    "Days": AUDIT_RETENTION_DAYS.get(names.stage, 1),
+                }
+            },
+        },
+    )
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+
+
+def _audit_queues(sqs: Any, names: ResourceNames) -> tuple[str, str]:
+    dlq_url = sqs.create_queue(
+        QueueName=names.audit_dlq,
+        Attributes={"MessageRetentionPeriod": str(14 * 86400), "SqsManagedSseEnabled": "true"},
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    queue_url = sqs.create_queue(
+        QueueName=names.audit_queue,
+        Attributes={
+            "VisibilityTimeout": str(AUDIT_QUEUE_VISIBILITY_SECONDS),
+            "MessageRetentionPeriod": str(14 * 86400),
+            "SqsManagedSseEnabled": "true",
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(AUDIT_QUEUE_MAX_RECEIVES)}
+            ),
+        },
+    )["QueueUrl"]
+    return dlq_url, queue_url
+
+
+def _signing_key(kms: Any, alias: str) -> str:
+    try:
+        return str(kms.describe_key(KeyId=alias)["KeyMetadata"]["KeyId"])
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "NotFoundException":
+            raise
+    key_id = str(
+        kms.create_key(
+            KeySpec="ECC_NIST_P256",
+            KeyUsage="SIGN_VERIFY",
+            Description="Gatehouse identity assertion and audit digest signing key",
+        )["KeyMetadata"]["KeyId"]
+    )
+    kms.create_alias(AliasName=alias, TargetKeyId=key_id)
+    return key_id

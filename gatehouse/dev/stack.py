@@ -1,0 +1,232 @@
+"""The local stack: moto, a dev OIDC issuer, a demo backend, the gateway, the writer.
+
+Everything binds 127.0.0.1 and runs offline. :class:`LocalStack` starts the
+parts in dependency order, loads ``app.py`` the way Lambda would (its
+settings come from environment variables), seeds the demo policy, and writes
+the state file that operator commands read (DESIGN.md section 6).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+from types import ModuleType
+from typing import Any
+
+import boto3
+import yaml
+
+from gatehouse.dev.backend import DemoBackend
+from gatehouse.dev.bootstrap import Resources, bootstrap
+from gatehouse.dev.event_source import DrainResult, EventSourcePoller, drain_queue
+from gatehouse.dev.gateway import ApiGatewayEmulator, GatewayServer, load_api_definition
+from gatehouse.dev.idp import DevIssuer, SigningKey, load_or_create_key
+from gatehouse.resources import ResourceNames
+from gatehouse.state import STATE_FILE_NAME, DevState
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+DEMO_POLICY = Path(__file__).with_name("demo-policy.yaml")
+GATEWAY_RESPONSES = PROJECT_DIR / "infra" / "gateway_responses.json"
+ACCOUNT = "123456789012"
+AUDIENCE = "gatehouse"
+_FAKE_SESSION = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+@dataclass
+class StackOptions:
+    """How to run the local stack."""
+
+    state_dir: Path = field(default_factory=lambda: Path(".gatehouse"))
+    gateway_port: int = 8787
+    stage: str = "dev"
+    region: str = "us-east-1"
+    authorizer_ttl_seconds: int = 0
+    policy_file: Path | None = None
+    writer_interval_seconds: float = 1.0
+    metrics: bool = False
+
+
+class LocalStack:
+    """Starts and stops every part of the local stack."""
+
+    def __init__(self, options: StackOptions) -> None:
+        self.options = options
+        self._stoppers: list[Any] = []
+        self.moto: Any = None
+        self.idp: DevIssuer | None = None
+        self.backend: DemoBackend | None = None
+        self.gateway: GatewayServer | None = None
+        self.app_module: ModuleType | None = None
+        self.resources: Resources | None = None
+        self.state: DevState | None = None
+        self.poller: EventSourcePoller | None = None
+
+    def start(self) -> DevState:
+        """Start everything; return the state written to ``dev.json``."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> DevState:
+        options = self.options
+        options.state_dir.mkdir(parents=True, exist_ok=True)
+        endpoint = self._start_moto()
+        session = boto3.session.Session(region_name=options.region, **_FAKE_SESSION)
+        names = ResourceNames(options.stage, ACCOUNT, options.region)
+        self.resources = bootstrap(session, names, endpoint)
+        keys = [load_or_create_key(options.state_dir, alg) for alg in ("RS256", "ES256")]
+        self.idp = self._started(DevIssuer(keys))
+        self.backend = self._started(DemoBackend())
+        gateway = GatewayServer(port=options.gateway_port)
+        self.gateway = gateway
+        self._stoppers.append(gateway)
+        self._configure_environment(endpoint, gateway.url)
+        self.app_module = load_app()
+        definition = load_api_definition(self.app_module, GATEWAY_RESPONSES)
+        gateway.attach(
+            ApiGatewayEmulator(
+                definition,
+                self.app_module.app,
+                stage=options.stage,
+                region=options.region,
+                account=ACCOUNT,
+            )
+        )
+        gateway.start()
+        self.backend.trust_gateway(gateway.url, issuer=gateway.url)
+        self._seed_policy()
+        self.poller = EventSourcePoller(self.drain_audit_queue, options.writer_interval_seconds)
+        self.poller.start()
+        self._stoppers.append(self.poller)
+        self.state = self._write_state(endpoint, keys)
+        return self.state
+
+    def _started(self, server: Any) -> Any:
+        server.start()
+        self._stoppers.append(server)
+        return server
+
+    def _start_moto(self) -> str:
+        from moto.server import ThreadedMotoServer
+
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.moto.start()
+        self._stoppers.append(self.moto)
+        host, port = self.moto.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def _configure_environment(self, endpoint: str, gateway_url: str) -> None:
+        """The Lambda functions' environment, as ``.chalice/config.json`` would set it."""
+        assert self.resources is not None and self.idp is not None
+        resources = self.resources
+        os.environ.update(FAKE_CREDENTIALS)
+        os.environ.update(
+            {
+                "AWS_REGION": self.options.region,
+                "AWS_DEFAULT_REGION": self.options.region,
+                "GATEHOUSE_STAGE": self.options.stage,
+                "GATEHOUSE_AWS_ENDPOINT_URL": endpoint,
+                "GATEHOUSE_POLICY_TABLE": resources.policy_table,
+                "GATEHOUSE_AUDIT_BUCKET": resources.audit_bucket,
+                "GATEHOUSE_AUDIT_QUEUE_URL": resources.audit_queue_url,
+                "GATEHOUSE_ASSERTION_KEY_ID": resources.signing_key_alias,
+                "GATEHOUSE_GATEWAY_ISSUER": gateway_url,
+                "GATEHOUSE_TRUSTED_ISSUERS": json.dumps(
+                    [{"issuer": self.idp.url, "audiences": [AUDIENCE]}]
+                ),
+                "GATEHOUSE_AUTHORIZER_TTL_SECONDS": str(self.options.authorizer_ttl_seconds),
+                "GATEHOUSE_POLICY_REFRESH_SECONDS": "1",
+                "POWERTOOLS_SERVICE_NAME": "gatehouse",
+                "POWERTOOLS_METRICS_DISABLED": "false" if self.options.metrics else "true",
+                "POWERTOOLS_LOG_LEVEL": "WARNING",
+            }
+        )
+
+    def _seed_policy(self) -> None:
+        from chalicelib import entrypoints
+
+        store = entrypoints.container().policy_store
+        if store.load_active() is not None:
+            return
+        assert self.backend is not None
+        path = self.options.policy_file or DEMO_POLICY
+        text = Template(path.read_text()).safe_substitute(BACKEND_URL=self.backend.url)
+        store.publish(yaml.safe_load(text), actor="gatehouse dev (initial policy)")
+
+    def drain_audit_queue(self) -> DrainResult:
+        """Run the audit writer on everything queued (the event source mapping)."""
+        from chalicelib import entrypoints
+
+        assert self.resources is not None and self.app_module is not None
+        container = entrypoints.container()
+        return drain_queue(
+            container.clients.sqs,
+            self.resources.audit_queue_url,
+            self.app_module.audit_writer,
+            region=self.options.region,
+        )
+
+    def _write_state(self, endpoint: str, keys: list[SigningKey]) -> DevState:
+        assert self.gateway and self.idp and self.backend and self.resources
+        rs256 = keys[0]
+        state = DevState(
+            gateway_url=self.gateway.url,
+            aws_endpoint_url=endpoint,
+            region=self.options.region,
+            issuer=self.idp.url,
+            audience=AUDIENCE,
+            idp_private_key_path=str(rs256.path.resolve()),
+            idp_kid=rs256.kid,
+            idp_alg=rs256.alg,
+            backend_url=self.backend.url,
+            audit_bucket=self.resources.audit_bucket,
+            policy_table=self.resources.policy_table,
+            audit_queue_url=self.resources.audit_queue_url,
+            audit_dlq_url=self.resources.audit_dlq_url,
+            signing_key_id=self.resources.signing_key_id,
+            stage=self.options.stage,
+            idp_keys={key.alg: {"path": str(key.path.resolve()), "kid": key.kid} for key in keys},
+            pid=os.getpid(),
+        )
+        state.write(self.options.state_dir / STATE_FILE_NAME)
+        return state
+
+    def stop(self) -> None:
+        """Stop everything that was started, newest first, and remove the state file."""
+        state_file = self.options.state_dir / STATE_FILE_NAME
+        if self.state is not None and state_file.exists():
+            state_file.unlink()
+        while self._stoppers:
+            part = self._stoppers.pop()
+            try:
+                part.stop()
+            except Exception as exc:  # keep stopping the rest
+                print(f"warning: stopping {type(part).__name__} failed: {exc}", file=sys.stderr)
+        from chalicelib import entrypoints
+
+        entrypoints.use_container(None)
+
+
+def load_app() -> ModuleType:
+    """Import ``app.py`` from the project directory, as the Lambda runtime would."""
+    if "app" in sys.modules:
+        return sys.modules["app"]
+    spec = importlib.util.spec_from_file_location("app", PROJECT_DIR / "app.py")
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {PROJECT_DIR / 'app.py'}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["app"] = module
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,45 @@
+"""Names of the stateful AWS resources, shared by the local bootstrap and ``infra/``.
+
+The CloudFormation template builds the same names from its ``Stage``
+parameter; ``tests/unit/test_resources.py`` keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceNames:
+    """The names of one stage's resources."""
+
+    stage: str
+    account: str
+    region: str
+
+    @property
+    def policy_table(self) -> str:
+        return f"gatehouse-{self.stage}-policy"
+
+    @property
+    def audit_bucket(self) -> str:
+        return f"gatehouse-{self.stage}-audit-{self.account}-{self.region}"
+
+    @property
+    def audit_queue(self) -> str:
+        return f"gatehouse-{self.stage}-audit"
+
+    @property
+    def audit_dlq(self) -> str:
+        return f"gatehouse-{self.stage}-audit-dlq"
+
+    @property
+    def signing_key_alias(self) -> str:
+        return f"alias/gatehouse-{self.stage}-signing"
+
+
+# Settings the template also uses.
+AUDIT_QUEUE_VISIBILITY_SECONDS = 60
+AUDIT_QUEUE_MAX_RECEIVES = 5
+AUDIT_RETENTION_DAYS = {"dev": 1, "prod": 2555}
+AUDIT_RETENTION_MODE = {"dev": "GOVERNANCE", "prod": "COMPLIANCE"}

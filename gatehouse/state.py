@@ -1,0 +1,78 @@
+"""The local stack's state file (``.gatehouse/dev.json``, DESIGN.md section 6).
+
+Operator commands find a running local stack through it, unless flags or
+environment variables point them elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATE_FILE_NAME = "dev.json"
+STATE_DIR_VARIABLE = "GATEHOUSE_STATE_DIR"
+
+
+class NoLocalStack(RuntimeError):
+    """No running local stack was found."""
+
+
+@dataclass(frozen=True)
+class DevState:
+    """What ``gatehouse dev`` started, and where."""
+
+    gateway_url: str
+    aws_endpoint_url: str
+    region: str
+    issuer: str
+    audience: str
+    idp_private_key_path: str
+    idp_kid: str
+    idp_alg: str
+    backend_url: str
+    audit_bucket: str
+    policy_table: str
+    audit_queue_url: str
+    audit_dlq_url: str = ""
+    signing_key_id: str = ""
+    stage: str = "dev"
+    idp_keys: dict[str, dict[str, str]] = field(default_factory=dict)
+    pid: int = 0
+
+    def write(self, path: Path) -> None:
+        """Write atomically, so a reader never sees half a file."""
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        temporary.replace(path)
+
+    @classmethod
+    def read(cls, path: Path) -> DevState:
+        """Read a state file.
+
+        Raises
+        ------
+        NoLocalStack
+            When the file does not exist or is not a state file.
+        """
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+            return cls(**data)
+        except FileNotFoundError as exc:
+            raise NoLocalStack(
+                f"no local stack state at {path}: start one with `gatehouse dev`"
+            ) from exc
+        except (TypeError, ValueError) as exc:
+            raise NoLocalStack(f"{path} is not a Gatehouse state file: {exc}") from exc
+
+
+def default_state_dir() -> Path:
+    """``$GATEHOUSE_STATE_DIR`` or ``./.gatehouse``."""
+    return Path(os.environ.get(STATE_DIR_VARIABLE) or ".gatehouse")
+
+
+def find_state(state_dir: Path | None = None) -> DevState:
+    """The running local stack's state."""
+    return DevState.read((state_dir or default_state_dir()) / STATE_FILE_NAME)

@@ -1,0 +1,87 @@
+"""Where operator commands find the stage they act on.
+
+Order: explicit flags, then a running local stack (``.gatehouse/dev.json``),
+then the same ``GATEHOUSE_*`` environment variables the functions use.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from gatehouse.state import NoLocalStack, find_state
+
+
+class NoTarget(RuntimeError):
+    """Neither a local stack nor a configured stage was found."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """The AWS resources of one stage."""
+
+    region: str
+    endpoint_url: str | None
+    audit_bucket: str
+    audit_queue_url: str
+    audit_dlq_url: str | None
+    policy_table: str
+    local: bool
+
+    @cached_property
+    def session(self) -> Any:
+        """A boto3 session (fake credentials for the local stack)."""
+        import boto3
+
+        if self.local:
+            return boto3.session.Session(
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",  # noqa: S106 - moto accepts anything
+                region_name=self.region,
+            )
+        return boto3.session.Session(region_name=self.region)
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for ``service`` in this stage."""
+        return self.session.client(service, endpoint_url=self.endpoint_url, region_name=self.region)
+
+
+def resolve_target(state_dir: Path | None = None) -> Target:
+    """The stage operator commands act on.
+
+    Raises
+    ------
+    NoTarget
+        When there is no running local stack and no ``GATEHOUSE_*`` settings.
+    """
+    try:
+        state = find_state(state_dir)
+    except NoLocalStack as local_error:
+        environ = os.environ
+        bucket = environ.get("GATEHOUSE_AUDIT_BUCKET")
+        if not bucket:
+            raise NoTarget(
+                f"{local_error}; or set GATEHOUSE_AUDIT_BUCKET, GATEHOUSE_AUDIT_QUEUE_URL and "
+                "GATEHOUSE_POLICY_TABLE to act on a deployed stage"
+            ) from local_error
+        return Target(
+            region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            endpoint_url=environ.get("GATEHOUSE_AWS_ENDPOINT_URL") or None,
+            audit_bucket=bucket,
+            audit_queue_url=environ.get("GATEHOUSE_AUDIT_QUEUE_URL", ""),
+            audit_dlq_url=environ.get("GATEHOUSE_AUDIT_DLQ_URL"),
+            policy_table=environ.get("GATEHOUSE_POLICY_TABLE", ""),
+            local=False,
+        )
+    return Target(
+        region=state.region,
+        endpoint_url=state.aws_endpoint_url,
+        audit_bucket=state.audit_bucket,
+        audit_queue_url=state.audit_queue_url,
+        audit_dlq_url=state.audit_dlq_url or None,
+        policy_table=state.policy_table,
+        local=True,
+    )
