@@ -8,6 +8,7 @@ the same resources here, with boto3, idempotently.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,24 +35,16 @@ class Resources:
     signing_key_alias: str
 
 
-def bootstrap(session: Any, names: ResourceNames, endpoint_url: str | None) -> Resources:
+def bootstrap(client: Callable[[str], Any], names: ResourceNames) -> Resources:
     """Create (or find) the stage's resources.
 
     Parameters
     ----------
-    session:
-        A boto3 session.
+    client:
+        Builds a boto3 client for a service name, pointed at moto.
     names:
         The stage's resource names.
-    endpoint_url:
-        The moto endpoint (None means real AWS: refuse, this is for local use).
     """
-    if endpoint_url is None:
-        raise ValueError("bootstrap is for the local stack; pass the moto endpoint URL")
-
-    def client(service: str) -> Any:
-        return session.client(service, endpoint_url=endpoint_url, region_name=names.region)
-
     _policy_table(client("dynamodb"), names.policy_table)
     _audit_bucket(client("s3"), names)
     dlq_url, queue_url = _audit_queues(client("sqs"), names)

@@ -85,7 +85,10 @@ class LocalStack:
         endpoint = self._start_moto()
         session = boto3.session.Session(region_name=options.region, **_FAKE_SESSION)
         names = ResourceNames(options.stage, ACCOUNT, options.region)
-        self.resources = bootstrap(session, names, endpoint)
+        self.resources = bootstrap(
+            lambda service: session.client(service, endpoint_url=endpoint, region_name=options.region),
+            names,
+        )
         keys = [load_or_create_key(options.state_dir, alg) for alg in ("RS256", "ES256")]
         self.idp = self._started(DevIssuer(keys))
         self.backend = self._started(DemoBackend())
