@@ -29,6 +29,7 @@ lint: $(STAMP)  ## ruff and mypy (strict on chalicelib)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/cfn-lint infra/*.yaml
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

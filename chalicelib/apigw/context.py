@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.identity import Identity
@@ -39,6 +40,21 @@ def authorizer_context(
     identity: Identity, decision: Decision, *, decision_id: str, request_id: str
 ) -> dict[str, str | int | bool]:
     """The context map returned with an Allow."""
+    return {
+        "principal": _principal_json(identity),
+        "sub": identity.subject,
+        "email": identity.email or "",
+        "groups": ",".join(sorted(identity.groups)),
+        "decision_id": decision_id,
+        "decided_for": request_id,
+        "policy_version": decision.policy_version,
+        "route_id": decision.route.id if decision.route else "",
+    }
+
+
+@lru_cache(maxsize=4096)
+def _principal_json(identity: Identity) -> str:
+    # The same principal calls again and again; serialise it once.
     principal = {
         "iss": identity.issuer,
         "sub": identity.subject,
@@ -53,16 +69,7 @@ def authorizer_context(
         "sid": identity.session_id,
         "jti": identity.token_id,
     }
-    return {
-        "principal": json.dumps(principal, separators=(",", ":")),
-        "sub": identity.subject,
-        "email": identity.email or "",
-        "groups": ",".join(sorted(identity.groups)),
-        "decision_id": decision_id,
-        "decided_for": request_id,
-        "policy_version": decision.policy_version,
-        "route_id": decision.route.id if decision.route else "",
-    }
+    return json.dumps(principal, separators=(",", ":"))
 
 
 def granted_access(context: Mapping[str, Any]) -> GrantedAccess:

@@ -22,27 +22,34 @@ class MalformedEvent(ValueError):
 class Headers:
     """An ordered, case-insensitive multi-map of HTTP headers."""
 
-    __slots__ = ("_index", "_pairs")
+    __slots__ = ("_index", "_multi")
 
-    def __init__(self, pairs: list[tuple[str, str]]) -> None:
-        self._pairs = pairs
+    def __init__(self, multi: dict[str, list[str]]) -> None:
+        self._multi = multi
         self._index: dict[str, list[str]] = {}
+        for name, values in multi.items():
+            lowered = name.lower()
+            if lowered in self._index:
+                self._index[lowered] = self._index[lowered] + values
+            else:
+                self._index[lowered] = values
+
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[str, str]]) -> Headers:
+        """Build from (name, value) pairs."""
+        multi: dict[str, list[str]] = {}
         for name, value in pairs:
-            self._index.setdefault(name.lower(), []).append(value)
+            multi.setdefault(name, []).append(value)
+        return cls(multi)
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> Headers:
         """Build from ``multiValueHeaders`` (falling back to ``headers``)."""
-        pairs: list[tuple[str, str]] = []
         multi = event.get("multiValueHeaders")
         if isinstance(multi, dict) and multi:
-            for name, values in multi.items():
-                for value in values or ():
-                    pairs.append((str(name), str(value)))
-        else:
-            for name, value in (event.get("headers") or {}).items():
-                pairs.append((str(name), str(value)))
-        return cls(pairs)
+            return cls({str(name): [str(v) for v in vs or ()] for name, vs in multi.items()})
+        single = event.get("headers") or {}
+        return cls({str(name): [str(value)] for name, value in single.items()})
 
     def get(self, name: str) -> str | None:
         """The first value of ``name``, or None."""
@@ -54,13 +61,15 @@ class Headers:
         return list(self._index.get(name.lower(), ()))
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self._pairs)
+        for name, values in self._multi.items():
+            for value in values:
+                yield name, value
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._index
 
     def __len__(self) -> int:
-        return len(self._pairs)
+        return sum(len(values) for values in self._multi.values())
 
 
 @dataclass(frozen=True, slots=True)

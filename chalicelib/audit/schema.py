@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
@@ -86,9 +87,14 @@ class RequestRecord:
 
 
 def principal_record(identity: Identity | None) -> dict[str, Any] | None:
-    """The ``principal`` section for ``identity``."""
+    """The ``principal`` section for ``identity`` (shared: callers must not mutate it)."""
     if identity is None:
         return None
+    return _principal_record(identity)
+
+
+@lru_cache(maxsize=4096)
+def _principal_record(identity: Identity) -> dict[str, Any]:
     return {
         "issuer": identity.issuer,
         "subject": identity.subject,

@@ -131,13 +131,20 @@ class JwksCache:
         if not isinstance(entries, list):
             raise FetchError(f"{state.jwks_uri} is not a JWK set")
         keys: dict[str, VerificationKey] = {}
+        ambiguous: set[str] = set()
         for entry in entries:
             try:
                 key = parse_jwk(entry)
             except InvalidKey as exc:
                 logger.info("ignoring a key of %s: %s", issuer.issuer, exc)
                 continue
+            if key.kid in keys:
+                ambiguous.add(key.kid)
             keys[key.kid] = key
+        for kid in ambiguous:
+            # Two keys under one kid: no way to know which one signed a token.
+            logger.warning("ignoring kid %r of %s: it names more than one key", kid, issuer.issuer)
+            del keys[kid]
         if not keys:
             raise FetchError(f"{state.jwks_uri} holds no usable signing key")
         return keys
@@ -151,6 +158,9 @@ class JwksCache:
             # OIDC Discovery 4.3: the document must name the issuer it was fetched for.
             raise FetchError(f"{url} names issuer {document.get('issuer')!r}")
         jwks_uri = document.get("jwks_uri")
-        if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
+        # An https issuer must keep its keys behind https too; plain http is
+        # only for issuers that are themselves plain http (local development).
+        allowed = ("https://",) if issuer.issuer.startswith("https://") else ("https://", "http://")
+        if not isinstance(jwks_uri, str) or not jwks_uri.startswith(allowed):
             raise FetchError(f"{url} has no usable jwks_uri")
         return jwks_uri

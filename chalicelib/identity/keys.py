@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 SUPPORTED_ALGORITHMS = frozenset({"RS256", "ES256", "EdDSA"})
+# RFC 9864 names the Ed25519 algorithm "Ed25519"; JOSE's older name is "EdDSA".
+ALGORITHM_ALIASES = {"Ed25519": "EdDSA"}
 MIN_RSA_BITS = 2048
 
 _SHA256 = hashes.SHA256()
@@ -105,7 +107,8 @@ def parse_jwk(jwk: Any) -> VerificationKey:
     key_ops = jwk.get("key_ops")
     if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
         raise InvalidKey(f"key {kid} does not allow verify")
-    build = _KEY_BUILDERS.get(jwk.get("kty"))  # type: ignore[arg-type]
+    kty = jwk.get("kty")
+    build = _KEY_BUILDERS.get(kty) if isinstance(kty, str) else None
     if build is None:
         raise InvalidKey(f"key {kid} has unsupported kty {jwk.get('kty')!r}")
     try:
@@ -115,7 +118,7 @@ def parse_jwk(jwk: Any) -> VerificationKey:
     except (ValueError, TypeError) as exc:
         raise InvalidKey(f"key {kid} is malformed: {exc}") from exc
     declared = jwk.get("alg")
-    if declared is not None and _canonical_alg(declared) != alg:
+    if declared is not None and canonical_algorithm(declared) != alg:
         raise InvalidKey(f"key {kid} declares alg {declared!r}, which Gatehouse does not accept")
     return VerificationKey(kid=kid, alg=alg, public_key=public_key)
 
@@ -134,11 +137,11 @@ def public_jwk(key: ec.EllipticCurvePublicKey, kid: str) -> dict[str, str]:
     }
 
 
-def _canonical_alg(alg: object) -> str | None:
-    # RFC 9864 names the Ed25519 algorithm "Ed25519"; JOSE's older name is "EdDSA".
-    if alg == "Ed25519":
-        return "EdDSA"
-    return alg if isinstance(alg, str) else None
+def canonical_algorithm(alg: object) -> str | None:
+    """The algorithm name Gatehouse uses for ``alg``, or None when it is not a name."""
+    if not isinstance(alg, str):
+        return None
+    return ALGORITHM_ALIASES.get(alg, alg)
 
 
 def _member(jwk: dict[str, Any], name: str) -> bytes:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.identity.errors import TokenRejected
-from chalicelib.identity.keys import SUPPORTED_ALGORITHMS, b64url_decode
+from chalicelib.identity.keys import SUPPORTED_ALGORITHMS, b64url_decode, canonical_algorithm
 from chalicelib.identity.model import Identity
 from chalicelib.reasons import Reason
 
@@ -75,7 +75,8 @@ class TokenVerifier:
         self._skew = clock_skew_seconds
         self._max_token_bytes = max_token_bytes
         self._clock = clock
-        self._cache: OrderedDict[str, Identity] = OrderedDict()
+        # token -> (identity, exact exp): a cached answer must equal a fresh one.
+        self._cache: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
 
@@ -87,39 +88,43 @@ class TokenVerifier:
         TokenRejected
             With the reason the token is not acceptable.
         """
-        if len(token) > self._max_token_bytes:
+        if len(token) > self._max_token_bytes or (
+            not token.isascii() and len(token.encode("utf-8")) > self._max_token_bytes
+        ):
             raise TokenRejected(
                 Reason.TOKEN_TOO_LARGE, f"token exceeds {self._max_token_bytes} bytes"
             )
         now = self._clock()
         cached = self._cached(token)
         if cached is not None:
-            if cached.expires_at <= now:
+            identity, exp = cached
+            if exp <= now:
                 raise TokenRejected(Reason.TOKEN_EXPIRED, "token has expired")
-            return cached
-        identity = self._verify_uncached(token, now)
-        self._remember(token, identity)
+            return identity
+        identity, exp = self._verify_uncached(token, now)
+        self._remember(token, identity, exp)
         return identity
 
-    def _cached(self, token: str) -> Identity | None:
+    def _cached(self, token: str) -> tuple[Identity, float] | None:
         with self._cache_lock:
-            identity = self._cache.get(token)
-            if identity is not None:
+            entry = self._cache.get(token)
+            if entry is not None:
                 self._cache.move_to_end(token)
-            return identity
+            return entry
 
-    def _remember(self, token: str, identity: Identity) -> None:
+    def _remember(self, token: str, identity: Identity, exp: float) -> None:
         with self._cache_lock:
-            self._cache[token] = identity
+            self._cache[token] = (identity, exp)
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
 
-    def _verify_uncached(self, token: str, now: float) -> Identity:
+    def _verify_uncached(self, token: str, now: float) -> tuple[Identity, float]:
         header_segment, payload_segment, signature_segment = _split(token)
         header = _decode_object(header_segment, "header")
-        alg = header.get("alg")
-        if not isinstance(alg, str) or alg not in SUPPORTED_ALGORITHMS:
-            shown = alg[:16] if isinstance(alg, str) else type(alg).__name__
+        declared_alg = header.get("alg")
+        alg = canonical_algorithm(declared_alg)
+        if alg is None or alg not in SUPPORTED_ALGORITHMS:
+            shown = str(declared_alg)[:16] if isinstance(declared_alg, str) else "non-string"
             raise TokenRejected(Reason.UNSUPPORTED_ALGORITHM, f"alg {shown!r} is not accepted")
         if "crit" in header:
             raise TokenRejected(
@@ -141,21 +146,26 @@ class TokenVerifier:
         signing_input = f"{header_segment}.{payload_segment}".encode("ascii")
         if not key.verify(signing_input, signature):
             raise TokenRejected(Reason.BAD_SIGNATURE, "signature does not verify")
-        return self._identity(claims, issuer, now)
+        identity = self._identity(claims, issuer, now)
+        exp = _numeric_date(claims, "exp", required=True)
+        assert exp is not None  # checked by _identity
+        return identity, exp
 
     def _trusted_issuer(self, claims: Mapping[str, Any]) -> TrustedIssuer:
         iss = claims.get("iss")
-        if not isinstance(iss, str) or not iss:
+        if iss is None or iss == "":
             raise TokenRejected(Reason.MISSING_CLAIM, "token has no iss")
+        if not isinstance(iss, str):
+            raise TokenRejected(Reason.INVALID_CLAIM, "iss is not a string")
         issuer = self._issuers.get(iss)
         if issuer is None:
             raise TokenRejected(Reason.UNKNOWN_ISSUER, "token issuer is not trusted")
         return issuer
 
     def _identity(self, claims: Mapping[str, Any], issuer: TrustedIssuer, now: float) -> Identity:
-        expires_at = _numeric_date(claims, "exp", required=True)
-        assert expires_at is not None  # required=True
-        if expires_at <= now:
+        exp = _numeric_date(claims, "exp", required=True)
+        assert exp is not None  # required=True
+        if exp <= now:
             raise TokenRejected(Reason.TOKEN_EXPIRED, "token has expired")
         for name in ("nbf", "iat"):
             moment = _numeric_date(claims, name, required=False)
@@ -163,13 +173,15 @@ class TokenVerifier:
                 raise TokenRejected(Reason.TOKEN_NOT_YET_VALID, f"{name} is in the future")
         audience = _matching_audience(claims, issuer.audiences)
         subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject:
+        if subject is None or subject == "":
             raise TokenRejected(Reason.MISSING_CLAIM, "token has no sub")
+        if not isinstance(subject, str):
+            raise TokenRejected(Reason.INVALID_CLAIM, "sub is not a string")
         return Identity(
             issuer=issuer.issuer,
             subject=subject,
             audience=audience,
-            expires_at=int(expires_at),
+            expires_at=math.floor(exp),
             email=_verified_email(claims),
             groups=_string_set(claims.get(issuer.groups_claim), "groups", _MAX_GROUPS),
             amr=tuple(sorted(_string_set(claims.get("amr"), "amr", _MAX_AMR))),
@@ -210,8 +222,11 @@ def _reject_constant(name: str) -> Any:
 def _decode_object(segment: str, what: str) -> dict[str, Any]:
     raw = _decode(segment, what)
     try:
+        # RFC 7515 says UTF-8; json.loads(bytes) would also guess UTF-16/32.
         value = json.loads(
-            raw, object_pairs_hook=_reject_duplicate_members, parse_constant=_reject_constant
+            raw.decode("utf-8"),
+            object_pairs_hook=_reject_duplicate_members,
+            parse_constant=_reject_constant,
         )
     except (ValueError, RecursionError) as exc:
         raise TokenRejected(Reason.MALFORMED_TOKEN, f"token {what} is not a JSON object") from exc
@@ -226,9 +241,15 @@ def _numeric_date(claims: Mapping[str, Any], name: str, *, required: bool) -> fl
         if required:
             raise TokenRejected(Reason.MISSING_CLAIM, f"token has no {name}")
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise TokenRejected(Reason.INVALID_CLAIM, f"{name} is not a NumericDate")
-    return float(value)
+    try:
+        moment = float(value)
+    except OverflowError as exc:
+        raise TokenRejected(Reason.INVALID_CLAIM, f"{name} is out of range") from exc
+    if not math.isfinite(moment):
+        raise TokenRejected(Reason.INVALID_CLAIM, f"{name} is not a NumericDate")
+    return moment
 
 
 def _matching_audience(claims: Mapping[str, Any], accepted: tuple[str, ...]) -> str:
@@ -251,8 +272,10 @@ def _verified_email(claims: Mapping[str, Any]) -> str | None:
     if not isinstance(email, str):
         raise TokenRejected(Reason.INVALID_CLAIM, "email is not a string")
     # Issuers that do not send email_verified at all are trusted to verify;
-    # an explicit false means the address must not grant anything.
-    if claims.get("email_verified") is False:
+    # anything but an explicit true (some IdPs send the string "true") means
+    # the address must not grant anything.
+    verified = claims.get("email_verified", True)
+    if verified is not True and verified != "true":
         return None
     return email.strip().lower() or None
 
@@ -272,7 +295,10 @@ def _optional_int(claims: Mapping[str, Any], name: str) -> int | None:
     value = claims.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return int(value) if math.isfinite(value) else None
+    try:
+        return math.floor(value) if math.isfinite(float(value)) else None
+    except OverflowError:
+        return None
 
 
 def _optional_str(claims: Mapping[str, Any], name: str) -> str | None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from chalicelib.identity import Identity
 
 _ANYONE = ("*", "")
+_MEMO_SIZE = 8192
 SubjectKey = tuple[str, str]
 
 
@@ -76,6 +77,7 @@ class CompiledPolicy:
         # route id -> method -> subject key -> rules (in document order)
         self._index: dict[str, dict[str, dict[SubjectKey, list[Rule]]]] = {}
         self._order = {rule.id: position for position, rule in enumerate(document.rules)}
+        self._memo: dict[tuple[Identity, AccessRequest], Decision] = {}
         for rule in document.rules:
             self._add_to_index(rule)
 
@@ -97,7 +99,23 @@ class CompiledPolicy:
         return None
 
     def evaluate(self, identity: Identity, request: AccessRequest) -> Decision:
-        """Decide whether ``identity`` may make ``request``."""
+        """Decide whether ``identity`` may make ``request``.
+
+        Decisions are pure functions of the principal and the request under
+        one immutable policy version, so repeated ones are served from a
+        small memo. (A criterion that depends on anything else, such as the
+        time of day, must become part of the memo key or bypass it.)
+        """
+        key = (identity, request)
+        decision = self._memo.get(key)
+        if decision is None:
+            decision = self._evaluate(identity, request)
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = decision
+        return decision
+
+    def _evaluate(self, identity: Identity, request: AccessRequest) -> Decision:
         route = self.route_for(request.host, request.path)
         if route is None:
             return self._decision(False, Reason.NO_ROUTE, (), None)

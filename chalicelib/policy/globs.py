@@ -52,6 +52,13 @@ def compile_glob(pattern: str) -> PathGlob:
     return PathGlob(pattern=pattern, regex=re.compile("".join(parts) or "/"))
 
 
+def combine_globs(globs: tuple[PathGlob, ...]) -> re.Pattern[str] | None:
+    """One regex matching what any of ``globs`` matches; None for no globs."""
+    if not globs:
+        return None
+    return re.compile("|".join(f"(?:{glob.regex.pattern})" for glob in globs))
+
+
 def glob_to_arn_paths(pattern: str) -> tuple[tuple[str, ...], bool]:
     """Translate a glob into ``execute-api`` ARN resource paths.
 

@@ -13,12 +13,12 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from chalicelib.policy.errors import PolicyInvalid, PolicyProblem
-from chalicelib.policy.globs import InvalidGlob, PathGlob, compile_glob
+from chalicelib.policy.globs import InvalidGlob, PathGlob, combine_globs, compile_glob
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 SCHEMA_VERSION = 1
@@ -76,10 +76,15 @@ class Rule:
     subjects: Subjects
     actions: frozenset[str]
     paths: tuple[PathGlob, ...] = ()
+    path_regex: re.Pattern[str] | None = field(default=None, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # One alternation instead of one regex per glob: a rule costs one match.
+        object.__setattr__(self, "path_regex", combine_globs(self.paths))
 
     def matches_path(self, path: str) -> bool:
         """Whether the rule's path globs (none means every path) match."""
-        return not self.paths or any(glob.matches(path) for glob in self.paths)
+        return self.path_regex is None or self.path_regex.fullmatch(path) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,6 +165,7 @@ def _behaviours(
 def _handler_for(backend: DemoBackend) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls on keep-alive
 
         def _serve(self) -> None:
             backend.requests_seen += 1

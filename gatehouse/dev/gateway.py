@@ -486,10 +486,10 @@ class ApiGatewayEmulator:
         headers: list[tuple[str, str]] = []
         multi = response.get("multiValueHeaders") or {}
         for name, values in multi.items():
-            headers.extend((name, str(value)) for value in values)
+            headers.extend((_remapped(name), str(value)) for value in values)
         for name, value in (response.get("headers") or {}).items():
             if name not in multi:
-                headers.append((name, str(value)))
+                headers.append((_remapped(name), str(value)))
         body = response.get("body") or ""
         if not isinstance(body, str):
             raise _GatewayError("BAD_GATEWAY")
@@ -514,6 +514,15 @@ class ApiGatewayEmulator:
             name = parameter.removeprefix("gatewayresponse.header.")
             headers.append((name, value.strip("'")))
         return GatewayAnswer(int(definition["statusCode"]), headers, body.encode("utf-8"))
+
+
+# Integration response headers API Gateway renames to x-amzn-Remapped-<name>
+# because it sets (or refuses to pass) them itself.
+_REMAPPED = frozenset({"authorization", "connection", "date", "server", "www-authenticate", "via"})
+
+
+def _remapped(name: str) -> str:
+    return f"x-amzn-Remapped-{name}" if name.lower() in _REMAPPED else name
 
 
 def _context_string(value: Any) -> str:
@@ -611,6 +620,7 @@ def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
 def _handler_for(server: GatewayServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls on keep-alive
 
         def _serve(self) -> None:
             emulator = server.emulator
@@ -625,7 +635,8 @@ def _handler_for(server: GatewayServer) -> type[BaseHTTPRequestHandler]:
                 source_ip=self.client_address[0],
             )
             answer = emulator.handle(request)
-            self.send_response(answer.status)
+            self.send_response_only(answer.status)
+            self.send_header("Date", self.date_time_string())
             for name, value in answer.headers:
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(answer.body)))

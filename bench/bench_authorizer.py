@@ -1,0 +1,160 @@
+"""Authorizer decision cost (issue 2 budgets).
+
+- Warm decision for a fresh RS256 token with 100 rules <= 2.0x the raw
+  ``cryptography`` RSA verify of the same token (the floor).
+- Warm decision for a repeated token <= 15 µs.
+
+"Decision" is the authorizer handler end to end for one REQUEST event:
+event parsing, token verification, path normalisation, policy evaluation,
+the audit event, and the IAM answer. The audit sink is in memory: the SQS
+send is network time, measured separately against moto for reference.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import boto3
+import jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from moto import mock_aws
+
+from bench.common import AUDIENCE, ISSUER, claims, figure, hundred_rule_policy, measure, measure_each
+from chalicelib.audit import AuditEmitter, SqsAuditSink
+from chalicelib.authorize import Authorizer
+from chalicelib.config import DEFAULT_QUERY_REDACTION, TrustedIssuer
+from chalicelib.identity import JwksCache, TokenVerifier
+from chalicelib.identity.keys import b64url_decode
+from chalicelib.policy import ActivePolicy, PolicyStore
+from gatehouse.dev.bootstrap import bootstrap
+from gatehouse.resources import ResourceNames
+
+import re
+
+
+class MemorySink:
+    """Keeps serialised events in memory (stands in for the SQS network call)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def send(self, line: str) -> None:
+        self.lines.append(line)
+        if len(self.lines) > 10_000:
+            self.lines.clear()
+
+
+def authorizer_event(token: str) -> dict[str, Any]:
+    """A REQUEST authorizer event as API Gateway sends it."""
+    headers = {
+        "Accept": "application/json",
+        "Authorization": f"Bearer {token}",
+        "Host": "gatehouse.example.com",
+        "User-Agent": "bench/1.0",
+        "X-Amzn-Trace-Id": "Root=1-6748a3b1-1f2e3d4c5b6a79880a1b2c3d",
+        "X-Forwarded-For": "203.0.113.7",
+        "X-Forwarded-Proto": "https",
+    }
+    return {
+        "type": "REQUEST",
+        "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/dev/GET/app3/api/v1/items",
+        "resource": "/{proxy+}",
+        "path": "/app3/api/v1/items",
+        "httpMethod": "GET",
+        "headers": headers,
+        "multiValueHeaders": {name: [value] for name, value in headers.items()},
+        "queryStringParameters": {"page": "2"},
+        "multiValueQueryStringParameters": {"page": ["2"]},
+        "pathParameters": {"proxy": "app3/api/v1/items"},
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/{proxy+}", "httpMethod": "GET", "stage": "dev",
+            "requestId": str(uuid.uuid4()), "extendedRequestId": "abc=",
+            "identity": {"sourceIp": "203.0.113.7", "userAgent": "bench/1.0"},
+            "domainName": "gatehouse.example.com", "apiId": "abc123",
+        },
+    }
+
+
+def main() -> None:
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private_key.public_key()))
+    public_jwk.update({"kid": "bench-rsa", "alg": "RS256", "use": "sig"})
+    keys = JwksCache(lambda url: {"keys": [public_jwk]}, cooldown_seconds=30, max_age_seconds=3600)
+    issuer = TrustedIssuer(ISSUER, (AUDIENCE,), jwks_uri=f"{ISSUER}/jwks")
+
+    def mint(**extra: Any) -> str:
+        return jwt.encode(claims(jti=str(uuid.uuid4()), **extra), private_key, "RS256", headers={"kid": "bench-rsa"})
+
+    with mock_aws():
+        resources = bootstrap(
+            lambda service: boto3.client(service, region_name="us-east-1"),
+            ResourceNames("bench", "123456789012", "us-east-1"),
+        )
+        store = PolicyStore(boto3.client("dynamodb", region_name="us-east-1"), resources.policy_table)
+        store.publish(hundred_rule_policy(), actor="bench")
+        policy = ActivePolicy(store, refresh_seconds=3600)
+        policy.current()
+
+        def build(sink: Any) -> Authorizer:
+            return Authorizer(
+                verifier=TokenVerifier([issuer], keys, cache_size=100_000),
+                policy=policy,
+                emitter=AuditEmitter(sink),
+                query_redaction=re.compile(DEFAULT_QUERY_REDACTION),
+                ttl_seconds=0,
+            )
+
+        authorizer = build(MemorySink())
+        print("Authorizer (RS256 2048-bit, 100-rule policy, in-memory audit sink)", flush=True)
+
+        # Floor: the raw RSA verify of one token, exactly as cryptography does it.
+        token = mint()
+        header_b64, payload_b64, signature_b64 = token.split(".")
+        signing_input = f"{header_b64}.{payload_b64}".encode()
+        signature = b64url_decode(signature_b64)
+        public_key = private_key.public_key()
+        floor = measure(lambda: public_key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256()))
+        figure("floor: raw cryptography RSA-2048 verify", floor)
+
+        fresh_events = [authorizer_event(mint()) for _ in range(2100)]
+        fresh = measure_each([lambda e=e: authorizer.handle(e, "bench") for e in fresh_events])
+        figure("decision, fresh RS256 token (verify + 100 rules)", fresh, floor=floor, budget="<= 2.0x floor")
+
+        repeated_event = authorizer_event(token)
+        authorizer.handle(repeated_event, "bench")
+        repeated = measure(lambda: authorizer.handle(repeated_event, "bench"), number=5000)
+        figure("decision, repeated token (verified-token cache)", repeated, budget="<= 15 µs")
+
+        denied_event = authorizer_event(token)
+        denied_event["path"] = "/app3/private"
+        denied_event["methodArn"] = denied_event["methodArn"].replace("api/v1/items", "private")
+        denied = measure(lambda: authorizer.handle(denied_event, "bench"), number=5000)
+        figure("decision, repeated token, denied by default", denied)
+
+        missing = copy.deepcopy(repeated_event)
+        del missing["headers"]["Authorization"], missing["multiValueHeaders"]["Authorization"]
+
+        def unauthorized() -> None:
+            try:
+                authorizer.handle(missing, "bench")
+            except Exception:  # the 401 path raises by design
+                pass
+
+        figure("decision, no credentials (401 path)", measure(unauthorized, number=5000))
+
+        sqs_authorizer = build(SqsAuditSink(boto3.client("sqs", region_name="us-east-1"), resources.audit_queue_url))
+        sqs = measure(lambda: sqs_authorizer.handle(repeated_event, "bench"), number=300)
+        figure("for reference: repeated token + SQS send to moto (in-process)", sqs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Proxy handler added latency (issue 2 budget: <= 150 µs over the floor).
+
+Floor: an ``http.client`` keep-alive request to the same backend, with the
+same method, path, headers and body, measured in the same run. Measured: the
+proxy Lambda handler for one API Gateway proxy event, end to end (event
+parsing, authorizer context, header hygiene, the signed assertion, the pooled
+upstream request, the response mapping and the response audit event).
+
+The assertion is signed with an in-process P-256 key and the audit sink is in
+memory; the KMS Sign and SQS send are network calls in AWS and are reported
+separately against moto for reference.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import re
+import sys
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import boto3
+from cryptography.hazmat.primitives.asymmetric import ec
+from moto import mock_aws
+
+from bench.common import figure, measure
+from chalicelib.apigw.context import authorizer_context
+from chalicelib.audit import AuditEmitter
+from chalicelib.config import DEFAULT_QUERY_REDACTION
+from chalicelib.identity import Identity
+from chalicelib.policy import AccessRequest, ActivePolicy, PolicyStore, PolicyVersions
+from chalicelib.proxy import Proxy
+from chalicelib.proxy.assertion import AssertionIssuer, KmsSigner, LocalSigner
+from chalicelib.proxy.upstream import UpstreamClient
+from gatehouse.dev.bootstrap import bootstrap
+from gatehouse.resources import ResourceNames
+
+BODY = b'{"name": "demo", "items": [1, 2, 3]}'
+
+
+class MemorySink:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def send(self, line: str) -> None:
+        self.count += 1
+
+
+class FastBackend(BaseHTTPRequestHandler):
+    """A minimal keep-alive backend: the same for the floor and the proxy."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls on keep-alive
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        payload = b'{"ok":true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        return
+
+
+def proxy_event(request_id: str, context: dict[str, Any]) -> dict[str, Any]:
+    headers = {
+        "Accept": "*/*",
+        "Authorization": "Bearer abc.def.ghi",
+        "Content-Type": "application/json",
+        "Host": "gatehouse.example.com",
+        "User-Agent": "bench/1.0",
+        "X-Forwarded-For": "203.0.113.7",
+        "X-Forwarded-Proto": "https",
+    }
+    return {
+        "resource": "/{proxy+}",
+        "path": "/api/items/42",
+        "httpMethod": "POST",
+        "headers": headers,
+        "multiValueHeaders": {name: [value] for name, value in headers.items()},
+        "queryStringParameters": {"page": "2"},
+        "multiValueQueryStringParameters": {"page": ["2"]},
+        "pathParameters": {"proxy": "api/items/42"},
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/{proxy+}", "httpMethod": "POST", "stage": "dev", "requestId": request_id,
+            "identity": {"sourceIp": "203.0.113.7", "userAgent": "bench/1.0"},
+            "domainName": "gatehouse.example.com", "apiId": "abc123",
+            "authorizer": {key: str(value) for key, value in context.items()},
+        },
+        "body": base64.b64encode(BODY).decode(),
+        "isBase64Encoded": True,
+    }
+
+
+def main() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FastBackend)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, port = server.server_address[:2]
+    upstream = f"http://{host!s}:{port}"
+    policy_doc = {
+        "version": 1,
+        "routes": [{"id": "api", "host": "*", "path_prefix": "/api", "upstream": upstream, "audience": "api"}],
+        "rules": [{"id": "eng", "effect": "allow", "routes": ["api"], "subjects": {"groups": ["engineering"]},
+                   "actions": ["*"], "paths": ["/api/**"]}],
+    }
+    identity = Identity(issuer="https://idp.example", subject="alice", audience="gatehouse",
+                        expires_at=4_000_000_000, email="alice@example.com", groups=frozenset({"engineering"}))
+    with mock_aws():
+        resources = bootstrap(
+            lambda service: boto3.client(service, region_name="us-east-1"),
+            ResourceNames("bench", "123456789012", "us-east-1"),
+        )
+        store = PolicyStore(boto3.client("dynamodb", region_name="us-east-1"), resources.policy_table)
+        store.publish(policy_doc, actor="bench")
+        active = ActivePolicy(store, refresh_seconds=3600)
+        decision = active.current().evaluate(identity, AccessRequest("gatehouse.example.com", "POST", "/api/items/42"))
+        request_id = str(uuid.uuid4())
+        context = authorizer_context(identity, decision, decision_id=str(uuid.uuid4()), request_id=request_id)
+        event = proxy_event(request_id, context)
+
+        def build(signer: Any) -> Proxy:
+            return Proxy(
+                active_policy=active,
+                versions=PolicyVersions(store),
+                assertions=AssertionIssuer(signer, issuer="https://gatehouse.example.com", ttl_seconds=60),
+                upstream=UpstreamClient(connect_timeout=2, read_timeout=5, max_response_bytes=4 << 20),
+                emitter=AuditEmitter(MemorySink()),
+                query_redaction=re.compile(DEFAULT_QUERY_REDACTION),
+                max_request_body_bytes=4 << 20,
+            )
+
+        proxy = build(LocalSigner(ec.generate_private_key(ec.SECP256R1())))
+        assert proxy.handle(event, "bench")["statusCode"] == 200
+
+        connection = http.client.HTTPConnection(host, port)  # type: ignore[arg-type]
+        floor_headers = {"Content-Type": "application/json", "User-Agent": "bench/1.0",
+                         "X-Forwarded-For": "203.0.113.7", "X-Gatehouse-Assertion": "x" * 700}
+
+        def direct() -> None:
+            connection.request("POST", "/api/items/42?page=2", body=BODY, headers=floor_headers)
+            response = connection.getresponse()
+            response.read()
+
+        print("Proxy handler (loopback keep-alive backend, local P-256 signer, in-memory audit sink)", flush=True)
+        rounds = 3
+        for _ in range(rounds):
+            floor = measure(direct, number=1000)
+            through_proxy = measure(lambda: proxy.handle(event, "bench"), number=1000)
+            figure("floor: http.client keep-alive request", floor)
+            figure("proxy handler, same request", through_proxy, floor=floor)
+            figure("added by the proxy", through_proxy - floor, budget="<= 150 µs")
+
+        kms = build(KmsSigner(boto3.client("kms", region_name="us-east-1"), resources.signing_key_alias))
+        figure("for reference: with KMS Sign (moto in-process)", measure(lambda: kms.handle(event, "bench"), number=200))
+        local = LocalSigner(ec.generate_private_key(ec.SECP256R1()))
+        figure("for reference: one local ES256 signature", measure(lambda: local.sign(b"x" * 600), number=2000))
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Shared benchmark helpers: timing loops, figures, a 100-rule policy, tokens.
+
+Benchmarks print figures and ratios against a floor measured in the same
+run; they do not pass or fail. Compare the printed ratios with the budgets.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+ISSUER = "https://idp.bench.example"
+AUDIENCE = "gatehouse"
+
+
+def measure(function: Callable[[], Any], *, rounds: int = 7, number: int = 2000) -> float:
+    """Median over ``rounds`` of the mean seconds per call of ``function``."""
+    function()  # warm
+    samples = []
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            started = time.perf_counter()
+            for _ in range(number):
+                function()
+            samples.append((time.perf_counter() - started) / number)
+    finally:
+        gc.enable()
+    return statistics.median(samples)
+
+
+def measure_each(functions: list[Callable[[], Any]], *, rounds: int = 7) -> float:
+    """Like :func:`measure`, but each call uses the next function (fresh inputs)."""
+    samples = []
+    per_round = len(functions) // rounds
+    gc.collect()
+    gc.disable()
+    try:
+        for index in range(rounds):
+            batch = functions[index * per_round : (index + 1) * per_round]
+            started = time.perf_counter()
+            for function in batch:
+                function()
+            samples.append((time.perf_counter() - started) / len(batch))
+    finally:
+        gc.enable()
+    return statistics.median(samples)
+
+
+def figure(label: str, seconds: float, *, floor: float | None = None, budget: str = "") -> None:
+    """Print one figure (µs), its ratio to the floor, and the budget it answers to."""
+    ratio = f"  {seconds / floor:5.2f}x floor" if floor else ""
+    note = f"   budget: {budget}" if budget else ""
+    print(f"  {label:58} {seconds * 1e6:9.2f} µs{ratio}{note}", flush=True)
+
+
+def hundred_rule_policy(upstream: str = "http://127.0.0.1:9") -> dict[str, Any]:
+    """A realistic policy: 10 routes, 100 rules over users, groups and domains."""
+    routes = [
+        {"id": f"app{index}", "host": "*", "path_prefix": f"/app{index}", "upstream": upstream,
+         "audience": f"app{index}"}
+        for index in range(10)
+    ]
+    rules = []
+    for index in range(100):
+        route = f"app{index % 10}"
+        kind = index % 4
+        subjects: dict[str, list[str]] = (
+            {"groups": [f"team-{index % 17}"]} if kind == 0
+            else {"users": [f"user{index}@example.com"]} if kind == 1
+            else {"domains": ["example.com"]} if kind == 2
+            else {"groups": ["engineering", f"team-{index % 5}"]}
+        )
+        rules.append({
+            "id": f"rule-{index}",
+            "effect": "deny" if index % 10 == 9 else "allow",
+            "routes": [route],
+            "subjects": subjects,
+            "actions": ["GET", "HEAD"] if index % 3 else ["*"],
+            "paths": [f"/{route}/api/v{index % 3}/**", f"/{route}/items/*/detail"],
+        })
+    return {"version": 1, "routes": routes, "rules": rules}
+
+
+def claims(subject: str = "alice", **extra: Any) -> dict[str, Any]:
+    """Typical ID token claims."""
+    now = int(time.time())
+    return {
+        "iss": ISSUER, "aud": AUDIENCE, "sub": subject, "email": f"{subject}@example.com",
+        "email_verified": True, "groups": ["engineering", "team-3", "team-7"], "amr": ["pwd", "mfa"],
+        "iat": now, "nbf": now, "exp": now + 3600, "auth_time": now, **extra,
+    }
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))

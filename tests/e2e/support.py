@@ -1,0 +1,389 @@
+"""Helpers for the end-to-end tier: start/stop ``gatehouse dev``, tokens, HTTP, audit reads."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from gatehouse.dev.idp import SigningKey, mint_token
+from gatehouse.state import STATE_FILE_NAME, DevState
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+START_DEADLINE_SECONDS = 90.0
+STOP_DEADLINE_SECONDS = 20.0
+CLI_TIMEOUT_SECONDS = 60.0
+AUDIT_DEADLINE_SECONDS = 30.0
+HTTP_TIMEOUT_SECONDS = 30.0
+_ISOLATED_PREFIXES = ("AWS_", "GATEHOUSE_", "POWERTOOLS_", "BOTO_")
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def stack_environment() -> dict[str, str]:
+    """The test process's environment, pointed at nothing real, plus what the stack needs."""
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith(_ISOLATED_PREFIXES)
+    }
+    environment.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "GATEHOUSE_UPSTREAM_READ_TIMEOUT_SECONDS": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return environment
+
+
+def run_cli(state_dir: Path, *arguments: str) -> str:
+    """Run ``gatehouse --state-dir DIR ARGS...``; return stdout (fails the test on error)."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "gatehouse.cli", "--state-dir", str(state_dir), *arguments],
+        cwd=PROJECT_DIR,
+        env=stack_environment(),
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_SECONDS,
+        check=False,
+    )
+    if completed.returncode != 0:
+        pytest.fail(
+            f"`gatehouse {' '.join(arguments)}` exited {completed.returncode}\n"
+            f"stdout:\n{completed.stdout}\nstderr:\n{completed.stderr}"
+        )
+    return completed.stdout
+
+
+@dataclass
+class RunningStack:
+    """A ``gatehouse dev`` subprocess and what it published."""
+
+    process: subprocess.Popen[bytes]
+    state_dir: Path
+    log_path: Path
+    state: DevState
+
+    def log_tail(self, lines: int = 40) -> str:
+        return tail_of(self.log_path, lines)
+
+
+def tail_of(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def start_stack(state_dir: Path, *dev_arguments: str) -> RunningStack:
+    """Start ``gatehouse dev --port 0`` and wait (bounded) for its ``dev.json``."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = state_dir / "gatehouse-dev.log"
+    state_file = state_dir / STATE_FILE_NAME
+    command = [
+        sys.executable,
+        "-m",
+        "gatehouse.cli",
+        "--state-dir",
+        str(state_dir),
+        "dev",
+        "--port",
+        "0",
+        *dev_arguments,
+    ]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=PROJECT_DIR,
+            env=stack_environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C at the terminal must not reach it twice
+        )
+    deadline = time.monotonic() + START_DEADLINE_SECONDS
+    try:
+        while True:
+            if state_file.exists():
+                return RunningStack(process, state_dir, log_path, DevState.read(state_file))
+            code = process.poll()
+            if code is not None:
+                pytest.fail(
+                    f"`gatehouse dev` exited {code} before writing {state_file}:\n"
+                    + tail_of(log_path)
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"`gatehouse dev` wrote no {state_file} in {START_DEADLINE_SECONDS:.0f} s:\n"
+                    + tail_of(log_path)
+                )
+            time.sleep(0.1)
+    except BaseException:
+        _kill(process)
+        raise
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=STOP_DEADLINE_SECONDS)
+
+
+def _endpoints(state: DevState) -> dict[str, tuple[str, int]]:
+    urls = {
+        "gateway": state.gateway_url,
+        "backend": state.backend_url,
+        "idp": state.issuer,
+        "aws": state.aws_endpoint_url,
+    }
+    endpoints = {}
+    for name, url in urls.items():
+        parts = urlsplit(url)
+        assert parts.hostname is not None, (name, url)
+        assert parts.port is not None, (name, url)
+        endpoints[name] = (parts.hostname, parts.port)
+    return endpoints
+
+
+def _accepts_connections(address: tuple[str, int]) -> bool:
+    try:
+        with socket.create_connection(address, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def stop_stack(stack: RunningStack) -> None:
+    """Ctrl-C the stack; assert a clean exit, closed ports and a removed ``dev.json``."""
+    endpoints = _endpoints(stack.state)
+    process = stack.process
+    try:
+        assert process.poll() is None, (
+            f"`gatehouse dev` died during the tests (exit {process.returncode}):\n"
+            + stack.log_tail()
+        )
+        process.send_signal(signal.SIGINT)
+        try:
+            code = process.wait(timeout=STOP_DEADLINE_SECONDS)
+        except subprocess.TimeoutExpired:
+            pytest.fail(
+                f"`gatehouse dev` did not exit within {STOP_DEADLINE_SECONDS:.0f} s of SIGINT:\n"
+                + stack.log_tail()
+            )
+    finally:
+        _kill(process)
+    assert code == 0, f"`gatehouse dev` exited {code} after SIGINT:\n{stack.log_tail()}"
+    still_open = {
+        name: address for name, address in endpoints.items() if _accepts_connections(address)
+    }
+    assert not still_open, f"still accepting connections after exit: {still_open}"
+    assert not (stack.state_dir / STATE_FILE_NAME).exists(), "dev.json was left behind"
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+def signing_key(state: DevState, alg: str = "RS256") -> SigningKey:
+    """The dev issuer's key for ``alg``, read from the PEM the stack published."""
+    info = state.idp_keys[alg]
+    path = Path(info["path"])
+    private_key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    assert isinstance(private_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
+    return SigningKey(alg, info["kid"], private_key, path)
+
+
+def token_for(
+    state: DevState,
+    subject: str,
+    *,
+    email: str | None = None,
+    groups: Sequence[str] = (),
+    alg: str = "RS256",
+    ttl_seconds: int = 3600,
+    audience: str | None = None,
+) -> str:
+    """A token signed by the running stack's dev issuer."""
+    return mint_token(
+        signing_key(state, alg),
+        issuer=state.issuer,
+        audience=audience or state.audience,
+        subject=subject,
+        email=email,
+        groups=list(groups),
+        ttl_seconds=ttl_seconds,
+    )
+
+
+def alice(state: DevState) -> str:
+    """An engineer at example.com."""
+    return token_for(state, "alice", email="alice@example.com", groups=["engineering"])
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request sent through the gateway and what came back."""
+
+    method: str
+    path: str
+    token: str | None
+    body_sent: bytes
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header_values(self, name: str) -> list[str]:
+        return [value for key, value in self.headers if key.lower() == name.lower()]
+
+    def header(self, name: str) -> str | None:
+        values = self.header_values(name)
+        assert len(values) <= 1, f"{name} appears {len(values)} times: {values}"
+        return values[0] if values else None
+
+    @property
+    def request_id(self) -> str:
+        request_id = self.header("x-amzn-RequestId")
+        assert request_id, f"no x-amzn-RequestId in {self.headers}"
+        return request_id
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} -> {self.status} {self.body[:300]!r}"
+
+
+@dataclass
+class GatewayClient:
+    """Sends real HTTP to the gateway and remembers every exchange."""
+
+    state: DevState
+    exchanges: list[Exchange] = field(default_factory=list)
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes | None = None,
+    ) -> Exchange:
+        parts = urlsplit(self.state.gateway_url)
+        assert parts.hostname is not None
+        connection = http.client.HTTPConnection(
+            parts.hostname, parts.port, timeout=HTTP_TIMEOUT_SECONDS
+        )
+        try:
+            # putrequest/putheader: no implicit Accept, repeated headers stay separate lines.
+            connection.putrequest(method, path, skip_accept_encoding=True)
+            if token is not None:
+                connection.putheader("Authorization", f"Bearer {token}")
+            for name, value in headers:
+                connection.putheader(name, value)
+            if body is not None:
+                connection.putheader("Content-Length", str(len(body)))
+            connection.endheaders(body)
+            response = connection.getresponse()
+            exchange = Exchange(
+                method,
+                path,
+                token,
+                body or b"",
+                response.status,
+                response.getheaders(),
+                response.read(),
+            )
+        finally:
+            connection.close()
+        self.exchanges.append(exchange)
+        return exchange
+
+
+def backend_echo(exchange: Exchange) -> dict[str, Any]:
+    """The demo backend's description of what it received (fails if it is not one)."""
+    assert exchange.status == 200, str(exchange)
+    echo = exchange.json()
+    assert isinstance(echo, dict), str(exchange)
+    assert {"method", "path", "assertion"} <= echo.keys(), str(exchange)
+    return echo
+
+
+def echoed_header(echo: dict[str, Any], name: str) -> list[str]:
+    """Every value the backend received for ``name`` (case-insensitive)."""
+    return [
+        value
+        for key, values in echo["headers"].items()
+        if key.lower() == name.lower()
+        for value in values
+    ]
+
+
+def assert_gateway_error(exchange: Exchange, status: int, message: str) -> None:
+    """A gateway response from infra/gateway_responses.json carrying this request's id."""
+    assert exchange.status == status, str(exchange)
+    assert exchange.header("Content-Type") == "application/json", exchange.headers
+    assert exchange.json() == {"message": message, "request_id": exchange.request_id}
+
+
+# --------------------------------------------------------------------------- audit
+
+
+AuditIndex = dict[str, list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class AuditSnapshot:
+    """Stored events, raw (as printed by ``gatehouse audit tail --json``) and by request id."""
+
+    raw: str
+    by_request: AuditIndex
+
+
+def read_audit(state_dir: Path) -> AuditSnapshot:
+    """``gatehouse audit flush`` then ``gatehouse audit tail --json``."""
+    run_cli(state_dir, "audit", "flush")
+    raw = run_cli(state_dir, "audit", "tail", "--json", "-n", "100000")
+    index: AuditIndex = {}
+    for line in raw.splitlines():
+        if line.strip():
+            event = json.loads(line)
+            index.setdefault(event["request"]["id"], []).append(event)
+    return AuditSnapshot(raw, index)
+
+
+def wait_for_audit(state_dir: Path, complete: Callable[[AuditIndex], bool]) -> AuditSnapshot:
+    """Read the audit trail until ``complete`` holds (the writer also runs every second)."""
+    deadline = time.monotonic() + AUDIT_DEADLINE_SECONDS
+    while True:
+        snapshot = read_audit(state_dir)
+        if complete(snapshot.by_request):
+            return snapshot
+        if time.monotonic() > deadline:
+            return snapshot  # the caller's assertions say what is missing
+        time.sleep(0.5)
+
+
+def events_of(index: AuditIndex, request_id: str, event_type: str) -> list[dict[str, Any]]:
+    return [event for event in index.get(request_id, []) if event["event_type"] == event_type]

@@ -1,0 +1,119 @@
+"""The CloudFormation template and the local bootstrap build the same resources."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gatehouse.resources import (
+    AUDIT_QUEUE_MAX_RECEIVES,
+    AUDIT_QUEUE_VISIBILITY_SECONDS,
+    AUDIT_RETENTION_MODE,
+    ResourceNames,
+)
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "gatehouse.yaml"
+GATEWAY_RESPONSES = TEMPLATE.with_name("gateway_responses.json")
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation short-form tags as their long-form dicts."""
+
+
+def _tag(name: str) -> Any:
+    def construct(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        return {name: value}
+
+    return construct
+
+
+for short, long in {
+    "Sub": "Fn::Sub",
+    "Ref": "Ref",
+    "GetAtt": "Fn::GetAtt",
+    "If": "Fn::If",
+    "Equals": "Fn::Equals",
+}.items():
+    _CfnLoader.add_constructor(f"!{short}", _tag(long))
+
+
+def _template() -> dict[str, Any]:
+    return yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+
+
+def _render(value: Any, stage: str, account: str, region: str) -> str:
+    """Render an ``Fn::Sub`` string the way CloudFormation would."""
+    text = value["Fn::Sub"]
+    variables = {"Stage": stage, "AWS::AccountId": account, "AWS::Region": region}
+    return re.sub(r"\$\{([^}]+)\}", lambda match: variables[match.group(1)], text)
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_template_names_match_the_bootstrap(stage: str) -> None:
+    resources = _template()["Resources"]
+    names = ResourceNames(stage, "123456789012", "eu-west-1")
+    rendered = {
+        "PolicyTable": _render(
+            resources["PolicyTable"]["Properties"]["TableName"], stage, "123456789012", "eu-west-1"
+        ),
+        "AuditBucket": _render(
+            resources["AuditBucket"]["Properties"]["BucketName"], stage, "123456789012", "eu-west-1"
+        ),
+        "AuditQueue": _render(
+            resources["AuditQueue"]["Properties"]["QueueName"], stage, "123456789012", "eu-west-1"
+        ),
+        "AuditDeadLetterQueue": _render(
+            resources["AuditDeadLetterQueue"]["Properties"]["QueueName"],
+            stage,
+            "123456789012",
+            "eu-west-1",
+        ),
+        "SigningKeyAlias": _render(
+            resources["SigningKeyAlias"]["Properties"]["AliasName"],
+            stage,
+            "123456789012",
+            "eu-west-1",
+        ),
+    }
+    assert rendered == {
+        "PolicyTable": names.policy_table,
+        "AuditBucket": names.audit_bucket,
+        "AuditQueue": names.audit_queue,
+        "AuditDeadLetterQueue": names.audit_dlq,
+        "SigningKeyAlias": names.signing_key_alias,
+    }
+
+
+def test_template_settings_match_the_bootstrap() -> None:
+    resources = _template()["Resources"]
+    queue = resources["AuditQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] == AUDIT_QUEUE_VISIBILITY_SECONDS
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == AUDIT_QUEUE_MAX_RECEIVES
+    bucket = resources["AuditBucket"]["Properties"]
+    assert bucket["ObjectLockEnabled"] is True
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    mode = bucket["ObjectLockConfiguration"]["Rule"]["DefaultRetention"]["Mode"]["Fn::If"]
+    assert mode == ["IsProd", AUDIT_RETENTION_MODE["prod"], AUDIT_RETENTION_MODE["dev"]]
+    key = resources["SigningKey"]["Properties"]
+    assert (key["KeySpec"], key["KeyUsage"]) == ("ECC_NIST_P256", "SIGN_VERIFY")
+
+
+def test_gateway_responses_carry_the_request_id_and_fail_closed_with_503() -> None:
+    responses = json.loads(GATEWAY_RESPONSES.read_text())
+    assert responses["AUTHORIZER_FAILURE"]["statusCode"] == 503
+    assert responses["UNAUTHORIZED"]["statusCode"] == 401
+    for name, response in responses.items():
+        body = response["responseTemplates"]["application/json"]
+        assert "$context.requestId" in body, name
+        json.loads(body.replace("$context.requestId", "x"))

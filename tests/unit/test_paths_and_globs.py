@@ -1,0 +1,206 @@
+"""Request path normalisation and path globs."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from chalicelib.policy import AmbiguousPath, normalize_path
+from chalicelib.policy.globs import InvalidGlob, compile_glob, glob_to_arn_paths
+
+# --- normalize_path ----------------------------------------------------------------------
+
+AMBIGUOUS_PATHS = [
+    pytest.param("/admin%2Fusers", id="encoded slash %2F"),
+    pytest.param("/admin%2fusers", id="encoded slash %2f"),
+    pytest.param("/admin%5Cusers", id="encoded backslash %5C"),
+    pytest.param("/admin%5cusers", id="encoded backslash %5c"),
+    pytest.param("/admin\\users", id="literal backslash"),
+    pytest.param("/public/../admin", id="dot-dot segment"),
+    pytest.param("/public/..", id="trailing dot-dot segment"),
+    pytest.param("/public/./admin", id="dot segment"),
+    pytest.param("/.", id="root dot segment"),
+    pytest.param("/public/%2e%2e/admin", id="encoded dot-dot lower"),
+    pytest.param("/public/%2E%2E/admin", id="encoded dot-dot upper"),
+    pytest.param("/public/.%2e/admin", id="half-encoded dot-dot"),
+    pytest.param("/public/%2e/admin", id="encoded dot"),
+    pytest.param("//admin", id="leading empty segment"),
+    pytest.param("/public//admin", id="empty segment in the middle"),
+    pytest.param("/admin\x00.txt", id="literal NUL"),
+    pytest.param("/admin%00.txt", id="encoded NUL"),
+    pytest.param("/admin\x1f", id="literal control char"),
+    pytest.param("/admin%0A", id="encoded newline"),
+    pytest.param("/admin%0d%0aX-Injected: 1", id="encoded CRLF"),
+    pytest.param("/admin%7F", id="encoded DEL"),
+    pytest.param("/admin\t", id="literal tab"),
+    pytest.param("/admin%zz", id="invalid percent-encoding %zz"),
+    pytest.param("/admin%4", id="truncated percent-encoding %4"),
+    pytest.param("/admin%", id="lone percent"),
+    pytest.param("/admin%ff", id="non-UTF-8 %ff"),
+    pytest.param("/admin%C3", id="truncated UTF-8 sequence"),
+    pytest.param("/admin%c0%af", id="overlong UTF-8 slash"),
+    pytest.param("admin", id="no leading slash"),
+    pytest.param("", id="empty"),
+    pytest.param("%2Fadmin", id="encoded leading slash"),
+]
+
+
+@pytest.mark.parametrize("raw_path", AMBIGUOUS_PATHS)
+def test_ambiguous_path_is_refused(raw_path: str) -> None:
+    with pytest.raises(AmbiguousPath):
+        normalize_path(raw_path)
+
+
+def test_ambiguous_path_is_a_value_error_naming_the_problem() -> None:
+    with pytest.raises(ValueError, match="encoded path separator"):
+        normalize_path("/a%2Fb")
+
+
+ACCEPTED_PATHS = [
+    pytest.param("/", "/", id="root"),
+    pytest.param("/api/projects/42", "/api/projects/42", id="plain"),
+    pytest.param("/api/projects/", "/api/projects/", id="trailing slash kept"),
+    pytest.param("/caf%C3%A9", "/café", id="unicode via percent-encoding"),
+    pytest.param("/café", "/café", id="raw unicode"),
+    pytest.param("/a%20b", "/a b", id="encoded space"),
+    pytest.param("/%41pi", "/Api", id="encoded unreserved letter"),
+    pytest.param("/files/...", "/files/...", id="three dots is a name"),
+    pytest.param("/files/.hidden", "/files/.hidden", id="dot-prefixed name"),
+    pytest.param("/files/a..b", "/files/a..b", id="dots inside a name"),
+    pytest.param("/a+b/(c)", "/a+b/(c)", id="regex metacharacters"),
+]
+
+
+@pytest.mark.parametrize(("raw_path", "normalised"), ACCEPTED_PATHS)
+def test_unambiguous_path_is_decoded(raw_path: str, normalised: str) -> None:
+    assert normalize_path(raw_path) == normalised
+
+
+SAFE_SEGMENT = st.text(
+    alphabet=st.sampled_from("abcxyzABC0189-_~.!$&'()*+,;=:@"), min_size=1, max_size=8
+).filter(lambda segment: segment not in (".", ".."))
+SAFE_PATH = st.builds(
+    lambda segments, trailing: "/" + "/".join(segments) + ("/" if trailing and segments else ""),
+    st.lists(SAFE_SEGMENT, max_size=5),
+    st.booleans(),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(SAFE_PATH)
+def test_path_of_safe_segments_normalises_to_itself(path: str) -> None:
+    assert normalize_path(path) == path
+
+
+# Any text segment, percent-encoded as a client would: exercises the decoder broadly.
+ENCODED_PATH = st.lists(st.text(max_size=6), min_size=1, max_size=4).map(
+    lambda segments: "/" + "/".join(quote(segment, safe="") for segment in segments)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ENCODED_PATH)
+def test_normalisation_is_idempotent_on_its_output(raw_path: str) -> None:
+    try:
+        once = normalize_path(raw_path)
+    except AmbiguousPath:
+        assume(False)
+        return
+    assert normalize_path(once) == once
+
+
+# --- compile_glob ------------------------------------------------------------------------
+
+GLOB_CASES = [
+    pytest.param("/api/*", "/api/x", True, id="star matches one segment"),
+    pytest.param("/api/*", "/api/x/y", False, id="star does not cross slash"),
+    pytest.param("/api/*", "/api", False, id="star needs the separator"),
+    pytest.param("/api/*/items", "/api/x/items", True, id="star in the middle"),
+    pytest.param("/api/*/items", "/api/x/y/items", False, id="star in the middle one segment"),
+    pytest.param("/api/**/items", "/api/items", True, id="double star middle zero segments"),
+    pytest.param("/api/**/items", "/api/x/items", True, id="double star middle one segment"),
+    pytest.param("/api/**/items", "/api/x/y/z/items", True, id="double star middle many"),
+    pytest.param("/api/**/items", "/api/x/itemsx", False, id="double star middle literal tail"),
+    pytest.param("/api/**", "/api", True, id="trailing double star matches parent"),
+    pytest.param("/api/**", "/api/", True, id="trailing double star matches parent slash"),
+    pytest.param("/api/**", "/api/x/y", True, id="trailing double star matches below"),
+    pytest.param("/api/**", "/apix", False, id="trailing double star segment boundary"),
+    pytest.param("/api/**", "/ap", False, id="trailing double star shorter"),
+    pytest.param("/**", "/", True, id="root double star matches root"),
+    pytest.param("/**", "/anything/at/all", True, id="root double star matches all"),
+    pytest.param("/files/*.pdf", "/files/a.pdf", True, id="star extension"),
+    pytest.param("/files/*.pdf", "/files/.pdf", True, id="star extension empty stem"),
+    pytest.param("/files/*.pdf", "/files/a.pdfx", False, id="star extension anchored"),
+    pytest.param("/files/*.pdf", "/files/a/b.pdf", False, id="star extension one segment"),
+    pytest.param("/files/*.pdf", "/files/aXpdf", False, id="dot is literal"),
+    pytest.param("/a+b/(c)", "/a+b/(c)", True, id="metacharacters literal match"),
+    pytest.param("/a+b/(c)", "/aab/c", False, id="plus and parens are not regex"),
+    pytest.param("/a+b/(c)", "/aaab/(c)", False, id="plus is not repetition"),
+    pytest.param("/v1.0/[x]", "/v1.0/[x]", True, id="brackets literal"),
+    pytest.param("/v1.0/[x]", "/v1x0/x", False, id="brackets not a class"),
+    pytest.param("/a|b", "/a", False, id="pipe not alternation"),
+    pytest.param("/a$", "/a$", True, id="dollar literal"),
+    pytest.param("/a?b", "/ab", False, id="question mark literal"),
+    pytest.param("/", "/", True, id="root literal"),
+    pytest.param("/", "/x", False, id="root literal only root"),
+    pytest.param("/api", "/api/", False, id="literal no trailing slash"),
+    pytest.param("/API", "/api", False, id="case-sensitive"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "path", "expected"), GLOB_CASES)
+def test_glob_matches(pattern: str, path: str, expected: bool) -> None:
+    assert compile_glob(pattern).matches(path) is expected
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["/a**b", "/api/**x", "/x**/y", "api/**", "", "*"],
+    ids=["a**b", "trailing **x", "x** prefix", "no leading slash", "empty", "bare star"],
+)
+def test_invalid_glob_is_refused(pattern: str) -> None:
+    with pytest.raises(InvalidGlob):
+        compile_glob(pattern)
+
+
+LITERAL_SEGMENT = st.text(
+    alphabet=st.characters(blacklist_characters="/*", blacklist_categories=("Cs",)),
+    min_size=1,
+    max_size=6,
+)
+LITERAL_PATH = st.lists(LITERAL_SEGMENT, min_size=1, max_size=4).map(
+    lambda segments: "/" + "/".join(segments)
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(LITERAL_PATH, st.text(max_size=12))
+def test_glob_without_wildcards_matches_exactly_its_own_text(pattern: str, other: str) -> None:
+    glob = compile_glob(pattern)
+
+    assert glob.matches(pattern)
+    assert glob.matches(other) is (other == pattern)
+    assert not glob.matches(pattern + "/x")
+    assert not glob.matches(pattern + "x")
+
+
+# --- glob_to_arn_paths -------------------------------------------------------------------
+
+ARN_CASES = [
+    pytest.param("/**", ("*",), True, id="everything"),
+    pytest.param("/api/**", ("api", "api/*"), True, id="literal stem and double star"),
+    pytest.param("/api/v1", ("api/v1",), True, id="literal path"),
+    pytest.param("/", ("",), True, id="root"),
+    pytest.param("/api/*", ("api/*",), False, id="single star over-approximated"),
+    pytest.param("/files/*.pdf", ("files/*",), False, id="extension over-approximated"),
+    pytest.param("/api/*/items/**", ("api/*",), False, id="star stem"),
+    pytest.param("/api/**/items", ("api/*",), False, id="double star middle"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "arn_paths", "exact"), ARN_CASES)
+def test_glob_to_arn_paths(pattern: str, arn_paths: tuple[str, ...], exact: bool) -> None:
+    assert glob_to_arn_paths(pattern) == (arn_paths, exact)

@@ -1,0 +1,591 @@
+"""parse_policy: every field validated, every problem reported with its location."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import pytest
+
+from chalicelib.policy import PolicyInvalid, Route, parse_policy
+
+_DELETE = object()
+
+
+def valid_document() -> dict[str, Any]:
+    """A policy using every supported field."""
+    return {
+        "version": 1,
+        "routes": [
+            {
+                "id": "demo",
+                "host": "*",
+                "path_prefix": "/",
+                "upstream": "http://127.0.0.1:9000/",
+                "audience": "demo",
+                "pass_authorization": False,
+                "sensitive": False,
+            },
+            {
+                "id": "admin",
+                "host": "admin.example.com",
+                "path_prefix": "/admin",
+                "upstream": "https://admin.internal:8443/base",
+                "audience": "admin-api",
+                "pass_authorization": True,
+                "sensitive": True,
+            },
+        ],
+        "rules": [
+            {
+                "id": "eng-read",
+                "effect": "allow",
+                "routes": ["demo"],
+                "subjects": {
+                    "users": ["alice@example.com", "u-123"],
+                    "groups": ["engineering"],
+                    "domains": ["Example.COM", "@partner.example"],
+                },
+                "actions": ["GET", "head"],
+                "paths": ["/api/**", "/files/*.pdf"],
+            },
+            {
+                "id": "no-admin-delete",
+                "effect": "deny",
+                "routes": ["admin", "demo"],
+                "actions": ["DELETE"],
+            },
+        ],
+    }
+
+
+def mutated(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    """``valid_document()`` with the member at ``path`` set to ``value`` (or deleted)."""
+    document = valid_document()
+    parent: Any = document
+    for step in path[:-1]:
+        parent = parent[step]
+    if value is _DELETE:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = copy.deepcopy(value)
+    return document
+
+
+def problems_of(document: Any) -> list[tuple[str, str]]:
+    with pytest.raises(PolicyInvalid) as caught:
+        parse_policy(document)
+    return [(problem.location, problem.message) for problem in caught.value.problems]
+
+
+# --- the valid document ------------------------------------------------------------------
+
+
+def test_valid_document_parses_into_routes_and_rules() -> None:
+    policy = parse_policy(valid_document())
+
+    assert policy.routes == (
+        Route(
+            id="demo",
+            host="*",
+            path_prefix="/",
+            upstream="http://127.0.0.1:9000",
+            audience="demo",
+            pass_authorization=False,
+            sensitive=False,
+        ),
+        Route(
+            id="admin",
+            host="admin.example.com",
+            path_prefix="/admin",
+            upstream="https://admin.internal:8443/base",
+            audience="admin-api",
+            pass_authorization=True,
+            sensitive=True,
+        ),
+    )
+    read, deny = policy.rules
+    assert (read.id, read.effect, read.routes) == ("eng-read", "allow", ("demo",))
+    assert read.subjects.users == frozenset({"alice@example.com", "u-123"})
+    assert read.subjects.groups == frozenset({"engineering"})
+    assert read.subjects.domains == frozenset({"example.com", "partner.example"})
+    assert read.actions == frozenset({"GET", "HEAD"})
+    assert [glob.pattern for glob in read.paths] == ["/api/**", "/files/*.pdf"]
+    assert (deny.id, deny.effect, deny.routes) == ("no-admin-delete", "deny", ("admin", "demo"))
+    assert deny.subjects.anyone
+    assert deny.paths == ()
+    assert policy.route("admin") is policy.routes[1]
+    assert policy.route("missing") is None
+
+
+def test_route_defaults_to_any_host_and_root_prefix() -> None:
+    document = valid_document()
+    del document["routes"][0]["host"]
+    del document["routes"][0]["path_prefix"]
+    del document["routes"][0]["pass_authorization"]
+    del document["routes"][0]["sensitive"]
+
+    route = parse_policy(document).routes[0]
+
+    assert (route.host, route.path_prefix) == ("*", "/")
+    assert (route.pass_authorization, route.sensitive) == (False, False)
+
+
+def test_policy_without_rules_is_valid_and_has_none() -> None:
+    document = valid_document()
+    del document["rules"]
+
+    assert parse_policy(document).rules == ()
+
+
+@pytest.mark.parametrize(
+    "actions",
+    [["*"], ["GET", "*"]],
+    ids=["star alone", "star among methods"],
+)
+def test_star_action_expands_to_all_seven_methods(actions: list[str]) -> None:
+    policy = parse_policy(mutated(("rules", 0, "actions"), actions))
+
+    assert policy.rules[0].actions == {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+def test_rule_path_globs_are_matched_as_any_of() -> None:
+    rule = parse_policy(valid_document()).rules[0]
+
+    assert rule.matches_path("/api/projects")
+    assert rule.matches_path("/files/report.pdf")
+    assert not rule.matches_path("/files/report.txt")
+    assert not rule.matches_path("/apix")
+
+
+# --- one invalid field at a time ---------------------------------------------------------
+
+INVALID_FIELDS = [
+    pytest.param(("colour",), "blue", "colour", "unknown field", id="unknown top-level field"),
+    pytest.param(("version",), 2, "version", "must be 1", id="version 2"),
+    pytest.param(("version",), "1", "version", "must be 1", id="version as string"),
+    pytest.param(("version",), True, "version", "must be 1", id="version as boolean true"),
+    pytest.param(("version",), _DELETE, "version", "must be 1", id="version missing"),
+    pytest.param(("routes",), _DELETE, "routes", "must be a list", id="routes missing"),
+    pytest.param(("routes",), [], "routes", "at least one route", id="routes empty"),
+    pytest.param(("routes", 0), "demo", "routes[0]", "must be a mapping", id="route not mapping"),
+    pytest.param(("routes", 1, "id"), "demo", "routes[demo]", "duplicate id", id="dup route id"),
+    pytest.param(("routes", 0, "id"), "Demo", "routes[0].id", "must match", id="route id upper"),
+    pytest.param(
+        ("routes", 0, "id"), "my route", "routes[0].id", "must match", id="route id space"
+    ),
+    pytest.param(("routes", 0, "id"), _DELETE, "routes[0].id", "must match", id="route id missing"),
+    pytest.param(("routes", 0, "id"), 7, "routes[0].id", "must match", id="route id not string"),
+    pytest.param(
+        ("rules", 1, "id"), "eng-read", "rules[eng-read]", "duplicate id", id="dup rule id"
+    ),
+    pytest.param(
+        ("rules", 0, "id"), "-read", "rules[0].id", "must match", id="rule id leading dash"
+    ),
+    pytest.param(("rules", 0, "id"), "a" * 65, "rules[0].id", "must match", id="rule id too long"),
+    pytest.param(("rules", 0, "id"), "eng/read", "rules[0].id", "must match", id="rule id slash"),
+    pytest.param(
+        ("routes", 1, "host"),
+        "admin.example.com:8443",
+        "routes[admin].host",
+        "host name",
+        id="route host with port",
+    ),
+    pytest.param(
+        ("routes", 1, "host"),
+        "Admin.Example.com",
+        "routes[admin].host",
+        "lower-case",
+        id="route host uppercase",
+    ),
+    pytest.param(
+        ("routes", 1, "host"),
+        "*.example.com",
+        "routes[admin].host",
+        "host name",
+        id="route host partial wildcard",
+    ),
+    pytest.param(
+        ("routes", 1, "path_prefix"),
+        "admin",
+        "routes[admin].path_prefix",
+        "must start with /",
+        id="path_prefix without leading slash",
+    ),
+    pytest.param(
+        ("routes", 0, "upstream"),
+        "http://127.0.0.1:9000/?x=1",
+        "routes[demo].upstream",
+        "without query",
+        id="upstream with query",
+    ),
+    pytest.param(
+        ("routes", 0, "upstream"),
+        "http://127.0.0.1:9000?",
+        "routes[demo].upstream",
+        "without query",
+        id="upstream with empty query delimiter",
+    ),
+    pytest.param(
+        ("routes", 0, "upstream"),
+        "http://127.0.0.1:9000/#top",
+        "routes[demo].upstream",
+        "fragment",
+        id="upstream with fragment",
+    ),
+    pytest.param(
+        ("routes", 0, "upstream"),
+        "http://user:pw@127.0.0.1:9000",
+        "routes[demo].upstream",
+        "http(s) URL",
+        id="upstream with userinfo",
+    ),
+    pytest.param(
+        ("routes", 0, "upstream"),
+        "ftp://files.internal/",
+        "routes[demo].upstream",
+        "http(s) URL",
+        id="upstream ftp scheme",
+    ),
+    pytest.param(
+        ("routes", 0, "upstream"),
+        "file:///etc/passwd",
+        "routes[demo].upstream",
+        "http(s) URL",
+        id="upstream file scheme",
+    ),
+    pytest.param(
+        ("routes", 0, "upstream"),
+        "127.0.0.1:9000",
+        "routes[demo].upstream",
+        "http(s) URL",
+        id="upstream without scheme",
+    ),
+    pytest.param(
+        ("routes", 0, "upstream"),
+        "http://",
+        "routes[demo].upstream",
+        "http(s) URL",
+        id="upstream without host",
+    ),
+    pytest.param(
+        ("routes", 0, "upstream"),
+        _DELETE,
+        "routes[demo].upstream",
+        "http(s) URL",
+        id="upstream missing",
+    ),
+    pytest.param(
+        ("routes", 0, "audience"),
+        _DELETE,
+        "routes[demo].audience",
+        "non-empty string",
+        id="audience missing",
+    ),
+    pytest.param(
+        ("routes", 0, "audience"),
+        "",
+        "routes[demo].audience",
+        "non-empty string",
+        id="audience empty",
+    ),
+    pytest.param(
+        ("routes", 0, "pass_authorization"),
+        "yes",
+        "routes[demo].pass_authorization",
+        "true or false",
+        id="pass_authorization not bool",
+    ),
+    pytest.param(
+        ("routes", 0, "pass_authorization"),
+        1,
+        "routes[demo].pass_authorization",
+        "true or false",
+        id="pass_authorization as 1",
+    ),
+    pytest.param(
+        ("routes", 1, "sensitive"),
+        "false",
+        "routes[admin].sensitive",
+        "true or false",
+        id="sensitive as string",
+    ),
+    pytest.param(
+        ("routes", 0, "timeout"),
+        5,
+        "routes[demo].timeout",
+        "unknown field",
+        id="unknown route field",
+    ),
+    pytest.param(("rules",), "eng-read", "rules", "must be a list", id="rules not a list"),
+    pytest.param(
+        ("rules", 0, "routes"),
+        ["demo", "nope"],
+        "rules[eng-read].routes",
+        "unknown route 'nope'",
+        id="rule names unknown route",
+    ),
+    pytest.param(
+        ("rules", 0, "routes"),
+        [],
+        "rules[eng-read].routes",
+        "non-empty list",
+        id="rule routes empty",
+    ),
+    pytest.param(
+        ("rules", 0, "routes"),
+        _DELETE,
+        "rules[eng-read].routes",
+        "non-empty list",
+        id="rule routes missing",
+    ),
+    pytest.param(
+        ("rules", 0, "effect"),
+        "permit",
+        "rules[eng-read].effect",
+        "allow or deny",
+        id="bad effect",
+    ),
+    pytest.param(
+        ("rules", 0, "effect"),
+        "Allow",
+        "rules[eng-read].effect",
+        "allow or deny",
+        id="effect capitalised",
+    ),
+    pytest.param(
+        ("rules", 0, "effect"),
+        _DELETE,
+        "rules[eng-read].effect",
+        "allow or deny",
+        id="effect missing",
+    ),
+    pytest.param(
+        ("rules", 0, "actions"),
+        [],
+        "rules[eng-read].actions",
+        "non-empty list",
+        id="empty actions",
+    ),
+    pytest.param(
+        ("rules", 0, "actions"),
+        _DELETE,
+        "rules[eng-read].actions",
+        "non-empty list",
+        id="actions missing",
+    ),
+    pytest.param(
+        ("rules", 0, "actions"),
+        "GET",
+        "rules[eng-read].actions",
+        "non-empty list",
+        id="actions as string",
+    ),
+    pytest.param(
+        ("rules", 0, "actions"),
+        ["GET", "FETCH"],
+        "rules[eng-read].actions",
+        "'FETCH'",
+        id="unknown method",
+    ),
+    pytest.param(
+        ("rules", 0, "actions"),
+        ["GET", ""],
+        "rules[eng-read].actions",
+        "non-empty list",
+        id="empty method name",
+    ),
+    pytest.param(
+        ("rules", 0, "paths"),
+        ["/api/**", "/a**b"],
+        "rules[eng-read].paths",
+        "whole segment",
+        id="bad glob a**b",
+    ),
+    pytest.param(
+        ("rules", 0, "paths"),
+        ["api/**"],
+        "rules[eng-read].paths",
+        "does not start with /",
+        id="glob without leading slash",
+    ),
+    pytest.param(
+        ("rules", 0, "paths"), [], "rules[eng-read].paths", "non-empty list", id="paths empty"
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"mfa": True},
+        "rules[eng-read].when",
+        "not supported",
+        id="when mfa refused",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"source_cidrs": ["10.0.0.0/8"]},
+        "rules[eng-read].when",
+        "not supported",
+        id="when source_cidrs refused",
+    ),
+    pytest.param(
+        ("rules", 1, "when"),
+        {"max_auth_age": 3600},
+        "rules[no-admin-delete].when",
+        "not supported",
+        id="when on deny rule refused",
+    ),
+    pytest.param(
+        ("rules", 0, "subjects", "claims"),
+        {"department": "security"},
+        "rules[eng-read].subjects.claims",
+        "not supported",
+        id="claims subjects refused",
+    ),
+    pytest.param(
+        ("rules", 0, "subjects", "issuers"),
+        ["https://idp.example.com"],
+        "rules[eng-read].subjects.issuers",
+        "not supported",
+        id="issuers subjects refused",
+    ),
+    pytest.param(
+        ("rules", 0, "subjects"),
+        {},
+        "rules[eng-read].subjects",
+        "lists no subject",
+        id="empty subjects mapping",
+    ),
+    pytest.param(
+        ("rules", 0, "subjects"),
+        {"users": []},
+        "rules[eng-read].subjects.users",
+        "non-empty list",
+        id="empty users list",
+    ),
+    pytest.param(
+        ("rules", 0, "subjects"),
+        ["alice"],
+        "rules[eng-read].subjects",
+        "must be a mapping",
+        id="subjects as list",
+    ),
+    pytest.param(
+        ("rules", 0, "subjects", "roles"),
+        ["admin"],
+        "rules[eng-read].subjects.roles",
+        "unknown field",
+        id="unknown subject kind",
+    ),
+    pytest.param(
+        ("rules", 0, "priority"),
+        1,
+        "rules[eng-read].priority",
+        "unknown field",
+        id="unknown rule field",
+    ),
+    pytest.param(
+        ("grants",),
+        {"approver_groups": ["security"]},
+        "grants",
+        "not supported",
+        id="grants refused",
+    ),
+    pytest.param(
+        ("break_glass",),
+        {"groups": ["oncall"]},
+        "break_glass",
+        "not supported",
+        id="break_glass refused",
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "location", "message"), INVALID_FIELDS)
+def test_invalid_field_is_reported_at_its_location(
+    path: tuple[Any, ...], value: Any, location: str, message: str
+) -> None:
+    problems = problems_of(mutated(path, value))
+
+    assert any(where == location and message in text for where, text in problems), problems
+
+
+@pytest.mark.parametrize(
+    "document",
+    [None, [], "version: 1", 1],
+    ids=["null", "list", "string", "number"],
+)
+def test_a_document_that_is_not_a_mapping_is_refused(document: Any) -> None:
+    assert problems_of(document) == [("", "a policy must be a mapping")]
+
+
+def test_several_problems_are_all_reported_at_once() -> None:
+    document = valid_document()
+    document["version"] = 3
+    document["routes"][0]["upstream"] = "ftp://x"
+    document["routes"][1]["host"] = "Admin.example.com"
+    document["rules"][0]["actions"] = ["FETCH"]
+    document["rules"][0]["when"] = {"mfa": True}
+    document["rules"][1]["effect"] = "permit"
+
+    locations = [where for where, _ in problems_of(document)]
+
+    assert set(locations) >= {
+        "version",
+        "routes[demo].upstream",
+        "routes[admin].host",
+        "rules[eng-read].actions",
+        "rules[eng-read].when",
+        "rules[no-admin-delete].effect",
+    }
+
+
+def test_policy_invalid_names_the_source_and_each_problem() -> None:
+    document = mutated(("rules", 0, "effect"), "permit")
+
+    with pytest.raises(PolicyInvalid) as caught:
+        parse_policy(document, source_name="prod.yaml")
+
+    assert caught.value.source_name == "prod.yaml"
+    assert "prod.yaml: rules[eng-read].effect: must be allow or deny" in str(caught.value)
+
+
+# --- checksum ----------------------------------------------------------------------------
+
+
+def reordered(value: Any) -> Any:
+    """The same document with every mapping's keys in reverse order."""
+    if isinstance(value, dict):
+        return {key: reordered(value[key]) for key in reversed(list(value))}
+    if isinstance(value, list):
+        return [reordered(item) for item in value]
+    return value
+
+
+def test_checksum_is_sha256_hex() -> None:
+    checksum = parse_policy(valid_document()).checksum
+
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", checksum)
+
+
+def test_checksum_is_stable_under_key_reordering() -> None:
+    document = valid_document()
+    shuffled = reordered(document)
+    assert list(shuffled) != list(document)
+
+    assert parse_policy(shuffled).checksum == parse_policy(document).checksum
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("rules", 0, "actions"), ["GET"]),
+        (("routes", 0, "upstream"), "http://127.0.0.1:9001"),
+        (("rules", 0, "subjects", "groups"), ["engineering", "ops"]),
+        (("routes", 1, "sensitive"), False),
+    ],
+    ids=["actions", "upstream", "groups", "sensitive flag"],
+)
+def test_checksum_changes_when_content_changes(path: tuple[Any, ...], value: Any) -> None:
+    original = parse_policy(valid_document()).checksum
+
+    assert parse_policy(mutated(path, value)).checksum != original
