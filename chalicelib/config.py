@@ -29,8 +29,13 @@ MAX_ASSERTION_TTL_SECONDS = 300
 LAMBDA_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
+# Query parameter names whose values never reach the audit trail: anything
+# token-, secret-, password-, signature-, credential-, session- or key-like,
+# and OAuth's code/state. Redacting a harmless parameter costs little; keeping
+# a secret costs a lot.
 DEFAULT_QUERY_REDACTION = (
-    r"(?i)^(.*token.*|code|password|passwd|secret|.*key|sig|signature|auth.*|session.*|state)$"
+    r"(?i)(token|secret|passw|signature|credential|session|assertion|api[-_]?key"
+    r"|(^|[-_.])key($|[-_.])|^sig$|^code$|^state$|^auth)"
 )
 
 
@@ -110,7 +115,7 @@ def authorizer_ttl_from_environment() -> int:
     Chalice exports the stage's ``environment_variables`` before it loads
     ``app.py``, so ``chalice package --stage prod`` sees the prod value.
     """
-    raw = os.environ.get(AUTHORIZER_TTL_VARIABLE, "0")
+    raw = os.environ.get(AUTHORIZER_TTL_VARIABLE) or "0"
     problems: list[str] = []
     ttl = _parse_int(AUTHORIZER_TTL_VARIABLE, raw, 0, MAX_AUTHORIZER_TTL_SECONDS, problems)
     if problems:
@@ -124,15 +129,23 @@ class _SettingsReader:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
         self.problems: list[str] = []
+        # Plain-http issuers are for the local stack only; anywhere else an
+        # attacker on the path could swap the keys that prove identity.
+        self._schemes: tuple[str, ...] = (
+            ("https://", "http://")
+            if environ.get(f"{ENV_PREFIX}ALLOW_HTTP_ISSUERS", "").lower() == "true"
+            else ("https://",)
+        )
+        self._scheme_text = "an http(s) URL" if len(self._schemes) == 2 else "an https URL"
 
     def read(self) -> Settings:
         region = self._environ.get("AWS_REGION") or self._environ.get("AWS_DEFAULT_REGION")
         if not region:
             self.problems.append("AWS_REGION (or AWS_DEFAULT_REGION) is not set")
         gateway_issuer = self._required("GATEWAY_ISSUER")
-        if gateway_issuer and not gateway_issuer.startswith(("https://", "http://")):
+        if gateway_issuer and not gateway_issuer.startswith(self._schemes):
             self.problems.append(
-                f"{ENV_PREFIX}GATEWAY_ISSUER must be a URL, got {gateway_issuer!r}"
+                f"{ENV_PREFIX}GATEWAY_ISSUER must be {self._scheme_text}, got {gateway_issuer!r}"
             )
         settings = Settings(
             stage=self._optional("STAGE", "dev"),
@@ -241,8 +254,8 @@ class _SettingsReader:
         jwks_uri = entry.get("jwks_uri")
         groups_claim = entry.get("groups_claim", "groups")
         problems_before = len(self.problems)
-        if not isinstance(issuer, str) or not issuer.startswith(("https://", "http://")):
-            self.problems.append(f"{where}.issuer must be an http(s) URL")
+        if not isinstance(issuer, str) or not issuer.startswith(self._schemes):
+            self.problems.append(f"{where}.issuer must be {self._scheme_text}")
         if (
             not isinstance(audiences, list)
             or not audiences
@@ -250,9 +263,9 @@ class _SettingsReader:
         ):
             self.problems.append(f"{where}.audiences must be a non-empty list of strings")
         if jwks_uri is not None and not (
-            isinstance(jwks_uri, str) and jwks_uri.startswith(("https://", "http://"))
+            isinstance(jwks_uri, str) and jwks_uri.startswith(self._schemes)
         ):
-            self.problems.append(f"{where}.jwks_uri must be an http(s) URL")
+            self.problems.append(f"{where}.jwks_uri must be {self._scheme_text}")
         if not isinstance(groups_claim, str) or not groups_claim:
             self.problems.append(f"{where}.groups_claim must be a claim name")
         if len(self.problems) != problems_before:

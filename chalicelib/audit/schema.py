@@ -8,6 +8,7 @@ values whose names match the redaction rule are replaced.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -52,11 +53,15 @@ def uuid7() -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
+def epoch_millis(epoch_seconds: float) -> int:
+    """Whole milliseconds, truncated, tolerating float error (``.123`` is ``122.9998``)."""
+    return math.floor(epoch_seconds * 1000 + 1e-3)
+
+
 def utc_timestamp(epoch_seconds: float | None = None) -> str:
     """RFC 3339 UTC timestamp with milliseconds, e.g. ``2026-11-28T15:50:37.123Z``."""
-    moment = time.time() if epoch_seconds is None else epoch_seconds
-    whole = int(moment)
-    millis = int((moment - whole) * 1000)
+    total_ms = time.time_ns() // 1_000_000 if epoch_seconds is None else epoch_millis(epoch_seconds)
+    whole, millis = divmod(total_ms, 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
 
 

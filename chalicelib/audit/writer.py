@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.audit.errors import AuditStorageError
-from chalicelib.audit.schema import uuid7
+from chalicelib.audit.schema import epoch_millis, uuid7
 
 EVENTS_PREFIX = "audit/v1/events/"
 
@@ -49,8 +49,8 @@ class BatchResult:
 
 def object_key(epoch_seconds: float) -> str:
     """The key of a new object written at ``epoch_seconds``."""
-    moment = time.gmtime(epoch_seconds)
-    millis = int((epoch_seconds - int(epoch_seconds)) * 1000)
+    whole, millis = divmod(epoch_millis(epoch_seconds), 1000)
+    moment = time.gmtime(whole)
     stamp = time.strftime("%Y%m%dT%H%M%S", moment) + f".{millis:03d}Z"
     partition = time.strftime("dt=%Y-%m-%d/hour=%H", moment)
     return f"{EVENTS_PREFIX}{partition}/{stamp}-{uuid7()}.ndjson.gz"

@@ -246,9 +246,9 @@ class Authorizer:
                 policy = self._policy.current()
             except PolicyUnavailable as exc:
                 raise AuthorizerFailure(Reason.POLICY_UNAVAILABLE.value) from exc
-            broad_allow, broad_deny = whole_api_resources(method_arn, policy.permissions(identity))
-            allow = broad_allow + allow
-            deny = broad_deny + deny
+            # Allows only (a superset; the proxy re-decides cached answers) and,
+            # when this request is denied, an explicit deny for exactly it.
+            allow = whole_api_resources(method_arn, policy.permissions(identity)) + allow
         answer: dict[str, Any] = {
             "principalId": identity.subject,
             "policyDocument": policy_document(allow, deny),

@@ -60,25 +60,19 @@ def policy_document(allow: Iterable[str], deny: Iterable[str]) -> dict[str, Any]
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def whole_api_resources(
-    method_arn: MethodArn, permissions: Iterable[Permission]
-) -> tuple[list[str], list[str]]:
-    """Allow and deny resources covering every route and method in ``permissions``.
+def whole_api_resources(method_arn: MethodArn, permissions: Iterable[Permission]) -> list[str]:
+    """Allow resources covering every route and method in ``permissions``.
 
-    When a principal's permissions would need too many resources, the allow
-    side collapses to the whole API: API Gateway then lets the request reach
-    the proxy, which re-decides every request served from a cached answer.
+    When a principal's permissions would need too many resources, they
+    collapse to the whole API: API Gateway then lets the request reach the
+    proxy, which re-decides every request served from a cached answer.
     """
     allow: set[str] = set()
-    deny: set[str] = set()
     for permission in permissions:
-        target = allow if permission.effect == "allow" else deny
         methods = ["*"] if permission.methods == HTTP_METHODS else sorted(permission.methods)
         for method in methods:
             for path in permission.arn_paths:
-                target.add(method_arn.resource(method, path))
+                allow.add(method_arn.resource(method, path))
     if len(allow) > MAX_RESOURCES_PER_EFFECT:
         allow = {method_arn.resource("*", "*")}
-    if len(deny) > MAX_RESOURCES_PER_EFFECT:
-        deny = set()  # the proxy enforces denies on cached answers anyway
-    return sorted(allow), sorted(deny)
+    return sorted(allow)

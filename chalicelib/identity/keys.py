@@ -29,6 +29,10 @@ _SHA256 = hashes.SHA256()
 _PKCS1V15 = padding.PKCS1v15()
 _ECDSA_SHA256 = ec.ECDSA(_SHA256)
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_B64URL_VALUES = {
+    char: value
+    for value, char in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+}
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | Ed25519PublicKey
 
@@ -46,15 +50,17 @@ def b64url_decode(segment: str) -> bytes:
         On any character outside the alphabet, padding, an impossible
         length, or a non-canonical encoding (stray low bits).
     """
-    if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
+    remainder = len(segment) % 4
+    if remainder == 1 or not _B64URL.fullmatch(segment):
         raise ValueError("not base64url")
+    # The last character of a partial quantum carries 4 (or 2) unused bits,
+    # which must be zero: otherwise several strings decode to the same bytes.
+    if remainder and _B64URL_VALUES[segment[-1]] & (0xF if remainder == 2 else 0x3):
+        raise ValueError("non-canonical base64url")
     try:
-        decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return base64.urlsafe_b64decode(segment + "==="[: (4 - remainder) % 4])
     except binascii.Error as exc:
         raise ValueError("not base64url") from exc
-    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment.encode("ascii"):
-        raise ValueError("non-canonical base64url")
-    return decoded
 
 
 def b64url_encode(data: bytes) -> str:

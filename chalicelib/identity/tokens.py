@@ -146,10 +146,7 @@ class TokenVerifier:
         signing_input = f"{header_segment}.{payload_segment}".encode("ascii")
         if not key.verify(signing_input, signature):
             raise TokenRejected(Reason.BAD_SIGNATURE, "signature does not verify")
-        identity = self._identity(claims, issuer, now)
-        exp = _numeric_date(claims, "exp", required=True)
-        assert exp is not None  # checked by _identity
-        return identity, exp
+        return self._identity(claims, issuer, now)
 
     def _trusted_issuer(self, claims: Mapping[str, Any]) -> TrustedIssuer:
         iss = claims.get("iss")
@@ -162,7 +159,9 @@ class TokenVerifier:
             raise TokenRejected(Reason.UNKNOWN_ISSUER, "token issuer is not trusted")
         return issuer
 
-    def _identity(self, claims: Mapping[str, Any], issuer: TrustedIssuer, now: float) -> Identity:
+    def _identity(
+        self, claims: Mapping[str, Any], issuer: TrustedIssuer, now: float
+    ) -> tuple[Identity, float]:
         exp = _numeric_date(claims, "exp", required=True)
         assert exp is not None  # required=True
         if exp <= now:
@@ -177,7 +176,7 @@ class TokenVerifier:
             raise TokenRejected(Reason.MISSING_CLAIM, "token has no sub")
         if not isinstance(subject, str):
             raise TokenRejected(Reason.INVALID_CLAIM, "sub is not a string")
-        return Identity(
+        identity = Identity(
             issuer=issuer.issuer,
             subject=subject,
             audience=audience,
@@ -192,6 +191,7 @@ class TokenVerifier:
             token_id=_optional_str(claims, "jti"),
             claims=claims,
         )
+        return identity, exp
 
 
 def _split(token: str) -> tuple[str, str, str]:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 _ANYONE = ("*", "")
 _MEMO_SIZE = 8192
 SubjectKey = tuple[str, str]
+MemoKey = tuple[str, str, str | None, frozenset[str], "AccessRequest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +47,10 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class Permission:
-    """An IAM-expressible slice of what a principal may (or may not) do."""
+    """An IAM-expressible superset of what an allow rule lets a principal do."""
 
-    effect: str
     methods: frozenset[str]
     arn_paths: tuple[str, ...]
-    exact: bool
 
 
 class CompiledPolicy:
@@ -77,7 +76,7 @@ class CompiledPolicy:
         # route id -> method -> subject key -> rules (in document order)
         self._index: dict[str, dict[str, dict[SubjectKey, list[Rule]]]] = {}
         self._order = {rule.id: position for position, rule in enumerate(document.rules)}
-        self._memo: dict[tuple[Identity, AccessRequest], Decision] = {}
+        self._memo: dict[MemoKey, Decision] = {}
         for rule in document.rules:
             self._add_to_index(rule)
 
@@ -101,12 +100,14 @@ class CompiledPolicy:
     def evaluate(self, identity: Identity, request: AccessRequest) -> Decision:
         """Decide whether ``identity`` may make ``request``.
 
-        Decisions are pure functions of the principal and the request under
-        one immutable policy version, so repeated ones are served from a
-        small memo. (A criterion that depends on anything else, such as the
-        time of day, must become part of the memo key or bypass it.)
+        Decisions are pure functions of what the criteria read (issuer,
+        subject, email, groups) and the request under one immutable policy
+        version, so repeated ones are served from a small memo, across fresh
+        tokens of the same principal too. A criterion that reads anything
+        else (another claim, the time of day, the source address) must add it
+        to :func:`_memo_key`.
         """
-        key = (identity, request)
+        key = _memo_key(identity, request)
         decision = self._memo.get(key)
         if decision is None:
             decision = self._evaluate(identity, request)
@@ -131,12 +132,13 @@ class CompiledPolicy:
         return self._decision(False, Reason.NO_MATCHING_RULE, (), route)
 
     def permissions(self, identity: Identity) -> list[Permission]:
-        """Everything ``identity`` may do, as IAM-expressible permissions.
+        """A superset of what ``identity`` may do, as IAM-expressible permissions.
 
         Used when API Gateway caches the authorizer's answer for a whole API.
-        Allows are over-approximated (the proxy re-decides any request served
-        from a cached answer); denies are listed only when they are exact, as
-        a broader deny would block what the policy allows.
+        Only allows are listed, over-approximated: method ARNs carry neither
+        host nor route, so no deny can be translated without also blocking
+        something another route allows. Soundness comes from the proxy, which
+        re-decides (and audits) every request served from a cached answer.
         """
         permissions: list[Permission] = []
         seen: set[str] = set()
@@ -150,16 +152,15 @@ class CompiledPolicy:
         return permissions
 
     def _rule_permissions(self, rule: Rule) -> Iterator[Permission]:
+        if rule.effect != "allow":
+            return
         for route_id in rule.routes:
             route = self.document.route(route_id)
             if route is None:
                 continue
             patterns = [glob.pattern for glob in rule.paths] or [_prefix_glob(route.path_prefix)]
             for pattern in patterns:
-                arn_paths, exact = glob_to_arn_paths(pattern)
-                if rule.effect == "deny" and not exact:
-                    continue
-                yield Permission(rule.effect, rule.actions, arn_paths, exact)
+                yield Permission(rule.actions, glob_to_arn_paths(pattern)[0])
 
     def _candidates(self, identity: Identity, route_id: str, method: str) -> list[Rule]:
         by_subject = self._index.get(route_id, {}).get(method)
@@ -187,6 +188,10 @@ class CompiledPolicy:
         )
 
 
+def _memo_key(identity: Identity, request: AccessRequest) -> MemoKey:
+    return (identity.issuer, identity.subject, identity.email, identity.groups, request)
+
+
 def _prefix_glob(path_prefix: str) -> str:
     return "/**" if path_prefix == "/" else path_prefix.rstrip("/") + "/**"
 
@@ -197,10 +202,10 @@ def _rule_subject_keys(rule: Rule) -> Iterator[SubjectKey]:
         yield _ANYONE
         return
     for user in subjects.users:
+        # A user entry names a subject (exact) or an email (case-insensitive).
         yield ("u", user)
-        if "@" in user and user.lower() != user:
-            # Emails compare case-insensitively (the verified email is lower-cased).
-            yield ("u", user.lower())
+        if "@" in user:
+            yield ("e", user.lower())
     for group in subjects.groups:
         yield ("g", group)
     for domain in subjects.domains:
@@ -211,9 +216,9 @@ def _identity_subject_keys(identity: Identity) -> Iterator[SubjectKey]:
     yield _ANYONE
     yield ("u", identity.subject)
     if identity.email is not None:
-        yield ("u", identity.email)
-        domain = identity.email_domain
-        if domain is not None:
-            yield ("d", domain)
+        email = identity.email.lower()
+        yield ("e", email)
+        if "@" in email:
+            yield ("d", email.rsplit("@", 1)[1])
     for group in identity.groups:
         yield ("g", group)

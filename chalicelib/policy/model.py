@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from chalicelib.policy.errors import PolicyInvalid, PolicyProblem
 from chalicelib.policy.globs import InvalidGlob, PathGlob, combine_globs, compile_glob
+from chalicelib.policy.paths import AmbiguousPath, normalize_path
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 SCHEMA_VERSION = 1
@@ -143,7 +144,8 @@ class _Parser:
         for feature in ("grants", "break_glass"):
             if feature in document:
                 self.problem(feature, _NOT_YET)
-        if document.get("version") != SCHEMA_VERSION:
+        version = document.get("version")
+        if type(version) is not int or version != SCHEMA_VERSION:
             self.problem("version", f"must be {SCHEMA_VERSION}")
         routes = self.routes(document.get("routes"))
         route_ids = {route.id for route in routes}
@@ -208,8 +210,8 @@ class _Parser:
         if not isinstance(host, str) or not (host == "*" or _HOST.fullmatch(host)):
             self.problem(f"{where}.host", 'must be "*" or a lower-case host name')
         prefix = entry.get("path_prefix", "/")
-        if not isinstance(prefix, str) or not prefix.startswith("/"):
-            self.problem(f"{where}.path_prefix", "must start with /")
+        if not isinstance(prefix, str) or not _valid_prefix(prefix):
+            self.problem(f"{where}.path_prefix", "must be a plain, normalised path starting with /")
         upstream = entry.get("upstream")
         if not isinstance(upstream, str) or not _valid_upstream(upstream):
             self.problem(f"{where}.upstream", "must be an http(s) URL without query or fragment")
@@ -257,7 +259,7 @@ class _Parser:
         for route_id in routes:
             if route_id not in route_ids:
                 self.problem(f"{where}.routes", f"names unknown route {route_id!r}")
-        subjects = self.subjects(entry.get("subjects"), f"{where}.subjects")
+        subjects = self.subjects(entry, f"{where}.subjects")
         actions = self.actions(entry.get("actions"), f"{where}.actions")
         paths = self.paths(entry.get("paths"), f"{where}.paths")
         if len(self.problems) != before or subjects is None or effect not in ("allow", "deny"):
@@ -283,9 +285,10 @@ class _Parser:
             return []
         return list(value)
 
-    def subjects(self, value: Any, where: str) -> Subjects | None:
-        if value is None:
+    def subjects(self, entry: dict[str, Any], where: str) -> Subjects | None:
+        if "subjects" not in entry:
             return Subjects()
+        value = entry["subjects"]
         if not isinstance(value, dict):
             self.problem(where, "must be a mapping")
             return None
@@ -297,8 +300,10 @@ class _Parser:
             kind: self.string_list(value.get(kind), f"{where}.{kind}", required=False)
             for kind in ("users", "groups", "domains")
         }
-        if not any(lists.values()) and value:
-            self.problem(where, "lists no subject; omit it to mean anyone signed in")
+        if not any(lists.values()):
+            # An empty (or null) subjects field on an allow rule would mean
+            # "everyone"; that must be said by omitting it, never by accident.
+            self.problem(where, "lists no subject; omit the field to mean anyone signed in")
         return Subjects(
             users=frozenset(lists["users"]),
             groups=frozenset(lists["groups"]),
@@ -307,11 +312,11 @@ class _Parser:
 
     def actions(self, value: Any, where: str) -> frozenset[str]:
         actions = self.string_list(value, where)
-        if "*" in actions:
-            return HTTP_METHODS
-        methods = {action.upper() for action in actions}
+        methods = {action.upper() for action in actions if action != "*"}
         for method in sorted(methods - HTTP_METHODS):
             self.problem(where, f"{method!r} is not one of {', '.join(sorted(HTTP_METHODS))} or *")
+        if "*" in actions:
+            return HTTP_METHODS
         return frozenset(methods & HTTP_METHODS)
 
     def paths(self, value: Any, where: str) -> tuple[PathGlob, ...]:
@@ -324,7 +329,18 @@ class _Parser:
         return tuple(globs)
 
 
+def _valid_prefix(prefix: str) -> bool:
+    if "%" in prefix or "*" in prefix:
+        return False
+    try:
+        return normalize_path(prefix) == prefix
+    except AmbiguousPath:
+        return False
+
+
 def _valid_upstream(upstream: str) -> bool:
+    if "?" in upstream or "#" in upstream:
+        return False  # even empty: the request path would land in the query
     try:
         parts = urlsplit(upstream)
     except ValueError:

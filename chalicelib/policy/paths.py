@@ -3,9 +3,11 @@
 A path is matched only in one unambiguous form. Anything that different
 components could read differently is refused rather than "fixed": encoded
 slashes or backslashes, dot segments (plain or encoded), empty segments,
-NUL and control characters, invalid percent-encoding, and bytes that are not
-UTF-8. Refusing is what keeps ``/admin/../public`` or ``/admin%2Fx`` from
-matching a rule one way and reaching the upstream another.
+NUL and control characters, invalid percent-encoding, bytes that are not
+UTF-8, double encoding (``%25``), and ``;`` path parameters (which servlet
+containers strip, so ``/admin;x/secret`` would reach ``/admin/secret``).
+Refusing is what keeps ``/admin/../public`` or ``/admin%2Fx`` from matching
+a rule one way and reaching the upstream another.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import re
 from urllib.parse import unquote_to_bytes
 
 _PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_FORBIDDEN_DECODED = re.compile(r"[\x00-\x1f\x7f\\]")
-_ENCODED_SEPARATOR = re.compile(r"%(?:2[fF]|5[cC])")
+_FORBIDDEN_DECODED = re.compile(r"[\x00-\x1f\x7f\\;]")
+# Encoded separators, and an encoded "%" (double encoding: decoded twice
+# downstream, "%252F" becomes "/").
+_ENCODED_SEPARATOR = re.compile(r"%(?:2[fF]|5[cC]|25)")
 
 
 class AmbiguousPath(ValueError):
@@ -36,7 +40,7 @@ def normalize_path(raw_path: str) -> str:
         if _PERCENT.search(raw_path):
             raise AmbiguousPath("invalid percent-encoding")
         if _ENCODED_SEPARATOR.search(raw_path):
-            raise AmbiguousPath("encoded path separator")
+            raise AmbiguousPath("encoded path separator or double encoding")
         try:
             path = unquote_to_bytes(raw_path).decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -44,7 +48,7 @@ def normalize_path(raw_path: str) -> str:
     else:
         path = raw_path
     if _FORBIDDEN_DECODED.search(path):
-        raise AmbiguousPath("control character or backslash in path")
+        raise AmbiguousPath("control character, backslash or ; in path")
     segments = path.split("/")[1:]
     for position, segment in enumerate(segments):
         if segment in (".", ".."):

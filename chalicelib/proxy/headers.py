@@ -37,13 +37,10 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
+_FORWARDING_PREFIX = "x-forwarded-"
 _SET_BY_GATEWAY = frozenset(
     {
         "forwarded",
-        "x-forwarded-for",
-        "x-forwarded-host",
-        "x-forwarded-proto",
-        "x-forwarded-port",
         "x-real-ip",
         "x-request-id",
         "host",
@@ -98,7 +95,7 @@ def upstream_request_headers(
         lowered = name.lower()
         if lowered.startswith(GATEHOUSE_PREFIX):
             spoofed.append(lowered)
-        elif lowered not in dropped:
+        elif lowered not in dropped and not lowered.startswith(_FORWARDING_PREFIX):
             kept.append((name, value))
     kept.extend(
         [

@@ -85,8 +85,9 @@ class LocalStack:
         endpoint = self._start_moto()
         session = boto3.session.Session(region_name=options.region, **_FAKE_SESSION)
         names = ResourceNames(options.stage, ACCOUNT, options.region)
+        region = options.region
         self.resources = bootstrap(
-            lambda service: session.client(service, endpoint_url=endpoint, region_name=options.region),
+            lambda service: session.client(service, endpoint_url=endpoint, region_name=region),
             names,
         )
         keys = [load_or_create_key(options.state_dir, alg) for alg in ("RS256", "ES256")]
@@ -151,6 +152,7 @@ class LocalStack:
                 ),
                 "GATEHOUSE_AUTHORIZER_TTL_SECONDS": str(self.options.authorizer_ttl_seconds),
                 "GATEHOUSE_POLICY_REFRESH_SECONDS": "1",
+                "GATEHOUSE_ALLOW_HTTP_ISSUERS": "true",  # the dev issuer and gateway are plain http
                 "POWERTOOLS_SERVICE_NAME": "gatehouse",
                 "POWERTOOLS_METRICS_DISABLED": "false" if self.options.metrics else "true",
                 "POWERTOOLS_LOG_LEVEL": "WARNING",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.policy import AmbiguousPath, normalize_path
@@ -45,6 +45,10 @@ AMBIGUOUS_PATHS = [
     pytest.param("admin", id="no leading slash"),
     pytest.param("", id="empty"),
     pytest.param("%2Fadmin", id="encoded leading slash"),
+    pytest.param("/public%252F..%252Fadmin", id="double-encoded separator %252F"),
+    pytest.param("/%25", id="encoded percent"),
+    pytest.param("/admin;x/secret", id="path parameter (servlet containers strip it)"),
+    pytest.param("/admin%3bx/secret", id="encoded path parameter"),
 ]
 
 
@@ -80,7 +84,7 @@ def test_unambiguous_path_is_decoded(raw_path: str, normalised: str) -> None:
 
 
 SAFE_SEGMENT = st.text(
-    alphabet=st.sampled_from("abcxyzABC0189-_~.!$&'()*+,;=:@"), min_size=1, max_size=8
+    alphabet=st.sampled_from("abcxyzABC0189-_~.!$&'()*+,=:@"), min_size=1, max_size=8
 ).filter(lambda segment: segment not in (".", ".."))
 SAFE_PATH = st.builds(
     lambda segments, trailing: "/" + "/".join(segments) + ("/" if trailing and segments else ""),
@@ -101,8 +105,9 @@ ENCODED_PATH = st.lists(st.text(max_size=6), min_size=1, max_size=4).map(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(ENCODED_PATH)
+@example("/public%252F..%252Fadmin")  # double-encoded: decodes to "/public%2F..%2Fadmin"
 def test_normalisation_is_idempotent_on_its_output(raw_path: str) -> None:
     try:
         once = normalize_path(raw_path)

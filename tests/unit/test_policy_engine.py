@@ -535,8 +535,8 @@ def summary(decision: Decision) -> tuple[bool, Reason, tuple[str, ...], str | No
     return decision.allowed, decision.reasons[0], decision.matched_rules, route_id
 
 
-@settings(max_examples=400, deadline=None)
-@given(policies(), st.lists(st.tuples(identities, requests), min_size=1, max_size=8))
+@settings(max_examples=100, deadline=None)
+@given(policies(), st.lists(st.tuples(identities, requests), min_size=1, max_size=6))
 def test_indexed_evaluate_agrees_with_reference(
     document: PolicyDocument, asks: list[tuple[Identity, AccessRequest]]
 ) -> None:
@@ -559,12 +559,11 @@ def iam_matches(pattern: str, resource: str) -> bool:
     return re.fullmatch(regex, resource) is not None
 
 
-def covering(permissions: list[Any], effect: str, method: str, path: str) -> list[Any]:
+def covering(permissions: list[Any], method: str, path: str) -> list[Any]:
     return [
         permission
         for permission in permissions
-        if permission.effect == effect
-        and method in permission.methods
+        if method in permission.methods
         and any(iam_matches(arn, path[1:]) for arn in permission.arn_paths)
     ]
 
@@ -572,52 +571,42 @@ def covering(permissions: list[Any], effect: str, method: str, path: str) -> lis
 PERMISSION_CASES = [
     pytest.param(
         rule("r", actions=["GET"], paths=["/api/**"]),
-        ("allow", frozenset({"GET"}), ("api", "api/*"), True),
-        id="allow literal stem and double star",
+        (frozenset({"GET"}), ("api", "api/*")),
+        id="literal stem and double star",
     ),
     pytest.param(
         rule("r", actions=["GET"], paths=["/files/*.pdf"]),
-        ("allow", frozenset({"GET"}), ("files/*",), False),
-        id="allow over-approximated",
-    ),
-    pytest.param(
-        rule("r", "deny", actions=["DELETE"], paths=["/admin/**"]),
-        ("deny", frozenset({"DELETE"}), ("admin", "admin/*"), True),
-        id="exact deny listed",
-    ),
-    pytest.param(
-        rule("r", "deny", actions=["DELETE"], paths=["/admin"]),
-        ("deny", frozenset({"DELETE"}), ("admin",), True),
-        id="literal deny listed",
+        (frozenset({"GET"}), ("files/*",)),
+        id="over-approximated from the first wildcard",
     ),
     pytest.param(
         rule("r", actions=["*"]),
-        ("allow", HTTP_METHODS, ("*",), True),
+        (HTTP_METHODS, ("*",)),
         id="no paths on root route is everything",
     ),
 ]
 
 
 @pytest.mark.parametrize(("entry", "expected"), PERMISSION_CASES)
-def test_permission_of_one_rule(entry: dict[str, Any], expected: tuple[Any, ...]) -> None:
+def test_permission_of_one_allow_rule(entry: dict[str, Any], expected: tuple[Any, ...]) -> None:
     (permission,) = compiled([entry]).permissions(person())
 
-    assert (permission.effect, permission.methods, permission.arn_paths, permission.exact) == (
-        expected
-    )
+    assert (permission.methods, permission.arn_paths) == expected
 
 
 @pytest.mark.parametrize(
     "paths",
-    [["/admin/*"], ["/admin/*/keys"], ["/files/*.pdf"], ["/admin/**/keys"]],
-    ids=["single-segment star", "star in the middle", "star extension", "double star middle"],
+    [["/admin/**"], ["/admin"], ["/admin/*"], ["/files/*.pdf"], ["/admin/**/keys"]],
+    ids=["double star", "literal", "single-segment star", "star extension", "double star middle"],
 )
-def test_inexact_deny_is_omitted(paths: list[str]) -> None:
+def test_denies_are_never_listed(paths: list[str]) -> None:
+    # Method ARNs carry no host or route, so any translated deny could block
+    # what another route allows; cached answers are re-decided by the proxy.
     policy = compiled([rule("allow-all"), rule("d", "deny", paths=paths)])
 
-    permissions = policy.permissions(person())
+    (permission,) = policy.permissions(person())
 
-    assert [p.effect for p in permissions] == ["allow"]
+    assert permission.arn_paths == ("*",)
 
 
 def test_rule_without_paths_covers_its_route_prefix() -> None:
@@ -632,7 +621,7 @@ def test_permissions_only_include_the_principals_rules() -> None:
     rules = [
         rule("mine", actions=["GET"], paths=["/mine/**"], subjects={"groups": ["eng"]}),
         rule("theirs", actions=["GET"], paths=["/theirs/**"], subjects={"groups": ["ops"]}),
-        rule("not-me", "deny", paths=["/mine/secret"], subjects={"users": ["bob"]}),
+        rule("not-me", "deny", paths=["/mine/secret"], subjects={"groups": ["eng"]}),
     ]
     permissions = compiled(rules).permissions(person(groups=("eng",)))
 
@@ -654,36 +643,60 @@ def test_rule_on_two_routes_yields_a_permission_per_route() -> None:
     assert sorted(p.arn_paths for p in permissions) == [("api", "api/*"), ("app", "app/*")]
 
 
-def test_deny_on_one_host_does_not_block_what_another_host_allows() -> None:
-    # API Gateway's method ARN carries no host: a deny listed for a.example's route
-    # also applies to b.example's, so it must not block what the policy allows there.
-    routes = [route("a", "a.example", "/"), route("b", "b.example", "/")]
-    rules = [
-        rule("a-no-admin", "deny", paths=["/admin/**"]) | {"routes": ["a"]},
-        rule("b-all") | {"routes": ["b"]},
-    ]
+DENY_SCOPE_CASES = [
+    pytest.param(
+        [route("a", "a.example", "/"), route("b", "b.example", "/")],
+        [
+            rule("a-no-admin", "deny", paths=["/admin/**"]) | {"routes": ["a"]},
+            rule("b-all") | {"routes": ["b"]},
+        ],
+        id="deny on another host's route",
+    ),
+    pytest.param(
+        [route("main", "*", "/"), route("shadowed", "*", "/")],
+        [
+            rule("shadowed-deny", "deny") | {"routes": ["shadowed"]},
+            rule("main-all") | {"routes": ["main"]},
+        ],
+        id="deny on a route no request reaches",
+    ),
+    pytest.param(
+        [route("api", "*", "/api"), route("web", "*", "/")],
+        [
+            rule("api-no-admin", "deny", paths=["/admin/**"]) | {"routes": ["api"]},
+            rule("web-all") | {"routes": ["web"]},
+        ],
+        id="deny glob outside its own route prefix",
+    ),
+]
+
+
+@pytest.mark.parametrize(("routes", "rules"), DENY_SCOPE_CASES)
+def test_listed_deny_never_blocks_what_the_policy_allows(
+    routes: list[dict[str, Any]], rules: list[dict[str, Any]]
+) -> None:
+    # API Gateway's method ARN carries no host and no route: a deny listed for one
+    # route applies to every request with that method and path.
     policy = compiled(rules, routes=routes)
     request = AccessRequest("b.example", "GET", "/admin/users")
     assert policy.evaluate(person(), request).allowed
 
     permissions = policy.permissions(person())
 
-    assert covering(permissions, "deny", "GET", request.path) == []
+    assert covering(permissions, "GET", request.path), "the allowed request must stay reachable"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(policies(), identities)
-def test_permissions_cover_every_allowed_request_and_deny_none(
+def test_permissions_allow_every_request_the_policy_allows(
     document: PolicyDocument, identity: Identity
 ) -> None:
     policy = CompiledPolicy(document, 1)
     permissions = policy.permissions(identity)
 
-    assert all(p.effect == "allow" or p.exact for p in permissions)
-    for host in REQUEST_HOSTS:
+    for host in ("a.example", "b.example", "c.example"):
         for path in REQUEST_PATHS:
-            for method in METHODS:
+            for method in ("GET", "DELETE"):
                 request = AccessRequest(host, method, path)
                 if policy.evaluate(identity, request).allowed:
-                    assert covering(permissions, "allow", method, path), request
-                    assert not covering(permissions, "deny", method, path), request
+                    assert covering(permissions, method, path), request

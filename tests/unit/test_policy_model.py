@@ -210,7 +210,7 @@ INVALID_FIELDS = [
         ("routes", 1, "path_prefix"),
         "admin",
         "routes[admin].path_prefix",
-        "must start with /",
+        "must be a plain, normalised path starting with /",
         id="path_prefix without leading slash",
     ),
     pytest.param(

@@ -1,0 +1,370 @@
+"""The audit event schema: ids, timestamps, redaction, the event shape, object keys."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+
+import pytest
+
+from chalicelib.audit.schema import (
+    REDACTED,
+    DecisionRecord,
+    RequestRecord,
+    ResourceRecord,
+    ResponseRecord,
+    action_for_method,
+    build_event,
+    redact_query,
+    utc_timestamp,
+    uuid7,
+)
+from chalicelib.audit.writer import object_key
+from chalicelib.config import DEFAULT_QUERY_REDACTION
+from chalicelib.identity import Identity
+from chalicelib.reasons import Reason
+from tests.helpers import AUDIENCE, ISSUER
+
+TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
+REDACTION = re.compile(DEFAULT_QUERY_REDACTION)
+TOP_LEVEL_FIELDS = {
+    "schema_version",
+    "event_id",
+    "event_type",
+    "event_time",
+    "stage",
+    "request",
+    "principal",
+    "source",
+    "resource",
+    "action",
+    "decision",
+    "outcome",
+    "elevation",
+    "aws",
+    "anomalies",
+}
+UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+
+
+# --- uuid7 -------------------------------------------------------------------------------
+
+
+def test_uuid7_has_version_7_and_rfc_variant() -> None:
+    for _ in range(200):
+        text = uuid7()
+        assert UUID7.fullmatch(text), text
+        parsed = uuid.UUID(text)
+        assert parsed.version == 7
+        assert parsed.variant == uuid.RFC_4122
+
+
+def test_uuid7_starts_with_unix_milliseconds() -> None:
+    before = time.time_ns() // 1_000_000
+    text = uuid7()
+    after = time.time_ns() // 1_000_000
+
+    millis = int(text.replace("-", "")[:12], 16)
+
+    assert before <= millis <= after
+
+
+def test_uuid7_values_are_unique() -> None:
+    assert len({uuid7() for _ in range(1000)}) == 1000
+
+
+def _next_millisecond(after: int) -> None:
+    """Spin (no sleep) until the wall clock is past millisecond ``after``."""
+    deadline = time.monotonic() + 1.0
+    while time.time_ns() // 1_000_000 <= after:
+        assert time.monotonic() < deadline, "clock did not advance"
+
+
+def test_uuid7_sorts_by_creation_time_across_milliseconds() -> None:
+    ids = []
+    for _ in range(5):
+        ids.append(uuid7())
+        _next_millisecond(int(ids[-1].replace("-", "")[:12], 16))
+
+    assert sorted(ids) == ids
+
+
+# --- utc_timestamp -----------------------------------------------------------------------
+
+TIMESTAMP_CASES = [
+    pytest.param(1795881037.0, "2026-11-28T15:50:37.000Z", id="whole second"),
+    pytest.param(1795881037.5, "2026-11-28T15:50:37.500Z", id="half second"),
+    pytest.param(1795881037.123, "2026-11-28T15:50:37.123Z", id="milliseconds 123"),
+    pytest.param(1700000000.001, "2023-11-14T22:13:20.001Z", id="milliseconds 001"),
+    pytest.param(1795881037.9995, "2026-11-28T15:50:37.999Z", id="never rounds into next second"),
+    pytest.param(0.0, "1970-01-01T00:00:00.000Z", id="epoch"),
+]
+
+
+@pytest.mark.parametrize(("epoch", "expected"), TIMESTAMP_CASES)
+def test_utc_timestamp_of_epoch(epoch: float, expected: str) -> None:
+    assert utc_timestamp(epoch) == expected
+
+
+def test_utc_timestamp_defaults_to_now() -> None:
+    before = time.time()
+    stamp = utc_timestamp()
+
+    assert TIMESTAMP.fullmatch(stamp)
+    assert utc_timestamp(before)[:19] <= stamp[:19] <= utc_timestamp(time.time())[:19]
+
+
+# --- redact_query ------------------------------------------------------------------------
+
+SECRET_NAMES = [
+    "access_token",
+    "id_token",
+    "refresh_token",
+    "code",
+    "CODE",
+    "api_key",
+    "apikey",
+    "password",
+    "secret",
+    "client_secret",
+    "state",
+    "session_id",
+    "sig",
+    "signature",
+    "X-Amz-Signature",
+    "X-Amz-Security-Token",
+    "auth",
+]
+
+
+@pytest.mark.parametrize("name", SECRET_NAMES)
+def test_secret_query_value_is_redacted(name: str) -> None:
+    query = redact_query([(name, "s3cr3t-value")], REDACTION)
+
+    assert query == f"{name}={REDACTED}"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["tag", "page", "sort", "q", "encoding", "keyboard"],
+)
+def test_ordinary_query_value_is_kept(name: str) -> None:
+    assert redact_query([(name, "blue")], REDACTION) == f"{name}=blue"
+
+
+def test_redact_query_keeps_order_and_repeats_and_quotes() -> None:
+    pairs = [("tag", "red"), ("access_token", "t0k"), ("tag", "blue&green"), ("a b", "c=d")]
+
+    query = redact_query(pairs, REDACTION)
+
+    assert query == "tag=red&access_token=REDACTED&tag=blue%26green&a%20b=c%3Dd"
+
+
+def test_redact_query_of_no_pairs_is_none() -> None:
+    assert redact_query([], REDACTION) is None
+
+
+# --- action_for_method -------------------------------------------------------------------
+
+ACTION_CASES = [
+    ("GET", "read"),
+    ("HEAD", "read"),
+    ("OPTIONS", "read"),
+    ("get", "read"),
+    ("POST", "write"),
+    ("PUT", "write"),
+    ("PATCH", "write"),
+    ("DELETE", "delete"),
+    ("delete", "delete"),
+]
+
+
+@pytest.mark.parametrize(("method", "action"), ACTION_CASES, ids=[m for m, _ in ACTION_CASES])
+def test_action_for_method(method: str, action: str) -> None:
+    assert action_for_method(method) == action
+
+
+# --- build_event -------------------------------------------------------------------------
+
+
+def request(method: str = "GET", query: str | None = None) -> RequestRecord:
+    return RequestRecord(
+        request_id="req-1",
+        extended_request_id="ext-1",
+        trace_id="Root=1-abc",
+        lambda_request_id="lambda-1",
+        stage="dev",
+        source_ip="203.0.113.7",
+        user_agent="curl/8.5.0",
+        host="gatehouse.example.com",
+        method=method,
+        path="/api/projects/42",
+        query=query,
+    )
+
+
+ALICE = Identity(
+    issuer=ISSUER,
+    subject="alice",
+    audience=AUDIENCE,
+    expires_at=1795881637,
+    email="alice@example.com",
+    groups=frozenset({"eng", "admins"}),
+    amr=("pwd", "mfa"),
+    auth_time=1795881000,
+    session_id="sess-1",
+    token_id="jti-1",
+    claims={"raw_token": TOKEN, "email": "alice@example.com"},
+)
+
+
+def test_decision_event_has_every_top_level_field() -> None:
+    decision = DecisionRecord(
+        outcome="allow",
+        reasons=(Reason.ALLOW_RULE_MATCHED,),
+        matched_rules=("eng-read",),
+        policy_version=3,
+        policy_checksum="sha256:abc",
+    )
+
+    event = build_event(
+        "decision",
+        request(),
+        identity=ALICE,
+        decision=decision,
+        resource=ResourceRecord("demo", "http://127.0.0.1:9000", True),
+    )
+
+    assert set(event) == TOP_LEVEL_FIELDS
+    assert event["schema_version"] == 1
+    assert event["event_type"] == "decision"
+    assert UUID7.fullmatch(event["event_id"])
+    assert TIMESTAMP.fullmatch(event["event_time"])
+    assert event["stage"] == "dev"
+    assert event["request"] == {
+        "id": "req-1",
+        "extended_id": "ext-1",
+        "lambda_request_id": "lambda-1",
+        "trace_id": "Root=1-abc",
+        "decision_id": event["event_id"],
+    }
+    assert event["principal"]["subject"] == "alice"
+    assert event["principal"]["groups"] == ["admins", "eng"]
+    assert event["principal"]["amr"] == ["pwd", "mfa"]
+    assert event["source"] == {"ip": "203.0.113.7", "user_agent": "curl/8.5.0"}
+    assert event["resource"]["route_id"] == "demo"
+    assert event["resource"]["sensitive"] is True
+    assert event["action"] == "read"
+    assert event["decision"]["reasons"] == ["allow_rule_matched"]
+    assert event["decision"]["matched_rules"] == ["eng-read"]
+    assert event["outcome"] is None
+    assert (event["elevation"], event["aws"], event["anomalies"]) == (None, None, [])
+
+
+def test_anonymous_denied_event_has_every_top_level_field() -> None:
+    event = build_event(
+        "decision",
+        request("DELETE"),
+        identity=None,
+        decision=DecisionRecord(outcome="deny", reasons=(Reason.MISSING_CREDENTIALS,)),
+        resource=ResourceRecord(),
+        anomalies=["spoofed_gatehouse_header"],
+    )
+
+    assert set(event) == TOP_LEVEL_FIELDS
+    assert event["principal"] is None
+    assert event["action"] == "delete"
+    assert event["decision"]["outcome"] == "deny"
+    assert event["decision"]["policy_version"] is None
+    assert event["resource"]["route_id"] is None
+    assert event["anomalies"] == ["spoofed_gatehouse_header"]
+
+
+def test_response_event_links_to_its_decision_and_has_every_field() -> None:
+    event = build_event(
+        "response",
+        request("POST"),
+        identity=ALICE,
+        decision=DecisionRecord(outcome="allow", reasons=(Reason.ALLOW_RULE_MATCHED,)),
+        resource=ResourceRecord("demo"),
+        decision_id="decision-7",
+        response=ResponseRecord(201, 10, 20, 12.34567, None),
+        event_id="event-8",
+    )
+
+    assert set(event) == TOP_LEVEL_FIELDS
+    assert event["event_id"] == "event-8"
+    assert event["request"]["decision_id"] == "decision-7"
+    assert event["action"] == "write"
+    assert event["outcome"] == {
+        "status": 201,
+        "bytes_in": 10,
+        "bytes_out": 20,
+        "latency_ms": 12.346,
+        "upstream_latency_ms": None,
+        "error": None,
+    }
+
+
+def test_event_never_contains_a_token() -> None:
+    query = redact_query([("access_token", TOKEN), ("tag", "blue")], REDACTION)
+
+    event = build_event(
+        "decision",
+        request(query=query),
+        identity=ALICE,
+        decision=DecisionRecord(outcome="allow", reasons=(Reason.ALLOW_RULE_MATCHED,)),
+        resource=ResourceRecord(),
+    )
+    text = json.dumps(event)
+
+    assert TOKEN not in text
+    assert "raw_token" not in text
+    assert event["resource"]["query"] == "access_token=REDACTED&tag=blue"
+
+
+def test_event_is_json_serialisable_and_detail_is_bounded() -> None:
+    event = build_event(
+        "decision",
+        request(),
+        identity=ALICE,
+        decision=DecisionRecord(
+            outcome="error", reasons=(Reason.POLICY_UNAVAILABLE,), detail="x" * 500
+        ),
+        resource=ResourceRecord(),
+    )
+
+    assert json.loads(json.dumps(event)) == event
+    assert event["decision"]["detail"] == "x" * 200
+
+
+# --- object_key --------------------------------------------------------------------------
+
+OBJECT_KEY = re.compile(
+    r"audit/v1/events/dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/"
+    r"(\d{8}T\d{6}\.\d{3}Z)-([0-9a-f-]{36})\.ndjson\.gz"
+)
+KEY_CASES = [
+    pytest.param(1795881037.5, ("2026-11-28", "15", "20261128T155037.500Z"), id="afternoon"),
+    pytest.param(1795881037.123, ("2026-11-28", "15", "20261128T155037.123Z"), id="millis 123"),
+    pytest.param(1704067199.0, ("2023-12-31", "23", "20231231T235959.000Z"), id="year end"),
+    pytest.param(1704067200.0, ("2024-01-01", "00", "20240101T000000.000Z"), id="midnight"),
+]
+
+
+@pytest.mark.parametrize(("epoch", "parts"), KEY_CASES)
+def test_object_key_is_partitioned_by_day_and_hour(
+    epoch: float, parts: tuple[str, str, str]
+) -> None:
+    match = OBJECT_KEY.fullmatch(object_key(epoch))
+
+    assert match is not None
+    assert match.groups()[:3] == parts
+    assert UUID7.fullmatch(match.group(4))
+
+
+def test_object_keys_are_unique_for_the_same_moment() -> None:
+    assert object_key(1795881037.5) != object_key(1795881037.5)
