@@ -6,6 +6,7 @@ Exceptions::
      ├── UpstreamError                 no usable upstream answer (``.status`` 502 or 504)
      │    ├── UpstreamTimeout          504
      │    ├── UpstreamUnavailable      502
+     │    ├── UpstreamRequestInvalid   400
      │    └── UpstreamResponseTooLarge 502
      └── SigningError                  the assertion could not be signed (503)
 """

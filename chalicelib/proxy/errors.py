@@ -23,6 +23,12 @@ class UpstreamUnavailable(UpstreamError):
     """The connection was refused, reset, or otherwise failed."""
 
 
+class UpstreamRequestInvalid(UpstreamError):
+    """The request cannot be expressed upstream (e.g. a header with a line break)."""
+
+    status = 400
+
+
 class UpstreamResponseTooLarge(UpstreamError):
     """The upstream's response does not fit in a Lambda response."""
 

@@ -299,7 +299,7 @@ class Proxy:
             return self._upstream.send(request.method, url, headers.headers, request.body)
         except UpstreamError as exc:
             self._count("UpstreamErrors")
-            message = "upstream timed out" if exc.status == 504 else "upstream unavailable"
+            message = _UPSTREAM_MESSAGES.get(exc.status, "upstream unavailable")
             raise _Refused(
                 error_response(exc.status, message, request.request_id), str(exc)
             ) from exc
@@ -325,6 +325,9 @@ class Proxy:
     def _count(self, name: str) -> None:
         if self._metrics is not None:
             self._metrics.add_metric(name=name, unit="Count", value=1)
+
+
+_UPSTREAM_MESSAGES = {504: "upstream timed out", 400: "bad request"}
 
 
 def _resource(route: Route) -> ResourceRecord:

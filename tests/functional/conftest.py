@@ -121,6 +121,8 @@ def stage(
     entrypoints.use_container(container)
     yield container
     entrypoints.use_container(None)
+    if "upstream" in vars(container):  # built: close its pooled keep-alive sockets
+        container.upstream.close()
 
 
 def queued_events(resources: Resources) -> list[dict[str, Any]]:

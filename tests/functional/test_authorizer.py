@@ -9,23 +9,26 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 
 import app
-from chalicelib import entrypoints
+from chalicelib import entrypoints, observability
 from chalicelib.authorize import AuthorizerFailure
 from chalicelib.config import Settings
 from chalicelib.container import Container
-from gatehouse.dev.bootstrap import Resources
 from tests.functional.conftest import queued_events
 from tests.helpers import AUDIENCE, ISSUER, FakeIdp, claims, load_event, make_token
+
+if TYPE_CHECKING:
+    from gatehouse.dev.bootstrap import Resources
 
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/dev"
 REQUEST_ID = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
@@ -80,16 +83,50 @@ def broad(methods: tuple[str, ...], *paths: str) -> list[str]:
     return [f"{API}/{method}/{path}" for method in methods for path in paths]
 
 
-def logged_text(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> str:
-    captured = capsys.readouterr()
-    return caplog.text + captured.out + captured.err
+class Logs:
+    """Everything the handlers logged: log records (with every attribute) and stdout/stderr."""
+
+    def __init__(self, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]):
+        self._caplog = caplog
+        self._capsys = capsys
+
+    @property
+    def records(self) -> list[logging.LogRecord]:
+        return list(self._caplog.records)
+
+    def text(self) -> str:
+        captured = self._capsys.readouterr()
+        records = json.dumps([vars(record) for record in self.records], default=str)
+        return "\n".join((self._caplog.text, records, captured.out, captured.err))
+
+    def clear(self) -> None:
+        self._caplog.clear()
+        self._capsys.readouterr()
+
+
+@pytest.fixture
+def logs(
+    _powertools_logger: None, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> Logs:
+    return Logs(caplog, capsys)
+
+
+@pytest.fixture
+def _powertools_logger() -> None:
+    """Build the handlers' Powertools logger before capsys replaces stdout.
+
+    It is built once per process, on the first invocation, bound to the
+    ``sys.stdout`` of that moment; built under capsys it would keep a stream
+    that capsys closes after the test.
+    """
+    observability.powertools_logger()
 
 
 # --- allow -----------------------------------------------------------------------------------
 
 
-def test_allow_is_exact_for_the_method_arn_and_carries_the_principal(
-    stage: Container, aws: Resources, rsa_key: Any
+def test_allow_is_exact_for_the_method_arn_and_audited_once(
+    stage: Container, aws: Resources, backend: Any, rsa_key: Any, logs: Logs
 ) -> None:
     payload = claims(amr=["pwd", "mfa"], jti="token-id-1")
     token = make_token(rsa_key, "RS256", "rsa-1", payload)
@@ -103,13 +140,17 @@ def test_allow_is_exact_for_the_method_arn_and_carries_the_principal(
     context = answer["context"]
     # API Gateway only accepts primitive context values.
     assert all(isinstance(value, str | int | bool) for value in context.values())
-    assert context["sub"] == "alice"
-    assert context["email"] == "alice@example.com"
-    assert context["groups"] == "engineering"
-    assert UUID7.fullmatch(context["decision_id"])
-    assert context["decided_for"] == REQUEST_ID
-    assert context["policy_version"] == 1
-    assert context["route_id"] == "demo"
+    decision_id = context["decision_id"]
+    assert UUID7.fullmatch(decision_id)
+    assert {name: value for name, value in context.items() if name != "principal"} == {
+        "sub": "alice",
+        "email": "alice@example.com",
+        "groups": "engineering",
+        "decision_id": decision_id,
+        "decided_for": REQUEST_ID,
+        "policy_version": 1,
+        "route_id": "demo",
+    }
     principal = json.loads(context["principal"])
     assert principal["iss"] == ISSUER
     assert principal["sub"] == "alice"
@@ -117,30 +158,14 @@ def test_allow_is_exact_for_the_method_arn_and_carries_the_principal(
     assert principal["exp"] == payload["exp"]
     assert principal["email"] == "alice@example.com"
     assert principal["groups"] == ["engineering"]
-    assert principal["amr"] == ["pwd", "mfa"]
+    assert sorted(principal["amr"]) == ["mfa", "pwd"]
     assert principal["jti"] == "token-id-1"
-    assert token not in json.dumps(answer)
-
-
-def test_allow_queues_one_complete_decision_event(
-    stage: Container,
-    aws: Resources,
-    backend: Any,
-    rsa_key: Any,
-    caplog: pytest.LogCaptureFixture,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    token = make_token(rsa_key, "RS256", "rsa-1")
-    event = authorizer_event([f"Bearer {token}"])
-
-    answer = app.gatehouse_authorizer(event, LambdaContext("lambda-auth-1"))
 
     events = queued_events(aws)
     assert len(events) == 1
     decision = events[0]
     active = stage.policy_store.load_active()
     assert active is not None
-    decision_id = answer["context"]["decision_id"]
     assert decision["schema_version"] == 1
     assert decision["event_type"] == "decision"
     assert decision["event_id"] == decision_id
@@ -156,6 +181,7 @@ def test_allow_queues_one_complete_decision_event(
     assert decision["principal"]["subject"] == "alice"
     assert decision["principal"]["email"] == "alice@example.com"
     assert decision["principal"]["groups"] == ["engineering"]
+    assert decision["principal"]["token_id"] == "token-id-1"
     assert decision["source"] == {"ip": "203.0.113.7", "user_agent": "curl/8.5.0"}
     assert decision["resource"] == {
         "host": "gatehouse.example.com",
@@ -181,201 +207,153 @@ def test_allow_queues_one_complete_decision_event(
     serialized = json.dumps(events)
     assert "should-be-redacted" not in serialized
     assert token not in serialized
-    assert token not in logged_text(caplog, capsys)
+    assert token not in json.dumps(answer)
+    assert token not in logs.text()
 
 
 # --- deny by policy --------------------------------------------------------------------------
 
 POLICY_DENIALS = [
-    pytest.param(
+    # (case, groups, method, path, reason, matched rules)
+    (
+        "deny-rule-beats-allow",
         ["engineering", "contractors"],
         "GET",
         "/api/billing/7",
         "deny_rule_matched",
         ["no-billing-for-contractors"],
-        id="deny-rule-beats-allow",
     ),
-    pytest.param(["sales"], "GET", "/api/projects/42", "no_matching_rule", [], id="no-rule-for-group"),
-    pytest.param(["engineering"], "DELETE", "/admin/users", "no_matching_rule", [], id="outside-paths"),
+    ("no-rule-for-group", ["sales"], "GET", "/api/projects/42", "no_matching_rule", []),
+    ("outside-allowed-paths", ["engineering"], "DELETE", "/admin/users", "no_matching_rule", []),
+    ("method-not-allowed", ["engineering"], "GET", "/", "no_matching_rule", []),
 ]
 
 
-@pytest.mark.parametrize(("groups", "method", "path", "reason", "matched"), POLICY_DENIALS)
 def test_policy_denial_is_an_explicit_deny_for_the_method_arn(
-    stage: Container,
-    aws: Resources,
-    rsa_key: Any,
-    groups: list[str],
-    method: str,
-    path: str,
-    reason: str,
-    matched: list[str],
+    stage: Container, aws: Resources, rsa_key: Any, subtests: pytest.Subtests
 ) -> None:
-    token = make_token(rsa_key, "RS256", "rsa-1", claims(groups=groups))
-    event = authorizer_event([f"Bearer {token}"], method=method, path=path)
+    for case, groups, method, path, reason, matched in POLICY_DENIALS:
+        with subtests.test(case):
+            queued_events(aws)
+            token = make_token(rsa_key, "RS256", "rsa-1", claims(groups=groups))
+            event = authorizer_event([f"Bearer {token}"], method=method, path=path)
 
-    answer = app.gatehouse_authorizer(event, LambdaContext("lambda-auth-2"))
+            answer = app.gatehouse_authorizer(event, LambdaContext("lambda-auth-2"))
 
-    assert answer["principalId"] == "alice"
-    assert answer["policyDocument"] == policy(statement("Deny", [event["methodArn"]]))
-    events = queued_events(aws)
-    assert len(events) == 1
-    decision = events[0]
-    assert decision["event_type"] == "decision"
-    assert decision["decision"]["outcome"] == "deny"
-    assert decision["decision"]["reasons"] == [reason]
-    assert decision["decision"]["matched_rules"] == matched
-    assert decision["decision"]["policy_version"] == 1
-    assert decision["principal"]["subject"] == "alice"
-    assert decision["principal"]["groups"] == sorted(groups)
-    assert decision["resource"]["method"] == method
-    assert decision["resource"]["path"] == path
-    assert token not in json.dumps(events)
+            assert answer["principalId"] == "alice"
+            assert answer["policyDocument"] == policy(statement("Deny", [event["methodArn"]]))
+            events = queued_events(aws)
+            assert len(events) == 1
+            decision = events[0]
+            assert decision["event_type"] == "decision"
+            assert decision["decision"]["outcome"] == "deny"
+            assert decision["decision"]["reasons"] == [reason]
+            assert decision["decision"]["matched_rules"] == matched
+            assert decision["decision"]["policy_version"] == 1
+            assert decision["principal"]["subject"] == "alice"
+            assert decision["principal"]["groups"] == sorted(groups)
+            assert decision["resource"]["method"] == method
+            assert decision["resource"]["path"] == path
+            assert token not in json.dumps(events)
 
 
 # --- credential failures ---------------------------------------------------------------------
 
-Credentials = Callable[[Any, Any], list[str] | None]
+
+def _bearer(key: Any, kid: str = "rsa-1", alg: str = "RS256", **overrides: Any) -> str:
+    return "Bearer " + make_token(key, alg, kid, claims(**overrides))
 
 
-def _valid(rsa_key: Any, other_key: Any) -> list[str]:
-    return [f"Bearer {make_token(rsa_key, 'RS256', 'rsa-1')}"]
+def credential_failures(key: Any, other: Any) -> list[tuple[str, list[str] | None, str]]:
+    """(case, Authorization header values, reason) for every way to present bad credentials."""
+    now = int(time.time())
+    return [
+        ("no-header", None, "missing_credentials"),
+        ("basic-scheme", ["Basic YWxpY2U6czNjcjN0LXBhc3N3b3Jk"], "missing_credentials"),
+        ("malformed", ["Bearer eyJhbGciOiJSUzI1NiJ9.bm90LWEtand0LWF0LWFsbA"], "malformed_token"),
+        ("two-headers", [_bearer(key), _bearer(key, sub="mallory")], "malformed_token"),
+        ("expired", [_bearer(key, exp=now - 120, iat=now - 900, nbf=None)], "token_expired"),
+        ("unknown-kid", [_bearer(key, kid="rsa-unknown")], "unknown_key"),
+        ("wrong-audience", [_bearer(key, aud="another-app")], "wrong_audience"),
+        ("signed-by-another-key", [_bearer(other)], "bad_signature"),
+        ("alg-none", [_bearer(None, alg="none")], "unsupported_algorithm"),
+    ]
 
 
-CREDENTIAL_FAILURES: list[Any] = [
-    pytest.param(lambda key, other: None, "missing_credentials", id="no-header"),
-    pytest.param(lambda key, other: ["Basic YWxpY2U6czNjcjN0"], "missing_credentials", id="basic"),
-    pytest.param(
-        lambda key, other: ["Bearer eyJhbGciOiJSUzI1NiJ9.bm90LWEtand0LWF0LWFsbA"],
-        "malformed_token",
-        id="malformed",
-    ),
-    pytest.param(
-        lambda key, other: _valid(key, other) + _valid(other, key),
-        "malformed_token",
-        id="two-authorization-headers",
-    ),
-    pytest.param(
-        lambda key, other: [
-            "Bearer "
-            + make_token(
-                key,
-                "RS256",
-                "rsa-1",
-                claims(exp=int(time.time()) - 120, iat=int(time.time()) - 900, nbf=None),
-            )
-        ],
-        "token_expired",
-        id="expired",
-    ),
-    pytest.param(
-        lambda key, other: ["Bearer " + make_token(key, "RS256", "rsa-unknown")],
-        "unknown_key",
-        id="unknown-kid",
-    ),
-    pytest.param(
-        lambda key, other: ["Bearer " + make_token(key, "RS256", "rsa-1", claims(aud="other-app"))],
-        "wrong_audience",
-        id="wrong-audience",
-    ),
-    pytest.param(
-        lambda key, other: ["Bearer " + make_token(other, "RS256", "rsa-1")],
-        "bad_signature",
-        id="signed-by-another-key",
-    ),
-    pytest.param(
-        lambda key, other: ["Bearer " + make_token(None, "none", "rsa-1")],
-        "unsupported_algorithm",
-        id="alg-none",
-    ),
-]
-
-
-@pytest.mark.parametrize(("credentials", "reason"), CREDENTIAL_FAILURES)
 def test_credential_failure_is_unauthorized_and_audited_without_the_secret(
     stage: Container,
     aws: Resources,
     rsa_key: Any,
     other_rsa_key: Any,
-    caplog: pytest.LogCaptureFixture,
-    capsys: pytest.CaptureFixture[str],
-    credentials: Credentials,
-    reason: str,
+    logs: Logs,
+    subtests: pytest.Subtests,
 ) -> None:
-    authorization = credentials(rsa_key, other_rsa_key)
-    event = authorizer_event(authorization)
+    for case, authorization, reason in credential_failures(rsa_key, other_rsa_key):
+        with subtests.test(case):
+            queued_events(aws)
+            logs.clear()
+            event = authorizer_event(authorization)
 
-    with pytest.raises(Exception) as raised:  # noqa: PT011 (the message is the contract)
-        app.gatehouse_authorizer(event, LambdaContext("lambda-auth-3"))
+            with pytest.raises(Exception) as raised:  # noqa: PT011 (the message is the contract)
+                app.gatehouse_authorizer(event, LambdaContext("lambda-auth-3"))
 
-    # API Gateway answers 401 only for this exact message.
-    assert str(raised.value) == "Unauthorized"
-    events = queued_events(aws)
-    assert len(events) == 1
-    decision = events[0]
-    assert decision["event_type"] == "decision"
-    assert decision["decision"]["outcome"] == "deny"
-    assert decision["decision"]["reasons"] == [reason]
-    assert decision["principal"] is None
-    assert decision["request"]["id"] == REQUEST_ID
-    assert decision["request"]["lambda_request_id"] == "lambda-auth-3"
-    assert decision["source"]["ip"] == "203.0.113.7"
-    secrets = [value.split(" ", 1)[1] for value in authorization or ()]
-    serialized = json.dumps(events)
-    logs = logged_text(caplog, capsys)
-    for secret in secrets:
-        assert secret not in serialized
-        assert secret not in logs
+            # API Gateway answers 401 only for this exact message.
+            assert str(raised.value) == "Unauthorized"
+            events = queued_events(aws)
+            assert len(events) == 1
+            decision = events[0]
+            assert decision["event_type"] == "decision"
+            assert decision["decision"]["outcome"] == "deny"
+            assert decision["decision"]["reasons"] == [reason]
+            assert decision["principal"] is None
+            assert decision["request"]["id"] == REQUEST_ID
+            assert decision["request"]["lambda_request_id"] == "lambda-auth-3"
+            assert decision["source"]["ip"] == "203.0.113.7"
+            serialized = json.dumps(events)
+            logged = logs.text()
+            for value in authorization or ():
+                secret = value.split(" ", 1)[1]
+                assert secret not in serialized
+                assert secret not in logged
 
 
 # --- fail closed -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("with_token", "outcome", "reasons"),
-    [
-        pytest.param(True, "allow", ["allow_rule_matched"], id="valid-token"),
-        pytest.param(False, "deny", ["missing_credentials"], id="no-credentials"),
-    ],
-)
 def test_unauditable_decision_fails_closed_and_is_logged_without_the_token(
-    stage: Container,
-    aws: Resources,
-    rsa_key: Any,
-    caplog: pytest.LogCaptureFixture,
-    capsys: pytest.CaptureFixture[str],
-    with_token: bool,
-    outcome: str,
-    reasons: list[str],
+    stage: Container, aws: Resources, rsa_key: Any, logs: Logs, subtests: pytest.Subtests
 ) -> None:
     token = make_token(rsa_key, "RS256", "rsa-1")
-    event = authorizer_event([f"Bearer {token}"] if with_token else None)
     boto3.client("sqs", region_name="us-east-1").delete_queue(QueueUrl=aws.audit_queue_url)
-
-    with pytest.raises(AuthorizerFailure) as raised:
-        app.gatehouse_authorizer(event, LambdaContext("lambda-auth-fc"))
-
-    # Not "Unauthorized": API Gateway maps any other failure to AUTHORIZER_FAILURE (503).
-    assert str(raised.value) != "Unauthorized"
-    logs = logged_text(caplog, capsys)
-    assert token not in logs
-    assert REQUEST_ID in logs
-    logged = [
-        json.loads(record.getMessage().split("event follows: ", 1)[1])
-        for record in caplog.records
-        if "event follows: " in record.getMessage()
+    cases = [
+        ("valid-token", [f"Bearer {token}"], "allow", ["allow_rule_matched"]),
+        ("no-credentials", None, "deny", ["missing_credentials"]),
     ]
-    assert len(logged) == 1
-    assert logged[0]["event_type"] == "decision"
-    assert logged[0]["request"]["id"] == REQUEST_ID
-    assert logged[0]["request"]["lambda_request_id"] == "lambda-auth-fc"
-    assert logged[0]["decision"]["outcome"] == outcome
-    assert logged[0]["decision"]["reasons"] == reasons
-    assert logged[0]["event_id"] in logs
+    for case, authorization, outcome, reasons in cases:
+        with subtests.test(case):
+            logs.clear()
+            event = authorizer_event(authorization)
 
+            with pytest.raises(AuthorizerFailure) as raised:
+                app.gatehouse_authorizer(event, LambdaContext(f"lambda-auth-fc-{case}"))
 
-def _delete_active_pointer(dynamodb: Any, table: str) -> None:
-    dynamodb.delete_item(TableName=table, Key={"pk": {"S": "POLICY"}, "sk": {"S": "ACTIVE"}})
+            # Not "Unauthorized": API Gateway maps any other failure to AUTHORIZER_FAILURE (503).
+            assert str(raised.value) != "Unauthorized"
+            logged_events = [
+                json.loads(record.getMessage().split("event follows: ", 1)[1])
+                for record in logs.records
+                if "event follows: " in record.getMessage()
+            ]
+            assert len(logged_events) == 1
+            logged = logged_events[0]
+            assert logged["event_type"] == "decision"
+            assert logged["request"]["id"] == REQUEST_ID
+            assert logged["request"]["lambda_request_id"] == f"lambda-auth-fc-{case}"
+            assert logged["decision"]["outcome"] == outcome
+            assert logged["decision"]["reasons"] == reasons
+            text = logs.text()
+            assert logged["event_id"] in text
+            assert token not in text
 
 
 def _corrupt_active_pointer(dynamodb: Any, table: str) -> None:
@@ -388,98 +366,100 @@ def _corrupt_active_pointer(dynamodb: Any, table: str) -> None:
     )
 
 
+def _delete_active_pointer(dynamodb: Any, table: str) -> None:
+    dynamodb.delete_item(TableName=table, Key={"pk": {"S": "POLICY"}, "sk": {"S": "ACTIVE"}})
+
+
 def _delete_table(dynamodb: Any, table: str) -> None:
     dynamodb.delete_table(TableName=table)
 
 
-@pytest.mark.parametrize(
-    "break_policy",
-    [
-        pytest.param(_delete_active_pointer, id="no-active-policy"),
-        pytest.param(_corrupt_active_pointer, id="corrupt-active-policy"),
-        pytest.param(_delete_table, id="table-gone"),
-    ],
-)
 def test_policy_unavailable_fails_closed_with_an_error_event(
-    stage: Container,
-    aws: Resources,
-    rsa_key: Any,
-    break_policy: Callable[[Any, str], None],
+    stage: Container, aws: Resources, rsa_key: Any, subtests: pytest.Subtests
 ) -> None:
-    break_policy(boto3.client("dynamodb", region_name="us-east-1"), aws.policy_table)
+    """Progressively worse: a corrupt pointer, then none, then no table at all."""
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
     token = make_token(rsa_key, "RS256", "rsa-1")
-    event = authorizer_event([f"Bearer {token}"])
+    breakages = [
+        ("corrupt-active-policy", _corrupt_active_pointer),
+        ("no-active-policy", _delete_active_pointer),
+        ("table-gone", _delete_table),
+    ]
+    for case, break_policy in breakages:
+        with subtests.test(case):
+            queued_events(aws)
+            break_policy(dynamodb, aws.policy_table)
 
-    with pytest.raises(AuthorizerFailure) as raised:
-        app.gatehouse_authorizer(event, LambdaContext("lambda-auth-pu"))
+            with pytest.raises(AuthorizerFailure) as raised:
+                app.gatehouse_authorizer(
+                    authorizer_event([f"Bearer {token}"]), LambdaContext("lambda-auth-pu")
+                )
 
-    assert str(raised.value) != "Unauthorized"
-    events = queued_events(aws)
-    assert len(events) == 1
-    decision = events[0]
-    assert decision["decision"]["outcome"] == "error"
-    assert decision["decision"]["reasons"] == ["policy_unavailable"]
-    assert decision["principal"]["subject"] == "alice"
-    assert decision["request"]["id"] == REQUEST_ID
+            assert str(raised.value) != "Unauthorized"
+            events = queued_events(aws)
+            assert len(events) == 1
+            decision = events[0]
+            assert decision["decision"]["outcome"] == "error"
+            assert decision["decision"]["reasons"] == ["policy_unavailable"]
+            assert decision["principal"]["subject"] == "alice"
+            assert decision["request"]["id"] == REQUEST_ID
 
 
 # --- result cache (TTL > 0) ------------------------------------------------------------------
 
 ENGINEERING_ALLOW = broad(ALL_METHODS, "api", "api/*")
 
+# Cached answers list allows only (a superset of what the policy allows: method ARNs carry
+# no host or route, so no deny translates soundly) plus an explicit deny for exactly a
+# denied request; the proxy re-decides every request served from a cached answer.
+WHOLE_API_ANSWERS: list[tuple[str, list[str], str, str, Callable[[str], dict[str, Any]]]] = [
+    (
+        "allowed",
+        ["engineering"],
+        "GET",
+        "/api/projects/42",
+        lambda arn: policy(statement("Allow", [*ENGINEERING_ALLOW, arn])),
+    ),
+    (
+        "denied-by-rule",
+        ["engineering", "contractors"],
+        "GET",
+        "/api/billing/7",
+        lambda arn: policy(statement("Deny", [arn]), statement("Allow", ENGINEERING_ALLOW)),
+    ),
+    (
+        "denied-nothing-allowed",
+        ["sales"],
+        "GET",
+        "/api/projects/42",
+        lambda arn: policy(statement("Deny", [arn])),
+    ),
+]
 
-@pytest.mark.parametrize(
-    ("groups", "method", "path", "expected"),
-    [
-        pytest.param(
-            ["engineering"],
-            "GET",
-            "/api/projects/42",
-            lambda arn: policy(statement("Allow", [*ENGINEERING_ALLOW, arn])),
-            id="allowed",
-        ),
-        pytest.param(
-            ["engineering", "contractors"],
-            "GET",
-            "/api/billing/7",
-            lambda arn: policy(
-                statement("Deny", [*broad(("*",), "api/billing", "api/billing/*"), arn]),
-                statement("Allow", ENGINEERING_ALLOW),
-            ),
-            id="denied-by-rule",
-        ),
-        pytest.param(
-            ["sales"],
-            "GET",
-            "/api/projects/42",
-            lambda arn: policy(statement("Deny", [arn])),
-            id="denied-nothing-allowed",
-        ),
-    ],
-)
+
 def test_cached_answer_describes_the_whole_api(
     stage: Container,
     aws: Resources,
     idp: FakeIdp,
     rsa_key: Any,
     monkeypatch: pytest.MonkeyPatch,
-    groups: list[str],
-    method: str,
-    path: str,
-    expected: Callable[[str], dict[str, Any]],
+    subtests: pytest.Subtests,
 ) -> None:
     rebuild_container(idp, monkeypatch, GATEHOUSE_AUTHORIZER_TTL_SECONDS="300")
-    token = make_token(rsa_key, "RS256", "rsa-1", claims(groups=groups))
-    event = authorizer_event([f"Bearer {token}"], method=method, path=path)
+    for case, groups, method, path, expected in WHOLE_API_ANSWERS:
+        with subtests.test(case):
+            queued_events(aws)
+            token = make_token(rsa_key, "RS256", "rsa-1", claims(groups=groups))
+            event = authorizer_event([f"Bearer {token}"], method=method, path=path)
 
-    answer = app.gatehouse_authorizer(event, LambdaContext("lambda-auth-ttl"))
+            answer = app.gatehouse_authorizer(event, LambdaContext("lambda-auth-ttl"))
 
-    assert answer["policyDocument"] == expected(event["methodArn"])
-    assert len(queued_events(aws)) == 1
+            assert answer["policyDocument"] == expected(event["methodArn"])
+            assert len(queued_events(aws)) == 1
 
 
 def _iam_effect(document: dict[str, Any], arn: str) -> str:
-    """How IAM evaluates ``arn`` against an authorizer policy (explicit deny wins)."""
+    """How IAM evaluates ``arn`` against an authorizer policy (an explicit deny wins)."""
     effects = {
         item["Effect"]
         for item in document["Statement"]
@@ -490,54 +470,62 @@ def _iam_effect(document: dict[str, Any], arn: str) -> str:
     return "Allow" if "Allow" in effects else "ImplicitDeny"
 
 
-@pytest.mark.parametrize(
-    ("groups", "requests"),
-    [
-        pytest.param(
-            ["engineering"],
-            {
-                ("GET", "/api/projects/42"): "Allow",
-                ("POST", "/api/projects"): "Allow",
-                ("DELETE", "/api/a/b/c"): "Allow",
-                ("HEAD", "/api"): "Allow",
-                ("GET", "/admin"): "ImplicitDeny",
-                ("GET", "/apix"): "ImplicitDeny",
-            },
-            id="engineer",
-        ),
-        pytest.param(
-            ["engineering", "contractors"],
-            {
-                ("PUT", "/api/projects/1"): "Allow",
-                ("GET", "/api/billing"): "Deny",
-                ("POST", "/api/billing/invoices/9"): "Deny",
-                ("GET", "/api/billingx"): "Allow",
-            },
-            id="contractor",
-        ),
-    ],
-)
-def test_cached_answer_gives_the_policy_decision_for_other_routes(
+REUSED_ANSWERS: list[tuple[str, list[str], str, dict[tuple[str, str], str]]] = [
+    # (case, groups, path of the request decided, gateway effect on later requests)
+    (
+        "engineer",
+        ["engineering"],
+        "/api/projects/42",
+        {
+            ("GET", "/api/projects/42"): "Allow",
+            ("POST", "/api/projects"): "Allow",
+            ("DELETE", "/api/a/b/c"): "Allow",
+            ("HEAD", "/api"): "Allow",
+            ("OPTIONS", "/api/x"): "Allow",
+            ("GET", "/admin"): "ImplicitDeny",
+            ("GET", "/apix"): "ImplicitDeny",
+        },
+    ),
+    (
+        "contractor-denied-first",
+        ["engineering", "contractors"],
+        "/api/billing/7",
+        {
+            ("GET", "/api/billing/7"): "Deny",
+            ("PUT", "/api/projects/1"): "Allow",
+            ("GET", "/api/billingx"): "Allow",
+            ("GET", "/admin"): "ImplicitDeny",
+        },
+    ),
+]
+
+
+def test_cached_answer_lets_through_everything_the_policy_allows(
     stage: Container,
     aws: Resources,
     idp: FakeIdp,
     rsa_key: Any,
     monkeypatch: pytest.MonkeyPatch,
-    groups: list[str],
-    requests: dict[tuple[str, str], str],
+    subtests: pytest.Subtests,
 ) -> None:
-    """API Gateway reuses the answer for the whole API: it must agree with the policy."""
-    rebuild_container(idp, monkeypatch, GATEHOUSE_AUTHORIZER_TTL_SECONDS="300")
-    token = make_token(rsa_key, "RS256", "rsa-1", claims(groups=groups))
-    answer = app.gatehouse_authorizer(
-        authorizer_event([f"Bearer {token}"]), LambdaContext("lambda-auth-ttl")
-    )
+    """API Gateway reuses one answer for every route of the API until the TTL ends.
 
-    effects = {
-        (method, path): _iam_effect(answer["policyDocument"], f"{API}/{method}{path}")
-        for method, path in requests
-    }
-    assert effects == requests
+    Whatever the policy allows must pass the gateway (or the cache would turn
+    allowed requests into 403s); the request that was denied stays denied.
+    """
+    rebuild_container(idp, monkeypatch, GATEHOUSE_AUTHORIZER_TTL_SECONDS="300")
+    for case, groups, decided_path, requests in REUSED_ANSWERS:
+        with subtests.test(case):
+            queued_events(aws)
+            token = make_token(rsa_key, "RS256", "rsa-1", claims(groups=groups))
+            event = authorizer_event([f"Bearer {token}"], path=decided_path)
+            answer = app.gatehouse_authorizer(event, LambdaContext("lambda-ttl"))
+
+            effects = {
+                (method, path): _iam_effect(answer["policyDocument"], f"{API}/{method}{path}")
+                for method, path in requests
+            }
+            assert effects == requests
 
 
 # --- the REQUEST adapter hands over the whole event --------------------------------------------
