@@ -12,6 +12,7 @@ send is network time, measured separately against moto for reference.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import sys
@@ -21,23 +22,31 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import re
+
 import boto3
 import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from moto import mock_aws
 
-from bench.common import AUDIENCE, ISSUER, claims, figure, hundred_rule_policy, measure, measure_each
+from bench.common import (
+    AUDIENCE,
+    ISSUER,
+    claims,
+    figure,
+    hundred_rule_policy,
+    measure,
+    measure_each,
+)
 from chalicelib.audit import AuditEmitter, SqsAuditSink
-from chalicelib.authorize import Authorizer
+from chalicelib.authorize import Authorizer, Unauthorized
 from chalicelib.config import DEFAULT_QUERY_REDACTION, TrustedIssuer
 from chalicelib.identity import JwksCache, TokenVerifier
 from chalicelib.identity.keys import b64url_decode
 from chalicelib.policy import ActivePolicy, PolicyStore
 from gatehouse.dev.bootstrap import bootstrap
 from gatehouse.resources import ResourceNames
-
-import re
 
 
 class MemorySink:
@@ -76,10 +85,14 @@ def authorizer_event(token: str) -> dict[str, Any]:
         "pathParameters": {"proxy": "app3/api/v1/items"},
         "stageVariables": None,
         "requestContext": {
-            "resourcePath": "/{proxy+}", "httpMethod": "GET", "stage": "dev",
-            "requestId": str(uuid.uuid4()), "extendedRequestId": "abc=",
+            "resourcePath": "/{proxy+}",
+            "httpMethod": "GET",
+            "stage": "dev",
+            "requestId": str(uuid.uuid4()),
+            "extendedRequestId": "abc=",
             "identity": {"sourceIp": "203.0.113.7", "userAgent": "bench/1.0"},
-            "domainName": "gatehouse.example.com", "apiId": "abc123",
+            "domainName": "gatehouse.example.com",
+            "apiId": "abc123",
         },
     }
 
@@ -92,14 +105,21 @@ def main() -> None:
     issuer = TrustedIssuer(ISSUER, (AUDIENCE,), jwks_uri=f"{ISSUER}/jwks")
 
     def mint(**extra: Any) -> str:
-        return jwt.encode(claims(jti=str(uuid.uuid4()), **extra), private_key, "RS256", headers={"kid": "bench-rsa"})
+        return jwt.encode(
+            claims(jti=str(uuid.uuid4()), **extra),
+            private_key,
+            "RS256",
+            headers={"kid": "bench-rsa"},
+        )
 
     with mock_aws():
         resources = bootstrap(
             lambda service: boto3.client(service, region_name="us-east-1"),
             ResourceNames("bench", "123456789012", "us-east-1"),
         )
-        store = PolicyStore(boto3.client("dynamodb", region_name="us-east-1"), resources.policy_table)
+        store = PolicyStore(
+            boto3.client("dynamodb", region_name="us-east-1"), resources.policy_table
+        )
         store.publish(hundred_rule_policy(), actor="bench")
         policy = ActivePolicy(store, refresh_seconds=3600)
         policy.current()
@@ -122,7 +142,9 @@ def main() -> None:
         signing_input = f"{header_b64}.{payload_b64}".encode()
         signature = b64url_decode(signature_b64)
         public_key = private_key.public_key()
-        floor = measure(lambda: public_key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256()))
+        floor = measure(
+            lambda: public_key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256())
+        )
         figure("floor: raw cryptography RSA-2048 verify", floor)
 
         from chalicelib.apigw.events import parse_authorizer_event
@@ -130,23 +152,37 @@ def main() -> None:
         fresh_events = [authorizer_event(mint()) for _ in range(2100)]
         fresh_requests = [parse_authorizer_event(e) for e in fresh_events[:1050]]
         fresh_decide = measure_each([lambda r=r: authorizer.decide(r) for r in fresh_requests])
-        figure("decision, fresh RS256 token (verify + 100 rules)", fresh_decide, floor=floor,
-               budget="<= 2.0x floor")
-        fresh = measure_each([lambda e=e: authorizer.handle(e, "bench") for e in fresh_events[1050:]])
+        figure(
+            "decision, fresh RS256 token (verify + 100 rules)",
+            fresh_decide,
+            floor=floor,
+            budget="<= 2.0x floor",
+        )
+        fresh = measure_each(
+            [lambda e=e: authorizer.handle(e, "bench") for e in fresh_events[1050:]]
+        )
         figure("  whole authorizer invocation, fresh token", fresh, floor=floor)
 
         repeated_event = authorizer_event(token)
         repeated_request = parse_authorizer_event(repeated_event)
         authorizer.handle(repeated_event, "bench")
         repeated_decide = measure(lambda: authorizer.decide(repeated_request), number=20000)
-        figure("decision, repeated token (cached verification, memo)", repeated_decide, budget="<= 15 µs")
+        figure(
+            "decision, repeated token (cached verification, memo)",
+            repeated_decide,
+            budget="<= 15 µs",
+        )
         repeated = measure(lambda: authorizer.handle(repeated_event, "bench"), number=5000)
         figure("  whole authorizer invocation, repeated token", repeated, floor=floor)
-        other_paths = [parse_authorizer_event({**repeated_event, "path": f"/app3/api/v1/items/{n}"})
-                       for n in range(20000)]
+        other_paths = [
+            parse_authorizer_event({**repeated_event, "path": f"/app3/api/v1/items/{n}"})
+            for n in range(20000)
+        ]
         cursor = iter(other_paths)
-        figure("decision, repeated token, a new path each time (no memo)",
-               measure(lambda: authorizer.decide(next(cursor)), number=2000))
+        figure(
+            "decision, repeated token, a new path each time (no memo)",
+            measure(lambda: authorizer.decide(next(cursor)), number=2000),
+        )
 
         denied_event = authorizer_event(token)
         denied_event["path"] = "/app3/private"
@@ -158,14 +194,14 @@ def main() -> None:
         del missing["headers"]["Authorization"], missing["multiValueHeaders"]["Authorization"]
 
         def unauthorized() -> None:
-            try:
+            with contextlib.suppress(Unauthorized):  # the 401 path raises by design
                 authorizer.handle(missing, "bench")
-            except Exception:  # the 401 path raises by design
-                pass
 
         figure("decision, no credentials (401 path)", measure(unauthorized, number=5000))
 
-        sqs_authorizer = build(SqsAuditSink(boto3.client("sqs", region_name="us-east-1"), resources.audit_queue_url))
+        sqs_authorizer = build(
+            SqsAuditSink(boto3.client("sqs", region_name="us-east-1"), resources.audit_queue_url)
+        )
         sqs = measure(lambda: sqs_authorizer.handle(repeated_event, "bench"), number=300)
         figure("for reference: repeated token + SQS send to moto (in-process)", sqs)
 

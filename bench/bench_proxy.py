@@ -68,7 +68,7 @@ class FastBackend(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
 
@@ -93,9 +93,13 @@ def proxy_event(request_id: str, context: dict[str, Any]) -> dict[str, Any]:
         "pathParameters": {"proxy": "api/items/42"},
         "stageVariables": None,
         "requestContext": {
-            "resourcePath": "/{proxy+}", "httpMethod": "POST", "stage": "dev", "requestId": request_id,
+            "resourcePath": "/{proxy+}",
+            "httpMethod": "POST",
+            "stage": "dev",
+            "requestId": request_id,
             "identity": {"sourceIp": "203.0.113.7", "userAgent": "bench/1.0"},
-            "domainName": "gatehouse.example.com", "apiId": "abc123",
+            "domainName": "gatehouse.example.com",
+            "apiId": "abc123",
             "authorizer": {key: str(value) for key, value in context.items()},
         },
         "body": base64.b64encode(BODY).decode(),
@@ -110,31 +114,63 @@ def main() -> None:
     upstream = f"http://{host!s}:{port}"
     policy_doc = {
         "version": 1,
-        "routes": [{"id": "api", "host": "*", "path_prefix": "/api", "upstream": upstream, "audience": "api"}],
-        "rules": [{"id": "eng", "effect": "allow", "routes": ["api"], "subjects": {"groups": ["engineering"]},
-                   "actions": ["*"], "paths": ["/api/**"]}],
+        "routes": [
+            {
+                "id": "api",
+                "host": "*",
+                "path_prefix": "/api",
+                "upstream": upstream,
+                "audience": "api",
+            }
+        ],
+        "rules": [
+            {
+                "id": "eng",
+                "effect": "allow",
+                "routes": ["api"],
+                "subjects": {"groups": ["engineering"]},
+                "actions": ["*"],
+                "paths": ["/api/**"],
+            }
+        ],
     }
-    identity = Identity(issuer="https://idp.example", subject="alice", audience="gatehouse",
-                        expires_at=4_000_000_000, email="alice@example.com", groups=frozenset({"engineering"}))
+    identity = Identity(
+        issuer="https://idp.example",
+        subject="alice",
+        audience="gatehouse",
+        expires_at=4_000_000_000,
+        email="alice@example.com",
+        groups=frozenset({"engineering"}),
+    )
     with mock_aws():
         resources = bootstrap(
             lambda service: boto3.client(service, region_name="us-east-1"),
             ResourceNames("bench", "123456789012", "us-east-1"),
         )
-        store = PolicyStore(boto3.client("dynamodb", region_name="us-east-1"), resources.policy_table)
+        store = PolicyStore(
+            boto3.client("dynamodb", region_name="us-east-1"), resources.policy_table
+        )
         store.publish(policy_doc, actor="bench")
         active = ActivePolicy(store, refresh_seconds=3600)
-        decision = active.current().evaluate(identity, AccessRequest("gatehouse.example.com", "POST", "/api/items/42"))
+        decision = active.current().evaluate(
+            identity, AccessRequest("gatehouse.example.com", "POST", "/api/items/42")
+        )
         request_id = str(uuid.uuid4())
-        context = authorizer_context(identity, decision, decision_id=str(uuid.uuid4()), request_id=request_id)
+        context = authorizer_context(
+            identity, decision, decision_id=str(uuid.uuid4()), request_id=request_id
+        )
         event = proxy_event(request_id, context)
 
         def build(signer: Any) -> Proxy:
             return Proxy(
                 active_policy=active,
                 versions=PolicyVersions(store),
-                assertions=AssertionIssuer(signer, issuer="https://gatehouse.example.com", ttl_seconds=60),
-                upstream=UpstreamClient(connect_timeout=2, read_timeout=5, max_response_bytes=4 << 20),
+                assertions=AssertionIssuer(
+                    signer, issuer="https://gatehouse.example.com", ttl_seconds=60
+                ),
+                upstream=UpstreamClient(
+                    connect_timeout=2, read_timeout=5, max_response_bytes=4 << 20
+                ),
                 emitter=AuditEmitter(MemorySink()),
                 query_redaction=re.compile(DEFAULT_QUERY_REDACTION),
                 max_request_body_bytes=4 << 20,
@@ -144,15 +180,22 @@ def main() -> None:
         assert proxy.handle(event, "bench")["statusCode"] == 200
 
         connection = http.client.HTTPConnection(host, port)  # type: ignore[arg-type]
-        floor_headers = {"Content-Type": "application/json", "User-Agent": "bench/1.0",
-                         "X-Forwarded-For": "203.0.113.7", "X-Gatehouse-Assertion": "x" * 700}
+        floor_headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "bench/1.0",
+            "X-Forwarded-For": "203.0.113.7",
+            "X-Gatehouse-Assertion": "x" * 700,
+        }
 
         def direct() -> None:
             connection.request("POST", "/api/items/42?page=2", body=BODY, headers=floor_headers)
             response = connection.getresponse()
             response.read()
 
-        print("Proxy handler (loopback keep-alive backend, local P-256 signer, in-memory audit sink)", flush=True)
+        print(
+            "Proxy handler (loopback keep-alive backend, local P-256 signer, in-memory audit sink)",
+            flush=True,
+        )
         rounds = 3
         for _ in range(rounds):
             floor = measure(direct, number=1000)
@@ -161,10 +204,18 @@ def main() -> None:
             figure("proxy handler, same request", through_proxy, floor=floor)
             figure("added by the proxy", through_proxy - floor, budget="<= 150 µs")
 
-        kms = build(KmsSigner(boto3.client("kms", region_name="us-east-1"), resources.signing_key_alias))
-        figure("for reference: with KMS Sign (moto in-process)", measure(lambda: kms.handle(event, "bench"), number=200))
+        kms = build(
+            KmsSigner(boto3.client("kms", region_name="us-east-1"), resources.signing_key_alias)
+        )
+        figure(
+            "for reference: with KMS Sign (moto in-process)",
+            measure(lambda: kms.handle(event, "bench"), number=200),
+        )
         local = LocalSigner(ec.generate_private_key(ec.SECP256R1()))
-        figure("for reference: one local ES256 signature", measure(lambda: local.sign(b"x" * 600), number=2000))
+        figure(
+            "for reference: one local ES256 signature",
+            measure(lambda: local.sign(b"x" * 600), number=2000),
+        )
     server.shutdown()
 
 

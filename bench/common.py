@@ -62,8 +62,13 @@ def figure(label: str, seconds: float, *, floor: float | None = None, budget: st
 def hundred_rule_policy(upstream: str = "http://127.0.0.1:9") -> dict[str, Any]:
     """A realistic policy: 10 routes, 100 rules over users, groups and domains."""
     routes = [
-        {"id": f"app{index}", "host": "*", "path_prefix": f"/app{index}", "upstream": upstream,
-         "audience": f"app{index}"}
+        {
+            "id": f"app{index}",
+            "host": "*",
+            "path_prefix": f"/app{index}",
+            "upstream": upstream,
+            "audience": f"app{index}",
+        }
         for index in range(10)
     ]
     rules = []
@@ -71,19 +76,24 @@ def hundred_rule_policy(upstream: str = "http://127.0.0.1:9") -> dict[str, Any]:
         route = f"app{index % 10}"
         kind = index % 4
         subjects: dict[str, list[str]] = (
-            {"groups": [f"team-{index % 17}"]} if kind == 0
-            else {"users": [f"user{index}@example.com"]} if kind == 1
-            else {"domains": ["example.com"]} if kind == 2
+            {"groups": [f"team-{index % 17}"]}
+            if kind == 0
+            else {"users": [f"user{index}@example.com"]}
+            if kind == 1
+            else {"domains": ["example.com"]}
+            if kind == 2
             else {"groups": ["engineering", f"team-{index % 5}"]}
         )
-        rules.append({
-            "id": f"rule-{index}",
-            "effect": "deny" if index % 10 == 9 else "allow",
-            "routes": [route],
-            "subjects": subjects,
-            "actions": ["GET", "HEAD"] if index % 3 else ["*"],
-            "paths": [f"/{route}/api/v{index % 3}/**", f"/{route}/items/*/detail"],
-        })
+        rules.append(
+            {
+                "id": f"rule-{index}",
+                "effect": "deny" if index % 10 == 9 else "allow",
+                "routes": [route],
+                "subjects": subjects,
+                "actions": ["GET", "HEAD"] if index % 3 else ["*"],
+                "paths": [f"/{route}/api/v{index % 3}/**", f"/{route}/items/*/detail"],
+            }
+        )
     return {"version": 1, "routes": routes, "rules": rules}
 
 
@@ -91,9 +101,18 @@ def claims(subject: str = "alice", **extra: Any) -> dict[str, Any]:
     """Typical ID token claims."""
     now = int(time.time())
     return {
-        "iss": ISSUER, "aud": AUDIENCE, "sub": subject, "email": f"{subject}@example.com",
-        "email_verified": True, "groups": ["engineering", "team-3", "team-7"], "amr": ["pwd", "mfa"],
-        "iat": now, "nbf": now, "exp": now + 3600, "auth_time": now, **extra,
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": subject,
+        "email": f"{subject}@example.com",
+        "email_verified": True,
+        "groups": ["engineering", "team-3", "team-7"],
+        "amr": ["pwd", "mfa"],
+        "iat": now,
+        "nbf": now,
+        "exp": now + 3600,
+        "auth_time": now,
+        **extra,
     }
 
 
