@@ -81,21 +81,7 @@ def granted_access(context: Mapping[str, Any]) -> GrantedAccess:
         When the context is absent or incomplete (the route has no authorizer).
     """
     try:
-        principal = json.loads(context["principal"])
-        identity = Identity(
-            issuer=principal["iss"],
-            subject=principal["sub"],
-            audience=principal["aud"],
-            expires_at=int(principal["exp"]),
-            email=principal.get("email"),
-            groups=frozenset(principal.get("groups") or ()),
-            amr=tuple(principal.get("amr") or ()),
-            auth_time=principal.get("auth_time"),
-            issued_at=principal.get("iat"),
-            client_id=principal.get("client_id"),
-            session_id=principal.get("sid"),
-            token_id=principal.get("jti"),
-        )
+        identity = _identity_from_principal(context["principal"])
         return GrantedAccess(
             identity=identity,
             decision_id=str(context["decision_id"]),
@@ -105,3 +91,23 @@ def granted_access(context: Mapping[str, Any]) -> GrantedAccess:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise MissingContext("the request carries no usable authorizer context") from exc
+
+
+@lru_cache(maxsize=4096)
+def _identity_from_principal(principal_json: str) -> Identity:
+    # One principal makes many requests: parse its JSON once.
+    principal = json.loads(principal_json)
+    return Identity(
+        issuer=principal["iss"],
+        subject=principal["sub"],
+        audience=principal["aud"],
+        expires_at=int(principal["exp"]),
+        email=principal.get("email"),
+        groups=frozenset(principal.get("groups") or ()),
+        amr=tuple(principal.get("amr") or ()),
+        auth_time=principal.get("auth_time"),
+        issued_at=principal.get("iat"),
+        client_id=principal.get("client_id"),
+        session_id=principal.get("sid"),
+        token_id=principal.get("jti"),
+    )

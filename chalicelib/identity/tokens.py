@@ -219,15 +219,17 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# Built once: json.loads(..., object_pairs_hook=...) builds a decoder per call.
+_JSON = json.JSONDecoder(
+    object_pairs_hook=_reject_duplicate_members, parse_constant=_reject_constant
+)
+
+
 def _decode_object(segment: str, what: str) -> dict[str, Any]:
     raw = _decode(segment, what)
     try:
         # RFC 7515 says UTF-8; json.loads(bytes) would also guess UTF-16/32.
-        value = json.loads(
-            raw.decode("utf-8"),
-            object_pairs_hook=_reject_duplicate_members,
-            parse_constant=_reject_constant,
-        )
+        value = _JSON.decode(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise TokenRejected(Reason.MALFORMED_TOKEN, f"token {what} is not a JSON object") from exc
     if not isinstance(value, dict):

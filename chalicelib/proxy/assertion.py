@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -156,6 +157,7 @@ class AssertionIssuer:
         self._issuer = issuer
         self._ttl = ttl_seconds
         self._clock = clock
+        self._header: str | None = None
 
     def issue(self, identity: Identity, *, audience: str, request_id: str, decision_id: str) -> str:
         """A signed assertion of ``identity`` for one request to ``audience``.
@@ -166,7 +168,6 @@ class AssertionIssuer:
             When the assertion cannot be signed.
         """
         now = int(self._clock())
-        header = {"alg": "ES256", "typ": "JWT", "kid": self._signer.jwk()["kid"]}
         claims = {
             "iss": self._issuer,
             "aud": audience,
@@ -182,9 +183,16 @@ class AssertionIssuer:
             "decision_id": decision_id,
             "jti": uuid7(),
         }
-        signing_input = _segment(header) + "." + _segment(claims)
+        signing_input = self._header_segment() + "." + _segment(claims)
         signature = self._signer.sign(signing_input.encode("ascii"))
         return f"{signing_input}.{b64url_encode(signature)}"
+
+    def _header_segment(self) -> str:
+        # The header only changes with the key: encode it once.
+        if self._header is None:
+            header = {"alg": "ES256", "typ": "JWT", "kid": self._signer.jwk()["kid"]}
+            self._header = _segment(header)
+        return self._header
 
     def jwks(self) -> dict[str, Any]:
         """The gateway's public key set."""
@@ -192,4 +200,4 @@ class AssertionIssuer:
 
 
 def _segment(value: dict[str, Any]) -> str:
-    return b64url_encode(json.dumps(value, separators=(",", ":")).encode("utf-8"))
+    return b64url_encode(orjson.dumps(value))
