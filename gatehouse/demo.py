@@ -12,19 +12,21 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from gatehouse.state import DevState, NoLocalStack, find_state
+from gatehouse.dev.process import StackStartFailed, start_dev_process
+
+if TYPE_CHECKING:
+    from gatehouse.state import DevState
 
 STARTUP_SECONDS = 90
+STOP_SECONDS = 20
 
 
 @dataclass(frozen=True)
@@ -52,67 +54,20 @@ class Exchange:
 def run_demo() -> int:
     """Run the demo; return the exit status."""
     with tempfile.TemporaryDirectory(prefix="gatehouse-demo-") as state_dir:
-        stack = _start_stack(Path(state_dir))
+        parts = "moto, dev OIDC issuer, demo backend, gateway, audit writer"
+        print(f"Starting the local stack ({parts})...", flush=True)
+        stack = start_dev_process(
+            Path(state_dir), environment={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
         try:
-            state = _wait_for_state(stack, Path(state_dir))
+            state = stack.wait_for_state(STARTUP_SECONDS)
             return _show(state, Path(state_dir))
+        except StackStartFailed as exc:
+            print(exc, file=sys.stderr)
+            return 1
         finally:
-            _stop_stack(stack)
-
-
-def _start_stack(state_dir: Path) -> subprocess.Popen[bytes]:
-    print(
-        "Starting the local stack (moto, dev OIDC issuer, demo backend, gateway, audit writer)...",
-        flush=True,
-    )
-    log = (state_dir / "stack.log").open("wb")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gatehouse.cli",
-            "--state-dir",
-            str(state_dir),
-            "dev",
-            "--port",
-            "0",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-def _wait_for_state(stack: subprocess.Popen[bytes], state_dir: Path) -> DevState:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if stack.poll() is not None:
-            raise SystemExit(
-                f"the local stack exited with {stack.returncode}:\n{_stack_log(state_dir)}"
-            )
-        try:
-            return find_state(state_dir)
-        except NoLocalStack:
-            time.sleep(0.1)
-    raise SystemExit(
-        f"the local stack did not start within {STARTUP_SECONDS}s:\n{_stack_log(state_dir)}"
-    )
-
-
-def _stack_log(state_dir: Path) -> str:
-    path = state_dir / "stack.log"
-    return path.read_text(errors="replace")[-4000:] if path.exists() else ""
-
-
-def _stop_stack(stack: subprocess.Popen[bytes]) -> None:
-    if stack.poll() is None:
-        stack.send_signal(signal.SIGINT)
-        try:
-            stack.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            stack.kill()
-            stack.wait()
-    print(f"\nLocal stack stopped (exit status {stack.returncode}).")
+            code = stack.interrupt(STOP_SECONDS)
+            print(f"\nLocal stack stopped ({'killed' if code is None else f'exit status {code}'}).")
 
 
 def scenarios(state: DevState) -> list[Scenario]:

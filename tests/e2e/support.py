@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gatehouse.dev.idp import SigningKey, mint_token
+from gatehouse.dev.process import DevProcess, StackStartFailed, start_dev_process
 from gatehouse.state import STATE_FILE_NAME, DevState
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -78,74 +78,32 @@ def run_cli(state_dir: Path, *arguments: str) -> str:
 class RunningStack:
     """A ``gatehouse dev`` subprocess and what it published."""
 
-    process: subprocess.Popen[bytes]
-    state_dir: Path
-    log_path: Path
+    dev: DevProcess
     state: DevState
 
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.dev.process
+
+    @property
+    def state_dir(self) -> Path:
+        return self.dev.state_dir
+
     def log_tail(self, lines: int = 40) -> str:
-        return tail_of(self.log_path, lines)
-
-
-def tail_of(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except FileNotFoundError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
+        return self.dev.log_tail(lines)
 
 
 def start_stack(state_dir: Path, *dev_arguments: str) -> RunningStack:
     """Start ``gatehouse dev --port 0`` and wait (bounded) for its ``dev.json``."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    log_path = state_dir / "gatehouse-dev.log"
-    state_file = state_dir / STATE_FILE_NAME
-    command = [
-        sys.executable,
-        "-m",
-        "gatehouse.cli",
-        "--state-dir",
-        str(state_dir),
-        "dev",
-        "--port",
-        "0",
-        *dev_arguments,
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=PROJECT_DIR,
-            env=stack_environment(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl-C at the terminal must not reach it twice
-        )
-    deadline = time.monotonic() + START_DEADLINE_SECONDS
+    dev = start_dev_process(state_dir, *dev_arguments, environment=stack_environment())
     try:
-        while True:
-            if state_file.exists():
-                return RunningStack(process, state_dir, log_path, DevState.read(state_file))
-            code = process.poll()
-            if code is not None:
-                pytest.fail(
-                    f"`gatehouse dev` exited {code} before writing {state_file}:\n"
-                    + tail_of(log_path)
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"`gatehouse dev` wrote no {state_file} in {START_DEADLINE_SECONDS:.0f} s:\n"
-                    + tail_of(log_path)
-                )
-            time.sleep(0.1)
+        return RunningStack(dev, dev.wait_for_state(START_DEADLINE_SECONDS))
+    except StackStartFailed as exc:
+        dev.kill()
+        pytest.fail(str(exc))
     except BaseException:
-        _kill(process)
+        dev.kill()
         raise
-
-
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.kill()
-    process.wait(timeout=STOP_DEADLINE_SECONDS)
 
 
 def _endpoints(state: DevState) -> dict[str, tuple[str, int]]:
@@ -175,22 +133,15 @@ def _accepts_connections(address: tuple[str, int]) -> bool:
 def stop_stack(stack: RunningStack) -> None:
     """Ctrl-C the stack; assert a clean exit, closed ports and a removed ``dev.json``."""
     endpoints = _endpoints(stack.state)
-    process = stack.process
-    try:
-        assert process.poll() is None, (
-            f"`gatehouse dev` died during the tests (exit {process.returncode}):\n"
-            + stack.log_tail()
-        )
-        process.send_signal(signal.SIGINT)
-        try:
-            code = process.wait(timeout=STOP_DEADLINE_SECONDS)
-        except subprocess.TimeoutExpired:
-            pytest.fail(
-                f"`gatehouse dev` did not exit within {STOP_DEADLINE_SECONDS:.0f} s of SIGINT:\n"
-                + stack.log_tail()
-            )
-    finally:
-        _kill(process)
+    assert stack.process.poll() is None, (
+        f"`gatehouse dev` died during the tests (exit {stack.process.returncode}):\n"
+        + stack.log_tail()
+    )
+    code = stack.dev.interrupt(STOP_DEADLINE_SECONDS)
+    assert code is not None, (
+        f"`gatehouse dev` did not exit within {STOP_DEADLINE_SECONDS:.0f} s of SIGINT:\n"
+        + stack.log_tail()
+    )
     assert code == 0, f"`gatehouse dev` exited {code} after SIGINT:\n{stack.log_tail()}"
     still_open = {
         name: address for name, address in endpoints.items() if _accepts_connections(address)
