@@ -34,8 +34,9 @@ DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 # and OAuth's code/state. Redacting a harmless parameter costs little; keeping
 # a secret costs a lot.
 DEFAULT_QUERY_REDACTION = (
-    r"(?i)(token|secret|passw|signature|credential|session|assertion|api[-_]?key"
-    r"|(^|[-_.])key($|[-_.])|^sig$|^code$|^state$|^auth)"
+    r"(?i)(token|secret|passw|pwd|signature|credential|session|assertion|saml|jwt|verifier"
+    r"|ticket|nonce|private|api[-_]?key|(^|[-_.])(key|otp|pin|sid|sig)($|[-_.])"
+    r"|^code$|^state$|^auth)"
 )
 
 
@@ -62,12 +63,17 @@ class TrustedIssuer:
         ``{issuer}/.well-known/openid-configuration`` when omitted.
     groups_claim:
         The claim that carries group names.
+    email_verified_required:
+        Use ``email`` only when ``email_verified`` is true. Set false only for
+        an issuer that verifies every address it puts in tokens and never
+        sends ``email_verified``.
     """
 
     issuer: str
     audiences: tuple[str, ...]
     jwks_uri: str | None = None
     groups_claim: str = "groups"
+    email_verified_required: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +245,11 @@ class _SettingsReader:
         names = [issuer.issuer for issuer in found]
         if len(set(names)) != len(names):
             self.problems.append(f"{name} lists the same issuer twice")
+        elif len(found) > 1:
+            # Subjects and groups of two issuers would share one namespace:
+            # one IdP's "admins" would be the other's. One issuer per stage
+            # until policies can name the issuer of a subject.
+            self.problems.append(f"{name} lists {len(found)} issuers; one is supported per stage")
         return tuple(found)
 
     def _issuer(self, name: str, index: int, entry: object) -> TrustedIssuer | None:
@@ -246,14 +257,23 @@ class _SettingsReader:
         if not isinstance(entry, dict):
             self.problems.append(f"{where} must be an object")
             return None
-        unknown = set(entry) - {"issuer", "audiences", "jwks_uri", "groups_claim"}
+        unknown = set(entry) - {
+            "issuer",
+            "audiences",
+            "jwks_uri",
+            "groups_claim",
+            "email_verified_required",
+        }
         if unknown:
             self.problems.append(f"{where} has unknown fields: {', '.join(sorted(unknown))}")
         issuer = entry.get("issuer")
         audiences = entry.get("audiences")
         jwks_uri = entry.get("jwks_uri")
         groups_claim = entry.get("groups_claim", "groups")
+        email_verified_required = entry.get("email_verified_required", True)
         problems_before = len(self.problems)
+        if not isinstance(email_verified_required, bool):
+            self.problems.append(f"{where}.email_verified_required must be true or false")
         if not isinstance(issuer, str) or not issuer.startswith(self._schemes):
             self.problems.append(f"{where}.issuer must be {self._scheme_text}")
         if (
@@ -276,6 +296,7 @@ class _SettingsReader:
             audiences=tuple(audiences),
             jwks_uri=jwks_uri,
             groups_claim=str(groups_claim),
+            email_verified_required=email_verified_required,
         )
 
 

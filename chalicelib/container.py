@@ -15,10 +15,10 @@ from chalicelib.aws import AwsClients
 if TYPE_CHECKING:
     from chalicelib.audit import AuditEmitter, AuditWriter
     from chalicelib.authorize import Authorizer
-    from chalicelib.authorize.handler import MetricsRecorder
     from chalicelib.config import Settings
     from chalicelib.identity import JwksCache, TokenVerifier
     from chalicelib.identity.jwks import FetchJson
+    from chalicelib.observability import MetricsRecorder
     from chalicelib.policy import ActivePolicy, PolicyStore, PolicyVersions
     from chalicelib.proxy import Proxy
     from chalicelib.proxy.assertion import AssertionIssuer, AssertionSigner

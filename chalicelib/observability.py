@@ -10,10 +10,18 @@ hundreds of milliseconds of cold start on the request path.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 SERVICE = "gatehouse"
 NAMESPACE = "Gatehouse"
+
+
+class MetricsRecorder(Protocol):
+    """The slice of Powertools ``Metrics`` the handlers use."""
+
+    def add_metric(self, name: str, unit: str, value: float) -> None:
+        """Record one data point."""
+
 
 _logger: Any = None
 _metrics: Any = None

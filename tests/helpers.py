@@ -65,6 +65,7 @@ def claims(**overrides: Any) -> dict[str, Any]:
         "aud": AUDIENCE,
         "sub": "alice",
         "email": "alice@example.com",
+        "email_verified": True,
         "groups": ["engineering"],
         "iat": now,
         "nbf": now,

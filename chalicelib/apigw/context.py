@@ -37,9 +37,15 @@ class GrantedAccess:
 
 
 def authorizer_context(
-    identity: Identity, decision: Decision, *, decision_id: str, request_id: str
+    identity: Identity, decision: Decision | None, *, decision_id: str, request_id: str
 ) -> dict[str, str | int | bool]:
-    """The context map returned with an Allow."""
+    """The context map returned with every answer that names a principal.
+
+    ``decision`` is None when the request was refused before the policy was
+    consulted (an ambiguous path); the context is still complete, because a
+    cached answer (TTL > 0) carries it to later requests, which the proxy then
+    re-decides.
+    """
     return {
         "principal": _principal_json(identity),
         "sub": identity.subject,
@@ -47,8 +53,8 @@ def authorizer_context(
         "groups": ",".join(sorted(identity.groups)),
         "decision_id": decision_id,
         "decided_for": request_id,
-        "policy_version": decision.policy_version,
-        "route_id": decision.route.id if decision.route else "",
+        "policy_version": decision.policy_version if decision else 0,
+        "route_id": decision.route.id if decision and decision.route else "",
     }
 
 
@@ -62,6 +68,7 @@ def _principal_json(identity: Identity) -> str:
         "exp": identity.expires_at,
         "email": identity.email,
         "groups": sorted(identity.groups),
+        "groups_claimed": identity.groups_claimed,
         "amr": list(identity.amr),
         "auth_time": identity.auth_time,
         "iat": identity.issued_at,
@@ -104,6 +111,7 @@ def _identity_from_principal(principal_json: str) -> Identity:
         expires_at=int(principal["exp"]),
         email=principal.get("email"),
         groups=frozenset(principal.get("groups") or ()),
+        groups_claimed=principal.get("groups_claimed") is True,
         amr=tuple(principal.get("amr") or ()),
         auth_time=principal.get("auth_time"),
         issued_at=principal.get("iat"),

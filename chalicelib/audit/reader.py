@@ -29,7 +29,9 @@ def read_event_object(s3: Any, bucket: str, key: str) -> list[dict[str, Any]]:
     """The events stored in one object, in stored order."""
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     text = gzip.decompress(body).decode("utf-8")
-    return [json.loads(line) for line in text.splitlines() if line]
+    # Split on "\n" only: splitlines() also splits inside values on U+2028 and
+    # friends, which JSON leaves unescaped.
+    return [json.loads(line) for line in text.split("\n") if line]
 
 
 def newest_events(s3: Any, bucket: str, limit: int, *, days: int = 2) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 if TYPE_CHECKING:
+    from chalicelib.apigw.events import GatewayRequest
     from chalicelib.identity import Identity
     from chalicelib.policy import Decision
     from chalicelib.reasons import Reason
@@ -65,6 +66,22 @@ def utc_timestamp(epoch_seconds: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
 
 
+# Client-controlled text is capped so that no request can inflate a record
+# that will be kept for years under Object Lock.
+MAX_USER_AGENT = 512
+MAX_HOST = 256
+MAX_PATH = 4096
+MAX_QUERY = 4096
+TRUNCATED = "...[truncated]"
+
+
+def capped(text: str | None, limit: int) -> str | None:
+    """``text`` cut to ``limit`` characters, marked when cut."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - len(TRUNCATED)] + TRUNCATED
+
+
 def redact_query(pairs: Iterable[tuple[str, str]], secret_names: re.Pattern[str]) -> str | None:
     """The query string for the record, with secret-looking values replaced."""
     parts = [
@@ -89,6 +106,25 @@ class RequestRecord:
     method: str
     path: str
     query: str | None
+
+    @classmethod
+    def from_request(
+        cls, request: GatewayRequest, lambda_request_id: str | None, redaction: re.Pattern[str]
+    ) -> RequestRecord:
+        """The facts of ``request`` for its events: capped, query secrets redacted."""
+        return cls(
+            request_id=request.request_id,
+            extended_request_id=request.extended_request_id,
+            trace_id=request.trace_id,
+            lambda_request_id=lambda_request_id,
+            stage=request.stage,
+            source_ip=request.source_ip,
+            user_agent=capped(request.user_agent, MAX_USER_AGENT),
+            host=capped(request.host, MAX_HOST) or "",
+            method=request.method,
+            path=capped(request.path, MAX_PATH) or "",
+            query=capped(redact_query(request.query, redaction), MAX_QUERY),
+        )
 
 
 def principal_record(identity: Identity | None) -> dict[str, Any] | None:

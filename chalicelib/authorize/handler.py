@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.apigw.context import authorizer_context
 from chalicelib.apigw.events import GatewayRequest, MalformedEvent, parse_authorizer_event
@@ -25,7 +25,6 @@ from chalicelib.audit.schema import (
     RequestRecord,
     ResourceRecord,
     build_event,
-    redact_query,
     uuid7,
 )
 from chalicelib.authorize.iam import MethodArn, policy_document, whole_api_resources
@@ -42,6 +41,7 @@ from chalicelib.reasons import Reason
 if TYPE_CHECKING:
     from chalicelib.audit import AuditEmitter
     from chalicelib.identity import TokenVerifier
+    from chalicelib.observability import MetricsRecorder
     from chalicelib.policy import ActivePolicy
 
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9_.~+/=-]+) *")
@@ -57,13 +57,6 @@ class Unauthorized(Exception):
 
 class AuthorizerFailure(Exception):
     """Gatehouse cannot decide; API Gateway answers with its AUTHORIZER_FAILURE response."""
-
-
-class MetricsRecorder(Protocol):
-    """The slice of Powertools ``Metrics`` the handlers use."""
-
-    def add_metric(self, name: str, unit: str, value: float) -> None:
-        """Record one data point."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,25 +95,6 @@ def bearer_token(request: GatewayRequest) -> str:
             Reason.MALFORMED_TOKEN, "Authorization is not a well-formed Bearer token"
         )
     return match.group(1)
-
-
-def request_record(
-    request: GatewayRequest, lambda_request_id: str | None, redaction: re.Pattern[str]
-) -> RequestRecord:
-    """The request facts for audit events."""
-    return RequestRecord(
-        request_id=request.request_id,
-        extended_request_id=request.extended_request_id,
-        trace_id=request.trace_id,
-        lambda_request_id=lambda_request_id,
-        stage=request.stage,
-        source_ip=request.source_ip,
-        user_agent=request.user_agent,
-        host=request.host,
-        method=request.method,
-        path=request.path,
-        query=redact_query(request.query, redaction),
-    )
 
 
 class Authorizer:
@@ -221,7 +195,7 @@ class Authorizer:
             resource = ResourceRecord()
         event = build_event(
             "decision",
-            request_record(request, lambda_request_id, self._redaction),
+            RequestRecord.from_request(request, lambda_request_id, self._redaction),
             identity=verdict.identity,
             decision=record,
             resource=resource,
@@ -253,10 +227,9 @@ class Authorizer:
             "principalId": identity.subject,
             "policyDocument": policy_document(allow, deny),
         }
-        if verdict.decision is not None:
-            answer["context"] = authorizer_context(
-                identity, verdict.decision, decision_id=decision_id, request_id=request.request_id
-            )
+        answer["context"] = authorizer_context(
+            identity, verdict.decision, decision_id=decision_id, request_id=request.request_id
+        )
         return answer
 
     def _count(self, verdict: Verdict) -> None:

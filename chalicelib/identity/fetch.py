@@ -7,6 +7,7 @@ key set is first needed, not on every cold start.
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -39,7 +40,7 @@ def http_fetch_json(timeout_seconds: float) -> FetchJson:
                 if response.status != 200:
                     raise FetchError(f"{url} answered HTTP {response.status}")
                 body = response.read(_MAX_DOCUMENT_BYTES + 1)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             raise FetchError(f"{url}: {exc}") from exc
         if len(body) > _MAX_DOCUMENT_BYTES:
             raise FetchError(f"{url} returned more than {_MAX_DOCUMENT_BYTES} bytes")

@@ -117,7 +117,7 @@ class JwksCache:
             self.fetch_count += 1
             try:
                 keys = self._fetch_keys(issuer, state)
-            except FetchError as exc:
+            except Exception as exc:  # whatever broke, the issuer is unavailable for now
                 logger.warning("keeping the last good key set of %s: %s", issuer.issuer, exc)
                 return
             state.keys = keys

@@ -22,6 +22,9 @@ class Identity:
         Lower-cased ``email``, absent when the issuer says it is unverified.
     groups:
         Group names from the issuer's groups claim.
+    groups_claimed:
+        Whether the token carried the groups claim at all (an empty list is
+        a statement; a missing claim is not, and deny rules treat it so).
     amr:
         Authentication methods (``amr``), e.g. ``("pwd", "mfa")``.
     claims:
@@ -34,6 +37,7 @@ class Identity:
     expires_at: int
     email: str | None = None
     groups: frozenset[str] = frozenset()
+    groups_claimed: bool = True
     amr: tuple[str, ...] = ()
     auth_time: int | None = None
     issued_at: int | None = None

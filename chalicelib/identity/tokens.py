@@ -181,8 +181,9 @@ class TokenVerifier:
             subject=subject,
             audience=audience,
             expires_at=math.floor(exp),
-            email=_verified_email(claims),
+            email=_verified_email(claims, issuer.email_verified_required),
             groups=_string_set(claims.get(issuer.groups_claim), "groups", _MAX_GROUPS),
+            groups_claimed=claims.get(issuer.groups_claim) is not None,
             amr=tuple(sorted(_string_set(claims.get("amr"), "amr", _MAX_AMR))),
             auth_time=_optional_int(claims, "auth_time"),
             issued_at=_optional_int(claims, "iat"),
@@ -267,16 +268,16 @@ def _matching_audience(claims: Mapping[str, Any], accepted: tuple[str, ...]) -> 
     raise TokenRejected(Reason.WRONG_AUDIENCE, "token is not for this audience")
 
 
-def _verified_email(claims: Mapping[str, Any]) -> str | None:
+def _verified_email(claims: Mapping[str, Any], verification_required: bool) -> str | None:
     email = claims.get("email")
     if email is None:
         return None
     if not isinstance(email, str):
         raise TokenRejected(Reason.INVALID_CLAIM, "email is not a string")
-    # Issuers that do not send email_verified at all are trusted to verify;
-    # anything but an explicit true (some IdPs send the string "true") means
-    # the address must not grant anything.
-    verified = claims.get("email_verified", True)
+    # Only an explicit true (some IdPs send the string "true") makes the
+    # address count; issuers that never send email_verified must be marked
+    # as verifying every address (email_verified_required: false).
+    verified = claims.get("email_verified", not verification_required)
     if verified is not True and verified != "true":
         return None
     return email.strip().lower() or None

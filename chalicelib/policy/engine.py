@@ -19,9 +19,14 @@ if TYPE_CHECKING:
     from chalicelib.identity import Identity
 
 _ANYONE = ("*", "")
+# Deny rules that name emails/domains (groups) also apply to principals whose
+# token carries no verified email (no groups claim): a caller must not escape
+# a deny by asking the IdP for a token without the claim it matches on.
+_UNKNOWN_EMAIL = ("?e", "")
+_UNKNOWN_GROUPS = ("?g", "")
 _MEMO_SIZE = 8192
 SubjectKey = tuple[str, str]
-MemoKey = tuple[str, str, str | None, frozenset[str], "AccessRequest"]
+MemoKey = tuple[str, str, str | None, frozenset[str], bool, "AccessRequest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +194,14 @@ class CompiledPolicy:
 
 
 def _memo_key(identity: Identity, request: AccessRequest) -> MemoKey:
-    return (identity.issuer, identity.subject, identity.email, identity.groups, request)
+    return (
+        identity.issuer,
+        identity.subject,
+        identity.email,
+        identity.groups,
+        identity.groups_claimed,
+        request,
+    )
 
 
 def _prefix_glob(path_prefix: str) -> str:
@@ -201,15 +213,24 @@ def _rule_subject_keys(rule: Rule) -> Iterator[SubjectKey]:
     if subjects.anyone:
         yield _ANYONE
         return
+    names_email = bool(subjects.domains)
     for user in subjects.users:
-        # A user entry names a subject (exact) or an email (case-insensitive).
-        yield ("u", user)
+        # An entry with "@" names a verified email (case-insensitive), any
+        # other entry a subject (exact): a sub never matches an email entry.
         if "@" in user:
+            names_email = True
             yield ("e", user.lower())
+        else:
+            yield ("u", user)
     for group in subjects.groups:
         yield ("g", group)
     for domain in subjects.domains:
         yield ("d", domain)
+    if rule.effect == "deny":
+        if names_email:
+            yield _UNKNOWN_EMAIL
+        if subjects.groups:
+            yield _UNKNOWN_GROUPS
 
 
 def _identity_subject_keys(identity: Identity) -> Iterator[SubjectKey]:
@@ -220,5 +241,9 @@ def _identity_subject_keys(identity: Identity) -> Iterator[SubjectKey]:
         yield ("e", email)
         if "@" in email:
             yield ("d", email.rsplit("@", 1)[1])
+    else:
+        yield _UNKNOWN_EMAIL
+    if not identity.groups_claimed and not identity.groups:
+        yield _UNKNOWN_GROUPS
     for group in identity.groups:
         yield ("g", group)

@@ -2,33 +2,86 @@
 
 ``/api/**`` matches ``/api``, ``/api/`` and everything below ``/api``;
 ``/api/*/items`` matches ``/api/x/items`` but not ``/api/x/y/items``;
-``/files/*.pdf`` matches ``/files/a.pdf``. Globs match normalised, decoded
+``/files/*.pdf`` matches ``/files/a.pdf``. Every glob also matches its path
+with a trailing slash (``/export`` matches ``/export/``), because common
+frameworks route both to the same handler. Globs match normalised, decoded
 paths (see :mod:`chalicelib.policy.paths`).
+
+Matching time is linear in the path: a glob that a backtracking regex could
+not match in linear time (``**`` before the last segment, or several ``*``
+in one segment) is matched segment by segment instead.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 
 class InvalidGlob(ValueError):
     """A path glob that cannot be compiled."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PathGlob:
-    """A compiled path glob."""
+    """A compiled path glob.
+
+    Attributes
+    ----------
+    pattern:
+        The glob as written.
+    ignore_case:
+        Match letters case-insensitively (deny rules do: many upstreams
+        route ``/Admin`` and ``/admin`` to the same handler).
+    """
 
     pattern: str
-    regex: re.Pattern[str]
+    ignore_case: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.pattern.startswith("/"):
+            raise InvalidGlob(f"{self.pattern!r} does not start with /")
+        for segment in self.segments:
+            if "**" in segment and segment != "**":
+                raise InvalidGlob(f"{self.pattern!r}: ** must be a whole segment")
+
+    @cached_property
+    def segments(self) -> tuple[str, ...]:
+        """The glob's segments (after the leading ``/``)."""
+        return tuple(self.pattern.split("/")[1:])
+
+    @cached_property
+    def regex(self) -> re.Pattern[str] | None:
+        """An equivalent regex when one matches in linear time, else None."""
+        segments = self.segments
+        if "**" in segments[:-1] or any(segment.count("*") > 1 for segment in segments):
+            return None
+        parts: list[str] = []
+        for index, segment in enumerate(segments):
+            if segment == "**":
+                parts.append("(?:/.*)?")  # the last segment: also matches the parent
+            else:
+                pieces = (re.escape(piece) for piece in segment.split("*"))
+                parts.append("/" + "[^/]*".join(pieces))
+                if index == len(segments) - 1 and segment:
+                    parts.append("/?")
+        flags = re.IGNORECASE if self.ignore_case else 0
+        return re.compile("".join(parts) or "/", flags)
 
     def matches(self, path: str) -> bool:
         """Whether ``path`` (normalised) matches the glob."""
-        return self.regex.fullmatch(path) is not None
+        regex = self.regex
+        if regex is not None:
+            return regex.fullmatch(path) is not None
+        if self.ignore_case:
+            return _match_segments(
+                tuple(s.lower() for s in self.segments), path.lower().split("/")[1:]
+            )
+        return _match_segments(self.segments, path.split("/")[1:])
 
 
-def compile_glob(pattern: str) -> PathGlob:
+def compile_glob(pattern: str, *, ignore_case: bool = False) -> PathGlob:
     """Compile ``pattern``.
 
     Raises
@@ -36,27 +89,60 @@ def compile_glob(pattern: str) -> PathGlob:
     InvalidGlob
         When it does not start with ``/`` or uses ``**`` inside a segment.
     """
-    if not pattern.startswith("/"):
-        raise InvalidGlob(f"{pattern!r} does not start with /")
-    segments = pattern.split("/")[1:]
-    parts: list[str] = []
-    for index, segment in enumerate(segments):
-        if segment == "**":
-            # "/**" as the last segment also matches the parent itself.
-            parts.append("(?:/.*)?" if index == len(segments) - 1 else "(?:/[^/]*)*")
-            continue
-        if "**" in segment:
-            raise InvalidGlob(f"{pattern!r}: ** must be a whole segment")
-        literal_pieces = (re.escape(piece) for piece in segment.split("*"))
-        parts.append("/" + "[^/]*".join(literal_pieces))
-    return PathGlob(pattern=pattern, regex=re.compile("".join(parts) or "/"))
+    glob = PathGlob(pattern, ignore_case)
+    _ = glob.regex  # compile now, not on the first request
+    return glob
 
 
 def combine_globs(globs: tuple[PathGlob, ...]) -> re.Pattern[str] | None:
-    """One regex matching what any of ``globs`` matches; None for no globs."""
-    if not globs:
+    """One regex for the globs that have one; None when none has."""
+    regexes = [glob.regex for glob in globs if glob.regex is not None]
+    if not regexes:
         return None
-    return re.compile("|".join(f"(?:{glob.regex.pattern})" for glob in globs))
+    flags = regexes[0].flags & re.IGNORECASE
+    return re.compile("|".join(f"(?:{regex.pattern})" for regex in regexes), flags)
+
+
+def _match_segments(globs: tuple[str, ...], path: list[str]) -> bool:
+    """Segment-wise matching in O(len(globs) * len(path)) segment comparisons."""
+    if path and path[-1] == "" and (not globs or globs[-1] not in ("", "**")):
+        path = path[:-1]  # a trailing slash matches like no trailing slash
+    # reachable[j]: the globs seen so far can consume exactly path[:j]
+    reachable = [True] + [False] * len(path)
+    for glob in globs:
+        if glob == "**":
+            for j in range(1, len(path) + 1):
+                reachable[j] = reachable[j] or reachable[j - 1]
+            continue
+        following = [False] * (len(path) + 1)
+        for j in range(len(path)):
+            if reachable[j] and _match_segment(glob, path[j]):
+                following[j + 1] = True
+        reachable = following
+    return reachable[len(path)]
+
+
+def _match_segment(glob: str, text: str) -> bool:
+    """Match one segment with ``*`` wildcards, greedily, in linear time."""
+    g = t = 0
+    star = -1
+    resume = 0
+    while t < len(text):
+        if g < len(glob) and glob[g] == text[t]:
+            g += 1
+            t += 1
+        elif g < len(glob) and glob[g] == "*":
+            star, resume = g, t
+            g += 1
+        elif star != -1:
+            g = star + 1
+            resume += 1
+            t = resume
+        else:
+            return False
+    while g < len(glob) and glob[g] == "*":
+        g += 1
+    return g == len(glob)
 
 
 def glob_to_arn_paths(pattern: str) -> tuple[tuple[str, ...], bool]:
@@ -76,7 +162,7 @@ def glob_to_arn_paths(pattern: str) -> tuple[tuple[str, ...], bool]:
         if not _has_wildcard(stem):
             return (stem, stem + "/*"), True
     elif not _has_wildcard(body):
-        return (body,), True
+        return (body, body + "/") if body else (body,), True
     # Anything else: everything from the first wildcard on becomes one IAM "*".
     first = min(index for index in (body.find("*"), body.find("?")) if index >= 0)
     return (body[:first] + "*",), False

@@ -78,14 +78,24 @@ class Rule:
     actions: frozenset[str]
     paths: tuple[PathGlob, ...] = ()
     path_regex: re.Pattern[str] | None = field(default=None, init=False, compare=False, repr=False)
+    segment_globs: tuple[PathGlob, ...] = field(default=(), init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # One alternation instead of one regex per glob: a rule costs one match.
+        # Globs a regex cannot match in linear time are matched segment-wise.
         object.__setattr__(self, "path_regex", combine_globs(self.paths))
+        object.__setattr__(self, "segment_globs", tuple(g for g in self.paths if g.regex is None))
+        if self.effect == "deny" and "GET" in self.actions:
+            # Frameworks answer HEAD with their GET handler: denying GET denies HEAD.
+            object.__setattr__(self, "actions", self.actions | {"HEAD"})
 
     def matches_path(self, path: str) -> bool:
         """Whether the rule's path globs (none means every path) match."""
-        return self.path_regex is None or self.path_regex.fullmatch(path) is not None
+        if not self.paths:
+            return True
+        if self.path_regex is not None and self.path_regex.fullmatch(path) is not None:
+            return True
+        return any(glob.matches(path) for glob in self.segment_globs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +271,8 @@ class _Parser:
                 self.problem(f"{where}.routes", f"names unknown route {route_id!r}")
         subjects = self.subjects(entry, f"{where}.subjects")
         actions = self.actions(entry.get("actions"), f"{where}.actions")
-        paths = self.paths(entry.get("paths"), f"{where}.paths")
+        # Deny globs ignore case: many upstreams route /Admin like /admin.
+        paths = self.paths(entry.get("paths"), f"{where}.paths", ignore_case=effect == "deny")
         if len(self.problems) != before or subjects is None or effect not in ("allow", "deny"):
             return None
         return Rule(
@@ -319,11 +330,11 @@ class _Parser:
             return HTTP_METHODS
         return frozenset(methods & HTTP_METHODS)
 
-    def paths(self, value: Any, where: str) -> tuple[PathGlob, ...]:
+    def paths(self, value: Any, where: str, *, ignore_case: bool) -> tuple[PathGlob, ...]:
         globs = []
         for pattern in self.string_list(value, where, required=False):
             try:
-                globs.append(compile_glob(pattern))
+                globs.append(compile_glob(pattern, ignore_case=ignore_case))
             except InvalidGlob as exc:
                 self.problem(where, str(exc))
         return tuple(globs)

@@ -159,8 +159,21 @@ class AssertionIssuer:
         self._clock = clock
         self._header: str | None = None
 
-    def issue(self, identity: Identity, *, audience: str, request_id: str, decision_id: str) -> str:
+    def issue(
+        self,
+        identity: Identity,
+        *,
+        audience: str,
+        request_id: str,
+        decision_id: str,
+        method: str,
+        url: str,
+    ) -> str:
         """A signed assertion of ``identity`` for one request to ``audience``.
+
+        It names the request (``htm`` method, ``htu`` URL without query, as in
+        DPoP, RFC 9449) so it cannot be replayed for another one, and it never
+        outlives the token it was derived from.
 
         Raises
         ------
@@ -178,7 +191,9 @@ class AssertionIssuer:
             "idp": identity.issuer,
             "iat": now,
             "nbf": now,
-            "exp": now + self._ttl,
+            "exp": min(now + self._ttl, identity.expires_at),
+            "htm": method,
+            "htu": url,
             "rid": request_id,
             "decision_id": decision_id,
             "jti": uuid7(),
@@ -200,4 +215,8 @@ class AssertionIssuer:
 
 
 def _segment(value: dict[str, Any]) -> str:
-    return b64url_encode(orjson.dumps(value))
+    try:
+        encoded = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # e.g. a lone surrogate from an IdP claim
+        encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    return b64url_encode(encoded)

@@ -29,13 +29,12 @@ from chalicelib.audit.schema import (
     build_event,
     uuid7,
 )
-from chalicelib.authorize.handler import MetricsRecorder, request_record
 from chalicelib.policy import AccessRequest, AmbiguousPath, PolicyUnavailable, normalize_path
 from chalicelib.proxy.errors import SigningError, UpstreamError
 from chalicelib.proxy.headers import (
-    GATEHOUSE_PREFIX,
     ForwardedFor,
     client_response_headers,
+    is_gatehouse_header,
     upstream_request_headers,
 )
 from chalicelib.reasons import Reason
@@ -43,6 +42,7 @@ from chalicelib.reasons import Reason
 if TYPE_CHECKING:
     from chalicelib.audit import AuditEmitter
     from chalicelib.identity import Identity
+    from chalicelib.observability import MetricsRecorder
     from chalicelib.policy import ActivePolicy, PolicyVersions, Route
     from chalicelib.proxy.assertion import AssertionIssuer
     from chalicelib.proxy.upstream import UpstreamClient, UpstreamResponse
@@ -143,7 +143,7 @@ class Proxy:
             return error_response(400, "malformed request", request_id).as_lambda_response(
                 request_id
             )
-        record = request_record(request, lambda_request_id, self._redaction)
+        record = RequestRecord.from_request(request, lambda_request_id, self._redaction)
         try:
             response = self._serve(request, record, started)
         except AuditUnavailable:
@@ -276,13 +276,15 @@ class Proxy:
                 audience=route.audience,
                 request_id=request.request_id,
                 decision_id=target.decision_id,
+                method=request.method,
+                url=f"https://{request.host}{request.path}",
             )
         except SigningError as exc:
             unsigned = error_response(503, "cannot sign identity assertion", request.request_id)
             raise _Refused(unsigned, str(exc)) from exc
         forwarded = ForwardedFor(
             client_ip=request.source_ip,
-            proto=request.headers.get("x-forwarded-proto") or "https",
+            proto="https",  # API Gateway endpoints only speak HTTPS
             host=request.host,
             request_id=request.request_id,
         )
@@ -336,5 +338,5 @@ def _resource(route: Route) -> ResourceRecord:
 
 def _anomalies(request: GatewayRequest) -> list[str]:
     """Signs of tampering worth an alert: a client speaking in the gateway's header namespace."""
-    spoofed = any(name.lower().startswith(GATEHOUSE_PREFIX) for name, _ in request.headers)
+    spoofed = any(is_gatehouse_header(name) for name, _ in request.headers)
     return ["client_sent_gatehouse_header"] if spoofed else []

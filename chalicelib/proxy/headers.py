@@ -6,18 +6,26 @@ Towards the upstream:
   ``Connection`` are dropped;
 - every client-supplied ``X-Gatehouse-*`` header is dropped (only the gateway
   speaks in that namespace), and so are client-supplied forwarding headers
-  (``Forwarded``, ``X-Forwarded-*``, ``X-Real-IP``, ``X-Request-Id``), which
-  the gateway then sets from what API Gateway observed;
+  (``Forwarded``, ``X-Forwarded-*``, ``X-Real-IP``, ``X-Request-Id`` and the
+  other client-IP headers), which the gateway then sets from what API Gateway
+  observed;
+- headers that make common frameworks run another method or route another
+  path (``X-HTTP-Method-Override``, ``X-Original-URL``, ...) are dropped: the
+  policy decided on the method and path it saw;
+- a header whose name is not an RFC 9110 token, or contains ``_`` (which some
+  servers read as ``-``), is dropped, so no spelling slips past these rules;
 - ``Authorization`` and ``Cookie`` are forwarded only when the route says
   ``pass_authorization: true``;
 - ``Host`` and ``Content-Length`` are left to the HTTP client.
 
-Towards the client, hop-by-hop headers and ``Content-Length`` (API Gateway
-sets its own) are dropped from the upstream's response.
+Towards the client, hop-by-hop headers, ``Content-Length`` (API Gateway sets
+its own) and ``X-Request-Id`` (the gateway's wins) are dropped from the
+upstream's response, and folded values are unfolded onto one line.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -38,6 +46,34 @@ HOP_BY_HOP = frozenset(
     }
 )
 _FORWARDING_PREFIX = "x-forwarded-"
+# RFC 9110 token characters, without "_": servers that map "_" to "-" (CGI,
+# some WSGI servers) would otherwise hear X_Gatehouse_Assertion as ours.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^`|~0-9A-Za-z]+")
+_FOLD = re.compile(r"[\r\n]+[ \t]*")
+_REWRITES_REQUEST = frozenset(
+    {
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-original-method",
+    }
+)
+_CLIENT_IP = frozenset(
+    {
+        "true-client-ip",
+        "x-client-ip",
+        "client-ip",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+        "x-cluster-client-ip",
+        "x-originating-ip",
+        "x-remote-ip",
+        "x-remote-addr",
+        "x-host",
+    }
+)
 _SET_BY_GATEWAY = frozenset(
     {
         "forwarded",
@@ -48,7 +84,7 @@ _SET_BY_GATEWAY = frozenset(
     }
 )
 _CREDENTIALS = frozenset({"authorization", "cookie"})
-_NOT_TO_CLIENT = HOP_BY_HOP | {"content-length"}
+_NOT_TO_CLIENT = HOP_BY_HOP | {"content-length", "x-request-id"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +105,11 @@ class UpstreamHeaders:
     spoofed: tuple[str, ...]
 
 
+def is_gatehouse_header(name: str) -> bool:
+    """Whether ``name`` claims the gateway's namespace (in any case, with ``_`` or ``-``)."""
+    return name.lower().replace("_", "-").startswith(GATEHOUSE_PREFIX)
+
+
 def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
     tokens: set[str] = set()
     for name, value in headers:
@@ -86,16 +127,22 @@ def upstream_request_headers(
 ) -> UpstreamHeaders:
     """The headers for the upstream request."""
     pairs = list(client_headers)
-    dropped = HOP_BY_HOP | _connection_tokens(pairs) | _SET_BY_GATEWAY
+    dropped = (
+        HOP_BY_HOP | _connection_tokens(pairs) | _SET_BY_GATEWAY | _REWRITES_REQUEST | _CLIENT_IP
+    )
     if not pass_authorization:
         dropped = dropped | _CREDENTIALS
     kept: list[tuple[str, str]] = []
     spoofed: list[str] = []
     for name, value in pairs:
         lowered = name.lower()
-        if lowered.startswith(GATEHOUSE_PREFIX):
+        if is_gatehouse_header(name):
             spoofed.append(lowered)
-        elif lowered not in dropped and not lowered.startswith(_FORWARDING_PREFIX):
+        elif (
+            lowered not in dropped
+            and not lowered.startswith(_FORWARDING_PREFIX)
+            and _HEADER_NAME.fullmatch(name)
+        ):
             kept.append((name, value))
     kept.extend(
         [
@@ -115,6 +162,6 @@ def client_response_headers(upstream_headers: Iterable[tuple[str, str]]) -> dict
     dropped = _NOT_TO_CLIENT | _connection_tokens(pairs)
     headers: dict[str, list[str]] = {}
     for name, value in pairs:
-        if name.lower() not in dropped:
-            headers.setdefault(name, []).append(value)
+        if name.lower() not in dropped and _HEADER_NAME.fullmatch(name):
+            headers.setdefault(name, []).append(_FOLD.sub(" ", value))
     return headers

@@ -83,6 +83,15 @@ class _Pool:
             connection.close()
 
 
+def _limit_wait(connection: http.client.HTTPConnection, deadline: float) -> None:
+    """Make the next socket read give up at ``deadline``."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("upstream exchange exceeded its deadline")
+    if connection.sock is not None:
+        connection.sock.settimeout(remaining)
+
+
 def _still_open(connection: http.client.HTTPConnection) -> bool:
     """An idle connection is usable only if nothing (EOF, stray bytes) is waiting on it."""
     sock = connection.sock
@@ -101,7 +110,7 @@ class UpstreamClient:
     Parameters
     ----------
     connect_timeout, read_timeout:
-        Seconds; the read timeout applies to each socket read.
+        Seconds; the read timeout bounds the whole exchange after connecting.
     max_response_bytes:
         Larger response bodies are refused (Lambda's 6 MB payload limit).
     pool_size:
@@ -140,6 +149,9 @@ class UpstreamClient:
         """
         pool, target = self._pool_for(url)
         started = time.perf_counter()
+        # One deadline for the whole exchange: a read timeout alone would let an
+        # upstream that drips a byte at a time hold the Lambda past its limit.
+        deadline = time.monotonic() + self._read_timeout
         connection = pool.take() or self._connect(pool.origin)
         try:
             connection.putrequest(method, target, skip_accept_encoding=True)
@@ -148,8 +160,17 @@ class UpstreamClient:
             if body or method not in _BODYLESS:
                 connection.putheader("Content-Length", str(len(body)))
             connection.endheaders(body or None)  # one write for headers and body
+            _limit_wait(connection, deadline)
             response = connection.getresponse()
-            payload = self._read_body(response)
+            if response.status < 200:
+                # http.client swallows 100 Continue but returns any other 1xx
+                # (103 Early Hints) as if final; the real answer would then be
+                # read by the next request on this connection. Never pool it.
+                raise UpstreamUnavailable(f"upstream sent an interim {response.status} response")
+            payload = self._read_body(response, connection, deadline)
+        except UpstreamUnavailable:
+            connection.close()
+            raise
         except TimeoutError as exc:
             connection.close()
             raise UpstreamTimeout("upstream did not answer in time") from exc
@@ -217,11 +238,17 @@ class UpstreamClient:
         connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return connection
 
-    def _read_body(self, response: http.client.HTTPResponse) -> bytes:
+    def _read_body(
+        self,
+        response: http.client.HTTPResponse,
+        connection: http.client.HTTPConnection,
+        deadline: float,
+    ) -> bytes:
         limit = self._max_response_bytes
         chunks: list[bytes] = []
         received = 0
         while True:
+            _limit_wait(connection, deadline)
             chunk = response.read(min(limit + 1 - received, _READ_CHUNK))
             if not chunk:
                 return b"".join(chunks)

@@ -22,7 +22,6 @@ ISSUERS = [
         "jwks_uri": "https://idp.example.com/keys",
         "groups_claim": "roles",
     },
-    {"issuer": "https://login.example.org", "audiences": ["gatehouse"]},
 ]
 
 
@@ -70,7 +69,6 @@ def test_complete_environment_builds_settings() -> None:
             jwks_uri="https://idp.example.com/keys",
             groups_claim="roles",
         ),
-        TrustedIssuer(issuer="https://login.example.org", audiences=("gatehouse",)),
     )
 
 
@@ -252,6 +250,16 @@ ISSUER_CASES = [
         json.dumps([VALID_ISSUER, {"issuer": "nope", "audiences": ["a"]}]),
         "[1].issuer must be an https URL",
         id="second entry invalid",
+    ),
+    pytest.param(
+        json.dumps([VALID_ISSUER, {**VALID_ISSUER, "issuer": "https://login.example.org"}]),
+        "lists 2 issuers; one is supported per stage",
+        id="two issuers would share one subject namespace",
+    ),
+    pytest.param(
+        json.dumps([{**VALID_ISSUER, "email_verified_required": "no"}]),
+        "[0].email_verified_required must be true or false",
+        id="email_verified_required not a boolean",
     ),
 ]
 

@@ -75,8 +75,8 @@ USER_CASES = [
     pytest.param(
         ["alice@example.com"],
         person(sub="alice@example.com", email=None),
-        True,
-        id="sub that looks like an email",
+        False,
+        id="an email entry never matches a sub",
     ),
 ]
 
@@ -425,12 +425,24 @@ def reference_subject(candidate: Rule, identity: Identity) -> bool:
         return True
     email = identity.email.lower() if identity.email else None
     for user in subjects.users:
-        if user == identity.subject or (email is not None and user.lower() == email):
+        matched = user.lower() == email if "@" in user else user == identity.subject
+        if matched:
             return True
     if subjects.groups & identity.groups:
         return True
     domain = email.rsplit("@", 1)[1] if email and "@" in email else None
-    return domain is not None and domain in {d.lower() for d in subjects.domains}
+    if domain is not None and domain in {d.lower() for d in subjects.domains}:
+        return True
+    return candidate.effect == "deny" and reference_cannot_escape(candidate, identity)
+
+
+def reference_cannot_escape(candidate: Rule, identity: Identity) -> bool:
+    """A deny applies when the principal cannot show it falls outside it."""
+    subjects = candidate.subjects
+    names_email = bool(subjects.domains) or any("@" in user for user in subjects.users)
+    if names_email and identity.email is None:
+        return True
+    return bool(subjects.groups) and not identity.groups_claimed and not identity.groups
 
 
 def reference_evaluate(
@@ -700,3 +712,87 @@ def test_permissions_allow_every_request_the_policy_allows(
                 request = AccessRequest(host, method, path)
                 if policy.evaluate(identity, request).allowed:
                     assert covering(permissions, method, path), request
+
+
+# --- denies a caller cannot talk their way out of --------------------------------------------
+
+EVASION_CASES = [
+    pytest.param(
+        {"users": ["mallory@example.com"]},
+        person(sub="u-mallory", email=None),
+        id="deny by email, token without a verified email",
+    ),
+    pytest.param(
+        {"domains": ["contractor.example"]},
+        person(sub="u-carol", email=None),
+        id="deny by domain, token without a verified email",
+    ),
+    pytest.param(
+        {"groups": ["contractors"]},
+        Identity(ISSUER, "u-carol", AUDIENCE, 2_000_000_000, groups_claimed=False),
+        id="deny by group, token without a groups claim",
+    ),
+]
+
+
+@pytest.mark.parametrize(("subjects", "identity"), EVASION_CASES)
+def test_deny_applies_when_the_token_omits_the_claim_it_names(
+    subjects: dict[str, list[str]], identity: Identity
+) -> None:
+    policy = compiled([rule("everyone"), rule("block", "deny", subjects=subjects)])
+
+    decision = policy.evaluate(identity, get("/x"))
+
+    assert (decision.allowed, decision.matched_rules) == (False, ("block",))
+
+
+def test_an_allow_never_matches_on_a_missing_claim() -> None:
+    policy = compiled([rule("eng", subjects={"groups": ["eng"], "domains": ["example.com"]})])
+    nameless = Identity(ISSUER, "u-x", AUDIENCE, 2_000_000_000, groups_claimed=False)
+
+    assert not allowed(policy, nameless, get("/x"))
+
+
+def test_an_empty_groups_claim_is_a_statement_and_escapes_a_group_deny() -> None:
+    policy = compiled(
+        [rule("everyone"), rule("block", "deny", subjects={"groups": ["contractors"]})]
+    )
+    no_groups = Identity(
+        ISSUER, "u-x", AUDIENCE, 2_000_000_000, groups=frozenset(), groups_claimed=True
+    )
+
+    assert allowed(policy, no_groups, get("/x"))
+
+
+SPELLING_CASES = [
+    pytest.param("GET", "/api/Admin/users", id="other letter case"),
+    pytest.param("GET", "/API/ADMIN/users", id="upper case"),
+    pytest.param("GET", "/api/admin/", id="trailing slash on the literal stem"),
+    pytest.param("HEAD", "/api/admin/users", id="HEAD runs the GET handler"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), SPELLING_CASES)
+def test_deny_catches_spellings_upstreams_route_alike(method: str, path: str) -> None:
+    policy = compiled(
+        [
+            rule("read", actions=["GET", "HEAD"], paths=["/**"]),
+            rule("no-admin", "deny", actions=["GET"], paths=["/api/admin", "/api/admin/*"]),
+        ]
+    )
+
+    assert not allowed(policy, person(), get(path, method))
+
+
+def test_allow_globs_stay_case_sensitive() -> None:
+    policy = compiled([rule("api", actions=["GET"], paths=["/api/**"])])
+
+    assert allowed(policy, person(), get("/api/x"))
+    assert not allowed(policy, person(), get("/API/x"))
+
+
+def test_many_double_stars_match_in_linear_time() -> None:
+    policy = compiled([rule("dump", "deny", paths=["/**/internal/**/debug/**/dump"]), rule("all")])
+    path = "/" + "/".join(["internal", "debug"] * 60)  # no "dump": the worst case for backtracking
+
+    assert allowed(policy, person(), get(path))

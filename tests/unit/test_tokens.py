@@ -836,8 +836,8 @@ def test_audience_reports_which_configured_audience_matched(
     [
         ({"email_verified": False}, None),
         ({"email_verified": True}, "alice@example.com"),
-        ({"email_verified": None}, "alice@example.com"),
-        ({"email": "BOB@Example.Org"}, "bob@example.org"),
+        ({"email_verified": None}, None),
+        ({"email": "BOB@Example.Org", "email_verified": True}, "bob@example.org"),
         ({"email": "   "}, None),
         ({"email": None}, None),
     ],
@@ -860,6 +860,30 @@ def test_email_verified_that_is_not_true_never_grants_the_email(
     tok = token(k.rsa, body=payload(email_verified=flag))
     result = outcome(verifier, tok)
     assert result == Reason.INVALID_CLAIM or (isinstance(result, Identity) and result.email is None)
+
+
+def test_issuer_may_be_trusted_to_verify_every_email(
+    idp: FakeIdp, mono: Clock, wall: Clock, k: Keys
+) -> None:
+    issuer = TrustedIssuer(ISSUER, (AUDIENCE,), jwks_uri=JWKS_URL, email_verified_required=False)
+    verifier = _verifier(idp, mono, wall, issuer)
+
+    assert verifier.verify(token(k.rsa, body=payload(email_verified=None))).email == (
+        "alice@example.com"
+    )
+    assert verifier.verify(token(k.rsa, body=payload(email_verified=False))).email is None
+
+
+@pytest.mark.parametrize(
+    ("groups", "claimed"),
+    [(["eng"], True), ([], True), (None, False)],
+    ids=["groups", "empty list", "no groups claim"],
+)
+def test_identity_records_whether_the_groups_claim_was_present(
+    verifier: TokenVerifier, k: Keys, groups: Any, claimed: bool
+) -> None:
+    overrides: dict[str, Any] = {"groups": groups} if groups is not None else {"groups": None}
+    assert verifier.verify(token(k.rsa, body=payload(**overrides))).groups_claimed is claimed
 
 
 def test_groups_and_amr_may_be_single_strings(verifier: TokenVerifier, k: Keys) -> None:
