@@ -249,8 +249,12 @@ class UpstreamClient:
         received = 0
         while True:
             _limit_wait(connection, deadline)
-            chunk = response.read(min(limit + 1 - received, _READ_CHUNK))
+            # read1: at most one recv, so the deadline is checked between them
+            chunk = response.read1(min(limit + 1 - received, _READ_CHUNK))
             if not chunk:
+                # read1 stops at the end of the body without marking the
+                # response finished; read() does, so the connection can be reused.
+                response.read()
                 return b"".join(chunks)
             chunks.append(chunk)
             received += len(chunk)
