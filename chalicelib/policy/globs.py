@@ -55,7 +55,9 @@ class PathGlob:
     def regex(self) -> re.Pattern[str] | None:
         """An equivalent regex when one matches in linear time, else None."""
         segments = self.segments
-        if "**" in segments[:-1] or any(segment.count("*") > 1 for segment in segments):
+        if "**" in segments[:-1] or any(
+            segment.count("*") > 1 for segment in segments if segment != "**"
+        ):
             return None
         parts: list[str] = []
         for index, segment in enumerate(segments):

@@ -214,3 +214,19 @@ ARN_CASES = [
 @pytest.mark.parametrize(("pattern", "arn_paths", "exact"), ARN_CASES)
 def test_glob_to_arn_paths(pattern: str, arn_paths: tuple[str, ...], exact: bool) -> None:
     assert glob_to_arn_paths(pattern) == (arn_paths, exact)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "has_regex"),
+    [
+        ("/api/**", True),
+        ("/api/*/items", True),
+        ("/files/*.pdf", True),
+        ("/**/internal", False),
+        ("/x/*a*b", False),
+    ],
+)
+def test_only_globs_a_regex_could_backtrack_on_are_matched_segment_wise(
+    pattern: str, has_regex: bool
+) -> None:
+    assert (compile_glob(pattern).regex is not None) is has_regex
