@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,7 @@ MIN_RSA_BITS = 2048
 _SHA256 = hashes.SHA256()
 _PKCS1V15 = padding.PKCS1v15()
 _ECDSA_SHA256 = ec.ECDSA(_SHA256)
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_TO_STANDARD = str.maketrans("-_", "+/")
 _B64URL_VALUES = {
     char: value
     for value, char in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -51,14 +50,23 @@ def b64url_decode(segment: str) -> bytes:
         length, or a non-canonical encoding (stray low bits).
     """
     remainder = len(segment) % 4
-    if remainder == 1 or not _B64URL.fullmatch(segment):
+    # "+", "/" and "=" belong to other base64 alphabets; strict decoding
+    # refuses everything else that is not base64url once it is translated.
+    if (
+        remainder == 1
+        or not segment.isascii()
+        or "+" in segment
+        or "/" in segment
+        or "=" in segment
+    ):
         raise ValueError("not base64url")
     # The last character of a partial quantum carries 4 (or 2) unused bits,
     # which must be zero: otherwise several strings decode to the same bytes.
-    if remainder and _B64URL_VALUES[segment[-1]] & (0xF if remainder == 2 else 0x3):
+    if remainder and _B64URL_VALUES.get(segment[-1], 0) & (0xF if remainder == 2 else 0x3):
         raise ValueError("non-canonical base64url")
     try:
-        return base64.urlsafe_b64decode(segment + "==="[: (4 - remainder) % 4])
+        padded = segment.translate(_TO_STANDARD) + "==="[: (4 - remainder) % 4]
+        return binascii.a2b_base64(padded, strict_mode=True)
     except binascii.Error as exc:
         raise ValueError("not base64url") from exc
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from chalicelib.identity.jwks import JwksCache
 
 _MAX_GROUPS = 256
+_HEADER_CACHE_SIZE = 64
 _MAX_AMR = 16
 
 
@@ -79,6 +80,7 @@ class TokenVerifier:
         self._cache: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
+        self._headers: dict[str, dict[str, Any]] = {}
 
     def verify(self, token: str) -> Identity:
         """Return the identity a valid token proves.
@@ -118,9 +120,19 @@ class TokenVerifier:
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
 
+    def _header(self, segment: str) -> dict[str, Any]:
+        # An issuer signs with few keys, so headers repeat: parse each once.
+        header = self._headers.get(segment)
+        if header is None:
+            header = _decode_object(segment, "header")
+            if len(self._headers) >= _HEADER_CACHE_SIZE:
+                self._headers.clear()
+            self._headers[segment] = header
+        return header
+
     def _verify_uncached(self, token: str, now: float) -> tuple[Identity, float]:
         header_segment, payload_segment, signature_segment = _split(token)
-        header = _decode_object(header_segment, "header")
+        header = self._header(header_segment)
         declared_alg = header.get("alg")
         alg = canonical_algorithm(declared_alg)
         if alg is None or alg not in SUPPORTED_ALGORITHMS:
