@@ -54,11 +54,6 @@ class AwsClients:
         """The KMS client."""
         return self._client("kms")
 
-    @property
-    def sts(self) -> Any:
-        """The STS client."""
-        return self._client("sts")
-
     def _client(self, service: str) -> Any:
         client = self._clients.get(service)
         if client is not None:
