@@ -35,18 +35,18 @@ from bench.common import (
     ISSUER,
     claims,
     figure,
+    gateway_event,
     hundred_rule_policy,
     measure,
     measure_each,
+    moto_policy_store,
 )
 from chalicelib.audit import AuditEmitter, SqsAuditSink
 from chalicelib.authorize import Authorizer, Unauthorized
 from chalicelib.config import DEFAULT_QUERY_REDACTION, TrustedIssuer
 from chalicelib.identity import JwksCache, TokenVerifier
 from chalicelib.identity.keys import b64url_decode
-from chalicelib.policy import ActivePolicy, PolicyStore
-from gatehouse.dev.bootstrap import bootstrap
-from gatehouse.resources import ResourceNames
+from chalicelib.policy import ActivePolicy
 
 
 class MemorySink:
@@ -61,40 +61,19 @@ class MemorySink:
             self.lines.clear()
 
 
+METHOD_ARN_BASE = "arn:aws:execute-api:us-east-1:123456789012:abc123/dev"
+
+
 def authorizer_event(token: str) -> dict[str, Any]:
     """A REQUEST authorizer event as API Gateway sends it."""
-    headers = {
-        "Accept": "application/json",
-        "Authorization": f"Bearer {token}",
-        "Host": "gatehouse.example.com",
-        "User-Agent": "bench/1.0",
-        "X-Amzn-Trace-Id": "Root=1-6748a3b1-1f2e3d4c5b6a79880a1b2c3d",
-        "X-Forwarded-For": "203.0.113.7",
-        "X-Forwarded-Proto": "https",
-    }
-    return {
-        "type": "REQUEST",
-        "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/dev/GET/app3/api/v1/items",
-        "resource": "/{proxy+}",
-        "path": "/app3/api/v1/items",
-        "httpMethod": "GET",
-        "headers": headers,
-        "multiValueHeaders": {name: [value] for name, value in headers.items()},
-        "queryStringParameters": {"page": "2"},
-        "multiValueQueryStringParameters": {"page": ["2"]},
-        "pathParameters": {"proxy": "app3/api/v1/items"},
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": "/{proxy+}",
-            "httpMethod": "GET",
-            "stage": "dev",
-            "requestId": str(uuid.uuid4()),
-            "extendedRequestId": "abc=",
-            "identity": {"sourceIp": "203.0.113.7", "userAgent": "bench/1.0"},
-            "domainName": "gatehouse.example.com",
-            "apiId": "abc123",
-        },
-    }
+    event = gateway_event(
+        "GET", "/app3/api/v1/items", str(uuid.uuid4()), authorization=f"Bearer {token}"
+    )
+    event["type"] = "REQUEST"
+    event["methodArn"] = (
+        "arn:aws:execute-api:us-east-1:123456789012:abc123/dev/GET/app3/api/v1/items"
+    )
+    return event
 
 
 def main() -> None:
@@ -113,14 +92,7 @@ def main() -> None:
         )
 
     with mock_aws():
-        resources = bootstrap(
-            lambda service: boto3.client(service, region_name="us-east-1"),
-            ResourceNames("bench", "123456789012", "us-east-1"),
-        )
-        store = PolicyStore(
-            boto3.client("dynamodb", region_name="us-east-1"), resources.policy_table
-        )
-        store.publish(hundred_rule_policy(), actor="bench")
+        resources, store = moto_policy_store(hundred_rule_policy())
         policy = ActivePolicy(store, refresh_seconds=3600)
         policy.current()
 

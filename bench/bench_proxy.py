@@ -35,17 +35,15 @@ import boto3
 from cryptography.hazmat.primitives.asymmetric import ec
 from moto import mock_aws
 
-from bench.common import figure, measure
+from bench.common import figure, gateway_event, measure, moto_policy_store
 from chalicelib.apigw.context import authorizer_context
 from chalicelib.audit import AuditEmitter
 from chalicelib.config import DEFAULT_QUERY_REDACTION
 from chalicelib.identity import Identity
-from chalicelib.policy import AccessRequest, ActivePolicy, PolicyStore, PolicyVersions
+from chalicelib.policy import AccessRequest, ActivePolicy, PolicyVersions
 from chalicelib.proxy import Proxy
 from chalicelib.proxy.assertion import AssertionIssuer, KmsSigner, LocalSigner
 from chalicelib.proxy.upstream import UpstreamClient, UpstreamResponse
-from gatehouse.dev.bootstrap import bootstrap
-from gatehouse.resources import ResourceNames
 
 BODY = b'{"name": "demo", "items": [1, 2, 3]}'
 
@@ -138,38 +136,12 @@ def record_upstream_request(proxy: Proxy, event: dict[str, Any]) -> SentRequest:
 
 
 def proxy_event(request_id: str, context: dict[str, Any]) -> dict[str, Any]:
-    headers = {
-        "Accept": "*/*",
-        "Authorization": "Bearer abc.def.ghi",
-        "Content-Type": "application/json",
-        "Host": "gatehouse.example.com",
-        "User-Agent": "bench/1.0",
-        "X-Forwarded-For": "203.0.113.7",
-        "X-Forwarded-Proto": "https",
-    }
-    return {
-        "resource": "/{proxy+}",
-        "path": "/api/items/42",
-        "httpMethod": "POST",
-        "headers": headers,
-        "multiValueHeaders": {name: [value] for name, value in headers.items()},
-        "queryStringParameters": {"page": "2"},
-        "multiValueQueryStringParameters": {"page": ["2"]},
-        "pathParameters": {"proxy": "api/items/42"},
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": "/{proxy+}",
-            "httpMethod": "POST",
-            "stage": "dev",
-            "requestId": request_id,
-            "identity": {"sourceIp": "203.0.113.7", "userAgent": "bench/1.0"},
-            "domainName": "gatehouse.example.com",
-            "apiId": "abc123",
-            "authorizer": {key: str(value) for key, value in context.items()},
-        },
-        "body": base64.b64encode(BODY).decode(),
-        "isBase64Encoded": True,
-    }
+    """A proxy event for an authorized POST, as API Gateway sends it."""
+    event = gateway_event("POST", "/api/items/42", request_id, authorization="Bearer abc.def.ghi")
+    event["requestContext"]["authorizer"] = {key: str(value) for key, value in context.items()}
+    event["body"] = base64.b64encode(BODY).decode()
+    event["isBase64Encoded"] = True
+    return event
 
 
 def main() -> None:
@@ -211,14 +183,7 @@ def main() -> None:
         groups=frozenset({"engineering"}),
     )
     with mock_aws():
-        resources = bootstrap(
-            lambda service: boto3.client(service, region_name="us-east-1"),
-            ResourceNames("bench", "123456789012", "us-east-1"),
-        )
-        store = PolicyStore(
-            boto3.client("dynamodb", region_name="us-east-1"), resources.policy_table
-        )
-        store.publish(policy_doc, actor="bench")
+        resources, store = moto_policy_store(policy_doc)
         active = ActivePolicy(store, refresh_seconds=3600)
         decision = active.current().evaluate(
             identity, AccessRequest("gatehouse.example.com", "POST", "/api/items/42")

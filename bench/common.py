@@ -118,3 +118,61 @@ def claims(subject: str = "alice", **extra: Any) -> dict[str, Any]:
 
 def to_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+def gateway_event(
+    method: str, path: str, request_id: str, *, authorization: str | None = None
+) -> dict[str, Any]:
+    """A REST v1 event as API Gateway builds it (the fields both Lambdas read)."""
+    headers = {
+        "Accept": "*/*",
+        "Content-Type": "application/json",
+        "Host": "gatehouse.example.com",
+        "User-Agent": "bench/1.0",
+        "X-Amzn-Trace-Id": "Root=1-6748a3b1-1f2e3d4c5b6a79880a1b2c3d",
+        "X-Forwarded-For": "203.0.113.7",
+        "X-Forwarded-Proto": "https",
+    }
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    return {
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {name: [value] for name, value in headers.items()},
+        "queryStringParameters": {"page": "2"},
+        "multiValueQueryStringParameters": {"page": ["2"]},
+        "pathParameters": {"proxy": path.lstrip("/")},
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/{proxy+}",
+            "httpMethod": method,
+            "stage": "dev",
+            "requestId": request_id,
+            "extendedRequestId": "abc=",
+            "identity": {"sourceIp": "203.0.113.7", "userAgent": "bench/1.0"},
+            "domainName": "gatehouse.example.com",
+            "apiId": "abc123",
+        },
+    }
+
+
+def moto_policy_store(policy: dict[str, Any]) -> tuple[Any, Any]:
+    """Inside ``mock_aws``: every resource bootstrapped, ``policy`` active.
+
+    Returns the bootstrapped resources and the PolicyStore.
+    """
+    import boto3
+
+    from chalicelib.policy import PolicyStore
+    from gatehouse.dev.bootstrap import bootstrap
+    from gatehouse.resources import ResourceNames
+
+    resources = bootstrap(
+        lambda service: boto3.client(service, region_name="us-east-1"),
+        ResourceNames("bench", "123456789012", "us-east-1"),
+    )
+    store = PolicyStore(boto3.client("dynamodb", region_name="us-east-1"), resources.policy_table)
+    store.publish(policy, actor="bench")
+    return resources, store

@@ -65,12 +65,6 @@ class Headers:
             for value in values:
                 yield name, value
 
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._index
-
-    def __len__(self) -> int:
-        return sum(len(values) for values in self._multi.values())
-
 
 @dataclass(frozen=True, slots=True)
 class GatewayRequest:

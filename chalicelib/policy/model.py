@@ -105,7 +105,6 @@ class PolicyDocument:
     routes: tuple[Route, ...]
     rules: tuple[Rule, ...]
     checksum: str
-    source: Mapping[str, Any]
 
     def route(self, route_id: str) -> Route | None:
         """The route with ``route_id``, if any."""
@@ -164,7 +163,6 @@ class _Parser:
             routes=tuple(routes),
             rules=tuple(rules),
             checksum=document_checksum(document),
-            source=document,
         )
 
     def unknown_fields(self, location: str, mapping: Mapping[str, Any], known: set[str]) -> None:
