@@ -32,3 +32,8 @@ def gateway_jwks(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @app.lambda_function(name="audit_writer")
 def audit_writer(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return entrypoints.write_audit_batch(event, context)
+
+
+@app.schedule("rate(1 minute)", name="grant_sweeper")
+def grant_sweeper(event: Any) -> None:
+    entrypoints.sweep_grants()

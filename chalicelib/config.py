@@ -315,3 +315,18 @@ def _parse_int(name: str, raw: str, low: int, high: int, problems: list[str]) ->
     if not low <= value <= high:
         problems.append(f"{name} must be between {low} and {high}, got {value}")
     return value
+
+
+def trusted_issuers_from_environment(environ: Mapping[str, str]) -> tuple[TrustedIssuer, ...]:
+    """``GATEHOUSE_TRUSTED_ISSUERS`` alone, for operator commands that verify tokens.
+
+    Raises
+    ------
+    SettingsError
+        When the variable is missing or invalid.
+    """
+    reader = _SettingsReader(environ)
+    issuers = reader._issuers()  # the same rules as the functions use
+    if reader.problems:
+        raise SettingsError(reader.problems)
+    return issuers

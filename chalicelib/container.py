@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from chalicelib.audit import AuditEmitter, AuditWriter
     from chalicelib.authorize import Authorizer
     from chalicelib.config import Settings
+    from chalicelib.grants import ActiveGrants, GrantStore
     from chalicelib.identity import JwksCache, TokenVerifier
     from chalicelib.identity.jwks import FetchJson
     from chalicelib.observability import MetricsRecorder
@@ -107,6 +108,20 @@ class Container:
         return PolicyVersions(self.policy_store)
 
     @cached_property
+    def grant_store(self) -> GrantStore:
+        """Just-in-time grants in DynamoDB."""
+        from chalicelib.grants import GrantStore
+
+        return GrantStore(self.clients.dynamodb, self.settings.policy_table)
+
+    @cached_property
+    def active_grants(self) -> ActiveGrants:
+        """The live grants, refreshed as often as the policy."""
+        from chalicelib.grants import ActiveGrants
+
+        return ActiveGrants(self.grant_store, refresh_seconds=self.settings.policy_refresh_seconds)
+
+    @cached_property
     def emitter(self) -> AuditEmitter:
         """The audit event emitter (SQS)."""
         from chalicelib.audit import AuditEmitter, SqsAuditSink
@@ -147,6 +162,9 @@ class Container:
             emitter=self.emitter,
             query_redaction=self.settings.audit_query_redaction,
             ttl_seconds=self.settings.authorizer_ttl_seconds,
+            grants=self.active_grants,
+            grant_store=self.grant_store,
+            stage=self.settings.stage,
             metrics=self.metrics,
         )
 
@@ -163,6 +181,7 @@ class Container:
             emitter=self.emitter,
             query_redaction=self.settings.audit_query_redaction,
             max_request_body_bytes=self.settings.max_request_body_bytes,
+            grants=self.active_grants,
             metrics=self.metrics,
         )
 

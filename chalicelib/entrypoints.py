@@ -105,6 +105,22 @@ def write_audit_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
         observability.flush_metrics()
 
 
+def sweep_grants() -> None:
+    """The scheduled Lambda that ends expired grants and audits each ``expired`` event once.
+
+    Expiry is enforced at every decision regardless; this only records it.
+    """
+    import time
+
+    from chalicelib.grants import sweep_expired
+
+    log = observability.powertools_logger()
+    built = container()
+    expired = sweep_expired(built.grant_store, built.emitter, built.settings.stage, time.time())
+    if expired:
+        log.info("grants expired", extra={"grant_ids": expired})
+
+
 def _json_response(status: int, body: dict[str, Any], cache_seconds: int = 0) -> dict[str, Any]:
     headers = {"Content-Type": "application/json"}
     if cache_seconds:

@@ -14,12 +14,20 @@ class Reason(StrEnum):
 
     # Allowed.
     ALLOW_RULE_MATCHED = "allow_rule_matched"
+    GRANT_MATCHED = "grant_matched"
+    BREAK_GLASS = "break_glass"
 
     # Denied by policy.
     DENY_RULE_MATCHED = "deny_rule_matched"
     NO_MATCHING_RULE = "no_matching_rule"
     NO_ROUTE = "no_route"
     AMBIGUOUS_PATH = "ambiguous_path"
+
+    # An allow rule matched but one of its conditions did not hold.
+    MFA_REQUIRED = "mfa_required"
+    AUTH_TOO_OLD = "auth_too_old"
+    SOURCE_NOT_ALLOWED = "source_not_allowed"
+    OUTSIDE_HOURS = "outside_hours"
 
     # Credentials could not be established (HTTP 401).
     MISSING_CREDENTIALS = "missing_credentials"

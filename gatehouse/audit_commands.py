@@ -32,6 +32,8 @@ def format_event(event: dict[str, Any]) -> str:
     """One line per event for humans."""
     principal = event.get("principal") or {}
     who = principal.get("email") or principal.get("subject") or "-"
+    if event.get("event_type") in ("policy_change", "grant"):
+        return _format_admin_event(event, who)
     decision = event.get("decision") or {}
     resource = event.get("resource") or {}
     outcome = event.get("outcome") or {}
@@ -44,6 +46,23 @@ def format_event(event: dict[str, Any]) -> str:
         f"{decision.get('outcome', ''):5}  {status!s:>3}  {who:22}  "
         f"{resource.get('method', '')} {resource.get('path', '')}  "
         f"[{reasons}]{'  !' + flags if flags else ''}  request={request_id}"
+    )
+
+
+def _format_admin_event(event: dict[str, Any], who: str) -> str:
+    operator = (event.get("aws") or {}).get("caller_arn") or "-"
+    if event["event_type"] == "policy_change":
+        change = event.get("policy_change") or {}
+        what = (
+            f"{change.get('action', '')} v{change.get('from_version') or 0} -> "
+            f"v{change.get('to_version')}"
+        )
+    else:
+        grant = event.get("grant") or {}
+        what = f"{grant.get('action', '')} {grant.get('grant_id', '')}"
+    return (
+        f"{event.get('event_time', '')}  {event['event_type']:8}  {what}  "
+        f"by {who if who != '-' else operator}"
     )
 
 

@@ -4,7 +4,10 @@
 
     gatehouse dev [--port N] [--authorizer-ttl N] [--policy FILE]   run the local stack
     gatehouse dev token --sub S [--email E] [--groups a,b] [--amr mfa] [--ttl N] [--alg A]
-    gatehouse policy validate FILE | apply FILE
+    gatehouse policy validate FILE | apply FILE | diff FILE | history | rollback VERSION
+    gatehouse policy explain --sub S [--email E] [--groups a,b] [--claims k=v] --method M
+                             --host H --path P [--ip IP] [--at TIME] [--version V]
+    gatehouse grant request|approve|deny|revoke|list ...          just-in-time access
     gatehouse audit flush | tail [-n N] [--json]
     gatehouse demo                                                   the guided demo
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _dev_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,6 +43,41 @@ def _dev_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     token.add_argument("--aud", help="audience (default: the gateway's)")
 
 
+def _policy_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    policy = commands.add_parser("policy", help="validate, apply, inspect and replay policies")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    for name, text in (
+        ("validate", "check a policy file; change nothing"),
+        ("apply", "validate, store, archive and activate (audited)"),
+        ("diff", "what applying the file would change"),
+    ):
+        sub = policy_commands.add_parser(name, help=text)
+        sub.add_argument("file", type=Path)
+    history = policy_commands.add_parser("history", help="activations, newest first")
+    history.add_argument("-n", type=int, default=20, help="how many")
+    rollback = policy_commands.add_parser("rollback", help="activate an earlier version again")
+    rollback.add_argument("version", type=int)
+    explain = policy_commands.add_parser(
+        "explain",
+        help="the decision for a request, with reasons and matched rules (exit 0 allow, 1 deny)",
+    )
+    explain.add_argument("--sub", required=True)
+    explain.add_argument("--issuer", help="default: the stage's issuer")
+    explain.add_argument("--email", help="taken as verified")
+    explain.add_argument("--groups", default="", help="comma-separated")
+    explain.add_argument("--claims", help="name=value,... or a JSON object")
+    explain.add_argument("--amr", default="", help="comma-separated, e.g. pwd,mfa")
+    explain.add_argument("--auth-time", help="epoch seconds or ISO 8601")
+    explain.add_argument("--method", required=True)
+    explain.add_argument("--host", required=True)
+    explain.add_argument("--path", required=True)
+    explain.add_argument("--ip", default="", help="source address")
+    explain.add_argument("--at", help="when (epoch seconds or ISO 8601; default now)")
+    explain.add_argument("--justification", help="X-Gatehouse-Justification (break-glass)")
+    explain.add_argument("--version", type=int, help="a historical version (decision replay)")
+    explain.add_argument("--json", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser."""
     parser = argparse.ArgumentParser(prog="gatehouse", description="Gatehouse operator CLI")
@@ -47,14 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     _dev_parser(commands)
-    policy = commands.add_parser("policy", help="validate and apply policies")
-    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
-    for name, text in (
-        ("validate", "check a policy file; change nothing"),
-        ("apply", "validate, store and activate"),
-    ):
-        sub = policy_commands.add_parser(name, help=text)
-        sub.add_argument("file", type=Path)
+    _policy_parser(commands)
+    from gatehouse.grant_commands import add_grant_parser
+
+    add_grant_parser(commands)
     audit = commands.add_parser("audit", help="the audit trail")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     audit_commands.add_parser("flush", help="run the audit writer now on everything queued")
@@ -73,12 +108,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        from chalicelib.audit import AuditError
+        from chalicelib.grants import GrantError
         from chalicelib.policy import PolicyError
+        from gatehouse.grant_commands import GrantCommandError
         from gatehouse.policy_commands import PolicyFileError
         from gatehouse.state import NoLocalStack
         from gatehouse.target import NoTarget
 
-        if isinstance(exc, NoLocalStack | NoTarget | PolicyError | PolicyFileError):
+        known = (
+            NoLocalStack,
+            NoTarget,
+            PolicyError,
+            PolicyFileError,
+            GrantError,
+            GrantCommandError,
+            AuditError,
+        )
+        if isinstance(exc, known):
             print(f"gatehouse: {exc}", file=sys.stderr)
             return 2
         raise
@@ -95,6 +142,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _policy(args)
     if args.command == "audit":
         return _audit(args)
+    if args.command == "grant":
+        from gatehouse.grant_commands import run_grant_command
+        from gatehouse.target import resolve_target
+
+        return run_grant_command(args, resolve_target(args.state_dir))
     from gatehouse.demo import run_demo
 
     return run_demo()
@@ -110,9 +162,69 @@ def _policy(args: argparse.Namespace) -> int:
         return 0
     from gatehouse.target import resolve_target
 
-    record = policy_commands.apply(resolve_target(args.state_dir), args.file)
-    print(f"{args.file}: active as version {record.version} ({record.checksum})")
+    target = resolve_target(args.state_dir)
+    if args.policy_command == "explain":
+        return _explain(args, target)
+    admin = policy_commands.admin(target)
+    if args.policy_command == "diff":
+        policy_commands.validate(args.file)
+        lines = admin.diff(policy_commands.load_policy_file(args.file)).lines()
+        print("\n".join(lines) if lines else "no changes")
+        return 0
+    if args.policy_command == "history":
+        print("\n".join(policy_commands.format_history(admin.history(args.n))))
+        return 0
+    if args.policy_command == "rollback":
+        result = admin.rollback(args.version)
+        print("\n".join(policy_commands.describe_change(result, f"rollback to {args.version}")))
+        return 0
+    result = policy_commands.apply(target, args.file)
+    print("\n".join(policy_commands.describe_change(result, str(args.file))))
     return 0
+
+
+def _explain(args: argparse.Namespace, target: Any) -> int:
+    import json
+
+    from chalicelib.grants import GrantStore
+    from chalicelib.policy import AccessRequest
+    from gatehouse import policy_commands as pc
+
+    issuer = args.issuer or target.issuer
+    if not issuer:
+        issuers = target.trusted_issuers
+        issuer = issuers[0].issuer
+    auth_time = pc.parse_time(args.auth_time) if args.auth_time else None
+    identity = pc.explain_identity(
+        issuer=issuer,
+        subject=args.sub,
+        email=args.email,
+        groups=[g for g in args.groups.split(",") if g],
+        claims=pc.parse_claims(args.claims),
+        amr=[m for m in args.amr.split(",") if m],
+        auth_time=auth_time,
+    )
+    path = pc.normalised_or_refusal(args.path)
+    if path is None:
+        print(f"DENY  {args.method} {args.host}{args.path}\n  reasons:       ambiguous_path (400)")
+        return 1
+    request = AccessRequest(
+        args.host,
+        args.method.upper(),
+        path,
+        source_ip=args.ip,
+        at=pc.parse_time(args.at),
+        justification=args.justification,
+    )
+    policy = pc.load_policy(target, args.version)
+    store = GrantStore(target.client("dynamodb"), target.policy_table)
+    grants = store.grants_for_principal(identity.issuer, identity.subject)
+    decision = pc.explain(policy, identity, request, grants)
+    if args.json:
+        print(json.dumps(pc.decision_json(decision), indent=2))
+    else:
+        print("\n".join(pc.format_decision(decision, request)))
+    return 0 if decision.allowed else 1
 
 
 def _audit(args: argparse.Namespace) -> int:

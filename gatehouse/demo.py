@@ -1,7 +1,7 @@
 """``gatehouse demo`` (``make demo``): the whole stack, real traffic, what happened.
 
 Starts ``gatehouse dev`` as a separate process (as a user would), waits for
-its state file, sends six requests through the gateway over real HTTP,
+its state file, sends real requests through the gateway over real HTTP,
 flushes the audit queue, reads the records back from the Object Lock bucket,
 prints all of it, stops the stack, and exits 0 only if every request ended
 the way it should have.
@@ -71,7 +71,7 @@ def run_demo() -> int:
 
 
 def scenarios(state: DevState) -> list[Scenario]:
-    """The six requests, with tokens minted by the dev issuer."""
+    """The requests, with tokens minted by the dev issuer."""
     from gatehouse.dev import idp
 
     keys = {alg: _signing_key(state, alg) for alg in ("RS256", "ES256")}
@@ -106,6 +106,10 @@ def scenarios(state: DevState) -> list[Scenario]:
     forged_assertion = idp.mint_token(
         rogue_key, issuer=state.gateway_url, audience="demo", subject="root", groups=["admins"]
     )
+    bob = token(
+        keys["RS256"], subject="bob", email="bob@example.com", groups=["engineering"], amr=["pwd"]
+    )
+    dana = token(keys["ES256"], subject="dana", email="dana@example.com", groups=["oncall"])
     return [
         Scenario(
             "allowed: engineer reads the API",
@@ -152,6 +156,41 @@ def scenarios(state: DevState) -> list[Scenario]:
                 "Content-Type": "application/json",
             },
         ),
+        Scenario(
+            "denied by a condition: engineer opens the admin console without MFA",
+            "GET",
+            "/admin/console",
+            403,
+            "mfa_required",
+            {"Authorization": f"Bearer {bob}"},
+        ),
+        Scenario(
+            "allowed: the same console with MFA",
+            "GET",
+            "/admin/console",
+            200,
+            "allow_rule_matched",
+            {"Authorization": f"Bearer {alice}"},
+        ),
+        Scenario(
+            "break-glass: on-call engineer, no rule allows, justification given",
+            "DELETE",
+            "/api/cache",
+            200,
+            "break_glass",
+            {
+                "Authorization": f"Bearer {dana}",
+                "X-Gatehouse-Justification": "INC-4711 stale cache takes checkout down",
+            },
+        ),
+        Scenario(
+            "ambiguous path: an encoded dot segment",
+            "GET",
+            "/api/%2e%2e/admin/console",
+            400,
+            "ambiguous_path",
+            {"Authorization": f"Bearer {alice}"},
+        ),
     ]
 
 
@@ -189,6 +228,7 @@ def send(state: DevState, scenario: Scenario) -> Exchange:
 def _show(state: DevState, state_dir: Path) -> int:
     print(f"  gateway {state.gateway_url}   issuer {state.issuer}   backend {state.backend_url}\n")
     exchanges = [send(state, scenario) for scenario in scenarios(state)]
+    exchanges += _administration(state, state_dir)
     events = _stored_events(state_dir, expected=len(exchanges))
     failures = 0
     for number, exchange in enumerate(exchanges, 1):
@@ -199,6 +239,103 @@ def _show(state: DevState, state_dir: Path) -> int:
         return 1
     print("\nEvery request ended as expected, and every one of them is in the audit trail.")
     return 0
+
+
+def _administration(state: DevState, state_dir: Path) -> list[Exchange]:
+    """A JIT grant requested, approved and used; a policy change applied and replayed."""
+    from gatehouse import grant_commands, policy_commands
+    from gatehouse.dev import idp
+    from gatehouse.target import resolve_target
+
+    target = resolve_target(state_dir)
+    key = _signing_key(state, "RS256")
+
+    def token(subject: str, groups: list[str]) -> str:
+        email = f"{subject}@example.com"
+        return idp.mint_token(
+            key, issuer=state.issuer, audience=state.audience, subject=subject, email=email,
+            groups=groups,
+        )  # fmt: skip
+
+    erin, sam = token("erin", ["support"]), token("sam", ["security"])
+    from chalicelib.grants import GrantStore
+
+    desk = grant_commands.grant_desk(
+        target, GrantStore(target.client("dynamodb"), target.policy_table)
+    )
+    grant = desk.request(
+        grant_commands.verify_token(target, erin),
+        routes=["demo"],
+        actions=["GET"],
+        paths=["/api/customers/**"],
+        duration="15m",
+        justification="TICKET-9: customer escalation",
+    )
+    approved = desk.approve(grant.id, grant_commands.verify_token(target, sam))
+    print("Administration, as operators would do it with the `gatehouse` CLI:")
+    print(f"  grant request  {grant.id} by erin (support): GET /api/customers/** for 15m")
+    until = time.strftime("%H:%M:%S UTC", time.gmtime(approved.expires_at or 0))
+    print(f"  grant approve  by sam (security), in force until {until}\n")
+
+    frank = token("frank", ["auditors"])
+    document = policy_commands.load_policy_file(_demo_policy_file())
+    text = json.dumps(document).replace("${BACKEND_URL}", state.backend_url)
+    document = json.loads(text)
+    document["rules"].append(
+        {
+            "id": "auditors-read-reports",
+            "effect": "allow",
+            "routes": ["demo"],
+            "subjects": {"groups": ["auditors"]},
+            "actions": ["GET"],
+            "paths": ["/reports/**"],
+        }
+    )
+    change = policy_commands.admin(target).apply(document, source_name="demo change")
+    for line in policy_commands.describe_change(change, "policy apply"):
+        print(f"  {line}")
+    time.sleep(1.5)  # the stack refreshes its policy every second
+    replay = _replay(target, frank)
+    print(f"  policy explain frank GET /reports/q3: {replay}\n")
+    later = [
+        Scenario(
+            "JIT grant: support engineer, approved by security",
+            "GET",
+            "/api/customers/42",
+            200,
+            "grant_matched",
+            {"Authorization": f"Bearer {erin}"},
+        ),
+        Scenario(
+            "policy change in force: auditors may now read reports",
+            "GET",
+            "/reports/q3",
+            200,
+            "allow_rule_matched",
+            {"Authorization": f"Bearer {frank}"},
+        ),
+    ]
+    return [send(state, scenario) for scenario in later]
+
+
+def _replay(target: Any, token: str) -> str:
+    from chalicelib.policy import AccessRequest
+    from gatehouse import grant_commands, policy_commands
+
+    identity = grant_commands.verify_token(target, token)
+    request = AccessRequest("gatehouse.local", "GET", "/reports/q3")
+    answers = []
+    for version in (1, 2):
+        decision = policy_commands.load_policy(target, version).evaluate(identity, request)
+        verdict = "allow" if decision.allowed else "deny"
+        answers.append(f"v{version} {verdict} {[r.value for r in decision.reasons]}")
+    return ", ".join(answers)
+
+
+def _demo_policy_file() -> Path:
+    from gatehouse.dev.stack import DEMO_POLICY
+
+    return DEMO_POLICY
 
 
 def _stored_events(state_dir: Path, expected: int) -> list[dict[str, Any]]:
@@ -212,7 +349,8 @@ def _stored_events(state_dir: Path, expected: int) -> list[dict[str, Any]]:
     while time.monotonic() < deadline:
         flush(target)
         events = tail(target, 1000)
-        if len({e["request"]["id"] for e in events if e["event_type"] == "decision"}) >= expected:
+        decided = {e["request"]["id"] for e in events if e["event_type"] == "decision"}
+        if len(decided) >= expected:
             break
         time.sleep(0.2)
     return events
@@ -220,7 +358,7 @@ def _stored_events(state_dir: Path, expected: int) -> list[dict[str, Any]]:
 
 def _print_exchange(number: int, exchange: Exchange, events: list[dict[str, Any]]) -> int:
     scenario = exchange.scenario
-    mine = [e for e in events if e["request"]["id"] == exchange.request_id]
+    mine = [e for e in events if (e["request"] or {}).get("id") == exchange.request_id]
     decision = next((e["decision"] for e in mine if e["event_type"] == "decision"), None)
     reasons = decision["reasons"] if decision else []
     ok = exchange.status == scenario.expected_status and scenario.expected_reason in reasons
@@ -234,6 +372,12 @@ def _print_exchange(number: int, exchange: Exchange, events: list[dict[str, Any]
         print(f"   matched rules: {rules} (policy v{decision['policy_version']})")
     if decision and decision.get("detail"):
         print(f"   detail: {decision['detail']}")
+    elevation = next((e["elevation"] for e in mine if e["elevation"]), None)
+    if elevation:
+        print(
+            f"   elevation: break_glass={elevation['break_glass']} grant={elevation['grant_id']}"
+            f" justification={elevation['justification']!r}"
+        )
     if exchange.status == 200:
         ok = _print_backend_view(exchange.body, mine) and ok
     kinds = ", ".join(e["event_type"] for e in mine) or "none"

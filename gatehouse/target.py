@@ -10,9 +10,12 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gatehouse.state import NoLocalStack, find_state
+
+if TYPE_CHECKING:
+    from chalicelib.config import TrustedIssuer
 
 
 class NoTarget(RuntimeError):
@@ -30,6 +33,30 @@ class Target:
     audit_dlq_url: str | None
     policy_table: str
     local: bool
+    stage: str = "dev"
+    issuer: str | None = None
+    audience: str | None = None
+
+    @cached_property
+    def trusted_issuers(self) -> tuple[TrustedIssuer, ...]:
+        """Whose tokens identify people to operator commands (grants): the stage's issuers."""
+        from chalicelib.config import SettingsError, TrustedIssuer, trusted_issuers_from_environment
+
+        if self.issuer and self.audience:
+            return (TrustedIssuer(issuer=self.issuer, audiences=(self.audience,)),)
+        try:
+            return trusted_issuers_from_environment(os.environ)
+        except SettingsError as exc:
+            raise NoTarget(f"cannot verify tokens: {exc}") from exc
+
+    @cached_property
+    def operator(self) -> str:
+        """Who is acting, as the audit trail records it: the AWS caller identity."""
+        if self.local:
+            import getpass
+
+            return f"local:{getpass.getuser()}"
+        return str(self.client("sts").get_caller_identity()["Arn"])
 
     @cached_property
     def session(self) -> Any:
@@ -75,6 +102,7 @@ def resolve_target(state_dir: Path | None = None) -> Target:
             audit_dlq_url=environ.get("GATEHOUSE_AUDIT_DLQ_URL"),
             policy_table=environ.get("GATEHOUSE_POLICY_TABLE", ""),
             local=False,
+            stage=environ.get("GATEHOUSE_STAGE") or "dev",
         )
     return Target(
         region=state.region,
@@ -84,4 +112,7 @@ def resolve_target(state_dir: Path | None = None) -> Target:
         audit_dlq_url=state.audit_dlq_url or None,
         policy_table=state.policy_table,
         local=True,
+        stage=state.stage,
+        issuer=state.issuer,
+        audience=state.audience,
     )

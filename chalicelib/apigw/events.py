@@ -66,6 +66,9 @@ class Headers:
                 yield name, value
 
 
+JUSTIFICATION_HEADER = "x-gatehouse-justification"
+
+
 @dataclass(frozen=True, slots=True)
 class GatewayRequest:
     """The facts of one request as API Gateway reports them."""
@@ -88,6 +91,14 @@ class GatewayRequest:
     def user_agent(self) -> str | None:
         """The caller's User-Agent header."""
         return self.headers.get("user-agent")
+
+    @property
+    def justification(self) -> str | None:
+        """The break-glass justification the caller sent: exactly one non-blank header."""
+        values = self.headers.get_all(JUSTIFICATION_HEADER)
+        if len(values) != 1 or not values[0].strip():
+            return None
+        return values[0].strip()
 
     @property
     def trace_id(self) -> str | None:

@@ -29,6 +29,7 @@ REDACTED = "REDACTED"
 _MAX_DETAIL = 200
 
 EventType = Literal["decision", "response"]
+AdminEventType = Literal["policy_change", "grant"]
 Outcome = Literal["allow", "deny", "error"]
 
 _ACTIONS = {"GET": "read", "HEAD": "read", "OPTIONS": "read", "DELETE": "delete"}
@@ -150,6 +151,41 @@ def _principal_record(identity: Identity) -> dict[str, Any]:
     }
 
 
+MAX_JUSTIFICATION = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ElevationRecord:
+    """The ``elevation`` section: access beyond the standing rules."""
+
+    grant_id: str | None = None
+    approver: str | None = None
+    justification: str | None = None
+    break_glass: bool = False
+
+    @classmethod
+    def from_decision(cls, decision: Decision) -> ElevationRecord | None:
+        """The elevation a decision used, or None when the standing rules decided."""
+        grant = decision.grant
+        if grant is None and not decision.break_glass:
+            return None
+        return cls(
+            grant_id=grant.id if grant else None,
+            approver=grant.approver if grant else None,
+            justification=grant.justification if grant else decision.justification,
+            break_glass=decision.break_glass,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON-ready section."""
+        return {
+            "grant_id": self.grant_id,
+            "approver": self.approver,
+            "justification": capped(self.justification, MAX_JUSTIFICATION),
+            "break_glass": self.break_glass,
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class DecisionRecord:
     """The ``decision`` section."""
@@ -162,6 +198,7 @@ class DecisionRecord:
     decided_by: str = "authorizer"
     cached: bool = False
     detail: str | None = None
+    elevation: ElevationRecord | None = None
 
     @classmethod
     def from_decision(cls, decision: Decision, **extra: Any) -> DecisionRecord:
@@ -172,6 +209,7 @@ class DecisionRecord:
             matched_rules=decision.matched_rules,
             policy_version=decision.policy_version,
             policy_checksum=decision.policy_checksum,
+            elevation=ElevationRecord.from_decision(decision),
             **extra,
         )
 
@@ -268,7 +306,53 @@ def build_event(
         "action": action_for_method(request.method),
         "decision": decision.as_dict(),
         "outcome": None if response is None else response.as_dict(),
-        "elevation": None,
+        "elevation": decision.elevation.as_dict() if decision.elevation else None,
         "aws": None,
         "anomalies": list(anomalies),
+        "policy_change": None,
+        "grant": None,
     }
+
+
+def build_admin_event(
+    event_type: AdminEventType,
+    *,
+    stage: str,
+    details: dict[str, Any],
+    operator: str | None,
+    identity: Identity | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """An event about administration rather than a request: a policy change or a grant.
+
+    Parameters
+    ----------
+    event_type:
+        ``policy_change`` or ``grant``; ``details`` becomes the section of that name.
+    operator:
+        The AWS caller identity (ARN) that made the change, recorded under ``aws``.
+    identity:
+        The verified OIDC principal acting (a grant's requester or approver), if any.
+    """
+    event_id = event_id or uuid7()
+    event: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": event_id,
+        "event_type": event_type,
+        "event_time": utc_timestamp(),
+        "stage": stage,
+        "request": None,
+        "principal": principal_record(identity),
+        "source": None,
+        "resource": None,
+        "action": "admin",
+        "decision": None,
+        "outcome": None,
+        "elevation": None,
+        "aws": {"caller_arn": operator} if operator else None,
+        "anomalies": [],
+        "policy_change": None,
+        "grant": None,
+    }
+    event[event_type] = details
+    return event

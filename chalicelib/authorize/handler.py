@@ -14,6 +14,7 @@ before API Gateway gets an answer. The answer is:
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +25,12 @@ from chalicelib.audit.schema import (
     Outcome,
     RequestRecord,
     ResourceRecord,
+    build_admin_event,
     build_event,
     uuid7,
 )
 from chalicelib.authorize.iam import MethodArn, policy_document, whole_api_resources
+from chalicelib.grants.errors import GrantError
 from chalicelib.identity import Identity, TokenRejected
 from chalicelib.policy import (
     AccessRequest,
@@ -40,6 +43,8 @@ from chalicelib.reasons import Reason
 
 if TYPE_CHECKING:
     from chalicelib.audit import AuditEmitter
+    from chalicelib.grants import ActiveGrants, GrantStore
+    from chalicelib.grants.model import Grant
     from chalicelib.identity import TokenVerifier
     from chalicelib.observability import MetricsRecorder
     from chalicelib.policy import ActivePolicy
@@ -67,6 +72,7 @@ class Verdict:
     identity: Identity | None = None
     decision: Decision | None = None
     detail: str | None = None
+    claim_names: tuple[str, ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -112,6 +118,12 @@ class Authorizer:
         Names of query parameters whose values are redacted in events.
     ttl_seconds:
         API Gateway's result-cache TTL; above 0 every answer covers the whole API.
+    grants:
+        The live just-in-time grants of this container (none: grants are not honoured).
+    grant_store:
+        Where the first use of a grant is recorded.
+    stage:
+        The stage name, for grant ``used`` events.
     metrics:
         Where decision counts go.
     """
@@ -124,6 +136,9 @@ class Authorizer:
         emitter: AuditEmitter,
         query_redaction: re.Pattern[str],
         ttl_seconds: int,
+        grants: ActiveGrants | None = None,
+        grant_store: GrantStore | None = None,
+        stage: str = "",
         metrics: MetricsRecorder | None = None,
     ) -> None:
         self._verifier = verifier
@@ -131,7 +146,11 @@ class Authorizer:
         self._emitter = emitter
         self._redaction = query_redaction
         self._ttl_seconds = ttl_seconds
+        self._grants = grants
+        self._grant_store = grant_store
+        self._stage = stage
         self._metrics = metrics
+        self._grants_marked_used: set[str] = set()
 
     def handle(self, event: dict[str, Any], lambda_request_id: str | None) -> dict[str, Any]:
         """Answer one authorizer event.
@@ -152,10 +171,12 @@ class Authorizer:
         decision_id = uuid7()
         self._audit(request, verdict, decision_id, lambda_request_id)
         self._count(verdict)
+        if verdict.decision is not None and verdict.decision.grant is not None:
+            self._record_first_use(verdict, decision_id)
         return self._answer(request, method_arn, verdict, decision_id)
 
     def decide(self, request: GatewayRequest) -> Verdict:
-        """Establish identity and evaluate the policy for ``request``."""
+        """Establish identity and evaluate the policy (and grants) for ``request``."""
         try:
             identity = self._verifier.verify(bearer_token(request))
         except TokenRejected as exc:
@@ -168,8 +189,38 @@ class Authorizer:
             policy = self._policy.current()
         except PolicyUnavailable as exc:
             return Verdict(Reason.POLICY_UNAVAILABLE, identity, detail=str(exc))
-        decision = policy.evaluate(identity, AccessRequest(request.host, request.method, path))
-        return Verdict(decision.reasons[0], identity, decision)
+        grants, detail = live_grants(self._grants, identity)
+        access = AccessRequest(
+            request.host,
+            request.method,
+            path,
+            source_ip=request.source_ip,
+            at=time.time(),
+            justification=request.justification,
+        )
+        decision = policy.evaluate(identity, access, grants)
+        if decision.allowed:
+            detail = None  # grants being unavailable changed nothing
+        return Verdict(decision.reasons[0], identity, decision, detail, policy.claim_names)
+
+    def _record_first_use(self, verdict: Verdict, decision_id: str) -> None:
+        """Emit the grant's ``used`` event the first time any container uses it."""
+        decision, identity = verdict.decision, verdict.identity
+        assert decision is not None and decision.grant is not None and identity is not None
+        grant = decision.grant
+        if self._grant_store is None or grant.id in self._grants_marked_used:
+            return
+        try:
+            first = self._grant_store.mark_used(grant.id, time.time())
+        except GrantError:
+            return  # the decision event already names the grant; the marker can wait
+        self._grants_marked_used.add(grant.id)
+        if first:
+            details = {"action": "used", "grant_id": grant.id, "decision_id": decision_id}
+            event = build_admin_event(
+                "grant", stage=self._stage, details=details, operator=None, identity=identity
+            )
+            self._emitter.emit(event)
 
     def _audit(
         self,
@@ -213,7 +264,11 @@ class Authorizer:
         identity = verdict.identity
         assert identity is not None  # every remaining verdict has one
         this_request = str(method_arn)
-        allow, deny = ([this_request], []) if verdict.allowed else ([], [this_request])
+        # An ambiguous path is let through to the proxy, which refuses it
+        # with 400 (API Gateway can only answer a Deny with 403).
+        refusal = Reason.AMBIGUOUS_PATH.value if verdict.reason is Reason.AMBIGUOUS_PATH else ""
+        passes = verdict.allowed or bool(refusal)
+        allow, deny = ([this_request], []) if passes else ([], [this_request])
         if self._ttl_seconds > 0:
             # The answer is cached for the whole API: describe everything.
             try:
@@ -222,19 +277,30 @@ class Authorizer:
                 raise AuthorizerFailure(Reason.POLICY_UNAVAILABLE.value) from exc
             # Allows only (a superset; the proxy re-decides cached answers) and,
             # when this request is denied, an explicit deny for exactly it.
-            allow = whole_api_resources(method_arn, policy.permissions(identity)) + allow
+            grants, _ = live_grants(self._grants, identity)
+            permissions = policy.permissions(identity, grants)
+            allow = whole_api_resources(method_arn, permissions) + allow
         answer: dict[str, Any] = {
             "principalId": identity.subject,
             "policyDocument": policy_document(allow, deny),
         }
         answer["context"] = authorizer_context(
-            identity, verdict.decision, decision_id=decision_id, request_id=request.request_id
+            identity,
+            verdict.decision,
+            decision_id=decision_id,
+            request_id=request.request_id,
+            claim_names=verdict.claim_names,
+            refusal=refusal,
         )
         return answer
 
     def _count(self, verdict: Verdict) -> None:
         if self._metrics is None:
             return
+        decision = verdict.decision
+        if decision is not None and decision.break_glass:
+            # Its own metric, so that an alarm can page on every use.
+            self._metrics.add_metric(name="BreakGlassUsed", unit="Count", value=1)
         if verdict.allowed:
             name = "AccessAllowed"
         elif verdict.reason in _CANNOT_DECIDE:
@@ -244,3 +310,19 @@ class Authorizer:
         else:
             name = "AccessDenied"
         self._metrics.add_metric(name=name, unit="Count", value=1)
+
+
+def live_grants(
+    grants: ActiveGrants | None, identity: Identity
+) -> tuple[tuple[Grant, ...], str | None]:
+    """The principal's live grants, and why there are none when they cannot be read.
+
+    Grants can only turn a deny into an allow, so when they are unavailable
+    the decision goes on without them (fail closed) and says so.
+    """
+    if grants is None:
+        return (), None
+    try:
+        return grants.for_principal(identity.issuer, identity.subject), None
+    except GrantError as exc:
+        return (), f"grants unavailable: {exc}"

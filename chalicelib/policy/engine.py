@@ -7,40 +7,64 @@ method, however many rules the policy holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from chalicelib.policy.conditions import Facts
 from chalicelib.policy.globs import glob_to_arn_paths
-from chalicelib.policy.model import HTTP_METHODS, PolicyDocument, Route, Rule
+from chalicelib.policy.model import HTTP_METHODS, PolicyDocument, Route, Rule, claim_key
 from chalicelib.reasons import Reason
 
 if TYPE_CHECKING:
+    from chalicelib.grants.model import Grant
     from chalicelib.identity import Identity
 
 _ANYONE = ("*", "")
-# Deny rules that name emails/domains (groups) also apply to principals whose
-# token carries no verified email (no groups claim): a caller must not escape
-# a deny by asking the IdP for a token without the claim it matches on.
+# Deny rules that name emails/domains (groups, a claim) also apply to
+# principals whose token carries no verified email (no groups claim, not
+# that claim): a caller must not escape a deny by asking the IdP for a token
+# without the claim it matches on.
 _UNKNOWN_EMAIL = ("?e", "")
 _UNKNOWN_GROUPS = ("?g", "")
 _MEMO_SIZE = 8192
+_REASON_ORDER = {reason: position for position, reason in enumerate(Reason)}
 SubjectKey = tuple[str, str]
-MemoKey = tuple[str, str, str | None, frozenset[str], bool, "AccessRequest"]
 
 
 @dataclass(frozen=True, slots=True)
 class AccessRequest:
-    """What is being asked for. ``path`` is already normalised."""
+    """What is being asked for. ``path`` is already normalised.
+
+    Attributes
+    ----------
+    host, method, path:
+        Where the request goes.
+    source_ip:
+        The client address API Gateway saw (for ``source_cidrs``).
+    at:
+        When, in epoch seconds (for ``hours``, ``max_auth_age`` and grant expiry).
+    justification:
+        The ``X-Gatehouse-Justification`` header, if sent (for break-glass).
+    """
 
     host: str
     method: str
     path: str
+    source_ip: str = ""
+    at: float = field(default_factory=time.time)
+    justification: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The outcome of evaluating a policy for one request."""
+    """The outcome of evaluating a policy for one request.
+
+    ``matched_rules`` lists the rules that decided: the matching denies, or
+    the matching allows; when access is refused because an allow rule's
+    conditions did not hold, those rules (and ``reasons`` names the conditions).
+    """
 
     allowed: bool
     reasons: tuple[Reason, ...]
@@ -48,6 +72,9 @@ class Decision:
     route: Route | None
     policy_version: int
     policy_checksum: str
+    grant: Grant | None = None
+    break_glass: bool = False
+    justification: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +83,19 @@ class Permission:
 
     methods: frozenset[str]
     arn_paths: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Match:
+    """The rules whose subjects, action and paths match: the memoised part of a decision."""
+
+    route: Route | None
+    denies: tuple[Rule, ...]
+    allows: tuple[Rule, ...]
+    # Set when the outcome cannot depend on time, source, grants or break-glass.
+    decision: Decision | None
+    # Decisions already built for this match, by what decided them.
+    built: dict[tuple[object, ...], Decision] = field(default_factory=dict)
 
 
 class CompiledPolicy:
@@ -73,15 +113,22 @@ class CompiledPolicy:
         self.document = document
         self.version = version
         self.checksum = document.checksum
-        self._routes_by_host: dict[str, list[Route]] = {}
+        # host -> path prefix -> route (the first in document order wins a tie)
+        self._routes_by_host: dict[str, dict[str, Route]] = {}
         for route in document.routes:
-            self._routes_by_host.setdefault(route.host, []).append(route)
-        for routes in self._routes_by_host.values():
-            routes.sort(key=lambda route: len(route.path_prefix), reverse=True)
+            self._routes_by_host.setdefault(route.host, {}).setdefault(route.path_prefix, route)
         # route id -> method -> subject key -> rules (in document order)
         self._index: dict[str, dict[str, dict[SubjectKey, list[Rule]]]] = {}
         self._order = {rule.id: position for position, rule in enumerate(document.rules)}
-        self._memo: dict[MemoKey, Decision] = {}
+        self._memo: dict[tuple[object, ...], _Match] = {}
+        # Claims named by any rule: they are part of who someone is, so of the memo key.
+        self.claim_names: tuple[str, ...] = tuple(
+            sorted({name for rule in document.rules for name, _ in rule.subjects.claims})
+        )
+        # Claims rules are indexed by their first claim.
+        self._indexed_claims = tuple(
+            sorted({rule.subjects.claims[0][0] for rule in document.rules if rule.subjects.claims})
+        )
         for rule in document.rules:
             self._add_to_index(rule)
 
@@ -96,47 +143,145 @@ class CompiledPolicy:
     def route_for(self, host: str, path: str) -> Route | None:
         """The route for a request: exact host before ``*``, then longest prefix."""
         bare_host = host.split(":", 1)[0].lower().rstrip(".")
-        for candidates in (self._routes_by_host.get(bare_host), self._routes_by_host.get("*")):
-            for route in candidates or ():
-                if route.covers_path(path):
+        for by_prefix in (self._routes_by_host.get(bare_host), self._routes_by_host.get("*")):
+            if not by_prefix:
+                continue
+            for prefix in _covering_prefixes(path):
+                route = by_prefix.get(prefix)
+                if route is not None:
                     return route
         return None
 
-    def evaluate(self, identity: Identity, request: AccessRequest) -> Decision:
+    def evaluate(
+        self, identity: Identity, request: AccessRequest, grants: Sequence[Grant] = ()
+    ) -> Decision:
         """Decide whether ``identity`` may make ``request``.
 
-        Decisions are pure functions of what the criteria read (issuer,
-        subject, email, groups) and the request under one immutable policy
-        version, so repeated ones are served from a small memo, across fresh
-        tokens of the same principal too. A criterion that reads anything
-        else (another claim, the time of day, the source address) must add it
-        to :func:`_memo_key`.
+        Parameters
+        ----------
+        identity:
+            The verified principal.
+        request:
+            The request, its path normalised.
+        grants:
+            The principal's grants (any state); those in force at ``request.at``
+            and covering the request allow it when no rule does.
+
+        Which rules match depends only on who the principal is (issuer,
+        subject, email, groups, the claims rules name) and on host, method
+        and path under one immutable policy version, so that part is served
+        from a small memo. Conditions, grants and break-glass are evaluated
+        on every request: they read the time and the source address.
         """
-        key = _memo_key(identity, request)
-        decision = self._memo.get(key)
+        match = self._match(identity, request)
+        if match.decision is not None:
+            return match.decision
+        route = match.route
+        if route is None:
+            return self._decision(False, (Reason.NO_ROUTE,), (), None)
+        facts = Facts(request.at, request.source_ip)
+        denies = [rule for rule in match.denies if rule.conditions.deny_applies(identity, facts)]
+        if denies:
+            return self._built(match, False, (Reason.DENY_RULE_MATCHED,), denies)
+        allows: list[Rule] = []
+        unmet: list[Rule] = []
+        failures: set[Reason] = set()
+        for rule in match.allows:
+            failed = rule.conditions.allow_failures(identity, facts)
+            (unmet if failed else allows).append(rule)
+            failures.update(failed)
+        if allows:
+            return self._built(match, True, (Reason.ALLOW_RULE_MATCHED,), allows)
+        elevated = self._elevate(identity, request, route, grants)
+        if elevated is not None:
+            return elevated
+        reasons = tuple(sorted(failures, key=_REASON_ORDER.__getitem__))
+        return self._built(match, False, reasons or (Reason.NO_MATCHING_RULE,), unmet)
+
+    def _built(
+        self, match: _Match, allowed: bool, reasons: tuple[Reason, ...], rules: list[Rule]
+    ) -> Decision:
+        """The decision for ``match``, built once per outcome (decisions are immutable)."""
+        key = (allowed, reasons, *(rule.id for rule in rules))
+        decision = match.built.get(key)
         if decision is None:
-            decision = self._evaluate(identity, request)
-            if len(self._memo) >= _MEMO_SIZE:
-                self._memo.clear()
-            self._memo[key] = decision
+            decision = self._decision(allowed, reasons, self._ids(rules), match.route)
+            match.built[key] = decision
         return decision
 
-    def _evaluate(self, identity: Identity, request: AccessRequest) -> Decision:
+    def _elevate(
+        self, identity: Identity, request: AccessRequest, route: Route, grants: Sequence[Grant]
+    ) -> Decision | None:
+        """An allow by a grant in force or by break-glass, when the rules did not allow."""
+        if grants and self.document.grants is not None:
+            for grant in grants:
+                if (
+                    grant.principal == (identity.issuer, identity.subject)
+                    and grant.in_force_at(request.at)
+                    and grant.covers(route.id, request.method, request.path)
+                ):
+                    return self._decision(True, (Reason.GRANT_MATCHED,), (), route, grant=grant)
+        break_glass = self.document.break_glass
+        if break_glass is None or not (identity.groups & break_glass.groups):
+            return None
+        justification = (request.justification or "").strip() or None
+        if justification is None and break_glass.require_justification:
+            return None
+        return self._decision(
+            True,
+            (Reason.BREAK_GLASS,),
+            (),
+            route,
+            break_glass=True,
+            justification=justification,
+        )
+
+    def _match(self, identity: Identity, request: AccessRequest) -> _Match:
+        key = self._memo_key(identity, request)
+        match = self._memo.get(key)
+        if match is None:
+            match = self._compute_match(identity, request)
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = match
+        return match
+
+    def _memo_key(self, identity: Identity, request: AccessRequest) -> tuple[object, ...]:
+        claims: tuple[object, ...] = ()
+        if self.claim_names:
+            claims = tuple(_claim_text(identity.claims.get(name)) for name in self.claim_names)
+        return (
+            identity.issuer,
+            identity.subject,
+            identity.email,
+            identity.groups,
+            identity.groups_claimed,
+            claims,
+            request.host,
+            request.method,
+            request.path,
+        )
+
+    def _compute_match(self, identity: Identity, request: AccessRequest) -> _Match:
         route = self.route_for(request.host, request.path)
         if route is None:
-            return self._decision(False, Reason.NO_ROUTE, (), None)
+            return _Match(None, (), (), self._decision(False, (Reason.NO_ROUTE,), (), None))
         allows: list[Rule] = []
         denies: list[Rule] = []
         for rule in self._candidates(identity, route.id, request.method):
             if rule.matches_path(request.path):
                 (denies if rule.effect == "deny" else allows).append(rule)
-        if denies:
-            return self._decision(False, Reason.DENY_RULE_MATCHED, self._ids(denies), route)
-        if allows:
-            return self._decision(True, Reason.ALLOW_RULE_MATCHED, self._ids(allows), route)
-        return self._decision(False, Reason.NO_MATCHING_RULE, (), route)
+        decision = None
+        unconditional_deny = [rule for rule in denies if rule.conditions.empty]
+        if unconditional_deny:
+            ids = self._ids(unconditional_deny)
+            decision = self._decision(False, (Reason.DENY_RULE_MATCHED,), ids, route)
+        elif not denies and any(rule.conditions.empty for rule in allows):
+            ids = self._ids([rule for rule in allows if rule.conditions.empty])
+            decision = self._decision(True, (Reason.ALLOW_RULE_MATCHED,), ids, route)
+        return _Match(route, tuple(denies), tuple(allows), decision)
 
-    def permissions(self, identity: Identity) -> list[Permission]:
+    def permissions(self, identity: Identity, grants: Sequence[Grant] = ()) -> list[Permission]:
         """A superset of what ``identity`` may do, as IAM-expressible permissions.
 
         Used when API Gateway caches the authorizer's answer for a whole API.
@@ -144,8 +289,13 @@ class CompiledPolicy:
         host nor route, so no deny can be translated without also blocking
         something another route allows. Soundness comes from the proxy, which
         re-decides (and audits) every request served from a cached answer.
+        Grants count while they are in force; a break-glass member may reach
+        anything (with a justification), so gets the whole API.
         """
-        permissions: list[Permission] = []
+        break_glass = self.document.break_glass
+        if break_glass is not None and identity.groups & break_glass.groups:
+            return [Permission(HTTP_METHODS, ("*",))]
+        permissions = list(self._grant_permissions(grants))
         seen: set[str] = set()
         for route_id in self._index:
             for method in HTTP_METHODS:
@@ -155,6 +305,21 @@ class CompiledPolicy:
                     seen.add(rule.id)
                     permissions.extend(self._rule_permissions(rule))
         return permissions
+
+    def _grant_permissions(self, grants: Sequence[Grant]) -> Iterator[Permission]:
+        if self.document.grants is None:
+            return
+        now = time.time()
+        for grant in grants:
+            if not grant.in_force_at(now):
+                continue
+            for route_id in grant.routes:
+                route = self.document.route(route_id)
+                if route is None:
+                    continue
+                patterns = [glob.pattern for glob in grant.paths]
+                for pattern in patterns or [_prefix_glob(route.path_prefix)]:
+                    yield Permission(grant.actions, glob_to_arn_paths(pattern)[0])
 
     def _rule_permissions(self, rule: Rule) -> Iterator[Permission]:
         if rule.effect != "allow":
@@ -175,33 +340,82 @@ class CompiledPolicy:
         for key in _identity_subject_keys(identity):
             for rule in by_subject.get(key, ()):
                 found[rule.id] = rule
+        for key in self._identity_claim_keys(identity):
+            for rule in by_subject.get(key, ()):
+                if rule.id not in found and _claims_match(rule, identity):
+                    found[rule.id] = rule
         return list(found.values())
+
+    def _identity_claim_keys(self, identity: Identity) -> Iterator[SubjectKey]:
+        for name in self._indexed_claims:
+            value = identity.claims.get(name)
+            if value is None:
+                yield ("?c", name)
+                continue
+            for item in value if isinstance(value, list) else (value,):
+                yield ("c", f"{name}={claim_key(item)}")
 
     def _ids(self, rules: list[Rule]) -> tuple[str, ...]:
         return tuple(sorted((rule.id for rule in rules), key=self._order.__getitem__))
 
     def _decision(
-        self, allowed: bool, reason: Reason, matched: tuple[str, ...], route: Route | None
+        self,
+        allowed: bool,
+        reasons: tuple[Reason, ...],
+        matched: tuple[str, ...],
+        route: Route | None,
+        **elevation: object,
     ) -> Decision:
         return Decision(
             allowed=allowed,
-            reasons=(reason,),
+            reasons=reasons,
             matched_rules=matched,
             route=route,
             policy_version=self.version,
             policy_checksum=self.checksum,
+            **elevation,  # type: ignore[arg-type]
         )
 
 
-def _memo_key(identity: Identity, request: AccessRequest) -> MemoKey:
-    return (
-        identity.issuer,
-        identity.subject,
-        identity.email,
-        identity.groups,
-        identity.groups_claimed,
-        request,
-    )
+def _claim_text(value: object) -> object:
+    """A cheap hashable stand-in for a claim value that keeps ``1``, ``"1"``, ``true`` apart."""
+    if value is None or type(value) in (str, int, bool, float):
+        return (type(value), value)
+    if type(value) is list:
+        return tuple(_claim_text(item) for item in value)
+    return claim_key(value)
+
+
+def _claims_match(rule: Rule, identity: Identity) -> bool:
+    """Whether every claim the rule names matches (for a deny, or is absent)."""
+    for name, accepted in rule.subjects.claims:
+        value = identity.claims.get(name)
+        if value is None:
+            if rule.effect == "deny":
+                continue
+            return False
+        items = value if isinstance(value, list) else (value,)
+        if not any(claim_key(item) in accepted for item in items):
+            return False
+    return True
+
+
+def _covering_prefixes(path: str) -> Iterator[str]:
+    """Every route prefix that covers ``path``, longest first.
+
+    ``/a/b`` is covered by ``/a/b``, ``/a/``, ``/a`` and ``/`` (see
+    :meth:`Route.covers_path`): one dict lookup per segment, however many
+    routes there are.
+    """
+    yield path
+    end = len(path)
+    while end > 0:
+        end = path.rfind("/", 0, end)
+        if end < 0:
+            return
+        yield path[: end + 1]
+        if end:
+            yield path[:end]
 
 
 def _prefix_glob(path_prefix: str) -> str:
@@ -222,10 +436,10 @@ def _rule_subject_keys(rule: Rule) -> Iterator[SubjectKey]:
             yield ("e", user.lower())
         else:
             yield ("u", user)
-    for group in subjects.groups:
-        yield ("g", group)
-    for domain in subjects.domains:
-        yield ("d", domain)
+    yield from (("g", group) for group in subjects.groups)
+    yield from (("d", domain) for domain in subjects.domains)
+    yield from (("i", issuer) for issuer in subjects.issuers)
+    yield from _rule_claim_keys(rule)
     if rule.effect == "deny":
         if names_email:
             yield _UNKNOWN_EMAIL
@@ -233,9 +447,21 @@ def _rule_subject_keys(rule: Rule) -> Iterator[SubjectKey]:
             yield _UNKNOWN_GROUPS
 
 
+def _rule_claim_keys(rule: Rule) -> Iterator[SubjectKey]:
+    """A claims selector is indexed by its first claim; the rest is checked on lookup."""
+    if not rule.subjects.claims:
+        return
+    name, accepted = rule.subjects.claims[0]
+    for value in accepted:
+        yield ("c", f"{name}={value}")
+    if rule.effect == "deny":
+        yield ("?c", name)
+
+
 def _identity_subject_keys(identity: Identity) -> Iterator[SubjectKey]:
     yield _ANYONE
     yield ("u", identity.subject)
+    yield ("i", identity.issuer.rstrip("/"))
     if identity.email is not None:
         email = identity.email.lower()
         yield ("e", email)

@@ -16,9 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from chalicelib.policy.cidrs import CidrSet, InvalidCidr
+from chalicelib.policy.conditions import Conditions
 from chalicelib.policy.errors import PolicyInvalid, PolicyProblem
 from chalicelib.policy.globs import InvalidGlob, PathGlob, combine_globs, compile_glob
+from chalicelib.policy.hours import DAY_NAMES, Hours, InvalidHours, parse_clock
 from chalicelib.policy.paths import AmbiguousPath, normalize_path
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -26,9 +30,34 @@ SCHEMA_VERSION = 1
 
 _ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 _HOST = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
-_NOT_YET = "is not supported by this version of Gatehouse"
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_CLAIM_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")
+# Registered claims are matched by their own criteria (or never): a rule on
+# "exp" or "aud" would be a rule on token mechanics, not on who someone is.
+_RESERVED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "auth_time"})
+MAX_GRANT_DURATION_SECONDS = 7 * 24 * 3600
 
 Effect = Literal["allow", "deny"]
+ClaimValue = str | int | bool
+
+
+def parse_duration(value: object) -> int | None:
+    """Seconds from ``3600``, ``"90s"``, ``"30m"``, ``"4h"``, ``"1d"``, ``"1h30m"``; else None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value > 0 else None
+    if not isinstance(value, str) or not value:
+        return None
+    match = _DURATION.fullmatch(value)
+    if match is None or not any(match.groups()):
+        return None
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    return total if total > 0 else None
+
+
+def claim_key(value: object) -> str:
+    """The canonical text of a claim value, so ``1``, ``"1"`` and ``true`` stay distinct."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +84,46 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class Subjects:
-    """Who a rule applies to; any listed kind may match, none listed means anyone signed in."""
+    """Who a rule applies to; any listed kind may match, none listed means anyone signed in.
+
+    Attributes
+    ----------
+    users:
+        Entries with ``@`` are verified emails (case-insensitive), others subjects (exact).
+    groups, domains, issuers:
+        Group names, email domains (lower case), issuer URLs (exact).
+    claims:
+        Claim name -> accepted values (canonical text, see :func:`claim_key`).
+        Every named claim must match (a selector); a claim matches when its
+        value, or one element of its list value, is accepted.
+    """
 
     users: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()
     domains: frozenset[str] = frozenset()
+    issuers: frozenset[str] = frozenset()
+    claims: tuple[tuple[str, frozenset[str]], ...] = ()
 
     @property
     def anyone(self) -> bool:
         """True when the rule applies to every authenticated principal."""
-        return not (self.users or self.groups or self.domains)
+        return not (self.users or self.groups or self.domains or self.issuers or self.claims)
+
+
+@dataclass(frozen=True, slots=True)
+class GrantSettings:
+    """The policy's ``grants`` block: who approves just-in-time access, for how long at most."""
+
+    approver_groups: frozenset[str]
+    max_duration_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class BreakGlass:
+    """The policy's ``break_glass`` block."""
+
+    groups: frozenset[str]
+    require_justification: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +136,7 @@ class Rule:
     subjects: Subjects
     actions: frozenset[str]
     paths: tuple[PathGlob, ...] = ()
+    conditions: Conditions = field(default_factory=Conditions)
     path_regex: re.Pattern[str] | None = field(default=None, init=False, compare=False, repr=False)
     segment_globs: tuple[PathGlob, ...] = field(default=(), init=False, compare=False, repr=False)
 
@@ -105,6 +165,8 @@ class PolicyDocument:
     routes: tuple[Route, ...]
     rules: tuple[Rule, ...]
     checksum: str
+    grants: GrantSettings | None = None
+    break_glass: BreakGlass | None = None
 
     def route(self, route_id: str) -> Route | None:
         """The route with ``route_id``, if any."""
@@ -150,9 +212,6 @@ class _Parser:
             self.problem("", "a policy must be a mapping")
             return None
         self.unknown_fields("", document, {"version", "routes", "rules", "grants", "break_glass"})
-        for feature in ("grants", "break_glass"):
-            if feature in document:
-                self.problem(feature, _NOT_YET)
         version = document.get("version")
         if type(version) is not int or version != SCHEMA_VERSION:
             self.problem("version", f"must be {SCHEMA_VERSION}")
@@ -163,7 +222,39 @@ class _Parser:
             routes=tuple(routes),
             rules=tuple(rules),
             checksum=document_checksum(document),
+            grants=self.grants(document["grants"]) if "grants" in document else None,
+            break_glass=(
+                self.break_glass(document["break_glass"]) if "break_glass" in document else None
+            ),
         )
+
+    def grants(self, value: Any) -> GrantSettings | None:
+        if not isinstance(value, dict):
+            self.problem("grants", "must be a mapping")
+            return None
+        self.unknown_fields("grants", value, {"approver_groups", "max_duration"})
+        groups = self.string_list(value.get("approver_groups"), "grants.approver_groups")
+        duration = parse_duration(value.get("max_duration"))
+        if duration is None or duration > MAX_GRANT_DURATION_SECONDS:
+            self.problem(
+                "grants.max_duration",
+                'must be a duration like "4h" or "30m" (seconds as a number), at most 7d',
+            )
+        if not groups or duration is None:
+            return None
+        return GrantSettings(frozenset(groups), duration)
+
+    def break_glass(self, value: Any) -> BreakGlass | None:
+        if not isinstance(value, dict):
+            self.problem("break_glass", "must be a mapping")
+            return None
+        self.unknown_fields("break_glass", value, {"groups", "require_justification"})
+        groups = self.string_list(value.get("groups"), "break_glass.groups")
+        required = value.get("require_justification", True)
+        if not isinstance(required, bool):
+            self.problem("break_glass.require_justification", "must be true or false")
+            return None
+        return BreakGlass(frozenset(groups), required) if groups else None
 
     def unknown_fields(self, location: str, mapping: Mapping[str, Any], known: set[str]) -> None:
         for name in sorted(set(mapping) - known, key=str):
@@ -258,8 +349,6 @@ class _Parser:
             where, entry, {"id", "effect", "routes", "subjects", "actions", "paths", "when"}
         )
         before = len(self.problems)
-        if "when" in entry:
-            self.problem(f"{where}.when", f"conditions {_NOT_YET}")
         effect = entry.get("effect")
         if effect not in ("allow", "deny"):
             self.problem(f"{where}.effect", "must be allow or deny")
@@ -271,6 +360,7 @@ class _Parser:
         actions = self.actions(entry.get("actions"), f"{where}.actions")
         # Deny globs ignore case: many upstreams route /Admin like /admin.
         paths = self.paths(entry.get("paths"), f"{where}.paths", ignore_case=effect == "deny")
+        conditions = self.conditions(entry["when"], f"{where}.when") if "when" in entry else None
         if len(self.problems) != before or subjects is None or effect not in ("allow", "deny"):
             return None
         return Rule(
@@ -280,7 +370,65 @@ class _Parser:
             subjects=subjects,
             actions=actions,
             paths=paths,
+            conditions=conditions or Conditions(),
         )
+
+    def conditions(self, value: Any, where: str) -> Conditions | None:
+        if not isinstance(value, dict) or not value:
+            self.problem(where, "must be a mapping of at least one condition")
+            return None
+        self.unknown_fields(where, value, {"mfa", "max_auth_age", "source_cidrs", "hours"})
+        mfa = value.get("mfa", False)
+        if not isinstance(mfa, bool):
+            self.problem(f"{where}.mfa", "must be true or false")
+        max_auth_age = None
+        if "max_auth_age" in value:
+            max_auth_age = parse_duration(value["max_auth_age"])
+            if max_auth_age is None:
+                self.problem(
+                    f"{where}.max_auth_age", 'must be seconds (a number) or a duration like "1h"'
+                )
+        cidrs = None
+        if "source_cidrs" in value:
+            texts = self.string_list(value["source_cidrs"], f"{where}.source_cidrs")
+            try:
+                cidrs = CidrSet.parse(texts) if texts else None
+            except InvalidCidr as exc:
+                self.problem(f"{where}.source_cidrs", str(exc))
+        hours = self.hours(value["hours"], f"{where}.hours") if "hours" in value else None
+        return Conditions(
+            mfa=mfa is True, max_auth_age=max_auth_age, source_cidrs=cidrs, hours=hours
+        )
+
+    def hours(self, value: Any, where: str) -> Hours | None:
+        if not isinstance(value, dict):
+            self.problem(where, "must be a mapping with tz, days, from, to")
+            return None
+        self.unknown_fields(where, value, {"tz", "days", "from", "to"})
+        zone = _zone(value.get("tz"))
+        if zone is None:
+            self.problem(f"{where}.tz", "must be an IANA time zone such as Europe/Berlin")
+        days = self.string_list(value.get("days", list(DAY_NAMES)), f"{where}.days")
+        day_numbers = {DAY_NAMES.index(day) for day in days if day in DAY_NAMES}
+        if len(day_numbers) != len(set(days)):
+            self.problem(f"{where}.days", f"must name days among {', '.join(DAY_NAMES)}")
+        start_text, end_text = value.get("from", "00:00"), value.get("to", "24:00")
+        if not isinstance(start_text, str) or not isinstance(end_text, str):
+            # YAML 1.1 reads an unquoted 18:00 as the number 1080.
+            self.problem(where, 'from and to must be quoted times, e.g. "18:00"')
+            return None
+        try:
+            start = parse_clock(start_text)
+            end = parse_clock(end_text, allow_end_of_day=True)
+        except InvalidHours as exc:
+            self.problem(where, str(exc))
+            return None
+        if start == end:
+            self.problem(where, "from and to are equal; omit both to mean the whole day")
+            return None
+        if zone is None or not day_numbers:
+            return None
+        return Hours(zone, frozenset(day_numbers), start, end)
 
     def string_list(self, value: Any, where: str, *, required: bool = True) -> list[str]:
         if value is None and not required:
@@ -302,14 +450,12 @@ class _Parser:
             self.problem(where, "must be a mapping")
             return None
         self.unknown_fields(where, value, {"users", "groups", "domains", "claims", "issuers"})
-        for kind in ("claims", "issuers"):
-            if kind in value:
-                self.problem(f"{where}.{kind}", f"matching on {kind} {_NOT_YET}")
         lists = {
             kind: self.string_list(value.get(kind), f"{where}.{kind}", required=False)
-            for kind in ("users", "groups", "domains")
+            for kind in ("users", "groups", "domains", "issuers")
         }
-        if not any(lists.values()):
+        claims = self.claims(value["claims"], f"{where}.claims") if "claims" in value else ()
+        if not any(lists.values()) and not claims:
             # An empty (or null) subjects field on an allow rule would mean
             # "everyone"; that must be said by omitting it, never by accident.
             self.problem(where, "lists no subject; omit the field to mean anyone signed in")
@@ -317,7 +463,29 @@ class _Parser:
             users=frozenset(lists["users"]),
             groups=frozenset(lists["groups"]),
             domains=frozenset(domain.lower().lstrip("@") for domain in lists["domains"]),
+            issuers=frozenset(issuer.rstrip("/") for issuer in lists["issuers"]),
+            claims=claims,
         )
+
+    def claims(self, value: Any, where: str) -> tuple[tuple[str, frozenset[str]], ...]:
+        if not isinstance(value, dict) or not value:
+            self.problem(where, "must be a mapping of claim name to value or list of values")
+            return ()
+        selector = []
+        for name, accepted in sorted(value.items(), key=lambda item: str(item[0])):
+            at = f"{where}.{name}"
+            if not isinstance(name, str) or not _CLAIM_NAME.fullmatch(name):
+                self.problem(at, "is not a claim name")
+                continue
+            if name in _RESERVED_CLAIMS:
+                self.problem(at, "is a registered claim; use users or issuers instead")
+                continue
+            values = accepted if isinstance(accepted, list) else [accepted]
+            if not values or not all(_is_claim_value(v) for v in values):
+                self.problem(at, "must be a string, number or boolean, or a list of them")
+                continue
+            selector.append((name, frozenset(claim_key(v) for v in values)))
+        return tuple(selector)
 
     def actions(self, value: Any, where: str) -> frozenset[str]:
         actions = self.string_list(value, where)
@@ -336,6 +504,19 @@ class _Parser:
             except InvalidGlob as exc:
                 self.problem(where, str(exc))
         return tuple(globs)
+
+
+def _is_claim_value(value: object) -> bool:
+    return isinstance(value, str | bool) or (isinstance(value, int) and abs(value) < 2**53)
+
+
+def _zone(name: object) -> ZoneInfo | None:
+    if not isinstance(name, str) or not name or name.startswith(("/", ".")) or ".." in name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 def _valid_prefix(prefix: str) -> bool:

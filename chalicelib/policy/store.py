@@ -2,13 +2,17 @@
 
 Table layout (partition key ``pk``, sort key ``sk``, both strings)::
 
-    pk="POLICY" sk="VERSION#0000000042"  immutable: version, checksum, document, created_*
-    pk="POLICY" sk="ACTIVE"              the pointer: version, checksum, document, activated_*
+    pk="POLICY" sk="VERSION#0000000042"     immutable: version, checksum, document, created_*
+    pk="POLICY" sk="CHECKSUM#sha256:..."    content hash -> version (a document is stored once)
+    pk="POLICY" sk="ACTIVE"                 the pointer: version, checksum, document, activation
+    pk="POLICY" sk="ACTIVATION#0000000007"  one per activation: from/to, who, when, why
 
 The active item repeats the document so the authorizer refreshes with one
-``GetItem``. Versions are written with ``attribute_not_exists`` and the
-pointer moves with a condition on the version it replaces, so two operators
-racing cannot both win.
+``GetItem``. A version and its checksum item are written in one transaction;
+an activation moves the pointer and records itself in one transaction,
+conditional on the activation counter it replaces: two operators racing
+cannot both win, and a counter (unlike a version number, which a rollback
+can bring back) cannot be fooled by A -> B -> A.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,25 +31,68 @@ from chalicelib.policy.model import canonical_json, parse_policy
 
 _PK = "POLICY"
 _ACTIVE = "ACTIVE"
+_VERSION_RACE_RETRIES = 5
 
 
 def _version_sk(version: int) -> str:
     return f"VERSION#{version:010d}"
 
 
+def _activation_sk(activation: int) -> str:
+    return f"ACTIVATION#{activation:010d}"
+
+
+def now_text() -> str:
+    """Now, as stored in records: RFC 3339 UTC, seconds."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 @dataclass(frozen=True, slots=True)
 class PolicyRecord:
-    """A stored policy version."""
+    """A stored policy version (or the active pointer, which names one).
+
+    ``activation`` is the activation counter on the active pointer, 0 on a version.
+    """
 
     version: int
     checksum: str
     document: dict[str, Any]
     recorded_at: str
     recorded_by: str
+    activation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Activation:
+    """One activation: which version became active, replacing which, by whom, and why."""
+
+    activation: int
+    version: int
+    checksum: str
+    previous_version: int | None
+    previous_checksum: str | None
+    action: str
+    activated_at: str
+    activated_by: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON-ready record (archived in the Object Lock bucket)."""
+        return {
+            "activation": self.activation,
+            "version": self.version,
+            "checksum": self.checksum,
+            "previous_version": self.previous_version,
+            "previous_checksum": self.previous_checksum,
+            "action": self.action,
+            "activated_at": self.activated_at,
+            "activated_by": self.activated_by,
+            "summary": self.summary,
+        }
 
 
 class PolicyStore:
-    """Reads and writes policy versions.
+    """Reads and writes policy versions and activations.
 
     Parameters
     ----------
@@ -67,86 +114,201 @@ class PolicyStore:
         PolicyUnavailable
             When DynamoDB cannot be read or the item is corrupt.
         """
-        return self._get(_ACTIVE)
+        item = self._get(_ACTIVE)
+        return None if item is None else _record(item, _ACTIVE)
 
     def load_version(self, version: int) -> PolicyRecord | None:
         """A stored version, or None when it does not exist."""
-        return self._get(_version_sk(version))
+        item = self._get(_version_sk(version))
+        return None if item is None else _record(item, _version_sk(version))
 
-    def publish(self, document: dict[str, Any], actor: str) -> PolicyRecord:
-        """Validate, store as the next version, and activate ``document``.
+    def version_with_checksum(self, checksum: str) -> int | None:
+        """The version holding exactly this document, if one does."""
+        item = self._get(f"CHECKSUM#{checksum}")
+        return None if item is None else int(item["version"]["N"])
+
+    def store_version(self, document: dict[str, Any], actor: str) -> tuple[PolicyRecord, bool]:
+        """Store ``document`` as a new immutable version unless one already holds it.
+
+        Returns the version and whether this call created it.
 
         Raises
         ------
         PolicyInvalid
             When the document does not validate (nothing is written).
-        PolicyConflict
-            When another writer activated a version concurrently.
         """
         parsed = parse_policy(document)
+        for _ in range(_VERSION_RACE_RETRIES):
+            existing = self.version_with_checksum(parsed.checksum)
+            if existing is not None:
+                record = self.load_version(existing)
+                if record is None:
+                    raise PolicyUnavailable(f"checksum item names missing version {existing}")
+                return record, False
+            version = self._latest_version() + 1
+            record = PolicyRecord(version, parsed.checksum, document, now_text(), actor)
+            checksum_item = {
+                "pk": {"S": _PK},
+                "sk": {"S": f"CHECKSUM#{parsed.checksum}"},
+                "version": {"N": str(version)},
+            }
+            try:
+                self._transact(
+                    [
+                        _put(self._table, _item(_version_sk(version), record, "created")),
+                        _put(self._table, checksum_item),
+                    ]
+                )
+            except PolicyConflict:
+                continue  # another writer took this number (or stored the same document)
+            return record, True
+        raise PolicyConflict("policy versions are being written concurrently; retry")
+
+    def activate(
+        self,
+        record: PolicyRecord,
+        *,
+        actor: str,
+        action: str,
+        expected: PolicyRecord | None,
+        summary: dict[str, Any] | None = None,
+    ) -> Activation:
+        """Make ``record`` the active version, if ``expected`` is still the active one.
+
+        Raises
+        ------
+        PolicyConflict
+            When another activation happened since ``expected`` was read.
+        """
+        counter = (expected.activation if expected else 0) + 1
+        activation = Activation(
+            activation=counter,
+            version=record.version,
+            checksum=record.checksum,
+            previous_version=expected.version if expected else None,
+            previous_checksum=expected.checksum if expected else None,
+            action=action,
+            activated_at=now_text(),
+            activated_by=actor,
+            summary=summary or {},
+        )
+        active = PolicyRecord(
+            record.version,
+            record.checksum,
+            record.document,
+            activation.activated_at,
+            actor,
+            activation=counter,
+        )
+        pointer = _put(self._table, _item(_ACTIVE, active, "activated"), condition=False)
+        if expected is None:
+            pointer["Put"]["ConditionExpression"] = "attribute_not_exists(sk)"
+        else:
+            pointer["Put"]["ConditionExpression"] = (
+                "activation = :expected OR (attribute_not_exists(activation) AND version = :v)"
+            )
+            pointer["Put"]["ExpressionAttributeValues"] = {
+                ":expected": {"N": str(expected.activation)},
+                ":v": {"N": str(expected.version)},
+            }
+        log = {
+            "pk": {"S": _PK},
+            "sk": {"S": _activation_sk(counter)},
+            "record": {"S": canonical_json(activation.as_dict())},
+        }
+        self._transact([pointer, _put(self._table, log)])
+        return activation
+
+    def publish(self, document: dict[str, Any], actor: str) -> PolicyRecord:
+        """Store and activate ``document`` in one go (seeding and tests; no archive, no event).
+
+        Operators go through :class:`chalicelib.policy.admin.PolicyAdmin`, which
+        also archives the version and audits the change.
+        """
+        record, _ = self.store_version(document, actor)
         active = self.load_active()
-        version = self._latest_version() + 1
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        record = PolicyRecord(version, parsed.checksum, document, now, actor)
-        item = _item(_version_sk(version), record, "created")
-        self._write(item, "attribute_not_exists(sk)", {})
-        expected = {":expected": {"N": str(active.version)}} if active else {}
-        condition = "version = :expected" if active else "attribute_not_exists(sk)"
-        self._write(_item(_ACTIVE, record, "activated"), condition, expected)
+        if active is not None and active.checksum == record.checksum:
+            return record
+        self.activate(record, actor=actor, action="apply", expected=active)
         return record
 
+    def activations(self, limit: int = 50) -> list[Activation]:
+        """The newest ``limit`` activations, newest first."""
+        response = self._query("ACTIVATION#", limit=limit)
+        activations = []
+        for item in response:
+            try:
+                activations.append(Activation(**json.loads(item["record"]["S"])))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise PolicyUnavailable(f"activation item {item['sk']['S']} is corrupt") from exc
+        return activations
+
     def _latest_version(self) -> int:
+        items = self._query("VERSION#", limit=1)
+        return int(items[0]["version"]["N"]) if items else 0
+
+    def _query(self, prefix: str, *, limit: int) -> list[dict[str, Any]]:
         try:
             response = self._dynamodb.query(
                 TableName=self._table,
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-                ExpressionAttributeValues={":pk": {"S": _PK}, ":prefix": {"S": "VERSION#"}},
+                ExpressionAttributeValues={":pk": {"S": _PK}, ":prefix": {"S": prefix}},
                 ScanIndexForward=False,
-                Limit=1,
+                Limit=limit,
                 ConsistentRead=True,
             )
         except Exception as exc:
-            raise PolicyUnavailable(f"cannot read policy versions: {exc}") from exc
-        items = response.get("Items", [])
-        return int(items[0]["version"]["N"]) if items else 0
+            raise PolicyUnavailable(f"cannot read policy items: {exc}") from exc
+        items: list[dict[str, Any]] = response.get("Items", [])
+        return items
 
-    def _write(self, item: dict[str, Any], condition: str, values: dict[str, Any]) -> None:
+    def _transact(self, actions: list[dict[str, Any]]) -> None:
         from botocore.exceptions import ClientError
 
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "Item": item,
-            "ConditionExpression": condition,
-        }
-        if values:
-            kwargs["ExpressionAttributeValues"] = values
         try:
-            self._dynamodb.put_item(**kwargs)
+            self._dynamodb.transact_write_items(TransactItems=actions)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise PolicyConflict("the active policy changed concurrently; retry") from exc
+            code = exc.response["Error"]["Code"]
+            if code in ("TransactionCanceledException", "ConditionalCheckFailedException"):
+                raise PolicyConflict(
+                    "the policy changed concurrently; look again and retry"
+                ) from exc
+            raise PolicyUnavailable(f"cannot write the policy: {exc}") from exc
+        except Exception as exc:
             raise PolicyUnavailable(f"cannot write the policy: {exc}") from exc
 
-    def _get(self, sk: str) -> PolicyRecord | None:
+    def _get(self, sk: str) -> dict[str, Any] | None:
         try:
             response = self._dynamodb.get_item(
-                TableName=self._table, Key={"pk": {"S": _PK}, "sk": {"S": sk}}
+                TableName=self._table,
+                Key={"pk": {"S": _PK}, "sk": {"S": sk}},
+                ConsistentRead=True,
             )
         except Exception as exc:  # botocore raises many unrelated types; all mean "unavailable"
             raise PolicyUnavailable(f"cannot read the policy: {exc}") from exc
-        item = response.get("Item")
-        if item is None:
-            return None
-        try:
-            return PolicyRecord(
-                version=int(item["version"]["N"]),
-                checksum=item["checksum"]["S"],
-                document=json.loads(item["document"]["S"]),
-                recorded_at=item.get("recorded_at", {}).get("S", ""),
-                recorded_by=item.get("recorded_by", {}).get("S", ""),
-            )
-        except (KeyError, ValueError, TypeError) as exc:
-            raise PolicyUnavailable(f"policy item {sk} is corrupt") from exc
+        item: dict[str, Any] | None = response.get("Item")
+        return item
+
+
+def _record(item: dict[str, Any], sk: str) -> PolicyRecord:
+    try:
+        return PolicyRecord(
+            version=int(item["version"]["N"]),
+            checksum=item["checksum"]["S"],
+            document=json.loads(item["document"]["S"]),
+            recorded_at=item.get("recorded_at", {}).get("S", ""),
+            recorded_by=item.get("recorded_by", {}).get("S", ""),
+            activation=int(item.get("activation", {}).get("N", "0")),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise PolicyUnavailable(f"policy item {sk} is corrupt") from exc
+
+
+def _put(table: str, item: dict[str, Any], *, condition: bool = True) -> dict[str, Any]:
+    put: dict[str, Any] = {"TableName": table, "Item": item}
+    if condition:
+        put["ConditionExpression"] = "attribute_not_exists(sk)"
+    return {"Put": put}
 
 
 def _item(sk: str, record: PolicyRecord, verb: str) -> dict[str, Any]:
@@ -158,6 +320,7 @@ def _item(sk: str, record: PolicyRecord, verb: str) -> dict[str, Any]:
         "document": {"S": canonical_json(record.document)},
         "recorded_at": {"S": record.recorded_at},
         "recorded_by": {"S": record.recorded_by},
+        "activation": {"N": str(record.activation)},
         "verb": {"S": verb},
     }
 

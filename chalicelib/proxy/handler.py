@@ -19,16 +19,23 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from chalicelib.apigw.context import GrantedAccess, MissingContext, granted_access
-from chalicelib.apigw.events import GatewayRequest, MalformedEvent, parse_proxy_event
+from chalicelib.apigw.events import (
+    JUSTIFICATION_HEADER,
+    GatewayRequest,
+    MalformedEvent,
+    parse_proxy_event,
+)
 from chalicelib.audit import AuditUnavailable
 from chalicelib.audit.schema import (
     DecisionRecord,
+    ElevationRecord,
     RequestRecord,
     ResourceRecord,
     ResponseRecord,
     build_event,
     uuid7,
 )
+from chalicelib.authorize.handler import live_grants
 from chalicelib.policy import AccessRequest, AmbiguousPath, PolicyUnavailable, normalize_path
 from chalicelib.proxy.errors import SigningError, UpstreamError
 from chalicelib.proxy.headers import (
@@ -40,7 +47,10 @@ from chalicelib.proxy.headers import (
 from chalicelib.reasons import Reason
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from chalicelib.audit import AuditEmitter
+    from chalicelib.grants import ActiveGrants
     from chalicelib.identity import Identity
     from chalicelib.observability import MetricsRecorder
     from chalicelib.policy import ActivePolicy, PolicyVersions, Route
@@ -87,6 +97,7 @@ class _Target:
     decision_id: str
     policy_version: int | None
     cached: bool
+    elevation: ElevationRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +132,10 @@ class Proxy:
         emitter: AuditEmitter,
         query_redaction: re.Pattern[str],
         max_request_body_bytes: int,
+        grants: ActiveGrants | None = None,
         metrics: MetricsRecorder | None = None,
     ) -> None:
+        self._grants = grants
         self._active_policy = active_policy
         self._versions = versions
         self._assertions = assertions
@@ -189,25 +202,65 @@ class Proxy:
             policy_version=target.policy_version,
             decided_by="proxy",
             cached=target.cached,
+            elevation=target.elevation,
         )
+        self._audit_response(
+            request, record, access, served_under, _resource(target.route), outcome, target
+        )
+        return response
+
+    def _audit_response(
+        self,
+        request: GatewayRequest,
+        record: RequestRecord,
+        access: GrantedAccess,
+        served_under: DecisionRecord,
+        resource: ResourceRecord,
+        outcome: ResponseRecord,
+        target: _Target | None = None,
+    ) -> None:
         event = build_event(
             "response",
             record,
             identity=access.identity,
             decision=served_under,
-            resource=_resource(target.route),
-            decision_id=target.decision_id,
+            resource=resource,
+            decision_id=target.decision_id if target else access.decision_id,
             response=outcome,
             anomalies=_anomalies(request),
         )
         self._emitter.emit(event)
-        return response
+
+    def _refuse_ambiguous(
+        self, request: GatewayRequest, record: RequestRecord, access: GrantedAccess, detail: str
+    ) -> _Refused:
+        """Answer 400 to a path the authorizer found ambiguous, and record the response."""
+        response = error_response(400, "ambiguous path", request.request_id)
+        refused = DecisionRecord(
+            "deny", (Reason.AMBIGUOUS_PATH,), decided_by="proxy", detail=detail
+        )
+        outcome = ResponseRecord(
+            status=400,
+            bytes_in=len(request.body),
+            bytes_out=len(response.body),
+            latency_ms=0.0,
+            upstream_latency_ms=None,
+            error=Reason.AMBIGUOUS_PATH.value,
+        )
+        self._audit_response(request, record, access, refused, ResourceRecord(), outcome)
+        return _Refused(response)
 
     def _target(
         self, request: GatewayRequest, record: RequestRecord, access: GrantedAccess
     ) -> _Target:
         if access.decided_for != request.request_id:
             return self._redecide(request, record, access)
+        try:
+            normalize_path(request.path)  # the authorizer's check, repeated: never forward one
+        except AmbiguousPath as exc:
+            raise self._refuse_ambiguous(request, record, access, str(exc)) from exc
+        if access.refusal:
+            raise self._refuse_ambiguous(request, record, access, access.refusal)
         try:
             route = self._versions.get(access.policy_version).document.route(access.route_id)
         except PolicyUnavailable:
@@ -222,7 +275,10 @@ class Proxy:
             )
             self._audit_decision(record, access.identity, failure, ResourceRecord())
             raise _Refused(error_response(503, "policy unavailable", request.request_id))
-        return _Target(route, access.decision_id, access.policy_version, cached=False)
+        elevation = _elevation(access.elevation)
+        return _Target(
+            route, access.decision_id, access.policy_version, cached=False, elevation=elevation
+        )
 
     def _redecide(
         self, request: GatewayRequest, record: RequestRecord, access: GrantedAccess
@@ -236,7 +292,13 @@ class Proxy:
             raise _Refused(
                 error_response(redecision.status, redecision.message, request.request_id)
             )
-        return _Target(route, decision_id, redecision.record.policy_version, cached=True)
+        return _Target(
+            route,
+            decision_id,
+            redecision.record.policy_version,
+            cached=True,
+            elevation=redecision.record.elevation,
+        )
 
     def _decide_again(self, request: GatewayRequest, identity: Identity) -> _Redecision:
         by_proxy: dict[str, Any] = {"decided_by": "proxy", "cached": True}
@@ -245,9 +307,16 @@ class Proxy:
             return _Redecision(expired, status=401, message="token expired")
         try:
             path = normalize_path(request.path)
-            decision = self._active_policy.current().evaluate(
-                identity, AccessRequest(request.host, request.method, path)
+            access = AccessRequest(
+                request.host,
+                request.method,
+                path,
+                source_ip=request.source_ip,
+                at=time.time(),
+                justification=request.justification,
             )
+            grants, _ = live_grants(self._grants, identity)
+            decision = self._active_policy.current().evaluate(identity, access, grants)
         except AmbiguousPath as exc:
             ambiguous = DecisionRecord(
                 "deny", (Reason.AMBIGUOUS_PATH,), detail=str(exc), **by_proxy
@@ -332,11 +401,28 @@ class Proxy:
 _UPSTREAM_MESSAGES = {504: "upstream timed out", 400: "bad request"}
 
 
+def _elevation(context: Mapping[str, Any] | None) -> ElevationRecord | None:
+    if not context:
+        return None
+    return ElevationRecord(
+        grant_id=context.get("grant_id"),
+        approver=context.get("approver"),
+        justification=context.get("justification"),
+        break_glass=context.get("break_glass") is True,
+    )
+
+
 def _resource(route: Route) -> ResourceRecord:
     return ResourceRecord(route.id, route.upstream, route.sensitive)
 
 
 def _anomalies(request: GatewayRequest) -> list[str]:
-    """Signs of tampering worth an alert: a client speaking in the gateway's header namespace."""
-    spoofed = any(is_gatehouse_header(name) for name, _ in request.headers)
+    """Signs of tampering worth an alert: a client speaking in the gateway's header namespace.
+
+    The break-glass justification is the one header clients are meant to send there.
+    """
+    spoofed = any(
+        is_gatehouse_header(name) and name.lower() != JUSTIFICATION_HEADER
+        for name, _ in request.headers
+    )
     return ["client_sent_gatehouse_header"] if spoofed else []

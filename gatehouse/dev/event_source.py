@@ -4,11 +4,14 @@ Receives batches from the audit queue, invokes the writer handler with an
 SQS event in Lambda's format, and deletes the messages the handler did not
 report in ``batchItemFailures``. Reported messages stay on the queue, become
 visible again and, after the queue's ``maxReceiveCount``, go to the DLQ.
+The same poller plays EventBridge for scheduled functions (the grant sweeper).
 """
 
 from __future__ import annotations
 
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -94,14 +97,35 @@ def _receive_batch(sqs: Any, queue_url: str, batch_size: int) -> list[dict[str, 
     return messages
 
 
-class EventSourcePoller:
-    """Polls the queue in a background thread, like Lambda's event source mapping."""
+def scheduled_event(region: str, account: str) -> dict[str, Any]:
+    """An EventBridge ``Scheduled Event``, as a ``rate(...)`` rule delivers it."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": account,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": region,
+        "resources": [],
+        "detail": {},
+    }
 
-    def __init__(self, drain: Callable[[], DrainResult], interval_seconds: float = 1.0) -> None:
+
+class EventSourcePoller:
+    """Runs ``drain`` in a background thread every interval, like Lambda's event
+    source mapping (for the audit queue) or an EventBridge schedule (for the sweeper)."""
+
+    def __init__(
+        self,
+        drain: Callable[[], object],
+        interval_seconds: float = 1.0,
+        name: str = "audit-event-source",
+    ) -> None:
         self._drain = drain
         self._interval = interval_seconds
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="audit-event-source", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.errors = 0
 
     def start(self) -> None:

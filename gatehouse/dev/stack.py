@@ -23,7 +23,7 @@ import yaml
 
 from gatehouse.dev.backend import DemoBackend
 from gatehouse.dev.bootstrap import Resources, bootstrap
-from gatehouse.dev.event_source import DrainResult, EventSourcePoller, drain_queue
+from gatehouse.dev.event_source import DrainResult, EventSourcePoller, drain_queue, scheduled_event
 from gatehouse.dev.gateway import ApiGatewayEmulator, GatewayServer, load_api_definition
 from gatehouse.dev.idp import DevIssuer, SigningKey, load_or_create_key
 from gatehouse.resources import ResourceNames
@@ -114,6 +114,7 @@ class LocalStack:
         self.poller = EventSourcePoller(self.drain_audit_queue, options.writer_interval_seconds)
         self.poller.start()
         self._stoppers.append(self.poller)
+        self._started(EventSourcePoller(self.sweep_grants, 1.0, name="grant-sweeper"))
         self.state = self._write_state(endpoint, keys)
         return self.state
 
@@ -161,14 +162,24 @@ class LocalStack:
 
     def _seed_policy(self) -> None:
         from chalicelib import entrypoints
+        from chalicelib.policy.admin import PolicyAdmin
+        from chalicelib.policy.archive import PolicyArchive
 
-        store = entrypoints.container().policy_store
-        if store.load_active() is not None:
+        container = entrypoints.container()
+        if container.policy_store.load_active() is not None:
             return
         assert self.backend is not None
         path = self.options.policy_file or DEMO_POLICY
         text = Template(path.read_text()).safe_substitute(BACKEND_URL=self.backend.url)
-        store.publish(yaml.safe_load(text), actor="gatehouse dev (initial policy)")
+        # Through the operator path, so the initial policy is archived and audited too.
+        admin = PolicyAdmin(
+            container.policy_store,
+            PolicyArchive(container.clients.s3, container.settings.audit_bucket),
+            container.emitter,
+            stage=self.options.stage,
+            operator="local:gatehouse dev (initial policy)",
+        )
+        admin.apply(yaml.safe_load(text), source_name=str(path))
 
     def drain_audit_queue(self) -> DrainResult:
         """Run the audit writer on everything queued (the event source mapping)."""
@@ -182,6 +193,11 @@ class LocalStack:
             self.app_module.audit_writer,
             region=self.options.region,
         )
+
+    def sweep_grants(self) -> None:
+        """Invoke the scheduled grant sweeper, as its EventBridge rule would."""
+        assert self.app_module is not None
+        self.app_module.grant_sweeper(scheduled_event(self.options.region, ACCOUNT), None)
 
     def _write_state(self, endpoint: str, keys: list[SigningKey]) -> DevState:
         assert self.gateway and self.idp and self.backend and self.resources

@@ -55,17 +55,24 @@ def stack_environment() -> dict[str, str]:
     return environment
 
 
-def run_cli(state_dir: Path, *arguments: str) -> str:
-    """Run ``gatehouse --state-dir DIR ARGS...``; return stdout (fails the test on error)."""
-    completed = subprocess.run(
+def run_cli_status(
+    state_dir: Path, *arguments: str, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``gatehouse --state-dir DIR ARGS...``; return the completed process, any exit."""
+    return subprocess.run(
         [sys.executable, "-m", "gatehouse.cli", "--state-dir", str(state_dir), *arguments],
         cwd=PROJECT_DIR,
-        env=stack_environment(),
+        env={**stack_environment(), **(environment or {})},
         capture_output=True,
         text=True,
         timeout=CLI_TIMEOUT_SECONDS,
         check=False,
     )
+
+
+def run_cli(state_dir: Path, *arguments: str) -> str:
+    """Run ``gatehouse --state-dir DIR ARGS...``; return stdout (fails the test on error)."""
+    completed = run_cli_status(state_dir, *arguments)
     if completed.returncode != 0:
         pytest.fail(
             f"`gatehouse {' '.join(arguments)}` exited {completed.returncode}\n"
@@ -310,6 +317,7 @@ class AuditSnapshot:
 
     raw: str
     by_request: AuditIndex
+    admin: list[dict[str, Any]] = field(default_factory=list)  # policy_change and grant events
 
 
 def read_audit(state_dir: Path) -> AuditSnapshot:
@@ -317,11 +325,15 @@ def read_audit(state_dir: Path) -> AuditSnapshot:
     run_cli(state_dir, "audit", "flush")
     raw = run_cli(state_dir, "audit", "tail", "--json", "-n", "100000")
     index: AuditIndex = {}
+    admin = []
     for line in raw.splitlines():
         if line.strip():
             event = json.loads(line)
-            index.setdefault(event["request"]["id"], []).append(event)
-    return AuditSnapshot(raw, index)
+            if event["request"] is None:
+                admin.append(event)
+            else:
+                index.setdefault(event["request"]["id"], []).append(event)
+    return AuditSnapshot(raw, index, admin)
 
 
 def wait_for_audit(state_dir: Path, complete: Callable[[AuditIndex], bool]) -> AuditSnapshot:

@@ -150,6 +150,9 @@ def test_allow_is_exact_for_the_method_arn_and_audited_once(
         "decided_for": REQUEST_ID,
         "policy_version": 1,
         "route_id": "demo",
+        "refusal": "",
+        "grant_id": "",
+        "break_glass": False,
     }
     principal = json.loads(context["principal"])
     assert principal["iss"] == ISSUER

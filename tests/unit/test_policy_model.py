@@ -415,38 +415,136 @@ INVALID_FIELDS = [
     ),
     pytest.param(
         ("rules", 0, "when"),
-        {"mfa": True},
-        "rules[eng-read].when",
-        "not supported",
-        id="when mfa refused",
+        {"mfa": "yes"},
+        "rules[eng-read].when.mfa",
+        "true or false",
+        id="when mfa not a boolean",
     ),
     pytest.param(
         ("rules", 0, "when"),
-        {"source_cidrs": ["10.0.0.0/8"]},
+        {},
         "rules[eng-read].when",
-        "not supported",
-        id="when source_cidrs refused",
+        "at least one condition",
+        id="when empty",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"geo": "de"},
+        "rules[eng-read].when.geo",
+        "unknown field",
+        id="unknown condition",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"source_cidrs": ["10.0.0.1/8"]},
+        "rules[eng-read].when.source_cidrs",
+        "not a CIDR",
+        id="cidr with host bits",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"source_cidrs": ["ten.0.0.0/8"]},
+        "rules[eng-read].when.source_cidrs",
+        "not a CIDR",
+        id="cidr garbage",
     ),
     pytest.param(
         ("rules", 1, "when"),
-        {"max_auth_age": 3600},
-        "rules[no-admin-delete].when",
-        "not supported",
-        id="when on deny rule refused",
+        {"max_auth_age": 0},
+        "rules[no-admin-delete].when.max_auth_age",
+        "duration",
+        id="max_auth_age zero",
+    ),
+    pytest.param(
+        ("rules", 1, "when"),
+        {"max_auth_age": "soon"},
+        "rules[no-admin-delete].when.max_auth_age",
+        "duration",
+        id="max_auth_age words",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"hours": {"tz": "Mars/Olympus", "days": ["mon"]}},
+        "rules[eng-read].when.hours.tz",
+        "IANA time zone",
+        id="unknown time zone",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"hours": {"tz": "../../etc/passwd"}},
+        "rules[eng-read].when.hours.tz",
+        "IANA time zone",
+        id="time zone path traversal",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"hours": {"tz": "UTC", "days": ["someday"]}},
+        "rules[eng-read].when.hours.days",
+        "must name days",
+        id="unknown day",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"hours": {"tz": "UTC", "days": ["Mon"]}},
+        "rules[eng-read].when.hours.days",
+        "must name days",
+        id="day capitalised",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"hours": {"tz": "UTC", "from": "09:00", "to": "09:00"}},
+        "rules[eng-read].when.hours",
+        "equal",
+        id="from equals to",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"hours": {"tz": "UTC", "from": 1080}},
+        "rules[eng-read].when.hours",
+        "quoted",
+        id="unquoted YAML time read as a number",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"hours": {"tz": "UTC", "from": "25:00"}},
+        "rules[eng-read].when.hours",
+        "time of day",
+        id="hour 25",
     ),
     pytest.param(
         ("rules", 0, "subjects", "claims"),
-        {"department": "security"},
+        {},
         "rules[eng-read].subjects.claims",
-        "not supported",
-        id="claims subjects refused",
+        "mapping of claim name",
+        id="claims empty",
+    ),
+    pytest.param(
+        ("rules", 0, "subjects", "claims"),
+        {"exp": 1},
+        "rules[eng-read].subjects.claims.exp",
+        "registered claim",
+        id="claims on a registered claim",
+    ),
+    pytest.param(
+        ("rules", 0, "subjects", "claims"),
+        {"department": {"name": "security"}},
+        "rules[eng-read].subjects.claims.department",
+        "string, number or boolean",
+        id="claims nested object",
+    ),
+    pytest.param(
+        ("rules", 0, "subjects", "claims"),
+        {"department": []},
+        "rules[eng-read].subjects.claims.department",
+        "string, number or boolean",
+        id="claims empty list",
     ),
     pytest.param(
         ("rules", 0, "subjects", "issuers"),
-        ["https://idp.example.com"],
+        [],
         "rules[eng-read].subjects.issuers",
-        "not supported",
-        id="issuers subjects refused",
+        "non-empty list",
+        id="issuers empty",
     ),
     pytest.param(
         ("rules", 0, "subjects"),
@@ -486,16 +584,44 @@ INVALID_FIELDS = [
     pytest.param(
         ("grants",),
         {"approver_groups": ["security"]},
-        "grants",
-        "not supported",
-        id="grants refused",
+        "grants.max_duration",
+        "duration",
+        id="grants without max_duration",
+    ),
+    pytest.param(
+        ("grants",),
+        {"approver_groups": ["security"], "max_duration": "forever"},
+        "grants.max_duration",
+        "duration",
+        id="grants max_duration words",
+    ),
+    pytest.param(
+        ("grants",),
+        {"approver_groups": ["security"], "max_duration": "8d"},
+        "grants.max_duration",
+        "at most 7d",
+        id="grants longer than a week",
+    ),
+    pytest.param(
+        ("grants",),
+        {"max_duration": "4h"},
+        "grants.approver_groups",
+        "non-empty list",
+        id="grants without approvers",
     ),
     pytest.param(
         ("break_glass",),
-        {"groups": ["oncall"]},
-        "break_glass",
-        "not supported",
-        id="break_glass refused",
+        {"groups": []},
+        "break_glass.groups",
+        "non-empty list",
+        id="break_glass without groups",
+    ),
+    pytest.param(
+        ("break_glass",),
+        {"groups": ["oncall"], "require_justification": "no"},
+        "break_glass.require_justification",
+        "true or false",
+        id="break_glass require_justification not a boolean",
     ),
 ]
 
@@ -524,7 +650,7 @@ def test_several_problems_are_all_reported_at_once() -> None:
     document["routes"][0]["upstream"] = "ftp://x"
     document["routes"][1]["host"] = "Admin.example.com"
     document["rules"][0]["actions"] = ["FETCH"]
-    document["rules"][0]["when"] = {"mfa": True}
+    document["rules"][0]["when"] = {"mfa": "yes"}
     document["rules"][1]["effect"] = "permit"
 
     locations = [where for where, _ in problems_of(document)]
@@ -534,7 +660,7 @@ def test_several_problems_are_all_reported_at_once() -> None:
         "routes[demo].upstream",
         "routes[admin].host",
         "rules[eng-read].actions",
-        "rules[eng-read].when",
+        "rules[eng-read].when.mfa",
         "rules[no-admin-delete].effect",
     }
 
@@ -589,3 +715,46 @@ def test_checksum_changes_when_content_changes(path: tuple[Any, ...], value: Any
     original = parse_policy(valid_document()).checksum
 
     assert parse_policy(mutated(path, value)).checksum != original
+
+
+# --- issue 3 fields, accepted ------------------------------------------------------------
+
+
+def test_conditions_claims_issuers_grants_and_break_glass_are_parsed() -> None:
+    document = valid_document()
+    document["rules"][0]["subjects"] = {
+        "claims": {"department": ["security", "it"], "level": 3},
+        "issuers": ["https://idp.example.com/"],
+    }
+    document["rules"][0]["when"] = {
+        "mfa": True,
+        "max_auth_age": "1h30m",
+        "source_cidrs": ["10.0.0.0/8", "::ffff:192.0.2.0/120"],
+        "hours": {"tz": "Europe/Berlin", "days": ["fri"], "from": "22:00", "to": "06:00"},
+    }
+    document["grants"] = {"approver_groups": ["security"], "max_duration": "4h"}
+    document["break_glass"] = {"groups": ["oncall"]}
+
+    policy = parse_policy(document)
+
+    rule = policy.rules[0]
+    assert rule.subjects.claims == (
+        ("department", frozenset({'"security"', '"it"'})),
+        ("level", frozenset({"3"})),
+    )
+    assert rule.subjects.issuers == frozenset({"https://idp.example.com"})
+    conditions = rule.conditions
+    assert conditions.mfa is True
+    assert conditions.max_auth_age == 5400
+    assert conditions.source_cidrs is not None
+    assert [str(n) for n in conditions.source_cidrs.networks] == ["10.0.0.0/8", "192.0.2.0/24"]
+    assert conditions.hours is not None
+    assert (conditions.hours.days, conditions.hours.start, conditions.hours.end) == (
+        frozenset({4}),
+        22 * 60,
+        6 * 60,
+    )
+    assert policy.grants is not None
+    assert policy.grants.max_duration_seconds == 4 * 3600
+    assert policy.break_glass is not None
+    assert policy.break_glass.require_justification is True

@@ -1,0 +1,40 @@
+"""Just-in-time access: grants, their store, the per-container cache, their lifecycle.
+
+Offers :class:`Grant`, :class:`GrantStore` (DynamoDB), :class:`ActiveGrants`
+(what the authorizer consults), :class:`GrantDesk` (request, approve, deny,
+revoke, each audited) and :func:`sweep_expired` (the scheduled sweeper).
+
+Exceptions::
+
+    GrantError
+     ├── GrantsUnavailable   grants could not be read (decisions go on without them)
+     ├── GrantInvalid        a request or an action is refused; says why
+     ├── GrantNotFound       no grant has that id
+     └── GrantConflict       the grant is not in the state the action needs
+"""
+
+from chalicelib.grants.cache import ActiveGrants
+from chalicelib.grants.errors import (
+    GrantConflict,
+    GrantError,
+    GrantInvalid,
+    GrantNotFound,
+    GrantsUnavailable,
+)
+from chalicelib.grants.lifecycle import GrantDesk, actor_name, sweep_expired
+from chalicelib.grants.model import Grant
+from chalicelib.grants.store import GrantStore
+
+__all__ = [
+    "ActiveGrants",
+    "Grant",
+    "GrantConflict",
+    "GrantDesk",
+    "GrantError",
+    "GrantInvalid",
+    "GrantNotFound",
+    "GrantStore",
+    "GrantsUnavailable",
+    "actor_name",
+    "sweep_expired",
+]

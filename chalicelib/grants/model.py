@@ -1,0 +1,90 @@
+"""A just-in-time grant: temporary access for one principal, approved by another.
+
+Time bounds are checked at every decision, to the second: a grant is in
+force from its approval until ``expires_at`` (exclusive) unless revoked
+before. Nothing relies on DynamoDB TTL for that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from chalicelib.policy.globs import PathGlob
+
+GrantStatus = Literal["pending", "approved", "denied", "revoked", "expired"]
+GRANT_STATUSES: tuple[GrantStatus, ...] = ("pending", "approved", "denied", "revoked", "expired")
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One grant and where it is in its life.
+
+    Attributes
+    ----------
+    id:
+        A UUIDv7 (sorts by request time).
+    issuer, subject:
+        The principal the grant is for (always the requester).
+    email:
+        The requester's verified email at request time, for people reading lists.
+    routes, actions, paths:
+        What the grant allows: route ids, HTTP methods, path globs (none: the whole route).
+    duration_seconds:
+        How long the grant lasts once approved.
+    justification:
+        Why the requester needs it.
+    status:
+        ``pending`` until approved or denied; ``revoked`` or ``expired`` at the end.
+    requested_at, approved_at, expires_at, ended_at:
+        Epoch seconds; ``ended_at`` is when it was denied, revoked or swept as expired.
+    approver:
+        Who approved (or denied) it, as ``issuer|subject (email)``.
+    ended_by:
+        Who denied or revoked it.
+    """
+
+    id: str
+    issuer: str
+    subject: str
+    email: str | None
+    routes: tuple[str, ...]
+    actions: frozenset[str]
+    paths: tuple[PathGlob, ...]
+    duration_seconds: int
+    justification: str
+    status: GrantStatus
+    requested_at: float
+    approved_at: float | None = None
+    expires_at: float | None = None
+    ended_at: float | None = None
+    approver: str | None = None
+    ended_by: str | None = None
+    first_used_at: float | None = None
+
+    def in_force_at(self, at: float) -> bool:
+        """Whether the grant allowed access at ``at`` (epoch seconds)."""
+        if self.approved_at is None or self.expires_at is None:
+            return False
+        if not self.approved_at <= at < self.expires_at:
+            return False
+        revoked = self.status == "revoked" and self.ended_at is not None
+        return not (revoked and self.ended_at is not None and at >= self.ended_at)
+
+    def covers(self, route_id: str, method: str, path: str) -> bool:
+        """Whether the grant's scope includes this request (``path`` normalised)."""
+        if route_id not in self.routes or method not in self.actions:
+            return False
+        return not self.paths or any(glob.matches(path) for glob in self.paths)
+
+    def effective_status(self, at: float) -> GrantStatus:
+        """The status at ``at``: an approved grant past its expiry is expired, swept or not."""
+        if self.status == "approved" and self.expires_at is not None and at >= self.expires_at:
+            return "expired"
+        return self.status
+
+    @property
+    def principal(self) -> tuple[str, str]:
+        """``(issuer, subject)``: the key grants are looked up by."""
+        return (self.issuer, self.subject)

@@ -1,0 +1,163 @@
+"""Policy administration: apply, roll back, history — each change archived and audited.
+
+An activation goes: validate -> store the version (immutable, content-hashed)
+-> archive the version in the Object Lock bucket -> activate (one conditional
+transaction) -> archive the activation record -> emit a ``policy_change``
+audit event naming the operator and summarising the diff. Nothing is
+activated whose document is not archived first. If a step after the
+activation fails, the change stands and the error says what is missing;
+the next ``apply``, ``rollback`` or ``history`` re-archives missing records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.audit.schema import build_admin_event
+from chalicelib.policy.archive import activation_key, version_key
+from chalicelib.policy.diff import PolicyDiff, diff_documents
+from chalicelib.policy.errors import PolicyError
+from chalicelib.policy.model import parse_policy
+
+if TYPE_CHECKING:
+    from chalicelib.audit import AuditEmitter
+    from chalicelib.policy.archive import PolicyArchive
+    from chalicelib.policy.store import Activation, PolicyRecord, PolicyStore
+
+
+class PolicyChangeIncomplete(PolicyError):
+    """The policy was activated, but a later step (archive copy, audit event) failed."""
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    """What an apply or rollback did."""
+
+    record: PolicyRecord
+    diff: PolicyDiff
+    activation: Activation | None  # None: the document was already active
+    created_version: bool
+
+
+class PolicyAdmin:
+    """Carries out policy changes for an operator.
+
+    Parameters
+    ----------
+    store, archive, emitter:
+        DynamoDB versions, the Object Lock copies, the audit queue.
+    stage:
+        The stage name, for events.
+    operator:
+        The AWS caller identity making the change.
+    """
+
+    def __init__(
+        self,
+        store: PolicyStore,
+        archive: PolicyArchive,
+        emitter: AuditEmitter,
+        *,
+        stage: str,
+        operator: str,
+    ) -> None:
+        self._store = store
+        self._archive = archive
+        self._emitter = emitter
+        self._stage = stage
+        self._operator = operator
+
+    def diff(self, document: dict[str, Any]) -> PolicyDiff:
+        """What applying ``document`` would change against the active policy."""
+        active = self._store.load_active()
+        return diff_documents(active.document if active else None, document)
+
+    def apply(self, document: dict[str, Any], *, source_name: str = "policy") -> ChangeResult:
+        """Validate, store, archive and activate ``document``.
+
+        Raises
+        ------
+        PolicyInvalid
+            Listing every problem; nothing is written.
+        PolicyConflict
+            When another operator activated a version meanwhile.
+        PolicyChangeIncomplete
+            When the activation happened but its archive copy or event did not.
+        """
+        parse_policy(document, source_name=source_name)
+        self.repair_archive()
+        active = self._store.load_active()
+        record, created = self._store.store_version(document, self._operator)
+        self._archive.put_version(record)
+        return self._activate(record, active, "apply", created)
+
+    def rollback(self, version: int) -> ChangeResult:
+        """Activate an earlier version again.
+
+        Raises
+        ------
+        PolicyError
+            When the version does not exist or is already active.
+        """
+        record = self._store.load_version(version)
+        if record is None:
+            raise PolicyError(f"policy version {version} does not exist")
+        self.repair_archive()
+        active = self._store.load_active()
+        if active is not None and active.version == version:
+            raise PolicyError(f"policy version {version} is already active")
+        self._archive.put_version(record)
+        return self._activate(record, active, "rollback", False)
+
+    def history(self, limit: int = 20) -> list[Activation]:
+        """The newest activations, newest first (re-archiving any missing copy)."""
+        self.repair_archive()
+        return self._store.activations(limit)
+
+    def repair_archive(self) -> list[int]:
+        """Archive recent activations whose copy is missing; return their numbers."""
+        recent = self._store.activations(50)
+        missing = set(self._archive.missing_activations(recent))
+        for activation in recent:
+            if activation.activation in missing:
+                self._archive.put_activation(activation)
+        return sorted(missing)
+
+    def _activate(
+        self, record: PolicyRecord, active: PolicyRecord | None, action: str, created: bool
+    ) -> ChangeResult:
+        diff = diff_documents(active.document if active else None, record.document)
+        if active is not None and active.checksum == record.checksum:
+            return ChangeResult(record, diff, None, created)
+        activation = self._store.activate(
+            record, actor=self._operator, action=action, expected=active, summary=diff.summary()
+        )
+        try:
+            self._archive.put_activation(activation)
+            self._emitter.emit(self._event(activation))
+        except Exception as exc:
+            raise PolicyChangeIncomplete(
+                f"activation {activation.activation} (version {record.version}) is in force, "
+                f"but it could not be fully recorded: {exc}. Run `gatehouse policy history` "
+                "to re-archive it; the activation itself is kept in DynamoDB."
+            ) from exc
+        return ChangeResult(record, diff, activation, created)
+
+    def _event(self, activation: Activation) -> dict[str, Any]:
+        details = {
+            "action": activation.action,
+            "activation": activation.activation,
+            "from_version": activation.previous_version,
+            "from_checksum": activation.previous_checksum,
+            "to_version": activation.version,
+            "to_checksum": activation.checksum,
+            "summary": activation.summary,
+            "archive": {
+                "version": version_key(activation.version),
+                "activation": activation_key(activation.activation),
+            },
+        }
+        return build_admin_event(
+            "policy_change", stage=self._stage, details=details, operator=self._operator
+        )
