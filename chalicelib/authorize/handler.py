@@ -190,15 +190,7 @@ class Authorizer:
         except PolicyUnavailable as exc:
             return Verdict(Reason.POLICY_UNAVAILABLE, identity, detail=str(exc))
         grants, detail = live_grants(self._grants, identity)
-        access = AccessRequest(
-            request.host,
-            request.method,
-            path,
-            source_ip=request.source_ip,
-            at=time.time(),
-            justification=request.justification,
-        )
-        decision = policy.evaluate(identity, access, grants)
+        decision = policy.evaluate(identity, access_request(request, path), grants)
         if decision.allowed:
             detail = None  # grants being unavailable changed nothing
         return Verdict(decision.reasons[0], identity, decision, detail, policy.claim_names)
@@ -326,3 +318,15 @@ def live_grants(
         return grants.for_principal(identity.issuer, identity.subject), None
     except GrantError as exc:
         return (), f"grants unavailable: {exc}"
+
+
+def access_request(request: GatewayRequest, path: str) -> AccessRequest:
+    """What ``request`` asks for, now (``path`` already normalised)."""
+    return AccessRequest(
+        request.host,
+        request.method,
+        path,
+        source_ip=request.source_ip,
+        at=time.time(),
+        justification=request.justification,
+    )

@@ -18,7 +18,6 @@ can bring back) cannot be fooled by A -> B -> A.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Any
 from chalicelib.policy.engine import CompiledPolicy
 from chalicelib.policy.errors import PolicyConflict, PolicyInvalid, PolicyUnavailable
 from chalicelib.policy.model import canonical_json, parse_policy
+from chalicelib.refresh import Refreshing
 
 _PK = "POLICY"
 _ACTIVE = "ACTIVE"
@@ -359,13 +359,13 @@ class ActivePolicy:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
-        self._refresh = refresh_seconds
-        self._max_stale = max_stale_seconds
-        self._clock = clock
-        self._policy: CompiledPolicy | None = None
-        self._loaded_at: float | None = None
-        self._checked_at: float | None = None
-        self._lock = threading.Lock()
+        self._value = Refreshing(
+            self._load,
+            unavailable=PolicyUnavailable,
+            refresh_seconds=refresh_seconds,
+            max_stale_seconds=max_stale_seconds,
+            clock=clock,
+        )
 
     def current(self) -> CompiledPolicy:
         """The active policy.
@@ -375,33 +375,15 @@ class ActivePolicy:
         PolicyUnavailable
             When no policy is active, or none could be loaded recently enough.
         """
-        now = self._clock()
-        policy, checked_at = self._policy, self._checked_at
-        if policy is not None and checked_at is not None and now - checked_at < self._refresh:
-            return policy
-        with self._lock:
-            return self._reload(now)
+        return self._value.get()
 
-    def _reload(self, now: float) -> CompiledPolicy:
-        if (
-            self._policy is not None
-            and self._checked_at is not None
-            and now - self._checked_at < self._refresh
-        ):
-            return self._policy  # another thread refreshed while we waited
-        try:
-            record = self._store.load_active()
-            if record is None:
-                raise PolicyUnavailable("no policy has been activated")
-            if self._policy is None or record.version != self._policy.version:
-                self._policy = compile_record(record)
-            self._loaded_at = self._checked_at = now
-            return self._policy
-        except PolicyUnavailable:
-            stale_ok = self._loaded_at is not None and now - self._loaded_at < self._max_stale
-            if self._policy is not None and stale_ok:
-                return self._policy
-            raise
+    def _load(self, current: CompiledPolicy | None) -> CompiledPolicy:
+        record = self._store.load_active()
+        if record is None:
+            raise PolicyUnavailable("no policy has been activated")
+        if current is not None and record.version == current.version:
+            return current  # unchanged: keep the compiled index and its memo
+        return compile_record(record)
 
 
 class PolicyVersions:

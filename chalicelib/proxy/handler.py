@@ -35,8 +35,8 @@ from chalicelib.audit.schema import (
     build_event,
     uuid7,
 )
-from chalicelib.authorize.handler import live_grants
-from chalicelib.policy import AccessRequest, AmbiguousPath, PolicyUnavailable, normalize_path
+from chalicelib.authorize.handler import access_request, live_grants
+from chalicelib.policy import AmbiguousPath, PolicyUnavailable, normalize_path
 from chalicelib.proxy.errors import SigningError, UpstreamError
 from chalicelib.proxy.headers import (
     ForwardedFor,
@@ -307,16 +307,10 @@ class Proxy:
             return _Redecision(expired, status=401, message="token expired")
         try:
             path = normalize_path(request.path)
-            access = AccessRequest(
-                request.host,
-                request.method,
-                path,
-                source_ip=request.source_ip,
-                at=time.time(),
-                justification=request.justification,
-            )
             grants, _ = live_grants(self._grants, identity)
-            decision = self._active_policy.current().evaluate(identity, access, grants)
+            decision = self._active_policy.current().evaluate(
+                identity, access_request(request, path), grants
+            )
         except AmbiguousPath as exc:
             ambiguous = DecisionRecord(
                 "deny", (Reason.AMBIGUOUS_PATH,), detail=str(exc), **by_proxy
