@@ -56,7 +56,20 @@ def parse_duration(value: object) -> int | None:
 
 
 def claim_key(value: object) -> str:
-    """The canonical text of a claim value, so ``1``, ``"1"`` and ``true`` stay distinct."""
+    """The canonical text of a claim value, so ``1``, ``"1"`` and ``true`` stay distinct.
+
+    The JSON text; plain strings, booleans and integers skip the encoder (it
+    runs per claim on every new principal).
+    """
+    kind = type(value)
+    if kind is str:
+        text = str(value)
+        if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+            return f'"{text}"'
+    elif kind is bool:
+        return "true" if value else "false"
+    elif kind is int:
+        return str(value)
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
