@@ -7,7 +7,6 @@ items, objects in the Object Lock bucket, and audit events on the queue.
 from __future__ import annotations
 
 import json
-import threading
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -151,6 +150,9 @@ def test_rollback(aws: Resources) -> None:
     assert policy_changes(aws)[-1]["policy_change"]["action"] == "rollback"
 
 
+# The race is interleaved by hand, not with threads: moto's in-process
+# transact_write_items is not thread-safe (it deep-copies tables while other
+# threads write), so a threaded test would measure moto, not the condition.
 def test_two_operators_racing_cannot_both_win(aws: Resources) -> None:
     first_operator = PolicyStore(client("dynamodb"), aws.policy_table)
     second_operator = PolicyStore(client("dynamodb"), aws.policy_table)
@@ -186,39 +188,6 @@ def test_a_stale_reader_cannot_win_after_a_b_a(aws: Resources) -> None:
     # Version 1 is active again, as when `stale` was read; the counter moved on.
     with pytest.raises(PolicyConflict):
         store.activate(v2, actor="late", action="apply", expected=stale)
-
-
-def test_threads_racing_get_distinct_activations(aws: Resources) -> None:
-    store = PolicyStore(client("dynamodb"), aws.policy_table)
-    store.publish(policy_document(UPSTREAM), actor="seed")
-    documents = []
-    for n in range(8):
-        document = second_document()
-        document["rules"][-1]["paths"] = [f"/reports-{n}/**"]
-        documents.append(store.store_version(document, f"t{n}")[0])
-    barrier = threading.Barrier(len(documents))
-    outcomes: list[str] = []
-
-    def race(record: Any) -> None:
-        racer = PolicyStore(client("dynamodb"), aws.policy_table)
-        expected = racer.load_active()
-        barrier.wait()
-        try:
-            racer.activate(record, actor=str(record.version), action="apply", expected=expected)
-            outcomes.append("won")
-        except PolicyConflict:
-            outcomes.append("lost")
-
-    threads = [threading.Thread(target=race, args=(record,)) for record in documents]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    activations = [a.activation for a in store.activations()]
-    assert len(activations) == len(set(activations))  # no counter was used twice
-    assert outcomes.count("won") == len(activations) - 1  # every win left exactly one record
-    assert outcomes.count("won") >= 1
 
 
 def test_an_unaudited_activation_is_reported_and_the_archive_repaired(aws: Resources) -> None:
