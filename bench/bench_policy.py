@@ -145,6 +145,7 @@ def main() -> None:
         number=20_000,
     )
     figure("floor: dict lookup + AccessRequest", floor)
+    figure("calibration: sum(range(1000)) on this machine", measure(lambda: sum(range(1000))))
 
     def repeated() -> None:
         policy.evaluate(
