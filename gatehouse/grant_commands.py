@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,11 @@ def add_grant_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     listing.add_argument("-n", type=int, default=50, help="how many")
     for sub in actions.choices.values():
         if sub is not listing:
-            sub.add_argument("--token", help=f"your OIDC token (default ${TOKEN_VARIABLE})")
+            sub.add_argument(
+                "--token",
+                help=f"your OIDC token; - reads it from stdin (default ${TOKEN_VARIABLE}, "
+                "which unlike an argument does not show in the process list)",
+            )
 
 
 def run_grant_command(args: argparse.Namespace, target: Target) -> int:
@@ -63,7 +68,9 @@ def run_grant_command(args: argparse.Namespace, target: Target) -> int:
     store = GrantStore(target.client("dynamodb"), target.policy_table)
     if args.grant_command == "list":
         return _list(store, include_ended=args.all, as_json=args.json, limit=args.n)
-    actor = verify_token(target, args.token or os.environ.get(TOKEN_VARIABLE))
+    from_stdin = args.token == "-"  # noqa: S105 - the stdin marker, not a secret
+    token = sys.stdin.readline() if from_stdin else args.token
+    actor = verify_token(target, token or os.environ.get(TOKEN_VARIABLE))
     desk = grant_desk(target, store)
     if args.grant_command == "request":
         grant = desk.request(
