@@ -10,12 +10,14 @@ Exceptions::
     PolicyError
      ├── PolicyInvalid       a document failed validation; ``.problems`` lists where
      ├── PolicyUnavailable   the active policy cannot be loaded (decisions fail closed)
-     └── PolicyConflict      another operator activated a version first
+     ├── PolicyConflict      another operator activated a version first
+     └── PolicyArchiveError  a copy in the Object Lock bucket is missing, unwritable or differs
     AmbiguousPath            (ValueError) a request path that cannot be matched safely
 """
 
 from chalicelib.policy.engine import AccessRequest, CompiledPolicy, Decision, Permission
 from chalicelib.policy.errors import (
+    PolicyArchiveError,
     PolicyConflict,
     PolicyError,
     PolicyInvalid,
@@ -33,6 +35,7 @@ __all__ = [
     "CompiledPolicy",
     "Decision",
     "Permission",
+    "PolicyArchiveError",
     "PolicyConflict",
     "PolicyDocument",
     "PolicyError",

@@ -6,7 +6,8 @@ transaction) -> archive the activation record -> emit a ``policy_change``
 audit event naming the operator and summarising the diff. Nothing is
 activated whose document is not archived first. If a step after the
 activation fails, the change stands and the error says what is missing;
-the next ``apply``, ``rollback`` or ``history`` re-archives missing records.
+the next ``apply``, ``rollback`` or ``history`` re-archives missing records
+(activation records and the versions they activated).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from chalicelib.audit.errors import AuditError
 from chalicelib.audit.schema import build_admin_event
 from chalicelib.policy.archive import activation_key, version_key
 from chalicelib.policy.diff import PolicyDiff, diff_documents
@@ -27,7 +29,14 @@ if TYPE_CHECKING:
 
 
 class PolicyChangeIncomplete(PolicyError):
-    """The policy was activated, but a later step (archive copy, audit event) failed."""
+    """The policy was activated, but a later step (archive copy, audit event) failed.
+
+    ``activation`` is the activation that is in force; the message says what is missing.
+    """
+
+    def __init__(self, message: str, activation: Activation) -> None:
+        super().__init__(message)
+        self.activation = activation
 
 
 @dataclass(frozen=True)
@@ -116,9 +125,21 @@ class PolicyAdmin:
         return self._store.activations(limit)
 
     def repair_archive(self) -> list[int]:
-        """Archive recent activations whose copy is missing; return their numbers."""
-        recent = self._store.activations(50)
+        """Archive recent activations (and their versions) whose copy is missing.
+
+        Returns the numbers of the activations whose record was re-archived.
+        An activation made without the archive (``PolicyStore.publish`` seeds
+        the local stack that way, or a crash between the two writes) is
+        archived with the version it activated, so the bucket can prove it.
+        """
+        # A copy goes missing only when an apply fails midway, so the newest few suffice.
+        recent = self._store.activations(10)
         missing = set(self._archive.missing_activations(recent))
+        versions = self._archive.missing_versions(sorted({a.version for a in recent}))
+        for version in versions:
+            record = self._store.load_version(version)
+            if record is not None:
+                self._archive.put_version(record)
         for activation in recent:
             if activation.activation in missing:
                 self._archive.put_activation(activation)
@@ -133,15 +154,30 @@ class PolicyAdmin:
         activation = self._store.activate(
             record, actor=self._operator, action=action, expected=active, summary=diff.summary()
         )
+        # The change stands from here on: each record of it is attempted on
+        # its own, so a failed archive copy never costs the audit event.
+        problems = []
         try:
             self._archive.put_activation(activation)
+        except PolicyError as exc:
+            problems.append(
+                f"its archive copy was not written ({exc}); any later `gatehouse policy "
+                "apply`, `rollback` or `history` writes it"
+            )
+        try:
             self._emitter.emit(self._event(activation))
-        except Exception as exc:
+        except AuditError as exc:
+            problems.append(
+                f"its policy_change audit event was not enqueued ({exc}); the event was logged "
+                f"in full, and the activation stays recorded as ACTIVATION#{activation.activation}"
+                " in the policy table"
+            )
+        if problems:
             raise PolicyChangeIncomplete(
                 f"activation {activation.activation} (version {record.version}) is in force, "
-                f"but it could not be fully recorded: {exc}. Run `gatehouse policy history` "
-                "to re-archive it; the activation itself is kept in DynamoDB."
-            ) from exc
+                "but " + "; and ".join(problems),
+                activation,
+            )
         return ChangeResult(record, diff, activation, created)
 
     def _event(self, activation: Activation) -> dict[str, Any]:

@@ -7,9 +7,10 @@ once (``If-None-Match: *``) and kept under the bucket's default retention.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.policy.errors import PolicyUnavailable
+from chalicelib.policy.errors import PolicyArchiveError
 from chalicelib.policy.model import canonical_json
 
 if TYPE_CHECKING:
@@ -29,7 +30,13 @@ def activation_key(activation: int) -> str:
 
 
 class PolicyArchive:
-    """Writes (never overwrites) policy copies in the audit bucket."""
+    """Writes (never overwrites) policy copies in the audit bucket.
+
+    Raises :class:`PolicyArchiveError` when a copy cannot be written, or when
+    a copy already stored under the key says something else than the record
+    (a second stage sharing the bucket, a recreated table): the archive must
+    never silently "prove" a different document.
+    """
 
     def __init__(self, s3: Any, bucket: str) -> None:
         self._s3 = s3
@@ -52,7 +59,13 @@ class PolicyArchive:
 
     def missing_activations(self, activations: list[Activation]) -> list[int]:
         """Which of ``activations`` have no archived copy."""
-        return [a.activation for a in activations if not self._exists(activation_key(a.activation))]
+        stored = self._keys(f"{PREFIX}/activations/")
+        return [a.activation for a in activations if activation_key(a.activation) not in stored]
+
+    def missing_versions(self, versions: list[int]) -> list[int]:
+        """Which of ``versions`` have no archived copy."""
+        stored = self._keys(f"{PREFIX}/versions/")
+        return [version for version in versions if version_key(version) not in stored]
 
     def _put(self, key: str, body: dict[str, Any]) -> str:
         from botocore.exceptions import ClientError
@@ -68,19 +81,33 @@ class PolicyArchive:
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "PreconditionFailed":
-                return key  # written before (a retry): objects are immutable, keep the first
-            raise PolicyUnavailable(f"cannot archive {key}: {exc}") from exc
+                self._check_same(key, body)  # written before (a retry, a repair): keep the first
+                return key
+            raise PolicyArchiveError(f"cannot archive {key}: {exc}") from exc
         except Exception as exc:
-            raise PolicyUnavailable(f"cannot archive {key}: {exc}") from exc
+            raise PolicyArchiveError(f"cannot archive {key}: {exc}") from exc
         return key
 
-    def _exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
-
+    def _check_same(self, key: str, body: dict[str, Any]) -> None:
         try:
-            self._s3.head_object(Bucket=self._bucket, Key=key)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise PolicyUnavailable(f"cannot read {key}: {exc}") from exc
-        return True
+            stored = json.loads(self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read())
+        except Exception as exc:
+            raise PolicyArchiveError(f"cannot read the archived {key}: {exc}") from exc
+        if stored != body:
+            raise PolicyArchiveError(
+                f"the archived {key} differs from the record in DynamoDB; an archived copy is "
+                "never overwritten: find out which one is wrong before changing the policy"
+            )
+
+    def _keys(self, prefix: str) -> set[str]:
+        # One LIST per 1000 keys instead of one HEAD per record.
+        keys: set[str] = set()
+        try:
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self._bucket, Prefix=prefix
+            )
+            for page in pages:
+                keys.update(item["Key"] for item in page.get("Contents", ()))
+        except Exception as exc:
+            raise PolicyArchiveError(f"cannot list {prefix} in the archive: {exc}") from exc
+        return keys

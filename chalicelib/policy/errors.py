@@ -36,3 +36,7 @@ class PolicyUnavailable(PolicyError):
 
 class PolicyConflict(PolicyError):
     """Another operator changed the active policy first."""
+
+
+class PolicyArchiveError(PolicyError):
+    """A policy copy in the Object Lock bucket could not be written, or differs from the record."""

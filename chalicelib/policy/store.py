@@ -268,8 +268,7 @@ class PolicyStore:
         try:
             self._dynamodb.transact_write_items(TransactItems=actions)
         except ClientError as exc:
-            code = exc.response["Error"]["Code"]
-            if code in ("TransactionCanceledException", "ConditionalCheckFailedException"):
+            if _lost_race(exc.response):
                 raise PolicyConflict(
                     "the policy changed concurrently; look again and retry"
                 ) from exc
@@ -288,6 +287,26 @@ class PolicyStore:
             raise PolicyUnavailable(f"cannot read the policy: {exc}") from exc
         item: dict[str, Any] | None = response.get("Item")
         return item
+
+
+_RACE_REASONS = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
+
+
+def _lost_race(response: dict[str, Any]) -> bool:
+    """Whether a refused write lost to another writer (rather than failed for another reason).
+
+    A cancelled transaction says why per item: a failed condition or a
+    concurrent transaction on the same item is a lost race; anything else
+    (throttling, validation, capacity) is not, and retrying as if another
+    operator had won would hide it.
+    """
+    code = response.get("Error", {}).get("Code")
+    if code == "ConditionalCheckFailedException":
+        return True
+    if code != "TransactionCanceledException":
+        return False
+    codes = {reason.get("Code") for reason in response.get("CancellationReasons", ())}
+    return bool(codes & _RACE_REASONS) and codes <= _RACE_REASONS | {"None"}
 
 
 def _record(item: dict[str, Any], sk: str) -> PolicyRecord:
