@@ -49,6 +49,8 @@ def parse_cidr(text: str) -> IPNetwork:
     InvalidCidr
         Naming what is wrong.
     """
+    if "%" in text:
+        raise InvalidCidr(f"{text!r} has a zone id: it names a link, not a network")
     try:
         network = ipaddress.ip_network(text.strip(), strict=True)
     except ValueError as exc:
