@@ -50,7 +50,7 @@ def parse_cidr(text: str) -> IPNetwork:
         Naming what is wrong.
     """
     if "%" in text:
-        raise InvalidCidr(f"{text!r} has a zone id: it names a link, not a network")
+        raise InvalidCidr(f"{text!r} is not a CIDR: a zone id names a link, not a network")
     try:
         network = ipaddress.ip_network(text.strip(), strict=True)
     except ValueError as exc:
