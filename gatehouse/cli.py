@@ -44,7 +44,13 @@ def _dev_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _policy_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    policy = commands.add_parser("policy", help="validate, apply, inspect and replay policies")
+    policy = commands.add_parser(
+        "policy",
+        help="validate, apply, inspect and replay policies",
+        description="Exit status: 0 done; 1 explain denied; 2 refused or failed, nothing "
+        "changed; 3 the policy was activated but its archive copy or audit event was not "
+        "written (the message says which).",
+    )
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     for name, text in (
         ("validate", "check a policy file; change nothing"),
@@ -67,12 +73,14 @@ def _policy_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     explain.add_argument("--groups", default="", help="comma-separated")
     explain.add_argument("--claims", help="name=value,... or a JSON object")
     explain.add_argument("--amr", default="", help="comma-separated, e.g. pwd,mfa")
-    explain.add_argument("--auth-time", help="epoch seconds or ISO 8601")
+    explain.add_argument("--auth-time", help="epoch seconds or ISO 8601 (UTC if no offset)")
     explain.add_argument("--method", required=True)
     explain.add_argument("--host", required=True)
     explain.add_argument("--path", required=True)
     explain.add_argument("--ip", default="", help="source address")
-    explain.add_argument("--at", help="when (epoch seconds or ISO 8601; default now)")
+    explain.add_argument(
+        "--at", help="when (epoch seconds or ISO 8601, UTC if no offset; default now)"
+    )
     explain.add_argument("--justification", help="X-Gatehouse-Justification (break-glass)")
     explain.add_argument("--version", type=int, help="a historical version (decision replay)")
     explain.add_argument("--json", action="store_true")
@@ -153,6 +161,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _policy(args: argparse.Namespace) -> int:
+    from chalicelib.policy.admin import PolicyChangeIncomplete
     from gatehouse import policy_commands
 
     if args.policy_command == "validate":
@@ -175,10 +184,19 @@ def _policy(args: argparse.Namespace) -> int:
         print("\n".join(policy_commands.format_history(admin.history(args.n))))
         return 0
     if args.policy_command == "rollback":
-        result = admin.rollback(args.version)
+        try:
+            result = admin.rollback(args.version)
+        except PolicyChangeIncomplete as exc:
+            print(f"gatehouse: {exc}", file=sys.stderr)
+            return 3
         print("\n".join(policy_commands.describe_change(result, f"rollback to {args.version}")))
         return 0
-    result = policy_commands.apply(target, args.file)
+    try:
+        result = policy_commands.apply(target, args.file)
+    except PolicyChangeIncomplete as exc:
+        # Not exit 2: the change is in force, and a script must not retry it as if not.
+        print(f"gatehouse: {exc}", file=sys.stderr)
+        return 3
     print("\n".join(policy_commands.describe_change(result, str(args.file))))
     return 0
 
@@ -192,9 +210,13 @@ def _explain(args: argparse.Namespace, target: Any) -> int:
 
     issuer = args.issuer or target.issuer
     if not issuer:
-        issuers = target.trusted_issuers
-        issuer = issuers[0].issuer
-    auth_time = pc.parse_time(args.auth_time) if args.auth_time else None
+        from gatehouse.target import NoTarget
+
+        try:
+            issuer = target.trusted_issuers[0].issuer
+        except NoTarget as exc:
+            raise NoTarget(f"pass --issuer ({exc})") from exc
+    auth_time = pc.parse_time(args.auth_time, option="--auth-time") if args.auth_time else None
     identity = pc.explain_identity(
         issuer=issuer,
         subject=args.sub,
@@ -212,7 +234,7 @@ def _explain(args: argparse.Namespace, target: Any) -> int:
         args.host,
         args.method.upper(),
         path,
-        source_ip=args.ip,
+        source_ip=pc.parse_source_ip(args.ip),
         at=pc.parse_time(args.at),
         justification=args.justification,
     )

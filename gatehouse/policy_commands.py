@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 from collections.abc import Sequence
@@ -92,10 +93,14 @@ def describe_change(result: ChangeResult, source: str) -> list[str]:
     if activation is None:
         return [f"{source}: already active as version {record.version} ({record.checksum})"]
     reused = "" if result.created_version else " (an existing version)"
+    replaced = (
+        f"replacing version {activation.previous_version}"
+        if activation.previous_version is not None
+        else "the first policy of this stage"
+    )
     lines = [
         f"{source}: version {record.version}{reused} active as activation "
-        f"{activation.activation}, replacing version {activation.previous_version} "
-        f"({record.checksum})"
+        f"{activation.activation}, {replaced} ({record.checksum})"
     ]
     return lines + ["  " + line for line in result.diff.lines()]
 
@@ -123,7 +128,7 @@ def format_history(activations: Sequence[Activation]) -> list[str]:
 # --- explain ---------------------------------------------------------------------------------
 
 
-def parse_time(text: str | None) -> float:
+def parse_time(text: str | None, *, option: str = "--at") -> float:
     """Epoch seconds from ``None`` (now), an epoch number or an ISO 8601 time (UTC if naive)."""
     if text is None:
         return time.time()
@@ -134,10 +139,25 @@ def parse_time(text: str | None) -> float:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise PolicyFileError(f"--at {text!r} is not epoch seconds or an ISO 8601 time") from exc
+        raise PolicyFileError(
+            f"{option} {text!r} is not epoch seconds or an ISO 8601 time"
+        ) from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+def parse_source_ip(text: str) -> str:
+    """``--ip``: an IPv4 or IPv6 address, or empty (unknown).
+
+    A typo must not turn into a plausible ``source_not_allowed`` denial.
+    """
+    if not text:
+        return ""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError as exc:
+        raise PolicyFileError(f"--ip {text!r} is not an IPv4 or IPv6 address") from exc
 
 
 def parse_claims(text: str | None) -> dict[str, Any]:

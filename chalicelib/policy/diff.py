@@ -2,12 +2,17 @@
 
 Routes and rules are compared by id; for a changed entry the fields that
 differ are named. ``grants`` and ``break_glass`` are compared as blocks.
+Rule order never decides, so it is not a change; route order decides
+between routes with the same host and path prefix (the first wins), so a
+reordering there is one. Two documents that differ only in order still
+have different checksums: :attr:`PolicyDiff.order_only` says so, so that
+"no changes" is never printed for a document that would become a new version.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -32,11 +37,20 @@ class PolicyDiff:
     routes: SectionDiff
     rules: SectionDiff
     blocks_changed: tuple[str, ...]
+    # Route ids sharing a host and path prefix whose order changed, in the new order.
+    route_ties_reordered: tuple[tuple[str, ...], ...] = ()
+    # Nothing that decides changed, but the documents (so their checksums) differ.
+    order_only: bool = False
 
     @property
     def empty(self) -> bool:
-        """True when the documents are equivalent section by section."""
-        return self.routes.empty and self.rules.empty and not self.blocks_changed
+        """True when the documents decide every request the same way, section by section."""
+        return (
+            self.routes.empty
+            and self.rules.empty
+            and not self.blocks_changed
+            and not self.route_ties_reordered
+        )
 
     def summary(self) -> dict[str, Any]:
         """The JSON-ready summary recorded in the ``policy_change`` event."""
@@ -48,6 +62,8 @@ class PolicyDiff:
                 "changed": {key: list(fields) for key, fields in section.changed.items()},
             }
         summary["blocks_changed"] = list(self.blocks_changed)
+        if self.route_ties_reordered:
+            summary["route_order_changed"] = [list(ids) for ids in self.route_ties_reordered]
         return summary
 
     def lines(self) -> list[str]:
@@ -61,6 +77,12 @@ class PolicyDiff:
                 for entry, fields in section.changed.items()
             ]
         lines += [f"~ {block}" for block in self.blocks_changed]
+        lines += [
+            f"~ route order: {', '.join(ids)} (same host and path prefix: the first wins)"
+            for ids in self.route_ties_reordered
+        ]
+        if self.order_only:
+            lines.append("~ order of rules or routes only (every decision stays the same)")
         return lines
 
 
@@ -70,11 +92,38 @@ def diff_documents(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Pol
     blocks = tuple(
         block for block in ("grants", "break_glass") if before.get(block) != new.get(block)
     )
-    return PolicyDiff(
+    diff = PolicyDiff(
         routes=_section(before.get("routes") or [], new.get("routes") or []),
         rules=_section(before.get("rules") or [], new.get("rules") or []),
         blocks_changed=blocks,
+        route_ties_reordered=_route_ties_reordered(
+            before.get("routes") or [], new.get("routes") or []
+        ),
     )
+    if old is not None and diff.empty and dict(old) != dict(new):
+        diff = replace(diff, order_only=True)
+    return diff
+
+
+def _route_ties_reordered(old: list[Any], new: list[Any]) -> tuple[tuple[str, ...], ...]:
+    """Groups of routes with one host and prefix whose relative order changed."""
+
+    def groups(routes: list[Any]) -> dict[tuple[Any, Any], list[Any]]:
+        by_key: dict[tuple[Any, Any], list[Any]] = {}
+        for route in routes:
+            if isinstance(route, dict):
+                key = (route.get("host", "*"), route.get("path_prefix", "/"))
+                by_key.setdefault(key, []).append(route.get("id"))
+        return by_key
+
+    before = groups(old)
+    reordered = []
+    for key, ids in groups(new).items():
+        common = [route_id for route_id in ids if route_id in before.get(key, ())]
+        was = [route_id for route_id in before.get(key, ()) if route_id in common]
+        if len(common) > 1 and common != was:
+            reordered.append(tuple(str(route_id) for route_id in common))
+    return tuple(reordered)
 
 
 def _section(old: list[Any], new: list[Any]) -> SectionDiff:
