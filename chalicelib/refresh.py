@@ -58,8 +58,10 @@ class Refreshing(Generic[T]):
             return value if value is not None else self._reload(now)
 
     def _fresh(self, now: float) -> T | None:
-        value, checked_at = self._value, self._checked_at
-        if value is not None and checked_at is not None and now - checked_at < self._refresh:
+        value, checked_at, loaded_at = self._value, self._checked_at, self._loaded_at
+        if value is None or checked_at is None or loaded_at is None:
+            return None
+        if now - checked_at < self._refresh and now - loaded_at < self._max_stale:
             return value
         return None
 
@@ -69,6 +71,9 @@ class Refreshing(Generic[T]):
         except self._unavailable:
             stale_ok = self._loaded_at is not None and now - self._loaded_at < self._max_stale
             if self._value is not None and stale_ok:
+                # Retry after a refresh interval, not on every call: during an
+                # outage each request would otherwise wait for a failing read.
+                self._checked_at = now
                 return self._value
             raise
         self._value = value

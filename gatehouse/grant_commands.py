@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from chalicelib.grants import Grant, GrantDesk
+    from chalicelib.grants import Grant, GrantDesk, GrantStore
     from chalicelib.identity import Identity
     from gatehouse.target import Target
 
@@ -61,10 +61,20 @@ def add_grant_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
             )
 
 
-def run_grant_command(args: argparse.Namespace, target: Target) -> int:
-    """Run one ``grant`` subcommand; return the exit status."""
+def run_grant_command(args: argparse.Namespace, target: Target | None = None) -> int:
+    """Run one ``grant`` subcommand; return the exit status.
+
+    ``target`` defaults to the stage ``args.state_dir`` (or the environment)
+    points at. Refusals raise ``GrantError`` or :class:`GrantCommandError`;
+    a change stored but not audited raises ``GrantNotAudited`` (the CLI
+    exits non-zero with the grant id: the event is in the log, not the queue).
+    """
     from chalicelib.grants import GrantStore
 
+    if target is None:
+        from gatehouse.target import resolve_target
+
+        target = resolve_target(getattr(args, "state_dir", None))
     store = GrantStore(target.client("dynamodb"), target.policy_table)
     if args.grant_command == "list":
         return _list(store, include_ended=args.all, as_json=args.json, limit=args.n)
@@ -119,7 +129,7 @@ def verify_token(target: Target, token: str | None) -> Identity:
         ) from exc
 
 
-def grant_desk(target: Target, store: Any) -> GrantDesk:
+def grant_desk(target: Target, store: GrantStore) -> GrantDesk:
     """The grant desk for the target's active policy."""
     from chalicelib.audit import AuditEmitter, SqsAuditSink
     from chalicelib.grants import GrantDesk, GrantInvalid
@@ -161,16 +171,15 @@ def grant_json(grant: Grant, now: float) -> dict[str, Any]:
     }
 
 
-def _list(store: Any, *, include_ended: bool, as_json: bool, limit: int) -> int:
+def _list(store: GrantStore, *, include_ended: bool, as_json: bool, limit: int) -> int:
     now = time.time()
-    grants = [
-        grant_json(grant, now)
-        for grant in store.list_grants(limit)
-        if include_ended or grant.effective_status(now) in ("pending", "approved")
-    ]
+    listed = store.list_grants(limit, include_ended=include_ended, at=now)
+    grants = [grant_json(grant, now) for grant in listed]
     if as_json:
         print(json.dumps(grants, indent=2))
         return 0
+    if not grants:
+        print("no grants" if include_ended else "no pending or active grants (--all for ended)")
     for grant in grants:
         who = grant["email"] or grant["subject"]
         scope = f"{','.join(grant['actions'])} {','.join(grant['routes'])}"

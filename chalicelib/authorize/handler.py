@@ -31,6 +31,7 @@ from chalicelib.audit.schema import (
 )
 from chalicelib.authorize.iam import MethodArn, policy_document, whole_api_resources
 from chalicelib.grants.errors import GrantError
+from chalicelib.grants.lifecycle import grant_details
 from chalicelib.identity import Identity, TokenRejected
 from chalicelib.policy import (
     AccessRequest,
@@ -208,7 +209,7 @@ class Authorizer:
             return  # the decision event already names the grant; the marker can wait
         self._grants_marked_used.add(grant.id)
         if first:
-            details = {"action": "used", "grant_id": grant.id, "decision_id": decision_id}
+            details = grant_details("used", grant, decision_id=decision_id)
             event = build_admin_event(
                 "grant", stage=self._stage, details=details, operator=None, identity=identity
             )

@@ -7,10 +7,11 @@ revoke, each audited) and :func:`sweep_expired` (the scheduled sweeper).
 Exceptions::
 
     GrantError
-     ├── GrantsUnavailable   grants could not be read (decisions go on without them)
+     ├── GrantsUnavailable   grants could not be read or written (decisions go on without them)
      ├── GrantInvalid        a request or an action is refused; says why
      ├── GrantNotFound       no grant has that id
-     └── GrantConflict       the grant is not in the state the action needs
+     ├── GrantConflict       the grant is not in the state the action needs
+     └── GrantNotAudited     the change was stored but its audit event could not be enqueued
 """
 
 from chalicelib.grants.cache import ActiveGrants
@@ -18,6 +19,7 @@ from chalicelib.grants.errors import (
     GrantConflict,
     GrantError,
     GrantInvalid,
+    GrantNotAudited,
     GrantNotFound,
     GrantsUnavailable,
 )
@@ -32,6 +34,7 @@ __all__ = [
     "GrantDesk",
     "GrantError",
     "GrantInvalid",
+    "GrantNotAudited",
     "GrantNotFound",
     "GrantStore",
     "GrantsUnavailable",

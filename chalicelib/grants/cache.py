@@ -22,12 +22,24 @@ Principal = tuple[str, str]
 
 
 class ActiveGrants:
-    """Live grants by principal.
+    """Live grants by principal, shared by a container's threads.
 
-    When a refresh fails, the last good set serves for at most
-    ``max_stale_seconds`` after its last successful load; after that
-    :meth:`for_principal` raises :class:`GrantsUnavailable` and decisions go
-    on without grants.
+    Every live grant is loaded with one strongly consistent ``Query`` at most
+    once per ``refresh_seconds``. When a refresh fails, the last good set
+    serves for at most ``max_stale_seconds`` after its last successful load;
+    after that :meth:`for_principal` raises :class:`GrantsUnavailable` and
+    decisions go on without grants.
+
+    Parameters
+    ----------
+    store:
+        Where the live copies are.
+    refresh_seconds:
+        How stale an approval or a revocation may be seen (the policy's bound).
+    max_stale_seconds:
+        How long the last good set outlives failing refreshes.
+    clock:
+        Monotonic seconds (injected by tests).
     """
 
     def __init__(

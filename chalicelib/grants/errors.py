@@ -3,10 +3,11 @@
 ::
 
     GrantError
-     ├── GrantsUnavailable   grants could not be read (decisions go on without them)
+     ├── GrantsUnavailable   grants could not be read or written (decisions go on without them)
      ├── GrantInvalid        a request or an action on a grant is refused; says why
      ├── GrantNotFound       no grant has that id
-     └── GrantConflict       the grant is not in the state the action needs (already approved...)
+     ├── GrantConflict       the grant is not in the state the action needs (already approved...)
+     └── GrantNotAudited     the change was stored but its audit event could not be enqueued
 """
 
 from __future__ import annotations
@@ -30,3 +31,23 @@ class GrantNotFound(GrantError):
 
 class GrantConflict(GrantError):
     """The grant is not in the state the action needs, e.g. approving an approved grant."""
+
+
+class GrantNotAudited(GrantError):
+    """A grant changed state but the audit event saying so could not be enqueued.
+
+    The change is not undone (a second writer may already rely on it); the
+    event has been logged in full by the emitter, so it can be recovered.
+
+    Attributes
+    ----------
+    grant_ids:
+        The grants whose events are missing from the queue.
+    action:
+        The lifecycle action (``approved``, ``expired``...).
+    """
+
+    def __init__(self, message: str, *, grant_ids: tuple[str, ...], action: str) -> None:
+        super().__init__(message)
+        self.grant_ids = grant_ids
+        self.action = action

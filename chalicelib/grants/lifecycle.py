@@ -8,7 +8,9 @@ end (the CLI today) enforces the same ones:
   most ``grants.max_duration``, with a justification;
 - an approver (or denier) is in ``grants.approver_groups`` and is not the
   requester (neither the same subject nor the same verified email);
-- a revoker is the requester or an approver.
+- a revoker is the requester or an approver;
+- every transition is stored first, then audited; the expiry sweeper
+  (:func:`sweep_expired`) records each ending exactly once.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from chalicelib.audit.errors import AuditUnavailable
 from chalicelib.audit.schema import build_admin_event, utc_timestamp, uuid7
-from chalicelib.grants.errors import GrantInvalid
+from chalicelib.grants.errors import GrantInvalid, GrantNotAudited
 from chalicelib.grants.model import Grant
-from chalicelib.policy.globs import InvalidGlob, compile_glob
+from chalicelib.grants.store import state_conflict
+from chalicelib.policy.globs import InvalidGlob, PathGlob, compile_glob
 from chalicelib.policy.model import HTTP_METHODS, parse_duration
 
 if TYPE_CHECKING:
@@ -28,8 +32,11 @@ if TYPE_CHECKING:
     from chalicelib.grants.store import GrantStore
     from chalicelib.identity import Identity
     from chalicelib.policy import PolicyDocument
+    from chalicelib.policy.model import GrantSettings
 
 MAX_JUSTIFICATION = 500
+# Without --action a grant is read-only: the least an operator can ask for.
+DEFAULT_ACTIONS = frozenset({"GET", "HEAD"})
 
 
 def actor_name(identity: Identity) -> str:
@@ -38,8 +45,22 @@ def actor_name(identity: Identity) -> str:
     return f"{name} ({identity.email})" if identity.email else name
 
 
+def format_duration(seconds: int) -> str:
+    """``14400`` -> ``"4h"``, ``5400`` -> ``"1h30m"``: durations as the policy writes them."""
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
 class GrantDesk:
     """Carries out grant actions for verified principals, and audits each one.
+
+    Every action is stored first (a conditional write) and audited second;
+    when the event cannot be enqueued the action raises
+    :class:`GrantNotAudited` (the change stands, the event is logged in full).
 
     Parameters
     ----------
@@ -84,51 +105,48 @@ class GrantDesk:
         duration: str,
         justification: str,
     ) -> Grant:
-        """File a pending grant for ``requester``.
+        """File a pending grant for ``requester`` (a grant is always for its requester).
+
+        Parameters
+        ----------
+        routes:
+            Route ids of the active policy (at least one).
+        actions:
+            HTTP methods, or ``*`` for all; none means ``GET`` and ``HEAD``.
+        paths:
+            Path globs (case-sensitive, like allow rules); none means the whole route.
+        duration:
+            Like ``"30m"`` or ``"2h"``, at most the policy's ``grants.max_duration``.
+        justification:
+            Why, 1 to 500 printable characters (no control or line-break characters:
+            it ends up in one-line audit views).
 
         Raises
         ------
         GrantInvalid
-            Naming every problem with the request.
+            When grants are disabled, or naming every problem with the request.
+        GrantNotAudited
+            When the grant was stored but its ``requested`` event was not enqueued.
+        GrantsUnavailable
+            When DynamoDB cannot be written.
         """
         settings = self._settings()
         problems: list[str] = []
-        known = {route.id for route in self._policy.routes}
-        problems += [f"unknown route {route!r}" for route in routes if route not in known]
-        if not routes:
-            problems.append("name at least one route")
-        methods = {action.upper() for action in actions} or {"GET", "HEAD"}
-        if "*" in methods:
-            methods = set(HTTP_METHODS)
-        problems += [f"{m!r} is not an HTTP method" for m in sorted(methods - HTTP_METHODS)]
-        globs = []
-        for pattern in paths:
-            try:
-                globs.append(compile_glob(pattern))
-            except InvalidGlob as exc:
-                problems.append(str(exc))
-        seconds = parse_duration(duration)
-        if seconds is None:
-            problems.append(f'duration {duration!r} is not like "30m" or "2h"')
-        elif seconds > settings.max_duration_seconds:
-            problems.append(
-                f"duration {duration} exceeds the policy's max_duration "
-                f"({settings.max_duration_seconds} s)"
-            )
-        text = justification.strip()
-        if not text or len(text) > MAX_JUSTIFICATION or not text.isprintable():
-            problems.append(f"justification must be 1 to {MAX_JUSTIFICATION} printable characters")
-        if problems:
+        route_ids = self._routes(routes, problems)
+        methods = _methods(actions, problems)
+        globs = _globs(paths, problems)
+        seconds = _duration(duration, settings, problems)
+        text = _justification(justification, problems)
+        if problems or seconds is None:
             raise GrantInvalid("; ".join(problems))
-        assert seconds is not None
         grant = Grant(
             id=uuid7(),
             issuer=requester.issuer,
             subject=requester.subject,
             email=requester.email,
-            routes=tuple(dict.fromkeys(routes)),
-            actions=frozenset(methods),
-            paths=tuple(globs),
+            routes=route_ids,
+            actions=methods,
+            paths=globs,
             duration_seconds=seconds,
             justification=text,
             status="pending",
@@ -139,37 +157,96 @@ class GrantDesk:
         return grant
 
     def approve(self, grant_id: str, approver: Identity) -> Grant:
-        """Approve a pending grant; it is in force from now for its duration."""
+        """Approve a pending grant; it is in force from now for its duration.
+
+        A request may wait any time for approval: the clock starts now.
+
+        Raises
+        ------
+        GrantInvalid
+            When ``approver`` is not in ``grants.approver_groups``, is the
+            requester, or the grant is longer than the policy now allows.
+        GrantConflict
+            When the grant is not pending (approved, denied, revoked...).
+        GrantNotFound, GrantNotAudited, GrantsUnavailable
+            As their names say.
+        """
         grant = self._store.get(grant_id)
         self._check_approver(grant, approver)
-        approved = self._store.approve(grant, actor_name(approver), self._clock())
+        now = self._clock()
+        if grant.status != "pending":
+            raise state_conflict(grant, "approve", now)
+        limit = self._settings().max_duration_seconds
+        if grant.duration_seconds > limit:
+            # The policy may have been tightened since the request.
+            raise GrantInvalid(
+                f"grant {grant.id} asks for {format_duration(grant.duration_seconds)}, more "
+                f"than the active policy's max_duration {format_duration(limit)}; "
+                "deny it and ask for a new request"
+            )
+        approved = self._store.approve(grant, actor_name(approver), now)
         self._audit("approved", approved, approver)
         return approved
 
     def deny(self, grant_id: str, approver: Identity, reason: str | None = None) -> Grant:
-        """Deny a pending grant."""
+        """Deny a pending grant.
+
+        Raises
+        ------
+        GrantInvalid
+            When ``approver`` may not decide on this grant, or ``reason`` is unprintable.
+        GrantConflict
+            When the grant is not pending.
+        GrantNotFound, GrantNotAudited, GrantsUnavailable
+            As their names say.
+        """
+        reason = _reason(reason)
         grant = self._store.get(grant_id)
         self._check_approver(grant, approver)
-        denied = self._store.deny(grant, actor_name(approver), self._clock())
+        now = self._clock()
+        if grant.status != "pending":
+            raise state_conflict(grant, "deny", now)
+        denied = self._store.deny(grant, actor_name(approver), now)
         self._audit("denied", denied, approver, reason=reason)
         return denied
 
     def revoke(self, grant_id: str, actor: Identity, reason: str | None = None) -> Grant:
-        """End a pending or approved grant now (its requester or an approver may)."""
+        """End a grant now: withdraw a pending one, or end an approved one still in force.
+
+        Its requester or any member of ``grants.approver_groups`` may.
+
+        Raises
+        ------
+        GrantInvalid
+            When ``actor`` is neither, or ``reason`` is unprintable.
+        GrantConflict
+            When the grant has ended already (denied, revoked, expired).
+        GrantNotFound, GrantNotAudited, GrantsUnavailable
+            As their names say.
+        """
+        reason = _reason(reason)
         grant = self._store.get(grant_id)
         if (actor.issuer, actor.subject) != grant.principal and not self._is_approver(actor):
             raise GrantInvalid("only the requester or an approver may revoke a grant")
-        if grant.status not in ("pending", "approved"):
-            raise GrantInvalid(f"grant {grant_id} is already {grant.status}")
-        revoked = self._store.revoke(grant, actor_name(actor), self._clock())
+        now = self._clock()
+        if grant.effective_status(now) not in ("pending", "approved"):
+            raise state_conflict(grant, "revoke", now)
+        revoked = self._store.revoke(grant, actor_name(actor), now)
         self._audit("revoked", revoked, actor, reason=reason)
         return revoked
 
-    def _settings(self) -> Any:
+    def _settings(self) -> GrantSettings:
         settings = self._policy.grants
         if settings is None:
             raise GrantInvalid("grants are not enabled by the active policy (no grants block)")
         return settings
+
+    def _routes(self, routes: Sequence[str], problems: list[str]) -> tuple[str, ...]:
+        known = {route.id for route in self._policy.routes}
+        problems += [f"unknown route {route!r}" for route in routes if route not in known]
+        if not routes:
+            problems.append("name at least one route")
+        return tuple(dict.fromkeys(routes))
 
     def _is_approver(self, identity: Identity) -> bool:
         return bool(identity.groups & self._settings().approver_groups)
@@ -178,7 +255,12 @@ class GrantDesk:
         if not self._is_approver(approver):
             groups = ", ".join(sorted(self._settings().approver_groups))
             raise GrantInvalid(f"only members of {groups} may approve or deny grants")
-        same_email = approver.email is not None and approver.email == grant.email
+        # Two accounts with one verified mailbox are one person.
+        same_email = (
+            approver.email is not None
+            and grant.email is not None
+            and approver.email.casefold() == grant.email.casefold()
+        )
         if (approver.issuer, approver.subject) == grant.principal or same_email:
             raise GrantInvalid("nobody approves or denies their own grant")
 
@@ -190,7 +272,75 @@ class GrantDesk:
             operator=self._operator,
             identity=actor,
         )
-        self._emitter.emit(event)
+        try:
+            self._emitter.emit(event)
+        except AuditUnavailable as exc:
+            raise _not_audited(action, (grant.id,), exc) from exc
+
+
+def _methods(actions: Sequence[str], problems: list[str]) -> frozenset[str]:
+    methods = {action.upper() for action in actions}
+    if not methods:
+        return DEFAULT_ACTIONS
+    if "*" in methods:
+        methods.discard("*")
+        methods |= HTTP_METHODS
+    problems += [f"{m!r} is not an HTTP method (or *)" for m in sorted(methods - HTTP_METHODS)]
+    return frozenset(methods & HTTP_METHODS)
+
+
+def _globs(paths: Sequence[str], problems: list[str]) -> tuple[PathGlob, ...]:
+    globs = []
+    for pattern in dict.fromkeys(paths):
+        try:
+            globs.append(compile_glob(pattern))
+        except InvalidGlob as exc:
+            problems.append(str(exc))
+    return tuple(globs)
+
+
+def _duration(duration: str, settings: GrantSettings, problems: list[str]) -> int | None:
+    seconds = parse_duration(duration)
+    if seconds is None:
+        problems.append(f'duration {duration!r} is not like "30m" or "2h"')
+        return None
+    limit = settings.max_duration_seconds
+    if seconds > limit:
+        asked = format_duration(seconds)
+        spelled = duration if duration == asked else f"{duration} ({asked})"
+        problems.append(
+            f"duration {spelled} exceeds the policy's max_duration {format_duration(limit)}"
+        )
+    return seconds
+
+
+def _justification(justification: str, problems: list[str]) -> str:
+    text = justification.strip()
+    if not text or len(text) > MAX_JUSTIFICATION or not text.isprintable():
+        problems.append(
+            f"justification must be 1 to {MAX_JUSTIFICATION} printable characters "
+            "(no control or line-break characters)"
+        )
+    return text
+
+
+def _reason(reason: str | None) -> str | None:
+    if reason is None or not reason.strip():
+        return None
+    text = reason.strip()
+    if len(text) > MAX_JUSTIFICATION or not text.isprintable():
+        raise GrantInvalid(f"a reason must be at most {MAX_JUSTIFICATION} printable characters")
+    return text
+
+
+def _not_audited(action: str, grant_ids: tuple[str, ...], cause: Exception) -> GrantNotAudited:
+    ids = ", ".join(grant_ids)
+    return GrantNotAudited(
+        f"grant {ids} {action}, but the audit event could not be enqueued ({cause}); "
+        "the change stands and the event was logged in full: recover it from the log",
+        grant_ids=grant_ids,
+        action=action,
+    )
 
 
 def grant_details(action: str, grant: Grant, **extra: Any) -> dict[str, Any]:
@@ -214,19 +364,38 @@ def grant_details(action: str, grant: Grant, **extra: Any) -> dict[str, Any]:
 def sweep_expired(store: GrantStore, emitter: AuditEmitter, stage: str, now: float) -> list[str]:
     """End every live grant past its expiry and audit each ``expired`` event exactly once.
 
-    Returns the ids this call expired (a concurrent sweeper gets the others).
+    Each grant is ended by one conditional transaction; of concurrent
+    sweepers only the one whose transaction wins emits the event. Expiry is
+    enforced at every decision regardless: sweeping only records it.
+
+    Returns
+    -------
+    list[str]
+        The ids this call expired (a concurrent sweeper gets the others).
+
+    Raises
+    ------
+    GrantNotAudited
+        When an ``expired`` event could not be enqueued. The sweep stops
+        there (no more unrecorded endings); the next run picks up the rest.
+    GrantsUnavailable
+        When DynamoDB cannot be read or written.
     """
-    expired = []
+    expired: list[str] = []
     for grant in store.live_grants():
         if grant.expires_at is None or grant.expires_at > now:
             continue
-        if store.expire(grant, now):
-            event = build_admin_event(
-                "grant",
-                stage=stage,
-                details=grant_details("expired", grant),
-                operator=None,
-            )
+        if not store.expire(grant, now):
+            continue
+        event = build_admin_event(
+            "grant",
+            stage=stage,
+            details=grant_details("expired", grant, ended_at=utc_timestamp(now)),
+            operator=None,
+        )
+        try:
             emitter.emit(event)
-            expired.append(grant.id)
+        except AuditUnavailable as exc:
+            raise _not_audited("expired", (grant.id,), exc) from exc
+        expired.append(grant.id)
     return expired

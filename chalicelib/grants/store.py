@@ -15,15 +15,29 @@ state it leaves: two approvers, or two sweepers, cannot both win.
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from chalicelib.grants.errors import GrantConflict, GrantNotFound, GrantsUnavailable
-from chalicelib.grants.model import GRANT_STATUSES, Grant
+from chalicelib.grants.model import GRANT_STATUSES, Grant, GrantStatus
 from chalicelib.policy.globs import compile_glob
 
 _PK = "GRANT"
 _LIVE = "GRANT-LIVE"
+# Ids come from people's command lines: anything that is not UUID-shaped is
+# "not found" rather than a DynamoDB validation error (empty key, 1 KiB+ key).
+_GRANT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_STATE_PHRASES: dict[GrantStatus, str] = {
+    "pending": "is still pending",
+    "approved": "is already approved",
+    "denied": "was already denied",
+    "revoked": "was already revoked",
+    "expired": "has already expired",
+}
+_OPEN: tuple[GrantStatus, ...] = ("pending", "approved")
 # Live copies linger a day after expiry for anyone reading them by hand;
 # correctness never depends on DynamoDB deleting them.
 _TTL_GRACE_SECONDS = 86400
@@ -56,6 +70,8 @@ class GrantStore:
         GrantsUnavailable
             When DynamoDB cannot be read.
         """
+        if not _GRANT_ID.fullmatch(grant_id):
+            raise GrantNotFound(f"no grant {grant_id[:64]!r}")
         try:
             response = self._dynamodb.get_item(
                 TableName=self._table, Key=_key(_PK, grant_id), ConsistentRead=True
@@ -68,30 +84,89 @@ class GrantStore:
         return grant_from_item(item)
 
     def live_grants(self) -> list[Grant]:
-        """Every approved grant not yet revoked or swept (some may be past expiry)."""
+        """Every approved grant not yet revoked or swept (some may be past expiry).
+
+        One strongly consistent ``Query``, paginated.
+
+        Raises
+        ------
+        GrantsUnavailable
+            When DynamoDB cannot be read or an item is corrupt.
+        """
         return list(self._query(_LIVE, newest_first=False))
 
-    def list_grants(self, limit: int = 100) -> list[Grant]:
-        """The newest ``limit`` grants, in any state."""
+    def list_grants(
+        self, limit: int = 100, *, include_ended: bool = True, at: float | None = None
+    ) -> list[Grant]:
+        """The newest ``limit`` grants, newest first.
+
+        Parameters
+        ----------
+        limit:
+            At most this many.
+        include_ended:
+            When false, only grants pending or in force at ``at`` (an
+            approved grant past its expiry counts as ended, swept or not).
+        at:
+            Epoch seconds (default: now).
+
+        Raises
+        ------
+        GrantsUnavailable
+            When DynamoDB cannot be read.
+        """
+        if limit < 1:
+            return []
+        moment = time.time() if at is None else at
+        query = self._query(_PK, newest_first=True, statuses=None if include_ended else _OPEN)
         grants = []
-        for grant in self._query(_PK, newest_first=True):
-            grants.append(grant)
+        for grant in query:
+            if include_ended or grant.effective_status(moment) in _OPEN:
+                grants.append(grant)
             if len(grants) >= limit:
                 break
         return grants
 
     def grants_for_principal(self, issuer: str, subject: str) -> list[Grant]:
-        """Every grant ever made to ``(issuer, subject)``, for explain and replay."""
-        return [g for g in self._query(_PK, newest_first=True) if g.principal == (issuer, subject)]
+        """Every grant ever made to ``(issuer, subject)``, newest first, for explain and replay.
 
-    def _query(self, pk: str, *, newest_first: bool) -> Iterator[Grant]:
+        Raises
+        ------
+        GrantsUnavailable
+            When DynamoDB cannot be read.
+        """
+        return list(self._query(_PK, newest_first=True, principal=(issuer, subject)))
+
+    def _query(
+        self,
+        pk: str,
+        *,
+        newest_first: bool,
+        statuses: tuple[str, ...] | None = None,
+        principal: tuple[str, str] | None = None,
+    ) -> Iterator[Grant]:
+        values: dict[str, Any] = {":pk": {"S": pk}}
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": pk}},
             "ScanIndexForward": not newest_first,
             "ConsistentRead": True,
         }
+        # Filters only save transfer: the caller's view is the same without them.
+        filters: list[str] = []
+        names: dict[str, str] = {}
+        if statuses:
+            names["#status"] = "status"
+            values.update({f":s{i}": {"S": status} for i, status in enumerate(statuses)})
+            filters.append(f"#status IN ({', '.join(f':s{i}' for i in range(len(statuses)))})")
+        if principal is not None:
+            names.update({"#issuer": "issuer", "#subject": "subject"})
+            values.update({":issuer": {"S": principal[0]}, ":subject": {"S": principal[1]}})
+            filters.append("#issuer = :issuer AND #subject = :subject")
+        kwargs["ExpressionAttributeValues"] = values
+        if filters:
+            kwargs["FilterExpression"] = " AND ".join(filters)
+            kwargs["ExpressionAttributeNames"] = names
         while True:
             try:
                 response = self._dynamodb.query(**kwargs)
@@ -105,25 +180,42 @@ class GrantStore:
             kwargs["ExclusiveStartKey"] = last
 
     # --- transitions ---------------------------------------------------------------------
+    # Each transition is one transaction conditional on the state it leaves;
+    # a failed condition is re-read and reported as the state the grant is in.
 
     def create(self, grant: Grant) -> None:
-        """Store a new (pending) grant."""
-        self._write(
-            [
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": grant_item(_PK, grant),
-                        "ConditionExpression": "attribute_not_exists(sk)",
-                    }
-                }
-            ],
-            f"grant {grant.id} already exists",
-        )
+        """Store a new (pending) grant.
+
+        Raises
+        ------
+        GrantConflict
+            When a grant with that id exists.
+        GrantsUnavailable
+            When DynamoDB cannot be written.
+        """
+        put = {
+            "TableName": self._table,
+            "Item": grant_item(_PK, grant),
+            "ConditionExpression": "attribute_not_exists(sk)",
+        }
+        try:
+            self._write([{"Put": put}])
+        except _ConditionFailed as exc:
+            raise GrantConflict(f"grant {grant.id} already exists") from exc
 
     def approve(self, grant: Grant, approver: str, now: float) -> Grant:
-        """Approve a pending grant; its clock starts now. Returns the approved grant."""
-        approved = _replace(
+        """Approve a pending grant; its clock starts at ``now``. Returns the approved grant.
+
+        Writes the live copy the authorizer loads in the same transaction.
+
+        Raises
+        ------
+        GrantConflict
+            When the grant is no longer pending.
+        GrantsUnavailable
+            When DynamoDB cannot be written.
+        """
+        approved = replace(
             grant,
             status="approved",
             approver=approver,
@@ -131,51 +223,82 @@ class GrantStore:
             expires_at=now + grant.duration_seconds,
         )
         live = grant_item(_LIVE, approved)
+        # For DynamoDB's eventual clean-up only; expiry is enforced by the engine.
         live["ttl"] = {"N": str(int(now + grant.duration_seconds + _TTL_GRACE_SECONDS))}
-        self._write(
-            [
-                self._transition(approved, "pending"),
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": live,
-                        "ConditionExpression": "attribute_not_exists(sk)",
-                    }
-                },
-            ],
-            f"grant {grant.id} is no longer pending",
-        )
+        put_live = {
+            "TableName": self._table,
+            "Item": live,
+            "ConditionExpression": "attribute_not_exists(sk)",
+        }
+        actions = [self._update(approved, "pending"), {"Put": put_live}]
+        self._transition(actions, grant, now, verb="approve")
         return approved
 
     def deny(self, grant: Grant, by: str, now: float) -> Grant:
-        """Deny a pending grant."""
-        denied = _replace(grant, status="denied", approver=by, ended_by=by, ended_at=now)
-        self._write([self._transition(denied, "pending")], f"grant {grant.id} is not pending")
+        """Deny a pending grant.
+
+        Raises
+        ------
+        GrantConflict
+            When the grant is no longer pending.
+        GrantsUnavailable
+            When DynamoDB cannot be written.
+        """
+        denied = replace(grant, status="denied", approver=by, ended_by=by, ended_at=now)
+        self._transition([self._update(denied, "pending")], grant, now, verb="deny")
         return denied
 
     def revoke(self, grant: Grant, by: str, now: float) -> Grant:
-        """End a pending or approved grant now."""
-        revoked = _replace(grant, status="revoked", ended_by=by, ended_at=now)
-        actions = [self._transition(revoked, grant.status)]
+        """End a pending grant (withdrawn) or an approved one still in force, at ``now``.
+
+        Revoking an approved grant also deletes its live copy, in the same
+        transaction. A grant past its expiry has ended already: it is left
+        to the sweeper, which records it as expired.
+
+        Raises
+        ------
+        GrantConflict
+            When the grant is no longer in the state ``grant`` shows, or has expired.
+        GrantsUnavailable
+            When DynamoDB cannot be written.
+        """
+        revoked = replace(grant, status="revoked", ended_by=by, ended_at=now)
         if grant.status == "approved":
-            actions.append(self._delete_live(grant.id))
-        self._write(actions, f"grant {grant.id} changed state concurrently; look again")
+            update = self._update(revoked, "approved", still_in_force_at=now)
+            actions = [update, self._delete_live(grant.id)]
+        else:
+            actions = [self._update(revoked, grant.status)]
+        self._transition(actions, grant, now, verb="revoke")
         return revoked
 
     def expire(self, grant: Grant, now: float) -> bool:
-        """Mark an approved grant past its expiry as expired; True only for the caller that did."""
-        expired = _replace(grant, status="expired", ended_at=now)
+        """Record that an approved grant past its expiry has ended.
+
+        One transaction deletes the live copy and sets ``status=expired``, so of
+        two sweepers that saw the same live grant exactly one gets True.
+
+        Raises
+        ------
+        GrantsUnavailable
+            When DynamoDB cannot be written.
+        """
+        if grant.expires_at is None or grant.expires_at > now:
+            return False  # not ours to end yet
+        expired = replace(grant, status="expired", ended_at=now)
         try:
-            self._write(
-                [self._transition(expired, "approved"), self._delete_live(grant.id)],
-                f"grant {grant.id} was already ended",
-            )
-        except GrantConflict:
+            self._write([self._update(expired, "approved"), self._delete_live(grant.id)])
+        except _ConditionFailed:
             return False
         return True
 
     def mark_used(self, grant_id: str, at: float) -> bool:
-        """Record the first use of a grant; True only for the first caller."""
+        """Record the first use of a grant; True only for the first caller, ever.
+
+        Raises
+        ------
+        GrantsUnavailable
+            When DynamoDB cannot be written.
+        """
         from botocore.exceptions import ClientError
 
         try:
@@ -194,7 +317,26 @@ class GrantStore:
             raise GrantsUnavailable(f"cannot record the use of grant {grant_id}: {exc}") from exc
         return True
 
-    def _transition(self, grant: Grant, from_status: str) -> dict[str, Any]:
+    def _transition(
+        self, actions: list[dict[str, Any]], grant: Grant, now: float, *, verb: str
+    ) -> None:
+        try:
+            self._write(actions)
+        except _ConditionFailed as exc:
+            try:
+                current = self.get(grant.id)
+            except GrantNotFound:
+                raise GrantConflict(f"grant {grant.id} no longer exists") from exc
+            if current.status == grant.effective_status(now):
+                # The state still allows the action: another transaction held the item.
+                raise GrantConflict(
+                    f"grant {grant.id} is being changed concurrently; look again and retry"
+                ) from exc
+            raise state_conflict(current, verb, now) from exc
+
+    def _update(
+        self, grant: Grant, from_status: str, *, still_in_force_at: float | None = None
+    ) -> dict[str, Any]:
         """An update of the lifecycle fields, conditional on ``from_status``.
 
         An update, not a put: it must not erase ``first_used_at``, which the
@@ -214,12 +356,17 @@ class GrantStore:
         names = {f"#{name}": name for name in fields}
         values = {f":{name}": value for name, value in fields.items()}
         values[":from"] = {"S": from_status}
+        condition = "#status = :from"
+        if still_in_force_at is not None:
+            names["#expires_at"] = "expires_at"
+            values[":in_force_at"] = {"N": repr(still_in_force_at)}
+            condition += " AND #expires_at > :in_force_at"
         return {
             "Update": {
                 "TableName": self._table,
                 "Key": _key(_PK, grant.id),
                 "UpdateExpression": "SET " + ", ".join(f"#{n} = :{n}" for n in fields),
-                "ConditionExpression": "#status = :from",
+                "ConditionExpression": condition,
                 "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": values,
             }
@@ -234,28 +381,37 @@ class GrantStore:
             }
         }
 
-    def _write(self, actions: list[dict[str, Any]], conflict: str) -> None:
+    def _write(self, actions: list[dict[str, Any]]) -> None:
         from botocore.exceptions import ClientError
 
         try:
             self._dynamodb.transact_write_items(TransactItems=actions)
         except ClientError as exc:
+            # Cancelled: a condition failed, or another transaction held the item.
             code = exc.response["Error"]["Code"]
             if code in ("TransactionCanceledException", "ConditionalCheckFailedException"):
-                raise GrantConflict(conflict) from exc
+                raise _ConditionFailed from exc
             raise GrantsUnavailable(f"cannot write the grant: {exc}") from exc
         except Exception as exc:
             raise GrantsUnavailable(f"cannot write the grant: {exc}") from exc
 
 
+class _ConditionFailed(Exception):
+    """A transaction was cancelled: the grant is not in the state assumed, or was busy."""
+
+
+def state_conflict(grant: Grant, verb: str, at: float) -> GrantConflict:
+    """The error for ``verb`` (approve, deny, revoke) on a grant not in a state that allows it.
+
+    Worded from the state the grant is in at ``at``: an approved grant past
+    its expiry has expired, swept or not.
+    """
+    phrase = _STATE_PHRASES[grant.effective_status(at)]
+    return GrantConflict(f"cannot {verb} grant {grant.id}: it {phrase}")
+
+
 def _key(pk: str, sk: str) -> dict[str, Any]:
     return {"pk": {"S": pk}, "sk": {"S": sk}}
-
-
-def _replace(grant: Grant, **changes: Any) -> Grant:
-    from dataclasses import replace
-
-    return replace(grant, **changes)
 
 
 def grant_item(pk: str, grant: Grant) -> dict[str, Any]:

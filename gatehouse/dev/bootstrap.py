@@ -81,6 +81,12 @@ def _policy_table(dynamodb: Any, table: str) -> None:
         TableName=table,
         PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
     )
+    if dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"].get(
+        "TimeToLiveStatus"
+    ) not in ("ENABLED", "ENABLING"):
+        dynamodb.update_time_to_live(
+            TableName=table, TimeToLiveSpecification={"AttributeName": "ttl", "Enabled": True}
+        )
 
 
 def _audit_bucket(s3: Any, names: ResourceNames) -> None:

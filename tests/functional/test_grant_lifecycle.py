@@ -223,7 +223,7 @@ def test_double_approval_and_strangers_are_refused(
     with pytest.raises(GrantInvalid, match="requester or an approver"):
         grants.revoke(pending.id, people["mallory"])
     grants.revoke(pending.id, people["sam"])
-    with pytest.raises(GrantInvalid, match="already revoked"):
+    with pytest.raises(GrantConflict, match="already revoked"):
         grants.revoke(pending.id, people["erin"])
     with pytest.raises(GrantNotFound):
         grants.approve("01a00000-0000-7000-8000-000000000000", people["sam"])

@@ -1,0 +1,1033 @@
+"""Just-in-time grants against moto: the lifecycle, every refusal, the sweeper, the cache, the CLI.
+
+People are real: their identities come from tokens signed with real keys and
+verified by the verifier the authorizer uses (the CLI tests go through a dev
+issuer on a loopback socket). Audit events are read back from the SQS queue.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+
+from chalicelib.audit import AuditEmitter, SqsAuditSink
+from chalicelib.audit import emitter as emitter_module
+from chalicelib.config import TrustedIssuer
+from chalicelib.grants import (
+    ActiveGrants,
+    Grant,
+    GrantConflict,
+    GrantDesk,
+    GrantInvalid,
+    GrantNotAudited,
+    GrantNotFound,
+    GrantStore,
+    GrantsUnavailable,
+    sweep_expired,
+)
+from chalicelib.grants.store import grant_item
+from chalicelib.identity import Identity, JwksCache, TokenVerifier
+from chalicelib.policy import PolicyStore, parse_policy
+from chalicelib.policy.globs import compile_glob
+from gatehouse.cli import build_parser
+from gatehouse.dev.idp import DevIssuer, SigningKey
+from gatehouse.grant_commands import GrantCommandError, run_grant_command
+from gatehouse.target import NoTarget, Target
+from tests.functional.conftest import policy_document, queued_events
+from tests.helpers import AUDIENCE, ISSUER, FakeIdp, claims, make_token
+
+if TYPE_CHECKING:
+    from gatehouse.dev.bootstrap import Resources
+
+GRANTS = {"approver_groups": ["security"], "max_duration": "4h"}
+T0 = 1_800_000_000.0
+OPERATOR = "arn:aws:iam::123456789012:user/ops"
+NO_SUCH_GRANT = "01a00000-0000-7000-8000-000000000000"
+REQUEST = ("request", "--route", "demo", "--duration", "1h", "--justification", "TICKET-1")
+
+
+class Clock:
+    """Epoch (or monotonic) seconds that tests move by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def people(idp: FakeIdp, rsa_key: Any) -> dict[str, Identity]:
+    """Verified identities, each from a real signed token."""
+    verifier = TokenVerifier(
+        (TrustedIssuer(ISSUER, (AUDIENCE,)),),
+        JwksCache(idp, cooldown_seconds=30, max_age_seconds=3600),
+    )
+
+    def verified(sub: str, groups: list[str], email: str | None = None) -> Identity:
+        payload = claims(sub=sub, groups=groups, email=email or f"{sub}@example.com")
+        return verifier.verify(make_token(rsa_key, "RS256", "rsa-1", payload))
+
+    return {
+        "erin": verified("erin", ["support"]),
+        "sam": verified("sam", ["security"]),
+        "tess": verified("tess", ["security", "oncall"]),
+        "mallory": verified("mallory", ["support"]),
+        # The requester, also an approver: still may not approve her own grant.
+        "erin-approver": verified("erin", ["security"]),
+        # Another account with the requester's mailbox is the same person.
+        "erin-alias": verified("erin-2", ["security"], email="erin@example.com"),
+        "erin-shouting": verified("erin-3", ["security"], email="ERIN@Example.COM"),
+    }
+
+
+def store(aws: Resources, dynamodb: Any = None) -> GrantStore:
+    return GrantStore(
+        dynamodb or boto3.client("dynamodb", region_name="us-east-1"), aws.policy_table
+    )
+
+
+def emitter(aws: Resources, sqs: Any = None) -> AuditEmitter:
+    return AuditEmitter(
+        SqsAuditSink(sqs or boto3.client("sqs", region_name="us-east-1"), aws.audit_queue_url)
+    )
+
+
+def desk(aws: Resources, clock: Clock, grants: dict[str, Any] | None = GRANTS) -> GrantDesk:
+    document = policy_document("http://127.0.0.1:9")
+    document["routes"].append({**document["routes"][0], "id": "ops", "path_prefix": "/ops"})
+    if grants is not None:
+        document["grants"] = grants
+    return GrantDesk(
+        store(aws),
+        parse_policy(document),
+        emitter(aws),
+        stage="test",
+        operator=OPERATOR,
+        clock=clock,
+    )
+
+
+def ask(grants: GrantDesk, who: Identity, **changes: Any) -> Grant:
+    request: dict[str, Any] = {
+        "routes": ["demo"],
+        "actions": ["GET"],
+        "paths": ["/api/customers/**"],
+        "duration": "2h",
+        "justification": "TICKET-9 customer escalation",
+    }
+    request.update(changes)
+    return grants.request(who, **request)
+
+
+def grant_events(aws: Resources) -> list[dict[str, Any]]:
+    return [e for e in queued_events(aws) if e["event_type"] == "grant"]
+
+
+def live_item(aws: Resources, grant_id: str) -> dict[str, Any] | None:
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    key = {"pk": {"S": "GRANT-LIVE"}, "sk": {"S": grant_id}}
+    item: dict[str, Any] | None = dynamodb.get_item(
+        TableName=aws.policy_table, Key=key, ConsistentRead=True
+    ).get("Item")
+    return item
+
+
+class Records(logging.Handler):
+    """Keeps every record it is handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def emitter_log() -> Iterator[list[logging.LogRecord]]:
+    """What the audit emitter logs (on its own logger: propagation may be off)."""
+    handler = Records()
+    emitter_module.logger.addHandler(handler)
+    yield handler.records
+    emitter_module.logger.removeHandler(handler)
+
+
+def audit_queue_down(aws: Resources) -> Callable[[], None]:
+    """Delete the audit queue; return a function that brings it back (same URL)."""
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    sqs.delete_queue(QueueUrl=aws.audit_queue_url)
+
+    def back() -> None:
+        sqs.create_queue(QueueName=aws.audit_queue_url.rsplit("/", 1)[1])
+
+    return back
+
+
+# --- the lifecycle -----------------------------------------------------------------------------
+
+
+def test_requested_approved_used_revoked_each_stored_and_audited(
+    aws: Resources, people: dict[str, Identity]
+) -> None:
+    clock = Clock(T0)
+    grants = desk(aws, clock)
+
+    pending = ask(grants, people["erin"])
+    stored = store(aws).get(pending.id)
+    clock.now += 300
+    approved = grants.approve(pending.id, people["sam"])
+    live = live_item(aws, pending.id)
+    assert store(aws).mark_used(pending.id, clock.now + 10) is True
+    clock.now += 60
+    revoked = grants.revoke(pending.id, people["erin"], reason="done early")
+
+    assert stored == pending
+    assert (stored.status, stored.principal, stored.email) == (
+        "pending",
+        (ISSUER, "erin"),
+        "erin@example.com",
+    )
+    assert (stored.routes, stored.actions, [p.pattern for p in stored.paths]) == (
+        ("demo",),
+        frozenset({"GET"}),
+        ["/api/customers/**"],
+    )
+    assert (stored.duration_seconds, stored.requested_at) == (7200, T0)
+    assert (approved.approved_at, approved.expires_at) == (T0 + 300, T0 + 300 + 7200)
+    assert approved.approver == f"{ISSUER}|sam (sam@example.com)"
+    assert live is not None
+    assert live["status"] == {"S": "approved"}
+    assert live["ttl"] == {"N": str(int(T0 + 300 + 7200 + 86400))}  # clean-up only
+    final = store(aws).get(pending.id)
+    assert final == replace(revoked, first_used_at=T0 + 310)
+    assert (final.status, final.ended_at, final.ended_by) == (
+        "revoked",
+        T0 + 360,
+        f"{ISSUER}|erin (erin@example.com)",
+    )
+    assert live_item(aws, pending.id) is None
+    assert store(aws).live_grants() == []
+
+    events = grant_events(aws)
+    assert [e["grant"]["action"] for e in events] == ["requested", "approved", "revoked"]
+    assert [e["principal"]["subject"] for e in events] == ["erin", "sam", "erin"]
+    assert {e["aws"]["caller_arn"] for e in events} == {OPERATOR}
+    assert {e["stage"] for e in events} == {"test"}
+    assert events[1]["grant"] == {
+        "action": "approved",
+        "grant_id": pending.id,
+        "requester": {"issuer": ISSUER, "subject": "erin", "email": "erin@example.com"},
+        "routes": ["demo"],
+        "actions": ["GET"],
+        "paths": ["/api/customers/**"],
+        "duration_seconds": 7200,
+        "justification": "TICKET-9 customer escalation",
+        "approver": f"{ISSUER}|sam (sam@example.com)",
+        "expires_at": "2027-01-15T10:05:00.000Z",
+    }
+    assert events[2]["grant"]["reason"] == "done early"
+    assert "reason" not in events[1]["grant"]
+
+
+def test_a_requester_withdraws_a_pending_request(
+    aws: Resources, people: dict[str, Identity]
+) -> None:
+    grants = desk(aws, Clock(T0))
+    pending = ask(grants, people["erin"])
+
+    grants.revoke(pending.id, people["erin"])
+
+    withdrawn = store(aws).get(pending.id)
+    assert (withdrawn.status, withdrawn.approved_at, withdrawn.in_force_at(T0)) == (
+        "revoked",
+        None,
+        False,
+    )
+    with pytest.raises(GrantConflict, match="was already revoked"):
+        grants.approve(pending.id, people["sam"])
+    assert [e["grant"]["action"] for e in grant_events(aws)] == ["requested", "revoked"]
+
+
+def test_a_denied_grant_never_goes_live(aws: Resources, people: dict[str, Identity]) -> None:
+    grants = desk(aws, Clock(T0))
+    pending = ask(grants, people["erin"])
+
+    grants.deny(pending.id, people["sam"], reason="use the read-only dashboard")
+
+    denied = store(aws).get(pending.id)
+    assert (denied.status, denied.ended_at, denied.approved_at) == ("denied", T0, None)
+    with pytest.raises(GrantConflict, match="was already denied"):
+        grants.approve(pending.id, people["tess"])
+    assert live_item(aws, pending.id) is None
+    events = grant_events(aws)
+    assert [e["grant"]["action"] for e in events] == ["requested", "denied"]
+    assert events[1]["grant"]["reason"] == "use the read-only dashboard"
+    assert events[1]["principal"]["subject"] == "sam"
+
+
+def test_the_clock_starts_at_approval_however_long_the_request_waited(
+    aws: Resources, people: dict[str, Identity]
+) -> None:
+    clock = Clock(T0)
+    grants = desk(aws, clock)
+    pending = ask(grants, people["erin"], duration="30m")
+
+    clock.now += 3 * 86400
+    approved = grants.approve(pending.id, people["sam"])
+
+    assert approved.expires_at == clock.now + 1800
+    assert approved.in_force_at(clock.now + 1799) is True
+    assert approved.in_force_at(clock.now + 1800) is False
+
+
+def test_requests_are_normalised(aws: Resources, people: dict[str, Identity]) -> None:
+    grants = desk(aws, Clock(T0))
+
+    everything = ask(grants, people["erin"], actions=["*", "get"], paths=[])
+    read_only = ask(grants, people["erin"], actions=[], routes=["demo", "ops", "demo"])
+    padded = ask(grants, people["erin"], justification="  TICKET-10  ", paths=["/a/**", "/a/**"])
+
+    assert everything.actions == {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+    assert everything.paths == ()
+    assert (read_only.actions, read_only.routes) == ({"GET", "HEAD"}, ("demo", "ops"))
+    assert (padded.justification, [g.pattern for g in padded.paths]) == ("TICKET-10", ["/a/**"])
+    assert store(aws).get(padded.id).justification == "TICKET-10"
+
+
+# --- refusals ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "messages"),
+    [
+        pytest.param({"routes": ["nope"]}, ["unknown route 'nope'"], id="unknown route"),
+        pytest.param({"routes": []}, ["at least one route"], id="no route"),
+        pytest.param({"duration": "5h"}, ["duration 5h exceeds", "max_duration 4h"], id="5h"),
+        pytest.param(
+            {"duration": "241m"}, ["duration 241m (4h1m) exceeds", "max_duration 4h"], id="241m"
+        ),
+        pytest.param({"duration": "soon"}, ["is not like"], id="bad duration"),
+        pytest.param({"duration": "0m"}, ["is not like"], id="zero duration"),
+        pytest.param({"actions": ["FETCH"]}, ["'FETCH' is not an HTTP method"], id="bad method"),
+        pytest.param({"actions": ["*", "FETCH"]}, ["'FETCH'"], id="star does not hide typos"),
+        pytest.param({"paths": ["api/**"]}, ["does not start with /"], id="bad glob"),
+        pytest.param({"justification": "   "}, ["justification"], id="blank justification"),
+        pytest.param({"justification": "x" * 501}, ["justification"], id="501 characters"),
+        pytest.param({"justification": "ok\nforged: line"}, ["justification"], id="newline"),
+        pytest.param({"justification": "ok\x1b[2J"}, ["justification"], id="escape sequence"),
+        pytest.param({"justification": "ok \u202egnp.exe"}, ["justification"], id="bidi override"),
+        pytest.param(
+            {"routes": ["nope"], "duration": "9h", "justification": ""},
+            ["unknown route 'nope'", "max_duration 4h", "justification"],
+            id="every problem at once",
+        ),
+    ],
+)
+def test_bad_requests_are_refused_and_nothing_is_stored(
+    aws: Resources, people: dict[str, Identity], changes: dict[str, Any], messages: list[str]
+) -> None:
+    grants = desk(aws, Clock(T0))
+
+    with pytest.raises(GrantInvalid) as refused:
+        ask(grants, people["erin"], **changes)
+
+    for message in messages:
+        assert message in str(refused.value)
+    assert store(aws).list_grants() == []
+    assert grant_events(aws) == []
+
+
+def test_a_justification_of_exactly_500_characters_is_fine(
+    aws: Resources, people: dict[str, Identity]
+) -> None:
+    grants = desk(aws, Clock(T0))
+    assert len(ask(grants, people["erin"], justification="x" * 500).justification) == 500
+
+
+def test_no_grants_without_a_grants_block(aws: Resources, people: dict[str, Identity]) -> None:
+    clock = Clock(T0)
+    pending = ask(desk(aws, clock), people["erin"])
+    disabled = desk(aws, clock, grants=None)
+
+    with pytest.raises(GrantInvalid, match="grants are not enabled by the active policy"):
+        ask(disabled, people["erin"])
+    # Nor are requests made before the block was removed approved afterwards.
+    with pytest.raises(GrantInvalid, match="grants are not enabled"):
+        disabled.approve(pending.id, people["sam"])
+    assert store(aws).get(pending.id).status == "pending"
+
+
+@pytest.mark.parametrize(
+    ("approver", "message"),
+    [
+        ("mallory", "only members of security may approve or deny"),
+        ("erin-approver", "nobody approves or denies their own grant"),
+        ("erin-alias", "nobody approves or denies their own grant"),
+        ("erin-shouting", "nobody approves or denies their own grant"),
+    ],
+)
+def test_who_may_approve_or_deny(
+    aws: Resources, people: dict[str, Identity], approver: str, message: str
+) -> None:
+    grants = desk(aws, Clock(T0))
+    pending = ask(grants, people["erin"])
+
+    with pytest.raises(GrantInvalid, match=message):
+        grants.approve(pending.id, people[approver])
+    with pytest.raises(GrantInvalid, match=message):
+        grants.deny(pending.id, people[approver])
+
+    assert store(aws).get(pending.id).status == "pending"
+    assert live_item(aws, pending.id) is None
+    assert [e["grant"]["action"] for e in grant_events(aws)] == ["requested"]
+
+
+def test_approval_is_refused_when_the_policy_now_allows_less(
+    aws: Resources, people: dict[str, Identity]
+) -> None:
+    clock = Clock(T0)
+    pending = ask(desk(aws, clock), people["erin"], duration="3h")
+    tightened = desk(aws, clock, grants={**GRANTS, "max_duration": "1h"})
+
+    with pytest.raises(GrantInvalid, match=r"asks for 3h, more than .* max_duration 1h"):
+        tightened.approve(pending.id, people["sam"])
+
+    tightened.deny(pending.id, people["sam"])  # what the message says to do
+    assert store(aws).get(pending.id).status == "denied"
+
+
+@pytest.mark.parametrize(
+    ("before", "action", "message"),
+    [
+        pytest.param(["approve"], "approve", "is already approved", id="double approval"),
+        pytest.param(["approve"], "deny", "is already approved", id="deny approved"),
+        pytest.param(["deny"], "deny", "was already denied", id="double denial"),
+        pytest.param(["deny"], "revoke", "was already denied", id="revoke denied"),
+        pytest.param(["revoke"], "approve", "was already revoked", id="approve withdrawn"),
+        pytest.param(["approve", "revoke"], "revoke", "was already revoked", id="double revoke"),
+    ],
+)
+def test_actions_on_a_grant_in_the_wrong_state_conflict(
+    aws: Resources, people: dict[str, Identity], before: list[str], action: str, message: str
+) -> None:
+    grants = desk(aws, Clock(T0))
+    pending = ask(grants, people["erin"])
+    for step in before:
+        getattr(grants, step)(pending.id, people["sam"])
+    status = store(aws).get(pending.id).status
+
+    with pytest.raises(GrantConflict, match=f"cannot {action} grant {pending.id}: it {message}"):
+        getattr(grants, action)(pending.id, people["tess"])
+
+    assert store(aws).get(pending.id).status == status
+    assert len(grant_events(aws)) == 1 + len(before)
+
+
+def test_who_may_revoke(aws: Resources, people: dict[str, Identity]) -> None:
+    grants = desk(aws, Clock(T0))
+    first, second = ask(grants, people["erin"]), ask(grants, people["erin"])
+    grants.approve(first.id, people["sam"])
+    grants.approve(second.id, people["sam"])
+
+    with pytest.raises(GrantInvalid, match="only the requester or an approver may revoke"):
+        grants.revoke(first.id, people["mallory"])
+    assert store(aws).get(first.id).status == "approved"
+    grants.revoke(first.id, people["tess"], reason="incident closed")  # any approver
+    grants.revoke(second.id, people["erin"])  # the requester
+
+    assert {g.status for g in store(aws).list_grants()} == {"revoked"}
+    revocations = [e for e in grant_events(aws) if e["grant"]["action"] == "revoked"]
+    assert [e["principal"]["subject"] for e in revocations] == ["tess", "erin"]
+
+
+def test_a_grant_past_expiry_is_not_revoked_but_swept(
+    aws: Resources, people: dict[str, Identity]
+) -> None:
+    clock = Clock(T0)
+    grants = desk(aws, clock)
+    pending = ask(grants, people["erin"], duration="10m")
+    grants.approve(pending.id, people["sam"])
+
+    clock.now += 600
+    with pytest.raises(GrantConflict, match="has already expired"):
+        grants.revoke(pending.id, people["sam"])
+    assert live_item(aws, pending.id) is not None  # the sweeper's to end
+    assert sweep_expired(store(aws), emitter(aws), "test", clock.now) == [pending.id]
+
+    assert store(aws).get(pending.id).status == "expired"
+    assert [e["grant"]["action"] for e in grant_events(aws)] == [
+        "requested",
+        "approved",
+        "expired",
+    ]
+
+
+def test_a_revocation_that_lost_a_race_with_expiry_conflicts(
+    aws: Resources, people: dict[str, Identity]
+) -> None:
+    grants = desk(aws, Clock(T0))
+    pending = ask(grants, people["erin"], duration="10m")
+    approved = grants.approve(pending.id, people["sam"])
+
+    # The store itself refuses to end early a grant that ended on its own.
+    with pytest.raises(GrantConflict, match="has already expired"):
+        store(aws).revoke(approved, "someone", T0 + 600)
+    assert store(aws).get(pending.id).status == "approved"
+
+
+@pytest.mark.parametrize(
+    "grant_id",
+    [NO_SUCH_GRANT, "", "not-a-grant", "x" * 5000, "../GRANT", NO_SUCH_GRANT.upper()],
+    ids=["unknown", "empty", "word", "huge", "path", "upper case"],
+)
+def test_unknown_and_malformed_ids_are_not_found(
+    aws: Resources, people: dict[str, Identity], grant_id: str
+) -> None:
+    grants = desk(aws, Clock(T0))
+
+    with pytest.raises(GrantNotFound, match="no grant"):
+        grants.approve(grant_id, people["sam"])
+    with pytest.raises(GrantNotFound):
+        grants.revoke(grant_id, people["sam"])
+    with pytest.raises(GrantNotFound):
+        store(aws).get(grant_id)
+
+
+def test_two_approvers_racing_yield_one_approval(
+    aws: Resources, people: dict[str, Identity]
+) -> None:
+    pending = ask(desk(aws, Clock(T0)), people["erin"])
+    seen_by_both = store(aws).get(pending.id)
+
+    store(aws).approve(seen_by_both, "first", T0 + 100)
+    with pytest.raises(GrantConflict, match="it is already approved"):
+        store(aws).approve(seen_by_both, "second", T0 + 200)
+
+    assert (store(aws).get(pending.id).approver, store(aws).get(pending.id).expires_at) == (
+        "first",
+        T0 + 100 + 7200,
+    )
+    assert [g.approver for g in store(aws).live_grants()] == ["first"]
+
+
+def test_an_approval_racing_a_withdrawal_never_goes_live(
+    aws: Resources, people: dict[str, Identity]
+) -> None:
+    grants = desk(aws, Clock(T0))
+    pending = ask(grants, people["erin"])
+    seen_by_approver = store(aws).get(pending.id)
+
+    grants.revoke(pending.id, people["erin"])
+    with pytest.raises(GrantConflict, match="was already revoked"):
+        store(aws).approve(seen_by_approver, "sam", T0 + 1)
+
+    assert live_item(aws, pending.id) is None
+    assert store(aws).get(pending.id).status == "revoked"
+
+
+# --- audit failures ----------------------------------------------------------------------------
+
+
+def test_a_change_that_cannot_be_audited_is_reported_loudly(
+    aws: Resources, people: dict[str, Identity], emitter_log: list[logging.LogRecord]
+) -> None:
+    grants = desk(aws, Clock(T0))
+    pending = ask(grants, people["erin"])
+    queued_events(aws)
+    audit_queue_down(aws)
+
+    with pytest.raises(GrantNotAudited, match=f"grant {pending.id} approved, but") as failed:
+        grants.approve(pending.id, people["sam"])
+
+    assert (failed.value.grant_ids, failed.value.action) == ((pending.id,), "approved")
+    assert store(aws).get(pending.id).status == "approved"  # the change stands...
+    logged = [r.getMessage() for r in emitter_log if r.levelno == logging.ERROR]
+    assert len(logged) == 1  # ...and its event is in the log, in full
+    event = json.loads(logged[0].split("event follows: ", 1)[1])
+    assert (event["grant"]["action"], event["grant"]["grant_id"]) == ("approved", pending.id)
+
+
+# --- the sweeper -------------------------------------------------------------------------------
+
+
+def test_the_sweeper_ends_each_grant_on_its_second_and_audits_it_once(
+    aws: Resources, people: dict[str, Identity]
+) -> None:
+    grants = desk(aws, Clock(T0))
+    short = ask(grants, people["erin"], duration="10m")
+    long = ask(grants, people["erin"], duration="2h")
+    grants.approve(short.id, people["sam"])
+    grants.approve(long.id, people["sam"])
+    queued_events(aws)
+    sweeps = emitter(aws)
+
+    assert sweep_expired(store(aws), sweeps, "test", T0 + 599.999) == []
+    assert sweep_expired(store(aws), sweeps, "test", T0 + 600) == [short.id]
+    assert sweep_expired(store(aws), sweeps, "test", T0 + 601) == []
+    assert sweep_expired(store(aws), sweeps, "test", T0 + 7200) == [long.id]
+    assert sweep_expired(store(aws), sweeps, "test", T0 + 9999) == []
+
+    ended = {g.id: (g.status, g.ended_at) for g in store(aws).list_grants()}
+    assert ended == {short.id: ("expired", T0 + 600), long.id: ("expired", T0 + 7200)}
+    assert store(aws).live_grants() == []
+    events = grant_events(aws)
+    assert [(e["grant"]["action"], e["grant"]["grant_id"]) for e in events] == [
+        ("expired", short.id),
+        ("expired", long.id),
+    ]
+    assert events[0]["grant"]["ended_at"] == "2027-01-15T08:10:00.000Z"
+    assert (events[0]["principal"], events[0]["aws"]) == (None, None)  # nobody acted
+
+
+def test_the_store_never_expires_a_grant_early(aws: Resources, people: dict[str, Identity]) -> None:
+    grants = desk(aws, Clock(T0))
+    approved = grants.approve(ask(grants, people["erin"], duration="10m").id, people["sam"])
+
+    assert store(aws).expire(approved, T0 + 599) is False
+    assert store(aws).get(approved.id).status == "approved"
+
+
+class Turns:
+    """Runs the calls of several threads one at a time, in a scripted order.
+
+    Each call waits until the script names it, then runs holding the lock,
+    so moto only ever serves one call at a time.
+    """
+
+    def __init__(self, script: list[str]) -> None:
+        self.script = script
+        self.done = 0
+        self._turn = threading.Condition()
+
+    def call(self, name: str, method: Callable[..., Any], **kwargs: Any) -> Any:
+        with self._turn:
+            ours = self._turn.wait_for(
+                lambda: self.done < len(self.script) and self.script[self.done] == name,
+                timeout=10,
+            )
+            assert ours, f"{name} never got its turn (script step {self.done})"
+            try:
+                return method(**kwargs)
+            finally:
+                self.done += 1
+                self._turn.notify_all()
+
+
+class ScriptedClient:
+    """A boto3 client whose calls take their turn (the AWS SDK, not our code)."""
+
+    def __init__(self, client: Any, who: str, turns: Turns) -> None:
+        self._client, self._who, self._turns = client, who, turns
+
+    def __getattr__(self, operation: str) -> Callable[..., Any]:
+        method = getattr(self._client, operation)
+        return lambda **kwargs: self._turns.call(f"{self._who}.{operation}", method, **kwargs)
+
+
+def test_two_sweepers_interleaved_expire_each_grant_exactly_once(
+    aws: Resources, people: dict[str, Identity]
+) -> None:
+    grants = desk(aws, Clock(T0))
+    first = grants.approve(ask(grants, people["erin"], duration="10m").id, people["sam"])
+    second = grants.approve(ask(grants, people["erin"], duration="10m").id, people["sam"])
+    queued_events(aws)
+    # Both read the same two live grants; then each wins the grant the other tries second.
+    turns = Turns(
+        [
+            "A.query",
+            "B.query",
+            "B.transact_write_items",  # B expires the first grant
+            "B.send_message",
+            "A.transact_write_items",  # A tries the first: already gone
+            "A.transact_write_items",  # A expires the second
+            "A.send_message",
+            "B.transact_write_items",  # B tries the second: already gone
+        ]
+    )
+
+    def sweeper(who: str) -> list[str]:
+        dynamodb = ScriptedClient(boto3.client("dynamodb", region_name="us-east-1"), who, turns)
+        sqs = ScriptedClient(boto3.client("sqs", region_name="us-east-1"), who, turns)
+        return sweep_expired(store(aws, dynamodb), emitter(aws, sqs), "test", T0 + 600)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        a, b = pool.submit(sweeper, "A"), pool.submit(sweeper, "B")
+        swept_by = {"A": a.result(timeout=30), "B": b.result(timeout=30)}
+
+    assert turns.done == len(turns.script)
+    assert swept_by == {"A": [second.id], "B": [first.id]}
+    events = grant_events(aws)
+    assert sorted(e["grant"]["grant_id"] for e in events) == sorted([first.id, second.id])
+    assert {e["grant"]["action"] for e in events} == {"expired"}
+    assert {g.status for g in store(aws).list_grants()} == {"expired"}
+    assert store(aws).live_grants() == []
+
+
+def test_a_sweep_stops_when_the_audit_queue_is_down(
+    aws: Resources, people: dict[str, Identity], emitter_log: list[logging.LogRecord]
+) -> None:
+    grants = desk(aws, Clock(T0))
+    first = grants.approve(ask(grants, people["erin"], duration="10m").id, people["sam"])
+    second = grants.approve(ask(grants, people["erin"], duration="10m").id, people["sam"])
+    queued_events(aws)
+    queue_back = audit_queue_down(aws)
+
+    with pytest.raises(GrantNotAudited, match=f"grant {first.id} expired, but") as failed:
+        sweep_expired(store(aws), emitter(aws), "test", T0 + 600)
+
+    assert failed.value.grant_ids == (first.id,)
+    assert store(aws).get(first.id).status == "expired"
+    assert [g.id for g in store(aws).live_grants()] == [second.id]  # no unrecorded endings
+    assert first.id in "".join(r.getMessage() for r in emitter_log)
+    queue_back()
+    assert sweep_expired(store(aws), emitter(aws), "test", T0 + 660) == [second.id]
+    assert [e["grant"]["grant_id"] for e in grant_events(aws)] == [second.id]
+
+
+# --- first use ---------------------------------------------------------------------------------
+
+
+def test_mark_used_answers_true_to_the_first_caller_only(
+    aws: Resources, people: dict[str, Identity]
+) -> None:
+    grants = desk(aws, Clock(T0))
+    pending = ask(grants, people["erin"])
+    grants.approve(pending.id, people["sam"])
+    one_container, another = store(aws), store(aws)
+
+    assert one_container.mark_used(pending.id, T0 + 5.5) is True
+    assert another.mark_used(pending.id, T0 + 6) is False
+    assert one_container.mark_used(pending.id, T0 + 7) is False
+    assert another.mark_used(NO_SUCH_GRANT, T0 + 8) is False
+
+    grants.revoke(pending.id, people["sam"])  # an update: keeps first_used_at
+    assert store(aws).get(pending.id).first_used_at == T0 + 5.5
+
+
+# --- the per-container cache -------------------------------------------------------------------
+
+
+def test_active_grants_see_approvals_and_revocations_within_the_refresh_bound(
+    aws: Resources, people: dict[str, Identity]
+) -> None:
+    grants = desk(aws, Clock(T0))
+    monotonic = Clock(100.0)
+    cache = ActiveGrants(store(aws), refresh_seconds=10, max_stale_seconds=60, clock=monotonic)
+    assert cache.for_principal(ISSUER, "erin") == ()
+
+    pending = ask(grants, people["erin"])
+    grants.approve(pending.id, people["sam"])
+    # The same subject at another issuer is another principal.
+    stranger = replace(pending, id=NO_SUCH_GRANT, issuer="https://other")
+    store(aws).create(stranger)
+    store(aws).approve(store(aws).get(NO_SUCH_GRANT), "sam", T0)
+
+    monotonic.now += 9.9
+    assert cache.for_principal(ISSUER, "erin") == ()
+    monotonic.now += 0.1
+    assert [g.id for g in cache.for_principal(ISSUER, "erin")] == [pending.id]
+    assert [g.id for g in cache.for_principal("https://other", "erin")] == [NO_SUCH_GRANT]
+    assert cache.for_principal(ISSUER, "sam") == ()
+
+    grants.revoke(pending.id, people["sam"])
+    monotonic.now += 9.9
+    assert [g.id for g in cache.for_principal(ISSUER, "erin")] == [pending.id]
+    monotonic.now += 0.1
+    assert cache.for_principal(ISSUER, "erin") == ()
+
+
+def test_active_grants_serve_stale_then_fail_closed_then_recover(
+    aws: Resources, people: dict[str, Identity]
+) -> None:
+    grants = desk(aws, Clock(T0))
+    pending = ask(grants, people["erin"])
+    grants.approve(pending.id, people["sam"])
+    monotonic = Clock(100.0)
+    cache = ActiveGrants(store(aws), refresh_seconds=10, max_stale_seconds=60, clock=monotonic)
+    assert [g.id for g in cache.for_principal(ISSUER, "erin")] == [pending.id]
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    table = dynamodb.describe_table(TableName=aws.policy_table)["Table"]
+    dynamodb.delete_table(TableName=aws.policy_table)
+
+    monotonic.now += 59.9  # refreshes fail; the last good set serves
+    assert [g.id for g in cache.for_principal(ISSUER, "erin")] == [pending.id]
+    monotonic.now += 0.1
+    with pytest.raises(GrantsUnavailable, match="cannot read grants"):
+        cache.for_principal(ISSUER, "erin")
+
+    dynamodb.create_table(
+        TableName=aws.policy_table,
+        KeySchema=table["KeySchema"],
+        AttributeDefinitions=table["AttributeDefinitions"],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    assert cache.for_principal(ISSUER, "erin") == ()  # recovered: the new table is empty
+
+
+def test_active_grants_load_every_page(aws: Resources) -> None:
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    # About 3 KB an item: 400 of them fill more than one 1 MB page.
+    paths = tuple(compile_glob(f"/api/customers/{n:04d}/" + "x" * 40 + "/**") for n in range(40))
+    template = Grant(
+        id=NO_SUCH_GRANT,
+        issuer=ISSUER,
+        subject="erin",
+        email="erin@example.com",
+        routes=("demo",),
+        actions=frozenset({"GET"}),
+        paths=paths,
+        duration_seconds=3600,
+        justification="y" * 500,
+        status="approved",
+        requested_at=T0,
+        approved_at=T0,
+        expires_at=T0 + 3600,
+    )
+    ids = [f"01a00000-0000-7000-8000-{n:012d}" for n in range(400)]
+    for start in range(0, len(ids), 25):
+        requests = [
+            {"PutRequest": {"Item": grant_item("GRANT-LIVE", replace(template, id=grant_id))}}
+            for grant_id in ids[start : start + 25]
+        ]
+        dynamodb.batch_write_item(RequestItems={aws.policy_table: requests})
+    first_page = dynamodb.query(
+        TableName=aws.policy_table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "GRANT-LIVE"}},
+    )
+    assert "LastEvaluatedKey" in first_page  # so the cache must follow pages
+
+    cache = ActiveGrants(store(aws), refresh_seconds=10)
+
+    assert [g.id for g in cache.for_principal(ISSUER, "erin")] == ids
+
+
+# --- reading grants ----------------------------------------------------------------------------
+
+
+def test_grants_for_principal_every_state_newest_first_only_theirs(
+    aws: Resources, people: dict[str, Identity]
+) -> None:
+    clock = Clock(T0)
+    grants = desk(aws, clock)
+    made = []
+    for step in ("approve", "deny", "revoke", None):
+        grant = ask(grants, people["erin"])
+        if step:
+            getattr(grants, step)(grant.id, people["sam"])
+        made.append(grant.id)
+    ask(grants, people["mallory"])
+
+    theirs = store(aws).grants_for_principal(ISSUER, "erin")
+
+    assert [g.id for g in theirs] == made[::-1]
+    assert [g.status for g in theirs] == ["pending", "revoked", "denied", "approved"]
+    assert store(aws).grants_for_principal("https://other", "erin") == []
+
+
+def test_list_grants_open_only_and_limited(aws: Resources, people: dict[str, Identity]) -> None:
+    clock = Clock(T0)
+    grants = desk(aws, clock)
+    lapsed = grants.approve(ask(grants, people["erin"], duration="10m").id, people["sam"])
+    in_force = grants.approve(ask(grants, people["erin"], duration="2h").id, people["sam"])
+    denied = grants.deny(ask(grants, people["erin"]).id, people["sam"])
+    pending = ask(grants, people["erin"])
+
+    every = store(aws).list_grants(at=T0 + 600)
+    open_ = store(aws).list_grants(include_ended=False, at=T0 + 600)
+
+    assert [g.id for g in every] == [pending.id, denied.id, in_force.id, lapsed.id]
+    # An approved grant past expiry has ended, swept or not.
+    assert [g.id for g in open_] == [pending.id, in_force.id]
+    assert [g.id for g in store(aws).list_grants(2)] == [pending.id, denied.id]
+    assert store(aws).list_grants(0) == []
+
+
+# --- the CLI -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dev_issuer(rsa_key: Any, tmp_path: Path) -> Iterator[DevIssuer]:
+    """The local stack's issuer, serving discovery and JWKS over http on loopback."""
+    issuer = DevIssuer([SigningKey("RS256", "dev-rsa", rsa_key, tmp_path / "idp-rs256.pem")])
+    issuer.start()
+    yield issuer
+    issuer.stop()
+
+
+@pytest.fixture
+def target(aws: Resources, dev_issuer: DevIssuer) -> Target:
+    """The local stage, with the grants block in its active policy."""
+    document = policy_document("http://127.0.0.1:9")
+    document["grants"] = GRANTS
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    PolicyStore(dynamodb, aws.policy_table).publish(document, actor="test")
+    return local_target(aws, dev_issuer)
+
+
+def local_target(aws: Resources, dev_issuer: DevIssuer) -> Target:
+    return Target(
+        region="us-east-1",
+        endpoint_url=None,
+        audit_bucket=aws.audit_bucket,
+        audit_queue_url=aws.audit_queue_url,
+        audit_dlq_url=None,
+        policy_table=aws.policy_table,
+        local=True,
+        stage="test",
+        issuer=dev_issuer.url,
+        audience=AUDIENCE,
+    )
+
+
+def dev_token(issuer: DevIssuer, key: Any, sub: str, groups: list[str], **extra: Any) -> str:
+    fields = {"iss": issuer.url, "sub": sub, "groups": groups, "email": f"{sub}@example.com"}
+    return make_token(key, "RS256", "dev-rsa", claims(**{**fields, **extra}))
+
+
+def cli(target: Target, *argv: str) -> int:
+    return run_grant_command(build_parser().parse_args(["grant", *argv]), target)
+
+
+def test_the_cli_lifecycle(
+    target: Target,
+    dev_issuer: DevIssuer,
+    rsa_key: Any,
+    aws: Resources,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    erin = dev_token(dev_issuer, rsa_key, "erin", ["support"])
+    sam = dev_token(dev_issuer, rsa_key, "sam", ["security"])
+
+    monkeypatch.setenv("GATEHOUSE_TOKEN", erin)
+    scope = ("--path", "/api/customers/**", "--action", "GET", "--duration", "2h")
+    assert cli(target, "request", "--route", "demo", *scope, "--justification", "TICKET-9") == 0
+    requested = capsys.readouterr().out
+    grant_id = re.fullmatch(r"grant (\S+) requested \(pending approval\)\n", requested)
+    assert grant_id is not None
+    grant_id_text = grant_id.group(1)
+
+    monkeypatch.delenv("GATEHOUSE_TOKEN")
+    assert cli(target, "approve", grant_id_text, "--token", sam) == 0
+    assert re.fullmatch(
+        rf"grant {grant_id_text} approved until \d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00\n",
+        capsys.readouterr().out,
+    )
+    assert cli(target, "list", "--json") == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(g["id"], g["status"], g["subject"]) for g in listed] == [
+        (grant_id_text, "approved", "erin")
+    ]
+    assert listed[0]["approver"] == f"{dev_issuer.url}|sam (sam@example.com)"
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(erin + "\n"))
+    assert cli(target, "revoke", grant_id_text, "--token", "-", "--reason", "done") == 0
+    assert capsys.readouterr().out == f"grant {grant_id_text} revoked\n"
+    assert cli(target, "list") == 0
+    assert capsys.readouterr().out == "no pending or active grants (--all for ended)\n"
+    assert cli(target, "list", "--all") == 0
+    line = capsys.readouterr().out
+    assert line.startswith(f"{grant_id_text}  revoked   erin@example.com")
+    assert "GET demo /api/customers/**" in line
+
+    events = grant_events(aws)
+    assert [e["grant"]["action"] for e in events] == ["requested", "approved", "revoked"]
+    assert {e["aws"]["caller_arn"] for e in events} == {target.operator}
+    assert target.operator.startswith("local:")
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        pytest.param(None, "need your OIDC token", id="none"),
+        pytest.param("not.a.token", "the token was refused: malformed_token", id="garbage"),
+        pytest.param({"exp": 1_000}, "the token was refused: token_expired", id="expired"),
+        pytest.param(
+            {"aud": "someone-else"}, "the token was refused: wrong_audience", id="wrong audience"
+        ),
+        pytest.param(
+            {"iss": "https://idp.evil"},
+            "the token was refused: unknown_issuer",
+            id="foreign issuer",
+        ),
+        pytest.param("other-key", "the token was refused: bad_signature", id="forged"),
+    ],
+)
+def test_the_cli_refuses_bad_tokens(
+    target: Target,
+    dev_issuer: DevIssuer,
+    rsa_key: Any,
+    other_rsa_key: Any,
+    aws: Resources,
+    token: Any,
+    message: str,
+) -> None:
+    if isinstance(token, dict):
+        token = dev_token(dev_issuer, rsa_key, "erin", ["support"], **token)
+    elif token == "other-key":
+        token = dev_token(dev_issuer, other_rsa_key, "erin", ["support"])
+    with pytest.raises(GrantCommandError, match=message):
+        cli(target, *REQUEST, *(["--token", token] if token else []))
+
+    assert store(aws).list_grants() == []
+    assert grant_events(aws) == []
+
+
+def test_the_cli_refuses_self_approval(
+    target: Target, dev_issuer: DevIssuer, rsa_key: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    erin = dev_token(dev_issuer, rsa_key, "erin", ["support", "security"])
+    cli(target, *REQUEST, "--token", erin)
+    grant_id = capsys.readouterr().out.split()[1]
+
+    with pytest.raises(GrantInvalid, match="nobody approves or denies their own grant"):
+        cli(target, "approve", grant_id, "--token", erin)
+
+
+def test_the_cli_needs_an_active_policy(
+    aws: Resources, dev_issuer: DevIssuer, rsa_key: Any
+) -> None:
+    bare = local_target(aws, dev_issuer)  # no policy published
+    erin = dev_token(dev_issuer, rsa_key, "erin", ["support"])
+
+    with pytest.raises(GrantInvalid, match="no policy is active"):
+        cli(bare, *REQUEST, "--token", erin)
+
+
+def test_a_deployed_stage_trusts_the_issuers_in_its_environment(
+    target: Target,
+    dev_issuer: DevIssuer,
+    rsa_key: Any,
+    aws: Resources,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    remote = replace(target, local=False, issuer=None, audience=None)
+    with pytest.raises(NoTarget, match="GATEHOUSE_TRUSTED_ISSUERS is not set"):
+        _ = replace(remote).trusted_issuers
+    issuers = [{"issuer": dev_issuer.url, "audiences": [AUDIENCE]}]
+    monkeypatch.setenv("GATEHOUSE_TRUSTED_ISSUERS", json.dumps(issuers))
+    with pytest.raises(NoTarget, match="must be an https URL"):
+        _ = replace(remote).trusted_issuers
+    monkeypatch.setenv("GATEHOUSE_ALLOW_HTTP_ISSUERS", "true")
+    remote = replace(remote)
+    erin = dev_token(dev_issuer, rsa_key, "erin", ["support"])
+
+    assert cli(remote, *REQUEST, "--token", erin) == 0
+
+    assert remote.trusted_issuers == (TrustedIssuer(dev_issuer.url, (AUDIENCE,)),)
+    (event,) = grant_events(aws)
+    assert event["aws"]["caller_arn"].startswith("arn:aws:")  # the STS caller identity
