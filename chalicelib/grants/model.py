@@ -69,8 +69,10 @@ class Grant:
             return False
         if not self.approved_at <= at < self.expires_at:
             return False
-        revoked = self.status == "revoked" and self.ended_at is not None
-        return not (revoked and self.ended_at is not None and at >= self.ended_at)
+        if self.status == "revoked":
+            # A revocation without its time is taken as revoked from the start.
+            return self.ended_at is not None and at < self.ended_at
+        return self.status in ("approved", "expired")
 
     def covers(self, route_id: str, method: str, path: str) -> bool:
         """Whether the grant's scope includes this request (``path`` normalised)."""

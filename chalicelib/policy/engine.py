@@ -271,13 +271,14 @@ class CompiledPolicy:
         for rule in self._candidates(identity, route.id, request.method):
             if rule.matches_path(request.path):
                 (denies if rule.effect == "deny" else allows).append(rule)
+        # The outcome is fixed now only when no matched rule has conditions:
+        # otherwise the listed rules (every one that applies) depend on the request.
         decision = None
-        unconditional_deny = [rule for rule in denies if rule.conditions.empty]
-        if unconditional_deny:
-            ids = self._ids(unconditional_deny)
+        if denies and all(rule.conditions.empty for rule in denies):
+            ids = self._ids(denies)
             decision = self._decision(False, (Reason.DENY_RULE_MATCHED,), ids, route)
-        elif not denies and any(rule.conditions.empty for rule in allows):
-            ids = self._ids([rule for rule in allows if rule.conditions.empty])
+        elif not denies and allows and all(rule.conditions.empty for rule in allows):
+            ids = self._ids(allows)
             decision = self._decision(True, (Reason.ALLOW_RULE_MATCHED,), ids, route)
         return _Match(route, tuple(denies), tuple(allows), decision)
 

@@ -48,8 +48,9 @@ class PathGlob:
 
     @cached_property
     def segments(self) -> tuple[str, ...]:
-        """The glob's segments (after the leading ``/``)."""
-        return tuple(self.pattern.split("/")[1:])
+        """The glob's segments (after the leading ``/``), case-folded when ignoring case."""
+        pattern = self.pattern.casefold() if self.ignore_case else self.pattern
+        return tuple(pattern.split("/")[1:])
 
     @cached_property
     def regex(self) -> re.Pattern[str] | None:
@@ -68,18 +69,18 @@ class PathGlob:
                 parts.append("/" + "[^/]*".join(pieces))
                 if index == len(segments) - 1 and segment:
                     parts.append("/?")
-        flags = re.IGNORECASE if self.ignore_case else 0
-        return re.compile("".join(parts) or "/", flags)
+        # Ignoring case is done by case-folding glob and path (never re.IGNORECASE),
+        # so that the regex and the segment matcher agree on every letter (long s,
+        # Kelvin sign, dotted capital I, final sigma).
+        return re.compile("".join(parts) or "/")
 
     def matches(self, path: str) -> bool:
         """Whether ``path`` (normalised) matches the glob."""
+        if self.ignore_case:
+            path = path.casefold()
         regex = self.regex
         if regex is not None:
             return regex.fullmatch(path) is not None
-        if self.ignore_case:
-            return _match_segments(
-                tuple(s.lower() for s in self.segments), path.lower().split("/")[1:]
-            )
         return _match_segments(self.segments, path.split("/")[1:])
 
 
@@ -101,14 +102,19 @@ def combine_globs(globs: tuple[PathGlob, ...]) -> re.Pattern[str] | None:
     regexes = [glob.regex for glob in globs if glob.regex is not None]
     if not regexes:
         return None
-    flags = regexes[0].flags & re.IGNORECASE
-    return re.compile("|".join(f"(?:{regex.pattern})" for regex in regexes), flags)
+    return re.compile("|".join(f"(?:{regex.pattern})" for regex in regexes))
 
 
 def _match_segments(globs: tuple[str, ...], path: list[str]) -> bool:
     """Segment-wise matching in O(len(globs) * len(path)) segment comparisons."""
     if path and path[-1] == "" and (not globs or globs[-1] not in ("", "**")):
-        path = path[:-1]  # a trailing slash matches like no trailing slash
+        # A trailing slash matches like no trailing slash, and (as in the
+        # regex form) a last "*" may also match the empty last segment.
+        return _match_path(globs, path) or _match_path(globs, path[:-1])
+    return _match_path(globs, path)
+
+
+def _match_path(globs: tuple[str, ...], path: list[str]) -> bool:
     # reachable[j]: the globs seen so far can consume exactly path[:j]
     reachable = [True] + [False] * len(path)
     for glob in globs:

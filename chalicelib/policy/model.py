@@ -166,8 +166,10 @@ class Rule:
         """Whether the rule's path globs (none means every path) match."""
         if not self.paths:
             return True
-        if self.path_regex is not None and self.path_regex.fullmatch(path) is not None:
-            return True
+        if self.path_regex is not None:
+            folded = path.casefold() if self.effect == "deny" else path  # deny globs ignore case
+            if self.path_regex.fullmatch(folded) is not None:
+                return True
         return any(glob.matches(path) for glob in self.segment_globs)
 
 
@@ -413,6 +415,17 @@ class _Parser:
             mfa=mfa is True, max_auth_age=max_auth_age, source_cidrs=cidrs, hours=hours
         )
 
+    def clock(self, value: Any, where: str, *, end_of_day: bool) -> int | None:
+        if not isinstance(value, str):
+            # YAML 1.1 reads an unquoted 18:00 as the number 1080.
+            self.problem(where, 'must be a quoted time, e.g. "18:00"')
+            return None
+        try:
+            return parse_clock(value, allow_end_of_day=end_of_day)
+        except InvalidHours as exc:
+            self.problem(where, str(exc))
+            return None
+
     def hours(self, value: Any, where: str) -> Hours | None:
         if not isinstance(value, dict):
             self.problem(where, "must be a mapping with tz, days, from, to")
@@ -425,16 +438,9 @@ class _Parser:
         day_numbers = {DAY_NAMES.index(day) for day in days if day in DAY_NAMES}
         if len(day_numbers) != len(set(days)):
             self.problem(f"{where}.days", f"must name days among {', '.join(DAY_NAMES)}")
-        start_text, end_text = value.get("from", "00:00"), value.get("to", "24:00")
-        if not isinstance(start_text, str) or not isinstance(end_text, str):
-            # YAML 1.1 reads an unquoted 18:00 as the number 1080.
-            self.problem(where, 'from and to must be quoted times, e.g. "18:00"')
-            return None
-        try:
-            start = parse_clock(start_text)
-            end = parse_clock(end_text, allow_end_of_day=True)
-        except InvalidHours as exc:
-            self.problem(where, str(exc))
+        start = self.clock(value.get("from", "00:00"), f"{where}.from", end_of_day=False)
+        end = self.clock(value.get("to", "24:00"), f"{where}.to", end_of_day=True)
+        if start is None or end is None:
             return None
         if start == end:
             self.problem(where, "from and to are equal; omit both to mean the whole day")

@@ -10,12 +10,16 @@ import uuid
 import pytest
 
 from chalicelib.audit.schema import (
+    MAX_JUSTIFICATION,
     REDACTED,
+    TRUNCATED,
     DecisionRecord,
+    ElevationRecord,
     RequestRecord,
     ResourceRecord,
     ResponseRecord,
     action_for_method,
+    build_admin_event,
     build_event,
     redact_query,
     utc_timestamp,
@@ -23,7 +27,10 @@ from chalicelib.audit.schema import (
 )
 from chalicelib.audit.writer import object_key
 from chalicelib.config import DEFAULT_QUERY_REDACTION
+from chalicelib.grants.model import Grant
 from chalicelib.identity import Identity
+from chalicelib.policy import Decision
+from chalicelib.policy.globs import compile_glob
 from chalicelib.reasons import Reason
 from tests.helpers import AUDIENCE, ISSUER
 
@@ -264,6 +271,7 @@ def test_decision_event_has_every_top_level_field() -> None:
     assert event["decision"]["matched_rules"] == ["eng-read"]
     assert event["outcome"] is None
     assert (event["elevation"], event["aws"], event["anomalies"]) == (None, None, [])
+    assert (event["policy_change"], event["grant"]) == (None, None)
 
 
 def test_anonymous_denied_event_has_every_top_level_field() -> None:
@@ -277,6 +285,7 @@ def test_anonymous_denied_event_has_every_top_level_field() -> None:
     )
 
     assert set(event) == TOP_LEVEL_FIELDS
+    assert (event["policy_change"], event["grant"], event["elevation"]) == (None, None, None)
     assert event["principal"] is None
     assert event["action"] == "delete"
     assert event["decision"]["outcome"] == "deny"
@@ -370,3 +379,194 @@ def test_object_key_is_partitioned_by_day_and_hour(
 
 def test_object_keys_are_unique_for_the_same_moment() -> None:
     assert object_key(1795881037.5) != object_key(1795881037.5)
+
+
+# --- elevation -----------------------------------------------------------------------------
+
+GRANT = Grant(
+    id="0192f0c2-0000-7000-8000-0000000000aa",
+    issuer=ISSUER,
+    subject="alice",
+    email="alice@example.com",
+    routes=("demo",),
+    actions=frozenset({"GET"}),
+    paths=(compile_glob("/api/**"),),
+    duration_seconds=3600,
+    justification="INC-42 restore data",
+    status="approved",
+    requested_at=1795880000.0,
+    approved_at=1795880100.0,
+    expires_at=1795883700.0,
+    approver=f"{ISSUER}|sam (sam@example.com)",
+)
+
+
+def decision(
+    allowed: bool = True,
+    reasons: tuple[Reason, ...] = (Reason.ALLOW_RULE_MATCHED,),
+    matched: tuple[str, ...] = ("eng-read",),
+    **elevation: object,
+) -> Decision:
+    return Decision(
+        allowed=allowed,
+        reasons=reasons,
+        matched_rules=matched,
+        route=None,
+        policy_version=4,
+        policy_checksum="sha256:" + "0" * 64,
+        **elevation,  # type: ignore[arg-type]
+    )
+
+
+ELEVATION_CASES = [
+    pytest.param(decision(), None, id="standing allow"),
+    pytest.param(
+        decision(False, (Reason.DENY_RULE_MATCHED,), ("no-delete",)), None, id="deny by rule"
+    ),
+    pytest.param(
+        decision(False, (Reason.MFA_REQUIRED,), ("admin",), justification="ignored"),
+        None,
+        id="deny with a justification sent",
+    ),
+    pytest.param(
+        decision(True, (Reason.GRANT_MATCHED,), (), grant=GRANT),
+        {
+            "grant_id": GRANT.id,
+            "approver": GRANT.approver,
+            "justification": "INC-42 restore data",
+            "break_glass": False,
+        },
+        id="grant",
+    ),
+    pytest.param(
+        decision(True, (Reason.BREAK_GLASS,), (), break_glass=True, justification="INC-7 db"),
+        {"grant_id": None, "approver": None, "justification": "INC-7 db", "break_glass": True},
+        id="break-glass",
+    ),
+    pytest.param(
+        decision(True, (Reason.BREAK_GLASS,), (), break_glass=True),
+        {"grant_id": None, "approver": None, "justification": None, "break_glass": True},
+        id="break-glass without a justification",
+    ),
+]
+
+
+@pytest.mark.parametrize(("the_decision", "section"), ELEVATION_CASES)
+def test_elevation_section_comes_from_the_decision(
+    the_decision: Decision, section: dict[str, object] | None
+) -> None:
+    record = DecisionRecord.from_decision(the_decision)
+    event = build_event(
+        "decision", request(), identity=ALICE, decision=record, resource=ResourceRecord("demo")
+    )
+
+    assert event["elevation"] == section
+    assert event["decision"]["outcome"] == ("allow" if the_decision.allowed else "deny")
+    assert event["decision"]["reasons"] == [reason.value for reason in the_decision.reasons]
+    assert event["decision"]["matched_rules"] == list(the_decision.matched_rules)
+    assert event["decision"]["policy_version"] == 4
+    assert (event["policy_change"], event["grant"]) == (None, None)
+    assert json.loads(json.dumps(event)) == event
+
+
+@pytest.mark.parametrize(
+    ("length", "kept"),
+    [
+        pytest.param(MAX_JUSTIFICATION, MAX_JUSTIFICATION, id="at the cap"),
+        pytest.param(MAX_JUSTIFICATION + 1, MAX_JUSTIFICATION, id="one over"),
+        pytest.param(10 * MAX_JUSTIFICATION, MAX_JUSTIFICATION, id="far over"),
+    ],
+)
+def test_a_justification_is_capped(length: int, kept: int) -> None:
+    text = "j" * length
+    section = ElevationRecord(justification=text, break_glass=True).as_dict()
+
+    assert len(section["justification"]) == kept
+    if length > MAX_JUSTIFICATION:
+        assert section["justification"].endswith(TRUNCATED)
+    else:
+        assert section["justification"] == text
+
+
+# --- administrative events -------------------------------------------------------------------
+
+ADMIN_CASES = [
+    pytest.param(
+        "policy_change",
+        {"action": "activated", "version": 5, "checksum": "sha256:" + "a" * 64},
+        "arn:aws:iam::123456789012:user/ops",
+        None,
+        id="policy change by an AWS caller",
+    ),
+    pytest.param(
+        "grant",
+        {"action": "approved", "grant_id": GRANT.id, "routes": ["demo"]},
+        "arn:aws:sts::123456789012:assumed-role/gatehouse-cli/sam",
+        ALICE,
+        id="grant approved by a principal",
+    ),
+    pytest.param(
+        "grant",
+        {"action": "expired", "grant_id": GRANT.id},
+        None,
+        None,
+        id="grant expired by the sweeper",
+    ),
+]
+
+
+@pytest.mark.parametrize(("event_type", "details", "operator", "identity"), ADMIN_CASES)
+def test_admin_event_has_every_field_and_only_its_own_section(
+    event_type: str, details: dict[str, object], operator: str | None, identity: Identity | None
+) -> None:
+    event = build_admin_event(
+        event_type,  # type: ignore[arg-type]
+        stage="prod",
+        details=details,
+        operator=operator,
+        identity=identity,
+    )
+    other = "grant" if event_type == "policy_change" else "policy_change"
+
+    assert set(event) == TOP_LEVEL_FIELDS
+    assert event["schema_version"] == 1
+    assert event["event_type"] == event_type
+    assert UUID7.fullmatch(event["event_id"])
+    assert TIMESTAMP.fullmatch(event["event_time"])
+    assert event["stage"] == "prod"
+    assert event[event_type] == details
+    assert event[other] is None
+    assert event["action"] == "admin"
+    assert event["aws"] == ({"caller_arn": operator} if operator else None)
+    for section in ("request", "source", "resource", "decision", "outcome", "elevation"):
+        assert event[section] is None, section
+    assert event["anomalies"] == []
+    if identity is None:
+        assert event["principal"] is None
+    else:
+        assert event["principal"]["subject"] == identity.subject
+        assert event["principal"]["issuer"] == identity.issuer
+    assert json.loads(json.dumps(event)) == event
+
+
+def test_admin_event_keeps_a_given_id_and_never_carries_a_token() -> None:
+    event = build_admin_event(
+        "grant",
+        stage="dev",
+        details={"action": "requested", "grant_id": GRANT.id},
+        operator=None,
+        identity=ALICE,
+        event_id="event-9",
+    )
+
+    assert event["event_id"] == "event-9"
+    assert TOKEN not in json.dumps(event)
+    assert "raw_token" not in json.dumps(event)
+
+
+def test_admin_events_get_distinct_ids() -> None:
+    ids = {
+        build_admin_event("policy_change", stage="dev", details={}, operator=None)["event_id"]
+        for _ in range(100)
+    }
+    assert len(ids) == 100

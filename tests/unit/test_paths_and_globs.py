@@ -230,3 +230,208 @@ def test_only_globs_a_regex_could_backtrack_on_are_matched_segment_wise(
     pattern: str, has_regex: bool
 ) -> None:
     assert (compile_glob(pattern).regex is not None) is has_regex
+
+
+# --- properties: normalize_path ----------------------------------------------------------
+
+# Raw paths built from pieces an attacker would combine: dots and encoded dots,
+# encoded and literal separators, percent signs, controls, and ordinary text.
+HOSTILE_PIECES = st.sampled_from(
+    [
+        "a",
+        "B",
+        "é",
+        "~",
+        ".",
+        "..",
+        "%2e",
+        "%2E",
+        "%2f",
+        "%2F",
+        "%5c",
+        "%5C",
+        "%25",
+        "%",
+        "%4",
+        "%41",
+        "%C3%A9",
+        "%ff",
+        "/",
+        "\\",
+        ";",
+        " ",
+        "%20",
+        "\x00",
+        "%00",
+        "\n",
+        "%0a",
+    ]
+)
+HOSTILE_PATH = st.lists(HOSTILE_PIECES, max_size=10).map(lambda pieces: "/" + "".join(pieces))
+
+
+def _is_normal(path: str) -> bool:
+    """What a normalised path looks like, written independently of the normaliser."""
+    segments = path.split("/")[1:]
+    return (
+        path.startswith("/")
+        and "%" not in path
+        and "\\" not in path
+        and ";" not in path
+        and not any(ord(char) < 0x20 or ord(char) == 0x7F for char in path)
+        and all(segment not in (".", "..") for segment in segments)
+        and all(not segment.endswith((".", " ")) for segment in segments)
+        and all(segment for segment in segments[:-1])
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(HOSTILE_PATH, ENCODED_PATH, st.text(max_size=20)))
+@example("/%2e%2e/admin")
+@example("/a/.%2E/b")
+def test_normalised_output_has_no_dot_segments_or_encoded_separators(raw_path: str) -> None:
+    try:
+        normalised = normalize_path(raw_path)
+    except AmbiguousPath:
+        return
+    assert _is_normal(normalised), normalised
+    assert normalize_path(normalised) == normalised  # a fixed point
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(HOSTILE_PATH, ENCODED_PATH))
+def test_every_spelling_of_a_dot_segment_is_refused(raw_path: str) -> None:
+    decoded_segments = [
+        segment.replace("%2e", ".").replace("%2E", ".") for segment in raw_path.split("/")[1:]
+    ]
+    if any(segment in (".", "..") for segment in decoded_segments):
+        with pytest.raises(AmbiguousPath):
+            normalize_path(raw_path)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(HOSTILE_PATH, ENCODED_PATH, SAFE_PATH))
+def test_percent_encoding_a_normalised_path_does_not_change_it(raw_path: str) -> None:
+    try:
+        normalised = normalize_path(raw_path)
+    except AmbiguousPath:
+        return
+    assert normalize_path(quote(normalised, safe="/")) == normalised
+
+
+# --- properties: glob matching against a reference ---------------------------------------
+
+
+def _segment_matches(glob: str, text: str) -> bool:
+    """``*`` is any run of characters (within one segment); everything else is literal."""
+    if not glob:
+        return not text
+    if glob[0] == "*":
+        return any(_segment_matches(glob[1:], text[cut:]) for cut in range(len(text) + 1))
+    return bool(text) and glob[0] == text[0] and _segment_matches(glob[1:], text[1:])
+
+
+def _segments_match(globs: list[str], parts: list[str]) -> bool:
+    """``**`` is any number (zero too) of whole segments."""
+    if not globs:
+        return not parts
+    if globs[0] == "**":
+        return any(_segments_match(globs[1:], parts[cut:]) for cut in range(len(parts) + 1))
+    return (
+        bool(parts)
+        and _segment_matches(globs[0], parts[0])
+        and _segments_match(globs[1:], parts[1:])
+    )
+
+
+def reference_match(pattern: str, path: str) -> bool:
+    """The documented glob semantics, by brute force.
+
+    The path matches as written, or (a trailing slash being routed like none)
+    without its trailing slash.
+    """
+    globs, parts = pattern.split("/")[1:], path.split("/")[1:]
+    if _segments_match(globs, parts):
+        return True
+    return len(parts) > 1 and parts[-1] == "" and _segments_match(globs, parts[:-1])
+
+
+GLOB_SEGMENTS = st.sampled_from(["a", "b", "ab", "*", "a*", "*b", "*a*", "a*b*", "**", "x.y"])
+GLOB_PATTERNS = st.lists(GLOB_SEGMENTS, min_size=1, max_size=4).map(lambda s: "/" + "/".join(s))
+PATH_SEGMENTS = st.sampled_from(["a", "b", "ab", "ba", "aab", "x.y", "xy", "A", "aB"])
+GLOB_PATHS = st.builds(
+    lambda parts, trailing: "/" + "/".join(parts) + ("/" if trailing and parts else ""),
+    st.lists(PATH_SEGMENTS, max_size=5),
+    st.booleans(),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(GLOB_PATTERNS, GLOB_PATHS)
+@example("/a/*", "/a/")
+@example("/**/a/*", "/a/")
+@example("/**/*", "/")
+def test_glob_matching_equals_the_reference(pattern: str, path: str) -> None:
+    assert compile_glob(pattern).matches(path) is reference_match(pattern, path)
+
+
+@settings(max_examples=500, deadline=None)
+@given(GLOB_PATTERNS, GLOB_PATHS, st.booleans())
+@example("/a/*", "/a/", False)
+def test_a_leading_double_star_never_matches_less(
+    pattern: str, path: str, ignore_case: bool
+) -> None:
+    # "/**" + pattern also matches everything pattern matches (zero extra segments).
+    if compile_glob(pattern, ignore_case=ignore_case).matches(path):
+        assert compile_glob("/**" + pattern, ignore_case=ignore_case).matches(path)
+
+
+# --- properties: deny globs ignore case --------------------------------------------------
+
+ASCII_CASE = st.sampled_from(["a", "b", "A", "B", "aB", "Ab", "x.Y"])
+CASED_PATTERNS = st.lists(
+    st.one_of(ASCII_CASE, st.sampled_from(["*", "**", "a*", "*B"])), min_size=1, max_size=4
+).map(lambda s: "/" + "/".join(s))
+CASED_PATHS = st.builds(
+    lambda parts, trailing: "/" + "/".join(parts) + ("/" if trailing and parts else ""),
+    st.lists(ASCII_CASE, max_size=5),
+    st.booleans(),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(CASED_PATTERNS, CASED_PATHS)
+def test_case_insensitive_globs_match_like_the_lower_cased_glob(pattern: str, path: str) -> None:
+    folded = compile_glob(pattern, ignore_case=True)
+    lowered = compile_glob(pattern.lower())
+
+    assert folded.matches(path) is lowered.matches(path.lower())
+    assert folded.matches(path) is folded.matches(path.swapcase()) is folded.matches(path.upper())
+    if path != path.lower() and "*" not in pattern:
+        # Allow globs keep case: a literal pattern matches only its own spelling.
+        assert compile_glob(pattern).matches(path) is (path.rstrip("/") == pattern)
+
+
+@pytest.mark.parametrize(
+    ("patterns", "path"),
+    [
+        pytest.param(("/admin/**", "/**/admin/**"), "/ADMIN/users", id="ascii upper case"),
+        pytest.param(("/admin", "/**/admin"), "/ADM\u0130N", id="dotted capital I"),
+        pytest.param(("/admin", "/**/admin"), "/adm\u0131n", id="dotless small i"),
+        pytest.param(("/\u017fecret", "/**/\u017fecret"), "/SECRET", id="long s in the glob"),
+        pytest.param(("/secret", "/**/secret"), "/\u017fecret", id="long s in the path"),
+        pytest.param(("/kube", "/**/kube"), "/\u212aube", id="kelvin sign"),
+        pytest.param(("/\u03c3", "/**/\u03c3"), "/\u03a3", id="sigma"),
+        pytest.param(("/\u03c2", "/**/\u03c2"), "/\u03a3", id="final sigma"),
+    ],
+)
+def test_case_insensitive_matching_does_not_depend_on_how_a_glob_is_matched(
+    patterns: tuple[str, str], path: str
+) -> None:
+    # The first glob is matched by a regex, the second segment by segment;
+    # for a path with no extra leading segment they must give one answer.
+    by_regex, by_segments = (compile_glob(p, ignore_case=True) for p in patterns)
+    assert by_regex.regex is not None
+    assert by_segments.regex is None
+
+    assert by_regex.matches(path) is by_segments.matches(path)

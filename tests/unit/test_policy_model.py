@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+import yaml
 
 from chalicelib.policy import PolicyInvalid, Route, parse_policy
 
@@ -500,16 +501,219 @@ INVALID_FIELDS = [
     pytest.param(
         ("rules", 0, "when"),
         {"hours": {"tz": "UTC", "from": 1080}},
-        "rules[eng-read].when.hours",
+        "rules[eng-read].when.hours.from",
         "quoted",
         id="unquoted YAML time read as a number",
     ),
     pytest.param(
         ("rules", 0, "when"),
+        {"hours": {"tz": "UTC", "to": 1080}},
+        "rules[eng-read].when.hours.to",
+        "quoted",
+        id="unquoted YAML end time read as a number",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
         {"hours": {"tz": "UTC", "from": "25:00"}},
-        "rules[eng-read].when.hours",
+        "rules[eng-read].when.hours.from",
         "time of day",
         id="hour 25",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"hours": {"tz": "UTC", "from": "24:00"}},
+        "rules[eng-read].when.hours.from",
+        "time of day",
+        id="24:00 is only an end",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"hours": {"tz": "UTC", "to": "24:01"}},
+        "rules[eng-read].when.hours.to",
+        "time of day",
+        id="past the end of the day",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"hours": {"tz": "UTC", "from": "8:00"}},
+        "rules[eng-read].when.hours.from",
+        "08:30",
+        id="one-digit hour",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"hours": {"tz": "UTC", "from": "22:00", "to": "22:00"}},
+        "rules[eng-read].when.hours",
+        "equal",
+        id="from equals to across midnight",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"hours": {"days": ["mon"]}},
+        "rules[eng-read].when.hours.tz",
+        "IANA time zone",
+        id="time zone missing",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"hours": {"tz": 1}},
+        "rules[eng-read].when.hours.tz",
+        "IANA time zone",
+        id="time zone a number",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"hours": {"tz": "/etc/localtime"}},
+        "rules[eng-read].when.hours.tz",
+        "IANA time zone",
+        id="time zone absolute path",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"hours": {"tz": "UTC", "days": []}},
+        "rules[eng-read].when.hours.days",
+        "non-empty list",
+        id="no days",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"hours": {"tz": "UTC", "days": "mon"}},
+        "rules[eng-read].when.hours.days",
+        "non-empty list",
+        id="days as a string",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"hours": {"tz": "UTC", "days": ["monday"]}},
+        "rules[eng-read].when.hours.days",
+        "must name days",
+        id="day spelled out",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"hours": ["mon"]},
+        "rules[eng-read].when.hours",
+        "must be a mapping",
+        id="hours not a mapping",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"hours": {"tz": "UTC", "week": 2}},
+        "rules[eng-read].when.hours.week",
+        "unknown field",
+        id="unknown hours field",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"source_cidrs": ["2001:db8::1/32"]},
+        "rules[eng-read].when.source_cidrs",
+        "host bits",
+        id="ipv6 cidr with host bits",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"source_cidrs": ["10.0.0.0/33"]},
+        "rules[eng-read].when.source_cidrs",
+        "not a CIDR",
+        id="cidr prefix too long",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"source_cidrs": "10.0.0.0/8"},
+        "rules[eng-read].when.source_cidrs",
+        "non-empty list",
+        id="cidrs as a string",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"source_cidrs": []},
+        "rules[eng-read].when.source_cidrs",
+        "non-empty list",
+        id="no cidrs",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"max_auth_age": "abc"},
+        "rules[eng-read].when.max_auth_age",
+        "duration",
+        id="max_auth_age abc",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"max_auth_age": -60},
+        "rules[eng-read].when.max_auth_age",
+        "duration",
+        id="max_auth_age negative",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"max_auth_age": True},
+        "rules[eng-read].when.max_auth_age",
+        "duration",
+        id="max_auth_age true",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"max_auth_age": 1.5},
+        "rules[eng-read].when.max_auth_age",
+        "duration",
+        id="max_auth_age fractional",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"max_auth_age": "0s"},
+        "rules[eng-read].when.max_auth_age",
+        "duration",
+        id="max_auth_age zero seconds",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"max_auth_age": "1h 30m"},
+        "rules[eng-read].when.max_auth_age",
+        "duration",
+        id="max_auth_age with a space",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"max_auth_age": "30m1h"},
+        "rules[eng-read].when.max_auth_age",
+        "duration",
+        id="max_auth_age units out of order",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"max_auth_age": "1H"},
+        "rules[eng-read].when.max_auth_age",
+        "duration",
+        id="max_auth_age upper-case unit",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"mfa": 1},
+        "rules[eng-read].when.mfa",
+        "true or false",
+        id="mfa as 1",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        {"mfa": None},
+        "rules[eng-read].when.mfa",
+        "true or false",
+        id="mfa null",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        ["mfa"],
+        "rules[eng-read].when",
+        "at least one condition",
+        id="when as a list",
+    ),
+    pytest.param(
+        ("rules", 0, "when"),
+        None,
+        "rules[eng-read].when",
+        "at least one condition",
+        id="when null",
     ),
     pytest.param(
         ("rules", 0, "subjects", "claims"),
@@ -540,11 +744,91 @@ INVALID_FIELDS = [
         id="claims empty list",
     ),
     pytest.param(
+        ("rules", 0, "subjects", "claims"),
+        ["department"],
+        "rules[eng-read].subjects.claims",
+        "mapping of claim name",
+        id="claims as a list",
+    ),
+    pytest.param(
+        ("rules", 0, "subjects", "claims"),
+        {"department": None},
+        "rules[eng-read].subjects.claims.department",
+        "string, number or boolean",
+        id="claims null value",
+    ),
+    pytest.param(
+        ("rules", 0, "subjects", "claims"),
+        {"level": 1.5},
+        "rules[eng-read].subjects.claims.level",
+        "string, number or boolean",
+        id="claims fractional number",
+    ),
+    pytest.param(
+        ("rules", 0, "subjects", "claims"),
+        {"level": 2**53},
+        "rules[eng-read].subjects.claims.level",
+        "string, number or boolean",
+        id="claims integer beyond JSON precision",
+    ),
+    pytest.param(
+        ("rules", 0, "subjects", "claims"),
+        {"department": [["security"]]},
+        "rules[eng-read].subjects.claims.department",
+        "string, number or boolean",
+        id="claims nested list",
+    ),
+    pytest.param(
+        ("rules", 0, "subjects", "claims"),
+        {"department": ["security", {"name": "it"}]},
+        "rules[eng-read].subjects.claims.department",
+        "string, number or boolean",
+        id="claims list holding an object",
+    ),
+    pytest.param(
+        ("rules", 0, "subjects", "claims"),
+        {"dept name": "security"},
+        "rules[eng-read].subjects.claims.dept name",
+        "not a claim name",
+        id="claims name with a space",
+    ),
+    pytest.param(
+        ("rules", 0, "subjects", "claims"),
+        {"d" * 129: "security"},
+        f"rules[eng-read].subjects.claims.{'d' * 129}",
+        "not a claim name",
+        id="claims name too long",
+    ),
+    *(
+        pytest.param(
+            ("rules", 0, "subjects", "claims"),
+            {name: "x"},
+            f"rules[eng-read].subjects.claims.{name}",
+            "registered claim",
+            id=f"claims on registered claim {name}",
+        )
+        for name in ("iss", "sub", "aud", "exp", "nbf", "iat", "jti", "auth_time")
+    ),
+    pytest.param(
         ("rules", 0, "subjects", "issuers"),
         [],
         "rules[eng-read].subjects.issuers",
         "non-empty list",
         id="issuers empty",
+    ),
+    pytest.param(
+        ("rules", 0, "subjects", "issuers"),
+        ["https://idp.example.com", ""],
+        "rules[eng-read].subjects.issuers",
+        "non-empty list",
+        id="issuers with an empty entry",
+    ),
+    pytest.param(
+        ("rules", 0, "subjects", "issuers"),
+        "https://idp.example.com",
+        "rules[eng-read].subjects.issuers",
+        "non-empty list",
+        id="issuers as a string",
     ),
     pytest.param(
         ("rules", 0, "subjects"),
@@ -610,11 +894,93 @@ INVALID_FIELDS = [
         id="grants without approvers",
     ),
     pytest.param(
+        ("grants",),
+        {"approver_groups": ["security"], "max_duration": 7 * 86400 + 1},
+        "grants.max_duration",
+        "at most 7d",
+        id="grants a second longer than a week",
+    ),
+    pytest.param(
+        ("grants",),
+        {"approver_groups": ["security"], "max_duration": "7d1s"},
+        "grants.max_duration",
+        "at most 7d",
+        id="grants 7d1s",
+    ),
+    pytest.param(
+        ("grants",),
+        {"approver_groups": ["security"], "max_duration": 0},
+        "grants.max_duration",
+        "duration",
+        id="grants max_duration zero",
+    ),
+    pytest.param(
+        ("grants",),
+        {"approver_groups": ["security"], "max_duration": True},
+        "grants.max_duration",
+        "duration",
+        id="grants max_duration true",
+    ),
+    pytest.param(
+        ("grants",),
+        {"approver_groups": [], "max_duration": "4h"},
+        "grants.approver_groups",
+        "non-empty list",
+        id="grants with no approvers",
+    ),
+    pytest.param(
+        ("grants",),
+        {"approver_groups": "security", "max_duration": "4h"},
+        "grants.approver_groups",
+        "non-empty list",
+        id="grants approvers as a string",
+    ),
+    pytest.param(
+        ("grants",),
+        {"approver_groups": ["security"], "max_duration": "4h", "auto_approve": True},
+        "grants.auto_approve",
+        "unknown field",
+        id="unknown grants field",
+    ),
+    pytest.param(("grants",), ["security"], "grants", "must be a mapping", id="grants as a list"),
+    pytest.param(("grants",), None, "grants", "must be a mapping", id="grants null"),
+    pytest.param(
         ("break_glass",),
         {"groups": []},
         "break_glass.groups",
         "non-empty list",
         id="break_glass without groups",
+    ),
+    pytest.param(
+        ("break_glass",),
+        {},
+        "break_glass.groups",
+        "non-empty list",
+        id="break_glass groups missing",
+    ),
+    pytest.param(
+        ("break_glass",),
+        {"groups": ["oncall"], "require_justification": 1},
+        "break_glass.require_justification",
+        "true or false",
+        id="break_glass require_justification 1",
+    ),
+    pytest.param(
+        ("break_glass",),
+        {"groups": ["oncall"], "require_justification": None},
+        "break_glass.require_justification",
+        "true or false",
+        id="break_glass require_justification null",
+    ),
+    pytest.param(
+        ("break_glass",),
+        {"groups": ["oncall"], "ttl": "1h"},
+        "break_glass.ttl",
+        "unknown field",
+        id="unknown break_glass field",
+    ),
+    pytest.param(
+        ("break_glass",), "oncall", "break_glass", "must be a mapping", id="break_glass a string"
     ),
     pytest.param(
         ("break_glass",),
@@ -708,8 +1074,12 @@ def test_checksum_is_stable_under_key_reordering() -> None:
         (("routes", 0, "upstream"), "http://127.0.0.1:9001"),
         (("rules", 0, "subjects", "groups"), ["engineering", "ops"]),
         (("routes", 1, "sensitive"), False),
+        (("rules", 0, "when"), {"mfa": True}),
+        (("rules", 0, "subjects", "claims"), {"department": "security"}),
+        (("grants",), {"approver_groups": ["security"], "max_duration": "4h"}),
+        (("break_glass",), {"groups": ["oncall"]}),
     ],
-    ids=["actions", "upstream", "groups", "sensitive flag"],
+    ids=["actions", "upstream", "groups", "sensitive flag", "when", "claims", "grants", "glass"],
 )
 def test_checksum_changes_when_content_changes(path: tuple[Any, ...], value: Any) -> None:
     original = parse_policy(valid_document()).checksum
@@ -758,3 +1128,269 @@ def test_conditions_claims_issuers_grants_and_break_glass_are_parsed() -> None:
     assert policy.grants.max_duration_seconds == 4 * 3600
     assert policy.break_glass is not None
     assert policy.break_glass.require_justification is True
+
+
+def with_when(when: dict[str, Any], index: int = 0) -> dict[str, Any]:
+    return mutated(("rules", index, "when"), when)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        pytest.param(1, 1, id="one second as a number"),
+        pytest.param(3600, 3600, id="seconds as a number"),
+        pytest.param("90s", 90, id="seconds"),
+        pytest.param("30m", 1800, id="minutes"),
+        pytest.param("1h", 3600, id="hour"),
+        pytest.param("1h30m", 5400, id="hours and minutes"),
+        pytest.param("1d", 86400, id="day"),
+        pytest.param("2d3h4m5s", 2 * 86400 + 3 * 3600 + 4 * 60 + 5, id="every unit"),
+        pytest.param("0h15m", 900, id="a zero part"),
+    ],
+)
+def test_max_auth_age_accepts_seconds_and_durations(value: Any, seconds: int) -> None:
+    for index in (0, 1):  # on an allow rule and on a deny rule
+        rule = parse_policy(with_when({"max_auth_age": value}, index)).rules[index]
+        assert rule.conditions.max_auth_age == seconds
+        assert not rule.conditions.empty
+
+
+@pytest.mark.parametrize(
+    ("hours", "days", "start", "end"),
+    [
+        pytest.param({"tz": "UTC"}, set(range(7)), 0, 1440, id="defaults: every day, all day"),
+        pytest.param(
+            {"tz": "Europe/Berlin", "days": ["sat", "sun"]}, {5, 6}, 0, 1440, id="weekend"
+        ),
+        pytest.param({"tz": "UTC", "from": "22:00"}, set(range(7)), 1320, 1440, id="to midnight"),
+        pytest.param({"tz": "UTC", "to": "06:30"}, set(range(7)), 0, 390, id="from midnight"),
+        pytest.param(
+            {"tz": "UTC", "days": ["fri"], "from": "22:00", "to": "06:00"},
+            {4},
+            1320,
+            360,
+            id="crossing midnight",
+        ),
+        pytest.param(
+            {"tz": "UTC", "from": "18:00", "to": "24:00"}, set(range(7)), 1080, 1440, id="24:00"
+        ),
+        pytest.param(
+            {"tz": "UTC", "from": "22:00", "to": "00:00"},
+            set(range(7)),
+            1320,
+            0,
+            id="ending at 00:00 crosses midnight",
+        ),
+        pytest.param(
+            {"tz": "UTC", "days": ["mon", "mon", "tue"]}, {0, 1}, 0, 1440, id="repeated day"
+        ),
+        pytest.param(
+            {"tz": "America/New_York", "from": "00:00", "to": "23:59"},
+            set(range(7)),
+            0,
+            1439,
+            id="last minute",
+        ),
+    ],
+)
+def test_hours_are_parsed_with_their_defaults(
+    hours: dict[str, Any], days: set[int], start: int, end: int
+) -> None:
+    parsed = parse_policy(with_when({"hours": hours})).rules[0].conditions.hours
+
+    assert parsed is not None
+    assert str(parsed.zone) == hours["tz"]
+    assert (parsed.days, parsed.start, parsed.end) == (frozenset(days), start, end)
+
+
+@pytest.mark.parametrize(
+    ("cidrs", "networks"),
+    [
+        pytest.param(["10.0.0.0/8"], ["10.0.0.0/8"], id="ipv4"),
+        pytest.param([" 192.0.2.0/24 "], ["192.0.2.0/24"], id="whitespace"),
+        pytest.param(["192.0.2.7"], ["192.0.2.7/32"], id="bare address"),
+        pytest.param(["2001:db8::/32"], ["2001:db8::/32"], id="ipv6"),
+        pytest.param(["::ffff:10.0.0.0/104"], ["10.0.0.0/8"], id="ipv4-mapped"),
+        pytest.param(
+            ["10.0.0.0/8", "10.0.0.0/8", "::/0"], ["10.0.0.0/8", "10.0.0.0/8", "::/0"], id="mixed"
+        ),
+    ],
+)
+def test_source_cidrs_are_parsed(cidrs: list[str], networks: list[str]) -> None:
+    parsed = parse_policy(with_when({"source_cidrs": cidrs})).rules[0].conditions.source_cidrs
+
+    assert parsed is not None
+    assert [str(network) for network in parsed.networks] == networks
+
+
+@pytest.mark.parametrize(
+    ("mfa", "empty"), [(True, False), (False, True)], ids=["mfa true", "mfa false"]
+)
+def test_mfa_false_is_no_condition(mfa: bool, empty: bool) -> None:
+    conditions = parse_policy(with_when({"mfa": mfa})).rules[0].conditions
+
+    assert conditions.mfa is mfa
+    assert conditions.empty is empty
+
+
+@pytest.mark.parametrize(
+    ("claims", "expected"),
+    [
+        pytest.param({"dept": "it"}, (("dept", {'"it"'}),), id="string"),
+        pytest.param({"level": 3}, (("level", {"3"}),), id="integer"),
+        pytest.param({"admin": True}, (("admin", {"true"}),), id="boolean"),
+        pytest.param({"level": -(2**53) + 1}, (("level", {str(-(2**53) + 1)}),), id="least int"),
+        pytest.param(
+            {"tag": [1, "1", True]}, (("tag", {"1", '"1"', "true"}),), id="kinds kept apart"
+        ),
+        pytest.param({"tag": 'a"b'}, (("tag", {'"a\\"b"'}),), id="quote escaped"),
+        pytest.param(
+            {"z": "last", "a": "first"},
+            (("a", {'"first"'}), ("z", {'"last"'})),
+            id="sorted by name",
+        ),
+        pytest.param(
+            {"https://example.com/roles": "admin"},
+            (("https://example.com/roles", {'"admin"'}),),
+            id="namespaced claim",
+        ),
+        pytest.param({"email": "a@b.c"}, (("email", {'"a@b.c"'}),), id="unregistered claim"),
+    ],
+)
+def test_claims_are_parsed_into_canonical_values(
+    claims: dict[str, Any], expected: tuple[tuple[str, set[str]], ...]
+) -> None:
+    subjects = parse_policy(mutated(("rules", 0, "subjects"), {"claims": claims})).rules[0].subjects
+
+    assert subjects.claims == tuple((name, frozenset(values)) for name, values in expected)
+    assert not subjects.anyone
+
+
+@pytest.mark.parametrize(
+    ("issuers", "expected"),
+    [
+        pytest.param(["https://idp.example.com"], {"https://idp.example.com"}, id="plain"),
+        pytest.param(["https://idp.example.com/"], {"https://idp.example.com"}, id="slash"),
+        pytest.param(
+            ["https://a.example", "https://b.example/"],
+            {"https://a.example", "https://b.example"},
+            id="two",
+        ),
+    ],
+)
+def test_issuers_are_parsed(issuers: list[str], expected: set[str]) -> None:
+    subjects = (
+        parse_policy(mutated(("rules", 0, "subjects"), {"issuers": issuers})).rules[0].subjects
+    )
+
+    assert subjects.issuers == frozenset(expected)
+    assert not subjects.anyone
+
+
+@pytest.mark.parametrize(
+    ("max_duration", "seconds"),
+    [
+        pytest.param("4h", 4 * 3600, id="hours"),
+        pytest.param(60, 60, id="seconds as a number"),
+        pytest.param("7d", 7 * 86400, id="a week exactly"),
+        pytest.param(7 * 86400, 7 * 86400, id="a week in seconds"),
+        pytest.param("168h", 7 * 86400, id="a week in hours"),
+        pytest.param("6d23h59m59s", 7 * 86400 - 1, id="a second under a week"),
+    ],
+)
+def test_grants_block_is_parsed(max_duration: Any, seconds: int) -> None:
+    document = valid_document()
+    document["grants"] = {"approver_groups": ["security", "sre"], "max_duration": max_duration}
+
+    grants = parse_policy(document).grants
+
+    assert grants is not None
+    assert grants.approver_groups == frozenset({"security", "sre"})
+    assert grants.max_duration_seconds == seconds
+
+
+@pytest.mark.parametrize(
+    ("block", "required"),
+    [
+        pytest.param({"groups": ["oncall"]}, True, id="justification required by default"),
+        pytest.param({"groups": ["oncall"], "require_justification": True}, True, id="required"),
+        pytest.param(
+            {"groups": ["oncall"], "require_justification": False}, False, id="not required"
+        ),
+    ],
+)
+def test_break_glass_block_is_parsed(block: dict[str, Any], required: bool) -> None:
+    document = valid_document()
+    document["break_glass"] = block
+
+    break_glass = parse_policy(document).break_glass
+
+    assert break_glass is not None
+    assert break_glass.groups == frozenset({"oncall"})
+    assert break_glass.require_justification is required
+
+
+def test_a_policy_without_grants_or_break_glass_has_neither() -> None:
+    policy = parse_policy(valid_document())
+
+    assert (policy.grants, policy.break_glass) == (None, None)
+    assert all(rule.conditions.empty for rule in policy.rules)
+    assert all(rule.subjects.claims == () for rule in policy.rules)
+
+
+def test_problems_in_every_new_field_are_reported_at_once() -> None:
+    document = valid_document()
+    document["rules"][0]["subjects"]["claims"] = {"exp": 1}
+    document["rules"][0]["subjects"]["issuers"] = []
+    document["rules"][0]["when"] = {
+        "mfa": "yes",
+        "max_auth_age": 0,
+        "source_cidrs": ["10.0.0.1/8"],
+        "hours": {"tz": "Mars/Olympus", "days": ["someday"]},
+    }
+    document["grants"] = {"approver_groups": [], "max_duration": "forever"}
+    document["break_glass"] = {"groups": ["oncall"], "require_justification": "no"}
+
+    locations = {where for where, _ in problems_of(document)}
+
+    assert locations >= {
+        "rules[eng-read].subjects.claims.exp",
+        "rules[eng-read].subjects.issuers",
+        "rules[eng-read].when.mfa",
+        "rules[eng-read].when.max_auth_age",
+        "rules[eng-read].when.source_cidrs",
+        "rules[eng-read].when.hours.tz",
+        "rules[eng-read].when.hours.days",
+        "grants.approver_groups",
+        "grants.max_duration",
+        "break_glass.require_justification",
+    }
+
+
+OFFICE_YAML = """
+version: 1
+routes:
+  - {id: demo, upstream: "http://127.0.0.1:9000", audience: demo}
+rules:
+  - id: office
+    effect: allow
+    routes: [demo]
+    actions: [GET]
+    when:
+      hours: {tz: Europe/Berlin, days: [mon], from: 08:00, to: TO}
+"""
+
+
+def test_an_unquoted_yaml_end_time_is_refused_not_misread() -> None:
+    # YAML 1.1 reads 18:00 as the number 1080 (base 60); 08:00 stays a string.
+    quoted = parse_policy(yaml.safe_load(OFFICE_YAML.replace("TO", '"18:00"')))
+    hours = quoted.rules[0].conditions.hours
+    assert hours is not None
+    assert (hours.start, hours.end) == (480, 1080)
+
+    problems = problems_of(yaml.safe_load(OFFICE_YAML.replace("TO", "18:00")))
+
+    assert len(problems) == 1
+    where, message = problems[0]
+    assert where.startswith("rules[office].when.hours")
+    assert "quoted" in message
