@@ -9,35 +9,17 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 
-from chalicelib.audit import AuditEmitter, SqsAuditSink
 from chalicelib.policy import PolicyConflict, PolicyError, PolicyInvalid, PolicyStore
-from chalicelib.policy.admin import PolicyAdmin, PolicyChangeIncomplete
-from chalicelib.policy.archive import PolicyArchive, activation_key, version_key
+from chalicelib.policy.admin import PolicyChangeIncomplete
+from chalicelib.policy.archive import activation_key, version_key
 from gatehouse.cli import main
 from tests.functional.conftest import policy_document, queued_events
+from tests.functional.test_policy_admin import OPERATOR, UPSTREAM, client, make_admin
 
 if TYPE_CHECKING:
     from gatehouse.dev.bootstrap import Resources
-
-OPERATOR = "arn:aws:sts::123456789012:assumed-role/platform/jane"
-UPSTREAM = "http://127.0.0.1:9"
-
-
-def client(service: str) -> Any:
-    return boto3.client(service, region_name="us-east-1")
-
-
-def make_admin(aws: Resources, operator: str = OPERATOR) -> PolicyAdmin:
-    return PolicyAdmin(
-        PolicyStore(client("dynamodb"), aws.policy_table),
-        PolicyArchive(client("s3"), aws.audit_bucket),
-        AuditEmitter(SqsAuditSink(client("sqs"), aws.audit_queue_url)),
-        stage="test",
-        operator=operator,
-    )
 
 
 def second_document() -> dict[str, Any]:
