@@ -34,7 +34,14 @@ _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _CLAIM_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")
 # Registered claims are matched by their own criteria (or never): a rule on
 # "exp" or "aud" would be a rule on token mechanics, not on who someone is.
-_RESERVED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "auth_time"})
+_REGISTERED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "auth_time"})
+# Claims with a subject kind of their own, which applies their gates: a
+# selector on the raw "email" would match an address the IdP never verified.
+_SUBJECT_CLAIMS = {
+    "email": "users or domains",
+    "email_verified": "users or domains",
+    "groups": "groups",
+}
 MAX_GRANT_DURATION_SECONDS = 7 * 24 * 3600
 
 Effect = Literal["allow", "deny"]
@@ -376,6 +383,8 @@ class _Parser:
         # Deny globs ignore case: many upstreams route /Admin like /admin.
         paths = self.paths(entry.get("paths"), f"{where}.paths", ignore_case=effect == "deny")
         conditions = self.conditions(entry["when"], f"{where}.when") if "when" in entry else None
+        if effect == "deny" and conditions is not None:
+            self.session_conditions_on_deny(conditions, f"{where}.when")
         if len(self.problems) != before or subjects is None or effect not in ("allow", "deny"):
             return None
         return Rule(
@@ -387,6 +396,16 @@ class _Parser:
             paths=paths,
             conditions=conditions or Conditions(),
         )
+
+    def session_conditions_on_deny(self, conditions: Conditions, where: str) -> None:
+        # "Deny when the session has MFA" (or is fresh) would shut out the
+        # strongest sessions and let weaker ones through: the opposite of
+        # what anyone writing it means. They describe what an allow requires.
+        hint = "it would deny the stronger sessions; require it on the allow rules instead"
+        if conditions.mfa:
+            self.problem(f"{where}.mfa", f"cannot be on a deny rule: {hint}")
+        if conditions.max_auth_age is not None:
+            self.problem(f"{where}.max_auth_age", f"cannot be on a deny rule: {hint}")
 
     def conditions(self, value: Any, where: str) -> Conditions | None:
         if not isinstance(value, dict) or not value:
@@ -496,8 +515,13 @@ class _Parser:
             if not isinstance(name, str) or not _CLAIM_NAME.fullmatch(name):
                 self.problem(at, "is not a claim name")
                 continue
-            if name in _RESERVED_CLAIMS:
+            if name in _REGISTERED_CLAIMS:
                 self.problem(at, "is a registered claim; use users or issuers instead")
+                continue
+            if name in _SUBJECT_CLAIMS:
+                self.problem(
+                    at, f"is matched by subjects.{_SUBJECT_CLAIMS[name]}, which check it properly"
+                )
                 continue
             values = accepted if isinstance(accepted, list) else [accepted]
             if not values or not all(_is_claim_value(v) for v in values):

@@ -139,15 +139,14 @@ def test_source_cidrs_are_matched_against_the_address_api_gateway_saw(
     assert event["source"]["ip"] == "203.0.113.7"
 
 
-def test_a_deny_with_an_unknowable_condition_applies(
+def test_an_allow_with_an_unknowable_condition_is_refused(
     stage: Container, aws: Resources, backend: DemoBackend, rsa_key: Any
 ) -> None:
-    # No auth_time in the token: "recent login" cannot be shown, so the deny holds.
+    # No auth_time in the token: "a recent login" cannot be shown, so the allow fails.
     publish(
         stage,
         backend.url,
-        rule("admin", subjects={"groups": ["engineering"]}),
-        rule("stale-sessions-out", "deny", when={"max_auth_age": 60}),
+        rule("recent-logins", subjects={"groups": ["engineering"]}, when={"max_auth_age": 600}),
     )
     queued_events(aws)
     token = make_token(rsa_key, "RS256", "rsa-1", claims(auth_time=None))
@@ -155,8 +154,8 @@ def test_a_deny_with_an_unknowable_condition_applies(
     assert effect(decide(token)) == "Deny"
 
     [event] = decisions(aws)
-    assert event["decision"]["reasons"] == ["deny_rule_matched"]
-    assert event["decision"]["matched_rules"] == ["stale-sessions-out"]
+    assert event["decision"]["reasons"] == ["auth_too_old"]
+    assert event["decision"]["matched_rules"] == ["recent-logins"]
 
 
 # --- claims ----------------------------------------------------------------------------------
