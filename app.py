@@ -8,6 +8,13 @@ from chalicelib import entrypoints
 from chalicelib.apigw.chalice_adapter import GatewayApp
 from chalicelib.config import authorizer_ttl_from_environment
 
+# The grant routes, verbatim (not imported from chalicelib.grants: app.py stays cheap to import).
+GRANT_ROUTES = [
+    "/.gatehouse/grants",
+    "/.gatehouse/grants/{grant_id}/approve",
+    "/.gatehouse/grants/{grant_id}/deny",
+    "/.gatehouse/grants/{grant_id}/revoke",
+]
 PROXY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 app = GatewayApp(app_name="gatehouse")
@@ -27,6 +34,11 @@ def proxy(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @app.raw_route(["/.well-known/gatehouse/jwks.json"], methods=["GET"])
 def gateway_jwks(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return entrypoints.gateway_jwks(event, context)
+
+
+@app.raw_route(GRANT_ROUTES, methods=["GET", "POST"])
+def grants_api(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return entrypoints.grants_api(event, context)
 
 
 @app.lambda_function(name="audit_writer")

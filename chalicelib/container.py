@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from chalicelib.authorize import Authorizer
     from chalicelib.config import Settings
     from chalicelib.grants import ActiveGrants, GrantStore
+    from chalicelib.grants.api import GrantApi
     from chalicelib.identity import JwksCache, TokenVerifier
     from chalicelib.identity.jwks import FetchJson
     from chalicelib.observability import MetricsRecorder
@@ -183,6 +184,19 @@ class Container:
             max_request_body_bytes=self.settings.max_request_body_bytes,
             grants=self.active_grants,
             metrics=self.metrics,
+        )
+
+    @cached_property
+    def grant_api(self) -> GrantApi:
+        """The grant routes: the only writer of grants."""
+        from chalicelib.grants.api import GrantApi
+
+        return GrantApi(
+            self.verifier,
+            self.grant_store,
+            self.active_policy,
+            self.emitter,
+            stage=self.settings.stage,
         )
 
     @cached_property

@@ -91,6 +91,19 @@ def gateway_jwks(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _json_response(200, document, cache_seconds=300)
 
 
+def grants_api(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """``/.gatehouse/grants...``: request, approve, deny, revoke and list grants.
+
+    Not behind the authorizer: grant actions are not access to a route, and
+    the handler verifies the caller's token itself.
+    """
+    observability.powertools_logger()
+    try:
+        return container().grant_api.handle(event, _lambda_request_id(context))
+    finally:
+        observability.flush_metrics()
+
+
 def write_audit_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The audit writer Lambda (SQS event source with partial batch responses)."""
     observability.powertools_logger()

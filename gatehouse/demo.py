@@ -258,24 +258,24 @@ def _administration(state: DevState, state_dir: Path) -> list[Exchange]:
         )  # fmt: skip
 
     erin, sam = token("erin", ["support"]), token("sam", ["security"])
-    from chalicelib.grants import GrantStore
-
-    desk = grant_commands.grant_desk(
-        target, GrantStore(target.client("dynamodb"), target.policy_table)
+    # Through the stage's grant API, as `gatehouse grant request|approve` do.
+    grant = grant_commands.GrantApiClient(state.gateway_url, erin).call(
+        "POST",
+        "",
+        body={
+            "routes": ["demo"],
+            "actions": ["GET"],
+            "paths": ["/api/customers/**"],
+            "duration": "15m",
+            "justification": "TICKET-9: customer escalation",
+        },
     )
-    grant = desk.request(
-        grant_commands.verify_token(target, erin),
-        routes=["demo"],
-        actions=["GET"],
-        paths=["/api/customers/**"],
-        duration="15m",
-        justification="TICKET-9: customer escalation",
+    approved = grant_commands.GrantApiClient(state.gateway_url, sam).call(
+        "POST", f"/{grant['id']}/approve"
     )
-    approved = desk.approve(grant.id, grant_commands.verify_token(target, sam))
     print("Administration, as operators would do it with the `gatehouse` CLI:")
-    print(f"  grant request  {grant.id} by erin (support): GET /api/customers/** for 15m")
-    until = time.strftime("%H:%M:%S UTC", time.gmtime(approved.expires_at or 0))
-    print(f"  grant approve  by sam (security), in force until {until}\n")
+    print(f"  grant request  {grant['id']} by erin (support): GET /api/customers/** for 15m")
+    print(f"  grant approve  by sam (security), in force until {approved['expires_at']}\n")
 
     frank = token("frank", ["auditors"])
     document = policy_commands.load_policy_file(_demo_policy_file())

@@ -1,8 +1,10 @@
 """``gatehouse grant request|approve|deny|revoke|list``.
 
 People act with their own OIDC token (``--token`` or ``GATEHOUSE_TOKEN``),
-verified against the stage's issuer exactly as the authorizer verifies it;
-the AWS caller identity is recorded next to it.
+sent to the stage's grant API (``/.gatehouse/grants`` on the gateway), which
+verifies it against the stage's trusted issuers and is the only writer of
+grants. Nothing here touches the grant table: an operator's AWS credentials
+and clock have no say in who approved what, or when.
 """
 
 from __future__ import annotations
@@ -11,12 +13,9 @@ import argparse
 import json
 import os
 import sys
-import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from chalicelib.grants import Grant, GrantDesk, GrantStore
     from chalicelib.identity import Identity
     from gatehouse.target import Target
 
@@ -24,7 +23,7 @@ TOKEN_VARIABLE = "GATEHOUSE_TOKEN"  # noqa: S105 - the name of a variable, not a
 
 
 class GrantCommandError(RuntimeError):
-    """A grant command cannot run (no token, an invalid token)."""
+    """A grant command cannot run or was refused (no token, the API said no, no API)."""
 
 
 def add_grant_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,55 +52,138 @@ def add_grant_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     listing.add_argument("--json", action="store_true", help="one JSON array")
     listing.add_argument("-n", type=int, default=50, help="how many")
     for sub in actions.choices.values():
-        if sub is not listing:
-            sub.add_argument(
-                "--token",
-                help=f"your OIDC token; - reads it from stdin (default ${TOKEN_VARIABLE}, "
-                "which unlike an argument does not show in the process list)",
-            )
+        sub.add_argument(
+            "--token",
+            help=f"your OIDC token; - reads it from stdin (default ${TOKEN_VARIABLE}, "
+            "which unlike an argument does not show in the process list)",
+        )
 
 
 def run_grant_command(args: argparse.Namespace, target: Target | None = None) -> int:
-    """Run one ``grant`` subcommand; return the exit status.
+    """Run one ``grant`` subcommand through the stage's grant API; return the exit status.
 
     ``target`` defaults to the stage ``args.state_dir`` (or the environment)
-    points at. Refusals raise ``GrantError`` or :class:`GrantCommandError`;
-    a change stored but not audited raises ``GrantNotAudited`` (the CLI
-    exits non-zero with the grant id: the event is in the log, not the queue).
+    points at. Refusals raise :class:`GrantCommandError` with the API's reason;
+    a change stored but not audited raises :class:`GrantNotRecorded` (exit 3:
+    the change stands, the event is in the function's log).
     """
-    from chalicelib.grants import GrantStore
-
     if target is None:
         from gatehouse.target import resolve_target
 
         target = resolve_target(getattr(args, "state_dir", None))
-    store = GrantStore(target.client("dynamodb"), target.policy_table)
-    if args.grant_command == "list":
-        return _list(store, include_ended=args.all, as_json=args.json, limit=args.n)
     from_stdin = args.token == "-"  # noqa: S105 - the stdin marker, not a secret
     token = sys.stdin.readline() if from_stdin else args.token
-    actor = verify_token(target, token or os.environ.get(TOKEN_VARIABLE))
-    desk = grant_desk(target, store)
-    if args.grant_command == "request":
-        grant = desk.request(
-            actor,
-            routes=args.route,
-            actions=args.action,
-            paths=args.path,
-            duration=args.duration,
-            justification=args.justification,
+    token = (token or os.environ.get(TOKEN_VARIABLE) or "").strip()
+    if not token:
+        raise GrantCommandError(
+            f"grant commands need your OIDC token: --token or ${TOKEN_VARIABLE}"
         )
-        print(f"grant {grant.id} requested (pending approval)")
+    api = GrantApiClient(_api_url(target), token)
+    if args.grant_command == "list":
+        query = {"limit": str(args.n), "all": "1" if args.all else "0"}
+        return _list(api.call("GET", "", query=query), include_ended=args.all, as_json=args.json)
+    if args.grant_command == "request":
+        body = {
+            "routes": args.route,
+            "actions": args.action,
+            "paths": args.path,
+            "duration": args.duration,
+            "justification": args.justification,
+        }
+        grant = api.call("POST", "", body=body)
+        print(f"grant {grant['id']} requested (pending approval)")
     elif args.grant_command == "approve":
-        grant = desk.approve(args.grant_id, actor)
-        print(f"grant {grant.id} approved until {_when(grant.expires_at)}")
-    elif args.grant_command == "deny":
-        grant = desk.deny(args.grant_id, actor, args.reason)
-        print(f"grant {grant.id} denied")
+        grant = api.call("POST", f"/{_id_segment(args.grant_id)}/approve")
+        print(f"grant {grant['id']} approved until {grant['expires_at']}")
     else:
-        grant = desk.revoke(args.grant_id, actor, args.reason)
-        print(f"grant {grant.id} revoked")
+        body = {"reason": args.reason} if args.reason else {}
+        grant = api.call("POST", f"/{_id_segment(args.grant_id)}/{args.grant_command}", body=body)
+        print(f"grant {grant['id']} {'denied' if args.grant_command == 'deny' else 'revoked'}")
     return 0
+
+
+class GrantNotRecorded(GrantCommandError):
+    """The API stored the change but could not enqueue its audit event (exit 3)."""
+
+
+class GrantApiClient:
+    """Calls the stage's grant API (``/.gatehouse/grants``) with the caller's token.
+
+    Parameters
+    ----------
+    base_url:
+        The gateway's URL (the stage's API endpoint).
+    token:
+        The caller's OIDC token; sent as a Bearer token, never printed.
+    timeout:
+        Seconds for the whole exchange.
+    """
+
+    def __init__(self, base_url: str, token: str, timeout: float = 30.0) -> None:
+        self._base = base_url.rstrip("/") + "/.gatehouse/grants"
+        self._token = token
+        self._timeout = timeout
+
+    def call(
+        self,
+        method: str,
+        suffix: str,
+        *,
+        body: dict[str, Any] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> Any:
+        """One API call; the decoded JSON answer.
+
+        Raises
+        ------
+        GrantCommandError
+            When the API refuses (with its reason) or cannot be reached.
+        """
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        url = self._base + suffix + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - https or the local stack
+        request.add_header("Authorization", f"Bearer {self._token}")
+        request.add_header("Accept", "application/json")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            status, answer = exc.code, _message(exc.read())
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise GrantCommandError(f"cannot reach the grant API at {self._base}: {exc}") from exc
+        if status == 500 and "could not be enqueued" in answer:
+            raise GrantNotRecorded(answer)
+        raise GrantCommandError(f"refused ({status}): {answer}")
+
+
+def _message(raw: bytes) -> str:
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")[:500]
+    if isinstance(answer, dict) and isinstance(answer.get("message"), str):
+        return str(answer["message"])
+    return str(answer)[:500]
+
+
+def _api_url(target: Target) -> str:
+    if not target.gateway_url:
+        raise GrantCommandError(
+            "grant commands go through the stage's API: set GATEHOUSE_GATEWAY_URL to its URL"
+        )
+    return target.gateway_url
+
+
+def _id_segment(grant_id: str) -> str:
+    import urllib.parse
+
+    return urllib.parse.quote(grant_id, safe="")
 
 
 def verify_token(target: Target, token: str | None) -> Identity:
@@ -129,52 +211,7 @@ def verify_token(target: Target, token: str | None) -> Identity:
         ) from exc
 
 
-def grant_desk(target: Target, store: GrantStore) -> GrantDesk:
-    """The grant desk for the target's active policy."""
-    from chalicelib.audit import AuditEmitter, SqsAuditSink
-    from chalicelib.grants import GrantDesk, GrantInvalid
-    from chalicelib.policy import PolicyStore
-    from chalicelib.policy.store import compile_record
-
-    record = PolicyStore(target.client("dynamodb"), target.policy_table).load_active()
-    if record is None:
-        raise GrantInvalid("no policy is active")
-    return GrantDesk(
-        store,
-        compile_record(record).document,
-        AuditEmitter(SqsAuditSink(target.client("sqs"), target.audit_queue_url)),
-        stage=target.stage,
-        operator=target.operator,
-    )
-
-
-def grant_json(grant: Grant, now: float) -> dict[str, Any]:
-    """A grant as ``grant list --json`` prints it."""
-    return {
-        "id": grant.id,
-        "status": grant.effective_status(now),
-        "issuer": grant.issuer,
-        "subject": grant.subject,
-        "email": grant.email,
-        "routes": list(grant.routes),
-        "actions": sorted(grant.actions),
-        "paths": [glob.pattern for glob in grant.paths],
-        "duration_seconds": grant.duration_seconds,
-        "justification": grant.justification,
-        "requested_at": _when(grant.requested_at),
-        "approver": grant.approver,
-        "approved_at": _when(grant.approved_at),
-        "expires_at": _when(grant.expires_at),
-        "ended_at": _when(grant.ended_at),
-        "ended_by": grant.ended_by,
-        "first_used_at": _when(grant.first_used_at),
-    }
-
-
-def _list(store: GrantStore, *, include_ended: bool, as_json: bool, limit: int) -> int:
-    now = time.time()
-    listed = store.list_grants(limit, include_ended=include_ended, at=now)
-    grants = [grant_json(grant, now) for grant in listed]
+def _list(grants: list[dict[str, Any]], *, include_ended: bool, as_json: bool) -> int:
     if as_json:
         print(json.dumps(grants, indent=2))
         return 0
@@ -189,9 +226,3 @@ def _list(store: GrantStore, *, include_ended: bool, as_json: bool, limit: int) 
             f"until {grant['expires_at'] or '-'}  {grant['justification']!r}"
         )
     return 0
-
-
-def _when(moment: float | None) -> str | None:
-    if moment is None:
-        return None
-    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")

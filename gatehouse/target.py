@@ -36,6 +36,7 @@ class Target:
     stage: str = "dev"
     issuer: str | None = None
     audience: str | None = None
+    gateway_url: str | None = None
 
     @cached_property
     def trusted_issuers(self) -> tuple[TrustedIssuer, ...]:
@@ -103,6 +104,7 @@ def resolve_target(state_dir: Path | None = None) -> Target:
             policy_table=environ.get("GATEHOUSE_POLICY_TABLE", ""),
             local=False,
             stage=environ.get("GATEHOUSE_STAGE") or "dev",
+            gateway_url=environ.get("GATEHOUSE_GATEWAY_URL") or None,
         )
     return Target(
         region=state.region,
@@ -115,4 +117,5 @@ def resolve_target(state_dir: Path | None = None) -> Target:
         stage=state.stage,
         issuer=state.issuer,
         audience=state.audience,
+        gateway_url=state.gateway_url,
     )

@@ -94,9 +94,13 @@ class GatewayRequest:
 
     @property
     def justification(self) -> str | None:
-        """The break-glass justification the caller sent: exactly one non-blank header."""
+        """The break-glass justification the caller sent: exactly one non-blank header.
+
+        A value with control characters counts as none: it would be one line
+        in every view of the trail, and no honest client sends one.
+        """
         values = self.headers.get_all(JUSTIFICATION_HEADER)
-        if len(values) != 1 or not values[0].strip():
+        if len(values) != 1 or not values[0].strip() or not values[0].isprintable():
             return None
         return values[0].strip()
 

@@ -322,6 +322,7 @@ def build_admin_event(
     operator: str | None,
     identity: Identity | None = None,
     event_id: str | None = None,
+    request: GatewayRequest | None = None,
 ) -> dict[str, Any]:
     """An event about administration rather than a request: a policy change or a grant.
 
@@ -333,6 +334,8 @@ def build_admin_event(
         The AWS caller identity (ARN) that made the change, recorded under ``aws``.
     identity:
         The verified OIDC principal acting (a grant's requester or approver), if any.
+    request:
+        The API request that carried the action (grant API): its ids and source.
     """
     event_id = event_id or uuid7()
     event: dict[str, Any] = {
@@ -341,9 +344,19 @@ def build_admin_event(
         "event_type": event_type,
         "event_time": utc_timestamp(),
         "stage": stage,
-        "request": None,
+        "request": None
+        if request is None
+        else {
+            "id": request.request_id,
+            "extended_id": request.extended_request_id,
+            "lambda_request_id": None,
+            "trace_id": request.trace_id,
+            "decision_id": None,
+        },
         "principal": principal_record(identity),
-        "source": None,
+        "source": None
+        if request is None
+        else {"ip": request.source_ip, "user_agent": request.user_agent},
         "resource": None,
         "action": "admin",
         "decision": None,

@@ -2,13 +2,16 @@
 
 Offers :class:`Grant`, :class:`GrantStore` (DynamoDB), :class:`ActiveGrants`
 (what the authorizer consults), :class:`GrantDesk` (request, approve, deny,
-revoke, each audited) and :func:`sweep_expired` (the scheduled sweeper).
+revoke, each audited), :class:`~chalicelib.grants.api.GrantApi` (the HTTP
+routes that are the only way to reach the desk) and :func:`sweep_expired`
+(the scheduled sweeper).
 
 Exceptions::
 
     GrantError
      ├── GrantsUnavailable   grants could not be read or written (decisions go on without them)
      ├── GrantInvalid        a request or an action is refused; says why
+     │    └── GrantForbidden  the caller may not take this action
      ├── GrantNotFound       no grant has that id
      ├── GrantConflict       the grant is not in the state the action needs
      └── GrantNotAudited     the change was stored but its audit event could not be enqueued
@@ -18,6 +21,7 @@ from chalicelib.grants.cache import ActiveGrants
 from chalicelib.grants.errors import (
     GrantConflict,
     GrantError,
+    GrantForbidden,
     GrantInvalid,
     GrantNotAudited,
     GrantNotFound,
@@ -33,6 +37,7 @@ __all__ = [
     "GrantConflict",
     "GrantDesk",
     "GrantError",
+    "GrantForbidden",
     "GrantInvalid",
     "GrantNotAudited",
     "GrantNotFound",

@@ -5,6 +5,7 @@
     GrantError
      ├── GrantsUnavailable   grants could not be read or written (decisions go on without them)
      ├── GrantInvalid        a request or an action on a grant is refused; says why
+     │    └── GrantForbidden  the caller may not take this action (not an approver, own grant)
      ├── GrantNotFound       no grant has that id
      ├── GrantConflict       the grant is not in the state the action needs (already approved...)
      └── GrantNotAudited     the change was stored but its audit event could not be enqueued
@@ -23,6 +24,10 @@ class GrantsUnavailable(GrantError):
 
 class GrantInvalid(GrantError):
     """A grant request or action is refused (bad scope, wrong approver, grants disabled...)."""
+
+
+class GrantForbidden(GrantInvalid):
+    """The caller may not take this action: not an approver, their own grant, not theirs."""
 
 
 class GrantNotFound(GrantError):

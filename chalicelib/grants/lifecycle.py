@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.audit.errors import AuditUnavailable
 from chalicelib.audit.schema import build_admin_event, utc_timestamp, uuid7
-from chalicelib.grants.errors import GrantInvalid, GrantNotAudited
+from chalicelib.grants.errors import GrantForbidden, GrantInvalid, GrantNotAudited
 from chalicelib.grants.model import Grant
 from chalicelib.grants.store import state_conflict
 from chalicelib.policy.globs import InvalidGlob, PathGlob, compile_glob
 from chalicelib.policy.model import HTTP_METHODS, parse_duration
 
 if TYPE_CHECKING:
+    from chalicelib.apigw.events import GatewayRequest
     from chalicelib.audit import AuditEmitter
     from chalicelib.grants.store import GrantStore
     from chalicelib.identity import Identity
@@ -73,9 +74,11 @@ class GrantDesk:
     stage:
         The stage name, for events.
     operator:
-        The AWS caller identity acting (recorded under ``aws``).
+        The AWS caller identity acting (recorded under ``aws``), if any.
     clock:
         Epoch seconds now.
+    request:
+        The API request carrying the action (its id and source go into events).
     """
 
     def __init__(
@@ -87,8 +90,10 @@ class GrantDesk:
         stage: str,
         operator: str | None,
         clock: Callable[[], float] = time.time,
+        request: GatewayRequest | None = None,
     ) -> None:
         self._store = store
+        self._request = request
         self._policy = policy
         self._emitter = emitter
         self._stage = stage
@@ -176,6 +181,12 @@ class GrantDesk:
         now = self._clock()
         if grant.status != "pending":
             raise state_conflict(grant, "approve", now)
+        gone = [route for route in grant.routes if route not in self._route_ids()]
+        if gone:
+            raise GrantInvalid(
+                f"grant {grant.id} names routes the active policy no longer has "
+                f"({', '.join(gone)}); deny it and ask for a new request"
+            )
         limit = self._settings().max_duration_seconds
         if grant.duration_seconds > limit:
             # The policy may have been tightened since the request.
@@ -227,7 +238,7 @@ class GrantDesk:
         reason = _reason(reason)
         grant = self._store.get(grant_id)
         if (actor.issuer, actor.subject) != grant.principal and not self._is_approver(actor):
-            raise GrantInvalid("only the requester or an approver may revoke a grant")
+            raise GrantForbidden("only the requester or an approver may revoke a grant")
         now = self._clock()
         if grant.effective_status(now) not in ("pending", "approved"):
             raise state_conflict(grant, "revoke", now)
@@ -241,8 +252,11 @@ class GrantDesk:
             raise GrantInvalid("grants are not enabled by the active policy (no grants block)")
         return settings
 
+    def _route_ids(self) -> set[str]:
+        return {route.id for route in self._policy.routes}
+
     def _routes(self, routes: Sequence[str], problems: list[str]) -> tuple[str, ...]:
-        known = {route.id for route in self._policy.routes}
+        known = self._route_ids()
         problems += [f"unknown route {route!r}" for route in routes if route not in known]
         if not routes:
             problems.append("name at least one route")
@@ -254,7 +268,7 @@ class GrantDesk:
     def _check_approver(self, grant: Grant, approver: Identity) -> None:
         if not self._is_approver(approver):
             groups = ", ".join(sorted(self._settings().approver_groups))
-            raise GrantInvalid(f"only members of {groups} may approve or deny grants")
+            raise GrantForbidden(f"only members of {groups} may approve or deny grants")
         # Two accounts with one verified mailbox are one person.
         same_email = (
             approver.email is not None
@@ -262,7 +276,7 @@ class GrantDesk:
             and approver.email.casefold() == grant.email.casefold()
         )
         if (approver.issuer, approver.subject) == grant.principal or same_email:
-            raise GrantInvalid("nobody approves or denies their own grant")
+            raise GrantForbidden("nobody approves or denies their own grant")
 
     def _audit(self, action: str, grant: Grant, actor: Identity, **extra: Any) -> None:
         event = build_admin_event(
@@ -271,6 +285,7 @@ class GrantDesk:
             details=grant_details(action, grant, **extra),
             operator=self._operator,
             identity=actor,
+            request=self._request,
         )
         try:
             self._emitter.emit(event)

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 GrantStatus = Literal["pending", "approved", "denied", "revoked", "expired"]
 GRANT_STATUSES: tuple[GrantStatus, ...] = ("pending", "approved", "denied", "revoked", "expired")
+# expires_at - approved_at of a genuine grant can exceed its duration by float rounding.
+_ROUNDING = 0.001
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,21 @@ class Grant:
             # A revocation without its time is taken as revoked from the start.
             return self.ended_at is not None and at < self.ended_at
         return self.status in ("approved", "expired")
+
+    def plausible_under(self, max_duration_seconds: int) -> bool:
+        """Whether this record is one an approval under the policy could have written.
+
+        Only the grant function writes grants, and it enforces all of this; a
+        record that fails here was written some other way (by hand, by a tool
+        with table access) and is not honoured: an approver is named, the
+        approval follows the request, and the grant lasts no longer than it
+        asked for nor than the policy allows.
+        """
+        if not self.approver or self.approved_at is None or self.expires_at is None:
+            return False
+        lasts = self.expires_at - self.approved_at
+        limit = min(self.duration_seconds, max_duration_seconds) + _ROUNDING
+        return self.requested_at <= self.approved_at and 0 < lasts <= limit
 
     def covers(self, route_id: str, method: str, path: str) -> bool:
         """Whether the grant's scope includes this request (``path`` normalised)."""

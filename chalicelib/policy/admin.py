@@ -19,7 +19,7 @@ from chalicelib.audit.errors import AuditError
 from chalicelib.audit.schema import build_admin_event
 from chalicelib.policy.archive import activation_key, version_key
 from chalicelib.policy.diff import PolicyDiff, diff_documents
-from chalicelib.policy.errors import PolicyError
+from chalicelib.policy.errors import PolicyError, PolicyUnavailable
 from chalicelib.policy.model import parse_policy
 
 if TYPE_CHECKING:
@@ -107,11 +107,22 @@ class PolicyAdmin:
         Raises
         ------
         PolicyError
-            When the version does not exist or is already active.
+            When the version does not exist, is already active, or is one this
+            release can no longer enforce (activating it would leave every
+            container without a usable policy: fail closed for everyone).
         """
+        from chalicelib.policy.store import compile_record
+
         record = self._store.load_version(version)
         if record is None:
             raise PolicyError(f"policy version {version} does not exist")
+        try:
+            compile_record(record)
+        except PolicyUnavailable as exc:
+            raise PolicyError(
+                f"policy version {version} cannot be rolled back to: {exc}; "
+                "apply a corrected document instead"
+            ) from exc
         self.repair_archive()
         active = self._store.load_active()
         if active is not None and active.version == version:

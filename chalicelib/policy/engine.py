@@ -213,11 +213,13 @@ class CompiledPolicy:
         self, identity: Identity, request: AccessRequest, route: Route, grants: Sequence[Grant]
     ) -> Decision | None:
         """An allow by a grant in force or by break-glass, when the rules did not allow."""
-        if grants and self.document.grants is not None:
+        settings = self.document.grants
+        if grants and settings is not None:
             for grant in grants:
                 if (
                     grant.principal == (identity.issuer, identity.subject)
                     and grant.in_force_at(request.at)
+                    and grant.plausible_under(settings.max_duration_seconds)
                     and grant.covers(route.id, request.method, request.path)
                 ):
                     return self._decision(True, (Reason.GRANT_MATCHED,), (), route, grant=grant)
@@ -308,11 +310,14 @@ class CompiledPolicy:
         return permissions
 
     def _grant_permissions(self, grants: Sequence[Grant]) -> Iterator[Permission]:
-        if self.document.grants is None:
+        settings = self.document.grants
+        if settings is None:
             return
         now = time.time()
         for grant in grants:
-            if not grant.in_force_at(now):
+            if not (
+                grant.in_force_at(now) and grant.plausible_under(settings.max_duration_seconds)
+            ):
                 continue
             for route_id in grant.routes:
                 route = self.document.route(route_id)

@@ -121,7 +121,27 @@ class Resource:
             stem = self.path[: -len("{proxy+}")]
             if request_path.startswith(stem) and len(request_path) > len(stem):
                 return {"proxy": unquote(request_path[len(stem) :])}
-        return None
+            return None
+        if "{" not in self.path:
+            return None
+        # "{name}" matches one non-empty segment, as in API Gateway.
+        declared, given = self.path.split("/"), request_path.split("/")
+        if len(declared) != len(given):
+            return None
+        parameters = {}
+        for part, value in zip(declared, given, strict=True):
+            if part.startswith("{") and part.endswith("}"):
+                if not value:
+                    return None
+                parameters[part[1:-1]] = unquote(value)
+            elif part != value:
+                return None
+        return parameters
+
+    @property
+    def specificity(self) -> tuple[bool, int, int]:
+        """Sort key: literal paths before parameters, parameters before greedy, longer first."""
+        return ("{proxy+}" in self.path, self.path.count("{"), -len(self.path))
 
 
 @dataclass
@@ -134,7 +154,7 @@ class ApiDefinition:
 
     def resource_for(self, path: str) -> tuple[Resource, dict[str, str]] | None:
         """The most specific resource for ``path`` (literal before greedy)."""
-        for resource in sorted(self.resources, key=lambda r: ("{proxy+}" in r.path, -len(r.path))):
+        for resource in sorted(self.resources, key=lambda r: r.specificity):
             parameters = resource.matches(path)
             if parameters is not None:
                 return resource, parameters

@@ -329,7 +329,7 @@ def read_audit(state_dir: Path) -> AuditSnapshot:
     for line in raw.splitlines():
         if line.strip():
             event = json.loads(line)
-            if event["request"] is None:
+            if event["event_type"] in ("policy_change", "grant"):
                 admin.append(event)
             else:
                 index.setdefault(event["request"]["id"], []).append(event)

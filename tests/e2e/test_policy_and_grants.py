@@ -158,7 +158,11 @@ def test_a_jit_grant_is_approved_used_to_the_second_and_expires_audited(
     # Pending is not approved; and nobody approves their own request.
     assert gateway.send("GET", path, token=erin).status == 403
     own = run_cli_status(own_stack.state_dir, "grant", "approve", grant_id, "--token", erin)
-    assert own.returncode != 0
+    assert own.returncode == 2
+    assert "refused (403): only members of security may approve" in own.stderr
+    anonymous = run_cli_status(own_stack.state_dir, "grant", "approve", grant_id)
+    assert anonymous.returncode == 2
+    assert "need your OIDC token" in anonymous.stderr
     assert gateway.send("GET", path, token=erin).status == 403
 
     run_cli(own_stack.state_dir, "grant", "approve", grant_id, "--token", sam)
@@ -171,17 +175,24 @@ def test_a_jit_grant_is_approved_used_to_the_second_and_expires_audited(
     status, seconds = poll_status(gateway, path, erin, 403, 20.0)
     assert status == 403, f"the grant was still honoured {seconds:.1f} s later"
 
-    listed = json.loads(run_cli(own_stack.state_dir, "grant", "list", "--all", "--json"))
+    listed = json.loads(
+        run_cli(own_stack.state_dir, "grant", "list", "--all", "--json", "--token", sam)
+    )
     mine = [g for g in listed if g["id"] == grant_id]
     assert [g["status"] for g in mine] == ["expired"]
 
-    snapshot = admin_events(own_stack, "grant", 4)
+    snapshot = admin_events(own_stack, "grant", 5)
     actions = [
         e["grant"]["action"]
         for e in snapshot.admin
         if e["event_type"] == "grant" and e["grant"]["grant_id"] == grant_id
     ]
-    assert sorted(actions) == ["approved", "expired", "requested", "used"]
+    # The refused self-approval is on the trail too, with who tried. (Without a token the
+    # CLI never called the API.)
+    assert sorted(actions) == ["approved", "expired", "refused", "requested", "used"]
+    [refusal] = [e for e in snapshot.admin if (e["grant"] or {}).get("action") == "refused"]
+    assert refusal["principal"]["subject"] == "erin"
+    assert refusal["grant"]["attempted"] == "approve"
     under_grant = [
         event
         for events in snapshot.by_request.values()

@@ -272,8 +272,16 @@ def test_break_glass_passes_with_a_justification_and_is_flagged_everywhere(
         (["oncall"], None, ["no_matching_rule"]),
         (["oncall"], "   ", ["no_matching_rule"]),
         (["engineering"], JUSTIFICATION, ["no_matching_rule"]),
+        (["oncall"], "INC-7\x1b[2Kall fine", ["no_matching_rule"]),
+        (["oncall"], "INC-7\tdb down", ["no_matching_rule"]),
     ],
-    ids=["no justification", "blank justification", "not on call"],
+    ids=[
+        "no justification",
+        "blank justification",
+        "not on call",
+        "terminal escape in the justification",
+        "tab in the justification",
+    ],
 )
 def test_break_glass_is_refused_without_justification_or_membership(
     stage: Container,

@@ -126,7 +126,23 @@ def test_proxy_routes_take_every_method_behind_the_authorizer(
 ) -> None:
     template = packaged["dev"]
     definition = api_definition(template)
-    assert set(definition["paths"]) == {"/", "/{proxy+}", "/.well-known/gatehouse/jwks.json"}
+    grant_routes = {
+        "/.gatehouse/grants",
+        "/.gatehouse/grants/{grant_id}/approve",
+        "/.gatehouse/grants/{grant_id}/deny",
+        "/.gatehouse/grants/{grant_id}/revoke",
+    }
+    assert set(definition["paths"]) == {
+        "/",
+        "/{proxy+}",
+        "/.well-known/gatehouse/jwks.json",
+        *grant_routes,
+    }
+    # The grant API verifies tokens itself: a grant action is not access to a route.
+    for path in grant_routes:
+        operations = definition["paths"][path]
+        assert set(operations) == {"get", "post"}, path
+        assert all("security" not in operation for operation in operations.values()), path
     for path in ("/", "/{proxy+}"):
         operations = definition["paths"][path]
         assert set(operations) == PROXY_METHODS, path

@@ -132,6 +132,32 @@ def test_rollback(aws: Resources) -> None:
     assert policy_changes(aws)[-1]["policy_change"]["action"] == "rollback"
 
 
+def test_rollback_refuses_a_version_this_release_cannot_enforce(aws: Resources) -> None:
+    admin = make_admin(aws)
+    admin.apply(policy_document(UPSTREAM))
+    admin.apply(second_document())
+    # Version 1 as an older release stored it: "deny when MFA", refused today.
+    dynamodb = client("dynamodb")
+    key = {"pk": {"S": "POLICY"}, "sk": {"S": "VERSION#0000000001"}}
+    item = dynamodb.get_item(TableName=aws.policy_table, Key=key)["Item"]
+    document = json.loads(item["document"]["S"])
+    document["rules"].append(
+        {"id": "odd", "effect": "deny", "routes": ["demo"], "actions": ["GET"],
+         "when": {"mfa": True}}
+    )  # fmt: skip
+    item["document"] = {"S": json.dumps(document)}
+    dynamodb.put_item(TableName=aws.policy_table, Item=item)
+    policy_changes(aws)  # drain the queue
+
+    with pytest.raises(PolicyError, match=r"(?s)version 1 cannot be rolled back to: .*deny rule"):
+        admin.rollback(1)
+
+    active = PolicyStore(dynamodb, aws.policy_table).load_active()
+    assert active is not None
+    assert active.version == 2
+    assert policy_changes(aws) == []
+
+
 # The race is interleaved by hand, not with threads: moto's in-process
 # transact_write_items is not thread-safe (it deep-copies tables while other
 # threads write), so a threaded test would measure moto, not the condition.

@@ -127,6 +127,34 @@ def test_effective_status(the_grant: Grant, at: float, status: str) -> None:
     assert the_grant.effective_status(at) == status
 
 
+@pytest.mark.parametrize(
+    ("the_grant", "max_duration", "plausible"),
+    [
+        pytest.param(grant(), 3600, True, id="as an approval writes it"),
+        pytest.param(grant(), 4 * 3600, True, id="under a longer max_duration"),
+        pytest.param(grant(expires_at=EXPIRES_AT + 0.0005), 3600, True, id="float rounding"),
+        pytest.param(grant(approver=None), 4 * 3600, False, id="no approver"),
+        pytest.param(grant(approver=""), 4 * 3600, False, id="empty approver"),
+        pytest.param(grant(approved_at=None), 4 * 3600, False, id="no approval time"),
+        pytest.param(grant(expires_at=None), 4 * 3600, False, id="no expiry"),
+        pytest.param(grant(), 1800, False, id="longer than the policy now allows"),
+        pytest.param(grant(expires_at=EXPIRES_AT + 1), 4 * 3600, False, id="longer than asked"),
+        pytest.param(
+            grant(expires_at=APPROVED_AT + 3650 * 86400.0), 7 * 86400, False, id="ten years"
+        ),
+        pytest.param(grant(expires_at=APPROVED_AT), 3600, False, id="zero length"),
+        pytest.param(grant(expires_at=APPROVED_AT - 5), 3600, False, id="ends before it starts"),
+        pytest.param(
+            grant(requested_at=APPROVED_AT + 1), 3600, False, id="approved before requested"
+        ),
+    ],
+)
+def test_only_a_record_an_approval_could_write_is_plausible(
+    the_grant: Grant, max_duration: int, plausible: bool
+) -> None:
+    assert the_grant.plausible_under(max_duration) is plausible
+
+
 def test_a_grant_is_looked_up_by_issuer_and_subject() -> None:
     assert grant().principal == ("https://idp.test.example", "erin")
 

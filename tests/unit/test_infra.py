@@ -117,3 +117,42 @@ def test_gateway_responses_carry_the_request_id_and_fail_closed_with_503() -> No
         body = response["responseTemplates"]["application/json"]
         assert "$context.requestId" in body, name
         json.loads(body.replace("$context.requestId", "x"))
+
+
+GRANT_PARTITIONS = {"GRANT", "GRANT-LIVE"}  # chalicelib/grants/store.py's _PK and _LIVE
+ITEM_WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+
+
+def test_only_the_functions_role_may_write_grants() -> None:
+    from chalicelib.grants import store
+
+    assert {store._PK, store._LIVE} == GRANT_PARTITIONS
+    table = _template()["Resources"]["PolicyTable"]["Properties"]
+    [deny] = table["ResourcePolicy"]["PolicyDocument"]["Statement"]
+    assert (deny["Effect"], deny["Principal"]) == ("Deny", "*")
+    # Every way to write an item, one at a time, in batches, or through PartiQL.
+    assert set(deny["Action"]) >= ITEM_WRITES | {
+        "dynamodb:BatchWriteItem",
+        "dynamodb:PartiQLInsert",
+        "dynamodb:PartiQLUpdate",
+        "dynamodb:PartiQLDelete",
+    }
+    condition = deny["Condition"]
+    # ForAnyValue: one grant key in a batch is enough to refuse it.
+    assert set(condition["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"]) == GRANT_PARTITIONS
+    template, variables = condition["ArnNotEquals"]["aws:PrincipalArn"]["Fn::Sub"]
+    assert template == "arn:aws:iam::${AWS::AccountId}:role/${Role}"
+    assert variables["Role"]["Fn::If"][1] == {"Fn::Sub": "gatehouse-${Stage}"}
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_functions_role_may_make_every_grant_write_the_store_makes(stage: str) -> None:
+    policy_file = TEMPLATE.parents[1] / ".chalice" / f"policy-{stage}.json"
+    statements = {s["Sid"]: s for s in json.loads(policy_file.read_text())["Statement"]}
+    lifecycle = statements["GrantLifecycle"]
+
+    # TransactWriteItems is authorised per item: Put, Update, Delete and ConditionCheck.
+    assert set(lifecycle["Action"]) == ITEM_WRITES | {"dynamodb:ConditionCheckItem"}
+    assert lifecycle["Resource"].endswith(f":table/gatehouse-{stage}-policy")
+    leading = lifecycle["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    assert set(leading) == GRANT_PARTITIONS
