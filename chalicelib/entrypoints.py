@@ -119,17 +119,26 @@ def write_audit_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def sweep_grants() -> None:
-    """The scheduled Lambda that ends expired grants and audits each ``expired`` event once.
+    """The scheduled Lambda that ends expired grants, and enqueues what the outbox holds.
 
-    Expiry is enforced at every decision regardless; this only records it.
+    Expiry is enforced at every decision regardless; this records it (each
+    ``expired`` event once), and enqueues lifecycle events whose enqueue
+    failed when they were written.
     """
     import time
 
-    from chalicelib.grants import sweep_expired
+    from chalicelib.grants import redeliver_outbox, sweep_expired
 
     log = observability.powertools_logger()
     built = container()
-    expired = sweep_expired(built.grant_store, built.emitter, built.settings.stage, time.time())
+    now = time.time()
+    try:
+        redelivered = redeliver_outbox(built.grant_store, built.emitter, now)
+    finally:
+        # Expiry is recorded even when older events are still stuck.
+        expired = sweep_expired(built.grant_store, built.emitter, built.settings.stage, now)
+    if redelivered:
+        log.warning("grant events enqueued from the outbox", extra={"event_ids": redelivered})
     if expired:
         log.info("grants expired", extra={"grant_ids": expired})
 

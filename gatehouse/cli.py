@@ -133,12 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             GrantCommandError,
             AuditError,
         )
-        from gatehouse.grant_commands import GrantNotRecorded
-
         if isinstance(exc, known):
             print(f"gatehouse: {exc}", file=sys.stderr)
-            # 3: the change stands but its event is only in the log; do not retry it.
-            return 3 if isinstance(exc, GrantNotRecorded) else 2
+            return 2
         raise
 
 

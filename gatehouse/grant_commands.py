@@ -63,9 +63,9 @@ def run_grant_command(args: argparse.Namespace, target: Target | None = None) ->
     """Run one ``grant`` subcommand through the stage's grant API; return the exit status.
 
     ``target`` defaults to the stage ``args.state_dir`` (or the environment)
-    points at. Refusals raise :class:`GrantCommandError` with the API's reason;
-    a change stored but not audited raises :class:`GrantNotRecorded` (exit 3:
-    the change stands, the event is in the function's log).
+    points at. Refusals raise :class:`GrantCommandError` with the API's reason.
+    A change whose audit event is still on its way (the API's 202) succeeds
+    with a note on stderr: the stage's sweeper enqueues that event.
     """
     if target is None:
         from gatehouse.target import resolve_target
@@ -82,6 +82,18 @@ def run_grant_command(args: argparse.Namespace, target: Target | None = None) ->
     if args.grant_command == "list":
         query = {"limit": str(args.n), "all": "1" if args.all else "0"}
         return _list(api.call("GET", "", query=query), include_ended=args.all, as_json=args.json)
+    try:
+        _act(api, args)
+    except _AuditPending as pending:
+        print(f"gatehouse: note: {pending}", file=sys.stderr)
+    return 0
+
+
+class _AuditPending(Exception):
+    """The API made the change; its audit event is kept for the sweeper to enqueue."""
+
+
+def _act(api: GrantApiClient, args: argparse.Namespace) -> None:
     if args.grant_command == "request":
         body = {
             "routes": args.route,
@@ -99,11 +111,6 @@ def run_grant_command(args: argparse.Namespace, target: Target | None = None) ->
         body = {"reason": args.reason} if args.reason else {}
         grant = api.call("POST", f"/{_id_segment(args.grant_id)}/{args.grant_command}", body=body)
         print(f"grant {grant['id']} {'denied' if args.grant_command == 'deny' else 'revoked'}")
-    return 0
-
-
-class GrantNotRecorded(GrantCommandError):
-    """The API stored the change but could not enqueue its audit event (exit 3)."""
 
 
 class GrantApiClient:
@@ -152,14 +159,14 @@ class GrantApiClient:
             request.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
-                return json.loads(response.read())
+                status, answer = response.status, json.loads(response.read())
         except urllib.error.HTTPError as exc:
-            status, answer = exc.code, _message(exc.read())
+            raise GrantCommandError(f"refused ({exc.code}): {_message(exc.read())}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise GrantCommandError(f"cannot reach the grant API at {self._base}: {exc}") from exc
-        if status == 500 and "could not be enqueued" in answer:
-            raise GrantNotRecorded(answer)
-        raise GrantCommandError(f"refused ({status}): {answer}")
+        if status == 202:
+            raise _AuditPending(answer.get("message", "the audit event is pending"))
+        return answer
 
 
 def _message(raw: bytes) -> str:

@@ -13,6 +13,7 @@ before API Gateway gets an answer. The answer is:
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from dataclasses import dataclass
@@ -30,8 +31,8 @@ from chalicelib.audit.schema import (
     uuid7,
 )
 from chalicelib.authorize.iam import MethodArn, policy_document, whole_api_resources
-from chalicelib.grants.errors import GrantError
-from chalicelib.grants.lifecycle import grant_details
+from chalicelib.grants.errors import GrantError, GrantNotAudited
+from chalicelib.grants.lifecycle import deliver, grant_details
 from chalicelib.identity import Identity, TokenRejected
 from chalicelib.policy import (
     AccessRequest,
@@ -203,17 +204,20 @@ class Authorizer:
         grant = decision.grant
         if self._grant_store is None or grant.id in self._grants_marked_used:
             return
+        now = time.time()
+        details = grant_details("used", grant, decision_id=decision_id)
+        event = build_admin_event(
+            "grant", stage=self._stage, details=details, operator=None, identity=identity
+        )
         try:
-            first = self._grant_store.mark_used(grant.id, time.time())
+            first = self._grant_store.mark_used(grant.id, now, event=event)
         except GrantError:
             return  # the decision event already names the grant; the marker can wait
         self._grants_marked_used.add(grant.id)
         if first:
-            details = grant_details("used", grant, decision_id=decision_id)
-            event = build_admin_event(
-                "grant", stage=self._stage, details=details, operator=None, identity=identity
-            )
-            self._emitter.emit(event)
+            # Kept in the outbox if the queue is down; the decision event's emit decides.
+            with contextlib.suppress(GrantNotAudited):
+                deliver(self._grant_store, self._emitter, event, "used", grant.id)
 
     def _audit(
         self,

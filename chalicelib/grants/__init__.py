@@ -3,8 +3,8 @@
 Offers :class:`Grant`, :class:`GrantStore` (DynamoDB), :class:`ActiveGrants`
 (what the authorizer consults), :class:`GrantDesk` (request, approve, deny,
 revoke, each audited), :class:`~chalicelib.grants.api.GrantApi` (the HTTP
-routes that are the only way to reach the desk) and :func:`sweep_expired`
-(the scheduled sweeper).
+routes that are the only way to reach the desk), and for the scheduled
+sweeper :func:`sweep_expired` and :func:`redeliver_outbox`.
 
 Exceptions::
 
@@ -27,7 +27,7 @@ from chalicelib.grants.errors import (
     GrantNotFound,
     GrantsUnavailable,
 )
-from chalicelib.grants.lifecycle import GrantDesk, actor_name, sweep_expired
+from chalicelib.grants.lifecycle import GrantDesk, actor_name, redeliver_outbox, sweep_expired
 from chalicelib.grants.model import Grant
 from chalicelib.grants.store import GrantStore
 
@@ -44,5 +44,6 @@ __all__ = [
     "GrantStore",
     "GrantsUnavailable",
     "actor_name",
+    "redeliver_outbox",
     "sweep_expired",
 ]

@@ -162,8 +162,9 @@ class GrantApi:
                 self._audit_refusal(attempted, grant_id, identity, request, refusal)
             return _answer(refusal.status, {"message": str(refusal)}, request)
         except GrantNotAudited as exc:
-            # Stored, not audited: the emitter logged the event in full. Say so; never retry.
-            return _answer(500, {"message": str(exc), "grant_ids": list(exc.grant_ids)}, request)
+            # Done, and its event is durable beside it (the outbox): 202, audit pending.
+            body = {"message": str(exc), "grant_ids": list(exc.grant_ids), "audit": "pending"}
+            return _answer(202, body, request)
         except AuditUnavailable as exc:
             return _answer(503, {"message": f"the action could not be audited: {exc}"}, request)
         return _answer(status, body, request)

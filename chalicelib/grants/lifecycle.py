@@ -9,19 +9,28 @@ end (the CLI today) enforces the same ones:
 - an approver (or denier) is in ``grants.approver_groups`` and is not the
   requester (neither the same subject nor the same verified email);
 - a revoker is the requester or an approver;
-- every transition is stored first, then audited; the expiry sweeper
-  (:func:`sweep_expired`) records each ending exactly once.
+- every transition is stored together with its audit event (the outbox,
+  one transaction), then the event is enqueued; what cannot be enqueued
+  now is enqueued by the sweeper (:func:`redeliver_outbox`), so no
+  transition goes unrecorded. The expiry sweeper (:func:`sweep_expired`)
+  records each ending exactly once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.audit.errors import AuditUnavailable
 from chalicelib.audit.schema import build_admin_event, utc_timestamp, uuid7
-from chalicelib.grants.errors import GrantForbidden, GrantInvalid, GrantNotAudited
+from chalicelib.grants.errors import (
+    GrantForbidden,
+    GrantInvalid,
+    GrantNotAudited,
+    GrantsUnavailable,
+)
 from chalicelib.grants.model import Grant
 from chalicelib.grants.store import state_conflict
 from chalicelib.policy.globs import InvalidGlob, PathGlob, compile_glob
@@ -59,9 +68,10 @@ def format_duration(seconds: int) -> str:
 class GrantDesk:
     """Carries out grant actions for verified principals, and audits each one.
 
-    Every action is stored first (a conditional write) and audited second;
-    when the event cannot be enqueued the action raises
-    :class:`GrantNotAudited` (the change stands, the event is logged in full).
+    Every action is one conditional transaction that stores the change and
+    its audit event (in the outbox); the event is then enqueued. When it
+    cannot be, the action raises :class:`GrantNotAudited`: the change stands
+    and the sweeper enqueues the event later.
 
     Parameters
     ----------
@@ -157,8 +167,9 @@ class GrantDesk:
             status="pending",
             requested_at=self._clock(),
         )
-        self._store.create(grant)
-        self._audit("requested", grant, requester)
+        event = self._event("requested", grant, requester)
+        self._store.create(grant, event=event)
+        self._deliver(event, "requested", grant)
         return grant
 
     def approve(self, grant_id: str, approver: Identity) -> Grant:
@@ -195,8 +206,10 @@ class GrantDesk:
                 f"than the active policy's max_duration {format_duration(limit)}; "
                 "deny it and ask for a new request"
             )
-        approved = self._store.approve(grant, actor_name(approver), now)
-        self._audit("approved", approved, approver)
+        name = actor_name(approver)
+        event = self._event("approved", grant.approved_by(name, now), approver)
+        approved = self._store.approve(grant, name, now, event=event)
+        self._deliver(event, "approved", approved)
         return approved
 
     def deny(self, grant_id: str, approver: Identity, reason: str | None = None) -> Grant:
@@ -217,8 +230,10 @@ class GrantDesk:
         now = self._clock()
         if grant.status != "pending":
             raise state_conflict(grant, "deny", now)
-        denied = self._store.deny(grant, actor_name(approver), now)
-        self._audit("denied", denied, approver, reason=reason)
+        name = actor_name(approver)
+        event = self._event("denied", grant.denied_by(name, now), approver, reason=reason)
+        denied = self._store.deny(grant, name, now, event=event)
+        self._deliver(event, "denied", denied)
         return denied
 
     def revoke(self, grant_id: str, actor: Identity, reason: str | None = None) -> Grant:
@@ -242,8 +257,10 @@ class GrantDesk:
         now = self._clock()
         if grant.effective_status(now) not in ("pending", "approved"):
             raise state_conflict(grant, "revoke", now)
-        revoked = self._store.revoke(grant, actor_name(actor), now)
-        self._audit("revoked", revoked, actor, reason=reason)
+        name = actor_name(actor)
+        event = self._event("revoked", grant.revoked_by(name, now), actor, reason=reason)
+        revoked = self._store.revoke(grant, name, now, event=event)
+        self._deliver(event, "revoked", revoked)
         return revoked
 
     def _settings(self) -> GrantSettings:
@@ -278,8 +295,8 @@ class GrantDesk:
         if (approver.issuer, approver.subject) == grant.principal or same_email:
             raise GrantForbidden("nobody approves or denies their own grant")
 
-    def _audit(self, action: str, grant: Grant, actor: Identity, **extra: Any) -> None:
-        event = build_admin_event(
+    def _event(self, action: str, grant: Grant, actor: Identity, **extra: Any) -> dict[str, Any]:
+        return build_admin_event(
             "grant",
             stage=self._stage,
             details=grant_details(action, grant, **extra),
@@ -287,10 +304,29 @@ class GrantDesk:
             identity=actor,
             request=self._request,
         )
-        try:
-            self._emitter.emit(event)
-        except AuditUnavailable as exc:
-            raise _not_audited(action, (grant.id,), exc) from exc
+
+    def _deliver(self, event: dict[str, Any], action: str, grant: Grant) -> None:
+        deliver(self._store, self._emitter, event, action, grant.id)
+
+
+def deliver(
+    store: GrantStore, emitter: AuditEmitter, event: dict[str, Any], action: str, grant_id: str
+) -> None:
+    """Enqueue a lifecycle event already in the outbox, then clear it from there.
+
+    Raises
+    ------
+    GrantNotAudited
+        When the event cannot be enqueued (it stays in the outbox for the sweeper).
+    """
+    try:
+        emitter.emit(event)
+    except AuditUnavailable as exc:
+        raise _not_audited(action, (grant_id,), exc) from exc
+    # Should the clear fail, the sweeper enqueues the event again under the
+    # same id: a duplicate the trail can tell apart, never a gap.
+    with contextlib.suppress(GrantsUnavailable):
+        store.clear_outbox(str(event["event_id"]))
 
 
 def _methods(actions: Sequence[str], problems: list[str]) -> frozenset[str]:
@@ -351,8 +387,8 @@ def _reason(reason: str | None) -> str | None:
 def _not_audited(action: str, grant_ids: tuple[str, ...], cause: Exception) -> GrantNotAudited:
     ids = ", ".join(grant_ids)
     return GrantNotAudited(
-        f"grant {ids} {action}, but the audit event could not be enqueued ({cause}); "
-        "the change stands and the event was logged in full: recover it from the log",
+        f"grant {ids} {action}, but the audit event could not be enqueued yet ({cause}); "
+        "the change stands and its event is kept with it: the grant sweeper enqueues it",
         grant_ids=grant_ids,
         action=action,
     )
@@ -400,17 +436,46 @@ def sweep_expired(store: GrantStore, emitter: AuditEmitter, stage: str, now: flo
     for grant in store.live_grants():
         if grant.expires_at is None or grant.expires_at > now:
             continue
-        if not store.expire(grant, now):
-            continue
         event = build_admin_event(
             "grant",
             stage=stage,
             details=grant_details("expired", grant, ended_at=utc_timestamp(now)),
             operator=None,
         )
-        try:
-            emitter.emit(event)
-        except AuditUnavailable as exc:
-            raise _not_audited("expired", (grant.id,), exc) from exc
+        if not store.expire(grant, now, event=event):
+            continue
+        deliver(store, emitter, event, "expired", grant.id)
         expired.append(grant.id)
     return expired
+
+
+# Younger outbox entries are probably being enqueued by the request that wrote them.
+OUTBOX_GRACE_SECONDS = 60.0
+
+
+def redeliver_outbox(
+    store: GrantStore,
+    emitter: AuditEmitter,
+    now: float,
+    grace_seconds: float = OUTBOX_GRACE_SECONDS,
+) -> list[str]:
+    """Enqueue every lifecycle event left in the outbox for ``grace_seconds`` or more.
+
+    Returns
+    -------
+    list[str]
+        The event ids enqueued.
+
+    Raises
+    ------
+    GrantNotAudited
+        When the queue is still unavailable (the rest waits for the next run).
+    GrantsUnavailable
+        When DynamoDB cannot be read.
+    """
+    enqueued = []
+    for event in store.outbox(written_before=now - grace_seconds):
+        details = event.get("grant") or {}
+        deliver(store, emitter, event, str(details.get("action")), str(details.get("grant_id")))
+        enqueued.append(str(event["event_id"]))
+    return enqueued

@@ -7,7 +7,7 @@ before. Nothing relies on DynamoDB TTL for that.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -102,6 +102,30 @@ class Grant:
         if self.status == "approved" and self.expires_at is not None and at >= self.expires_at:
             return "expired"
         return self.status
+
+    # --- transitions: the state each lifecycle step leaves (the store makes it durable) ---
+
+    def approved_by(self, approver: str, now: float) -> Grant:
+        """This grant approved at ``now``: in force for its duration from then."""
+        return replace(
+            self,
+            status="approved",
+            approver=approver,
+            approved_at=now,
+            expires_at=now + self.duration_seconds,
+        )
+
+    def denied_by(self, approver: str, now: float) -> Grant:
+        """This grant denied at ``now``."""
+        return replace(self, status="denied", approver=approver, ended_by=approver, ended_at=now)
+
+    def revoked_by(self, actor: str, now: float) -> Grant:
+        """This grant withdrawn (pending) or ended (approved) at ``now``."""
+        return replace(self, status="revoked", ended_by=actor, ended_at=now)
+
+    def expired_at(self, now: float) -> Grant:
+        """This grant recorded as expired by a sweep at ``now``."""
+        return replace(self, status="expired", ended_at=now)
 
     @property
     def principal(self) -> tuple[str, str]:

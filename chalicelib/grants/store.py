@@ -2,14 +2,22 @@
 
 Item layout (partition key ``pk``, sort key ``sk``)::
 
-    pk="GRANT"       sk=<id>   the grant and its whole life (status, who, when)
-    pk="GRANT-LIVE"  sk=<id>   a copy while approved: what the authorizer loads
+    pk="GRANT"         sk=<id>         the grant and its whole life (status, who, when)
+    pk="GRANT-LIVE"    sk=<id>         a copy while approved: what the authorizer loads
+    pk="GRANT-OUTBOX"  sk=<event id>   a lifecycle event not yet known to be enqueued
 
 The live copy is written in the same transaction as the approval and
 deleted in the same transaction as the revocation or the expiry sweep, so
 the authorizer reads every grant in force with one ``Query`` and never sees
 a grant whose record says otherwise. Every transition is conditional on the
 state it leaves: two approvers, or two sweepers, cannot both win.
+
+Each transition also writes its audit event to the outbox, in the same
+transaction: the change and the record of it are durable together. The
+event is deleted from the outbox once enqueued; the sweeper enqueues what
+is left (an enqueue failed, or the function died in between), so no
+lifecycle event is lost. Redelivery keeps the event id: consumers see a
+duplicate, never a gap.
 """
 
 from __future__ import annotations
@@ -18,7 +26,6 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 from chalicelib.grants.errors import GrantConflict, GrantNotFound, GrantsUnavailable
@@ -27,6 +34,7 @@ from chalicelib.policy.globs import compile_glob
 
 _PK = "GRANT"
 _LIVE = "GRANT-LIVE"
+_OUTBOX = "GRANT-OUTBOX"
 # Ids come from people's command lines: anything that is not UUID-shaped is
 # "not found" rather than a DynamoDB validation error (empty key, 1 KiB+ key).
 _GRANT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -183,8 +191,8 @@ class GrantStore:
     # Each transition is one transaction conditional on the state it leaves;
     # a failed condition is re-read and reported as the state the grant is in.
 
-    def create(self, grant: Grant) -> None:
-        """Store a new (pending) grant.
+    def create(self, grant: Grant, *, event: dict[str, Any] | None = None) -> None:
+        """Store a new (pending) grant (and its ``requested`` event in the outbox).
 
         Raises
         ------
@@ -199,11 +207,13 @@ class GrantStore:
             "ConditionExpression": "attribute_not_exists(sk)",
         }
         try:
-            self._write([{"Put": put}])
+            self._write([{"Put": put}], event)
         except _ConditionFailed as exc:
             raise GrantConflict(f"grant {grant.id} already exists") from exc
 
-    def approve(self, grant: Grant, approver: str, now: float) -> Grant:
+    def approve(
+        self, grant: Grant, approver: str, now: float, *, event: dict[str, Any] | None = None
+    ) -> Grant:
         """Approve a pending grant; its clock starts at ``now``. Returns the approved grant.
 
         Writes the live copy the authorizer loads in the same transaction.
@@ -215,13 +225,7 @@ class GrantStore:
         GrantsUnavailable
             When DynamoDB cannot be written.
         """
-        approved = replace(
-            grant,
-            status="approved",
-            approver=approver,
-            approved_at=now,
-            expires_at=now + grant.duration_seconds,
-        )
+        approved = grant.approved_by(approver, now)
         live = grant_item(_LIVE, approved)
         # For DynamoDB's eventual clean-up only; expiry is enforced by the engine.
         live["ttl"] = {"N": str(int(now + grant.duration_seconds + _TTL_GRACE_SECONDS))}
@@ -231,10 +235,12 @@ class GrantStore:
             "ConditionExpression": "attribute_not_exists(sk)",
         }
         actions = [self._update(approved, "pending"), {"Put": put_live}]
-        self._transition(actions, grant, now, verb="approve")
+        self._transition(actions, grant, now, verb="approve", event=event)
         return approved
 
-    def deny(self, grant: Grant, by: str, now: float) -> Grant:
+    def deny(
+        self, grant: Grant, by: str, now: float, *, event: dict[str, Any] | None = None
+    ) -> Grant:
         """Deny a pending grant.
 
         Raises
@@ -244,11 +250,13 @@ class GrantStore:
         GrantsUnavailable
             When DynamoDB cannot be written.
         """
-        denied = replace(grant, status="denied", approver=by, ended_by=by, ended_at=now)
-        self._transition([self._update(denied, "pending")], grant, now, verb="deny")
+        denied = grant.denied_by(by, now)
+        self._transition([self._update(denied, "pending")], grant, now, verb="deny", event=event)
         return denied
 
-    def revoke(self, grant: Grant, by: str, now: float) -> Grant:
+    def revoke(
+        self, grant: Grant, by: str, now: float, *, event: dict[str, Any] | None = None
+    ) -> Grant:
         """End a pending grant (withdrawn) or an approved one still in force, at ``now``.
 
         Revoking an approved grant also deletes its live copy, in the same
@@ -262,16 +270,16 @@ class GrantStore:
         GrantsUnavailable
             When DynamoDB cannot be written.
         """
-        revoked = replace(grant, status="revoked", ended_by=by, ended_at=now)
+        revoked = grant.revoked_by(by, now)
         if grant.status == "approved":
             update = self._update(revoked, "approved", still_in_force_at=now)
             actions = [update, self._delete_live(grant.id)]
         else:
             actions = [self._update(revoked, grant.status)]
-        self._transition(actions, grant, now, verb="revoke")
+        self._transition(actions, grant, now, verb="revoke", event=event)
         return revoked
 
-    def expire(self, grant: Grant, now: float) -> bool:
+    def expire(self, grant: Grant, now: float, *, event: dict[str, Any] | None = None) -> bool:
         """Record that an approved grant past its expiry has ended.
 
         One transaction deletes the live copy and sets ``status=expired``, so of
@@ -284,14 +292,14 @@ class GrantStore:
         """
         if grant.expires_at is None or grant.expires_at > now:
             return False  # not ours to end yet
-        expired = replace(grant, status="expired", ended_at=now)
+        expired = grant.expired_at(now)
         try:
-            self._write([self._update(expired, "approved"), self._delete_live(grant.id)])
+            self._write([self._update(expired, "approved"), self._delete_live(grant.id)], event)
         except _ConditionFailed:
             return False
         return True
 
-    def mark_used(self, grant_id: str, at: float) -> bool:
+    def mark_used(self, grant_id: str, at: float, *, event: dict[str, Any] | None = None) -> bool:
         """Record the first use of a grant; True only for the first caller, ever.
 
         Raises
@@ -299,29 +307,89 @@ class GrantStore:
         GrantsUnavailable
             When DynamoDB cannot be written.
         """
-        from botocore.exceptions import ClientError
-
+        update = {
+            "Update": {
+                "TableName": self._table,
+                "Key": _key(_PK, grant_id),
+                "UpdateExpression": "SET first_used_at = :at",
+                "ConditionExpression": (
+                    "attribute_exists(sk) AND attribute_not_exists(first_used_at)"
+                ),
+                "ExpressionAttributeValues": {":at": {"N": repr(at)}},
+            }
+        }
         try:
-            self._dynamodb.update_item(
-                TableName=self._table,
-                Key=_key(_PK, grant_id),
-                UpdateExpression="SET first_used_at = :at",
-                ConditionExpression="attribute_exists(sk) AND attribute_not_exists(first_used_at)",
-                ExpressionAttributeValues={":at": {"N": repr(at)}},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            self._write([update], event)
+        except _ConditionFailed as exc:
+            # Used before (or no such grant), unless another transaction merely held the item.
+            try:
+                used_before = self.get(grant_id).first_used_at is not None
+            except GrantNotFound:
                 return False
-            raise GrantsUnavailable(f"cannot record the use of grant {grant_id}: {exc}") from exc
-        except Exception as exc:
-            raise GrantsUnavailable(f"cannot record the use of grant {grant_id}: {exc}") from exc
+            if used_before:
+                return False
+            raise GrantsUnavailable(f"grant {grant_id} is busy; its use is recorded later") from exc
         return True
 
+    # --- the outbox ----------------------------------------------------------------------
+
+    def outbox(self, written_before: float) -> list[dict[str, Any]]:
+        """Events still in the outbox that were written before ``written_before``.
+
+        Raises
+        ------
+        GrantsUnavailable
+            When DynamoDB cannot be read or an entry is corrupt.
+        """
+        events = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": _OUTBOX}},
+            "ConsistentRead": True,
+        }
+        while True:
+            try:
+                response = self._dynamodb.query(**kwargs)
+            except Exception as exc:
+                raise GrantsUnavailable(f"cannot read the grant outbox: {exc}") from exc
+            for item in response.get("Items", []):
+                try:
+                    written = float(item["written_at"]["N"])
+                    event = json.loads(item["event"]["S"])
+                except (KeyError, ValueError) as exc:
+                    raise GrantsUnavailable(f"corrupt outbox entry {item.get('sk')}") from exc
+                if written < written_before:
+                    events.append(event)
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return events
+            kwargs["ExclusiveStartKey"] = last
+
+    def clear_outbox(self, event_id: str) -> None:
+        """Forget an event once it is enqueued.
+
+        Raises
+        ------
+        GrantsUnavailable
+            When DynamoDB cannot be written (the event will be enqueued again).
+        """
+        try:
+            self._dynamodb.delete_item(TableName=self._table, Key=_key(_OUTBOX, event_id))
+        except Exception as exc:
+            raise GrantsUnavailable(f"cannot clear outbox entry {event_id}: {exc}") from exc
+
     def _transition(
-        self, actions: list[dict[str, Any]], grant: Grant, now: float, *, verb: str
+        self,
+        actions: list[dict[str, Any]],
+        grant: Grant,
+        now: float,
+        *,
+        verb: str,
+        event: dict[str, Any] | None,
     ) -> None:
         try:
-            self._write(actions)
+            self._write(actions, event)
         except _ConditionFailed as exc:
             try:
                 current = self.get(grant.id)
@@ -372,6 +440,20 @@ class GrantStore:
             }
         }
 
+    def _outbox_put(self, event: dict[str, Any]) -> dict[str, Any]:
+        item = {
+            **_key(_OUTBOX, str(event["event_id"])),
+            "event": {"S": json.dumps(event, separators=(",", ":"), ensure_ascii=False)},
+            "written_at": {"N": repr(time.time())},
+        }
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": item,
+                "ConditionExpression": "attribute_not_exists(sk)",
+            }
+        }
+
     def _delete_live(self, grant_id: str) -> dict[str, Any]:
         return {
             "Delete": {
@@ -381,9 +463,11 @@ class GrantStore:
             }
         }
 
-    def _write(self, actions: list[dict[str, Any]]) -> None:
+    def _write(self, actions: list[dict[str, Any]], event: dict[str, Any] | None = None) -> None:
         from botocore.exceptions import ClientError
 
+        if event is not None:
+            actions = [*actions, self._outbox_put(event)]
         try:
             self._dynamodb.transact_write_items(TransactItems=actions)
         except ClientError as exc:

@@ -12,6 +12,7 @@ the next ``apply``, ``rollback`` or ``history`` re-archives missing records
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -95,7 +96,7 @@ class PolicyAdmin:
             When the activation happened but its archive copy or event did not.
         """
         parse_policy(document, source_name=source_name)
-        self.repair_archive()
+        self.repair()
         active = self._store.load_active()
         record, created = self._store.store_version(document, self._operator)
         self._archive.put_version(record)
@@ -123,7 +124,7 @@ class PolicyAdmin:
                 f"policy version {version} cannot be rolled back to: {exc}; "
                 "apply a corrected document instead"
             ) from exc
-        self.repair_archive()
+        self.repair()
         active = self._store.load_active()
         if active is not None and active.version == version:
             raise PolicyError(f"policy version {version} is already active")
@@ -132,8 +133,19 @@ class PolicyAdmin:
 
     def history(self, limit: int = 20) -> list[Activation]:
         """The newest activations, newest first (re-archiving any missing copy)."""
-        self.repair_archive()
+        self.repair()
         return self._store.activations(limit)
+
+    def repair(self) -> None:
+        """Finish what an interrupted change left undone: archive copies, then audit events.
+
+        Raises
+        ------
+        PolicyArchiveError, AuditError
+            When the bucket or the queue is still unavailable.
+        """
+        self.repair_archive()
+        self.redeliver_events()
 
     def repair_archive(self) -> list[int]:
         """Archive recent activations (and their versions) whose copy is missing.
@@ -162,8 +174,21 @@ class PolicyAdmin:
         diff = diff_documents(active.document if active else None, record.document)
         if active is not None and active.checksum == record.checksum:
             return ChangeResult(record, diff, None, created)
+        # The event is stored with the activation (one transaction), so it
+        # outlives a failed enqueue: any later admin command enqueues it.
+        events: list[dict[str, Any]] = []
+
+        def event(activation: Activation) -> dict[str, Any]:
+            events.append(self._event(activation))
+            return events[-1]
+
         activation = self._store.activate(
-            record, actor=self._operator, action=action, expected=active, summary=diff.summary()
+            record,
+            actor=self._operator,
+            action=action,
+            expected=active,
+            summary=diff.summary(),
+            event=event,
         )
         # The change stands from here on: each record of it is attempted on
         # its own, so a failed archive copy never costs the audit event.
@@ -176,12 +201,12 @@ class PolicyAdmin:
                 "apply`, `rollback` or `history` writes it"
             )
         try:
-            self._emitter.emit(self._event(activation))
+            self._enqueue(activation.activation, events[-1])
         except AuditError as exc:
             problems.append(
-                f"its policy_change audit event was not enqueued ({exc}); the event was logged "
-                f"in full, and the activation stays recorded as ACTIVATION#{activation.activation}"
-                " in the policy table"
+                f"its policy_change audit event was not enqueued yet ({exc}); it is kept with "
+                f"activation {activation.activation} in the policy table, and any later "
+                "`gatehouse policy apply`, `rollback` or `history` enqueues it"
             )
         if problems:
             raise PolicyChangeIncomplete(
@@ -190,6 +215,28 @@ class PolicyAdmin:
                 activation,
             )
         return ChangeResult(record, diff, activation, created)
+
+    def redeliver_events(self) -> list[int]:
+        """Enqueue the kept events of recent activations whose enqueue failed.
+
+        Returns the activation numbers whose events were enqueued now.
+
+        Raises
+        ------
+        AuditError
+            When the queue is still unavailable (the events stay kept).
+        """
+        delivered = []
+        for number, event in self._store.pending_events():
+            self._enqueue(number, event)
+            delivered.append(number)
+        return delivered
+
+    def _enqueue(self, activation: int, event: dict[str, Any]) -> None:
+        self._emitter.emit(event)
+        # Should this fail, the event is enqueued again later under the same id.
+        with contextlib.suppress(PolicyError):
+            self._store.clear_event(activation)
 
     def _event(self, activation: Activation) -> dict[str, Any]:
         details = {

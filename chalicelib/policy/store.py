@@ -172,8 +172,13 @@ class PolicyStore:
         action: str,
         expected: PolicyRecord | None,
         summary: dict[str, Any] | None = None,
+        event: Callable[[Activation], dict[str, Any]] | None = None,
     ) -> Activation:
         """Make ``record`` the active version, if ``expected`` is still the active one.
+
+        ``event`` builds the activation's audit event, which is kept on the
+        activation record (same transaction) until :meth:`clear_event`: an
+        activation cannot happen without its event being durable.
 
         Raises
         ------
@@ -216,8 +221,45 @@ class PolicyStore:
             "sk": {"S": _activation_sk(counter)},
             "record": {"S": canonical_json(activation.as_dict())},
         }
+        if event is not None:
+            log["pending_event"] = {"S": canonical_json(event(activation))}
         self._transact([pointer, _put(self._table, log)])
         return activation
+
+    def pending_events(self, limit: int = 10) -> list[tuple[int, dict[str, Any]]]:
+        """Audit events of the newest ``limit`` activations not yet known to be enqueued.
+
+        Raises
+        ------
+        PolicyUnavailable
+            When the table cannot be read or an event is corrupt.
+        """
+        pending = []
+        for item in self._query("ACTIVATION#", limit=limit):
+            if "pending_event" in item:
+                number = int(item["sk"]["S"].removeprefix("ACTIVATION#"))
+                try:
+                    pending.append((number, json.loads(item["pending_event"]["S"])))
+                except ValueError as exc:
+                    raise PolicyUnavailable(f"activation {number}'s event is corrupt") from exc
+        return sorted(pending, key=lambda entry: entry[0])
+
+    def clear_event(self, activation: int) -> None:
+        """Mark activation ``activation``'s event enqueued (drop it from the record).
+
+        Raises
+        ------
+        PolicyUnavailable
+            When the table cannot be written (the event will be enqueued again).
+        """
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _PK}, "sk": {"S": _activation_sk(activation)}},
+                UpdateExpression="REMOVE pending_event",
+            )
+        except Exception as exc:
+            raise PolicyUnavailable(f"cannot update activation {activation}: {exc}") from exc
 
     def publish(self, document: dict[str, Any], actor: str) -> PolicyRecord:
         """Store and activate ``document`` in one go (seeding and tests; no archive, no event).

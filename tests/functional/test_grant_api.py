@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import app
-from chalicelib.grants import Grant
+from chalicelib.grants import Grant, redeliver_outbox
+from chalicelib.grants.lifecycle import OUTBOX_GRACE_SECONDS
 from chalicelib.grants.store import grant_item
 from chalicelib.policy.globs import compile_glob
 from tests.functional.conftest import policy_document, queued_events
@@ -126,6 +127,7 @@ def test_a_grant_is_requested_approved_listed_and_revoked_through_the_api(
 
     events = grant_events(aws)
     assert [e["grant"]["action"] for e in events] == ["requested", "approved", "revoked"]
+    assert store(aws).outbox(written_before=time.time() + 1) == []  # each cleared once enqueued
     assert [e["principal"]["subject"] for e in events] == ["erin", "sam", "erin"]
     assert {e["request"]["id"] for e in events} == {"req-1"}
     assert {e["source"]["ip"] for e in events} == {SOURCE_IP}
@@ -337,22 +339,41 @@ def test_grants_are_refused_while_the_policy_has_no_grants_block(
     assert store(aws).list_grants() == []
 
 
-def test_a_change_the_queue_cannot_record_says_so_and_stands(
-    granting: Container, aws: Resources, rsa_key: Any, monkeypatch: pytest.MonkeyPatch
+def test_a_change_the_queue_cannot_take_is_kept_with_its_event_and_enqueued_later(
+    granting: Container, aws: Resources, rsa_key: Any
 ) -> None:
     import boto3
 
     sqs = boto3.client("sqs", region_name="us-east-1")
+    attributes = sqs.get_queue_attributes(QueueUrl=aws.audit_queue_url, AttributeNames=["All"])
     sqs.delete_queue(QueueUrl=aws.audit_queue_url)
+    erin = token_for(rsa_key, "erin", ["support"])
 
-    status, answer = call(
-        "POST", "/.gatehouse/grants", token_for(rsa_key, "erin", ["support"]), REQUEST_BODY
-    )
+    status, answer = call("POST", "/.gatehouse/grants", erin, REQUEST_BODY)
 
-    assert status == 500
-    assert "could not be enqueued" in answer["message"]
+    # Done (202), and said so: the event waits in the outbox, beside the change.
+    assert status == 202
+    assert answer["audit"] == "pending"
+    assert "the grant sweeper enqueues it" in answer["message"]
     [stored] = store(aws).list_grants()
     assert answer["grant_ids"] == [stored.id]
+    [kept] = store(aws).outbox(written_before=time.time() + 1)
+    assert kept["grant"]["action"] == "requested"
+    assert kept["grant"]["grant_id"] == stored.id
+    assert kept["principal"]["subject"] == "erin"
+
+    name = aws.audit_queue_url.rsplit("/", 1)[1]
+    sqs.create_queue(QueueName=name, Attributes={
+        k: v for k, v in attributes["Attributes"].items() if k in ("VisibilityTimeout",)
+    })  # fmt: skip
+    # A young entry is left to the request that wrote it; an old one is enqueued once.
+    assert redeliver_outbox(granting.grant_store, granting.emitter, time.time()) == []
+    later = time.time() + OUTBOX_GRACE_SECONDS + 1
+    assert redeliver_outbox(granting.grant_store, granting.emitter, later) == [kept["event_id"]]
+    assert redeliver_outbox(granting.grant_store, granting.emitter, later) == []
+
+    [event] = grant_events(aws)
+    assert event == kept
 
 
 # --- what the authorizer honours --------------------------------------------------------

@@ -59,6 +59,7 @@ def test_a_grant_through_the_authorizer_is_used_once_and_ends_on_its_second(
     assert {e["elevation"]["approver"] for e in allowed} == {f"{ISSUER}|sam (sam@example.com)"}
     used = [e for e in events if e["event_type"] == "grant"]
     assert [(e["grant"]["action"], e["grant"]["grant_id"]) for e in used] == [("used", pending.id)]
+    assert store(aws).outbox(written_before=time.time() + 1) == []  # enqueued, so cleared
 
     expires_at = store(aws).get(pending.id).expires_at
     assert expires_at is not None

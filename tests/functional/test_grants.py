@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -33,8 +34,10 @@ from chalicelib.grants import (
     GrantNotFound,
     GrantStore,
     GrantsUnavailable,
+    redeliver_outbox,
     sweep_expired,
 )
+from chalicelib.grants.lifecycle import OUTBOX_GRACE_SECONDS
 from chalicelib.grants.store import grant_item
 from chalicelib.identity import Identity, JwksCache, TokenVerifier
 from chalicelib.policy import PolicyStore, parse_policy
@@ -671,7 +674,7 @@ def test_two_sweepers_interleaved_expire_each_grant_exactly_once(
     assert store(aws).live_grants() == []
 
 
-def test_a_sweep_stops_when_the_audit_queue_is_down(
+def test_a_sweep_stops_when_the_audit_queue_is_down_and_loses_no_event(
     aws: Resources, people: dict[str, Identity], emitter_log: list[logging.LogRecord]
 ) -> None:
     grants = desk(aws, Clock(T0))
@@ -687,9 +690,16 @@ def test_a_sweep_stops_when_the_audit_queue_is_down(
     assert store(aws).get(first.id).status == "expired"
     assert [g.id for g in store(aws).live_grants()] == [second.id]  # no unrecorded endings
     assert first.id in "".join(r.getMessage() for r in emitter_log)
+    [kept] = store(aws).outbox(written_before=time.time() + 1)
+    assert (kept["grant"]["action"], kept["grant"]["grant_id"]) == ("expired", first.id)
     queue_back()
     assert sweep_expired(store(aws), emitter(aws), "test", T0 + 660) == [second.id]
     assert [e["grant"]["grant_id"] for e in grant_events(aws)] == [second.id]
+    # The first ending's event was kept with it; the next sweeper run enqueues it.
+    later = time.time() + OUTBOX_GRACE_SECONDS + 1
+    assert redeliver_outbox(store(aws), emitter(aws), later) == [kept["event_id"]]
+    assert grant_events(aws) == [kept]
+    assert store(aws).outbox(written_before=later) == []
 
 
 # --- first use ---------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from botocore.stub import Stubber
 
-from chalicelib.audit import AuditEmitter, SqsAuditSink
+from chalicelib.audit import AuditEmitter, AuditError, SqsAuditSink
 from chalicelib.policy import (
     PolicyArchiveError,
     PolicyConflict,
@@ -151,7 +151,37 @@ def test_both_failures_are_reported_together(aws: Resources) -> None:
     message = str(caught.value)
     assert "archive copy was not written" in message
     assert "policy_change audit event was not enqueued" in message
-    assert "ACTIVATION#2" in message
+    assert "kept with activation 2 in the policy table" in message
+
+
+def test_an_event_the_queue_could_not_take_is_enqueued_by_the_next_command(
+    aws: Resources,
+) -> None:
+    make_admin(aws).apply(policy_document(UPSTREAM))
+    policy_changes(aws)
+    attributes = client("sqs").get_queue_attributes(
+        QueueUrl=aws.audit_queue_url, AttributeNames=["VisibilityTimeout"]
+    )["Attributes"]
+    client("sqs").delete_queue(QueueUrl=aws.audit_queue_url)
+    with pytest.raises(PolicyChangeIncomplete, match="not enqueued yet"):
+        make_admin(aws).apply(with_auditors(policy_document(UPSTREAM)))
+    store = PolicyStore(client("dynamodb"), aws.policy_table)
+    [(number, kept)] = store.pending_events()
+    assert (number, kept["policy_change"]["to_version"]) == (2, 2)
+
+    # While the queue is down, nothing more changes: the next change would be unaudited too.
+    with pytest.raises(AuditError):
+        make_admin(aws).rollback(1)
+    assert (store.load_active() or pytest.fail("no active")).version == 2
+
+    name = aws.audit_queue_url.rsplit("/", 1)[1]
+    client("sqs").create_queue(QueueName=name, Attributes=attributes)
+    make_admin(aws).history()
+
+    assert queued_events(aws) == [kept]  # the same event, id and all, enqueued once
+    assert store.pending_events() == []
+    make_admin(aws).history()
+    assert policy_changes(aws) == []
 
 
 def test_repair_archives_the_version_of_an_activation_made_without_the_archive(
@@ -353,5 +383,6 @@ def test_an_activation_that_is_not_fully_recorded_exits_3(
     err = capsys.readouterr().err
     assert "activation 2 (version 2) is in force" in err
     assert "policy_change audit event was not enqueued" in err
-    assert main([*cli, "policy", "rollback", "1"]) == 3
-    assert "activation 3 (version 1) is in force" in capsys.readouterr().err
+    # Nothing more changes while the trail cannot take the event of the last change.
+    assert main([*cli, "policy", "rollback", "1"]) == 2
+    assert "activation 3" not in capsys.readouterr().err

@@ -119,14 +119,14 @@ def test_gateway_responses_carry_the_request_id_and_fail_closed_with_503() -> No
         json.loads(body.replace("$context.requestId", "x"))
 
 
-GRANT_PARTITIONS = {"GRANT", "GRANT-LIVE"}  # chalicelib/grants/store.py's _PK and _LIVE
+GRANT_PARTITIONS = {"GRANT", "GRANT-LIVE", "GRANT-OUTBOX"}  # chalicelib/grants/store.py
 ITEM_WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 
 
 def test_only_the_functions_role_may_write_grants() -> None:
     from chalicelib.grants import store
 
-    assert {store._PK, store._LIVE} == GRANT_PARTITIONS
+    assert {store._PK, store._LIVE, store._OUTBOX} == GRANT_PARTITIONS
     table = _template()["Resources"]["PolicyTable"]["Properties"]
     [deny] = table["ResourcePolicy"]["PolicyDocument"]["Statement"]
     assert (deny["Effect"], deny["Principal"]) == ("Deny", "*")
