@@ -8,7 +8,7 @@ method, however many rules the policy holds.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -86,6 +86,22 @@ class Permission:
 
 
 @dataclass(frozen=True, slots=True)
+class _PathRules:
+    """What one (host, method, path) selects, whoever asks: its route, and which rules match it.
+
+    Memoised apart from who asks, so an unseen principal on a path seen
+    before pays for the subject lookups only, not for the route lookup and
+    the glob matching.
+    """
+
+    route: Route | None
+    # The route's rules for the method, by subject key (the index, unfiltered).
+    by_subject: Mapping[SubjectKey, Sequence[Rule]]
+    # Rule id -> whether its paths match this path; filled as principals meet the rules.
+    path_matches: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class _Match:
     """The rules whose subjects, action and paths match: the memoised part of a decision."""
 
@@ -121,6 +137,7 @@ class CompiledPolicy:
         self._index: dict[str, dict[str, dict[SubjectKey, list[Rule]]]] = {}
         self._order = {rule.id: position for position, rule in enumerate(document.rules)}
         self._memo: dict[tuple[object, ...], _Match] = {}
+        self._path_memo: dict[tuple[str, str, str], _PathRules] = {}
         # Claims named by any rule: they are part of who someone is, so of the memo key.
         self.claim_names: tuple[str, ...] = tuple(
             sorted({name for rule in document.rules for name, _ in rule.subjects.claims})
@@ -239,23 +256,46 @@ class CompiledPolicy:
         )
 
     def _match(self, identity: Identity, request: AccessRequest) -> _Match:
-        key = self._memo_key(identity, request)
+        path_rules = self._path_rules(request)
+        key = self._memo_key(identity, request, path_rules)
         match = self._memo.get(key)
         if match is None:
-            match = self._compute_match(identity, request)
+            match = self._compute_match(identity, request, path_rules)
             if len(self._memo) >= _MEMO_SIZE:
                 self._memo.clear()
             self._memo[key] = match
         return match
 
-    def _memo_key(self, identity: Identity, request: AccessRequest) -> tuple[object, ...]:
+    def _memo_key(
+        self, identity: Identity, request: AccessRequest, path_rules: _PathRules
+    ) -> tuple[object, ...]:
+        """Everything the matched rules depend on, and no more.
+
+        The subject and the email enter the key only when a rule of this
+        path names this very person; otherwise a principal is matched as
+        the profile it shares with many (issuer, email domain, groups, the
+        claims rules name), so an unseen member of known groups is a memo hit.
+        """
         claims: tuple[object, ...] = ()
         if self.claim_names:
             claims = tuple(_claim_text(identity.claims.get(name)) for name in self.claim_names)
+        email = identity.email
+        by_subject = path_rules.by_subject
+        person: tuple[object, ...] | None = None
+        if ("u", identity.subject) in by_subject or (
+            email is not None and ("e", email.lower()) in by_subject
+        ):
+            person = (identity.subject, email)
+        if email is None:
+            domain: str | None = None
+        else:
+            # As _identity_subject_keys derives it: an email without "@" has no domain.
+            domain = email.lower().rsplit("@", 1)[1] if "@" in email else None
         return (
             identity.issuer,
-            identity.subject,
-            identity.email,
+            person,
+            email is None,
+            domain,
             identity.groups,
             identity.groups_claimed,
             claims,
@@ -264,14 +304,36 @@ class CompiledPolicy:
             request.path,
         )
 
-    def _compute_match(self, identity: Identity, request: AccessRequest) -> _Match:
+    def _path_rules(self, request: AccessRequest) -> _PathRules:
+        key = (request.host, request.method, request.path)
+        found = self._path_memo.get(key)
+        if found is None:
+            found = self._compute_path_rules(request)
+            if len(self._path_memo) >= _MEMO_SIZE:
+                self._path_memo.clear()
+            self._path_memo[key] = found
+        return found
+
+    def _compute_path_rules(self, request: AccessRequest) -> _PathRules:
         route = self.route_for(request.host, request.path)
+        if route is None:
+            return _PathRules(None, {})
+        return _PathRules(route, self._index.get(route.id, {}).get(request.method) or {})
+
+    def _compute_match(
+        self, identity: Identity, request: AccessRequest, path_rules: _PathRules
+    ) -> _Match:
+        route = path_rules.route
         if route is None:
             return _Match(None, (), (), self._decision(False, (Reason.NO_ROUTE,), (), None))
         allows: list[Rule] = []
         denies: list[Rule] = []
-        for rule in self._candidates(identity, route.id, request.method):
-            if rule.matches_path(request.path):
+        path_matches = path_rules.path_matches
+        for rule in self._candidates(identity, path_rules.by_subject):
+            hit = path_matches.get(rule.id)
+            if hit is None:
+                hit = path_matches[rule.id] = rule.matches_path(request.path)
+            if hit:
                 (denies if rule.effect == "deny" else allows).append(rule)
         # The outcome is fixed now only when no matched rule has conditions:
         # otherwise the listed rules (every one that applies) depend on the request.
@@ -302,7 +364,7 @@ class CompiledPolicy:
         seen: set[str] = set()
         for route_id in self._index:
             for method in HTTP_METHODS:
-                for rule in self._candidates(identity, route_id, method):
+                for rule in self._candidates(identity, self._index[route_id].get(method, {})):
                     if rule.id in seen:
                         continue
                     seen.add(rule.id)
@@ -338,18 +400,25 @@ class CompiledPolicy:
             for pattern in patterns:
                 yield Permission(rule.actions, glob_to_arn_paths(pattern)[0])
 
-    def _candidates(self, identity: Identity, route_id: str, method: str) -> list[Rule]:
-        by_subject = self._index.get(route_id, {}).get(method)
+    def _candidates(
+        self, identity: Identity, by_subject: Mapping[SubjectKey, Sequence[Rule]]
+    ) -> list[Rule]:
         if not by_subject:
             return []
+        lookup = by_subject.get
         found: dict[str, Rule] = {}
         for key in _identity_subject_keys(identity):
-            for rule in by_subject.get(key, ()):
-                found[rule.id] = rule
-        for key in self._identity_claim_keys(identity):
-            for rule in by_subject.get(key, ()):
-                if rule.id not in found and _claims_match(rule, identity):
+            rules = lookup(key)
+            if rules:
+                for rule in rules:
                     found[rule.id] = rule
+        if self._indexed_claims:
+            for key in self._identity_claim_keys(identity):
+                rules = lookup(key)
+                if rules:
+                    for rule in rules:
+                        if rule.id not in found and _claims_match(rule, identity):
+                            found[rule.id] = rule
         return list(found.values())
 
     def _identity_claim_keys(self, identity: Identity) -> Iterator[SubjectKey]:

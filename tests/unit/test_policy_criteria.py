@@ -1046,6 +1046,10 @@ MEMO_POLICY = parse_policy(
         rule("no-c", "deny", subjects={"claims": {"tier": "c"}}, paths=["/secret/**"]),
         rule("no-x", "deny", subjects={"groups": ["x"]}, actions=["*"]),
         rule("ops", routes=["ops"], subjects={"domains": ["example.com"]}),
+        # Rules naming one person: the memo keys on the person only where these apply.
+        rule("bob-data", subjects={"users": ["bob"]}, paths=["/data/**"]),
+        rule("carol-files", subjects={"users": ["Carol@Example.com"]}, paths=["/files/**"]),
+        rule("no-dave", "deny", subjects={"users": ["dave@example.com"]}, routes=["ops"]),
         **GRANTS,
         **GLASS,
     )
@@ -1070,14 +1074,26 @@ PRINCIPALS = st.builds(
         person(sub, email=email, groups=groups if v["groups_claimed"] else (), **v)
         for v in variants
     ],
-    st.sampled_from(["alice", "bob"]),
-    st.sampled_from([None, "alice@example.com", "x@other.org"]),
+    st.sampled_from(["alice", "bob", "carol"]),
+    st.sampled_from(
+        [
+            None,
+            "alice@example.com",
+            "x@other.org",
+            "carol@example.com",
+            "CAROL@example.COM",
+            "dave@example.com",
+            "no-at-sign",
+        ]
+    ),
     st.sampled_from([(), ("eng",), ("oncall",)]),
     st.lists(VARIANTS, min_size=1, max_size=4),
 )
 # Where a request goes (what the memo keys on), then when, from where and why.
 TARGETS = st.tuples(
-    st.sampled_from(["/office/a", "/secret/x", "/SECRET/x", "/data/x", "/data", "/admin/x"]),
+    st.sampled_from(
+        ["/office/a", "/secret/x", "/SECRET/x", "/data/x", "/data", "/admin/x", "/files/x"]
+    ),
     st.sampled_from(["GET", "HEAD", "POST"]),
     st.sampled_from(["app.example.com", "ops.example.com"]),
 )
@@ -1088,9 +1104,51 @@ CIRCUMSTANCES = st.tuples(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@pytest.mark.parametrize(
+    ("first", "second", "target"),
+    [
+        pytest.param(person("alice"), person("bob"), "/data/x", id="a rule naming a subject"),
+        pytest.param(person("bob"), person("alice"), "/data/x", id="the named subject first"),
+        pytest.param(
+            person("alice"), person("carol", email="carol@example.com"), "/files/x",
+            id="a rule naming an email",
+        ),
+        pytest.param(
+            person("carol", email="carol@example.com"), person("x", email="CAROL@EXAMPLE.COM"),
+            "/files/x", id="the email in other letter case",
+        ),
+        pytest.param(
+            person("alice"), person("x", email="CAROL@EXAMPLE.COM"), "/files/x",
+            id="the email in other letter case, after a profile sharer",
+        ),
+        pytest.param(
+            person("alice", email="a@example.com"), person("alice", email="a@example.org"),
+            "/ops/x", id="another email domain",
+        ),
+        pytest.param(
+            person("alice", email=None), person("alice", email="dave@example.com"), "/ops/x",
+            id="an email, against none",
+        ),
+        pytest.param(
+            person("alice", email="no-at-sign"), person("alice", email=None), "/ops/x",
+            id="an email without a domain, against none",
+        ),
+    ],
+)  # fmt: skip
+def test_people_who_share_a_profile_share_a_memo_entry_only_where_no_rule_names_them(
+    first: Identity, second: Identity, target: str
+) -> None:
+    shared = CompiledPolicy(MEMO_POLICY, VERSION)
+    host = "ops.example.com" if target.startswith("/ops") else "app.example.com"
+    for identity in (first, second, first):
+        asked = request(target, host=host)
+        fresh = CompiledPolicy(MEMO_POLICY, VERSION).evaluate(identity, asked)
+        assert shared.evaluate(identity, asked) == fresh
+
+
+@settings(max_examples=400, deadline=None)
 @given(
-    st.lists(PRINCIPALS, min_size=1, max_size=2),
+    st.lists(PRINCIPALS, min_size=1, max_size=3),
     st.lists(TARGETS, min_size=1, max_size=2),
     st.lists(
         st.tuples(st.integers(0, 7), st.integers(0, 1), CIRCUMSTANCES, st.booleans()),
