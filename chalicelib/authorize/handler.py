@@ -264,6 +264,12 @@ class Authorizer:
         # An ambiguous path is let through to the proxy, which refuses it
         # with 400 (API Gateway can only answer a Deny with 403).
         refusal = Reason.AMBIGUOUS_PATH.value if verdict.reason is Reason.AMBIGUOUS_PATH else ""
+        if not verdict.allowed and self._ttl_seconds > 0:
+            # A cached Deny would refuse this method and path at the gateway for the
+            # whole TTL, unseen: no decision, no audit, not even a break-glass retry
+            # with its justification or a grant approved meanwhile. Let it through:
+            # the proxy answers this request 403 and decides every later one again.
+            refusal = refusal or verdict.reason.value
         passes = verdict.allowed or bool(refusal)
         allow, deny = ([this_request], []) if passes else ([], [this_request])
         if self._ttl_seconds > 0:
@@ -272,8 +278,7 @@ class Authorizer:
                 policy = self._policy.current()
             except PolicyUnavailable as exc:
                 raise AuthorizerFailure(Reason.POLICY_UNAVAILABLE.value) from exc
-            # Allows only (a superset; the proxy re-decides cached answers) and,
-            # when this request is denied, an explicit deny for exactly it.
+            # Allows only: a superset; the proxy re-decides cached answers.
             grants, _ = live_grants(self._grants, identity)
             permissions = policy.permissions(identity, grants)
             allow = whole_api_resources(method_arn, permissions) + allow

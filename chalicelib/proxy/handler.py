@@ -231,21 +231,36 @@ class Proxy:
         )
         self._emitter.emit(event)
 
-    def _refuse_ambiguous(
-        self, request: GatewayRequest, record: RequestRecord, access: GrantedAccess, detail: str
+    def _refuse(
+        self,
+        request: GatewayRequest,
+        record: RequestRecord,
+        access: GrantedAccess,
+        refusal: str,
+        detail: str | None = None,
     ) -> _Refused:
-        """Answer 400 to a path the authorizer found ambiguous, and record the response."""
-        response = error_response(400, "ambiguous path", request.request_id)
-        refused = DecisionRecord(
-            "deny", (Reason.AMBIGUOUS_PATH,), decided_by="proxy", detail=detail
-        )
+        """Answer what the authorizer decided against but let through, and record the response.
+
+        An ambiguous path gets 400 (API Gateway has only 403 for a Deny); a
+        denial let through because the answer is cached gets 403 here.
+        """
+        if refusal == Reason.AMBIGUOUS_PATH.value:
+            status, message, reason = 400, "ambiguous path", Reason.AMBIGUOUS_PATH
+        else:
+            try:
+                reason = Reason(refusal)
+            except ValueError:
+                reason = Reason.NO_MATCHING_RULE
+            status, message = 403, "forbidden"
+        response = error_response(status, message, request.request_id)
+        refused = DecisionRecord("deny", (reason,), decided_by="proxy", detail=detail or refusal)
         outcome = ResponseRecord(
-            status=400,
+            status=status,
             bytes_in=len(request.body),
             bytes_out=len(response.body),
             latency_ms=0.0,
             upstream_latency_ms=None,
-            error=Reason.AMBIGUOUS_PATH.value,
+            error=reason.value,
         )
         self._audit_response(request, record, access, refused, ResourceRecord(), outcome)
         return _Refused(response)
@@ -258,9 +273,11 @@ class Proxy:
         try:
             normalize_path(request.path)  # the authorizer's check, repeated: never forward one
         except AmbiguousPath as exc:
-            raise self._refuse_ambiguous(request, record, access, str(exc)) from exc
+            raise self._refuse(
+                request, record, access, Reason.AMBIGUOUS_PATH.value, str(exc)
+            ) from exc
         if access.refusal:
-            raise self._refuse_ambiguous(request, record, access, access.refusal)
+            raise self._refuse(request, record, access, access.refusal)
         try:
             route = self._versions.get(access.policy_version).document.route(access.route_id)
         except PolicyUnavailable:

@@ -34,9 +34,10 @@ def test_cached_answer_covers_the_whole_api_and_is_redecided_by_the_proxy(
     assert second_echo["assertion"]["claims"]["sub"] == "alice"
 
     # The cache is keyed by the token: another caller is not served alice's answer.
+    # Denied, and answered by the proxy (a cached gateway Deny would replay unaudited).
     contractor = token_for(state, "dave", groups=["contractors"])
     assert_gateway_error(
-        client.send("GET", "/api/billing/invoices", token=contractor), 403, "Forbidden"
+        client.send("GET", "/api/billing/invoices", token=contractor), 403, "forbidden"
     )
 
     ids = (first.request_id, second.request_id)

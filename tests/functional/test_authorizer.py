@@ -412,9 +412,10 @@ def test_policy_unavailable_fails_closed_with_an_error_event(
 
 ENGINEERING_ALLOW = broad(ALL_METHODS, "api", "api/*")
 
-# Cached answers list allows only (a superset of what the policy allows: method ARNs carry
-# no host or route, so no deny translates soundly) plus an explicit deny for exactly a
-# denied request; the proxy re-decides every request served from a cached answer.
+# Cached answers list allows only: a superset of what the policy allows (method ARNs carry
+# no host or route, so no deny translates soundly), plus the request decided, even when
+# denied: a cached Deny would refuse it unseen for the whole TTL. The proxy answers a
+# denied one 403 and re-decides every request served from a cached answer.
 WHOLE_API_ANSWERS: list[tuple[str, list[str], str, str, Callable[[str], dict[str, Any]]]] = [
     (
         "allowed",
@@ -428,14 +429,14 @@ WHOLE_API_ANSWERS: list[tuple[str, list[str], str, str, Callable[[str], dict[str
         ["engineering", "contractors"],
         "GET",
         "/api/billing/7",
-        lambda arn: policy(statement("Deny", [arn]), statement("Allow", ENGINEERING_ALLOW)),
+        lambda arn: policy(statement("Allow", [*ENGINEERING_ALLOW, arn])),
     ),
     (
         "denied-nothing-allowed",
         ["sales"],
         "GET",
         "/api/projects/42",
-        lambda arn: policy(statement("Deny", [arn])),
+        lambda arn: policy(statement("Allow", [arn])),
     ),
 ]
 
@@ -494,7 +495,7 @@ REUSED_ANSWERS: list[tuple[str, list[str], str, dict[tuple[str, str], str]]] = [
         ["engineering", "contractors"],
         "/api/billing/7",
         {
-            ("GET", "/api/billing/7"): "Deny",
+            ("GET", "/api/billing/7"): "Allow",  # to the proxy, which refuses it (403)
             ("PUT", "/api/projects/1"): "Allow",
             ("GET", "/api/billingx"): "Allow",
             ("GET", "/admin"): "ImplicitDeny",
@@ -514,7 +515,8 @@ def test_cached_answer_lets_through_everything_the_policy_allows(
     """API Gateway reuses one answer for every route of the API until the TTL ends.
 
     Whatever the policy allows must pass the gateway (or the cache would turn
-    allowed requests into 403s); the request that was denied stays denied.
+    allowed requests into 403s); the request that was denied passes too, to
+    the proxy, which refuses it and decides its repetitions again.
     """
     rebuild_container(idp, monkeypatch, GATEHOUSE_AUTHORIZER_TTL_SECONDS="300")
     for case, groups, decided_path, requests in REUSED_ANSWERS:

@@ -728,6 +728,60 @@ def test_cached_allow_denied_by_the_active_policy_is_a_403_from_the_proxy(
             assert decision["resource"]["path"] == later_path
 
 
+def test_a_denial_under_a_cached_answer_reaches_the_proxy_and_its_retry_is_decided_again(
+    stage: Container,
+    aws: Resources,
+    backend: DemoBackend,
+    idp: FakeIdp,
+    rsa_key: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With caching on, a Deny for this method and path would be replayed by the gateway for
+    # the whole TTL, unaudited: the on-call engineer's retry with a justification included.
+    container = rebuild_container(idp, monkeypatch, GATEHOUSE_AUTHORIZER_TTL_SECONDS="300")
+    document = policy_document(backend.url)
+    document["break_glass"] = {"groups": ["oncall"]}
+    container.policy_store.publish(document, actor="test")
+    oncall = make_token(rsa_key, "RS256", "rsa-1", claims(groups=["oncall"]))
+    first = proxy_event(oncall, method="GET", request_id="glass-first")
+    request = {k: v for k, v in first.items() if k not in ("body", "isBase64Encoded")}
+    request["type"], request["methodArn"] = "REQUEST", f"{API}/GET{first['path']}"
+    answer = app.gatehouse_authorizer(request, LambdaContext("lambda-authorizer"))
+    [(effect, resources)] = [
+        (s["Effect"], s["Resource"]) for s in answer["policyDocument"]["Statement"]
+    ]
+    assert effect == "Allow"
+    assert request["methodArn"] in resources
+    context = as_gateway_context(answer)
+    assert context["refusal"] == "no_matching_rule"
+    queued_events(aws)
+    first["requestContext"]["authorizer"] = context
+
+    refused = invoke(first)
+
+    assert refused.status == 403
+    assert refused.json() == {"message": "forbidden", "request_id": "glass-first"}
+    [response] = queued_events(aws)
+    assert response["event_type"] == "response"
+    assert response["decision"]["outcome"] == "deny"
+    assert response["decision"]["reasons"] == ["no_matching_rule"]
+    assert response["outcome"]["status"] == 403
+    assert response["request"]["decision_id"] == context["decision_id"]
+
+    retry = proxy_event(oncall, method="GET", request_id="glass-retry")
+    set_header(retry, "X-Gatehouse-Justification", ["INC-9 checkout down"])
+    retry["requestContext"]["authorizer"] = context  # served from the gateway's cache
+
+    allowed = invoke(retry)
+
+    assert allowed.status == 200
+    assert backend.requests_seen == 1
+    decision, _ = queued_events(aws)
+    assert decision["decision"]["reasons"] == ["break_glass"]
+    assert decision["decision"]["decided_by"] == "proxy"
+    assert decision["elevation"]["justification"] == "INC-9 checkout down"
+
+
 def test_cached_allow_for_an_expired_identity_is_a_401(
     stage: Container, aws: Resources, backend: DemoBackend, token: str
 ) -> None:
