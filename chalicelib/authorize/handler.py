@@ -75,6 +75,8 @@ class Verdict:
     decision: Decision | None = None
     detail: str | None = None
     claim_names: tuple[str, ...] = ()
+    # The principal's grants as the decision saw them (a cached answer lists them too).
+    grants: tuple[Grant, ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -195,7 +197,9 @@ class Authorizer:
         decision = policy.evaluate(identity, access_request(request, path), grants)
         if decision.allowed:
             detail = None  # grants being unavailable changed nothing
-        return Verdict(decision.reasons[0], identity, decision, detail, policy.claim_names)
+        return Verdict(
+            decision.reasons[0], identity, decision, detail, policy.claim_names, tuple(grants)
+        )
 
     def _record_first_use(self, verdict: Verdict, decision_id: str) -> None:
         """Emit the grant's ``used`` event the first time any container uses it."""
@@ -279,8 +283,7 @@ class Authorizer:
             except PolicyUnavailable as exc:
                 raise AuthorizerFailure(Reason.POLICY_UNAVAILABLE.value) from exc
             # Allows only: a superset; the proxy re-decides cached answers.
-            grants, _ = live_grants(self._grants, identity)
-            permissions = policy.permissions(identity, grants)
+            permissions = policy.permissions(identity, verdict.grants)
             allow = whole_api_resources(method_arn, permissions) + allow
         answer: dict[str, Any] = {
             "principalId": identity.subject,
