@@ -203,5 +203,7 @@ class Container:
     def writer(self) -> AuditWriter:
         """The audit writer (S3)."""
         from chalicelib.audit import AuditWriter
+        from chalicelib.ledger import LedgerState
 
-        return AuditWriter(self.clients.s3, self.settings.audit_bucket)
+        state = LedgerState(self.clients.dynamodb, self.settings.policy_table)
+        return AuditWriter(self.clients.s3, self.settings.audit_bucket, state)

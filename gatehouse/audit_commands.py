@@ -15,7 +15,10 @@ if TYPE_CHECKING:
 
 def flush(target: Target) -> DrainResult:
     """Run the audit writer now on everything queued."""
-    writer = AuditWriter(target.client("s3"), target.audit_bucket)
+    from chalicelib.ledger import LedgerState
+
+    state = LedgerState(target.client("dynamodb"), target.policy_table)
+    writer = AuditWriter(target.client("s3"), target.audit_bucket, state)
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return writer.handle_sqs_batch(event).as_lambda_response()

@@ -1,38 +1,69 @@
-"""The audit writer: queue messages -> NDJSON.gz objects in the Object Lock bucket.
+"""The audit writer: queue messages -> the ledger, each event stored exactly once.
 
 Objects live under a Hive-style, time-partitioned key so Athena can prune by
-day and hour::
+day and hour, named by the first sequence number they hold::
 
-    audit/v1/events/dt=2026-11-28/hour=15/20261128T153012.123Z-<uuid7>.ndjson.gz
+    audit/v1/events/dt=2026-11-28/hour=15/0000000000004096-r12.ndjson.gz
 
-Every PUT carries ``ChecksumAlgorithm="SHA256"`` (a lock-enabled bucket
-refuses a PUT without a checksum) and never sets retention itself: the
-bucket's default retention applies to each new version.
+Each stored line is the event with its ledger position appended
+(``"ledger":{"sequence":N}``); sequences run from 0 without gaps. Every PUT
+carries ``ChecksumAlgorithm="SHA256"`` and ``If-None-Match: *`` and never
+sets retention: the bucket's default applies to each new version.
+
+One batch, step by step (a crash between any two loses and duplicates nothing):
+
+1. read the ledger head; finish or abandon a reservation a crash left behind;
+2. drop events already stored (the event index) and repeats within the batch;
+3. reserve the next sequence numbers (a conditional write on the head);
+4. index the events under that reservation;
+5. PUT the object, only if its key is new;
+6. commit: advance the head (sequence, Merkle tree) and record the object, in
+   one transaction;
+7. answer SQS, which deletes the messages.
+
+A reservation found pending is settled by *fencing* its key: the writer PUTs
+an empty object there with ``If-None-Match``. If that succeeds the real
+object was never written (and now never can be): the reservation is
+abandoned and its events, still on the queue, go into a later one. If it
+fails, the object is there: it is read back and committed. Until the commit,
+no event of a reservation counts as stored.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.audit.errors import AuditStorageError
-from chalicelib.audit.schema import epoch_millis, uuid7
+from chalicelib.ledger.errors import LedgerCorrupt, LedgerError
+from chalicelib.ledger.merkle import leaf_hash
+from chalicelib.ledger.state import ObjectRecord
+
+if TYPE_CHECKING:
+    from chalicelib.ledger.merkle import CompactRange
+    from chalicelib.ledger.state import LedgerHead, LedgerState, Reservation
 
 EVENTS_PREFIX = "audit/v1/events/"
+# An empty gzip member: what a fenced key holds (readers find no lines in it).
+FENCE = gzip.compress(b"", mtime=0)
 
 
 @dataclass(frozen=True, slots=True)
 class StoredObject:
-    """One object the writer stored."""
+    """One object the writer committed to the ledger."""
 
     key: str
     version_id: str | None
     event_count: int
     size: int
+    first_sequence: int = 0
+    tree_size: int = 0
+    root: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,23 +72,21 @@ class BatchResult:
 
     stored: StoredObject | None
     failed_message_ids: tuple[str, ...]
+    duplicates: int = 0
 
     def as_lambda_response(self) -> dict[str, Any]:
         """The partial-batch response understood by the SQS event source mapping."""
         return {"batchItemFailures": [{"itemIdentifier": mid} for mid in self.failed_message_ids]}
 
 
-def object_key(epoch_seconds: float) -> str:
-    """The key of a new object written at ``epoch_seconds``."""
-    whole, millis = divmod(epoch_millis(epoch_seconds), 1000)
-    moment = time.gmtime(whole)
-    stamp = time.strftime("%Y%m%dT%H%M%S", moment) + f".{millis:03d}Z"
-    partition = time.strftime("dt=%Y-%m-%d/hour=%H", moment)
-    return f"{EVENTS_PREFIX}{partition}/{stamp}-{uuid7()}.ndjson.gz"
+def object_key(epoch_seconds: float, first_sequence: int, reservation: int) -> str:
+    """The key of the object whose lines start at ``first_sequence`` (head ``reservation``)."""
+    partition = time.strftime("dt=%Y-%m-%d/hour=%H", time.gmtime(epoch_seconds))
+    return f"{EVENTS_PREFIX}{partition}/{first_sequence:016d}-r{reservation}.ndjson.gz"
 
 
 class AuditWriter:
-    """Stores batches of serialised events.
+    """Stores batches of serialised events in the ledger, each exactly once.
 
     Parameters
     ----------
@@ -65,22 +94,141 @@ class AuditWriter:
         A boto3 S3 client.
     bucket:
         The Object Lock audit bucket.
+    state:
+        The ledger's state.
+    clock:
+        Epoch seconds now (for partitions and records).
     """
 
-    def __init__(self, s3: Any, bucket: str) -> None:
+    def __init__(
+        self,
+        s3: Any,
+        bucket: str,
+        state: LedgerState,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._s3 = s3
         self._bucket = bucket
+        self._state = state
+        self._clock = clock
 
-    def store(self, lines: Sequence[str]) -> StoredObject:
-        """Write ``lines`` (one JSON event each) as one object.
+    def handle_sqs_batch(self, event: dict[str, Any]) -> BatchResult:
+        """Store the valid messages of an SQS event; report the rest as failures.
+
+        A message that is not one JSON event is reported as failed, so SQS
+        retries it and finally moves it to the dead-letter queue instead of
+        the writer dropping it. When the batch cannot be committed, every
+        message is reported failed: SQS delivers it again, and the ledger
+        stores each event once however often it arrives.
+        """
+        events: list[tuple[str, str]] = []
+        accepted: list[str] = []
+        failed: list[str] = []
+        for record in event.get("Records", []):
+            message_id = record.get("messageId", "")
+            body = record.get("body", "")
+            event_id = _event_id(body)
+            if event_id is None:
+                failed.append(message_id)
+            else:
+                events.append((body, event_id))
+                accepted.append(message_id)
+        if not events:
+            return BatchResult(None, tuple(failed))
+        try:
+            stored, duplicates = self.write(events)
+        except (LedgerError, AuditStorageError):
+            return BatchResult(None, tuple(failed + accepted))
+        return BatchResult(stored, tuple(failed), duplicates)
+
+    def write(self, events: Sequence[tuple[str, str]]) -> tuple[StoredObject | None, int]:
+        """Store ``(line, event_id)`` pairs not stored before, as one object.
+
+        Returns the object (None when every event was stored already) and how
+        many events were dropped as already stored or repeated.
 
         Raises
         ------
+        LedgerError
+            When the ledger's state cannot be read or changed; nothing new is committed.
         AuditStorageError
-            When the object could not be written.
+            When the object cannot be written; nothing new is committed.
         """
-        payload = gzip.compress(("\n".join(lines) + "\n").encode("utf-8"), compresslevel=6, mtime=0)
-        key = object_key(time.time())
+        head = self._state.head()
+        if head.pending is not None:
+            self.recover(head)
+            head = self._state.head()
+        first: dict[str, str] = {}  # each event id once, in arrival order
+        for body, event_id in events:
+            first.setdefault(event_id, body)
+        already = self._state.stored_events(first)
+        new = [(event_id, body) for event_id, body in first.items() if event_id not in already]
+        duplicates = len(events) - len(new)
+        if not new:
+            return None, duplicates
+        now = self._clock()
+        key = object_key(now, head.next_sequence, head.version + 1)
+        reservation = self._state.reserve(head, len(new), key)
+        self._state.index_events(reservation, [event_id for event_id, _ in new])
+        lines = [
+            _with_sequence(body, reservation.start + offset) for offset, (_, body) in enumerate(new)
+        ]
+        payload = gzip.compress(b"".join(line + b"\n" for line in lines), compresslevel=6, mtime=0)
+        version_id = self._put(key, payload)
+        stored = self._commit(head.tree, reservation, lines, payload, version_id, now)
+        return stored, duplicates
+
+    def recover(self, head: LedgerHead) -> None:
+        """Settle the reservation a crashed (or still running) writer left pending.
+
+        Raises
+        ------
+        LedgerError, AuditStorageError
+            When it cannot be settled now (the next batch tries again).
+        LedgerCorrupt
+            When the object at the reserved key is not what the reservation says.
+        """
+        from botocore.exceptions import ClientError
+
+        reservation = head.pending
+        assert reservation is not None
+        try:
+            response = self._s3.put_object(
+                Bucket=self._bucket,
+                Key=reservation.key,
+                Body=FENCE,
+                ContentType="application/x-ndjson",
+                ContentEncoding="gzip",
+                ChecksumAlgorithm="SHA256",
+                IfNoneMatch="*",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "PreconditionFailed":
+                raise AuditStorageError(f"cannot fence {reservation.key}: {exc}") from exc
+        except Exception as exc:
+            raise AuditStorageError(f"cannot fence {reservation.key}: {exc}") from exc
+        else:
+            self._state.abandon(reservation, response.get("VersionId"))
+            return
+        # The object is there: written by the writer that reserved it, or a fence.
+        try:
+            found = self._s3.get_object(Bucket=self._bucket, Key=reservation.key)
+            payload = found["Body"].read()
+        except Exception as exc:
+            raise AuditStorageError(f"cannot read {reservation.key}: {exc}") from exc
+        lines = [line for line in gzip.decompress(payload).split(b"\n") if line]
+        if not lines:  # a fence whose abandonment did not get recorded
+            self._state.abandon(reservation, found.get("VersionId"))
+            return
+        expected = range(reservation.start, reservation.start + reservation.count)
+        if [_sequence_of(line) for line in lines] != list(expected):
+            raise LedgerCorrupt(
+                f"{reservation.key} does not hold sequences {expected.start}..{expected.stop - 1}"
+            )
+        self._commit(head.tree, reservation, lines, payload, found.get("VersionId"), self._clock())
+
+    def _put(self, key: str, payload: bytes) -> str | None:
         try:
             response = self._s3.put_object(
                 Bucket=self._bucket,
@@ -89,43 +237,71 @@ class AuditWriter:
                 ContentType="application/x-ndjson",
                 ContentEncoding="gzip",
                 ChecksumAlgorithm="SHA256",
+                IfNoneMatch="*",  # a fenced key stays fenced; an object is never overwritten
             )
         except Exception as exc:  # any botocore failure means the batch is not stored
             raise AuditStorageError(f"cannot store {key}: {exc}") from exc
-        return StoredObject(key, response.get("VersionId"), len(lines), len(payload))
+        version_id = response.get("VersionId")
+        return str(version_id) if version_id is not None else None
 
-    def handle_sqs_batch(self, event: dict[str, Any]) -> BatchResult:
-        """Store the valid messages of an SQS event; report the rest as failures.
+    def _commit(
+        self,
+        tree: CompactRange,
+        reservation: Reservation,
+        lines: Sequence[bytes],
+        payload: bytes,
+        version_id: str | None,
+        now: float,
+    ) -> StoredObject:
+        grown = tree.copy()
+        for line in lines:
+            grown.append(leaf_hash(line))
+        record = ObjectRecord(
+            key=reservation.key,
+            version_id=version_id,
+            sha256=hashlib.sha256(payload).hexdigest(),
+            first_sequence=reservation.start,
+            count=len(lines),
+            tree_size=grown.size,
+            root=grown.root().hex(),
+            reservation=reservation.version,
+            written_at=now,
+        )
+        self._state.commit(reservation, record, grown)
+        return StoredObject(
+            reservation.key,
+            version_id,
+            len(lines),
+            len(payload),
+            reservation.start,
+            record.tree_size,
+            record.root,
+        )
 
-        A message that is not one JSON object is reported as failed, so SQS
-        retries it and finally moves it to the dead-letter queue instead of
-        the writer dropping it.
-        """
-        lines: list[str] = []
-        accepted: list[str] = []
-        failed: list[str] = []
-        for record in event.get("Records", []):
-            message_id = record.get("messageId", "")
-            body = record.get("body", "")
-            if _is_event_line(body):
-                lines.append(body)
-                accepted.append(message_id)
-            else:
-                failed.append(message_id)
-        if not lines:
-            return BatchResult(None, tuple(failed))
-        try:
-            stored = self.store(lines)
-        except AuditStorageError:
-            return BatchResult(None, tuple(failed + accepted))
-        return BatchResult(stored, tuple(failed))
 
-
-def _is_event_line(body: str) -> bool:
+def _event_id(body: str) -> str | None:
+    """The event id of a queue message that is one JSON event, else None."""
     if "\n" in body:
-        return False
+        return None
     try:
         value = json.loads(body)
     except ValueError:
-        return False
-    return isinstance(value, dict) and "event_id" in value
+        return None
+    if not isinstance(value, dict) or "ledger" in value:
+        return None  # the ledger position is the writer's to add
+    event_id = value.get("event_id")
+    return event_id if isinstance(event_id, str) and 0 < len(event_id) <= 64 else None
+
+
+def _with_sequence(body: str, sequence: int) -> bytes:
+    """The event line with its ledger position as the last member."""
+    text = body.strip()
+    return f'{text[:-1]},"ledger":{{"sequence":{sequence}}}}}'.encode()
+
+
+def _sequence_of(line: bytes) -> int | None:
+    try:
+        value = json.loads(line)
+        return int(value["ledger"]["sequence"])
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -1,5 +1,31 @@
 """The tamper-evident ledger over the audit trail (issue 4; in progress).
 
-So far: :mod:`chalicelib.ledger.merkle`, the RFC 9162 Merkle log hashing,
-inclusion and consistency proofs the ledger's digests are built on.
+- :mod:`chalicelib.ledger.merkle`: RFC 9162 Merkle hashing, the compact range
+  the writer carries, inclusion and consistency proofs;
+- :mod:`chalicelib.ledger.state`: where the log stands (sequence, tree,
+  reservation, objects, the event index) in DynamoDB, changed only by
+  conditional writes.
+
+The exactly-once writer built on them is :class:`chalicelib.audit.AuditWriter`.
+
+Exceptions::
+
+    LedgerError
+     ├── LedgerUnavailable   the ledger's state cannot be read or written (retry later)
+     ├── LedgerBusy          the head changed under the writer (another writer, a recovery)
+     └── LedgerCorrupt       what the bucket holds contradicts the ledger's state
 """
+
+from chalicelib.ledger.errors import LedgerBusy, LedgerCorrupt, LedgerError, LedgerUnavailable
+from chalicelib.ledger.state import LedgerHead, LedgerState, ObjectRecord, Reservation
+
+__all__ = [
+    "LedgerBusy",
+    "LedgerCorrupt",
+    "LedgerError",
+    "LedgerHead",
+    "LedgerState",
+    "LedgerUnavailable",
+    "ObjectRecord",
+    "Reservation",
+]

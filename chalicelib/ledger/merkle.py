@@ -59,6 +59,78 @@ def root(leaves: Sequence[bytes]) -> bytes:
     return value
 
 
+class CompactRange:
+    """The tree of every leaf so far, kept as its perfect subtrees, largest first.
+
+    What the ledger carries from one object to the next: appending a leaf
+    costs amortised one node hash, the root costs one hash per subtree
+    (at most 64), and the whole state is a few hundred bytes however large
+    the log grows. ``root()`` equals :func:`root` over the same leaves.
+    """
+
+    __slots__ = ("_subtrees",)
+
+    def __init__(self, subtrees: Sequence[tuple[int, bytes]] = ()) -> None:
+        self._subtrees = list(subtrees)
+
+    @property
+    def size(self) -> int:
+        """How many leaves the tree has."""
+        return sum(size for size, _ in self._subtrees)
+
+    def append(self, leaf: bytes) -> None:
+        """Add one leaf hash."""
+        size, value = 1, leaf
+        subtrees = self._subtrees
+        while subtrees and subtrees[-1][0] == size:
+            left_size, left = subtrees.pop()
+            size, value = left_size + size, node_hash(left, value)
+        subtrees.append((size, value))
+
+    def root(self) -> bytes:
+        """The tree head."""
+        if not self._subtrees:
+            return EMPTY_ROOT
+        value = self._subtrees[-1][1]
+        for _, left in reversed(self._subtrees[:-1]):
+            value = node_hash(left, value)
+        return value
+
+    def copy(self) -> CompactRange:
+        """An independent copy (to append to without changing this one)."""
+        return CompactRange(self._subtrees)
+
+    def to_json(self) -> list[list[object]]:
+        """``[[size, hex], ...]``: the stored form."""
+        return [[size, value.hex()] for size, value in self._subtrees]
+
+    @classmethod
+    def from_json(cls, value: object) -> CompactRange:
+        """Parse :meth:`to_json`'s form.
+
+        Raises
+        ------
+        ValueError
+            When it is not a list of decreasing powers of two with 32-byte hashes.
+        """
+        if not isinstance(value, list):
+            raise ValueError("a compact range is a list")
+        subtrees: list[tuple[int, bytes]] = []
+        for entry in value:
+            if not (isinstance(entry, list) and len(entry) == 2):
+                raise ValueError("a compact range entry is [size, hex]")
+            size, text = entry
+            if not isinstance(size, int) or size < 1 or size & (size - 1):
+                raise ValueError(f"subtree size {size!r} is not a power of two")
+            if subtrees and size >= subtrees[-1][0]:
+                raise ValueError("subtree sizes must decrease")
+            digest = bytes.fromhex(str(text))
+            if len(digest) != HASH_SIZE:
+                raise ValueError("a subtree hash is 32 bytes")
+            subtrees.append((size, digest))
+        return cls(subtrees)
+
+
 def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
     """The audit path of leaf ``index`` in the tree of ``leaves`` (RFC 9162 PATH).
 

@@ -11,6 +11,7 @@ import base64
 import copy
 import gzip
 import hashlib
+import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from botocore.exceptions import ClientError
 
 import app
 from chalicelib import entrypoints
+from chalicelib.audit.schema import uuid7
 from chalicelib.config import Settings
 from chalicelib.container import Container
 from tests.helpers import FakeIdp, claims, load_event, make_token
@@ -30,10 +32,7 @@ if TYPE_CHECKING:
     from gatehouse.dev.bootstrap import Resources
 
 PREFIX = "audit/v1/events/"
-KEY = re.compile(
-    r"audit/v1/events/dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/"
-    r"\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}\.ndjson\.gz"
-)
+KEY = re.compile(r"audit/v1/events/dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/(\d{16})-r(\d+)\.ndjson\.gz")
 
 
 def s3() -> Any:
@@ -92,6 +91,22 @@ def stored_lines(bucket: str, key: str) -> list[str]:
     return text[:-1].split("\n")
 
 
+def ledger_lines(bodies: list[str], first: int = 0) -> list[str]:
+    """The stored form of ``bodies``: each with its ledger position appended."""
+    return [
+        f'{body[:-1]},"ledger":{{"sequence":{first + offset}}}}}'
+        for offset, body in enumerate(bodies)
+    ]
+
+
+def renamed(message: tuple[str, str]) -> tuple[str, str]:
+    """The same event under a new event id (and message id): a different event."""
+    message_id, body = message
+    event = json.loads(body)
+    event["event_id"] = uuid7()
+    return f"{message_id}-{event['event_id']}", json.dumps(event, separators=(",", ":"))
+
+
 def failures(answer: dict[str, Any]) -> list[str]:
     assert set(answer) == {"batchItemFailures"}
     return [item["itemIdentifier"] for item in answer["batchItemFailures"]]
@@ -112,7 +127,8 @@ def test_a_batch_is_stored_as_one_locked_ndjson_gz_object(
     assert match, key
     partitions = {time.strftime("%Y-%m-%d/%H", time.gmtime(moment)) for moment in (before, after)}
     assert f"{match[1]}/{match[2]}" in partitions
-    assert stored_lines(aws.audit_bucket, key) == [body for _, body in messages]
+    assert match[3] == "0" * 16  # the first object holds sequences from 0
+    assert stored_lines(aws.audit_bucket, key) == ledger_lines([body for _, body in messages])
 
     client = s3()
     head = client.head_object(Bucket=aws.audit_bucket, Key=key, ChecksumMode="ENABLED")
@@ -154,16 +170,20 @@ MALFORMED_BODIES = [
     ("two-lines", '{"event_id": "a"}\n{"event_id": "b"}'),
     ("empty", ""),
     ("truncated", '{"event_id": "01938a4e-0000-7000-8000-00000000000'),
+    ("carries-a-ledger-position", '{"event_id": "a", "ledger": {"sequence": 0}}'),
+    ("event-id-not-a-string", '{"event_id": 7}'),
 ]
 
 
 def test_malformed_bodies_are_reported_and_not_stored(
     stage: Container, aws: Resources, rsa_key: Any, subtests: pytest.Subtests
 ) -> None:
-    valid = real_messages(aws, rsa_key)[:2]
+    real = real_messages(aws, rsa_key)[:2]
     stored_before: set[str] = set()
+    sequence = 0
     for case, body in MALFORMED_BODIES:
         with subtests.test(case):
+            valid = [renamed(message) for message in real]  # new events each time
             bad = (f"bad-{case}", body)
 
             answer = app.audit_writer(sqs_event([valid[0], bad, valid[1]]), None)
@@ -172,7 +192,9 @@ def test_malformed_bodies_are_reported_and_not_stored(
             new = set(stored_keys(aws.audit_bucket)) - stored_before
             stored_before |= new
             [key] = new
-            assert stored_lines(aws.audit_bucket, key) == [valid[0][1], valid[1][1]]
+            expected = ledger_lines([valid[0][1], valid[1][1]], sequence)
+            assert stored_lines(aws.audit_bucket, key) == expected
+            sequence += 2
 
     with subtests.test("only-malformed"):
         batch = [(f"bad-{case}", body) for case, body in MALFORMED_BODIES]

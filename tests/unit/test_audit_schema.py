@@ -355,30 +355,32 @@ def test_event_is_json_serialisable_and_detail_is_bounded() -> None:
 # --- object_key --------------------------------------------------------------------------
 
 OBJECT_KEY = re.compile(
-    r"audit/v1/events/dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/"
-    r"(\d{8}T\d{6}\.\d{3}Z)-([0-9a-f-]{36})\.ndjson\.gz"
+    r"audit/v1/events/dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/(\d{16})-r(\d+)\.ndjson\.gz"
 )
 KEY_CASES = [
-    pytest.param(1795881037.5, ("2026-11-28", "15", "20261128T155037.500Z"), id="afternoon"),
-    pytest.param(1795881037.123, ("2026-11-28", "15", "20261128T155037.123Z"), id="millis 123"),
-    pytest.param(1704067199.0, ("2023-12-31", "23", "20231231T235959.000Z"), id="year end"),
-    pytest.param(1704067200.0, ("2024-01-01", "00", "20240101T000000.000Z"), id="midnight"),
+    pytest.param(1795881037.5, 0, 1, ("2026-11-28", "15", "0" * 16, "1"), id="afternoon"),
+    pytest.param(
+        1704067199.0, 4096, 12, ("2023-12-31", "23", "0000000000004096", "12"), id="year end"
+    ),
+    pytest.param(
+        1704067200.0, 10**15, 7, ("2024-01-01", "00", "1000000000000000", "7"), id="midnight"
+    ),
 ]
 
 
-@pytest.mark.parametrize(("epoch", "parts"), KEY_CASES)
-def test_object_key_is_partitioned_by_day_and_hour(
-    epoch: float, parts: tuple[str, str, str]
+@pytest.mark.parametrize(("epoch", "first", "reservation", "parts"), KEY_CASES)
+def test_object_key_is_partitioned_by_day_and_hour_and_named_by_its_first_sequence(
+    epoch: float, first: int, reservation: int, parts: tuple[str, str, str, str]
 ) -> None:
-    match = OBJECT_KEY.fullmatch(object_key(epoch))
+    match = OBJECT_KEY.fullmatch(object_key(epoch, first, reservation))
 
     assert match is not None
-    assert match.groups()[:3] == parts
-    assert UUID7.fullmatch(match.group(4))
+    assert match.groups() == parts
 
 
-def test_object_keys_are_unique_for_the_same_moment() -> None:
-    assert object_key(1795881037.5) != object_key(1795881037.5)
+def test_object_keys_sort_by_sequence_within_an_hour() -> None:
+    keys = [object_key(1795881037.5, first, first + 1) for first in (0, 9, 10, 999, 1000)]
+    assert sorted(keys) == keys
 
 
 # --- elevation -----------------------------------------------------------------------------

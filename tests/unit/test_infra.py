@@ -120,13 +120,16 @@ def test_gateway_responses_carry_the_request_id_and_fail_closed_with_503() -> No
 
 
 GRANT_PARTITIONS = {"GRANT", "GRANT-LIVE", "GRANT-OUTBOX"}  # chalicelib/grants/store.py
+LEDGER_PARTITIONS = {"LEDGER", "LEDGER-EVENT"}  # chalicelib/ledger/state.py
 ITEM_WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 
 
-def test_only_the_functions_role_may_write_grants() -> None:
+def test_only_the_functions_role_may_write_grants_and_the_ledger() -> None:
     from chalicelib.grants import store
+    from chalicelib.ledger import state
 
     assert {store._PK, store._LIVE, store._OUTBOX} == GRANT_PARTITIONS
+    assert {state._PK, state._EVENTS} == LEDGER_PARTITIONS
     table = _template()["Resources"]["PolicyTable"]["Properties"]
     [deny] = table["ResourcePolicy"]["PolicyDocument"]["Statement"]
     assert (deny["Effect"], deny["Principal"]) == ("Deny", "*")
@@ -139,7 +142,8 @@ def test_only_the_functions_role_may_write_grants() -> None:
     }
     condition = deny["Condition"]
     # ForAnyValue: one grant key in a batch is enough to refuse it.
-    assert set(condition["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"]) == GRANT_PARTITIONS
+    protected = set(condition["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"])
+    assert protected == GRANT_PARTITIONS | LEDGER_PARTITIONS
     template, variables = condition["ArnNotEquals"]["aws:PrincipalArn"]["Fn::Sub"]
     assert template == "arn:aws:iam::${AWS::AccountId}:role/${Role}"
     assert variables["Role"]["Fn::If"][1] == {"Fn::Sub": "gatehouse-${Stage}"}
@@ -156,3 +160,25 @@ def test_the_functions_role_may_make_every_grant_write_the_store_makes(stage: st
     assert lifecycle["Resource"].endswith(f":table/gatehouse-{stage}-policy")
     leading = lifecycle["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
     assert set(leading) == GRANT_PARTITIONS
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_functions_role_may_make_every_call_the_ledger_makes(stage: str) -> None:
+    policy_file = TEMPLATE.parents[1] / ".chalice" / f"policy-{stage}.json"
+    statements = {s["Sid"]: s for s in json.loads(policy_file.read_text())["Statement"]}
+    ledger = statements["Ledger"]
+
+    # LedgerState: get_item, batch_get_item, query, update_item, batch_write_item, and
+    # transact_write_items of an Update and a Put.
+    assert set(ledger["Action"]) == {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:PutItem",
+    }
+    leading = ledger["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    assert set(leading) == LEDGER_PARTITIONS
+    # Recovery reads back an object a crashed writer may have stored.
+    assert "s3:GetObject" in statements["AuditStore"]["Action"]

@@ -1,0 +1,391 @@
+"""The ledger's own state in DynamoDB: where the log stands, what is reserved, what is stored.
+
+Item layout (the stage's table, partition key ``pk``, sort key ``sk``)::
+
+    pk="LEDGER"        sk="HEAD"            next sequence, the Merkle tree (compact range),
+                                            object count, version, and the pending reservation
+    pk="LEDGER"        sk="OBJECT#<start>"  one stored object: key, version id, SHA-256,
+                                            first sequence, count, tree size and root after it
+    pk="LEDGER"        sk="FENCE#<version>" a reservation abandoned by a crash, and its fence
+    pk="LEDGER-EVENT"  sk=<event id>        which reservation took the event (the dedupe index)
+
+Every change of ``HEAD`` is conditional on its ``version``: a second writer
+(or a writer that lost track after a crash) cannot change the log behind
+the first one's back. An event counts as stored only when the reservation
+its index entry names was committed (its ``OBJECT`` item carries the same
+reservation), so entries left by an abandoned reservation mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.ledger.errors import LedgerBusy, LedgerUnavailable
+from chalicelib.ledger.merkle import CompactRange
+
+_PK = "LEDGER"
+_EVENTS = "LEDGER-EVENT"
+_HEAD = "HEAD"
+_BATCH_GET = 100
+_BATCH_WRITE = 25
+
+
+def _object_sk(start: int) -> str:
+    return f"OBJECT#{start:016d}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A range of sequence numbers held for one object about to be written."""
+
+    version: int  # the HEAD version that holds it
+    start: int
+    count: int
+    key: str
+
+    def as_json(self) -> str:
+        return json.dumps(
+            {"version": self.version, "start": self.start, "count": self.count, "key": self.key}
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Reservation:
+        value = json.loads(text)
+        return cls(int(value["version"]), int(value["start"]), int(value["count"]), value["key"])
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerHead:
+    """Where the log stands."""
+
+    version: int
+    next_sequence: int
+    tree: CompactRange
+    objects: int
+    pending: Reservation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRecord:
+    """One stored object, as the ledger committed it."""
+
+    key: str
+    version_id: str | None
+    sha256: str
+    first_sequence: int
+    count: int
+    tree_size: int
+    root: str
+    reservation: int
+    written_at: float
+
+    def as_item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "pk": {"S": _PK},
+            "sk": {"S": _object_sk(self.first_sequence)},
+            "key": {"S": self.key},
+            "sha256": {"S": self.sha256},
+            "first_sequence": {"N": str(self.first_sequence)},
+            "count": {"N": str(self.count)},
+            "tree_size": {"N": str(self.tree_size)},
+            "root": {"S": self.root},
+            "reservation": {"N": str(self.reservation)},
+            "written_at": {"N": repr(self.written_at)},
+        }
+        if self.version_id is not None:
+            item["version_id"] = {"S": self.version_id}
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> ObjectRecord:
+        return cls(
+            key=item["key"]["S"],
+            version_id=item["version_id"]["S"] if "version_id" in item else None,
+            sha256=item["sha256"]["S"],
+            first_sequence=int(item["first_sequence"]["N"]),
+            count=int(item["count"]["N"]),
+            tree_size=int(item["tree_size"]["N"]),
+            root=item["root"]["S"],
+            reservation=int(item["reservation"]["N"]),
+            written_at=float(item["written_at"]["N"]),
+        )
+
+
+class LedgerState:
+    """Reads and changes the ledger's state.
+
+    Parameters
+    ----------
+    dynamodb:
+        A low-level boto3 DynamoDB client.
+    table:
+        The stage's table.
+    """
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self._dynamodb = dynamodb
+        self._table = table
+
+    def head(self) -> LedgerHead:
+        """Where the log stands (an empty log before the first object).
+
+        Raises
+        ------
+        LedgerUnavailable
+            When the table cannot be read or the head is corrupt.
+        """
+        item = self._call("read the ledger head", "get_item", Key=_key(_PK, _HEAD)).get("Item")
+        if item is None:
+            return LedgerHead(version=0, next_sequence=0, tree=CompactRange(), objects=0)
+        try:
+            pending = item.get("pending")
+            return LedgerHead(
+                version=int(item["version"]["N"]),
+                next_sequence=int(item["next_sequence"]["N"]),
+                tree=CompactRange.from_json(json.loads(item["tree"]["S"])),
+                objects=int(item["objects"]["N"]),
+                pending=Reservation.from_json(pending["S"]) if pending else None,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LedgerUnavailable(f"the ledger head is corrupt: {exc}") from exc
+
+    def reserve(self, head: LedgerHead, count: int, key: str) -> Reservation:
+        """Hold ``count`` sequence numbers from ``head.next_sequence`` for the object ``key``.
+
+        Raises
+        ------
+        LedgerBusy
+            When the head changed since it was read (another writer).
+        LedgerUnavailable
+            When the table cannot be written.
+        """
+        reservation = Reservation(head.version + 1, head.next_sequence, count, key)
+        values: dict[str, Any] = {
+            ":next": {"N": str(reservation.version)},
+            ":pending": {"S": reservation.as_json()},
+        }
+        if head.version == 0:
+            condition = "attribute_not_exists(sk)"
+            update = (
+                "SET version = :next, pending = :pending, next_sequence = :zero, "
+                "tree = :empty, objects = :zero"
+            )
+            values.update({":zero": {"N": "0"}, ":empty": {"S": "[]"}})
+        else:
+            condition = "version = :seen AND attribute_not_exists(pending)"
+            update = "SET version = :next, pending = :pending"
+            values[":seen"] = {"N": str(head.version)}
+        self._conditional(
+            "reserve sequence numbers",
+            Key=_key(_PK, _HEAD),
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
+        )
+        return reservation
+
+    def index_events(self, reservation: Reservation, event_ids: Iterable[str]) -> None:
+        """Record which reservation takes each event (before the object is written).
+
+        Raises
+        ------
+        LedgerUnavailable
+            When the table cannot be written.
+        """
+        items = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        **_key(_EVENTS, event_id),
+                        "start": {"N": str(reservation.start)},
+                        "reservation": {"N": str(reservation.version)},
+                    }
+                }
+            }
+            for event_id in event_ids
+        ]
+        for chunk in _chunks(items, _BATCH_WRITE):
+            pending = {self._table: chunk}
+            while pending:
+                response = self._call(
+                    "index events", "batch_write_item", RequestItems=pending, table=False
+                )
+                pending = response.get("UnprocessedItems") or {}
+
+    def stored_events(self, event_ids: Iterable[str]) -> set[str]:
+        """Which of ``event_ids`` are in a committed object already.
+
+        Raises
+        ------
+        LedgerUnavailable
+            When the table cannot be read.
+        """
+        claimed: dict[str, tuple[int, int]] = {}
+        for item in self._batch_get([_key(_EVENTS, event_id) for event_id in set(event_ids)]):
+            claimed[item["sk"]["S"]] = (int(item["start"]["N"]), int(item["reservation"]["N"]))
+        if not claimed:
+            return set()
+        starts = {start for start, _ in claimed.values()}
+        committed = {
+            int(item["first_sequence"]["N"]): int(item["reservation"]["N"])
+            for item in self._batch_get([_key(_PK, _object_sk(start)) for start in starts])
+        }
+        return {
+            event_id
+            for event_id, (start, reservation) in claimed.items()
+            if committed.get(start) == reservation
+        }
+
+    def commit(self, reservation: Reservation, record: ObjectRecord, tree: CompactRange) -> None:
+        """Make the object part of the log: advance the head, record the object. One transaction.
+
+        Raises
+        ------
+        LedgerBusy
+            When the head no longer holds ``reservation``.
+        LedgerUnavailable
+            When the table cannot be written.
+        """
+        head_update = {
+            "Update": {
+                "TableName": self._table,
+                "Key": _key(_PK, _HEAD),
+                "UpdateExpression": (
+                    "SET version = :next, next_sequence = :sequence, tree = :tree, "
+                    "objects = objects + :one REMOVE pending"
+                ),
+                "ConditionExpression": "version = :held AND pending = :pending",
+                "ExpressionAttributeValues": {
+                    ":next": {"N": str(reservation.version + 1)},
+                    ":held": {"N": str(reservation.version)},
+                    ":pending": {"S": reservation.as_json()},
+                    ":sequence": {"N": str(reservation.start + reservation.count)},
+                    ":tree": {"S": json.dumps(tree.to_json())},
+                    ":one": {"N": "1"},
+                },
+            }
+        }
+        put_object = {
+            "Put": {
+                "TableName": self._table,
+                "Item": record.as_item(),
+                "ConditionExpression": "attribute_not_exists(sk)",
+            }
+        }
+        self._transact("commit the object", [head_update, put_object])
+
+    def abandon(self, reservation: Reservation, fence_version_id: str | None) -> None:
+        """Give up a reservation whose object was never written (its key is now fenced).
+
+        Raises
+        ------
+        LedgerBusy
+            When the head no longer holds ``reservation``.
+        LedgerUnavailable
+            When the table cannot be written.
+        """
+        head_update = {
+            "Update": {
+                "TableName": self._table,
+                "Key": _key(_PK, _HEAD),
+                "UpdateExpression": "SET version = :next REMOVE pending",
+                "ConditionExpression": "version = :held AND pending = :pending",
+                "ExpressionAttributeValues": {
+                    ":next": {"N": str(reservation.version + 1)},
+                    ":held": {"N": str(reservation.version)},
+                    ":pending": {"S": reservation.as_json()},
+                },
+            }
+        }
+        fence: dict[str, Any] = {
+            **_key(_PK, f"FENCE#{reservation.version:016d}"),
+            "key": {"S": reservation.key},
+            "start": {"N": str(reservation.start)},
+        }
+        if fence_version_id is not None:
+            fence["version_id"] = {"S": fence_version_id}
+        put_fence = {"Put": {"TableName": self._table, "Item": fence}}
+        self._transact("abandon the reservation", [head_update, put_fence])
+
+    def objects(self) -> list[ObjectRecord]:
+        """Every committed object, in sequence order.
+
+        Raises
+        ------
+        LedgerUnavailable
+            When the table cannot be read or a record is corrupt.
+        """
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": _PK}, ":prefix": {"S": "OBJECT#"}},
+            "ConsistentRead": True,
+        }
+        records = []
+        while True:
+            response = self._call("list ledger objects", "query", **kwargs)
+            for item in response.get("Items", []):
+                try:
+                    records.append(ObjectRecord.from_item(item))
+                except (KeyError, ValueError) as exc:
+                    raise LedgerUnavailable(f"object record {item['sk']} is corrupt") from exc
+            if not response.get("LastEvaluatedKey"):
+                return records
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for chunk in _chunks(keys, _BATCH_GET):
+            request: dict[str, Any] = {self._table: {"Keys": chunk, "ConsistentRead": True}}
+            while request:
+                response = self._call(
+                    "read the ledger index", "batch_get_item", RequestItems=request, table=False
+                )
+                found.extend(response.get("Responses", {}).get(self._table, []))
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    def _conditional(self, what: str, **kwargs: Any) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._dynamodb.update_item(TableName=self._table, **kwargs)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise LedgerBusy(f"cannot {what}: the ledger head changed") from exc
+            raise LedgerUnavailable(f"cannot {what}: {exc}") from exc
+        except Exception as exc:
+            raise LedgerUnavailable(f"cannot {what}: {exc}") from exc
+
+    def _transact(self, what: str, actions: list[dict[str, Any]]) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._dynamodb.transact_write_items(TransactItems=actions)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                raise LedgerBusy(f"cannot {what}: the ledger head changed") from exc
+            raise LedgerUnavailable(f"cannot {what}: {exc}") from exc
+        except Exception as exc:
+            raise LedgerUnavailable(f"cannot {what}: {exc}") from exc
+
+    def _call(self, what: str, operation: str, *, table: bool = True, **kwargs: Any) -> Any:
+        if table:
+            kwargs["TableName"] = self._table
+        try:
+            return getattr(self._dynamodb, operation)(**kwargs)
+        except Exception as exc:  # botocore raises many unrelated types; all mean unavailable
+            raise LedgerUnavailable(f"cannot {what}: {exc}") from exc
+
+
+def _key(pk: str, sk: str) -> dict[str, Any]:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,292 @@
+"""The ledger writer stores each event exactly once, whatever crashes and however SQS redelivers.
+
+A crash is injected after every AWS call of a batch in turn (the call took
+effect, the process died before the next step), and before the first one;
+then SQS delivers the batch again, as it would, and the ledger must hold
+every event exactly once, with sequences from 0 without gaps, every object
+as recorded (key, version, SHA-256), and a Merkle root that matches the
+lines. The faults are raised at the AWS client boundary: the writer's own
+code runs unchanged against moto.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+
+from chalicelib.audit import AuditWriter
+from chalicelib.audit.schema import uuid7
+from chalicelib.audit.writer import EVENTS_PREFIX, FENCE
+from chalicelib.ledger import LedgerBusy, LedgerState
+from chalicelib.ledger.merkle import leaf_hash, root
+from tests.functional.test_writer import sqs_event
+
+if TYPE_CHECKING:
+    from gatehouse.dev.bootstrap import Resources
+
+
+class Crash(BaseException):
+    """The writer's process dies here (not an Exception: nothing may catch it)."""
+
+
+class Calls:
+    """Counts AWS calls across clients; crashes after the ``crash_after``-th one.
+
+    ``meanwhile`` runs just before the call named ``before``: another writer's
+    turn while this one is paused (a slow PUT, a long GC pause).
+    """
+
+    def __init__(
+        self,
+        crash_after: int | None = None,
+        *,
+        before: str = "",
+        meanwhile: Any = None,
+    ) -> None:
+        self.count = 0
+        self.crash_after = crash_after
+        self.names: list[str] = []
+        self.before = before
+        self.meanwhile = meanwhile
+
+
+class Faulty:
+    """A boto3 client whose calls are counted, one of which the process does not survive."""
+
+    def __init__(self, client: Any, calls: Calls) -> None:
+        self._client = client
+        self._calls = calls
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self._calls.crash_after == 0:
+                raise Crash("before the first call")
+            if name == self._calls.before and self._calls.meanwhile is not None:
+                meanwhile, self._calls.meanwhile = self._calls.meanwhile, None
+                meanwhile()
+            result = method(*args, **kwargs)
+            self._calls.count += 1
+            self._calls.names.append(name)
+            if self._calls.count == self._calls.crash_after:
+                raise Crash(f"after call {self._calls.count} ({name})")
+            return result
+
+        return call
+
+
+def clients() -> tuple[Any, Any]:
+    return (
+        boto3.client("s3", region_name="us-east-1"),
+        boto3.client("dynamodb", region_name="us-east-1"),
+    )
+
+
+def writer(aws: Resources, calls: Calls | None = None) -> AuditWriter:
+    s3, dynamodb = clients()
+    if calls is not None:
+        s3, dynamodb = Faulty(s3, calls), Faulty(dynamodb, calls)
+    return AuditWriter(s3, aws.audit_bucket, LedgerState(dynamodb, aws.policy_table))
+
+
+def events(count: int) -> list[tuple[str, str]]:
+    """``count`` queue messages: (message id, one JSON event)."""
+    bodies = []
+    for n in range(count):
+        event = {"schema_version": 1, "event_id": uuid7(), "event_type": "decision", "n": n}
+        bodies.append((f"m-{n}-{event['event_id'][-6:]}", json.dumps(event)))
+    return bodies
+
+
+def deliver(aws: Resources, messages: list[tuple[str, str]], calls: Calls | None = None) -> bool:
+    """One delivery of ``messages`` to the writer; True when SQS would delete them all."""
+    try:
+        answer = writer(aws, calls).handle_sqs_batch(sqs_event(messages))
+    except Crash:
+        return False
+    return answer.failed_message_ids == ()
+
+
+def assert_ledger_holds_exactly(aws: Resources, messages: list[tuple[str, str]]) -> None:
+    """The ledger is sound and holds each of ``messages``' events exactly once."""
+    s3, dynamodb = clients()
+    state = LedgerState(dynamodb, aws.policy_table)
+    head = state.head()
+    assert head.pending is None
+    records = state.objects()
+    lines: list[bytes] = []
+    for record in records:
+        assert record.first_sequence == len(lines), "a gap or an overlap in sequences"
+        stored = s3.get_object(Bucket=aws.audit_bucket, Key=record.key, VersionId=record.version_id)
+        payload = stored["Body"].read()
+        assert hashlib.sha256(payload).hexdigest() == record.sha256
+        object_lines = [line for line in gzip.decompress(payload).split(b"\n") if line]
+        assert len(object_lines) == record.count
+        lines += object_lines
+        assert record.tree_size == len(lines)
+        assert record.root == root([leaf_hash(line) for line in lines]).hex()
+    stored_events = [json.loads(line) for line in lines]
+    assert [event["ledger"]["sequence"] for event in stored_events] == list(range(len(lines)))
+    assert sorted(event["event_id"] for event in stored_events) == sorted(
+        json.loads(body)["event_id"] for _, body in messages
+    )
+    assert head.next_sequence == len(lines)
+    assert head.tree.root() == root([leaf_hash(line) for line in lines])
+    assert head.objects == len(records)
+    # Anything else under the prefix is a fence: an empty object at an abandoned key.
+    recorded = {record.key for record in records}
+    listed = s3.list_objects_v2(Bucket=aws.audit_bucket, Prefix=EVENTS_PREFIX)
+    for item in listed.get("Contents", []):
+        if item["Key"] not in recorded:
+            body = s3.get_object(Bucket=aws.audit_bucket, Key=item["Key"])["Body"].read()
+            assert body == FENCE, f"{item['Key']} is neither recorded nor a fence"
+
+
+def calls_of_one_batch(aws: Resources, messages: list[tuple[str, str]]) -> list[str]:
+    counted = Calls()
+    assert deliver(aws, messages, counted)
+    return counted.names
+
+
+def test_one_batch_makes_these_calls(aws: Resources) -> None:
+    # The steps the crash test walks through, in order.
+    assert calls_of_one_batch(aws, events(3)) == [
+        "get_item",  # read the head
+        "batch_get_item",  # which events are stored already
+        "update_item",  # reserve sequences
+        "batch_write_item",  # index the events under the reservation
+        "put_object",  # the object, if its key is new
+        "transact_write_items",  # commit: head and object record
+    ]
+
+
+@pytest.mark.parametrize("crash_after", range(7))
+def test_a_crash_after_any_step_loses_and_duplicates_nothing(
+    aws: Resources, crash_after: int
+) -> None:
+    earlier, batch, later = events(4), events(5), events(2)
+    assert deliver(aws, earlier)
+
+    deliver(aws, batch, Calls(crash_after))  # the process dies mid-batch (or right after)
+    assert deliver(aws, batch)  # SQS delivers the batch again after its visibility timeout
+    assert deliver(aws, later)
+
+    assert_ledger_holds_exactly(aws, earlier + batch + later)
+
+
+@pytest.mark.parametrize("first_crash", range(1, 7))
+@pytest.mark.parametrize("second_crash", [1, 2, 3, 4])
+def test_a_crash_while_recovering_from_a_crash_loses_and_duplicates_nothing(
+    aws: Resources, first_crash: int, second_crash: int
+) -> None:
+    batch, later = events(6), events(3)
+
+    deliver(aws, batch, Calls(first_crash))
+    deliver(aws, batch, Calls(second_crash))  # dies again, possibly mid-recovery
+    assert deliver(aws, batch)
+    assert deliver(aws, later)
+
+    assert_ledger_holds_exactly(aws, batch + later)
+
+
+def test_a_batch_delivered_again_after_it_was_stored_is_acknowledged_and_not_stored_twice(
+    aws: Resources,
+) -> None:
+    batch = events(5)
+    assert deliver(aws, batch)  # stored; SQS never got to delete the messages
+
+    answer = writer(aws).handle_sqs_batch(sqs_event(batch))
+
+    assert answer.failed_message_ids == ()
+    assert answer.stored is None
+    assert answer.duplicates == 5
+    assert_ledger_holds_exactly(aws, batch)
+
+
+def test_repeats_within_a_batch_and_across_batches_are_stored_once(aws: Resources) -> None:
+    first, second = events(3), events(3)
+    mixed = [first[0], *second, first[1], second[0], (second[2][0] + "-again", second[2][1])]
+    assert deliver(aws, first)
+
+    answer = writer(aws).handle_sqs_batch(sqs_event(mixed))
+
+    assert answer.failed_message_ids == ()
+    assert answer.stored is not None
+    assert answer.stored.event_count == 3
+    assert answer.duplicates == len(mixed) - 3
+    assert_ledger_holds_exactly(aws, first + second)
+
+
+def test_a_writer_that_lost_the_head_commits_nothing(aws: Resources) -> None:
+    # Two writers read the same head; the second to reserve must not write over the first.
+    _, dynamodb = clients()
+    state = LedgerState(dynamodb, aws.policy_table)
+    seen = state.head()
+    state.reserve(seen, 2, "k1")
+
+    with pytest.raises(LedgerBusy):
+        state.reserve(seen, 3, "k2")
+
+
+def test_an_object_written_before_a_crash_is_committed_by_the_next_writer(
+    aws: Resources,
+) -> None:
+    batch = events(4)
+    # Dies right after the PUT (call 5): the object is there, the head does not know it.
+    deliver(aws, batch, Calls(5))
+    s3, dynamodb = clients()
+    pending = LedgerState(dynamodb, aws.policy_table).head().pending
+    assert pending is not None
+    landed = s3.get_object(Bucket=aws.audit_bucket, Key=pending.key)["Body"].read()
+    assert landed != FENCE
+
+    assert deliver(aws, events(1))  # any next batch settles the reservation first
+
+    [first, _] = LedgerState(dynamodb, aws.policy_table).objects()
+    assert (first.key, first.count) == (pending.key, 4)
+    assert deliver(aws, batch)  # the redelivery finds them stored
+    assert LedgerState(dynamodb, aws.policy_table).head().next_sequence == 5
+
+
+def test_a_reservation_whose_object_never_landed_is_fenced_and_abandoned(
+    aws: Resources,
+) -> None:
+    batch = events(4)
+    deliver(aws, batch, Calls(4))  # dies after indexing, before the PUT
+    s3, dynamodb = clients()
+    pending = LedgerState(dynamodb, aws.policy_table).head().pending
+    assert pending is not None
+
+    assert deliver(aws, batch)
+
+    fence = s3.get_object(Bucket=aws.audit_bucket, Key=pending.key)["Body"].read()
+    assert fence == FENCE
+    # A writer still alive behind the crash could not land its object there any more.
+    with pytest.raises(Exception, match="PreconditionFailed"):
+        s3.put_object(
+            Bucket=aws.audit_bucket,
+            Key=pending.key,
+            Body=b"late",
+            ChecksumAlgorithm="SHA256",
+            IfNoneMatch="*",
+        )
+    assert_ledger_holds_exactly(aws, batch)
+
+
+def test_a_writer_paused_before_its_put_cannot_land_behind_a_recovery(aws: Resources) -> None:
+    # Writer A reserves, then stalls before its PUT; writer B takes the reservation for a
+    # crash, fences the key and abandons it. A's late PUT must not land an object that no
+    # ledger record names (its events would then be stored twice).
+    batch, other = events(3), events(2)
+    stalled = Calls(before="put_object", meanwhile=lambda: deliver(aws, other))
+
+    assert not deliver(aws, batch, stalled)  # A's PUT is refused: all its messages fail
+
+    assert deliver(aws, batch)
+    assert_ledger_holds_exactly(aws, other + batch)
