@@ -1,8 +1,10 @@
-"""``gatehouse audit ...``: flush the queue into the bucket, show the newest events."""
+"""``gatehouse audit ...``: flush the queue into the bucket, show the newest events, the DLQ."""
 
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.audit import AuditWriter
@@ -24,6 +26,106 @@ def flush(target: Target) -> DrainResult:
         return writer.handle_sqs_batch(event).as_lambda_response()
 
     return drain_queue(target.client("sqs"), target.audit_queue_url, handler, region=target.region)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One message the writer gave up on, and why it could not be stored."""
+
+    message_id: str
+    receive_count: int
+    sent_at: str
+    event_id: str | None
+    problem: str
+    preview: str
+    receipt_handle: str = field(repr=False)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "receive_count": self.receive_count,
+            "sent_at": self.sent_at,
+            "event_id": self.event_id,
+            "problem": self.problem,
+            "preview": self.preview,
+        }
+
+
+class NoDeadLetterQueue(RuntimeError):
+    """The stage names no dead-letter queue."""
+
+
+def dead_letters(target: Target, limit: int = 100) -> list[DeadLetter]:
+    """Up to ``limit`` messages in the audit DLQ, left there (visible again at once).
+
+    Raises
+    ------
+    NoDeadLetterQueue
+        When the target has no DLQ URL.
+    """
+    from chalicelib.audit.writer import message_problem
+
+    queue = _dlq_url(target)
+    sqs = target.client("sqs")
+    found: dict[str, DeadLetter] = {}
+    while len(found) < limit:
+        received = sqs.receive_message(
+            QueueUrl=queue,
+            MaxNumberOfMessages=min(10, limit - len(found)),
+            VisibilityTimeout=30,  # hidden while listed, so each is seen once
+            AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+        ).get("Messages", [])
+        if not received:
+            break
+        for message in received:
+            body = message.get("Body", "")
+            event_id, problem = message_problem(body)
+            attributes = message.get("Attributes", {})
+            sent = int(attributes.get("SentTimestamp", "0")) / 1000
+            found[message["MessageId"]] = DeadLetter(
+                message_id=message["MessageId"],
+                receive_count=int(attributes.get("ApproximateReceiveCount", "0")),
+                sent_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sent)),
+                event_id=event_id,
+                problem=problem or "valid event (the writer could not store it in time)",
+                preview=body[:120],
+                receipt_handle=message["ReceiptHandle"],
+            )
+    for letter in found.values():  # listing is not taking: visible again now
+        sqs.change_message_visibility(
+            QueueUrl=queue, ReceiptHandle=letter.receipt_handle, VisibilityTimeout=0
+        )
+    return list(found.values())
+
+
+def redrive(target: Target, limit: int = 100) -> int:
+    """Move up to ``limit`` messages from the DLQ back to the audit queue; how many moved.
+
+    Each is sent first and deleted second: a failure in between leaves it in
+    both queues, and the ledger stores its event once.
+    """
+    queue = _dlq_url(target)
+    sqs = target.client("sqs")
+    moved = 0
+    while moved < limit:
+        received = sqs.receive_message(
+            QueueUrl=queue, MaxNumberOfMessages=min(10, limit - moved), VisibilityTimeout=30
+        ).get("Messages", [])
+        if not received:
+            break
+        for message in received:
+            sqs.send_message(QueueUrl=target.audit_queue_url, MessageBody=message["Body"])
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+            moved += 1
+    return moved
+
+
+def _dlq_url(target: Target) -> str:
+    if not target.audit_dlq_url:
+        raise NoDeadLetterQueue(
+            "no dead-letter queue: set GATEHOUSE_AUDIT_DLQ_URL (or start the local stack)"
+        )
+    return target.audit_dlq_url
 
 
 def tail(target: Target, count: int) -> list[dict[str, Any]]:

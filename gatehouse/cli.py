@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     tail = audit_commands.add_parser("tail", help="print the newest stored events")
     tail.add_argument("-n", type=int, default=20, help="how many events")
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    dlq = audit_commands.add_parser(
+        "dlq", help="list the messages the writer gave up on (and why); --redrive retries them"
+    )
+    dlq.add_argument("-n", type=int, default=100, help="at most this many")
+    dlq.add_argument("--json", action="store_true", help="one JSON object per line")
+    dlq.add_argument("--redrive", action="store_true", help="move them back to the audit queue")
     commands.add_parser("demo", help="start the local stack, send real traffic, show what happened")
     return parser
 
@@ -119,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         from chalicelib.audit import AuditError
         from chalicelib.grants import GrantError
         from chalicelib.policy import PolicyError
+        from gatehouse.audit_commands import NoDeadLetterQueue
         from gatehouse.grant_commands import GrantCommandError
         from gatehouse.policy_commands import PolicyFileError
         from gatehouse.state import NoLocalStack
@@ -127,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         known = (
             NoLocalStack,
             NoTarget,
+            NoDeadLetterQueue,
             PolicyError,
             PolicyFileError,
             GrantError,
@@ -258,8 +267,30 @@ def _audit(args: argparse.Namespace) -> int:
         result = audit_commands.flush(target)
         print(f"stored {result.delivered} events; {result.failed} left on the queue for retry")
         return 0 if result.failed == 0 else 1
+    if args.audit_command == "dlq":
+        return _dead_letters(audit_commands, target, args)
     audit_commands.print_events(audit_commands.tail(target, args.n), as_json=args.json)
     return 0
+
+
+def _dead_letters(audit_commands: Any, target: Any, args: argparse.Namespace) -> int:
+    if args.redrive:
+        moved = audit_commands.redrive(target, args.n)
+        print(f"moved {moved} messages back to the audit queue")
+        return 0
+    letters = audit_commands.dead_letters(target, args.n)
+    for letter in letters:
+        if args.json:
+            print(json.dumps(letter.as_json()))
+        else:
+            print(
+                f"{letter.message_id}  tries={letter.receive_count}  sent={letter.sent_at}  "
+                f"event={letter.event_id or '-'}  {letter.problem}"
+            )
+    if not args.json:
+        print(f"{len(letters)} messages in the dead-letter queue")
+    # Non-zero while anything waits there: scripts and alarms can tell.
+    return 1 if letters else 0
 
 
 if __name__ == "__main__":

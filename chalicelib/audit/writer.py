@@ -281,16 +281,25 @@ class AuditWriter:
 
 def _event_id(body: str) -> str | None:
     """The event id of a queue message that is one JSON event, else None."""
+    return message_problem(body)[0]
+
+
+def message_problem(body: str) -> tuple[str | None, str | None]:
+    """``(event id, None)`` for a message that is one JSON event, else ``(id or None, why not)``."""
     if "\n" in body:
-        return None
+        return None, "more than one line"
     try:
         value = json.loads(body)
     except ValueError:
-        return None
-    if not isinstance(value, dict) or "ledger" in value:
-        return None  # the ledger position is the writer's to add
+        return None, "not JSON"
+    if not isinstance(value, dict):
+        return None, "not a JSON object"
     event_id = value.get("event_id")
-    return event_id if isinstance(event_id, str) and 0 < len(event_id) <= 64 else None
+    if not (isinstance(event_id, str) and 0 < len(event_id) <= 64):
+        return None, "no event_id (a string of 1 to 64 characters)"
+    if "ledger" in value:
+        return event_id, "carries a ledger position (the writer's to add)"
+    return event_id, None
 
 
 def _with_sequence(body: str, sequence: int) -> bytes:

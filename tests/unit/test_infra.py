@@ -182,3 +182,14 @@ def test_the_functions_role_may_make_every_call_the_ledger_makes(stage: str) -> 
     assert set(leading) == LEDGER_PARTITIONS
     # Recovery reads back an object a crashed writer may have stored.
     assert "s3:GetObject" in statements["AuditStore"]["Action"]
+
+
+def test_a_non_empty_dead_letter_queue_raises_an_alarm() -> None:
+    alarm = _template()["Resources"]["AuditDeadLetterAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+    )
+    [dimension] = alarm["Dimensions"]
+    assert dimension["Value"] == {"Fn::GetAtt": "AuditDeadLetterQueue.QueueName"}
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
