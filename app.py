@@ -49,3 +49,8 @@ def audit_writer(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @app.schedule("rate(1 minute)", name="grant_sweeper")
 def grant_sweeper(event: Any) -> None:
     entrypoints.sweep_grants()
+
+
+@app.schedule("rate(1 hour)", name="ledger_digest")
+def ledger_digest(event: Any) -> None:
+    entrypoints.write_digest()

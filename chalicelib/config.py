@@ -102,6 +102,8 @@ class Settings:
     max_request_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_response_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     audit_query_redaction: re.Pattern[str] = re.compile(DEFAULT_QUERY_REDACTION)
+    # s3://bucket[/prefix]: where the newest ledger checkpoint also goes (None: nowhere).
+    ledger_anchor: str | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -190,10 +192,19 @@ class _SettingsReader:
                 "MAX_RESPONSE_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 0, DEFAULT_MAX_BODY_BYTES
             ),
             audit_query_redaction=self._pattern("AUDIT_QUERY_REDACTION", DEFAULT_QUERY_REDACTION),
+            ledger_anchor=self._anchor(),
         )
         if self.problems:
             raise SettingsError(self.problems)
         return settings
+
+    def _anchor(self) -> str | None:
+        value = self._environ.get(ENV_PREFIX + "LEDGER_ANCHOR", "").strip()
+        if not value:
+            return None
+        if not value.startswith("s3://") or not value[5:].split("/", 1)[0]:
+            self.problems.append(f"{ENV_PREFIX}LEDGER_ANCHOR must be s3://bucket[/prefix]")
+        return value
 
     def _optional(self, name: str, default: str) -> str:
         return self._environ.get(ENV_PREFIX + name) or default

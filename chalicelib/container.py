@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from chalicelib.grants.api import GrantApi
     from chalicelib.identity import JwksCache, TokenVerifier
     from chalicelib.identity.jwks import FetchJson
+    from chalicelib.ledger import LedgerState
+    from chalicelib.ledger.digest import DigestWriter
     from chalicelib.observability import MetricsRecorder
     from chalicelib.policy import ActivePolicy, PolicyStore, PolicyVersions
     from chalicelib.proxy import Proxy
@@ -200,10 +202,35 @@ class Container:
         )
 
     @cached_property
+    def ledger_state(self) -> LedgerState:
+        """The ledger's state in DynamoDB."""
+        from chalicelib.ledger import LedgerState
+
+        return LedgerState(self.clients.dynamodb, self.settings.policy_table)
+
+    @cached_property
+    def digest_writer(self) -> DigestWriter:
+        """Signs the ledger's digests with the stage's key, and anchors them."""
+        from chalicelib.ledger.digest import DigestWriter, S3Anchor
+        from chalicelib.proxy.assertion import KmsSigner
+
+        anchor = None
+        if self.settings.ledger_anchor:
+            anchor = S3Anchor.from_uri(
+                self.clients.s3, self.settings.ledger_anchor, self.settings.stage
+            )
+        return DigestWriter(
+            self.clients.s3,
+            self.settings.audit_bucket,
+            self.ledger_state,
+            self._signer or KmsSigner(self.clients.kms, self.settings.assertion_key_id),
+            stage=self.settings.stage,
+            anchor=anchor,
+        )
+
+    @cached_property
     def writer(self) -> AuditWriter:
         """The audit writer (S3)."""
         from chalicelib.audit import AuditWriter
-        from chalicelib.ledger import LedgerState
 
-        state = LedgerState(self.clients.dynamodb, self.settings.policy_table)
-        return AuditWriter(self.clients.s3, self.settings.audit_bucket, state)
+        return AuditWriter(self.clients.s3, self.settings.audit_bucket, self.ledger_state)

@@ -143,6 +143,16 @@ def sweep_grants() -> None:
         log.info("grants expired", extra={"grant_ids": expired})
 
 
+def write_digest() -> None:
+    """The scheduled Lambda that signs the ledger's digest (also for an empty period)."""
+    log = observability.powertools_logger()
+    checkpoint = container().digest_writer.write()
+    log.info(
+        "ledger digest signed",
+        extra={"key": checkpoint.key, "tree_size": checkpoint.tree_size, "root": checkpoint.root},
+    )
+
+
 def _json_response(status: int, body: dict[str, Any], cache_seconds: int = 0) -> dict[str, Any]:
     headers = {"Content-Type": "application/json"}
     if cache_seconds:

@@ -12,15 +12,19 @@ from chalicelib.audit.reader import newest_events
 from gatehouse.dev.event_source import DrainResult, drain_queue
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+
+    from chalicelib.ledger import LedgerState
+    from chalicelib.ledger.digest import Checkpoint, S3Anchor
+    from chalicelib.ledger.verify import Report
     from gatehouse.target import Target
 
 
 def flush(target: Target) -> DrainResult:
     """Run the audit writer now on everything queued."""
-    from chalicelib.ledger import LedgerState
-
-    state = LedgerState(target.client("dynamodb"), target.policy_table)
-    writer = AuditWriter(target.client("s3"), target.audit_bucket, state)
+    writer = AuditWriter(target.client("s3"), target.audit_bucket, _ledger_state(target))
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return writer.handle_sqs_batch(event).as_lambda_response()
@@ -126,6 +130,97 @@ def _dlq_url(target: Target) -> str:
             "no dead-letter queue: set GATEHOUSE_AUDIT_DLQ_URL (or start the local stack)"
         )
     return target.audit_dlq_url
+
+
+def sign_digest(target: Target) -> Checkpoint:
+    """Sign the ledger's next digest now, as the hourly schedule does (local stack)."""
+    from chalicelib.ledger.digest import DigestWriter
+    from chalicelib.proxy.assertion import KmsSigner
+
+    writer = DigestWriter(
+        target.client("s3"),
+        target.audit_bucket,
+        _ledger_state(target),
+        KmsSigner(target.client("kms"), _signing_key(target)),
+        stage=target.stage,
+        anchor=_anchor(target),
+    )
+    return writer.write()
+
+
+def verify(
+    target: Target,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    public_key_file: Path | None = None,
+) -> Report:
+    """Verify the ledger from the bucket, the public key and the anchor."""
+    from chalicelib.ledger.verify import LedgerVerifier
+
+    if public_key_file is not None:
+        public_key = load_public_key(public_key_file.read_bytes())
+    else:
+        from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+        der = target.client("kms").get_public_key(KeyId=_signing_key(target))["PublicKey"]
+        public_key = _p256(load_der_public_key(der))
+    anchor = _anchor(target)
+    verifier = LedgerVerifier(target.client("s3"), target.audit_bucket, public_key)
+    return verifier.verify(anchor=anchor.read() if anchor else None, since=since, until=until)
+
+
+def load_public_key(data: bytes) -> EllipticCurvePublicKey:
+    """A P-256 public key from PEM, a JWK, or a JWKS (its first EC key).
+
+    Raises
+    ------
+    ValueError
+        When ``data`` holds none.
+    """
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    text = data.strip()
+    if text.startswith(b"-----BEGIN"):
+        return _p256(load_pem_public_key(text))
+    document = json.loads(text)
+    keys = document.get("keys", [document]) if isinstance(document, dict) else []
+    for jwk in keys:
+        if isinstance(jwk, dict) and jwk.get("kty") == "EC" and jwk.get("crv") == "P-256":
+            from chalicelib.identity.keys import parse_jwk
+
+            return _p256(parse_jwk({"kid": "ledger", **jwk}).public_key)
+    raise ValueError("no P-256 public key (PEM, JWK or JWKS) in the file")
+
+
+def _p256(key: Any) -> EllipticCurvePublicKey:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise ValueError("the ledger is signed with a P-256 key; this is not one")
+    return key
+
+
+def _ledger_state(target: Target) -> LedgerState:
+    from chalicelib.ledger import LedgerState
+
+    return LedgerState(target.client("dynamodb"), target.policy_table)
+
+
+def _anchor(target: Target) -> S3Anchor | None:
+    from chalicelib.ledger.digest import S3Anchor
+
+    if not target.ledger_anchor:
+        return None
+    return S3Anchor.from_uri(target.client("s3"), target.ledger_anchor, target.stage)
+
+
+def _signing_key(target: Target) -> str:
+    if not target.signing_key_id:
+        raise NoDeadLetterQueue(  # the same kind of problem: the stage is not fully described
+            "no signing key: set GATEHOUSE_ASSERTION_KEY_ID (or start the local stack)"
+        )
+    return target.signing_key_id
 
 
 def tail(target: Target, count: int) -> list[dict[str, Any]]:

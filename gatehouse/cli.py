@@ -105,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     tail = audit_commands.add_parser("tail", help="print the newest stored events")
     tail.add_argument("-n", type=int, default=20, help="how many events")
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit_commands.add_parser("digest", help="sign the ledger's next digest now")
+    verify = audit_commands.add_parser(
+        "verify", help="re-derive the ledger from the bucket; exit 0 only when all holds"
+    )
+    verify.add_argument("--since", help="first digest period end to check (ISO 8601 UTC)")
+    verify.add_argument("--until", help="last digest period end to check (ISO 8601 UTC)")
+    verify.add_argument("--json", action="store_true", help="the report as JSON")
+    verify.add_argument(
+        "--public-key",
+        type=Path,
+        help="PEM, JWK or JWKS of the stage's key (default: read it from KMS)",
+    )
     dlq = audit_commands.add_parser(
         "dlq", help="list the messages the writer gave up on (and why); --redrive retries them"
     )
@@ -269,8 +281,34 @@ def _audit(args: argparse.Namespace) -> int:
         return 0 if result.failed == 0 else 1
     if args.audit_command == "dlq":
         return _dead_letters(audit_commands, target, args)
+    if args.audit_command == "digest":
+        checkpoint = audit_commands.sign_digest(target)
+        print(f"signed {checkpoint.key}: tree size {checkpoint.tree_size}, root {checkpoint.root}")
+        return 0
+    if args.audit_command == "verify":
+        return _verify(audit_commands, target, args)
     audit_commands.print_events(audit_commands.tail(target, args.n), as_json=args.json)
     return 0
+
+
+def _verify(audit_commands: Any, target: Any, args: argparse.Namespace) -> int:
+    report = audit_commands.verify(
+        target, since=args.since, until=args.until, public_key_file=args.public_key
+    )
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0 if report.ok else 1
+    for finding in report.findings:
+        print(f"{finding.kind:18} {finding.where}\n{'':18} {finding.detail}")
+    verdict = "ok" if report.ok else f"FAILED: {len(report.findings)} findings"
+    print(
+        f"{verdict}: {report.digests} digests, {report.objects} objects, {report.events} "
+        f"events; tree size {report.tree_size}, root {report.root[:16]}... "
+        f"({report.seconds:.2f} s)"
+    )
+    if not target.ledger_anchor:
+        print("note: no GATEHOUSE_LEDGER_ANCHOR: deleting the newest digests would go unnoticed")
+    return 0 if report.ok else 1
 
 
 def _dead_letters(audit_commands: Any, target: Any, args: argparse.Namespace) -> int:

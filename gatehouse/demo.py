@@ -234,11 +234,36 @@ def _show(state: DevState, state_dir: Path) -> int:
     for number, exchange in enumerate(exchanges, 1):
         failures += _print_exchange(number, exchange, events)
     _print_audit(events)
+    verified = _print_verification(state_dir)
     if failures:
         print(f"\n{failures} request(s) did not end as expected.")
         return 1
+    if not verified:
+        print("\nThe ledger did not verify.")
+        return 1
     print("\nEvery request ended as expected, and every one of them is in the audit trail.")
     return 0
+
+
+def _print_verification(state_dir: Path) -> bool:
+    """Sign a digest now, then verify the whole ledger as an auditor would."""
+    from gatehouse.audit_commands import sign_digest, verify
+    from gatehouse.target import resolve_target
+
+    target = resolve_target(state_dir)
+    checkpoint = sign_digest(target)
+    print(f"\nLedger: digest signed with the stage's KMS key: {checkpoint.key}")
+    print(f"  tree size {checkpoint.tree_size}, root {checkpoint.root}")
+    print(f"  anchored at {target.ledger_anchor}")
+    report = verify(target)
+    print(
+        f"gatehouse audit verify: {'ok' if report.ok else 'FAILED'}: {report.digests} digests, "
+        f"{report.objects} objects, {report.events} events re-derived from the bucket "
+        f"({report.seconds:.2f} s)"
+    )
+    for finding in report.findings:
+        print(f"  {finding.kind}: {finding.where}: {finding.detail}")
+    return report.ok
 
 
 def _administration(state: DevState, state_dir: Path) -> list[Exchange]:

@@ -26,6 +26,11 @@ class ResourceNames:
         return f"gatehouse-{self.stage}-audit-{self.account}-{self.region}"
 
     @property
+    def anchor_bucket(self) -> str:
+        """Where the newest ledger checkpoint is also kept (apart from the audit bucket)."""
+        return f"gatehouse-{self.stage}-anchor-{self.account}-{self.region}"
+
+    @property
     def audit_queue(self) -> str:
         return f"gatehouse-{self.stage}-audit"
 

@@ -38,6 +38,7 @@ class DevState:
     audit_queue_url: str
     audit_dlq_url: str = ""
     signing_key_id: str = ""
+    ledger_anchor: str = ""
     stage: str = "dev"
     idp_keys: dict[str, dict[str, str]] = field(default_factory=dict)
     pid: int = 0

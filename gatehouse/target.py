@@ -37,6 +37,8 @@ class Target:
     issuer: str | None = None
     audience: str | None = None
     gateway_url: str | None = None
+    signing_key_id: str | None = None
+    ledger_anchor: str | None = None
 
     @cached_property
     def trusted_issuers(self) -> tuple[TrustedIssuer, ...]:
@@ -105,6 +107,8 @@ def resolve_target(state_dir: Path | None = None) -> Target:
             local=False,
             stage=environ.get("GATEHOUSE_STAGE") or "dev",
             gateway_url=environ.get("GATEHOUSE_GATEWAY_URL") or None,
+            signing_key_id=environ.get("GATEHOUSE_ASSERTION_KEY_ID") or None,
+            ledger_anchor=environ.get("GATEHOUSE_LEDGER_ANCHOR") or None,
         )
     return Target(
         region=state.region,
@@ -118,4 +122,6 @@ def resolve_target(state_dir: Path | None = None) -> Target:
         issuer=state.issuer,
         audience=state.audience,
         gateway_url=state.gateway_url,
+        signing_key_id=state.signing_key_id or None,
+        ledger_anchor=state.ledger_anchor or None,
     )

@@ -264,6 +264,7 @@ class AuditWriter:
             count=len(lines),
             tree_size=grown.size,
             root=grown.root().hex(),
+            frontier=tuple((size, digest.hex()) for size, digest in grown.subtrees),
             reservation=reservation.version,
             written_at=now,
         )

@@ -78,6 +78,11 @@ class CompactRange:
         """How many leaves the tree has."""
         return sum(size for size, _ in self._subtrees)
 
+    @property
+    def subtrees(self) -> tuple[tuple[int, bytes], ...]:
+        """``(size, hash)`` of each perfect subtree, largest first."""
+        return tuple(self._subtrees)
+
     def append(self, leaf: bytes) -> None:
         """Add one leaf hash."""
         size, value = 1, leaf

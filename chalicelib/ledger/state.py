@@ -7,6 +7,7 @@ Item layout (the stage's table, partition key ``pk``, sort key ``sk``)::
     pk="LEDGER"        sk="OBJECT#<start>"  one stored object: key, version id, SHA-256,
                                             first sequence, count, tree size and root after it
     pk="LEDGER"        sk="FENCE#<version>" a reservation abandoned by a crash, and its fence
+    pk="LEDGER"        sk="DIGESTS"         the newest signed digest (the chain's head)
     pk="LEDGER-EVENT"  sk=<event id>        which reservation took the event (the dedupe index)
 
 Every change of ``HEAD`` is conditional on its ``version``: a second writer
@@ -21,14 +22,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.ledger.errors import LedgerBusy, LedgerUnavailable
 from chalicelib.ledger.merkle import CompactRange
 
+if TYPE_CHECKING:
+    from chalicelib.ledger.digest import Checkpoint
+
 _PK = "LEDGER"
 _EVENTS = "LEDGER-EVENT"
 _HEAD = "HEAD"
+_DIGESTS = "DIGESTS"
 _BATCH_GET = 100
 _BATCH_WRITE = 25
 
@@ -81,6 +86,9 @@ class ObjectRecord:
     root: str
     reservation: int
     written_at: float
+    # The compact range after this object (its subtrees' sizes and hashes): lets a
+    # digest, and a verifier starting from it, carry on without every earlier leaf.
+    frontier: tuple[tuple[int, str], ...] = ()
 
     def as_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -94,6 +102,7 @@ class ObjectRecord:
             "root": {"S": self.root},
             "reservation": {"N": str(self.reservation)},
             "written_at": {"N": repr(self.written_at)},
+            "frontier": {"S": json.dumps([list(entry) for entry in self.frontier])},
         }
         if self.version_id is not None:
             item["version_id"] = {"S": self.version_id}
@@ -111,6 +120,9 @@ class ObjectRecord:
             root=item["root"]["S"],
             reservation=int(item["reservation"]["N"]),
             written_at=float(item["written_at"]["N"]),
+            frontier=tuple(
+                (int(size), str(digest)) for size, digest in json.loads(item["frontier"]["S"])
+            ),
         )
 
 
@@ -310,8 +322,8 @@ class LedgerState:
         put_fence = {"Put": {"TableName": self._table, "Item": fence}}
         self._transact("abandon the reservation", [head_update, put_fence])
 
-    def objects(self) -> list[ObjectRecord]:
-        """Every committed object, in sequence order.
+    def objects(self, from_sequence: int = 0) -> list[ObjectRecord]:
+        """The committed objects whose first sequence is ``from_sequence`` or later, in order.
 
         Raises
         ------
@@ -319,8 +331,12 @@ class LedgerState:
             When the table cannot be read or a record is corrupt.
         """
         kwargs: dict[str, Any] = {
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": {":pk": {"S": _PK}, ":prefix": {"S": "OBJECT#"}},
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": _PK},
+                ":low": {"S": _object_sk(from_sequence)},
+                ":high": {"S": "OBJECT#~"},
+            },
             "ConsistentRead": True,
         }
         records = []
@@ -334,6 +350,51 @@ class LedgerState:
             if not response.get("LastEvaluatedKey"):
                 return records
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def checkpoint(self) -> tuple[Checkpoint | None, int]:
+        """The newest digest's checkpoint (None before the first) and the chain's version.
+
+        Raises
+        ------
+        LedgerUnavailable
+            When the table cannot be read or the item is corrupt.
+        """
+        from chalicelib.ledger.digest import Checkpoint
+
+        item = self._call("read the digest chain", "get_item", Key=_key(_PK, _DIGESTS)).get("Item")
+        if item is None:
+            return None, 0
+        try:
+            return Checkpoint.from_dict(json.loads(item["checkpoint"]["S"])), int(
+                item["version"]["N"]
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LedgerUnavailable(f"the digest chain head is corrupt: {exc}") from exc
+
+    def advance_checkpoint(self, version: int, checkpoint: Checkpoint) -> None:
+        """Make ``checkpoint`` the newest, if the chain is still at ``version``.
+
+        Raises
+        ------
+        LedgerBusy
+            When another digest moved the chain meanwhile.
+        LedgerUnavailable
+            When the table cannot be written.
+        """
+        condition = "attribute_not_exists(sk)" if version == 0 else "version = :seen"
+        values: dict[str, Any] = {
+            ":next": {"N": str(version + 1)},
+            ":checkpoint": {"S": json.dumps(checkpoint.as_dict(), sort_keys=True)},
+        }
+        if version:
+            values[":seen"] = {"N": str(version)}
+        self._conditional(
+            "advance the digest chain",
+            Key=_key(_PK, _DIGESTS),
+            UpdateExpression="SET version = :next, checkpoint = :checkpoint",
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
+        )
 
     # --- plumbing --------------------------------------------------------------------------
 

@@ -33,6 +33,12 @@ class Resources:
     audit_dlq_url: str
     signing_key_id: str
     signing_key_alias: str
+    anchor_bucket: str = ""
+
+    @property
+    def ledger_anchor(self) -> str:
+        """The ``GATEHOUSE_LEDGER_ANCHOR`` of the stage."""
+        return f"s3://{self.anchor_bucket}/ledger"
 
 
 def bootstrap(client: Callable[[str], Any], names: ResourceNames) -> Resources:
@@ -47,6 +53,7 @@ def bootstrap(client: Callable[[str], Any], names: ResourceNames) -> Resources:
     """
     _policy_table(client("dynamodb"), names.policy_table)
     _audit_bucket(client("s3"), names)
+    _locked_bucket(client("s3"), names, names.anchor_bucket)
     dlq_url, queue_url = _audit_queues(client("sqs"), names)
     key_id = _signing_key(client("kms"), names.signing_key_alias)
     return Resources(
@@ -56,6 +63,7 @@ def bootstrap(client: Callable[[str], Any], names: ResourceNames) -> Resources:
         audit_dlq_url=dlq_url,
         signing_key_id=key_id,
         signing_key_alias=names.signing_key_alias,
+        anchor_bucket=names.anchor_bucket,
     )
 
 
@@ -90,7 +98,10 @@ def _policy_table(dynamodb: Any, table: str) -> None:
 
 
 def _audit_bucket(s3: Any, names: ResourceNames) -> None:
-    bucket = names.audit_bucket
+    _locked_bucket(s3, names, names.audit_bucket)
+
+
+def _locked_bucket(s3: Any, names: ResourceNames, bucket: str) -> None:
     try:
         kwargs: dict[str, Any] = {"Bucket": bucket, "ObjectLockEnabledForBucket": True}
         if names.region != "us-east-1":

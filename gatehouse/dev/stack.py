@@ -115,6 +115,8 @@ class LocalStack:
         self.poller.start()
         self._stoppers.append(self.poller)
         self._started(EventSourcePoller(self.sweep_grants, 1.0, name="grant-sweeper"))
+        # Hourly in AWS; every half minute here, so the trail is always nearly all digested.
+        self._started(EventSourcePoller(self.sign_digest, 30.0, name="ledger-digest"))
         self.state = self._write_state(endpoint, keys)
         return self.state
 
@@ -147,6 +149,7 @@ class LocalStack:
                 "GATEHOUSE_AUDIT_BUCKET": resources.audit_bucket,
                 "GATEHOUSE_AUDIT_QUEUE_URL": resources.audit_queue_url,
                 "GATEHOUSE_ASSERTION_KEY_ID": resources.signing_key_alias,
+                "GATEHOUSE_LEDGER_ANCHOR": resources.ledger_anchor,
                 "GATEHOUSE_GATEWAY_ISSUER": gateway_url,
                 "GATEHOUSE_TRUSTED_ISSUERS": json.dumps(
                     [{"issuer": self.idp.url, "audiences": [AUDIENCE]}]
@@ -199,6 +202,11 @@ class LocalStack:
         assert self.app_module is not None
         self.app_module.grant_sweeper(scheduled_event(self.options.region, ACCOUNT), None)
 
+    def sign_digest(self) -> None:
+        """Invoke the scheduled digest signer, as its EventBridge rule would."""
+        assert self.app_module is not None
+        self.app_module.ledger_digest(scheduled_event(self.options.region, ACCOUNT), None)
+
     def _write_state(self, endpoint: str, keys: list[SigningKey]) -> DevState:
         assert self.gateway and self.idp and self.backend and self.resources
         rs256 = keys[0]
@@ -217,6 +225,7 @@ class LocalStack:
             audit_queue_url=self.resources.audit_queue_url,
             audit_dlq_url=self.resources.audit_dlq_url,
             signing_key_id=self.resources.signing_key_id,
+            ledger_anchor=self.resources.ledger_anchor,
             stage=self.options.stage,
             idp_keys={key.alg: {"path": str(key.path.resolve()), "kid": key.kid} for key in keys},
             pid=os.getpid(),

@@ -364,3 +364,25 @@ def test_plain_http_issuers_only_when_explicitly_allowed() -> None:
     assert any("[0].issuer must be an https URL" in problem for problem in refused)
     assert allowed.trusted_issuers[0].issuer == "http://127.0.0.1:9000"
     assert allowed.gateway_issuer == "http://127.0.0.1:8787"
+
+
+@pytest.mark.parametrize(
+    ("raw", "anchor"),
+    [
+        (None, None),
+        ("", None),
+        ("s3://anchors", "s3://anchors"),
+        ("s3://anchors/ledger/prod", "s3://anchors/ledger/prod"),
+    ],
+)
+def test_the_ledger_anchor_is_optional(raw: str | None, anchor: str | None) -> None:
+    settings = Settings.from_environment(environment(GATEHOUSE_LEDGER_ANCHOR=raw))
+
+    assert settings.ledger_anchor == anchor
+
+
+@pytest.mark.parametrize("raw", ["anchors", "https://anchors/x", "s3://", "s3:///ledger"])
+def test_a_ledger_anchor_that_is_no_s3_location_is_refused(raw: str) -> None:
+    found = problems(environment(GATEHOUSE_LEDGER_ANCHOR=raw))
+
+    assert found == ["GATEHOUSE_LEDGER_ANCHOR must be s3://bucket[/prefix]"]

@@ -73,6 +73,12 @@ def test_template_names_match_the_bootstrap(stage: str) -> None:
         "AuditQueue": _render(
             resources["AuditQueue"]["Properties"]["QueueName"], stage, "123456789012", "eu-west-1"
         ),
+        "AnchorBucket": _render(
+            resources["AnchorBucket"]["Properties"]["BucketName"],
+            stage,
+            "123456789012",
+            "eu-west-1",
+        ),
         "AuditDeadLetterQueue": _render(
             resources["AuditDeadLetterQueue"]["Properties"]["QueueName"],
             stage,
@@ -90,6 +96,7 @@ def test_template_names_match_the_bootstrap(stage: str) -> None:
         "PolicyTable": names.policy_table,
         "AuditBucket": names.audit_bucket,
         "AuditQueue": names.audit_queue,
+        "AnchorBucket": names.anchor_bucket,
         "AuditDeadLetterQueue": names.audit_dlq,
         "SigningKeyAlias": names.signing_key_alias,
     }

@@ -1,0 +1,368 @@
+"""Verify the ledger from the bucket alone (and the public key, and the anchor).
+
+Everything is re-derived: every digest's signature and its link to the one
+before; every object the digests name, by version id, against its SHA-256;
+every line's sequence and event id; the Merkle tree after every object and
+every digest. Each problem is a :class:`Finding` of one kind:
+
+=====================  =======================================================
+``bad_signature``      a digest whose signature does not verify
+``broken_chain``       a digest that does not name the one before it
+``missing_object``     an object (version) a digest names is gone
+``altered_object``     an object whose bytes are not the ones digested
+``altered_line``       a line that is not an event with a ledger position
+``reordered_lines``    lines of an object out of sequence order
+``sequence_gap``       sequences missing between or within objects
+``duplicate_event``    an event id stored twice
+``inconsistent_tree``  a digested tree size or root the lines do not give
+``truncated_tail``     the anchor knows a digest the bucket does not have
+=====================  =======================================================
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.ledger.digest import DIGESTS_PREFIX, canonical
+from chalicelib.ledger.merkle import CompactRange, leaf_hash
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+
+    from chalicelib.ledger.digest import Checkpoint
+
+FINDING_KINDS = (
+    "bad_signature",
+    "broken_chain",
+    "missing_object",
+    "altered_object",
+    "altered_line",
+    "reordered_lines",
+    "sequence_gap",
+    "duplicate_event",
+    "inconsistent_tree",
+    "truncated_tail",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing that does not hold."""
+
+    kind: str
+    where: str
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "where": self.where, "detail": self.detail}
+
+
+@dataclass
+class Report:
+    """What verification found, and what it covered."""
+
+    findings: list[Finding] = field(default_factory=list)
+    digests: int = 0
+    objects: int = 0
+    events: int = 0
+    tree_size: int = 0
+    root: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True only when nothing was found."""
+        return not self.findings
+
+    def add(self, kind: str, where: str, detail: str) -> None:
+        assert kind in FINDING_KINDS, kind
+        self.findings.append(Finding(kind, where, detail))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "digests": self.digests,
+            "objects": self.objects,
+            "events": self.events,
+            "tree_size": self.tree_size,
+            "root": self.root,
+            "seconds": round(self.seconds, 3),
+            "findings": [finding.as_dict() for finding in self.findings],
+        }
+
+
+def verify_signature(public_key: EllipticCurvePublicKey, document: dict[str, Any]) -> bool:
+    """Whether ``document`` (``{"digest", "signature"}``) is signed by ``public_key``."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    try:
+        raw = base64.b64decode(document["signature"], validate=True)
+    except (KeyError, ValueError, TypeError):
+        return False
+    if len(raw) != 64:
+        return False
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    try:
+        public_key.verify(der, canonical(document["digest"]), ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, KeyError):
+        return False
+    return True
+
+
+class LedgerVerifier:
+    """Re-derives the ledger from the bucket.
+
+    Parameters
+    ----------
+    s3:
+        A boto3 S3 client that can read the audit bucket (all versions).
+    bucket:
+        The audit bucket.
+    public_key:
+        The stage's P-256 public key.
+    """
+
+    def __init__(self, s3: Any, bucket: str, public_key: EllipticCurvePublicKey) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+        self._public_key = public_key
+
+    def verify(
+        self,
+        *,
+        anchor: Checkpoint | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> Report:
+        """Check every digest (whose period ends within ``since``..``until``, ISO UTC).
+
+        A bounded check starts from the digest before ``since``: its signed
+        frontier stands in for every earlier leaf.
+        """
+        started = time.perf_counter()
+        report = Report()
+        digests = self._digests(report)
+        self._check_chain(digests, report)
+        chosen = [
+            index
+            for index, (_, document) in enumerate(digests)
+            if (since is None or document["digest"]["period"]["end"] >= since)
+            and (until is None or document["digest"]["period"]["end"] <= until)
+        ]
+        tree, seen_events = CompactRange(), set[str]()
+        if chosen and chosen[0] > 0:
+            tree = _frontier(digests[chosen[0] - 1][1]["digest"]["tree"], report)
+        for index in chosen:
+            key, document = digests[index]
+            tree = self._check_digest(key, document["digest"], tree, seen_events, report)
+            report.digests += 1
+        if anchor is not None:
+            self._check_anchor(anchor, digests, report)
+        report.tree_size, report.root = tree.size, tree.root().hex()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _digests(self, report: Report) -> list[tuple[str, dict[str, Any]]]:
+        found = []
+        for key in self._keys(DIGESTS_PREFIX):
+            body = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+            try:
+                document = json.loads(body)
+                digest = document["digest"]
+                size = int(digest["tree"]["size"])
+            except (ValueError, KeyError, TypeError):
+                report.add("bad_signature", key, "not a digest document")
+                continue
+            if not verify_signature(self._public_key, document):
+                report.add("bad_signature", key, "the signature does not verify")
+                continue
+            found.append((size, digest["period"]["end"], key, document))
+        found.sort(key=lambda entry: (entry[0], entry[1], entry[2]))
+        return [(key, document) for _, _, key, document in found]
+
+    def _check_chain(self, digests: list[tuple[str, dict[str, Any]]], report: Report) -> None:
+        previous: tuple[str, dict[str, Any]] | None = None
+        for key, document in digests:
+            named = document["digest"].get("previous")
+            if previous is None:
+                if named is not None:
+                    report.add("broken_chain", key, f"names {named.get('key')}, which is not here")
+            else:
+                expected = {"key": previous[0], "signature": previous[1]["signature"]}
+                if named != expected:
+                    report.add(
+                        "broken_chain", key, f"does not name {previous[0]} as its predecessor"
+                    )
+            previous = (key, document)
+
+    def _check_digest(
+        self,
+        key: str,
+        digest: dict[str, Any],
+        tree: CompactRange,
+        seen_events: set[str],
+        report: Report,
+    ) -> CompactRange:
+        """Check one digest's objects and tree; return the tree to carry on from.
+
+        After an object that is missing or altered, the true leaves are
+        unknown: later trees in the digest are not judged, and the next
+        digest starts from this one's signed frontier (one finding, not a
+        cascade of them).
+        """
+        intact = True
+        for entry in digest.get("objects", []):
+            checked = self._check_object(entry, tree, seen_events, report, judge_tree=intact)
+            intact = intact and checked
+        stated = digest["tree"]
+        if not intact:
+            return _frontier(stated, report)
+        if tree.size != stated["size"] or tree.root().hex() != stated["root"]:
+            report.add(
+                "inconsistent_tree",
+                key,
+                f"signed size {stated['size']} root {stated['root'][:16]}..., the lines give "
+                f"size {tree.size} root {tree.root().hex()[:16]}...",
+            )
+            return _frontier(stated, report)
+        return tree
+
+    def _check_object(
+        self,
+        entry: dict[str, Any],
+        tree: CompactRange,
+        seen_events: set[str],
+        report: Report,
+        *,
+        judge_tree: bool,
+    ) -> bool:
+        """Check one digested object; False when its bytes are not the digested ones."""
+        key, version = entry["key"], entry.get("version_id")
+        where = f"{key}?versionId={version}"
+        first = int(entry["first_sequence"])
+        if judge_tree and first != tree.size:
+            report.add("sequence_gap", where, f"starts at {first}, the log is at {tree.size}")
+        try:
+            payload = self._object(key, version)
+        except _ChecksumMismatch:
+            report.add("altered_object", where, "its bytes no longer match S3's own checksum")
+            return False
+        if payload is None:
+            report.add("missing_object", where, "the version the digest names is gone")
+            return False
+        report.objects += 1
+        intact: bool = hashlib.sha256(payload).hexdigest() == str(entry["sha256"])
+        if not intact:
+            report.add("altered_object", where, "its SHA-256 is not the digested one")
+        try:
+            lines = [line for line in gzip.decompress(payload).split(b"\n") if line]
+        except (OSError, EOFError) as exc:
+            report.add("altered_line", where, f"not gzip any more: {exc}")
+            return False
+        _check_lines(where, first, lines, tree, seen_events, report)
+        if len(lines) != int(entry["count"]):
+            report.add("sequence_gap", where, f"{len(lines)} lines, digested {entry['count']}")
+        consistent = tree.root().hex() == entry["root"] and tree.size == int(entry["tree_size"])
+        if intact and judge_tree and not consistent:
+            report.add("inconsistent_tree", where, "the tree after it is not the digested one")
+        return intact
+
+    def _check_anchor(
+        self, anchor: Checkpoint, digests: list[tuple[str, dict[str, Any]]], report: Report
+    ) -> None:
+        keys = {key: document for key, document in digests}
+        newest = digests[-1][1]["digest"]["tree"]["size"] if digests else 0
+        if anchor.key not in keys or anchor.tree_size > newest:
+            report.add(
+                "truncated_tail",
+                anchor.key,
+                f"the anchor's checkpoint (tree size {anchor.tree_size}) is not in the bucket, "
+                f"whose newest digest covers {newest}",
+            )
+        elif keys[anchor.key]["signature"] != anchor.signature:
+            report.add("truncated_tail", anchor.key, "the anchor's signature differs")
+
+    def _object(self, key: str, version: str | None) -> bytes | None:
+        from botocore.exceptions import ClientError, FlexibleChecksumError
+
+        try:
+            kwargs = {"VersionId": version} if version else {}
+            body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key, **kwargs)["Body"].read()
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "NoSuchVersion", "404"):
+                return None
+            raise
+        except FlexibleChecksumError as exc:
+            raise _ChecksumMismatch(key) from exc
+        return body
+
+    def _keys(self, prefix: str) -> Iterator[str]:
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"]
+
+
+def _check_lines(
+    where: str,
+    first: int,
+    lines: list[bytes],
+    tree: CompactRange,
+    seen_events: set[str],
+    report: Report,
+) -> None:
+    sequences = []
+    for number, line in enumerate(lines):
+        event_id, sequence = _position(line)
+        if event_id is None or sequence is None:
+            report.add("altered_line", f"{where} line {number + 1}", "not a ledger event")
+            continue
+        sequences.append(sequence)
+        if event_id in seen_events:
+            report.add("duplicate_event", f"{where} line {number + 1}", event_id)
+        seen_events.add(event_id)
+        tree.append(leaf_hash(line))
+        report.events += 1
+    expected = list(range(first, first + len(sequences)))
+    if sequences != expected:
+        if sorted(sequences) == expected:
+            report.add("reordered_lines", where, "lines are not in sequence order")
+        else:
+            missing = sorted(set(expected) - set(sequences))[:5]
+            report.add("sequence_gap", where, f"sequences missing or foreign: {missing}")
+
+
+def _frontier(tree: dict[str, Any], report: Report) -> CompactRange:
+    try:
+        frontier = CompactRange.from_json(tree.get("frontier") or [])
+    except ValueError as exc:
+        report.add("inconsistent_tree", "frontier", str(exc))
+        return CompactRange()
+    if frontier.size != tree["size"] or frontier.root().hex() != tree["root"]:
+        report.add("inconsistent_tree", "frontier", "the signed frontier does not give its root")
+    return frontier
+
+
+def _position(line: bytes) -> tuple[str | None, int | None]:
+    try:
+        event = json.loads(line)
+        event_id, sequence = event["event_id"], event["ledger"]["sequence"]
+    except (ValueError, KeyError, TypeError):
+        return None, None
+    if not isinstance(event_id, str) or not isinstance(sequence, int):
+        return None, None
+    return event_id, sequence
+
+
+class _ChecksumMismatch(Exception):
+    """S3 returned bytes that do not match the checksum it stored with them."""

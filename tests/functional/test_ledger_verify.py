@@ -1,0 +1,349 @@
+"""Signed digests, the anchor, and `verify` naming every kind of tampering.
+
+The ledger is written by the real writer and digested by the real digest
+writer, signed by the stage's KMS key (moto). Then an insider tampers as one
+with GOVERNANCE bypass could: deleting versions, rewriting bytes at the
+storage layer (including S3's own stored checksum), removing digests. Each
+test asserts that verification names exactly that kind of finding.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+from moto.s3.models import s3_backends
+
+from chalicelib.ledger import LedgerState
+from chalicelib.ledger.digest import DIGESTS_PREFIX, DigestWriter, S3Anchor, canonical
+from chalicelib.ledger.verify import LedgerVerifier, Report
+from chalicelib.proxy.assertion import KmsSigner
+from tests.functional.test_ledger_writer import deliver, events
+
+if TYPE_CHECKING:
+    from gatehouse.dev.bootstrap import Resources
+
+ANCHOR_BUCKET = "gatehouse-test-anchor"
+
+
+def s3() -> Any:
+    return boto3.client("s3", region_name="us-east-1")
+
+
+class Ledger:
+    """A stage's ledger with a few objects and digests, and the means to check it."""
+
+    def __init__(self, aws: Resources) -> None:
+        self.aws = aws
+        s3().create_bucket(Bucket=ANCHOR_BUCKET)
+        s3().put_bucket_versioning(
+            Bucket=ANCHOR_BUCKET, VersioningConfiguration={"Status": "Enabled"}
+        )
+        kms = boto3.client("kms", region_name="us-east-1")
+        self.signer = KmsSigner(kms, aws.signing_key_alias)
+        der = kms.get_public_key(KeyId=aws.signing_key_alias)["PublicKey"]
+        self.public_key: Any = load_der_public_key(der)
+        self.state = LedgerState(
+            boto3.client("dynamodb", region_name="us-east-1"), aws.policy_table
+        )
+        self.anchor = S3Anchor.from_uri(s3(), f"s3://{ANCHOR_BUCKET}/ledger", "test")
+        self.clock = 1_800_000_000.0
+        self.messages: list[tuple[str, str]] = []
+
+    def write(self, count: int) -> None:
+        batch = events(count)
+        assert deliver(self.aws, batch)
+        self.messages += batch
+
+    def digest(self) -> str:
+        self.clock += 3600
+        writer = DigestWriter(
+            s3(),
+            self.aws.audit_bucket,
+            self.state,
+            self.signer,
+            stage="test",
+            anchor=self.anchor,
+            clock=lambda: self.clock,
+        )
+        return writer.write().key
+
+    def verify(self, **bounds: str) -> Report:
+        verifier = LedgerVerifier(s3(), self.aws.audit_bucket, self.public_key)
+        return verifier.verify(anchor=self.anchor.read(), **bounds)
+
+
+@pytest.fixture
+def ledger(aws: Resources) -> Ledger:
+    """Three digests over five objects, the middle period empty."""
+    built = Ledger(aws)
+    built.write(4)
+    built.write(3)
+    built.digest()
+    built.digest()  # nothing happened: still a signed statement
+    built.write(5)
+    built.write(2)
+    built.write(6)
+    built.digest()
+    return built
+
+
+def kinds(report: Report) -> set[str]:
+    return {finding.kind for finding in report.findings}
+
+
+def tamper(bucket: str, key: str, version: str | None, body: bytes) -> None:
+    """Rewrite a stored version's bytes, and S3's stored checksum with them."""
+    stored = s3_backends["123456789012"]["aws"].get_object(bucket, key, version_id=version)
+    stored.value = body
+    stored.checksum_value = base64.b64encode(hashlib.sha256(body).digest()).decode()
+
+
+def delete(bucket: str, key: str, version: str | None = None) -> None:
+    """Delete a version, as an insider allowed to bypass GOVERNANCE retention."""
+    if version is None:
+        version = s3().head_object(Bucket=bucket, Key=key)["VersionId"]
+    s3().delete_object(Bucket=bucket, Key=key, VersionId=version, BypassGovernanceRetention=True)
+
+
+def objects(ledger: Ledger) -> list[Any]:
+    return ledger.state.objects()
+
+
+def rewrite_lines(ledger: Ledger, index: int, change: Any) -> None:
+    record = objects(ledger)[index]
+    body = s3().get_object(Bucket=ledger.aws.audit_bucket, Key=record.key)["Body"].read()
+    lines = gzip.decompress(body).decode().splitlines()
+    lines = change(lines)
+    altered = gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
+    tamper(ledger.aws.audit_bucket, record.key, record.version_id, altered)
+
+
+def digest_keys(ledger: Ledger) -> list[str]:
+    listed = s3().list_objects_v2(Bucket=ledger.aws.audit_bucket, Prefix=DIGESTS_PREFIX)
+    return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+# --- the untouched ledger -------------------------------------------------------------------
+
+
+def test_an_untouched_ledger_verifies(ledger: Ledger) -> None:
+    report = ledger.verify()
+
+    assert report.findings == []
+    assert report.ok
+    assert (report.digests, report.objects, report.events) == (3, 5, 20)
+    assert report.tree_size == 20
+    assert report.root == ledger.state.head().tree.root().hex()
+
+
+def test_each_digest_is_signed_chained_and_anchored(ledger: Ledger) -> None:
+    keys = digest_keys(ledger)
+    documents = [
+        json.loads(s3().get_object(Bucket=ledger.aws.audit_bucket, Key=key)["Body"].read())
+        for key in keys
+    ]
+    digests = [document["digest"] for document in documents]
+
+    assert [d["tree"]["size"] for d in digests] == [7, 7, 20]
+    assert [len(d["objects"]) for d in digests] == [2, 0, 3]
+    assert digests[0]["previous"] is None
+    for earlier, later, key in zip(documents, digests[1:], keys, strict=False):
+        assert later["previous"] == {"key": key, "signature": earlier["signature"]}
+    assert all(entry["version_id"] for d in digests for entry in d["objects"])
+    checkpoint = ledger.anchor.read()
+    assert checkpoint is not None
+    assert (checkpoint.key, checkpoint.tree_size) == (keys[-1], 20)
+    assert checkpoint.signature == documents[-1]["signature"]
+
+
+def test_a_bounded_check_starts_from_the_signed_frontier(ledger: Ledger) -> None:
+    ledger.write(3)
+    ledger.digest()
+    last_end = json.loads(
+        s3().get_object(Bucket=ledger.aws.audit_bucket, Key=digest_keys(ledger)[-1])["Body"].read()
+    )["digest"]["period"]["end"]
+
+    report = ledger.verify(since=last_end)
+
+    assert report.ok, report.findings
+    assert (report.digests, report.objects, report.events) == (1, 1, 3)
+    assert report.tree_size == 23
+
+
+# --- one test per kind of finding -----------------------------------------------------------
+
+
+def test_a_deleted_object_version_is_a_missing_object(ledger: Ledger) -> None:
+    record = objects(ledger)[1]
+    delete(ledger.aws.audit_bucket, record.key, record.version_id)
+
+    report = ledger.verify()
+
+    assert kinds(report) == {"missing_object"}
+    assert record.key in report.findings[0].where
+
+
+def test_bytes_rewritten_in_place_are_an_altered_object(ledger: Ledger) -> None:
+    # A line's content changed (deny -> allow), still a valid event in sequence.
+    rewrite_lines(ledger, 0, lambda lines: [lines[0].replace('"n":0', '"n":99'), *lines[1:]])
+
+    assert kinds(ledger.verify()) == {"altered_object"}
+
+
+def test_bytes_that_no_longer_match_s3s_checksum_are_an_altered_object(ledger: Ledger) -> None:
+    record = objects(ledger)[2]
+    stored = s3_backends["123456789012"]["aws"].get_object(
+        ledger.aws.audit_bucket, record.key, version_id=record.version_id
+    )
+    stored.value = b"garbage"  # S3's own stored checksum left as it was
+
+    assert kinds(ledger.verify()) == {"altered_object"}
+
+
+def test_a_line_that_is_no_event_is_an_altered_line(ledger: Ledger) -> None:
+    rewrite_lines(ledger, 3, lambda lines: [lines[0], "not an event", *lines[2:]])
+
+    assert "altered_line" in kinds(ledger.verify())
+
+
+def test_swapped_lines_are_reordered_lines(ledger: Ledger) -> None:
+    rewrite_lines(ledger, 2, lambda lines: [lines[1], lines[0], *lines[2:]])
+
+    assert "reordered_lines" in kinds(ledger.verify())
+
+
+def test_a_removed_line_is_a_sequence_gap(ledger: Ledger) -> None:
+    rewrite_lines(ledger, 2, lambda lines: [lines[0], *lines[2:]])
+
+    assert "sequence_gap" in kinds(ledger.verify())
+
+
+def test_a_line_stored_twice_is_a_duplicate_event(ledger: Ledger) -> None:
+    def duplicate(lines: list[str]) -> list[str]:
+        first = json.loads(lines[0])
+        copy = json.loads(lines[1])
+        copy["event_id"] = first["event_id"]  # the same event, under the next sequence
+        return [lines[0], json.dumps(copy, separators=(",", ":")), *lines[2:]]
+
+    rewrite_lines(ledger, 4, duplicate)
+
+    assert "duplicate_event" in kinds(ledger.verify())
+
+
+def test_a_deleted_middle_digest_breaks_the_chain(ledger: Ledger) -> None:
+    delete(ledger.aws.audit_bucket, digest_keys(ledger)[1])
+
+    assert kinds(ledger.verify()) == {"broken_chain"}
+
+
+def test_an_edited_digest_has_a_bad_signature(ledger: Ledger) -> None:
+    key = digest_keys(ledger)[0]
+    document = json.loads(s3().get_object(Bucket=ledger.aws.audit_bucket, Key=key)["Body"].read())
+    document["digest"]["objects"] = document["digest"]["objects"][:1]  # hide an object
+    version = s3().head_object(Bucket=ledger.aws.audit_bucket, Key=key)["VersionId"]
+    tamper(ledger.aws.audit_bucket, key, version, canonical(document))
+
+    report = ledger.verify()
+
+    assert "bad_signature" in kinds(report)
+    assert any(f.where == key for f in report.findings if f.kind == "bad_signature")
+
+
+def test_a_signed_digest_whose_root_the_lines_do_not_give_is_an_inconsistent_tree(
+    ledger: Ledger,
+) -> None:
+    # A writer bug (or a stolen key) signs a root the objects do not produce.
+    key = digest_keys(ledger)[-1]
+    document = json.loads(s3().get_object(Bucket=ledger.aws.audit_bucket, Key=key)["Body"].read())
+    document["digest"]["tree"]["root"] = "00" * 32
+    signature = ledger.signer.sign(canonical(document["digest"]))
+    document["signature"] = base64.b64encode(signature).decode()
+    version = s3().head_object(Bucket=ledger.aws.audit_bucket, Key=key)["VersionId"]
+    tamper(ledger.aws.audit_bucket, key, version, canonical(document))
+
+    assert "inconsistent_tree" in kinds(ledger.verify())
+
+
+def test_deleting_the_newest_digest_is_a_truncated_tail(ledger: Ledger) -> None:
+    delete(ledger.aws.audit_bucket, digest_keys(ledger)[-1])
+
+    report = ledger.verify()
+
+    assert kinds(report) == {"truncated_tail"}
+
+
+# --- the CLI -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli(ledger: Ledger, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> list[str]:
+    aws = ledger.aws
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("GATEHOUSE_STAGE", "test")
+    monkeypatch.setenv("GATEHOUSE_AUDIT_BUCKET", aws.audit_bucket)
+    monkeypatch.setenv("GATEHOUSE_AUDIT_QUEUE_URL", aws.audit_queue_url)
+    monkeypatch.setenv("GATEHOUSE_POLICY_TABLE", aws.policy_table)
+    monkeypatch.setenv("GATEHOUSE_ASSERTION_KEY_ID", aws.signing_key_alias)
+    monkeypatch.setenv("GATEHOUSE_LEDGER_ANCHOR", f"s3://{ANCHOR_BUCKET}/ledger")
+    return ["--state-dir", str(tmp_path / "no-local-stack")]
+
+
+def test_verify_exits_0_only_when_all_holds_and_names_each_finding(
+    ledger: Ledger, cli: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gatehouse.cli import main
+
+    assert main([*cli, "audit", "verify"]) == 0
+    assert capsys.readouterr().out.startswith("ok: 3 digests, 5 objects, 20 events")
+
+    delete(ledger.aws.audit_bucket, digest_keys(ledger)[-1])
+
+    assert main([*cli, "audit", "verify", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False
+    assert [finding["kind"] for finding in report["findings"]] == ["truncated_tail"]
+
+
+def test_verify_with_the_published_jwks_instead_of_kms(
+    ledger: Ledger, cli: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    from gatehouse.cli import main
+
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [ledger.signer.jwk()]}))
+
+    assert main([*cli, "audit", "verify", "--public-key", str(jwks)]) == 0
+
+    other = tmp_path / "other.pem"
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    stranger = ec.generate_private_key(ec.SECP256R1()).public_key()
+    other.write_bytes(
+        stranger.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    capsys.readouterr()
+    assert main([*cli, "audit", "verify", "--public-key", str(other)]) == 1
+    assert "bad_signature" in capsys.readouterr().out
+
+
+def test_a_digest_is_signed_now_on_request(
+    ledger: Ledger, cli: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gatehouse.cli import main
+
+    ledger.write(2)
+
+    assert main([*cli, "audit", "digest"]) == 0
+
+    assert "tree size 22" in capsys.readouterr().out
+    assert ledger.verify().ok
