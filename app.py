@@ -46,6 +46,11 @@ def audit_writer(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return entrypoints.write_audit_batch(event, context)
 
 
+@app.lambda_function(name="access_log_ingest")
+def access_log_ingest(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return entrypoints.ingest_access_logs(event, context)
+
+
 @app.schedule("rate(1 minute)", name="grant_sweeper")
 def grant_sweeper(event: Any) -> None:
     entrypoints.sweep_grants()

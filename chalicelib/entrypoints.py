@@ -143,6 +143,33 @@ def sweep_grants() -> None:
         log.info("grants expired", extra={"grant_ids": expired})
 
 
+def ingest_access_logs(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The CloudWatch Logs subscription of the API stage's access log: ``gateway`` events.
+
+    Requests that never reach the authorizer (missing credentials, throttling,
+    a cached decision, WAF) enter the trail this way. Each line becomes one
+    event with an id derived from its request, so a redelivered batch is
+    stored once. If an event cannot be enqueued the invocation fails, and
+    CloudWatch Logs (an asynchronous invocation) delivers the batch again.
+    """
+    from chalicelib.audit.gateway_events import gateway_events
+
+    log = observability.powertools_logger()
+    built = container()
+    try:
+        events, rejected = gateway_events(event, stage=built.settings.stage)
+        for gateway_event in events:
+            built.emitter.emit(gateway_event)
+        if rejected:
+            log.warning("access log lines rejected", extra={"rejected": rejected[:20]})
+            observability.metrics().add_metric(
+                name="AccessLogLinesRejected", unit="Count", value=len(rejected)
+            )
+        return {"events": len(events), "rejected": len(rejected)}
+    finally:
+        observability.flush_metrics()
+
+
 def write_digest() -> None:
     """The scheduled Lambda that signs the ledger's digest (also for an empty period)."""
     log = observability.powertools_logger()

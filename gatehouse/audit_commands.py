@@ -170,6 +170,13 @@ def verify(
     return verifier.verify(anchor=anchor.read() if anchor else None, since=since, until=until)
 
 
+def prove(target: Target, event_id: str) -> dict[str, Any]:
+    """The inclusion proof of ``event_id`` against the signed digest listing its object."""
+    from chalicelib.ledger.proof import Prover
+
+    return Prover(target.client("s3"), target.audit_bucket, _ledger_state(target)).prove(event_id)
+
+
 def load_public_key(data: bytes) -> EllipticCurvePublicKey:
     """A P-256 public key from PEM, a JWK, or a JWKS (its first EC key).
 

@@ -117,6 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="PEM, JWK or JWKS of the stage's key (default: read it from KMS)",
     )
+    prove = audit_commands.add_parser(
+        "prove", help="print the inclusion proof of one event (JSON, checkable offline)"
+    )
+    prove.add_argument("event_id")
+    prove.add_argument("--out", type=Path, help="write the proof here instead of stdout")
+    check = audit_commands.add_parser(
+        "check-proof", help="check a proof offline, with only the stage's public key"
+    )
+    check.add_argument("proof", type=Path)
+    check.add_argument(
+        "--public-key", type=Path, required=True, help="PEM, JWK or JWKS of the stage's key"
+    )
     dlq = audit_commands.add_parser(
         "dlq", help="list the messages the writer gave up on (and why); --redrive retries them"
     )
@@ -137,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         from chalicelib.audit import AuditError
         from chalicelib.grants import GrantError
+        from chalicelib.ledger import LedgerError
+        from chalicelib.ledger.merkle import ProofError
         from chalicelib.policy import PolicyError
         from gatehouse.audit_commands import NoDeadLetterQueue
         from gatehouse.grant_commands import GrantCommandError
@@ -148,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             NoLocalStack,
             NoTarget,
             NoDeadLetterQueue,
+            LedgerError,
+            ProofError,
             PolicyError,
             PolicyFileError,
             GrantError,
@@ -274,7 +290,18 @@ def _audit(args: argparse.Namespace) -> int:
     from gatehouse import audit_commands
     from gatehouse.target import resolve_target
 
+    if args.audit_command == "check-proof":  # offline: no stage, no AWS
+        return _check_proof(audit_commands, args)
     target = resolve_target(args.state_dir)
+    if args.audit_command == "prove":
+        proof = audit_commands.prove(target, args.event_id)
+        text = json.dumps(proof, indent=2)
+        if args.out:
+            args.out.write_text(text + "\n")
+            print(f"proof of {args.event_id} written to {args.out}")
+        else:
+            print(text)
+        return 0
     if args.audit_command == "flush":
         result = audit_commands.flush(target)
         print(f"stored {result.delivered} events; {result.failed} left on the queue for retry")
@@ -288,6 +315,27 @@ def _audit(args: argparse.Namespace) -> int:
     if args.audit_command == "verify":
         return _verify(audit_commands, target, args)
     audit_commands.print_events(audit_commands.tail(target, args.n), as_json=args.json)
+    return 0
+
+
+def _check_proof(audit_commands: Any, args: argparse.Namespace) -> int:
+    from chalicelib.ledger.proof import check_proof
+
+    public_key = audit_commands.load_public_key(args.public_key.read_bytes())
+    try:
+        proof = json.loads(args.proof.read_text())
+    except ValueError as exc:
+        print(f"gatehouse: {args.proof} is not JSON: {exc}", file=sys.stderr)
+        return 2
+    problems = check_proof(proof, public_key)
+    if problems:
+        for problem in problems:
+            print(f"INVALID: {problem}")
+        return 1
+    print(
+        f"valid: event at leaf {proof['leaf_index']} of the tree of {proof['tree_size']} "
+        f"(root {proof['root'][:16]}...), signed in {proof['digest_key']}"
+    )
     return 0
 
 

@@ -34,13 +34,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.audit.errors import AuditStorageError
-from chalicelib.ledger.errors import LedgerCorrupt, LedgerError
+from chalicelib.ledger.errors import LedgerBusy, LedgerCorrupt, LedgerError
 from chalicelib.ledger.merkle import leaf_hash
 from chalicelib.ledger.state import ObjectRecord
 
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from chalicelib.ledger.state import LedgerHead, LedgerState, Reservation
 
 EVENTS_PREFIX = "audit/v1/events/"
+_BUSY_ATTEMPTS = 5
 # An empty gzip member: what a fenced key holds (readers find no lines in it).
 FENCE = gzip.compress(b"", mtime=0)
 
@@ -136,11 +138,18 @@ class AuditWriter:
                 accepted.append(message_id)
         if not events:
             return BatchResult(None, tuple(failed))
-        try:
-            stored, duplicates = self.write(events)
-        except (LedgerError, AuditStorageError):
-            return BatchResult(None, tuple(failed + accepted))
-        return BatchResult(stored, tuple(failed), duplicates)
+        for attempt in range(_BUSY_ATTEMPTS):
+            try:
+                stored, duplicates = self.write(events)
+            except LedgerBusy:
+                # Another writer moved the head: read it again and retry now, rather than
+                # leave the batch to SQS's visibility timeout. Each try is idempotent.
+                time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # noqa: S311 - jitter only
+                continue
+            except (LedgerError, AuditStorageError):
+                break
+            return BatchResult(stored, tuple(failed), duplicates)
+        return BatchResult(None, tuple(failed + accepted))
 
     def write(self, events: Sequence[tuple[str, str]]) -> tuple[StoredObject | None, int]:
         """Store ``(line, event_id)`` pairs not stored before, as one object.

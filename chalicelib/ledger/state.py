@@ -351,6 +351,49 @@ class LedgerState:
                 return records
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
+    def object_holding(self, event_id: str) -> ObjectRecord | None:
+        """The committed object that stores ``event_id`` (None: not stored).
+
+        Raises
+        ------
+        LedgerUnavailable
+            When the table cannot be read.
+        """
+        claims = self._batch_get([_key(_EVENTS, event_id)])
+        if not claims:
+            return None
+        start, reservation = int(claims[0]["start"]["N"]), int(claims[0]["reservation"]["N"])
+        found = self._batch_get([_key(_PK, _object_sk(start))])
+        if not found or int(found[0]["reservation"]["N"]) != reservation:
+            return None
+        return ObjectRecord.from_item(found[0])
+
+    def object_before(self, first_sequence: int) -> ObjectRecord | None:
+        """The committed object just before the one starting at ``first_sequence``.
+
+        Raises
+        ------
+        LedgerUnavailable
+            When the table cannot be read.
+        """
+        response = self._call(
+            "read the object before",
+            "query",
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
+            ExpressionAttributeValues={
+                ":pk": {"S": _PK},
+                ":low": {"S": _object_sk(0)},
+                ":high": {"S": _object_sk(max(first_sequence - 1, 0))},
+            },
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+        )
+        items = response.get("Items", [])
+        if first_sequence == 0 or not items:
+            return None
+        return ObjectRecord.from_item(items[0])
+
     def checkpoint(self) -> tuple[Checkpoint | None, int]:
         """The newest digest's checkpoint (None before the first) and the chain's version.
 

@@ -25,6 +25,7 @@ import base64
 import gzip
 import hashlib
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -323,7 +324,7 @@ def _check_lines(
 ) -> None:
     sequences = []
     for number, line in enumerate(lines):
-        event_id, sequence = _position(line)
+        event_id, sequence = line_position(line)
         if event_id is None or sequence is None:
             report.add("altered_line", f"{where} line {number + 1}", "not a ledger event")
             continue
@@ -353,7 +354,31 @@ def _frontier(tree: dict[str, Any], report: Report) -> CompactRange:
     return frontier
 
 
-def _position(line: bytes) -> tuple[str | None, int | None]:
+_HEAD = b'{"schema_version":1,"event_id":"'
+_TAIL_KEY = b',"ledger":{"sequence":'
+_TAIL = re.compile(rb',"ledger":\{"sequence":(0|[1-9][0-9]{0,17})\}\}')
+
+
+def line_position(line: bytes) -> tuple[str | None, int | None]:
+    """The event id and ledger sequence of a stored line (None, None: not a ledger event).
+
+    Lines as the writer stores them are read without a JSON parse: the event
+    id opens the line and the position closes it. The shortcut is taken only
+    when it cannot disagree with a parser (one ``"event_id":`` key, no
+    ``\\u`` escapes that could spell another); any other line is parsed.
+    """
+    tail = None
+    if line.startswith(_HEAD):
+        tail = _TAIL.fullmatch(line, max(0, line.rfind(_TAIL_KEY)))
+    if tail is not None and line.count(b'"event_id":') == 1 and b"\\u" not in line:
+        end = line.find(b'"', len(_HEAD))
+        event_id = line[len(_HEAD) : end]
+        if end > len(_HEAD) and b"\\" not in event_id:
+            return event_id.decode("utf-8", "replace"), int(tail.group(1))
+    return _parsed_position(line)
+
+
+def _parsed_position(line: bytes) -> tuple[str | None, int | None]:
     try:
         event = json.loads(line)
         event_id, sequence = event["event_id"], event["ledger"]["sequence"]

@@ -63,7 +63,7 @@ DEFAULT_GATEWAY_RESPONSES: dict[str, dict[str, Any]] = {
         "statusCode": 500,
         "responseTemplates": {"application/json": '{"message":null}'},
     },
-    "BAD_GATEWAY": {
+    "INTEGRATION_FAILURE": {
         "statusCode": 502,
         "responseTemplates": {"application/json": '{"message":"Internal server error"}'},
     },
@@ -310,7 +310,7 @@ class ApiGatewayEmulator:
             try:
                 response = self._api_handler(event, LambdaContext("gatehouse-dev"))
             except Exception as exc:  # a Lambda error is a 502 at the gateway
-                raise _GatewayError("BAD_GATEWAY") from exc
+                raise _GatewayError("INTEGRATION_FAILURE") from exc
         return self._map_response(response, request)
 
     def _base_event(
@@ -502,7 +502,7 @@ class ApiGatewayEmulator:
 
     def _map_response(self, response: Any, request: IncomingRequest) -> GatewayAnswer:
         if not isinstance(response, dict) or not isinstance(response.get("statusCode"), int):
-            raise _GatewayError("BAD_GATEWAY")
+            raise _GatewayError("INTEGRATION_FAILURE")
         headers: list[tuple[str, str]] = []
         multi = response.get("multiValueHeaders") or {}
         for name, values in multi.items():
@@ -512,7 +512,7 @@ class ApiGatewayEmulator:
                 headers.append((_remapped(name), str(value)))
         body = response.get("body") or ""
         if not isinstance(body, str):
-            raise _GatewayError("BAD_GATEWAY")
+            raise _GatewayError("INTEGRATION_FAILURE")
         accept = next((v for n, v in request.headers if n.lower() == "accept"), "")
         if response.get("isBase64Encoded") and self._is_binary(accept.split(",")[0]):
             payload = base64.b64decode(body)

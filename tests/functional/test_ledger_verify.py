@@ -347,3 +347,71 @@ def test_a_digest_is_signed_now_on_request(
 
     assert "tree size 22" in capsys.readouterr().out
     assert ledger.verify().ok
+
+
+# --- inclusion proofs ----------------------------------------------------------------------
+
+
+def stored_event_ids(ledger: Ledger) -> list[str]:
+    return [json.loads(body)["event_id"] for _, body in ledger.messages]
+
+
+@pytest.mark.parametrize("position", [0, 3, 4, 6, 7, 12, 19])
+def test_a_proof_of_any_event_checks_offline_with_only_the_public_key(
+    ledger: Ledger, cli: list[str], tmp_path: Any, capsys: pytest.CaptureFixture[str], position: int
+) -> None:
+    from gatehouse.cli import main
+
+    event_id = stored_event_ids(ledger)[position]
+    proof_file, key_file = tmp_path / "proof.json", tmp_path / "jwks.json"
+    key_file.write_text(json.dumps({"keys": [ledger.signer.jwk()]}))
+    assert main([*cli, "audit", "prove", event_id, "--out", str(proof_file)]) == 0
+    proof = json.loads(proof_file.read_text())
+    assert proof["leaf_index"] == position
+    assert json.loads(proof["event"])["event_id"] == event_id
+    capsys.readouterr()
+
+    # No stage at all: a fresh state dir and no environment.
+    offline = ["--state-dir", str(tmp_path / "nowhere")]
+    assert (
+        main([*offline, "audit", "check-proof", str(proof_file), "--public-key", str(key_file)])
+        == 0
+    )
+    assert capsys.readouterr().out.startswith(f"valid: event at leaf {position} ")
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda p: p.update(event=p["event"].replace('"n":', '"m":')), "audit path"),
+        (lambda p: p.update(leaf_index=p["leaf_index"] + 1), "ledger sequence"),
+        (lambda p: p["path"].__setitem__(0, "00" * 32), "audit path"),
+        (lambda p: p.update(root="11" * 32), "no tree head"),
+        (lambda p: p["digest"]["digest"]["tree"].update(size=999), "signature"),
+    ],
+    ids=["altered event", "wrong index", "altered path", "another root", "edited digest"],
+)
+def test_a_doctored_proof_is_refused(ledger: Ledger, change: Any, problem: str) -> None:
+    from chalicelib.ledger.proof import Prover, check_proof
+
+    prover = Prover(s3(), ledger.aws.audit_bucket, ledger.state)
+    proof = prover.prove(stored_event_ids(ledger)[5])
+    assert check_proof(proof, ledger.public_key) == []
+    change(proof)
+
+    problems = check_proof(proof, ledger.public_key)
+
+    assert any(problem in text for text in problems), problems
+
+
+def test_an_event_not_yet_digested_has_no_proof_yet(ledger: Ledger) -> None:
+    from chalicelib.ledger.merkle import ProofError
+    from chalicelib.ledger.proof import Prover
+
+    ledger.write(2)
+    prover = Prover(s3(), ledger.aws.audit_bucket, ledger.state)
+
+    with pytest.raises(ProofError, match="not in a signed digest yet"):
+        prover.prove(stored_event_ids(ledger)[-1])
+    with pytest.raises(ProofError, match="not in the ledger"):
+        prover.prove("01a00000-0000-7000-8000-000000000000")

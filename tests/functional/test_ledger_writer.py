@@ -290,3 +290,17 @@ def test_a_writer_paused_before_its_put_cannot_land_behind_a_recovery(aws: Resou
 
     assert deliver(aws, batch)
     assert_ledger_holds_exactly(aws, other + batch)
+
+
+def test_a_writer_overtaken_by_another_retries_at_once_instead_of_failing_the_batch(
+    aws: Resources,
+) -> None:
+    # Between this writer's reading the head and reserving, another commits a batch.
+    mine, theirs = events(4), events(3)
+    overtaken = Calls(before="update_item", meanwhile=lambda: deliver(aws, theirs))
+
+    assert deliver(aws, mine, overtaken)  # no message left to SQS's visibility timeout
+
+    # The head read twice: the lost reservation (refused, so not counted), then the won one.
+    assert overtaken.names.count("get_item") == 2
+    assert_ledger_holds_exactly(aws, theirs + mine)

@@ -200,3 +200,22 @@ def test_a_non_empty_dead_letter_queue_raises_an_alarm() -> None:
     [dimension] = alarm["Dimensions"]
     assert dimension["Value"] == {"Fn::GetAtt": "AuditDeadLetterQueue.QueueName"}
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+
+
+# The response types API Gateway accepts (developer guide, "Gateway response types").
+GATEWAY_RESPONSE_TYPES = {
+    "ACCESS_DENIED", "API_CONFIGURATION_ERROR", "AUTHORIZER_CONFIGURATION_ERROR",
+    "AUTHORIZER_FAILURE", "BAD_REQUEST_PARAMETERS", "BAD_REQUEST_BODY", "DEFAULT_4XX",
+    "DEFAULT_5XX", "EXPIRED_TOKEN", "INTEGRATION_FAILURE", "INTEGRATION_TIMEOUT",
+    "INVALID_API_KEY", "INVALID_SIGNATURE", "MISSING_AUTHENTICATION_TOKEN", "QUOTA_EXCEEDED",
+    "REQUEST_TOO_LARGE", "RESOURCE_NOT_FOUND", "THROTTLED", "UNAUTHORIZED",
+    "UNSUPPORTED_MEDIA_TYPE", "WAF_FILTERED",
+}  # fmt: skip
+
+
+def test_every_customised_gateway_response_is_a_type_api_gateway_knows() -> None:
+    from gatehouse.dev.gateway import DEFAULT_GATEWAY_RESPONSES
+
+    declared = set(json.loads(GATEWAY_RESPONSES.read_text()))
+    assert declared <= GATEWAY_RESPONSE_TYPES, declared - GATEWAY_RESPONSE_TYPES
+    assert set(DEFAULT_GATEWAY_RESPONSES) <= GATEWAY_RESPONSE_TYPES

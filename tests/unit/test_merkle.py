@@ -6,6 +6,7 @@ and every leaf and size of larger trees with tampering rejected.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -168,3 +169,35 @@ def test_proofs_hold_for_arbitrary_trees(lines: list[bytes], data: st.DataObject
     assert verify_consistency(
         first, len(leaves), root(leaves[:first]), root(leaves), consistency_proof(leaves, first)
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 70), st.data())
+def test_a_path_built_from_a_frontier_is_the_path_over_all_leaves(size: int, data: Any) -> None:
+    from chalicelib.ledger.merkle import CompactRange
+    from chalicelib.ledger.proof import inclusion_path
+
+    leaves = [leaf_hash(str(n).encode()) for n in range(size)]
+    start = data.draw(st.integers(0, size - 1))
+    index = data.draw(st.integers(start, size - 1))
+    before = CompactRange()
+    for leaf in leaves[:start]:
+        before.append(leaf)
+
+    path = inclusion_path(before.subtrees, leaves[start:], index)
+
+    assert path == inclusion_proof(leaves, index)
+    assert verify_inclusion(leaves[index], index, size, path, root(leaves))
+
+
+def test_a_leaf_outside_the_object_has_no_path_from_its_frontier() -> None:
+    from chalicelib.ledger.merkle import CompactRange, ProofError
+    from chalicelib.ledger.proof import inclusion_path
+
+    leaves = [leaf_hash(bytes([n])) for n in range(9)]
+    before = CompactRange()
+    for leaf in leaves[:5]:
+        before.append(leaf)
+
+    with pytest.raises(ProofError, match="not in this object"):
+        inclusion_path(before.subtrees, leaves[5:], 4)
