@@ -143,3 +143,30 @@ class EventSourcePoller:
                 self._drain()
             except Exception:  # keep polling, as Lambda would retry the batch
                 self.errors += 1
+
+
+def log_subscription_event(
+    messages: list[str], *, log_group: str, owner: str, first_id: int = 0
+) -> dict[str, Any]:
+    """What CloudWatch Logs hands a subscribed Lambda: ``{"awslogs": {"data": ...}}``.
+
+    ``data`` is the base64 of the gzip of the JSON batch.
+    """
+    import base64
+    import gzip
+    import json
+
+    now = int(time.time() * 1000)
+    payload = {
+        "messageType": "DATA_MESSAGE",
+        "owner": owner,
+        "logGroup": log_group,
+        "logStream": "gatehouse-dev",
+        "subscriptionFilters": ["gatehouse-gateway-audit"],
+        "logEvents": [
+            {"id": f"{first_id + index:056d}", "timestamp": now, "message": message}
+            for index, message in enumerate(messages)
+        ],
+    }
+    data = gzip.compress(json.dumps(payload).encode("utf-8"))
+    return {"awslogs": {"data": base64.b64encode(data).decode("ascii")}}

@@ -203,6 +203,16 @@ def load_api_definition(
     )
 
 
+# The keys of infra/access_log_format.json (a test keeps them in step).
+ACCESS_LOG_KEYS = (
+    "requestId", "extendedRequestId", "requestTime", "httpMethod", "resourcePath", "path",
+    "status", "responseLength", "responseLatency", "integrationStatus", "integrationLatency",
+    "authorizerStatus", "authorizerLatency", "authorizerError", "authorizerIntegrationStatus",
+    "principalId", "decisionId", "policyVersion", "errorMessage", "errorResponseType",
+    "sourceIp", "userAgent", "domainName", "stage", "xrayTraceId", "wafResponseCode",
+)  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class IncomingRequest:
     """An HTTP request as the gateway received it."""
@@ -255,8 +265,10 @@ class ApiGatewayEmulator:
         api_id: str = "gatehouse",
         clock: Callable[[], float] = time.monotonic,
         concurrency: int = 10,
+        access_log: Callable[[dict[str, str]], None] | None = None,
     ) -> None:
         self.definition = definition
+        self._access_log = access_log
         self._api_handler = api_handler
         self.stage = stage
         self.region = region
@@ -275,13 +287,18 @@ class ApiGatewayEmulator:
         self.authorizer_invocations = 0
 
     def handle(self, request: IncomingRequest) -> GatewayAnswer:
-        """Serve one request."""
+        """Serve one request (and write its access-log line, as the stage's logging would)."""
         request_id = str(uuid.uuid4())
         trace_id = f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]}"
+        facts: dict[str, str] = {"requestTime": str(int(time.time() * 1000))}
+        started = time.monotonic()
         try:
-            answer = self._route(request, request_id, trace_id)
+            answer = self._route(request, request_id, trace_id, facts)
         except _GatewayError as error:
             answer = self._gateway_response(error.response_type, request_id, error.message)
+            facts.update(errorResponseType=error.response_type, errorMessage=error.message)
+        if self._access_log is not None:
+            self._access_log(self._log_line(request, request_id, trace_id, answer, facts, started))
         headers = [
             h for h in answer.headers if h[0].lower() not in ("content-length", "connection")
         ]
@@ -292,25 +309,68 @@ class ApiGatewayEmulator:
         ]
         return GatewayAnswer(answer.status, headers, answer.body)
 
-    def _route(self, request: IncomingRequest, request_id: str, trace_id: str) -> GatewayAnswer:
+    def _log_line(
+        self,
+        request: IncomingRequest,
+        request_id: str,
+        trace_id: str,
+        answer: GatewayAnswer,
+        facts: dict[str, str],
+        started: float,
+    ) -> dict[str, str]:
+        """The access-log record, in infra/access_log_format.json's keys ("-" when absent)."""
+        headers = {name.lower(): value for name, value in request.headers}
+        line = {
+            "requestId": request_id,
+            "extendedRequestId": "-",
+            "httpMethod": request.method,
+            "path": request.raw_path,
+            "status": str(answer.status),
+            "responseLength": str(len(answer.body)),
+            "responseLatency": str(int((time.monotonic() - started) * 1000)),
+            "sourceIp": request.source_ip,
+            "userAgent": headers.get("user-agent", "-"),
+            "domainName": headers.get("host", "-"),
+            "stage": self.stage,
+            "xrayTraceId": trace_id.removeprefix("Root="),
+            "wafResponseCode": "-",
+        }
+        for name in ACCESS_LOG_KEYS:
+            line.setdefault(name, facts.get(name, "-") or "-")
+        return line
+
+    def _route(
+        self, request: IncomingRequest, request_id: str, trace_id: str, facts: dict[str, str]
+    ) -> GatewayAnswer:
         if len(request.body) > MAX_PAYLOAD_BYTES:
             raise _GatewayError("REQUEST_TOO_LARGE")
         found = self.definition.resource_for(request.raw_path)
         if found is None or request.method not in found[0].methods:
             raise _GatewayError("MISSING_AUTHENTICATION_TOKEN")
         resource, path_parameters = found
+        facts["resourcePath"] = resource.path
         event = self._base_event(request, resource, path_parameters, request_id, trace_id)
         authorizer = resource.methods[request.method]
         if authorizer is not None:
-            event["requestContext"]["authorizer"] = self._authorize(authorizer, event)
+            context = self._authorize(authorizer, event, facts)
+            event["requestContext"]["authorizer"] = context
+            facts.update(
+                principalId=context.get("principalId", "-"),
+                decisionId=context.get("decision_id", "-"),
+                policyVersion=context.get("policy_version", "-"),
+            )
         self._encode_body(request, event)
         if len(json.dumps(event)) > LAMBDA_EVENT_LIMIT_BYTES:
             raise _GatewayError("REQUEST_TOO_LARGE")
+        called = time.monotonic()
         with self._api_slots:
             try:
                 response = self._api_handler(event, LambdaContext("gatehouse-dev"))
             except Exception as exc:  # a Lambda error is a 502 at the gateway
                 raise _GatewayError("INTEGRATION_FAILURE") from exc
+            finally:
+                facts["integrationLatency"] = str(int((time.monotonic() - called) * 1000))
+        facts["integrationStatus"] = "200"  # the Lambda service's status, as AWS logs it
         return self._map_response(response, request)
 
     def _base_event(
@@ -408,7 +468,9 @@ class ApiGatewayEmulator:
         base = media_type.split(";")[0].strip().lower()
         return any(re.fullmatch(t.replace("*", ".*"), base) for t in types)
 
-    def _authorize(self, authorizer: AuthorizerDefinition, event: dict[str, Any]) -> dict[str, Any]:
+    def _authorize(
+        self, authorizer: AuthorizerDefinition, event: dict[str, Any], facts: dict[str, str]
+    ) -> dict[str, Any]:
         if authorizer.kind != "request":
             raise _GatewayError(
                 "AUTHORIZER_CONFIGURATION_ERROR", f"unsupported authorizer type {authorizer.kind!r}"
@@ -418,10 +480,19 @@ class ApiGatewayEmulator:
             f"{event['httpMethod']}/{event['path'].lstrip('/')}"
         )
         sources = self._identity_source_values(authorizer, event)
-        result = self._cached(authorizer, sources) if authorizer.ttl_seconds > 0 else None
         started = time.monotonic()
+        result = self._cached(authorizer, sources) if authorizer.ttl_seconds > 0 else None
         if result is None:
-            result = self._invoke_authorizer(authorizer, event, method_arn)
+            try:
+                result = self._invoke_authorizer(authorizer, event, method_arn)
+            except _GatewayError as error:
+                facts["authorizerStatus"] = (
+                    "401" if error.response_type == "UNAUTHORIZED" else "500"
+                )
+                raise
+            finally:
+                facts["authorizerLatency"] = str(int((time.monotonic() - started) * 1000))
+            facts["authorizerStatus"] = "200"
             if authorizer.ttl_seconds > 0:
                 with self._cache_lock:
                     self._cache[(authorizer.name, sources)] = (

@@ -23,7 +23,13 @@ import yaml
 
 from gatehouse.dev.backend import DemoBackend
 from gatehouse.dev.bootstrap import Resources, bootstrap
-from gatehouse.dev.event_source import DrainResult, EventSourcePoller, drain_queue, scheduled_event
+from gatehouse.dev.event_source import (
+    DrainResult,
+    EventSourcePoller,
+    drain_queue,
+    log_subscription_event,
+    scheduled_event,
+)
 from gatehouse.dev.gateway import ApiGatewayEmulator, GatewayServer, load_api_definition
 from gatehouse.dev.idp import DevIssuer, SigningKey, load_or_create_key
 from gatehouse.resources import ResourceNames
@@ -70,6 +76,8 @@ class LocalStack:
         self.resources: Resources | None = None
         self.state: DevState | None = None
         self.poller: EventSourcePoller | None = None
+        self._access_log_lines: list[dict[str, str]] = []
+        self._shipped = 0
 
     def start(self) -> DevState:
         """Start everything; return the state written to ``dev.json``."""
@@ -106,6 +114,7 @@ class LocalStack:
                 stage=options.stage,
                 region=options.region,
                 account=ACCOUNT,
+                access_log=self._access_log_lines.append,
             )
         )
         gateway.start()
@@ -115,6 +124,8 @@ class LocalStack:
         self.poller.start()
         self._stoppers.append(self.poller)
         self._started(EventSourcePoller(self.sweep_grants, 1.0, name="grant-sweeper"))
+        # The stage's access log, delivered by its CloudWatch Logs subscription.
+        self._started(EventSourcePoller(self.ship_access_logs, 1.0, name="access-log"))
         # Hourly in AWS; every half minute here, so the trail is always nearly all digested.
         self._started(EventSourcePoller(self.sign_digest, 30.0, name="ledger-digest"))
         self.state = self._write_state(endpoint, keys)
@@ -201,6 +212,20 @@ class LocalStack:
         """Invoke the scheduled grant sweeper, as its EventBridge rule would."""
         assert self.app_module is not None
         self.app_module.grant_sweeper(scheduled_event(self.options.region, ACCOUNT), None)
+
+    def ship_access_logs(self) -> None:
+        """Deliver the gateway's new access-log lines to their Lambda, as the subscription would."""
+        assert self.app_module is not None
+        lines, self._access_log_lines[:] = list(self._access_log_lines), []
+        if lines:
+            event = log_subscription_event(
+                [json.dumps(line) for line in lines],
+                log_group=f"/aws/apigateway/gatehouse-{self.options.stage}/access",
+                owner=ACCOUNT,
+                first_id=self._shipped,
+            )
+            self._shipped += len(lines)
+            self.app_module.access_log_ingest(event, None)
 
     def sign_digest(self) -> None:
         """Invoke the scheduled digest signer, as its EventBridge rule would."""

@@ -219,3 +219,10 @@ def test_every_customised_gateway_response_is_a_type_api_gateway_knows() -> None
     declared = set(json.loads(GATEWAY_RESPONSES.read_text()))
     assert declared <= GATEWAY_RESPONSE_TYPES, declared - GATEWAY_RESPONSE_TYPES
     assert set(DEFAULT_GATEWAY_RESPONSES) <= GATEWAY_RESPONSE_TYPES
+
+
+def test_the_local_gateway_logs_the_stage_access_log_format() -> None:
+    from gatehouse.dev.gateway import ACCESS_LOG_KEYS
+
+    declared = json.loads((TEMPLATE.parent / "access_log_format.json").read_text())
+    assert list(declared) == list(ACCESS_LOG_KEYS)
