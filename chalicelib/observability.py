@@ -56,3 +56,6 @@ def flush_metrics() -> None:
     """Publish this invocation's metrics (one EMF line), if there are any."""
     if _metrics is not None and _metrics.metric_set:
         _metrics.flush_metrics()
+        # Powertools keeps the set when metrics are disabled; one invocation's
+        # metrics must never be published with the next one's.
+        _metrics.clear_metrics()

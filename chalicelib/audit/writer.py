@@ -50,7 +50,12 @@ if TYPE_CHECKING:
     from chalicelib.ledger.state import LedgerHead, LedgerState, Reservation
 
 EVENTS_PREFIX = "audit/v1/events/"
-_BUSY_ATTEMPTS = 5
+# Far longer than a writer takes from reserving to committing, and shorter than the
+# queue's visibility timeout (60 s): the batch SQS delivers again after a crash finds the
+# crashed writer's reservation stale and settles it at once. Fencing a writer that is in
+# fact still running costs it its batch (retried), never an event.
+STALE_RESERVATION_SECONDS = 50.0
+_BUSY_ATTEMPTS = 10  # about 2.5 s of backing off at most
 # An empty gzip member: what a fenced key holds (readers find no lines in it).
 FENCE = gzip.compress(b"", mtime=0)
 
@@ -100,6 +105,9 @@ class AuditWriter:
         The ledger's state.
     clock:
         Epoch seconds now (for partitions and records).
+    stale_after_seconds:
+        A reservation younger than this belongs to a writer still at work: it is
+        waited for, not fenced. Older, its writer is taken for dead.
     """
 
     def __init__(
@@ -109,11 +117,13 @@ class AuditWriter:
         state: LedgerState,
         *,
         clock: Callable[[], float] = time.time,
+        stale_after_seconds: float = STALE_RESERVATION_SECONDS,
     ) -> None:
         self._s3 = s3
         self._bucket = bucket
         self._state = state
         self._clock = clock
+        self._stale_after = stale_after_seconds
 
     def handle_sqs_batch(self, event: dict[str, Any]) -> BatchResult:
         """Store the valid messages of an SQS event; report the rest as failures.
@@ -144,7 +154,8 @@ class AuditWriter:
             except LedgerBusy:
                 # Another writer moved the head: read it again and retry now, rather than
                 # leave the batch to SQS's visibility timeout. Each try is idempotent.
-                time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # noqa: S311 - jitter only
+                pause = min(0.02 * 2**attempt, 0.5)
+                time.sleep(random.uniform(pause / 2, pause))  # noqa: S311 - jitter only
                 continue
             except (LedgerError, AuditStorageError):
                 break
@@ -178,7 +189,7 @@ class AuditWriter:
             return None, duplicates
         now = self._clock()
         key = object_key(now, head.next_sequence, head.version + 1)
-        reservation = self._state.reserve(head, len(new), key)
+        reservation = self._state.reserve(head, len(new), key, now)
         self._state.index_events(reservation, [event_id for event_id, _ in new])
         lines = [
             _with_sequence(body, reservation.start + offset) for offset, (_, body) in enumerate(new)
@@ -193,6 +204,8 @@ class AuditWriter:
 
         Raises
         ------
+        LedgerBusy
+            When the reservation is young: its writer is probably still at work.
         LedgerError, AuditStorageError
             When it cannot be settled now (the next batch tries again).
         LedgerCorrupt
@@ -202,6 +215,10 @@ class AuditWriter:
 
         reservation = head.pending
         assert reservation is not None
+        age = self._clock() - reservation.reserved_at
+        if 0 <= age < self._stale_after:
+            # Another writer is between its reservation and its commit: let it finish.
+            raise LedgerBusy(f"{reservation.key} was reserved {age:.1f} s ago, still in flight")
         try:
             response = self._s3.put_object(
                 Bucket=self._bucket,
@@ -291,7 +308,8 @@ class AuditWriter:
 
 def _event_id(body: str) -> str | None:
     """The event id of a queue message that is one JSON event, else None."""
-    return message_problem(body)[0]
+    event_id, problem = message_problem(body)
+    return None if problem else event_id
 
 
 def message_problem(body: str) -> tuple[str | None, str | None]:

@@ -50,16 +50,29 @@ class Reservation:
     start: int
     count: int
     key: str
+    reserved_at: float = 0.0
 
     def as_json(self) -> str:
         return json.dumps(
-            {"version": self.version, "start": self.start, "count": self.count, "key": self.key}
+            {
+                "version": self.version,
+                "start": self.start,
+                "count": self.count,
+                "key": self.key,
+                "reserved_at": self.reserved_at,
+            }
         )
 
     @classmethod
     def from_json(cls, text: str) -> Reservation:
         value = json.loads(text)
-        return cls(int(value["version"]), int(value["start"]), int(value["count"]), value["key"])
+        return cls(
+            int(value["version"]),
+            int(value["start"]),
+            int(value["count"]),
+            value["key"],
+            float(value.get("reserved_at", 0.0)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +177,7 @@ class LedgerState:
         except (KeyError, TypeError, ValueError) as exc:
             raise LedgerUnavailable(f"the ledger head is corrupt: {exc}") from exc
 
-    def reserve(self, head: LedgerHead, count: int, key: str) -> Reservation:
+    def reserve(self, head: LedgerHead, count: int, key: str, now: float = 0.0) -> Reservation:
         """Hold ``count`` sequence numbers from ``head.next_sequence`` for the object ``key``.
 
         Raises
@@ -174,7 +187,7 @@ class LedgerState:
         LedgerUnavailable
             When the table cannot be written.
         """
-        reservation = Reservation(head.version + 1, head.next_sequence, count, key)
+        reservation = Reservation(head.version + 1, head.next_sequence, count, key, now)
         values: dict[str, Any] = {
             ":next": {"N": str(reservation.version)},
             ":pending": {"S": reservation.as_json()},

@@ -88,11 +88,14 @@ def clients() -> tuple[Any, Any]:
     )
 
 
-def writer(aws: Resources, calls: Calls | None = None) -> AuditWriter:
+def writer(aws: Resources, calls: Calls | None = None, *, stale_after: float = 0.0) -> AuditWriter:
+    """The writer; by default one that comes after the queue's visibility timeout, for which
+    a reservation left pending is stale (as every redelivery after a crash is)."""
     s3, dynamodb = clients()
     if calls is not None:
         s3, dynamodb = Faulty(s3, calls), Faulty(dynamodb, calls)
-    return AuditWriter(s3, aws.audit_bucket, LedgerState(dynamodb, aws.policy_table))
+    state = LedgerState(dynamodb, aws.policy_table)
+    return AuditWriter(s3, aws.audit_bucket, state, stale_after_seconds=stale_after)
 
 
 def events(count: int) -> list[tuple[str, str]]:
@@ -104,10 +107,16 @@ def events(count: int) -> list[tuple[str, str]]:
     return bodies
 
 
-def deliver(aws: Resources, messages: list[tuple[str, str]], calls: Calls | None = None) -> bool:
+def deliver(
+    aws: Resources,
+    messages: list[tuple[str, str]],
+    calls: Calls | None = None,
+    *,
+    stale_after: float = 0.0,
+) -> bool:
     """One delivery of ``messages`` to the writer; True when SQS would delete them all."""
     try:
-        answer = writer(aws, calls).handle_sqs_batch(sqs_event(messages))
+        answer = writer(aws, calls, stale_after=stale_after).handle_sqs_batch(sqs_event(messages))
     except Crash:
         return False
     return answer.failed_message_ids == ()
@@ -304,3 +313,21 @@ def test_a_writer_overtaken_by_another_retries_at_once_instead_of_failing_the_ba
     # The head read twice: the lost reservation (refused, so not counted), then the won one.
     assert overtaken.names.count("get_item") == 2
     assert_ledger_holds_exactly(aws, theirs + mine)
+
+
+def test_a_writer_at_work_is_waited_for_not_fenced(aws: Resources) -> None:
+    # Writer A stalls before its PUT, and B arrives within the staleness window: B does
+    # not fence A's young reservation. (Here A cannot move while B waits, so B gives its
+    # batch back to SQS; in production A finishes in milliseconds and B's retry succeeds.)
+    batch, other = events(3), events(2)
+    b_stored: list[bool] = []
+    stalled = Calls(
+        before="put_object",
+        meanwhile=lambda: b_stored.append(deliver(aws, other, stale_after=50.0)),
+    )
+
+    assert deliver(aws, batch, stalled)  # A's object lands and is committed
+
+    assert b_stored == [False]  # B left its messages to SQS
+    assert deliver(aws, other)  # and stores them on the next delivery
+    assert_ledger_holds_exactly(aws, batch + other)
