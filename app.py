@@ -9,8 +9,7 @@ from chalicelib.apigw.chalice_adapter import GatewayApp
 from chalicelib.config import authorizer_ttl_from_environment
 
 # The grant routes, verbatim (not imported from chalicelib.grants: app.py stays cheap to import).
-GRANT_ROUTES = [
-    "/.gatehouse/grants",
+GRANT_ACTION_ROUTES = [
     "/.gatehouse/grants/{grant_id}/approve",
     "/.gatehouse/grants/{grant_id}/deny",
     "/.gatehouse/grants/{grant_id}/revoke",
@@ -36,8 +35,13 @@ def gateway_jwks(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return entrypoints.gateway_jwks(event, context)
 
 
-@app.raw_route(GRANT_ROUTES, methods=["GET", "POST"])
+@app.raw_route(["/.gatehouse/grants"], methods=["GET", "POST"])
 def grants_api(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return entrypoints.grants_api(event, context)
+
+
+@app.raw_route(GRANT_ACTION_ROUTES, methods=["POST"])
+def grant_actions(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return entrypoints.grants_api(event, context)
 
 

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import urllib.request
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -127,6 +128,13 @@ class GrantApiClient:
     """
 
     def __init__(self, base_url: str, token: str, timeout: float = 30.0) -> None:
+        import urllib.parse
+
+        parts = urllib.parse.urlsplit(base_url)
+        loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+        if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+            # The token would cross the network in the clear.
+            raise GrantCommandError(f"the grant API must be https (got {base_url!r})")
         self._base = base_url.rstrip("/") + "/.gatehouse/grants"
         self._token = token
         self._timeout = timeout
@@ -157,16 +165,25 @@ class GrantApiClient:
         request.add_header("Accept", "application/json")
         if data is not None:
             request.add_header("Content-Type", "application/json")
+        opener = urllib.request.build_opener(_NoRedirects)
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
+            with opener.open(request, timeout=self._timeout) as response:
                 status, answer = response.status, json.loads(response.read())
         except urllib.error.HTTPError as exc:
-            raise GrantCommandError(f"refused ({exc.code}): {_message(exc.read())}") from None
+            with exc:  # the error holds the connection
+                raise GrantCommandError(f"refused ({exc.code}): {_message(exc.read())}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise GrantCommandError(f"cannot reach the grant API at {self._base}: {exc}") from exc
         if status == 202:
             raise _AuditPending(answer.get("message", "the audit event is pending"))
         return answer
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Refuses every redirect: urllib would resend the bearer token to wherever it points."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 def _message(raw: bytes) -> str:

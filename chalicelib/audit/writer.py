@@ -327,6 +327,10 @@ def message_problem(body: str) -> tuple[str | None, str | None]:
         return None, "no event_id (a string of 1 to 64 characters)"
     if "ledger" in value:
         return event_id, "carries a ledger position (the writer's to add)"
+    if not body.startswith(f'{{"schema_version":1,"event_id":{json.dumps(event_id)}'):
+        # The emitter's form, which verifiers read without a parse: the id it shows
+        # first must be the id a parser sees (no second "event_id", no reordering).
+        return event_id, 'does not open with {"schema_version":1,"event_id":...} as emitted'
     return event_id, None
 
 

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 PREFIX = "/.gatehouse/grants"
 MAX_BODY_BYTES = 16 * 1024
 MAX_LIST = 500
-_ACTION_PATH = re.compile(r"/\.gatehouse/grants/([^/]{1,64})/(approve|deny|revoke)")
+_ACTION_RESOURCE = re.compile(r"/\.gatehouse/grants/\{grant_id\}/(approve|deny|revoke)")
 _STATUS_OF: tuple[tuple[type[GrantError], int], ...] = (
     (GrantForbidden, 403),
     (GrantNotFound, 404),
@@ -150,7 +150,7 @@ class GrantApi:
             request = parse_proxy_event(event)
         except MalformedEvent as exc:
             return _answer(400, {"message": f"malformed request: {exc}"}, None)
-        attempted, grant_id = _operation(request)
+        attempted, grant_id = _operation(request, event)
         identity: Identity | None = None
         try:
             if attempted is None:
@@ -166,7 +166,8 @@ class GrantApi:
             body = {"message": str(exc), "grant_ids": list(exc.grant_ids), "audit": "pending"}
             return _answer(202, body, request)
         except AuditUnavailable as exc:
-            return _answer(503, {"message": f"the action could not be audited: {exc}"}, request)
+            _log_unavailable("audit", exc)
+            return _answer(503, {"message": "the action could not be audited"}, request)
         return _answer(status, body, request)
 
     def _caller(self, request: GatewayRequest) -> Identity:
@@ -208,14 +209,19 @@ class GrantApi:
             raise
         except GrantError as exc:
             status = next(code for kind, code in _STATUS_OF if isinstance(exc, kind))
-            # A missing or busy store is not a refusal of the caller: no audit event.
-            raise _Refusal(status, str(exc), audited=status != 503) from exc
+            if status == 503:
+                # Not the caller's doing (no audit event), and AWS's text names
+                # accounts and resources: logged, not answered.
+                _log_unavailable("grants", exc)
+                raise _Refusal(503, "grants are unavailable; try again", audited=False) from exc
+            raise _Refusal(status, str(exc)) from exc
 
     def _desk(self, request: GatewayRequest) -> GrantDesk:
         try:
             document = self._policy.current().document
         except PolicyError as exc:
-            raise _Refusal(503, f"no usable policy: {exc}", audited=False) from exc
+            _log_unavailable("policy", exc)
+            raise _Refusal(503, "no usable policy; try again", audited=False) from exc
         return GrantDesk(
             self._store,
             document,
@@ -236,7 +242,8 @@ class GrantApi:
         try:
             settings = self._policy.current().document.grants
         except PolicyError as exc:
-            raise _Refusal(503, f"no usable policy: {exc}", audited=False) from exc
+            _log_unavailable("policy", exc)
+            raise _Refusal(503, "no usable policy; try again", audited=False) from exc
         approver = settings is not None and bool(identity.groups & settings.approver_groups)
         if approver:
             grants = self._store.list_grants(limit, include_ended=include_ended, at=now)
@@ -277,19 +284,26 @@ class GrantApi:
 _OPEN = ("pending", "approved")
 
 
-def _operation(request: GatewayRequest) -> tuple[str | None, str | None]:
-    """Which operation the request asks for, and on which grant id."""
-    path = request.path.rstrip("/") or "/"
-    if path == PREFIX:
-        if request.method == "GET":
-            return "list", None
-        if request.method == "POST":
-            return "request", None
+def _operation(request: GatewayRequest, event: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """Which operation API Gateway matched (its resource and method), on which grant id.
+
+    Dispatching on the matched resource, not the raw path, keeps working
+    behind a custom domain whose base path API Gateway puts into ``path``.
+    """
+    if request.resource == PREFIX:
+        return {"GET": "list", "POST": "request"}.get(request.method), None
+    parameters = event.get("pathParameters") or {}
+    match = _ACTION_RESOURCE.fullmatch(request.resource)
+    grant_id = parameters.get("grant_id") if isinstance(parameters, dict) else None
+    if match is None or request.method != "POST" or not isinstance(grant_id, str):
         return None, None
-    match = _ACTION_PATH.fullmatch(path)
-    if match is None or request.method != "POST":
-        return None, None
-    return match.group(2), match.group(1)
+    return match.group(1), grant_id[:64]
+
+
+def _log_unavailable(what: str, exc: Exception) -> None:
+    from chalicelib.observability import powertools_logger
+
+    powertools_logger().error(f"grant API: {what} unavailable", extra={"error": str(exc)})
 
 
 def _body(request: GatewayRequest) -> dict[str, Any]:
@@ -301,6 +315,8 @@ def _body(request: GatewayRequest) -> dict[str, Any]:
         body = json.loads(request.body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise GrantInvalid(f"the body is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise GrantInvalid("the body nests too deeply") from exc
     if not isinstance(body, dict):
         raise GrantInvalid("the body must be a JSON object")
     return body

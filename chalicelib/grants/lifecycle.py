@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from chalicelib.policy.model import GrantSettings
 
 MAX_JUSTIFICATION = 500
+MAX_PENDING_PER_PRINCIPAL = 5
 # Without --action a grant is read-only: the least an operator can ask for.
 DEFAULT_ACTIONS = frozenset({"GET", "HEAD"})
 
@@ -147,6 +148,17 @@ class GrantDesk:
         """
         settings = self._settings()
         problems: list[str] = []
+        waiting = [
+            grant
+            for grant in self._store.grants_for_principal(requester.issuer, requester.subject)
+            if grant.status == "pending"
+        ]
+        if len(waiting) >= MAX_PENDING_PER_PRINCIPAL:
+            # Each request costs approvers attention and the table storage: bounded.
+            raise GrantInvalid(
+                f"you have {len(waiting)} requests waiting; withdraw one (`gatehouse grant "
+                "revoke ID`) or wait for a decision"
+            )
         route_ids = self._routes(routes, problems)
         methods = _methods(actions, problems)
         globs = _globs(paths, problems)

@@ -362,18 +362,16 @@ _TAIL = re.compile(rb',"ledger":\{"sequence":(0|[1-9][0-9]{0,17})\}\}')
 def line_position(line: bytes) -> tuple[str | None, int | None]:
     """The event id and ledger sequence of a stored line (None, None: not a ledger event).
 
-    Lines as the writer stores them are read without a JSON parse: the event
-    id opens the line and the position closes it. The shortcut is taken only
-    when it cannot disagree with a parser (one ``"event_id":`` key, no
-    ``\\u`` escapes that could spell another); any other line is parsed.
+    Lines as the writer stores them are read without a JSON parse: the id
+    opens the line (the writer refuses events that do not open that way, so
+    the id shown first is the id a parser sees) and the position closes it.
+    Any other line is parsed.
     """
-    tail = None
     if line.startswith(_HEAD):
-        tail = _TAIL.fullmatch(line, max(0, line.rfind(_TAIL_KEY)))
-    if tail is not None and line.count(b'"event_id":') == 1 and b"\\u" not in line:
         end = line.find(b'"', len(_HEAD))
+        tail = _TAIL.fullmatch(line, max(0, line.rfind(_TAIL_KEY)))
         event_id = line[len(_HEAD) : end]
-        if end > len(_HEAD) and b"\\" not in event_id:
+        if tail is not None and end > len(_HEAD) and b"\\" not in event_id:
             return event_id.decode("utf-8", "replace"), int(tail.group(1))
     return _parsed_position(line)
 

@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING
 
 from chalicelib.policy.conditions import Facts
 from chalicelib.policy.globs import glob_to_arn_paths
-from chalicelib.policy.model import HTTP_METHODS, PolicyDocument, Route, Rule, claim_key
+from chalicelib.policy.model import (
+    HTTP_METHODS,
+    MAX_GRANT_DURATION_SECONDS,
+    PolicyDocument,
+    Route,
+    Rule,
+    claim_key,
+    is_reserved_path,
+)
 from chalicelib.reasons import Reason
 
 if TYPE_CHECKING:
@@ -158,7 +166,13 @@ class CompiledPolicy:
                     by_subject.setdefault(key, []).append(rule)
 
     def route_for(self, host: str, path: str) -> Route | None:
-        """The route for a request: exact host before ``*``, then longest prefix."""
+        """The route for a request: exact host before ``*``, then longest prefix.
+
+        Paths under ``/.gatehouse`` have none: the gateway sends paths it does not
+        match exactly (``/.gatehouse/grants/``, ``/.gatehouse/x``) to the proxy.
+        """
+        if is_reserved_path(path):
+            return None
         bare_host = host.split(":", 1)[0].lower().rstrip(".")
         for by_prefix in (self._routes_by_host.get(bare_host), self._routes_by_host.get("*")):
             if not by_prefix:
@@ -236,7 +250,8 @@ class CompiledPolicy:
                 if (
                     grant.principal == (identity.issuer, identity.subject)
                     and grant.in_force_at(request.at)
-                    and grant.plausible_under(settings.max_duration_seconds)
+                    and grant.plausible_under(MAX_GRANT_DURATION_SECONDS)
+                    and _within_policy_cap(grant, request.at, settings.max_duration_seconds)
                     and grant.covers(route.id, request.method, request.path)
                 ):
                     return self._decision(True, (Reason.GRANT_MATCHED,), (), route, grant=grant)
@@ -378,7 +393,9 @@ class CompiledPolicy:
         now = time.time()
         for grant in grants:
             if not (
-                grant.in_force_at(now) and grant.plausible_under(settings.max_duration_seconds)
+                grant.in_force_at(now)
+                and grant.plausible_under(MAX_GRANT_DURATION_SECONDS)
+                and _within_policy_cap(grant, now, settings.max_duration_seconds)
             ):
                 continue
             for route_id in grant.routes:
@@ -450,6 +467,15 @@ class CompiledPolicy:
             policy_checksum=self.checksum,
             **elevation,  # type: ignore[arg-type]
         )
+
+
+def _within_policy_cap(grant: Grant, at: float, max_duration_seconds: int) -> bool:
+    """A grant lasts no longer than the policy in force allows, whatever it was approved for.
+
+    Tightening ``max_duration`` shortens grants already approved (to approval +
+    the new maximum) rather than leaving them as they were or voiding them.
+    """
+    return grant.approved_at is not None and at < grant.approved_at + max_duration_seconds
 
 
 def _claim_text(value: object) -> object:

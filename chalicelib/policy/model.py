@@ -43,9 +43,17 @@ _SUBJECT_CLAIMS = {
     "groups": "groups",
 }
 MAX_GRANT_DURATION_SECONDS = 7 * 24 * 3600
+# Gatehouse's own paths (the grant API); never a backend's, whatever the gateway routes.
+RESERVED_PREFIX = "/.gatehouse"
 
 Effect = Literal["allow", "deny"]
 ClaimValue = str | int | bool
+
+
+def is_reserved_path(path: str) -> bool:
+    """Whether ``path`` is under ``/.gatehouse``, which no route may serve (any letter case)."""
+    folded = path.casefold()
+    return folded == RESERVED_PREFIX or folded.startswith(RESERVED_PREFIX + "/")
 
 
 def parse_duration(value: object) -> int | None:
@@ -333,6 +341,8 @@ class _Parser:
         prefix = entry.get("path_prefix", "/")
         if not isinstance(prefix, str) or not _valid_prefix(prefix):
             self.problem(f"{where}.path_prefix", "must be a plain, normalised path starting with /")
+        elif is_reserved_path(prefix):
+            self.problem(f"{where}.path_prefix", f"{RESERVED_PREFIX}/ is Gatehouse's own")
         upstream = entry.get("upstream")
         if not isinstance(upstream, str) or not _valid_upstream(upstream):
             self.problem(f"{where}.upstream", "must be an http(s) URL without query or fragment")

@@ -141,7 +141,7 @@ def test_proxy_routes_take_every_method_behind_the_authorizer(
     # The grant API verifies tokens itself: a grant action is not access to a route.
     for path in grant_routes:
         operations = definition["paths"][path]
-        assert set(operations) == {"get", "post"}, path
+        assert set(operations) == ({"get", "post"} if path == "/.gatehouse/grants" else {"post"})
         assert all("security" not in operation for operation in operations.values()), path
     for path in ("/", "/{proxy+}"):
         operations = definition["paths"][path]

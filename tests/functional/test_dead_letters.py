@@ -45,7 +45,10 @@ POISON = [
 def test_the_dlq_lists_each_message_with_why_it_failed_and_leaves_it_there(
     aws: Resources, cli: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    valid = json.dumps({"event_id": uuid7(), "event_type": "decision"})
+    valid = json.dumps(
+        {"schema_version": 1, "event_id": uuid7(), "event_type": "decision"},
+        separators=(",", ":"),
+    )
     for body in [*(body for body, _ in POISON), valid]:
         sqs().send_message(QueueUrl=aws.audit_dlq_url, MessageBody=body)
 

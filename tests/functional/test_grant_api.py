@@ -281,12 +281,7 @@ def test_a_caller_who_may_not_act_is_refused_and_audited(
             "POST", "/.gatehouse/grants/../approve", None, 404, "no grant", id="id not a uuid"
         ),
         pytest.param(
-            "GET",
-            "/.gatehouse/grants/01a00000-0000-7000-8000-000000000000/approve",
-            None,
-            405,
-            "not a grant operation",
-            id="GET on an action",
+            "PUT", "/.gatehouse/grants", None, 405, "not a grant operation", id="PUT on the list"
         ),
     ],
 )
@@ -396,7 +391,20 @@ def live_item(aws: Resources, grant: Grant) -> None:
         pytest.param({"approver": None}, False, id="no approver"),
         pytest.param({"approver": ""}, False, id="empty approver"),
         pytest.param({"expires_at": 3650 * 86400.0}, False, id="ten years"),
-        pytest.param({"expires_at": 4 * 3600 + 1.0}, False, id="a second over max_duration"),
+        pytest.param(
+            {"expires_at": 8 * 86400.0, "duration_seconds": 8 * 86400},
+            False,
+            id="beyond the 7-day hard maximum",
+        ),
+        # Longer than the policy's max_duration now allows: capped to it, not voided.
+        pytest.param(
+            {"expires_at": 6 * 3600.0, "duration_seconds": 6 * 3600}, True, id="capped, within"
+        ),
+        pytest.param(
+            {"expires_at": 6 * 3600.0, "duration_seconds": 6 * 3600, "approved_at": -5 * 3600.0},
+            False,
+            id="capped, past the policy's max_duration",
+        ),
         pytest.param({"expires_at": 2 * 3600 + 1.0}, False, id="longer than it asked for"),
         pytest.param({"requested_at": 60.0}, False, id="approved before it was requested"),
     ],
@@ -423,7 +431,10 @@ def test_the_authorizer_honours_only_grants_an_approval_could_have_written(
     }
     for name, value in changes.items():
         fields[name] = value
-    fields["expires_at"] += approved_at  # offsets from the approval
+    if "approved_at" in changes:  # an offset from a minute ago
+        fields["approved_at"] = approved_at + changes["approved_at"]
+        fields["requested_at"] = fields["approved_at"] - 30
+    fields["expires_at"] += fields["approved_at"]  # offsets from the approval
     if "requested_at" in changes:
         fields["requested_at"] += approved_at
     live_item(aws, Grant(**fields))
@@ -431,3 +442,37 @@ def test_the_authorizer_honours_only_grants_an_approval_could_have_written(
     answer = decide(token_for(rsa_key, "erin", ["support"]), path="/api/customers/42")
 
     assert effect(answer) == ("Allow" if honoured else "Deny")
+
+
+def test_requests_waiting_for_a_decision_are_bounded_per_person(
+    granting: Container, aws: Resources, rsa_key: Any
+) -> None:
+    mallory = token_for(rsa_key, "mallory", ["nobody"])
+    for _ in range(5):
+        assert call("POST", "/.gatehouse/grants", mallory, REQUEST_BODY)[0] == 201
+
+    status, answer = call("POST", "/.gatehouse/grants", mallory, REQUEST_BODY)
+
+    assert status == 400
+    assert "5 requests waiting" in answer["message"]
+    assert len(store(aws).list_grants()) == 5
+    # Someone else is not held up by mallory.
+    assert (
+        call("POST", "/.gatehouse/grants", token_for(rsa_key, "erin", ["support"]), REQUEST_BODY)[0]
+        == 201
+    )
+
+
+def test_a_body_nested_too_deep_is_a_clear_400_and_audited(
+    granting: Container, aws: Resources, rsa_key: Any
+) -> None:
+    body = "[" * 8000 + "]" * 8000
+
+    status, answer = call(
+        "POST", "/.gatehouse/grants", token_for(rsa_key, "erin", ["support"]), body
+    )
+
+    assert status == 400
+    assert "nests too deeply" in answer["message"]
+    [event] = grant_events(aws)
+    assert event["grant"]["action"] == "refused"

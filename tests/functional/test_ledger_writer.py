@@ -103,7 +103,8 @@ def events(count: int) -> list[tuple[str, str]]:
     bodies = []
     for n in range(count):
         event = {"schema_version": 1, "event_id": uuid7(), "event_type": "decision", "n": n}
-        bodies.append((f"m-{n}-{event['event_id'][-6:]}", json.dumps(event)))
+        body = json.dumps(event, separators=(",", ":"))  # as the emitter writes it
+        bodies.append((f"m-{n}-{event['event_id'][-6:]}", body))
     return bodies
 
 

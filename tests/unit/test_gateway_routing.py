@@ -55,7 +55,7 @@ def test_the_most_specific_resource_serves_the_path(
     [
         ("/{proxy+}", {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}, True),
         ("/.gatehouse/grants", {"GET", "POST"}, False),
-        ("/.gatehouse/grants/{grant_id}/approve", {"GET", "POST"}, False),
+        ("/.gatehouse/grants/{grant_id}/approve", {"POST"}, False),
         ("/.well-known/gatehouse/jwks.json", {"GET"}, False),
     ],
 )

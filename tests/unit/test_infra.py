@@ -138,7 +138,12 @@ def test_only_the_functions_role_may_write_grants_and_the_ledger() -> None:
     assert {store._PK, store._LIVE, store._OUTBOX} == GRANT_PARTITIONS
     assert {state._PK, state._EVENTS} == LEDGER_PARTITIONS
     table = _template()["Resources"]["PolicyTable"]["Properties"]
-    [deny] = table["ResourcePolicy"]["PolicyDocument"]["Statement"]
+    deny, blind = table["ResourcePolicy"]["PolicyDocument"]["Statement"]
+    # Writes whose partition keys IAM cannot see are refused as well.
+    assert blind["Effect"] == "Deny"
+    assert blind["Condition"]["Null"] == {"dynamodb:LeadingKeys": "true"}
+    assert set(blind["Action"]) == set(deny["Action"])
+    assert blind["Condition"]["ArnNotEquals"] == deny["Condition"]["ArnNotEquals"]
     assert (deny["Effect"], deny["Principal"]) == ("Deny", "*")
     # Every way to write an item, one at a time, in batches, or through PartiQL.
     assert set(deny["Action"]) >= ITEM_WRITES | {

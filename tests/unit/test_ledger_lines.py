@@ -45,12 +45,29 @@ def test_the_shortcut_agrees_with_the_parser(
 
 
 @pytest.mark.parametrize(
+    "body",
+    [
+        # A second event_id key: a parser takes the last one, a reader of the prefix the first.
+        '{"schema_version":1,"event_id":"a","event_id":"b"}',
+        # The same, spelled with an escape.
+        '{"schema_version":1,"event_id":"a","event\\u005fid":"b"}',
+        # Not in the emitter's order.
+        '{"event_id":"a","schema_version":1}',
+        '{"schema_version": 1, "event_id": "a"}',
+    ],
+)
+def test_events_a_reader_could_read_two_ways_never_reach_the_ledger(body: str) -> None:
+    from chalicelib.audit.writer import message_problem
+
+    _, problem = message_problem(body)
+
+    assert problem is not None
+    assert "as emitted" in problem
+
+
+@pytest.mark.parametrize(
     "line",
     [
-        # A second event_id key: a parser takes the last one.
-        b'{"schema_version":1,"event_id":"a","event_id":"b","ledger":{"sequence":1}}',
-        # The same, spelled with an escape.
-        b'{"schema_version":1,"event_id":"a","event\\u005fid":"b","ledger":{"sequence":1}}',
         # A position that is not the last member.
         b'{"schema_version":1,"event_id":"a","ledger":{"sequence":1},"ledger":{"sequence":2}}',
         b'{"schema_version":1,"event_id":"a","ledger":{"sequence":01}}',

@@ -1173,3 +1173,22 @@ def test_a_long_lived_policy_answers_like_a_fresh_one(
         grants = (grant(subject=identity.subject, paths=()),) if with_grant else ()
         fresh = CompiledPolicy(MEMO_POLICY, VERSION).evaluate(identity, request_, grants)
         assert shared.evaluate(identity, request_, grants) == fresh
+
+
+@pytest.mark.parametrize(
+    ("path", "routed"),
+    [
+        ("/.gatehouse", False),
+        ("/.gatehouse/grants/", False),
+        ("/.gatehouse/grants//approve", False),
+        ("/.GateHouse/anything", False),
+        ("/.gatehousex/y", True),
+        ("/x/.gatehouse/y", True),
+    ],
+)
+def test_gatehouses_own_paths_are_no_backends(path: str, routed: bool) -> None:
+    # The gateway sends /.gatehouse paths it does not match exactly to the proxy.
+    decision = policy(rule("everything", paths=["/**"])).evaluate(person(), request(path))
+
+    assert decision.allowed is routed
+    assert decision.reasons == ((Reason.ALLOW_RULE_MATCHED,) if routed else (Reason.NO_ROUTE,))

@@ -174,6 +174,13 @@ INVALID_FIELDS = [
     pytest.param(("routes", 1, "id"), "demo", "routes[demo]", "duplicate id", id="dup route id"),
     pytest.param(("routes", 0, "id"), "Demo", "routes[0].id", "must match", id="route id upper"),
     pytest.param(
+        ("routes", 0, "path_prefix"),
+        "/.Gatehouse/admin",
+        "routes[demo].path_prefix",
+        "Gatehouse's own",
+        id="route under /.gatehouse",
+    ),
+    pytest.param(
         ("routes", 0, "id"), "my route", "routes[0].id", "must match", id="route id space"
     ),
     pytest.param(("routes", 0, "id"), _DELETE, "routes[0].id", "must match", id="route id missing"),
