@@ -274,25 +274,16 @@ class LedgerState:
         LedgerUnavailable
             When the table cannot be written.
         """
-        head_update = {
-            "Update": {
-                "TableName": self._table,
-                "Key": _key(_PK, _HEAD),
-                "UpdateExpression": (
-                    "SET version = :next, next_sequence = :sequence, tree = :tree, "
-                    "objects = objects + :one REMOVE pending"
-                ),
-                "ConditionExpression": "version = :held AND pending = :pending",
-                "ExpressionAttributeValues": {
-                    ":next": {"N": str(reservation.version + 1)},
-                    ":held": {"N": str(reservation.version)},
-                    ":pending": {"S": reservation.as_json()},
-                    ":sequence": {"N": str(reservation.start + reservation.count)},
-                    ":tree": {"S": json.dumps(tree.to_json())},
-                    ":one": {"N": "1"},
-                },
-            }
-        }
+        head_update = self._release(
+            reservation,
+            "SET version = :next, next_sequence = :sequence, tree = :tree, "
+            "objects = objects + :one REMOVE pending",
+            {
+                ":sequence": {"N": str(reservation.start + reservation.count)},
+                ":tree": {"S": json.dumps(tree.to_json())},
+                ":one": {"N": "1"},
+            },
+        )
         put_object = {
             "Put": {
                 "TableName": self._table,
@@ -312,19 +303,7 @@ class LedgerState:
         LedgerUnavailable
             When the table cannot be written.
         """
-        head_update = {
-            "Update": {
-                "TableName": self._table,
-                "Key": _key(_PK, _HEAD),
-                "UpdateExpression": "SET version = :next REMOVE pending",
-                "ConditionExpression": "version = :held AND pending = :pending",
-                "ExpressionAttributeValues": {
-                    ":next": {"N": str(reservation.version + 1)},
-                    ":held": {"N": str(reservation.version)},
-                    ":pending": {"S": reservation.as_json()},
-                },
-            }
-        }
+        head_update = self._release(reservation, "SET version = :next REMOVE pending", {})
         fence: dict[str, Any] = {
             **_key(_PK, f"FENCE#{reservation.version:016d}"),
             "key": {"S": reservation.key},
@@ -334,6 +313,25 @@ class LedgerState:
             fence["version_id"] = {"S": fence_version_id}
         put_fence = {"Put": {"TableName": self._table, "Item": fence}}
         self._transact("abandon the reservation", [head_update, put_fence])
+
+    def _release(
+        self, reservation: Reservation, update: str, values: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A head update that ends ``reservation``, only if the head still holds it."""
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": _key(_PK, _HEAD),
+                "UpdateExpression": update,
+                "ConditionExpression": "version = :held AND pending = :pending",
+                "ExpressionAttributeValues": {
+                    ":next": {"N": str(reservation.version + 1)},
+                    ":held": {"N": str(reservation.version)},
+                    ":pending": {"S": reservation.as_json()},
+                    **values,
+                },
+            }
+        }
 
     def objects(self, from_sequence: int = 0) -> list[ObjectRecord]:
         """The committed objects whose first sequence is ``from_sequence`` or later, in order.
