@@ -55,7 +55,11 @@ class DeadLetter:
         }
 
 
-class NoDeadLetterQueue(RuntimeError):
+class StageIncomplete(RuntimeError):
+    """The stage's description lacks what a command needs (a queue, a key)."""
+
+
+class NoDeadLetterQueue(StageIncomplete):
     """The stage names no dead-letter queue."""
 
 
@@ -224,7 +228,7 @@ def _anchor(target: Target) -> S3Anchor | None:
 
 def _signing_key(target: Target) -> str:
     if not target.signing_key_id:
-        raise NoDeadLetterQueue(  # the same kind of problem: the stage is not fully described
+        raise StageIncomplete(
             "no signing key: set GATEHOUSE_ASSERTION_KEY_ID (or start the local stack)"
         )
     return target.signing_key_id

@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         from chalicelib.ledger import LedgerError
         from chalicelib.ledger.merkle import ProofError
         from chalicelib.policy import PolicyError
-        from gatehouse.audit_commands import NoDeadLetterQueue
+        from gatehouse.audit_commands import StageIncomplete
         from gatehouse.grant_commands import GrantCommandError
         from gatehouse.policy_commands import PolicyFileError
         from gatehouse.state import NoLocalStack
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         known = (
             NoLocalStack,
             NoTarget,
-            NoDeadLetterQueue,
+            StageIncomplete,
             LedgerError,
             ProofError,
             PolicyError,

@@ -167,7 +167,7 @@ class Prover:
         LedgerUnavailable
             When the table cannot be read.
         """
-        from chalicelib.ledger.verify import line_position
+        from chalicelib.ledger.verify import line_position, version_kwargs
 
         record = self._state.object_holding(event_id)
         if record is None:
@@ -175,7 +175,7 @@ class Prover:
         before = self._state.object_before(record.first_sequence)
         frontier = [(size, bytes.fromhex(h)) for size, h in (before.frontier if before else ())]
         body = self._s3.get_object(
-            Bucket=self._bucket, Key=record.key, **_version(record.version_id)
+            Bucket=self._bucket, Key=record.key, **version_kwargs(record.version_id)
         )["Body"].read()
         lines = [line for line in gzip.decompress(body).split(b"\n") if line]
         offsets = [i for i, line in enumerate(lines) if line_position(line)[0] == event_id]
@@ -201,7 +201,3 @@ class Prover:
             f"{object_key} is not in a signed digest yet: wait for the hourly digest "
             "(or run `gatehouse audit digest`)"
         )
-
-
-def _version(version_id: str | None) -> dict[str, str]:
-    return {"VersionId": version_id} if version_id else {}

@@ -101,23 +101,19 @@ class Report:
 
 def verify_signature(public_key: EllipticCurvePublicKey, document: dict[str, Any]) -> bool:
     """Whether ``document`` (``{"digest", "signature"}``) is signed by ``public_key``."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+    from chalicelib.identity.keys import VerificationKey
 
     try:
         raw = base64.b64decode(document["signature"], validate=True)
+        signed = canonical(document["digest"])
     except (KeyError, ValueError, TypeError):
         return False
-    if len(raw) != 64:
-        return False
-    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
-    try:
-        public_key.verify(der, canonical(document["digest"]), ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, KeyError):
-        return False
-    return True
+    return VerificationKey(kid="ledger", alg="ES256", public_key=public_key).verify(signed, raw)
+
+
+def version_kwargs(version_id: str | None) -> dict[str, str]:
+    """``VersionId=...`` for a boto3 S3 call, when there is a version to name."""
+    return {"VersionId": version_id} if version_id else {}
 
 
 class LedgerVerifier:
@@ -297,8 +293,8 @@ class LedgerVerifier:
         from botocore.exceptions import ClientError, FlexibleChecksumError
 
         try:
-            kwargs = {"VersionId": version} if version else {}
-            body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key, **kwargs)["Body"].read()
+            response = self._s3.get_object(Bucket=self._bucket, Key=key, **version_kwargs(version))
+            body: bytes = response["Body"].read()
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("NoSuchKey", "NoSuchVersion", "404"):
                 return None
