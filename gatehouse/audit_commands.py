@@ -158,6 +158,7 @@ def verify(
     since: str | None = None,
     until: str | None = None,
     public_key_file: Path | None = None,
+    jobs: int | None = None,
 ) -> Report:
     """Verify the ledger from the bucket, the public key and the anchor."""
     from chalicelib.ledger.verify import LedgerVerifier
@@ -170,7 +171,7 @@ def verify(
         der = target.client("kms").get_public_key(KeyId=_signing_key(target))["PublicKey"]
         public_key = _p256(load_der_public_key(der))
     anchor = _anchor(target)
-    verifier = LedgerVerifier(target.client("s3"), target.audit_bucket, public_key)
+    verifier = LedgerVerifier(target.client("s3"), target.audit_bucket, public_key, jobs=jobs)
     return verifier.verify(anchor=anchor.read() if anchor else None, since=since, until=until)
 
 

@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--until", help="last digest period end to check (ISO 8601 UTC)")
     verify.add_argument("--json", action="store_true", help="the report as JSON")
     verify.add_argument(
+        "--jobs",
+        type=_at_least_one,
+        help="processes that read objects (default: one per CPU; 1: only this one)",
+    )
+    verify.add_argument(
         "--public-key",
         type=Path,
         help="PEM, JWK or JWKS of the stage's key (default: read it from KMS)",
@@ -339,9 +344,23 @@ def _check_proof(audit_commands: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return number
+
+
 def _verify(audit_commands: Any, target: Any, args: argparse.Namespace) -> int:
     report = audit_commands.verify(
-        target, since=args.since, until=args.until, public_key_file=args.public_key
+        target,
+        since=args.since,
+        until=args.until,
+        public_key_file=args.public_key,
+        jobs=args.jobs,
     )
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))

@@ -59,6 +59,35 @@ def root(leaves: Sequence[bytes]) -> bytes:
     return value
 
 
+def aligned_subtrees(first: int, leaves: Sequence[bytes]) -> list[tuple[int, bytes]]:
+    """The fewest perfect subtrees, ``(size, hash)`` left to right, that hold ``leaves``.
+
+    ``leaves`` are the leaf hashes at indexes ``first`` onwards. Each subtree
+    is one the whole tree has (it starts at a multiple of its size), so a
+    tree of ``first`` leaves takes them with :meth:`CompactRange.extend_subtrees`
+    at a cost of a few hashes: the hashing itself can be done elsewhere.
+    """
+    left: list[tuple[int, bytes]] = []
+    right: list[tuple[int, bytes]] = []
+    nodes = list(leaves)
+    index, width = first, 1
+    sha256 = hashlib.sha256
+    while nodes:
+        # A node whose sibling lies before ``first`` (odd index) or after the
+        # last leaf (odd one out) is as high as its subtree goes.
+        if index & 1:
+            left.append((width, nodes[0]))
+            nodes = nodes[1:]
+            index += 1
+        if len(nodes) & 1:
+            right.append((width, nodes.pop()))
+        pairs = zip(nodes[::2], nodes[1::2], strict=True)
+        nodes = [sha256(b"\x01" + a + b).digest() for a, b in pairs]
+        index, width = index >> 1, width << 1
+    right.reverse()
+    return left + right
+
+
 class CompactRange:
     """The tree of every leaf so far, kept as its perfect subtrees, largest first.
 
@@ -91,6 +120,29 @@ class CompactRange:
             left_size, left = subtrees.pop()
             size, value = left_size + size, node_hash(left, value)
         subtrees.append((size, value))
+
+    def extend_subtrees(self, subtrees: Sequence[tuple[int, bytes]]) -> None:
+        """Add the perfect subtrees (``(size, hash)``, left to right) that follow this tree.
+
+        They are what :func:`aligned_subtrees` gives for leaves starting at
+        :attr:`size`; each then starts at a multiple of its own size.
+
+        Raises
+        ------
+        ValueError
+            When a subtree would not start at a multiple of its size.
+        """
+        position = self.size
+        for size, _ in subtrees:
+            if size < 1 or size & (size - 1) or position % size:
+                raise ValueError(f"a subtree of {size} cannot start at leaf {position}")
+            position += size
+        own = self._subtrees
+        for size, value in subtrees:
+            while own and own[-1][0] == size:
+                left_size, left = own.pop()
+                size, value = left_size + size, node_hash(left, value)
+            own.append((size, value))
 
     def root(self) -> bytes:
         """The tree head."""

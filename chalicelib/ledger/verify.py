@@ -22,17 +22,22 @@ every digest. Each problem is a :class:`Finding` of one kind:
 from __future__ import annotations
 
 import base64
-import gzip
-import hashlib
 import json
+import os
 import re
+import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
+from multiprocessing import get_all_start_methods, get_context
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.ledger.digest import DIGESTS_PREFIX, canonical
 from chalicelib.ledger.merkle import CompactRange, leaf_hash
+from chalicelib.ledger.reading import LINE_HEAD, ObjectReading, gunzip, read_object, split_lines
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
@@ -127,12 +132,23 @@ class LedgerVerifier:
         The audit bucket.
     public_key:
         The stage's P-256 public key.
+    jobs:
+        Worker processes that read objects (default: one per CPU); 1 reads
+        them in this process.
     """
 
-    def __init__(self, s3: Any, bucket: str, public_key: EllipticCurvePublicKey) -> None:
+    def __init__(
+        self,
+        s3: Any,
+        bucket: str,
+        public_key: EllipticCurvePublicKey,
+        *,
+        jobs: int | None = None,
+    ) -> None:
         self._s3 = s3
         self._bucket = bucket
         self._public_key = public_key
+        self._jobs = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
 
     def verify(
         self,
@@ -156,13 +172,17 @@ class LedgerVerifier:
             if (since is None or document["digest"]["period"]["end"] >= since)
             and (until is None or document["digest"]["period"]["end"] <= until)
         ]
-        tree, seen_events = CompactRange(), set[str]()
+        tree, seen_events = CompactRange(), set[bytes]()
         if chosen and chosen[0] > 0:
             tree = _frontier(digests[chosen[0] - 1][1]["digest"]["tree"], report)
-        for index in chosen:
-            key, document = digests[index]
-            tree = self._check_digest(key, document["digest"], tree, seen_events, report)
-            report.digests += 1
+        entries = [
+            entry for index in chosen for entry in digests[index][1]["digest"].get("objects", [])
+        ]
+        with _ObjectFeed(self._object, entries, self._jobs) as feed:
+            for index in chosen:
+                key, document = digests[index]
+                tree = self._check_digest(key, document["digest"], feed, tree, seen_events, report)
+                report.digests += 1
         if anchor is not None:
             self._check_anchor(anchor, digests, report)
         report.tree_size, report.root = tree.size, tree.root().hex()
@@ -206,8 +226,9 @@ class LedgerVerifier:
         self,
         key: str,
         digest: dict[str, Any],
+        feed: Iterator[Future[tuple[bytes | None, ObjectReading | None]]],
         tree: CompactRange,
-        seen_events: set[str],
+        seen_events: set[bytes],
         report: Report,
     ) -> CompactRange:
         """Check one digest's objects and tree; return the tree to carry on from.
@@ -219,7 +240,10 @@ class LedgerVerifier:
         """
         intact = True
         for entry in digest.get("objects", []):
-            checked = self._check_object(entry, tree, seen_events, report, judge_tree=intact)
+            fetched = next(feed)
+            checked = self._check_object(
+                entry, fetched, tree, seen_events, report, judge_tree=intact
+            )
             intact = intact and checked
         stated = digest["tree"]
         if not intact:
@@ -237,8 +261,9 @@ class LedgerVerifier:
     def _check_object(
         self,
         entry: dict[str, Any],
+        fetched: Future[tuple[bytes | None, ObjectReading | None]],
         tree: CompactRange,
-        seen_events: set[str],
+        seen_events: set[bytes],
         report: Report,
         *,
         judge_tree: bool,
@@ -250,25 +275,36 @@ class LedgerVerifier:
         if judge_tree and first != tree.size:
             report.add("sequence_gap", where, f"starts at {first}, the log is at {tree.size}")
         try:
-            payload = self._object(key, version)
+            payload, reading = fetched.result()
         except _ChecksumMismatch:
             report.add("altered_object", where, "its bytes no longer match S3's own checksum")
             return False
-        if payload is None:
+        if payload is None or reading is None:
             report.add("missing_object", where, "the version the digest names is gone")
             return False
         report.objects += 1
-        intact: bool = hashlib.sha256(payload).hexdigest() == str(entry["sha256"])
+        intact: bool = reading.sha256 == str(entry["sha256"])
         if not intact:
             report.add("altered_object", where, "its SHA-256 is not the digested one")
-        try:
-            lines = [line for line in gzip.decompress(payload).split(b"\n") if line]
-        except (OSError, EOFError) as exc:
-            report.add("altered_line", where, f"not gzip any more: {exc}")
+        if reading.gzip_error is not None:
+            report.add("altered_line", where, f"not gzip any more: {reading.gzip_error}")
             return False
-        _check_lines(where, first, lines, tree, seen_events, report)
-        if len(lines) != int(entry["count"]):
-            report.add("sequence_gap", where, f"{len(lines)} lines, digested {entry['count']}")
+        if (
+            reading.subtrees is not None
+            and reading.event_ids is not None
+            and tree.size == first
+            and seen_events.isdisjoint(reading.event_ids)
+        ):
+            seen_events |= reading.event_ids
+            tree.extend_subtrees(reading.subtrees)
+            report.events += reading.line_count
+        else:
+            lines = split_lines(gunzip(payload))
+            _check_lines(where, first, lines, tree, seen_events, report)
+        if reading.line_count != int(entry["count"]):
+            report.add(
+                "sequence_gap", where, f"{reading.line_count} lines, digested {entry['count']}"
+            )
         consistent = tree.root().hex() == entry["root"] and tree.size == int(entry["tree_size"])
         if intact and judge_tree and not consistent:
             report.add("inconsistent_tree", where, "the tree after it is not the digested one")
@@ -315,7 +351,7 @@ def _check_lines(
     first: int,
     lines: list[bytes],
     tree: CompactRange,
-    seen_events: set[str],
+    seen_events: set[bytes],
     report: Report,
 ) -> None:
     sequences = []
@@ -325,9 +361,11 @@ def _check_lines(
             report.add("altered_line", f"{where} line {number + 1}", "not a ledger event")
             continue
         sequences.append(sequence)
-        if event_id in seen_events:
+        # Ids are kept as UTF-8, the form the fast path reads them in.
+        raw_id = event_id.encode("utf-8", "surrogatepass")
+        if raw_id in seen_events:
             report.add("duplicate_event", f"{where} line {number + 1}", event_id)
-        seen_events.add(event_id)
+        seen_events.add(raw_id)
         tree.append(leaf_hash(line))
         report.events += 1
     expected = list(range(first, first + len(sequences)))
@@ -350,7 +388,7 @@ def _frontier(tree: dict[str, Any], report: Report) -> CompactRange:
     return frontier
 
 
-_HEAD = b'{"schema_version":1,"event_id":"'
+_HEAD = LINE_HEAD
 _TAIL_KEY = b',"ledger":{"sequence":'
 _TAIL = re.compile(rb',"ledger":\{"sequence":(0|[1-9][0-9]{0,17})\}\}')
 
@@ -381,6 +419,84 @@ def _parsed_position(line: bytes) -> tuple[str | None, int | None]:
     if not isinstance(event_id, str) or not isinstance(sequence, int):
         return None, None
     return event_id, sequence
+
+
+_DOWNLOADS = 8
+_AHEAD = 16
+# Below this many objects, starting worker processes costs more than it saves.
+_POOL_MIN_OBJECTS = 16
+
+_Fetched = tuple[bytes | None, ObjectReading | None]
+
+
+class _ObjectFeed:
+    """Fetches and reads the digested objects ahead of the checks, in their order.
+
+    Downloads run on threads (against S3 they wait on the network); reading
+    an object (SHA-256, gunzip, a leaf hash per line) runs on ``jobs``
+    worker processes when there are enough objects to pay for starting
+    them, else on those threads. The checks themselves, which carry the
+    tree and the event ids from one object to the next, stay in order in
+    the caller's thread.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[str, str | None], bytes | None],
+        entries: list[dict[str, Any]],
+        jobs: int,
+    ) -> None:
+        self._fetch = fetch
+        self._entries = entries
+        self._jobs = jobs
+        self._io: ThreadPoolExecutor | None = None
+        self._cpu: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Iterator[Future[_Fetched]]:
+        if self._jobs > 1 and len(self._entries) >= _POOL_MIN_OBJECTS:
+            self._cpu = ProcessPoolExecutor(self._jobs, mp_context=get_context(_start_method()))
+            # Start every worker now, before this object starts threads.
+            self._cpu.submit(int).result()
+        self._io = ThreadPoolExecutor(max_workers=_DOWNLOADS, thread_name_prefix="verify")
+        return self._ahead(self._io)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._io is not None:
+            self._io.shutdown(cancel_futures=True)
+        if self._cpu is not None:
+            self._cpu.shutdown(cancel_futures=True)
+
+    def _ahead(self, io: ThreadPoolExecutor) -> Iterator[Future[_Fetched]]:
+        entries = iter(self._entries)
+        pending = deque(io.submit(self._load, entry) for entry in islice(entries, _AHEAD))
+        while pending:
+            following = next(entries, None)
+            if following is not None:
+                pending.append(io.submit(self._load, following))
+            yield pending.popleft()
+
+    def _load(self, entry: dict[str, Any]) -> _Fetched:
+        payload = self._fetch(entry["key"], entry.get("version_id"))
+        if payload is None:
+            return None, None
+        first = int(entry["first_sequence"])
+        if self._cpu is not None:
+            return payload, self._cpu.submit(read_object, payload, first).result()
+        return payload, read_object(payload, first)
+
+
+def _start_method() -> str:
+    """How to start reading processes.
+
+    Forking is fastest and does not import the caller's ``__main__`` again
+    (spawn and forkserver do, which breaks unguarded scripts), but a fork
+    taken while another thread holds a lock can leave it held in the child:
+    so fork only from a single-threaded process, as the CLI is.
+    """
+    methods = get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
 
 
 class _ChecksumMismatch(Exception):

@@ -305,10 +305,15 @@ def test_verify_exits_0_only_when_all_holds_and_names_each_finding(
 
     delete(ledger.aws.audit_bucket, digest_keys(ledger)[-1])
 
-    assert main([*cli, "audit", "verify", "--json"]) == 1
+    assert main([*cli, "audit", "verify", "--json", "--jobs", "2"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is False
     assert [finding["kind"] for finding in report["findings"]] == ["truncated_tail"]
+
+    with pytest.raises(SystemExit) as refused:
+        main([*cli, "audit", "verify", "--jobs", "0"])
+    assert refused.value.code == 2
+    assert "'0' is not a whole number of at least 1" in capsys.readouterr().err
 
 
 def test_verify_with_the_published_jwks_instead_of_kms(
@@ -415,3 +420,96 @@ def test_an_event_not_yet_digested_has_no_proof_yet(ledger: Ledger) -> None:
         prover.prove(stored_event_ids(ledger)[-1])
     with pytest.raises(ProofError, match="not in the ledger"):
         prover.prove("01a00000-0000-7000-8000-000000000000")
+
+
+# --- many objects: read by worker processes ---------------------------------------------------
+
+
+@pytest.fixture
+def many_objects(aws: Resources) -> Ledger:
+    """Enough objects (18, in two digests) for the verifier to read them in worker processes."""
+    from chalicelib.ledger.verify import _POOL_MIN_OBJECTS
+
+    built = Ledger(aws)
+    for n in range(_POOL_MIN_OBJECTS + 2):
+        built.write(1 + n % 3)
+        if n == 8:
+            built.digest()
+    built.digest()
+    return built
+
+
+def findings(report: Report) -> list[tuple[str, str]]:
+    return [(finding.kind, finding.where) for finding in report.findings]
+
+
+def repeat_an_earlier_event(ledger: Ledger) -> None:
+    """Object 12's first line becomes object 3's event (same id), at object 12's position."""
+    record = objects(ledger)[3]
+    body = s3().get_object(Bucket=ledger.aws.audit_bucket, Key=record.key)["Body"].read()
+    earlier = json.loads(gzip.decompress(body).decode().splitlines()[0])["event_id"]
+
+    def reuse(lines: list[str]) -> list[str]:
+        line = json.loads(lines[0])
+        line["event_id"] = earlier
+        return [json.dumps(line, separators=(",", ":")), *lines[1:]]
+
+    rewrite_lines(ledger, 12, reuse)
+
+
+@pytest.mark.parametrize(
+    ("tampering", "expected"),
+    [
+        pytest.param(lambda ledger: None, set(), id="untouched"),
+        pytest.param(
+            repeat_an_earlier_event,
+            {"altered_object", "duplicate_event"},
+            id="an event from an earlier object",
+        ),
+        pytest.param(
+            lambda ledger: rewrite_lines(ledger, 10, lambda ls: [*ls[1:], ls[0]]),
+            {"altered_object", "reordered_lines"},
+            id="lines reordered",
+        ),
+        pytest.param(
+            lambda ledger: rewrite_lines(ledger, 7, lambda ls: ["{}", *ls[1:]]),
+            {"altered_object", "altered_line"},
+            id="a line that is no event",
+        ),
+        pytest.param(
+            lambda ledger: delete(
+                ledger.aws.audit_bucket, objects(ledger)[5].key, objects(ledger)[5].version_id
+            ),
+            {"missing_object"},
+            id="an object deleted",
+        ),
+        pytest.param(
+            lambda ledger: tamper(
+                ledger.aws.audit_bucket,
+                objects(ledger)[14].key,
+                objects(ledger)[14].version_id,
+                b"not gzip",
+            ),
+            {"altered_object", "altered_line"},
+            id="bytes replaced",
+        ),
+    ],
+)
+def test_worker_processes_find_exactly_what_one_process_finds(
+    many_objects: Ledger, tampering: Any, expected: set[str]
+) -> None:
+    tampering(many_objects)
+    anchor = many_objects.anchor.read()
+    bucket = many_objects.aws.audit_bucket
+
+    alone = LedgerVerifier(s3(), bucket, many_objects.public_key, jobs=1).verify(anchor=anchor)
+    pooled = LedgerVerifier(s3(), bucket, many_objects.public_key, jobs=2).verify(anchor=anchor)
+
+    assert kinds(pooled) - {"inconsistent_tree", "sequence_gap"} == expected
+    assert findings(pooled) == findings(alone)
+    assert (pooled.events, pooled.objects, pooled.tree_size, pooled.root) == (
+        alone.events,
+        alone.objects,
+        alone.tree_size,
+        alone.root,
+    )

@@ -201,3 +201,52 @@ def test_a_leaf_outside_the_object_has_no_path_from_its_frontier() -> None:
 
     with pytest.raises(ProofError, match="not in this object"):
         inclusion_path(before.subtrees, leaves[5:], 4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 300), st.lists(st.integers(0, 40), min_size=1, max_size=5))
+def test_subtrees_hashed_elsewhere_give_the_tree_of_appending_each_leaf(
+    first: int, chunks: list[int]
+) -> None:
+    from chalicelib.ledger.merkle import CompactRange, aligned_subtrees
+
+    one_by_one, in_bulk = CompactRange(), CompactRange()
+    for n in range(first):
+        one_by_one.append(leaf_hash(b"%d" % n))
+    in_bulk = one_by_one.copy()
+    position = first
+    for chunk in chunks:
+        leaves = [leaf_hash(b"%d" % n) for n in range(position, position + chunk)]
+        subtrees = aligned_subtrees(position, leaves)
+        for leaf in leaves:
+            one_by_one.append(leaf)
+        in_bulk.extend_subtrees(subtrees)
+        position += chunk
+
+        assert sum(size for size, _ in subtrees) == chunk
+        assert in_bulk.subtrees == one_by_one.subtrees
+    assert in_bulk.root() == root([leaf_hash(b"%d" % n) for n in range(position)])
+
+
+@pytest.mark.parametrize(
+    ("held", "subtree_size", "problem"),
+    [
+        (1, 2, "a subtree of 2 cannot start at leaf 1"),
+        (6, 4, "a subtree of 4 cannot start at leaf 6"),
+        (0, 3, "a subtree of 3 cannot start at leaf 0"),
+        (0, 0, "a subtree of 0 cannot start at leaf 0"),
+    ],
+)
+def test_a_subtree_that_does_not_start_at_a_multiple_of_its_size_is_refused(
+    held: int, subtree_size: int, problem: str
+) -> None:
+    from chalicelib.ledger.merkle import CompactRange
+
+    tree = CompactRange()
+    for n in range(held):
+        tree.append(leaf_hash(bytes([n])))
+    before = tree.subtrees
+
+    with pytest.raises(ValueError, match=problem):
+        tree.extend_subtrees([(subtree_size, leaf_hash(b"x"))])
+    assert tree.subtrees == before
