@@ -11,13 +11,17 @@ service time; against moto it is moto's Python). So the figures are:
   gzip, SHA-256, Merkle leaves and tree: the budgeted number;
 - writer throughput, excluding AWS calls: 1e6 / the above;
 - reference: per event including moto's time for the six calls of a batch;
-- floor: ``json.loads`` of one event, the least any writer must do per event.
+- floor: ``json.loads`` of one event, the least any writer must do per event;
+- a model of events/s against AWS: the calls a batch makes, one round trip
+  each, index requests 16 at a time (moto's own CPU would swamp any
+  simulated latency, so this part is arithmetic over counted calls).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,12 @@ BATCHES = 8
 
 
 class Timed:
-    """Forwards to a boto3 client and adds the seconds spent in each call to ``spent``."""
+    """Forwards to a boto3 client and adds to ``spent`` the seconds during which at least
+    one call was in flight (calls made in parallel count once)."""
+
+    _lock = threading.Lock()
+    _in_flight = 0
+    _since = 0.0
 
     def __init__(self, client: Any, spent: list[float]) -> None:
         self._client = client
@@ -41,11 +50,35 @@ class Timed:
         method = getattr(self._client, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
+            with Timed._lock:
+                if Timed._in_flight == 0:
+                    Timed._since = time.perf_counter()
+                Timed._in_flight += 1
             try:
                 return method(*args, **kwargs)
             finally:
-                self._spent[0] += time.perf_counter() - started
+                with Timed._lock:
+                    Timed._in_flight -= 1
+                    if Timed._in_flight == 0:
+                        self._spent[0] += time.perf_counter() - Timed._since
+
+        return call
+
+
+class Delayed:
+    """Forwards to a boto3 client after ``latency`` seconds: a network round trip
+    (it sleeps, so calls made in parallel wait in parallel, as on a network)."""
+
+    def __init__(self, client: Any, latency: float) -> None:
+        self._client = client
+        self._latency = latency
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            time.sleep(self._latency)
+            return method(*args, **kwargs)
 
         return call
 
@@ -167,6 +200,67 @@ def main() -> None:
         per_event_total[len(per_event_total) // 2],
         floor=floor,
     )
+    with_network(median)
+
+
+def with_network(per_event_cpu: float, rtt: float = 0.010) -> None:
+    """A model of one writer's events/s against AWS, from the calls a batch makes.
+
+    Moto's own CPU time would swamp any simulated latency, so this is
+    arithmetic, printed as such: the calls of a batch of ``size`` events are
+    counted on moto (they depend only on the size), each costs one round
+    trip of ``rtt``, the index requests go 16 at a time as shipped (or one
+    at a time, for comparison), and the writer's CPU is the figure measured
+    above.
+    """
+    import boto3
+    from moto import mock_aws
+
+    from chalicelib.audit import AuditWriter
+    from chalicelib.ledger import LedgerState
+    from chalicelib.ledger.state import _CONCURRENT_REQUESTS
+    from gatehouse.dev.bootstrap import bootstrap
+    from gatehouse.resources import ResourceNames
+
+    print(f"model: {rtt * 1000:.0f} ms a round trip, the writer's CPU as measured above")
+    for size in (1000, 5000, 10000):
+        counts: dict[str, int] = {}
+        with mock_aws():
+            resources = bootstrap(
+                lambda service: boto3.client(service, region_name="us-east-1"),
+                ResourceNames("bench", "123456789012", "us-east-1"),
+            )
+            s3 = Counted(boto3.client("s3", region_name="us-east-1"), counts)
+            dynamodb = Counted(boto3.client("dynamodb", region_name="us-east-1"), counts)
+            writer = AuditWriter(
+                s3, resources.audit_bucket, LedgerState(dynamodb, resources.policy_table)
+            )
+            events = [event_body(n) for n in range(size)]
+            stored, _ = writer.write([(body, json.loads(body)["event_id"]) for body in events])
+            assert stored is not None
+        # Reads (dedupe) and writes (index) are two separate phases of a batch.
+        reads, writes = counts.pop("batch_get_item", 0), counts.pop("batch_write_item", 0)
+        batched, one_by_one = reads + writes, sum(counts.values())
+        for concurrent in (_CONCURRENT_REQUESTS, 1):
+            rounds = one_by_one + -(-reads // concurrent) + -(-writes // concurrent)
+            seconds = rounds * rtt + size * per_event_cpu
+            label = f"batch of {size:,}: {one_by_one + batched} calls, {concurrent} at a time"
+            print(
+                f"  {label:58} {size / seconds:9.0f} events/s"
+                + ("   budget: >= 10,000 events/s" if concurrent > 1 else "")
+            )
+
+
+class Counted:
+    """Forwards to a boto3 client, counting calls by operation."""
+
+    def __init__(self, client: Any, counts: dict[str, int]) -> None:
+        self._client = client
+        self._counts = counts
+
+    def __getattr__(self, name: str) -> Any:
+        self._counts[name] = self._counts.get(name, 0) + 1
+        return getattr(self._client, name)
 
 
 if __name__ == "__main__":

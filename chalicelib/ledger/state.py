@@ -20,9 +20,12 @@ reservation), so entries left by an abandoned reservation mean nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chalicelib.ledger.errors import LedgerBusy, LedgerUnavailable
 from chalicelib.ledger.merkle import CompactRange
@@ -36,6 +39,11 @@ _HEAD = "HEAD"
 _DIGESTS = "DIGESTS"
 _BATCH_GET = 100
 _BATCH_WRITE = 25
+_CONCURRENT_REQUESTS = 16
+_UNPROCESSED_ATTEMPTS = 8
+
+_Chunk = TypeVar("_Chunk")
+_Done = TypeVar("_Done")
 
 
 def _object_sk(start: int) -> str:
@@ -232,13 +240,18 @@ class LedgerState:
             }
             for event_id in event_ids
         ]
-        for chunk in _chunks(items, _BATCH_WRITE):
-            pending = {self._table: chunk}
-            while pending:
+
+        def write(chunk: list[dict[str, Any]]) -> None:
+            pending: dict[str, Any] = {self._table: chunk}
+            for _attempt in _attempts("index events"):
                 response = self._call(
                     "index events", "batch_write_item", RequestItems=pending, table=False
                 )
                 pending = response.get("UnprocessedItems") or {}
+                if not pending:
+                    return
+
+        _in_parallel(write, list(_chunks(items, _BATCH_WRITE)))
 
     def stored_events(self, event_ids: Iterable[str]) -> set[str]:
         """Which of ``event_ids`` are in a committed object already.
@@ -453,16 +466,22 @@ class LedgerState:
     # --- plumbing --------------------------------------------------------------------------
 
     def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        for chunk in _chunks(keys, _BATCH_GET):
+        def read(chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = []
             request: dict[str, Any] = {self._table: {"Keys": chunk, "ConsistentRead": True}}
-            while request:
+            for _attempt in _attempts("read the ledger index"):
                 response = self._call(
                     "read the ledger index", "batch_get_item", RequestItems=request, table=False
                 )
                 found.extend(response.get("Responses", {}).get(self._table, []))
                 request = response.get("UnprocessedKeys") or {}
-        return found
+                if not request:
+                    break
+            return found
+
+        return [
+            item for part in _in_parallel(read, list(_chunks(keys, _BATCH_GET))) for item in part
+        ]
 
     def _conditional(self, what: str, **kwargs: Any) -> None:
         from botocore.exceptions import ClientError
@@ -499,6 +518,36 @@ class LedgerState:
 
 def _key(pk: str, sk: str) -> dict[str, Any]:
     return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def _attempts(what: str) -> Iterator[int]:
+    """Attempt numbers for a batch call, sleeping before each retry of what was left unprocessed.
+
+    DynamoDB leaves items unprocessed when it throttles: retrying at once
+    would only add load, so retries back off exponentially with jitter, and
+    give up (the queue redelivers the batch later) after a bounded number.
+    """
+    for attempt in range(_UNPROCESSED_ATTEMPTS):
+        if attempt:
+            time.sleep(random.uniform(0, min(1.0, 0.025 * 2**attempt)))  # noqa: S311 - jitter
+        yield attempt
+    raise LedgerUnavailable(
+        f"cannot {what}: DynamoDB left items unprocessed {_UNPROCESSED_ATTEMPTS} times"
+    )
+
+
+def _in_parallel(work: Callable[[_Chunk], _Done], chunks: list[_Chunk]) -> list[_Done]:
+    """``work`` on each chunk, up to :data:`_CONCURRENT_REQUESTS` at a time, results in order.
+
+    A batch of thousands of events is hundreds of index requests; against
+    DynamoDB each waits on the network, so sending them one after another
+    would bound the writer to a couple of thousand events a second.
+    """
+    if len(chunks) <= 1:
+        return [work(chunk) for chunk in chunks]
+    workers = min(len(chunks), _CONCURRENT_REQUESTS)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ledger") as pool:
+        return list(pool.map(work, chunks))
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

@@ -332,3 +332,83 @@ def test_a_writer_at_work_is_waited_for_not_fenced(aws: Resources) -> None:
     assert b_stored == [False]  # B left its messages to SQS
     assert deliver(aws, other)  # and stores them on the next delivery
     assert_ledger_holds_exactly(aws, batch + other)
+
+
+# --- large batches: index requests in parallel ------------------------------------------------
+
+
+def test_a_thousand_events_are_indexed_in_parallel_and_stored_once(aws: Resources) -> None:
+    messages = events(1000)
+    counted = Calls()
+
+    assert deliver(aws, messages, counted)
+    assert counted.names.count("batch_write_item") == 40  # 25 items a request
+    assert counted.names.count("batch_get_item") == 10  # 100 keys a request
+    assert deliver(aws, messages)  # SQS delivers it all again: nothing new is stored
+    assert_ledger_holds_exactly(aws, messages)
+    state = LedgerState(clients()[1], aws.policy_table)
+    assert [record.count for record in state.objects()] == [1000]
+
+
+@pytest.mark.parametrize("crash_after", [5, 20, 43])
+def test_a_crash_among_parallel_index_requests_loses_and_duplicates_nothing(
+    aws: Resources, crash_after: int
+) -> None:
+    # Calls 4..43 are the 40 index requests; the others keep running when one dies.
+    messages = events(1000)
+
+    assert not deliver(aws, messages, Calls(crash_after))
+    assert deliver(aws, messages)
+    assert_ledger_holds_exactly(aws, messages)
+
+
+class Throttled:
+    """DynamoDB under throttling: each batch write stores only its first item, the rest
+    comes back unprocessed (``forever``: nothing is ever processed)."""
+
+    def __init__(self, client: Any, *, forever: bool = False) -> None:
+        self._client = client
+        self._forever = forever
+        self.batch_writes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        self.batch_writes += 1
+        ((table, requests),) = RequestItems.items()
+        if self._forever:
+            return {"UnprocessedItems": RequestItems}
+        self._client.batch_write_item(RequestItems={table: requests[:1]})
+        return {"UnprocessedItems": {table: requests[1:]} if requests[1:] else {}}
+
+
+def test_items_left_unprocessed_are_retried_until_indexed(aws: Resources) -> None:
+    s3, dynamodb = clients()
+    throttled = Throttled(dynamodb)
+    state = LedgerState(throttled, aws.policy_table)
+    messages = events(4)
+
+    answer = AuditWriter(s3, aws.audit_bucket, state).handle_sqs_batch(sqs_event(messages))
+
+    assert answer.failed_message_ids == ()
+    assert throttled.batch_writes == 4  # one item a try
+    assert_ledger_holds_exactly(aws, messages)
+
+
+def test_a_table_that_never_processes_the_index_fails_the_batch_for_a_later_delivery(
+    aws: Resources,
+) -> None:
+    from chalicelib.ledger.state import _UNPROCESSED_ATTEMPTS
+
+    s3, dynamodb = clients()
+    throttled = Throttled(dynamodb, forever=True)
+    state = LedgerState(throttled, aws.policy_table)
+    messages = events(3)
+
+    answer = AuditWriter(s3, aws.audit_bucket, state).handle_sqs_batch(sqs_event(messages))
+
+    assert set(answer.failed_message_ids) == {message_id for message_id, _ in messages}
+    assert throttled.batch_writes == _UNPROCESSED_ATTEMPTS  # bounded, then given up
+    assert deliver(aws, messages)  # the next delivery, with DynamoDB healthy again
+    assert_ledger_holds_exactly(aws, messages)
