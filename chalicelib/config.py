@@ -104,6 +104,9 @@ class Settings:
     audit_query_redaction: re.Pattern[str] = re.compile(DEFAULT_QUERY_REDACTION)
     # s3://bucket[/prefix]: where the newest ledger checkpoint also goes (None: nowhere).
     ledger_anchor: str | None = None
+    # STS only (AWS upstreams' sessions); the local stack puts its CloudTrail
+    # recorder here, in front of moto. None: aws_endpoint_url, else AWS's own.
+    sts_endpoint_url: str | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -193,6 +196,7 @@ class _SettingsReader:
             ),
             audit_query_redaction=self._pattern("AUDIT_QUERY_REDACTION", DEFAULT_QUERY_REDACTION),
             ledger_anchor=self._anchor(),
+            sts_endpoint_url=self._environ.get(f"{ENV_PREFIX}STS_ENDPOINT_URL") or None,
         )
         if self.problems:
             raise SettingsError(self.problems)

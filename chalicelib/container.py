@@ -15,6 +15,7 @@ from chalicelib.aws import AwsClients
 if TYPE_CHECKING:
     from chalicelib.audit import AuditEmitter, AuditWriter
     from chalicelib.authorize import Authorizer
+    from chalicelib.aws.sessions import RoleSessions
     from chalicelib.config import Settings
     from chalicelib.grants import ActiveGrants, GrantStore
     from chalicelib.grants.api import GrantApi
@@ -56,7 +57,10 @@ class Container:
         metrics: MetricsRecorder | None = None,
     ) -> None:
         self.settings = settings
-        self.clients = clients or AwsClients(settings.region, settings.aws_endpoint_url)
+        sts_endpoint = {"sts": settings.sts_endpoint_url} if settings.sts_endpoint_url else None
+        self.clients = clients or AwsClients(
+            settings.region, settings.aws_endpoint_url, endpoint_overrides=sts_endpoint
+        )
         self._signer = signer
         self._fetch_json = fetch_json
         self.metrics = metrics
@@ -155,6 +159,13 @@ class Container:
         )
 
     @cached_property
+    def aws_sessions(self) -> RoleSessions:
+        """Per-principal STS sessions of AWS upstreams' roles (the STS client is built on use)."""
+        from chalicelib.aws.sessions import RoleSessions
+
+        return RoleSessions(lambda: self.clients.sts)
+
+    @cached_property
     def authorizer(self) -> Authorizer:
         """The REQUEST authorizer."""
         from chalicelib.authorize import Authorizer
@@ -186,6 +197,7 @@ class Container:
             max_request_body_bytes=self.settings.max_request_body_bytes,
             grants=self.active_grants,
             metrics=self.metrics,
+            aws_sessions=self.aws_sessions,
         )
 
     @cached_property

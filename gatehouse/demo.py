@@ -235,6 +235,7 @@ def _show(state: DevState, state_dir: Path) -> int:
         failures += _print_exchange(number, exchange, events)
     _print_audit(events)
     verified = _print_verification(state_dir)
+    failures += 0 if _print_aws_correlation(state, state_dir) else 1
     if failures:
         print(f"\n{failures} request(s) did not end as expected.")
         return 1
@@ -243,6 +244,50 @@ def _show(state: DevState, state_dir: Path) -> int:
         return 1
     print("\nEvery request ended as expected, and every one of them is in the audit trail.")
     return 0
+
+
+def _print_aws_correlation(state: DevState, state_dir: Path) -> bool:
+    """One request through the AWS route, and the CloudTrail record it caused (emulated locally)."""
+    import gzip
+
+    from gatehouse.dev import idp
+    from gatehouse.target import resolve_target
+
+    token = idp.mint_token(
+        _signing_key(state, "RS256"), issuer=state.issuer, audience=state.audience,
+        subject="alice", email="alice@example.com", groups=["engineering"],
+    )  # fmt: skip
+    scenario = Scenario(
+        "AWS upstream: SigV4 with alice's own STS session", "GET", "/aws/orders/42", 200,
+        "allow_rule_matched", {"Authorization": f"Bearer {token}"},
+    )  # fmt: skip
+    exchange = send(state, scenario)
+    aws = exchange.body.get("aws") or {}
+    print(f"\nAWS correlation: {scenario.method} {scenario.path} -> HTTP {exchange.status}")
+    print(f"  upstream signature {aws.get('signature', 'REJECTED')}: role {aws.get('role_arn')}")
+    print(f"  session {aws.get('session_name')}  SourceIdentity {aws.get('source_identity')}")
+    print(f"  access key id {aws.get('access_key_id')}  (also in the response event's aws section)")
+    s3 = resolve_target(state_dir).client("s3")
+    prefix = f"AWSLogs/{state.account_id}/CloudTrail/{state.region}/"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        listed = s3.list_objects_v2(Bucket=state.trail_bucket, Prefix=prefix)
+        for item in listed.get("Contents", []):
+            body = s3.get_object(Bucket=state.trail_bucket, Key=item["Key"])["Body"].read()
+            for record in json.loads(gzip.decompress(body))["Records"]:
+                if f"gatehouse/{exchange.request_id}" in record.get("userAgent", ""):
+                    context = record["userIdentity"]["sessionContext"]
+                    print(f"  CloudTrail record (emulated locally): s3://{state.trail_bucket}/")
+                    print(f"    {item['Key']}")
+                    print(
+                        f"    {record['eventSource']} {record['eventName']} by "
+                        f"{record['userIdentity']['arn']}, sourceIdentity "
+                        f"{context['sourceIdentity']}"
+                    )
+                    return exchange.status == 200 and aws.get("signature") == "valid"
+        time.sleep(0.5)
+    print("  no CloudTrail record names this request")
+    return False
 
 
 def _print_verification(state_dir: Path) -> bool:

@@ -31,6 +31,11 @@ class ResourceNames:
         return f"gatehouse-{self.stage}-anchor-{self.account}-{self.region}"
 
     @property
+    def trail_bucket(self) -> str:
+        """Where CloudTrail delivers (the local stack emulates the trail's files)."""
+        return f"gatehouse-{self.stage}-trail-{self.account}-{self.region}"
+
+    @property
     def audit_queue(self) -> str:
         return f"gatehouse-{self.stage}-audit"
 

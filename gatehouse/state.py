@@ -39,6 +39,8 @@ class DevState:
     audit_dlq_url: str = ""
     signing_key_id: str = ""
     ledger_anchor: str = ""
+    trail_bucket: str = ""  # the emulated CloudTrail trail's files (AWSLogs/...)
+    account_id: str = ""
     stage: str = "dev"
     idp_keys: dict[str, dict[str, str]] = field(default_factory=dict)
     pid: int = 0

@@ -261,6 +261,46 @@ class ResourceRecord:
     sensitive: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class AwsRecord:
+    """The ``aws`` section of a request event whose route has an AWS upstream.
+
+    Shape (every key always present, ``null`` when unknown)::
+
+        {"caller_arn": null,                      # admin events only (the operator's ARN)
+         "role_arn": "arn:aws:iam::<acct>:role/<name>",
+         "session_name": "gh-<request id that opened the session>",
+         "source_identity": "<sanitised principal>",
+         "access_key_id": "ASIA...",              # the session's; never its secret or token
+         "region": "<signing region>",
+         "service": "<signing service>"}
+
+    CloudTrail correlation joins ``access_key_id`` (and ``source_identity``)
+    with ``userIdentity``, refined per request by ``gatehouse/<request id>``
+    in the record's ``userAgent``. The session fields are ``null`` when the
+    role could not be assumed (the request failed closed).
+    """
+
+    role_arn: str
+    region: str
+    service: str
+    session_name: str | None = None
+    source_identity: str | None = None
+    access_key_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON-ready section."""
+        return {
+            "caller_arn": None,
+            "role_arn": self.role_arn,
+            "session_name": self.session_name,
+            "source_identity": self.source_identity,
+            "access_key_id": self.access_key_id,
+            "region": self.region,
+            "service": self.service,
+        }
+
+
 def build_event(
     event_type: EventType,
     request: RequestRecord,
@@ -272,11 +312,13 @@ def build_event(
     response: ResponseRecord | None = None,
     anomalies: Sequence[str] = (),
     event_id: str | None = None,
+    aws: AwsRecord | None = None,
 ) -> dict[str, Any]:
     """Assemble one audit event.
 
     ``decision_id`` links a response event to the decision that let it
     through; a decision event is its own decision (``decision_id`` = its id).
+    ``aws`` is the AWS upstream call the request made, if its route has one.
     """
     event_id = event_id or uuid7()
     return {
@@ -307,7 +349,7 @@ def build_event(
         "decision": decision.as_dict(),
         "outcome": None if response is None else response.as_dict(),
         "elevation": decision.elevation.as_dict() if decision.elevation else None,
-        "aws": None,
+        "aws": None if aws is None else aws.as_dict(),
         "anomalies": list(anomalies),
         "policy_change": None,
         "grant": None,
@@ -331,7 +373,8 @@ def build_admin_event(
     event_type:
         ``policy_change`` or ``grant``; ``details`` becomes the section of that name.
     operator:
-        The AWS caller identity (ARN) that made the change, recorded under ``aws``.
+        The AWS caller identity (ARN) that made the change, recorded as
+        ``aws.caller_arn`` (the other keys of :class:`AwsRecord` are request-only).
     identity:
         The verified OIDC principal acting (a grant's requester or approver), if any.
     request:

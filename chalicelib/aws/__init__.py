@@ -1,5 +1,14 @@
-"""AWS clients, built lazily and once per container."""
+"""AWS clients, built lazily and once per container; STS sessions and SigV4 for AWS upstreams.
+
+Exceptions::
+
+    AwsUpstreamError      an AWS upstream cannot be called (``.status``, ``.client_message``)
+     ├── RoleUnavailable  STS unreachable, throttled or timed out (503)
+     ├── RoleRefused      STS refused AssumeRole (502)
+     └── SigningFailed    the request could not be SigV4-signed (502)
+"""
 
 from chalicelib.aws.clients import AwsClients
+from chalicelib.aws.errors import AwsUpstreamError, RoleRefused, RoleUnavailable, SigningFailed
 
-__all__ = ["AwsClients"]
+__all__ = ["AwsClients", "AwsUpstreamError", "RoleRefused", "RoleUnavailable", "SigningFailed"]

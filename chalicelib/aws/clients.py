@@ -9,6 +9,7 @@ session (unlike its clients) is not thread-safe.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 # Short timeouts on the request path: a slow AWS dependency must turn into a
@@ -26,11 +27,20 @@ class AwsClients:
         AWS region of the stage.
     endpoint_url:
         Overrides every service endpoint; the local stack points it at moto.
+    endpoint_overrides:
+        Service name -> endpoint, winning over ``endpoint_url`` (the local
+        stack records STS calls as CloudTrail would).
     """
 
-    def __init__(self, region: str, endpoint_url: str | None = None) -> None:
+    def __init__(
+        self,
+        region: str,
+        endpoint_url: str | None = None,
+        endpoint_overrides: Mapping[str, str] | None = None,
+    ) -> None:
         self._region = region
         self._endpoint_url = endpoint_url
+        self._endpoint_overrides = dict(endpoint_overrides or {})
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -54,6 +64,11 @@ class AwsClients:
         """The KMS client."""
         return self._client("kms")
 
+    @property
+    def sts(self) -> Any:
+        """The STS client (AWS upstreams' role sessions)."""
+        return self._client("sts")
+
     def _client(self, service: str) -> Any:
         client = self._clients.get(service)
         if client is not None:
@@ -75,6 +90,5 @@ class AwsClients:
             connect_timeout=_CONNECT_TIMEOUT_SECONDS,
             read_timeout=_READ_TIMEOUT_SECONDS,
         )
-        return boto3.session.Session().client(
-            service, config=config, endpoint_url=self._endpoint_url
-        )
+        endpoint_url = self._endpoint_overrides.get(service, self._endpoint_url)
+        return boto3.session.Session().client(service, config=config, endpoint_url=endpoint_url)

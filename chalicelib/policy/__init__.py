@@ -24,7 +24,7 @@ from chalicelib.policy.errors import (
     PolicyProblem,
     PolicyUnavailable,
 )
-from chalicelib.policy.model import PolicyDocument, Route, Rule, parse_policy
+from chalicelib.policy.model import AwsUpstream, PolicyDocument, Route, Rule, parse_policy
 from chalicelib.policy.paths import AmbiguousPath, normalize_path
 from chalicelib.policy.store import ActivePolicy, PolicyRecord, PolicyStore, PolicyVersions
 
@@ -32,6 +32,7 @@ __all__ = [
     "AccessRequest",
     "ActivePolicy",
     "AmbiguousPath",
+    "AwsUpstream",
     "CompiledPolicy",
     "Decision",
     "Permission",

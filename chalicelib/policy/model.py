@@ -10,6 +10,7 @@ kind on a deny rule would deny too little.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -43,6 +44,16 @@ _SUBJECT_CLAIMS = {
     "groups": "groups",
 }
 MAX_GRANT_DURATION_SECONDS = 7 * 24 * 3600
+# An AWS upstream: the IAM role the proxy assumes (a role path is allowed;
+# names use IAM's character set), the SigV4 signing name of the service, and
+# the region, which must belong to the role's partition.
+_ROLE_ARN = re.compile(
+    r"arn:(?P<partition>aws|aws-cn|aws-us-gov):iam::\d{12}:role/(?:[\x21-\x7e]{0,510}/)?"
+    r"[\w+=,.@-]{1,64}",
+    re.ASCII,
+)
+_SIGNING_SERVICE = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]")
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+){1,2}-\d{1,2}")
 # Gatehouse's own paths (the grant API); never a backend's, whatever the gateway routes.
 RESERVED_PREFIX = "/.gatehouse"
 
@@ -89,6 +100,25 @@ def claim_key(value: object) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class AwsUpstream:
+    """A route's AWS upstream: requests are SigV4-signed with a per-principal STS session.
+
+    Attributes
+    ----------
+    role_arn:
+        The IAM role assumed (with the principal as ``SourceIdentity``).
+    service:
+        The SigV4 signing name (``execute-api``, ``lambda``, ...).
+    region:
+        The signing region.
+    """
+
+    role_arn: str
+    service: str
+    region: str
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """Where requests for a host and path prefix go."""
 
@@ -99,6 +129,7 @@ class Route:
     audience: str
     pass_authorization: bool = False
     sensitive: bool = False
+    aws: AwsUpstream | None = None
 
     def covers_path(self, path: str) -> bool:
         """Whether ``path`` is under this route's prefix (on a segment boundary)."""
@@ -332,6 +363,7 @@ class _Parser:
             "audience",
             "pass_authorization",
             "sensitive",
+            "aws",
         }
         self.unknown_fields(where, entry, known)
         before = len(self.problems)
@@ -353,6 +385,7 @@ class _Parser:
         for name, flag in flags.items():
             if not isinstance(flag, bool):
                 self.problem(f"{where}.{name}", "must be true or false")
+        aws = self.aws_route(where, entry, flags["pass_authorization"]) if "aws" in entry else None
         if len(self.problems) != before:
             return None
         assert isinstance(upstream, str) and isinstance(audience, str)  # checked above
@@ -364,7 +397,61 @@ class _Parser:
             audience=audience,
             pass_authorization=flags["pass_authorization"],
             sensitive=flags["sensitive"],
+            aws=aws,
         )
+
+    def aws_route(
+        self, where: str, entry: dict[str, Any], pass_authorization: object
+    ) -> AwsUpstream | None:
+        """The route's ``aws`` block, and what it requires of the rest of the route."""
+        upstream = entry.get("upstream")
+        if (
+            isinstance(upstream, str)
+            and _valid_upstream(upstream)
+            and not _secure_or_loopback(upstream)
+        ):
+            self.problem(
+                f"{where}.upstream", "must be https for an AWS upstream (http only on loopback)"
+            )
+        if pass_authorization is True:
+            self.problem(
+                f"{where}.pass_authorization",
+                "cannot be true on an AWS route: Authorization carries the SigV4 signature",
+            )
+        return self.aws_upstream(entry["aws"], f"{where}.aws")
+
+    def aws_upstream(self, value: Any, where: str) -> AwsUpstream | None:
+        if not isinstance(value, dict):
+            self.problem(where, "must be a mapping with role_arn, service and region")
+            return None
+        self.unknown_fields(where, value, {"role_arn", "service", "region"})
+        before = len(self.problems)
+        role_arn = value.get("role_arn")
+        role = _ROLE_ARN.fullmatch(role_arn) if isinstance(role_arn, str) else None
+        if role is None:
+            self.problem(
+                f"{where}.role_arn",
+                "must be an IAM role ARN, e.g. arn:aws:iam::123456789012:role/name",
+            )
+        service = value.get("service")
+        if not isinstance(service, str) or not _SIGNING_SERVICE.fullmatch(service):
+            self.problem(
+                f"{where}.service",
+                "must be an AWS SigV4 signing name such as execute-api or lambda",
+            )
+        region = value.get("region")
+        if not isinstance(region, str) or not _REGION.fullmatch(region):
+            self.problem(f"{where}.region", "must be an AWS region such as us-east-1")
+        elif role is not None and _partition_of(region) != role["partition"]:
+            self.problem(
+                f"{where}.region",
+                f"is not in the role's partition {role['partition']!r}",
+            )
+        if len(self.problems) != before:
+            return None
+        assert isinstance(role_arn, str) and isinstance(service, str)  # checked above
+        assert isinstance(region, str)
+        return AwsUpstream(role_arn, service, region)
 
     def rules(self, value: Any, route_ids: set[str]) -> list[Rule]:
         if value is None:
@@ -578,6 +665,28 @@ def _valid_prefix(prefix: str) -> bool:
     try:
         return normalize_path(prefix) == prefix
     except AmbiguousPath:
+        return False
+
+
+def _partition_of(region: str) -> str:
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def _secure_or_loopback(upstream: str) -> bool:
+    """https, or http to this machine (the local stack's emulated AWS endpoint)."""
+    parts = urlsplit(upstream)
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
         return False
 
 

@@ -27,6 +27,7 @@ from chalicelib.apigw.events import (
 )
 from chalicelib.audit import AuditUnavailable
 from chalicelib.audit.schema import (
+    AwsRecord,
     DecisionRecord,
     ElevationRecord,
     RequestRecord,
@@ -36,6 +37,7 @@ from chalicelib.audit.schema import (
     uuid7,
 )
 from chalicelib.authorize.handler import access_request, live_grants
+from chalicelib.aws.errors import AwsUpstreamError
 from chalicelib.policy import AmbiguousPath, PolicyUnavailable, normalize_path
 from chalicelib.proxy.errors import SigningError, UpstreamError
 from chalicelib.proxy.headers import (
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from chalicelib.audit import AuditEmitter
+    from chalicelib.aws.sessions import RoleSessions
     from chalicelib.grants import ActiveGrants
     from chalicelib.identity import Identity
     from chalicelib.observability import MetricsRecorder
@@ -110,6 +113,13 @@ class _Redecision:
     message: str = "forbidden"
 
 
+@dataclass(slots=True)
+class _AwsCall:
+    """What is known of a request's AWS upstream call, for its response event."""
+
+    record: AwsRecord
+
+
 class _Refused(Exception):
     """The request is answered by the proxy itself, without going upstream."""
 
@@ -134,8 +144,10 @@ class Proxy:
         max_request_body_bytes: int,
         grants: ActiveGrants | None = None,
         metrics: MetricsRecorder | None = None,
+        aws_sessions: RoleSessions | None = None,
     ) -> None:
         self._grants = grants
+        self._aws_sessions = aws_sessions
         self._active_policy = active_policy
         self._versions = versions
         self._assertions = assertions
@@ -178,8 +190,12 @@ class Proxy:
         except _Refused as refused:
             return refused.response
         upstream_response: UpstreamResponse | None = None
+        aws = target.route.aws
+        aws_call = (
+            None if aws is None else _AwsCall(AwsRecord(aws.role_arn, aws.region, aws.service))
+        )
         try:
-            upstream_response = self._forward(request, access, target)
+            upstream_response = self._forward(request, access, target, aws_call)
             response = ProxyResponse(
                 upstream_response.status,
                 client_response_headers(upstream_response.headers),
@@ -205,7 +221,14 @@ class Proxy:
             elevation=target.elevation,
         )
         self._audit_response(
-            request, record, access, served_under, _resource(target.route), outcome, target
+            request,
+            record,
+            access,
+            served_under,
+            _resource(target.route),
+            outcome,
+            target,
+            aws_call.record if aws_call else None,
         )
         return response
 
@@ -218,6 +241,7 @@ class Proxy:
         resource: ResourceRecord,
         outcome: ResponseRecord,
         target: _Target | None = None,
+        aws: AwsRecord | None = None,
     ) -> None:
         event = build_event(
             "response",
@@ -228,6 +252,7 @@ class Proxy:
             decision_id=target.decision_id if target else access.decision_id,
             response=outcome,
             anomalies=_anomalies(request),
+            aws=aws,
         )
         self._emitter.emit(event)
 
@@ -344,7 +369,11 @@ class Proxy:
         return _Redecision(record)
 
     def _forward(
-        self, request: GatewayRequest, access: GrantedAccess, target: _Target
+        self,
+        request: GatewayRequest,
+        access: GrantedAccess,
+        target: _Target,
+        aws_call: _AwsCall | None = None,
     ) -> UpstreamResponse:
         if len(request.body) > self._max_request_body:
             too_large = error_response(413, "request body too large", request.request_id)
@@ -377,14 +406,58 @@ class Proxy:
         url = route.upstream + request.path
         if request.query:
             url += "?" + urlencode(request.query, quote_via=quote)
+        upstream_headers = headers.headers
+        if aws_call is not None:
+            upstream_headers = self._sign_for_aws(request, access, aws_call, url, upstream_headers)
         try:
-            return self._upstream.send(request.method, url, headers.headers, request.body)
+            return self._upstream.send(request.method, url, upstream_headers, request.body)
         except UpstreamError as exc:
             self._count("UpstreamErrors")
             message = _UPSTREAM_MESSAGES.get(exc.status, "upstream unavailable")
             raise _Refused(
                 error_response(exc.status, message, request.request_id), str(exc)
             ) from exc
+
+    def _sign_for_aws(
+        self,
+        request: GatewayRequest,
+        access: GrantedAccess,
+        aws_call: _AwsCall,
+        url: str,
+        headers: list[tuple[str, str]],
+    ) -> list[tuple[str, str]]:
+        """Headers signed with the principal's session of the route's role; fails closed."""
+        from chalicelib.aws.signing import sign_upstream_request
+
+        upstream = aws_call.record
+        try:
+            if self._aws_sessions is None:
+                raise AwsUpstreamError("this proxy has no STS sessions for AWS upstreams")
+            session = self._aws_sessions.session_for(
+                upstream.role_arn, access.identity, request.request_id
+            )
+            aws_call.record = AwsRecord(
+                upstream.role_arn,
+                upstream.region,
+                upstream.service,
+                session_name=session.session_name,
+                source_identity=session.source_identity,
+                access_key_id=session.access_key_id,
+            )
+            return sign_upstream_request(
+                session,
+                service=upstream.service,
+                region=upstream.region,
+                method=request.method,
+                url=url,
+                headers=headers,
+                body=request.body,
+                request_id=request.request_id,
+            )
+        except AwsUpstreamError as exc:
+            self._count("AwsUpstreamErrors")
+            failed = error_response(exc.status, exc.client_message, request.request_id)
+            raise _Refused(failed, str(exc)) from exc
 
     def _audit_decision(
         self,

@@ -13,6 +13,10 @@ A few behaviours help tests exercise the proxy, chosen with ``?behave=``:
 - ``slow``     sleep ``seconds`` before answering;
 - ``large``    a body of ``bytes`` bytes;
 - ``status``   answer with status ``code``.
+
+Paths under ``/aws-upstream`` go to the local AWS upstream when one is
+mounted (:mod:`gatehouse.dev.aws_upstream`): it requires a valid SigV4
+signature instead of an identity assertion.
 """
 
 from __future__ import annotations
@@ -24,10 +28,13 @@ import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import jwt
+
+if TYPE_CHECKING:
+    from gatehouse.dev.aws_upstream import AwsUpstream
 
 ASSERTION_HEADER = "X-Gatehouse-Assertion"
 
@@ -78,6 +85,7 @@ class DemoBackend:
     def __init__(self, port: int = 0, audience: str = "demo") -> None:
         self.audience = audience
         self.verifier: AssertionVerifier | None = None
+        self.aws_upstream: AwsUpstream | None = None
         self.requests_seen = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
@@ -162,6 +170,13 @@ def _behaviours(
     }
 
 
+def _mounted(target: str) -> bool:
+    from gatehouse.dev.aws_upstream import MOUNT
+
+    path = urlsplit(target).path
+    return path == MOUNT or path.startswith(MOUNT + "/")
+
+
 def _handler_for(backend: DemoBackend) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -171,6 +186,16 @@ def _handler_for(backend: DemoBackend) -> type[BaseHTTPRequestHandler]:
             backend.requests_seen += 1
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            if backend.aws_upstream is not None and _mounted(self.path):
+                status, answer = backend.aws_upstream.answer(
+                    self.command,
+                    self.path,
+                    list(self.headers.items()),
+                    body,
+                    self.client_address[0],
+                )
+                self._reply(status, json.dumps(answer).encode("utf-8"), _JSON)
+                return
             query = dict(parse_qsl(urlsplit(self.path).query))
             seen = backend.describe(self.command, self.path, list(self.headers.items()), body)
             behaviour = query.get("behave", "")
@@ -180,6 +205,9 @@ def _handler_for(backend: DemoBackend) -> type[BaseHTTPRequestHandler]:
             status, payload, headers = (
                 reply() if reply else (200, json.dumps(seen).encode("utf-8"), _JSON)
             )
+            self._reply(status, payload, headers)
+
+        def _reply(self, status: int, payload: bytes, headers: list[tuple[str, str]]) -> None:
             self.send_response(status)
             for name, value in headers:
                 self.send_header(name, value)

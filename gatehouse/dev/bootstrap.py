@@ -34,6 +34,8 @@ class Resources:
     signing_key_id: str
     signing_key_alias: str
     anchor_bucket: str = ""
+    trail_bucket: str = ""
+    upstream_role_arn: str = ""
 
     @property
     def ledger_anchor(self) -> str:
@@ -54,6 +56,8 @@ def bootstrap(client: Callable[[str], Any], names: ResourceNames) -> Resources:
     _policy_table(client("dynamodb"), names.policy_table)
     _audit_bucket(client("s3"), names)
     _locked_bucket(client("s3"), names, names.anchor_bucket)
+    _trail_bucket(client("s3"), names)
+    role_arn = _upstream_role(client("iam"), names)
     dlq_url, queue_url = _audit_queues(client("sqs"), names)
     key_id = _signing_key(client("kms"), names.signing_key_alias)
     return Resources(
@@ -64,6 +68,81 @@ def bootstrap(client: Callable[[str], Any], names: ResourceNames) -> Resources:
         signing_key_id=key_id,
         signing_key_alias=names.signing_key_alias,
         anchor_bucket=names.anchor_bucket,
+        trail_bucket=names.trail_bucket,
+        upstream_role_arn=role_arn,
+    )
+
+
+# The demo policy's AWS route assumes this role. The functions' IAM policy
+# (.chalice/policy-*.json) may assume roles named gatehouse-upstream-* only.
+DEMO_UPSTREAM_ROLE = "gatehouse-upstream-demo"
+# What an upstream role's trust policy must allow the functions' role: without
+# SetSourceIdentity and TagSession, AssumeRole with SourceIdentity and Tags is denied.
+UPSTREAM_TRUST_ACTIONS = ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"]
+
+
+def upstream_trust_policy(names: ResourceNames) -> dict[str, Any]:
+    """The trust policy an upstream role needs: the functions' role may open tagged sessions."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{names.account}:role/gatehouse-{names.stage}"},
+                "Action": UPSTREAM_TRUST_ACTIONS,
+            }
+        ],
+    }
+
+
+def _upstream_role(iam: Any, names: ResourceNames) -> str:
+    try:
+        return str(iam.get_role(RoleName=DEMO_UPSTREAM_ROLE)["Role"]["Arn"])
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "NoSuchEntity":
+            raise
+    role = iam.create_role(
+        RoleName=DEMO_UPSTREAM_ROLE,
+        AssumeRolePolicyDocument=json.dumps(upstream_trust_policy(names)),
+        Description="The demo AWS upstream's caller role (sessions per principal)",
+        MaxSessionDuration=3600,
+    )
+    iam.put_role_policy(
+        RoleName=DEMO_UPSTREAM_ROLE,
+        PolicyName="invoke-demo-api",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "execute-api:Invoke",
+                        "Resource": f"arn:aws:execute-api:{names.region}:{names.account}:*",
+                    }
+                ],
+            }
+        ),
+    )
+    return str(role["Role"]["Arn"])
+
+
+def _trail_bucket(s3: Any, names: ResourceNames) -> None:
+    try:
+        kwargs: dict[str, Any] = {"Bucket": names.trail_bucket}
+        if names.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": names.region}
+        s3.create_bucket(**kwargs)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    s3.put_public_access_block(
+        Bucket=names.trail_bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
     )
 
 

@@ -21,8 +21,10 @@ from typing import Any
 import boto3
 import yaml
 
+from gatehouse.dev.aws_upstream import AwsUpstream
 from gatehouse.dev.backend import DemoBackend
 from gatehouse.dev.bootstrap import Resources, bootstrap
+from gatehouse.dev.cloudtrail import IssuedSessions, TrailWriter
 from gatehouse.dev.event_source import (
     DrainResult,
     EventSourcePoller,
@@ -32,6 +34,7 @@ from gatehouse.dev.event_source import (
 )
 from gatehouse.dev.gateway import ApiGatewayEmulator, GatewayServer, load_api_definition
 from gatehouse.dev.idp import DevIssuer, SigningKey, load_or_create_key
+from gatehouse.dev.sts_recorder import StsRecorder
 from gatehouse.resources import ResourceNames
 from gatehouse.state import STATE_FILE_NAME, DevState
 
@@ -71,6 +74,8 @@ class LocalStack:
         self.moto: Any = None
         self.idp: DevIssuer | None = None
         self.backend: DemoBackend | None = None
+        self.trail: TrailWriter | None = None
+        self.sts_recorder: StsRecorder | None = None
         self.gateway: GatewayServer | None = None
         self.app_module: ModuleType | None = None
         self.resources: Resources | None = None
@@ -101,6 +106,14 @@ class LocalStack:
         keys = [load_or_create_key(options.state_dir, alg) for alg in ("RS256", "ES256")]
         self.idp = self._started(DevIssuer(keys))
         self.backend = self._started(DemoBackend())
+        # CloudTrail, emulated: STS calls through the recorder, signed calls at the AWS upstream.
+        trail_s3 = session.client("s3", endpoint_url=endpoint, region_name=region)
+        self.trail = self._started(
+            TrailWriter(lambda: trail_s3, self.resources.trail_bucket, ACCOUNT)
+        )
+        issued = IssuedSessions()
+        self.sts_recorder = self._started(StsRecorder(endpoint, self.trail, issued, region))
+        self.backend.aws_upstream = AwsUpstream(issued, self.trail, region=region)
         gateway = GatewayServer(port=options.gateway_port)
         self.gateway = gateway
         self._stoppers.append(gateway)
@@ -156,6 +169,7 @@ class LocalStack:
                 "AWS_DEFAULT_REGION": self.options.region,
                 "GATEHOUSE_STAGE": self.options.stage,
                 "GATEHOUSE_AWS_ENDPOINT_URL": endpoint,
+                "GATEHOUSE_STS_ENDPOINT_URL": self.sts_recorder.url if self.sts_recorder else "",
                 "GATEHOUSE_POLICY_TABLE": resources.policy_table,
                 "GATEHOUSE_AUDIT_BUCKET": resources.audit_bucket,
                 "GATEHOUSE_AUDIT_QUEUE_URL": resources.audit_queue_url,
@@ -251,6 +265,8 @@ class LocalStack:
             audit_dlq_url=self.resources.audit_dlq_url,
             signing_key_id=self.resources.signing_key_id,
             ledger_anchor=self.resources.ledger_anchor,
+            trail_bucket=self.resources.trail_bucket,
+            account_id=ACCOUNT,
             stage=self.options.stage,
             idp_keys={key.alg: {"path": str(key.path.resolve()), "kid": key.kid} for key in keys},
             pid=os.getpid(),

@@ -41,6 +41,11 @@ def every_field() -> dict[str, Any]:
                 "audience": "app",
                 "pass_authorization": False,
                 "sensitive": True,
+                "aws": {
+                    "role_arn": "arn:aws:iam::123456789012:role/gatehouse-upstream-app",
+                    "service": "execute-api",
+                    "region": "eu-central-1",
+                },
             }
         ],
         "rules": [
@@ -106,6 +111,9 @@ _DELETE = object()
         (("version",), 2),
         (("surprise",), True),
         (("routes", 0, "upstream"), _DELETE),
+        (("routes", 0, "aws", "region"), _DELETE),
+        (("routes", 0, "aws", "role_arn"), "arn:aws:iam::123456789012:user/app"),
+        (("routes", 0, "pass_authorization"), True),
         (("rules", 0, "effect"), "permit"),
         (("rules", 0, "subjects", "team"), ["x"]),
         (("rules", 0, "subjects"), {}),

@@ -1,0 +1,367 @@
+"""What STS is sent for a principal, and how upstream requests are signed."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from chalicelib.aws import SigningFailed
+from chalicelib.aws.sessions import (
+    RoleSession,
+    groups_tag,
+    sanitise_source_identity,
+    session_name_for,
+    session_tags,
+    source_identity_of,
+    tag_text,
+)
+from chalicelib.aws.signing import gatehouse_user_agent, sign_upstream_request
+from chalicelib.identity import Identity
+from gatehouse.dev.aws_upstream import AwsUpstream, SignatureRejected
+from gatehouse.dev.cloudtrail import IssuedSession, IssuedSessions
+
+STS_SET = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
+# STS's documented tag value pattern: letters, separators (Z), numbers, and _.:/=+-@
+TAG_SET = re.compile(r"[\w\s.:/=+\-@]*")
+
+
+def altered(text: str) -> str:
+    return "=" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize(
+    ("principal", "expected"),
+    [
+        ("alice@example.com", "alice@example.com"),
+        ("alice+ops@example.com", "alice+ops@example.com"),
+        ("00u1abc-XYZ_9=,.", "00u1abc-XYZ_9=,."),
+        ("@", "@" + altered("@")),  # one character: too short for STS
+        ("a", "a" + altered("a")),
+        ("", altered("")),
+        ("jörg@example.com", "j_rg@example.com" + altered("jörg@example.com")),
+        ("jürg@example.com", "j_rg@example.com" + altered("jürg@example.com")),
+        ("auth0|5f7c8ec7c3", "auth0_5f7c8ec7c3" + altered("auth0|5f7c8ec7c3")),
+        ("a b", "a_b" + altered("a b")),
+        ("x" * 64, "x" * 64),
+        ("x" * 65, "x" * 47 + altered("x" * 65)),
+        ("名前@例え.jp", "__@__.jp" + altered("名前@例え.jp")),
+        ("\U0001f600@x", "_@x" + altered("\U0001f600@x")),
+        ("aws:admin", "aws_admin" + altered("aws:admin")),
+    ],
+    ids=[
+        "email", "plus", "allowed-punctuation", "at-only", "one-char", "empty", "umlaut-o",
+        "umlaut-u", "pipe-subject", "space", "64", "65", "cjk", "emoji", "aws-prefix",
+    ],
+)  # fmt: skip
+def test_source_identity_sanitisation(principal: str, expected: str) -> None:
+    value = sanitise_source_identity(principal)
+
+    assert value == expected
+    assert STS_SET.fullmatch(value), value
+    assert sanitise_source_identity(principal) == value  # deterministic
+
+
+def test_principals_that_alter_alike_stay_distinct() -> None:
+    principals = ["jörg@x.de", "jürg@x.de", "j_rg@x.de", "j?rg@x.de", "j rg@x.de", "", "@", "_"]
+
+    values = {sanitise_source_identity(p) for p in principals}
+
+    assert len(values) == len(principals)
+
+
+def identity(**fields: Any) -> Identity:
+    base: dict[str, Any] = {
+        "issuer": "https://idp.example",
+        "subject": "00u1",
+        "audience": "gatehouse",
+        "expires_at": 2_000_000_000,
+    }
+    base.update(fields)
+    return Identity(**base)
+
+
+def test_source_identity_is_the_email_else_the_subject() -> None:
+    assert source_identity_of(identity(email="alice@example.com")) == "alice@example.com"
+    assert source_identity_of(identity()) == "00u1"
+
+
+@pytest.mark.parametrize(
+    ("request_id", "expected"),
+    [
+        ("c6af9ac6-7b61-11e6-9a41-93e8deadbeef", "gh-c6af9ac6-7b61-11e6-9a41-93e8deadbeef"),
+        ("a/b:c d", "gh-a_b_c_d"),
+        ("", "gh-"),
+        ("r" * 100, "gh-" + "r" * 61),
+        ("é", "gh-_"),
+    ],
+)
+def test_role_session_name_is_gh_and_the_request_id(request_id: str, expected: str) -> None:
+    name = session_name_for(request_id)
+
+    assert name == expected
+    assert len(name) <= 64
+    assert re.fullmatch(r"[\w+=,.@-]+", name, re.ASCII)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Domain Users", "Domain Users"),
+        ("eng/platform:oncall", "eng/platform:oncall"),
+        ("Ärzte", "Ärzte"),
+        ("a|b#c", "a_b_c"),
+        ("tab\there", "tab_here"),
+        ("a,b", "a_b"),
+    ],
+)
+def test_tag_text_keeps_what_sts_allows_in_tag_values(text: str, expected: str) -> None:
+    assert tag_text(text) == expected
+
+
+def test_groups_tag_is_sorted_and_joined() -> None:
+    assert groups_tag({"ops", "engineering", "a|b"}) == "a_b:engineering:ops"
+    assert groups_tag(set()) == ""
+
+
+def test_long_group_lists_keep_whole_names_and_count_the_rest() -> None:
+    groups = {f"group-{index:03d}" for index in range(40)}  # 9 chars each, 399 joined
+
+    value = groups_tag(groups)
+
+    assert len(value) <= 256
+    kept, _, marker = value.rpartition(":")
+    assert marker == f"+{40 - len(kept.split(':'))}"
+    assert kept.split(":") == sorted(groups)[: len(kept.split(":"))]
+    assert groups_tag(set(groups)) == value  # deterministic
+
+
+def test_a_group_longer_than_a_tag_is_counted_not_cut() -> None:
+    assert groups_tag({"x" * 300}) == "+1"
+    assert groups_tag({"x" * 300, "a"}) == "a:+1"
+
+
+def test_session_tags_name_the_principal_and_groups_within_sts_limits() -> None:
+    who = identity(email="jörg@example.com", groups=frozenset({"eng", "x" * 300}))
+
+    tags = session_tags(who)
+
+    assert tags == [
+        {"Key": "principal", "Value": "jörg@example.com"},
+        {"Key": "groups", "Value": "eng:+1"},
+    ]
+    long_subject = session_tags(identity(subject="s" * 400))[0]["Value"]
+    assert long_subject == "s" * 256
+    for tag in tags:
+        assert TAG_SET.fullmatch(tag["Value"])
+        assert len(tag["Value"]) <= 256
+
+
+# --- signing ---------------------------------------------------------------------------------
+
+ROLE = "arn:aws:iam::123456789012:role/gatehouse-upstream-demo"
+SESSION = RoleSession(
+    role_arn=ROLE,
+    session_name="gh-req-1",
+    source_identity="alice@example.com",
+    access_key_id="ASIAEXAMPLEKEY000001",
+    secret_access_key="secret-key-never-logged",
+    session_token="session-token-never-logged",
+    expires_at=2_000_000_000.0,
+)
+
+
+def issued(session: RoleSession = SESSION) -> IssuedSessions:
+    sessions = IssuedSessions()
+    now = datetime.now(UTC)
+    sessions.add(
+        IssuedSession(
+            access_key_id=session.access_key_id,
+            secret_access_key=session.secret_access_key,
+            session_token=session.session_token,
+            role_arn=session.role_arn,
+            assumed_role_id="AROAEXAMPLE:gh-req-1",
+            assumed_role_arn="arn:aws:sts::123456789012:assumed-role/gatehouse-upstream-demo/gh-req-1",
+            session_name=session.session_name,
+            source_identity=session.source_identity,
+            created=now,
+            expires=now + timedelta(minutes=15),
+        )
+    )
+    return sessions
+
+
+class NoTrail:
+    def record(self, record: dict[str, Any]) -> None:
+        raise AssertionError("verify alone records nothing")
+
+
+URL = "http://127.0.0.1:9000/aws-upstream/aws/orders?b=2&a=1"
+TARGET = "/aws-upstream/aws/orders?b=2&a=1"
+CLIENT_HEADERS = [
+    ("Accept", "application/json"),
+    ("Content-Type", "application/json"),
+    ("User-Agent", "curl/8.0"),
+    ("X-Amz-Security-Token", "client-token"),
+    ("x-amz-date", "19990101T000000Z"),
+    ("X-Amz-Target", "Evil.Call"),
+    ("X-Forwarded-For", "203.0.113.9"),
+]
+BODY = b'{"order": 1}'
+
+
+def signed(**changes: Any) -> list[tuple[str, str]]:
+    arguments: dict[str, Any] = {
+        "service": "execute-api",
+        "region": "us-east-1",
+        "method": "POST",
+        "url": URL,
+        "headers": CLIENT_HEADERS,
+        "body": BODY,
+        "request_id": "req-1",
+    }
+    arguments.update(changes)
+    return sign_upstream_request(SESSION, **arguments)
+
+
+def on_the_wire(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """What the upstream receives: http.client adds Host from the URL."""
+    return [("Host", "127.0.0.1:9000"), *headers]
+
+
+def upstream() -> AwsUpstream:
+    return AwsUpstream(issued(), NoTrail(), region="us-east-1")  # type: ignore[arg-type]
+
+
+def test_signed_request_verifies_with_the_session_secret() -> None:
+    headers = signed()
+
+    verified = upstream().verify("POST", TARGET, on_the_wire(headers), BODY)
+
+    assert verified.access_key_id == SESSION.access_key_id
+    assert verified.source_identity == "alice@example.com"
+    assert set(verified.signed_headers) == {
+        "content-type",
+        "host",
+        "x-amz-date",
+        "x-amz-security-token",
+    }
+
+
+def test_client_aws_headers_are_replaced_and_the_user_agent_names_the_request() -> None:
+    headers = signed()
+    names = [name.lower() for name, _ in headers]
+
+    assert names.count("x-amz-security-token") == names.count("x-amz-date") == 1
+    assert "x-amz-target" not in names
+    assert dict(headers)["X-Amz-Security-Token"] == SESSION.session_token
+    assert dict(headers)["User-Agent"] == "curl/8.0 gatehouse/req-1"
+    assert dict(headers)["X-Forwarded-For"] == "203.0.113.9"  # unsigned, forwarded as is
+
+
+def test_user_agent_mark_survives_a_long_client_agent() -> None:
+    agent = gatehouse_user_agent("x" * 5000, "req-9")
+
+    assert agent.endswith(" gatehouse/req-9")
+    assert len(agent) == 200 + len(" gatehouse/req-9")
+    assert gatehouse_user_agent(None, "req-9") == "gatehouse/req-9"
+
+
+def tampered(change: str) -> tuple[str, str, list[tuple[str, str]], bytes]:
+    headers = on_the_wire(signed())
+    method, target, body = "POST", TARGET, BODY
+    if change == "body":
+        body = b'{"order": 2}'
+    elif change == "path":
+        target = "/aws-upstream/aws/admin?b=2&a=1"
+    elif change == "query":
+        target = "/aws-upstream/aws/orders?b=3&a=1"
+    elif change == "method":
+        method = "PUT"
+    elif change == "content-type":
+        headers = [(n, "text/plain" if n == "Content-Type" else v) for n, v in headers]
+    elif change == "token":
+        headers = [(n, "other" if n == "X-Amz-Security-Token" else v) for n, v in headers]
+    elif change == "no-authorization":
+        headers = [(n, v) for n, v in headers if n != "Authorization"]
+    elif change == "unknown-key":
+        headers = [
+            (
+                n,
+                v.replace(SESSION.access_key_id, "ASIAUNKNOWN000000000")
+                if n == "Authorization"
+                else v,
+            )
+            for n, v in headers
+        ]
+    elif change == "host":
+        headers = [(n, "127.0.0.1:9001" if n == "Host" else v) for n, v in headers]
+    return method, target, headers, body
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "body",
+        "path",
+        "query",
+        "method",
+        "content-type",
+        "token",
+        "no-authorization",
+        "unknown-key",
+        "host",
+    ],
+)
+def test_a_tampered_request_is_rejected(change: str) -> None:
+    method, target, headers, body = tampered(change)
+
+    with pytest.raises(SignatureRejected):
+        upstream().verify(method, target, headers, body)
+
+
+def test_a_signature_for_another_region_or_service_or_time_is_rejected() -> None:
+    with pytest.raises(SignatureRejected, match="credential scope"):
+        upstream().verify("POST", TARGET, on_the_wire(signed(region="eu-west-1")), BODY)
+    with pytest.raises(SignatureRejected, match="credential scope"):
+        upstream().verify("POST", TARGET, on_the_wire(signed(service="lambda")), BODY)
+    later = datetime.now(UTC) + timedelta(minutes=6)
+    with pytest.raises(SignatureRejected, match=r"expired|future"):
+        upstream().verify("POST", TARGET, on_the_wire(signed()), BODY, now=later)
+
+
+def test_signing_failure_is_a_signing_error_naming_no_secret() -> None:
+    with pytest.raises(SigningFailed) as caught:
+        sign_upstream_request(
+            SESSION,
+            service="execute-api",
+            region="us-east-1",
+            method="GET",
+            url="http://[::1/unclosed",
+            headers=[],
+            body=b"",
+            request_id="r",
+        )
+
+    assert caught.value.status == 502
+    assert SESSION.secret_access_key not in str(caught.value)
+    assert SESSION.session_token not in str(caught.value)
+
+
+def test_session_secrets_are_not_in_its_repr() -> None:
+    text = repr(SESSION)
+
+    assert SESSION.access_key_id in text
+    assert SESSION.secret_access_key not in text
+    assert SESSION.session_token not in text
+
+
+def test_a_mark_in_the_client_agent_cannot_claim_another_request() -> None:
+    agent = gatehouse_user_agent("curl/8 gatehouse/victim-request", "req-9")
+
+    assert agent == "curl/8 gatehouse_/victim-request gatehouse/req-9"
+    assert agent.count("gatehouse/") == 1
+    assert agent.endswith("gatehouse/req-9")
