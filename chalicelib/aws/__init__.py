@@ -2,13 +2,27 @@
 
 Exceptions::
 
-    AwsUpstreamError      an AWS upstream cannot be called (``.status``, ``.client_message``)
-     ├── RoleUnavailable  STS unreachable, throttled or timed out (503)
-     ├── RoleRefused      STS refused AssumeRole (502)
-     └── SigningFailed    the request could not be SigV4-signed (502)
+    AwsUpstreamError        an AWS upstream cannot be called (``.status``, ``.client_message``)
+     ├── RoleUnavailable    STS unreachable, throttled or timed out (503)
+     ├── RoleRefused        STS refused AssumeRole (502)
+     ├── SessionTagTooLong  the principal's groups do not fit in a session tag (502)
+     └── SigningFailed      the request could not be SigV4-signed (502)
 """
 
 from chalicelib.aws.clients import AwsClients
-from chalicelib.aws.errors import AwsUpstreamError, RoleRefused, RoleUnavailable, SigningFailed
+from chalicelib.aws.errors import (
+    AwsUpstreamError,
+    RoleRefused,
+    RoleUnavailable,
+    SessionTagTooLong,
+    SigningFailed,
+)
 
-__all__ = ["AwsClients", "AwsUpstreamError", "RoleRefused", "RoleUnavailable", "SigningFailed"]
+__all__ = [
+    "AwsClients",
+    "AwsUpstreamError",
+    "RoleRefused",
+    "RoleUnavailable",
+    "SessionTagTooLong",
+    "SigningFailed",
+]

@@ -86,7 +86,8 @@ class AwsClients:
 
         config = Config(
             region_name=self._region,
-            retries={"mode": "standard", "max_attempts": 3},
+            # A request waiting on STS holds its caller: one retry, not two.
+            retries={"mode": "standard", "max_attempts": 2 if service == "sts" else 3},
             connect_timeout=_CONNECT_TIMEOUT_SECONDS,
             read_timeout=_READ_TIMEOUT_SECONDS,
         )

@@ -30,3 +30,9 @@ class SigningFailed(AwsUpstreamError):
     """The upstream request could not be SigV4-signed."""
 
     client_message = "cannot sign the AWS upstream request"
+
+
+class SessionTagTooLong(AwsUpstreamError):
+    """The principal's groups do not fit in an STS session tag: the session is not opened."""
+
+    client_message = "the principal's groups do not fit in the AWS session tags"

@@ -9,27 +9,32 @@ sourceIdentity``), and it cannot be changed by role chaining.
 What STS is sent, deterministically:
 
 ``SourceIdentity``
-    The verified email (already lower-cased), else the subject. A value that
+    The verified email (already lower-cased), else the subject. An email that
     is already 2-64 characters of STS's set ``[A-Za-z0-9_+=,.@-]`` is sent as
-    it is. Any other value (unicode, other punctuation, too long, too short,
-    empty) is *altered*: each character outside the set becomes ``_``, the
+    it is. Any other email (unicode, other punctuation, too long) and *every*
+    subject is *altered*: each character outside the set becomes ``_``, the
     result is cut to 47 characters, and ``=`` plus the first 16 hex digits of
-    SHA-256 of the original text (UTF-8) are appended. Altering alone would
-    make ``jörg@x`` and ``jürg@x`` both ``j_rg@x``; the hash keeps them apart.
-    An altered value can collide with another principal only through a
-    64-bit hash collision, or with an unaltered one whose own text happens to
-    end in that ``=<hash>`` (which the IdP, not the caller, would have to issue).
-    Principals of different issuers with the same subject and no email share
-    a value: a stage trusts one issuer (see ``chalicelib.config``).
+    SHA-256 of the original text (UTF-8; a subject's prefixed with ``sub:``)
+    are appended. Altering alone would make ``jörg@x`` and ``jürg@x`` both
+    ``j_rg@x``; the hash keeps them apart. Altering every subject keeps the
+    two namespaces apart: a principal without an email whose subject is
+    someone else's email does not get that person's value. An altered value
+    ends with ``=`` and 16 hex digits, which no email does (its domain
+    cannot hold ``=``), so it can collide only through a 64-bit hash
+    collision. Principals of different issuers with the same subject and no
+    email share a value: a stage trusts one issuer (see ``chalicelib.config``).
 ``RoleSessionName``
     ``gh-`` + the API Gateway request id of the request that opened the
     session, characters outside the set replaced by ``_``, at most 64.
 ``Tags``
-    ``principal`` (the email, else the subject) and ``groups`` (sorted, joined
-    by ``:``), each with characters outside STS's tag set (letters, numbers,
-    spaces, ``_.:/=+-@``) replaced by ``_``. The principal is cut to 256
-    characters; groups keep as many whole names as fit in 256 characters and
-    end with ``:+N`` when N names were left out.
+    ``principal``: exactly the ``SourceIdentity`` (so ABAC conditions on the
+    tag are as unambiguous as the identity). ``groups``: the group names,
+    sorted and joined by ``:``; a name with anything but ASCII letters,
+    digits and ``_.-@/`` (a ``:`` that would read as two groups, a ``+``,
+    an ``=``) is altered as above, so no name can pose as another or as a
+    list. When the names do not fit in 256 characters the call is refused
+    (502, audited): a tag that silently left a group out would defeat an
+    IAM condition that denies that group.
 ``DurationSeconds``
     900 (STS's minimum); the session is renewed 60 s before it expires.
 """
@@ -40,13 +45,17 @@ import hashlib
 import re
 import threading
 import time
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.aws.errors import AwsUpstreamError, RoleRefused, RoleUnavailable
+from chalicelib.aws.errors import (
+    AwsUpstreamError,
+    RoleRefused,
+    RoleUnavailable,
+    SessionTagTooLong,
+)
 
 if TYPE_CHECKING:
     from chalicelib.identity import Identity
@@ -66,7 +75,14 @@ GROUPS_TAG = "groups"
 _HASH_DIGITS = 16
 _ALTERED_MARK = "="
 _NOT_STS = re.compile(r"[^\w+=,.@-]", re.ASCII)
-_TAG_PUNCTUATION = frozenset("_.:/=+-@")
+# Group names kept as they are in the groups tag: no separator, no marker.
+_PLAIN_GROUP = re.compile(r"[A-Za-z0-9_.@/-]{1,64}")
+_NOT_PLAIN_GROUP = re.compile(r"[^A-Za-z0-9_.@/-]")
+_MAX_ALTERED_GROUP = 64
+# An AssumeRole that STS refused is not asked again for this long (per
+# role and principal): a principal the trust policy refuses must not turn
+# every request into an STS call.
+REFUSAL_CACHE_SECONDS = 30.0
 # STS answers these when it is overloaded or failing, not when it refuses.
 _TRANSIENT_CODES = frozenset(
     {
@@ -82,17 +98,23 @@ _TRANSIENT_CODES = frozenset(
 
 
 def sanitise_source_identity(text: str) -> str:
-    """``text`` as an STS ``SourceIdentity`` (see the module docstring for the rules)."""
+    """``text`` (an email) as an STS ``SourceIdentity`` (see the module docstring)."""
     if MIN_SOURCE_IDENTITY <= len(text) <= MAX_SOURCE_IDENTITY and not _NOT_STS.search(text):
         return text
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_DIGITS]
-    readable = _NOT_STS.sub("_", text)[: MAX_SOURCE_IDENTITY - len(_ALTERED_MARK) - _HASH_DIGITS]
+    return _altered(text, text, MAX_SOURCE_IDENTITY)
+
+
+def _altered(shown: str, hashed: str, limit: int, refused: re.Pattern[str] = _NOT_STS) -> str:
+    digest = hashlib.sha256(hashed.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_DIGITS]
+    readable = refused.sub("_", shown)[: limit - len(_ALTERED_MARK) - _HASH_DIGITS]
     return f"{readable}{_ALTERED_MARK}{digest}"
 
 
 def source_identity_of(identity: Identity) -> str:
-    """The ``SourceIdentity`` for ``identity``: its email, else its subject, sanitised."""
-    return sanitise_source_identity(identity.email or identity.subject)
+    """The ``SourceIdentity`` for ``identity``: its email as is when STS takes it, else altered."""
+    if identity.email:
+        return sanitise_source_identity(identity.email)
+    return _altered(identity.subject, "sub:" + identity.subject, MAX_SOURCE_IDENTITY)
 
 
 def session_name_for(request_id: str) -> str:
@@ -100,39 +122,40 @@ def session_name_for(request_id: str) -> str:
     return (SESSION_NAME_PREFIX + _NOT_STS.sub("_", request_id))[:MAX_SESSION_NAME]
 
 
-def tag_text(text: str) -> str:
-    """``text`` with every character STS refuses in a tag value replaced by ``_`` (not cut)."""
-    return "".join(
-        char if char in _TAG_PUNCTUATION or unicodedata.category(char)[0] in "LNZ" else "_"
-        for char in text
-    )
+def group_tag_name(group: str) -> str:
+    """One group as it appears in the ``groups`` tag: as is when plain, else altered."""
+    if group and _PLAIN_GROUP.fullmatch(group):
+        return group
+    return _altered(group, group, _MAX_ALTERED_GROUP, _NOT_PLAIN_GROUP)
 
 
 def groups_tag(groups: Iterable[str]) -> str:
-    """The ``groups`` tag value: sorted names joined by ``:``, whole names only, ``:+N`` if cut."""
-    names = sorted({tag_text(group) for group in groups})
-    joined = ":".join(names)
-    if len(joined) <= MAX_TAG_VALUE:
-        return joined
-    kept: list[str] = []
-    size = 0
-    for name in names:
-        grown = size + (1 if kept else 0) + len(name)
-        left_out = len(names) - len(kept) - 1
-        marker = len(f":+{left_out}") if left_out else 0
-        if grown + marker > MAX_TAG_VALUE:
-            break
-        kept.append(name)
-        size = grown
-    left_out = len(names) - len(kept)
-    return ":".join(kept) + (":" if kept else "") + f"+{left_out}"
+    """The ``groups`` tag value: sorted names joined by ``:``.
+
+    Raises
+    ------
+    SessionTagTooLong
+        When the names do not fit in one tag value (256 characters).
+    """
+    joined = ":".join(sorted({group_tag_name(group) for group in groups}))
+    if len(joined) > MAX_TAG_VALUE:
+        raise SessionTagTooLong(
+            f"the principal's groups take {len(joined)} characters; an STS session tag holds "
+            f"{MAX_TAG_VALUE}, and leaving some out could defeat a condition on them"
+        )
+    return joined
 
 
 def session_tags(identity: Identity) -> list[dict[str, str]]:
-    """The session tags: who the principal is and their groups."""
-    principal = tag_text(identity.email or identity.subject)[:MAX_TAG_VALUE]
+    """The session tags: who the principal is (its ``SourceIdentity``) and their groups.
+
+    Raises
+    ------
+    SessionTagTooLong
+        When the groups do not fit in a tag.
+    """
     return [
-        {"Key": PRINCIPAL_TAG, "Value": principal},
+        {"Key": PRINCIPAL_TAG, "Value": source_identity_of(identity)},
         {"Key": GROUPS_TAG, "Value": groups_tag(identity.groups)},
     ]
 
@@ -183,6 +206,8 @@ class RoleSessions:
         self._renew_before = renew_before_seconds
         self._max_sessions = max_sessions
         self._sessions: OrderedDict[tuple[str, ...], RoleSession] = OrderedDict()
+        self._refused: OrderedDict[tuple[str, ...], tuple[float, str]] = OrderedDict()
+        self._flights: dict[tuple[str, ...], threading.Lock] = {}
         self._lock = threading.Lock()
 
     def session_for(self, role_arn: str, identity: Identity, request_id: str) -> RoleSession:
@@ -193,7 +218,10 @@ class RoleSessions:
         RoleUnavailable
             STS could not be reached, was throttled or timed out (503).
         RoleRefused
-            STS refused the AssumeRole call (502).
+            STS refused the AssumeRole call (502); it is not asked again for the
+            same role and principal for :data:`REFUSAL_CACHE_SECONDS`.
+        SessionTagTooLong
+            The principal's groups do not fit in a session tag (502).
         """
         source_identity = source_identity_of(identity)
         tags = session_tags(identity)
@@ -201,17 +229,46 @@ class RoleSessions:
         # tagged with the new ones, not the old one until it expires.
         key = (role_arn, identity.issuer, identity.subject, source_identity, tags[1]["Value"])
         with self._lock:
-            session = self._sessions.get(key)
-            if session is not None and session.expires_at - self._renew_before > self._clock():
-                self._sessions.move_to_end(key)
+            session = self._live(key)
+            if session is not None:
                 return session
-        session = self._assume(role_arn, source_identity, tags, session_name_for(request_id))
-        with self._lock:
-            self._sessions[key] = session
-            self._sessions.move_to_end(key)
-            while len(self._sessions) > self._max_sessions:
-                self._sessions.popitem(last=False)
+            refused = self._refused.get(key)
+            if refused is not None and refused[0] > self._clock():
+                raise RoleRefused(refused[1])
+            # One AssumeRole per key at a time: concurrent first requests of one
+            # principal wait for it instead of each calling STS.
+            flight = self._flights.setdefault(key, threading.Lock())
+        with flight:
+            with self._lock:
+                session = self._live(key)
+            if session is not None:
+                return session
+            try:
+                session = self._assume(
+                    role_arn, source_identity, tags, session_name_for(request_id)
+                )
+            except RoleRefused as refusal:
+                with self._lock:
+                    self._refused[key] = (self._clock() + REFUSAL_CACHE_SECONDS, str(refusal))
+                    _trim(self._refused, self._max_sessions)
+                raise
+            finally:
+                with self._lock:
+                    self._flights.pop(key, None)
+            with self._lock:
+                self._refused.pop(key, None)
+                self._sessions[key] = session
+                self._sessions.move_to_end(key)
+                _trim(self._sessions, self._max_sessions)
         return session
+
+    def _live(self, key: tuple[str, ...]) -> RoleSession | None:
+        """The cached session for ``key`` if it is not due for renewal (call under the lock)."""
+        session = self._sessions.get(key)
+        if session is not None and session.expires_at - self._renew_before > self._clock():
+            self._sessions.move_to_end(key)
+            return session
+        return None
 
     def _assume(
         self, role_arn: str, source_identity: str, tags: list[dict[str, str]], session_name: str
@@ -244,6 +301,11 @@ class RoleSessions:
             raise RoleUnavailable(
                 f"sts:AssumeRole {role_arn}: malformed answer ({type(exc).__name__})"
             ) from exc
+
+
+def _trim(cache: OrderedDict[Any, Any], size: int) -> None:
+    while len(cache) > size:
+        cache.popitem(last=False)
 
 
 def _sts_failure(role_arn: str, exc: Exception) -> AwsUpstreamError | None:

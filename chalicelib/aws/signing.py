@@ -4,8 +4,8 @@ The signature covers the method, path, query, body and the headers ``host``,
 ``x-amz-date``, ``x-amz-security-token`` and ``content-type``; the other
 forwarded headers are sent unsigned, because proxies and CDNs in front of AWS
 endpoints rewrite some of them (``X-Forwarded-For``) and a signature over
-them would break in transit. Client-sent ``X-Amz-*`` and ``Authorization``
-headers never reach an AWS upstream: the request speaks for the role session
+them would break in transit. Client-sent ``X-Amz-*``, ``X-Amzn-*``, ``X-Apigw-*``
+and ``Authorization`` headers never reach an AWS upstream: the request speaks for the role session
 alone. The ``User-Agent`` ends with ``gatehouse/<request id>`` so that every
 CloudTrail record the call causes names the request (SigV4 does not sign
 ``User-Agent``, so the suffix cannot break the signature).
@@ -29,6 +29,9 @@ USER_AGENT_MARK = "gatehouse/"
 # mark always survives a service that truncates long agents.
 MAX_CLIENT_USER_AGENT = 200
 _SIGNED_FROM_CLIENT = frozenset({"content-type"})
+# Headers AWS front ends act on (x-apigw-api-id picks the API behind a VPC
+# endpoint, x-amzn-* are theirs): a client may not send them to an AWS upstream.
+_AWS_HEADER_PREFIXES = ("x-amz-", "x-amzn-", "x-apigw-")
 
 
 def gatehouse_user_agent(client_user_agent: str | None, request_id: str) -> str:
@@ -71,7 +74,7 @@ def sign_upstream_request(
         lowered = name.lower()
         if lowered == "user-agent":
             client_agent = value
-        elif lowered != "authorization" and not lowered.startswith("x-amz-"):
+        elif lowered != "authorization" and not lowered.startswith(_AWS_HEADER_PREFIXES):
             kept.append((name, value))
             if lowered in _SIGNED_FROM_CLIENT:
                 signed[lowered] = value

@@ -47,12 +47,23 @@ MAX_GRANT_DURATION_SECONDS = 7 * 24 * 3600
 # An AWS upstream: the IAM role the proxy assumes (a role path is allowed;
 # names use IAM's character set), the SigV4 signing name of the service, and
 # the region, which must belong to the role's partition.
+# The role's name must start with gatehouse-upstream-, the only roles the
+# functions' IAM policy lets them assume; no wildcard anywhere (IAM's `*`
+# matches across `/`, so a path could stand in for a prefix).
+UPSTREAM_ROLE_PREFIX = "gatehouse-upstream-"
 _ROLE_ARN = re.compile(
-    r"arn:(?P<partition>aws|aws-cn|aws-us-gov):iam::\d{12}:role/(?:[\x21-\x7e]{0,510}/)?"
-    r"[\w+=,.@-]{1,64}",
+    r"arn:(?P<partition>aws|aws-cn|aws-us-gov):iam::\d{12}:role/"
+    r"(?:[\x21-\x29\x2b-\x3e\x40-\x7e]{0,510}/)?"
+    r"gatehouse-upstream-[\w+=,.@-]{1,45}",
     re.ASCII,
 )
 _SIGNING_SERVICE = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]")
+# Services an AWS route may not call: their answers are credentials that
+# would leave Gatehouse's audit (sts, sso, cognito-identity), IAM itself, and
+# S3, whose requests this signer does not sign (no x-amz-content-sha256).
+REFUSED_AWS_SERVICES = frozenset(
+    {"sts", "iam", "sso", "sso-oauth", "cognito-identity", "s3", "s3-object-lambda"}
+)
 _REGION = re.compile(r"[a-z]{2}(?:-[a-z]+){1,2}-\d{1,2}")
 # Gatehouse's own paths (the grant API); never a backend's, whatever the gateway routes.
 RESERVED_PREFIX = "/.gatehouse"
@@ -431,13 +442,21 @@ class _Parser:
         if role is None:
             self.problem(
                 f"{where}.role_arn",
-                "must be an IAM role ARN, e.g. arn:aws:iam::123456789012:role/name",
+                "must be an IAM role ARN whose name starts with gatehouse-upstream- (the only "
+                "roles the functions may assume), without wildcards, e.g. "
+                "arn:aws:iam::123456789012:role/gatehouse-upstream-orders",
             )
         service = value.get("service")
         if not isinstance(service, str) or not _SIGNING_SERVICE.fullmatch(service):
             self.problem(
                 f"{where}.service",
                 "must be an AWS SigV4 signing name such as execute-api or lambda",
+            )
+        elif service in REFUSED_AWS_SERVICES:
+            self.problem(
+                f"{where}.service",
+                f"{service} cannot be an upstream: its answers are credentials or it needs a "
+                "signer Gatehouse does not have",
             )
         region = value.get("region")
         if not isinstance(region, str) or not _REGION.fullmatch(region):

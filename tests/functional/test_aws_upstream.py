@@ -11,6 +11,9 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -375,3 +378,67 @@ def test_sts_errors_fail_closed_with_the_right_status(
     assert code in str(caught.value)
     assert ROLE in str(caught.value)
     assert caught.value.status == (502 if failure is RoleRefused else 503)  # type: ignore[attr-defined]
+
+
+class CountingSts:
+    """moto's STS, counting AssumeRole calls; each waits ``pause`` s (a round trip) first."""
+
+    def __init__(self, sts: Any, pause: float = 0.0) -> None:
+        self._sts = sts
+        self._pause = pause
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def assume_role(self, **kwargs: Any) -> Any:
+        with self._lock:
+            self.calls += 1
+        time.sleep(self._pause)
+        return self._sts.assume_role(**kwargs)
+
+
+def test_concurrent_first_requests_of_a_principal_assume_the_role_once(sts: Any) -> None:
+    counting = CountingSts(sts, pause=0.2)
+    sessions = RoleSessions(lambda: counting)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(lambda n: sessions.session_for(ROLE, alice(), f"r{n}"), range(8)))
+
+    assert counting.calls == 1
+    assert len({session.access_key_id for session in got}) == 1
+    assert sessions.session_for(ROLE, alice(subject="bob"), "r9") is not got[0]
+    assert counting.calls == 2
+
+
+def test_a_refused_principal_is_not_asked_for_again_for_a_while(sts: Any) -> None:
+    from chalicelib.aws.sessions import REFUSAL_CACHE_SECONDS
+
+    clock = Clock()
+    sessions = RoleSessions(lambda: sts, clock=clock)
+    with Stubber(sts) as stub:
+        stub.add_client_error(
+            "assume_role", service_error_code="AccessDenied", http_status_code=403
+        )
+        with pytest.raises(RoleRefused, match="AccessDenied"):
+            sessions.session_for(ROLE, alice(), "r1")
+        # No further answer is queued: a second STS call would fail the Stubber.
+        for n in range(5):
+            with pytest.raises(RoleRefused, match="AccessDenied"):
+                sessions.session_for(ROLE, alice(), f"r{n + 2}")
+        stub.assert_no_pending_responses()
+
+    clock.now += REFUSAL_CACHE_SECONDS + 1
+    assert sessions.session_for(ROLE, alice(), "r9").session_name == "gh-r9"
+
+
+def test_a_principal_whose_groups_do_not_fit_a_tag_gets_no_session(sts: Any) -> None:
+    from chalicelib.aws import SessionTagTooLong
+
+    counting = CountingSts(sts)
+    sessions = RoleSessions(lambda: counting)
+    many = frozenset(f"team-{index:03d}" for index in range(40))
+
+    with pytest.raises(SessionTagTooLong) as refused:
+        sessions.session_for(ROLE, alice(many), "r1")
+
+    assert refused.value.status == 502
+    assert counting.calls == 0

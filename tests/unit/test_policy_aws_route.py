@@ -17,6 +17,7 @@ SCHEMA = jsonschema.Draft202012Validator(
     json.loads((ROOT / "docs" / "policy.schema.json").read_text())
 )
 ROLE = "arn:aws:iam::123456789012:role/gatehouse-upstream-orders"
+PATHED_ROLE = "arn:aws:iam::123456789012:role/team/api/gatehouse-upstream-caller+x=y,z.q@w-v_1"
 
 
 def document(route: dict[str, Any] | None = None, aws: Any = None) -> dict[str, Any]:
@@ -44,13 +45,9 @@ def problems(doc: dict[str, Any]) -> list[tuple[str, str]]:
     [
         ({}, {}, AwsUpstream(ROLE, "execute-api", "us-east-1")),
         (
-            {"role_arn": "arn:aws:iam::123456789012:role/team/api/caller+x=y,z.q@w-v_1"},
+            {"role_arn": PATHED_ROLE},
             {},
-            AwsUpstream(
-                "arn:aws:iam::123456789012:role/team/api/caller+x=y,z.q@w-v_1",
-                "execute-api",
-                "us-east-1",
-            ),
+            AwsUpstream(PATHED_ROLE, "execute-api", "us-east-1"),
         ),
         (
             {"service": "lambda", "region": "eu-central-1"},
@@ -58,14 +55,28 @@ def problems(doc: dict[str, Any]) -> list[tuple[str, str]]:
             AwsUpstream(ROLE, "lambda", "eu-central-1"),
         ),
         (
-            {"role_arn": "arn:aws-cn:iam::123456789012:role/r", "region": "cn-north-1"},
+            {
+                "role_arn": "arn:aws-cn:iam::123456789012:role/gatehouse-upstream-r",
+                "region": "cn-north-1",
+            },
             {},
-            AwsUpstream("arn:aws-cn:iam::123456789012:role/r", "execute-api", "cn-north-1"),
+            AwsUpstream(
+                "arn:aws-cn:iam::123456789012:role/gatehouse-upstream-r",
+                "execute-api",
+                "cn-north-1",
+            ),
         ),
         (
-            {"role_arn": "arn:aws-us-gov:iam::123456789012:role/r", "region": "us-gov-west-1"},
+            {
+                "role_arn": "arn:aws-us-gov:iam::123456789012:role/gatehouse-upstream-r",
+                "region": "us-gov-west-1",
+            },
             {},
-            AwsUpstream("arn:aws-us-gov:iam::123456789012:role/r", "execute-api", "us-gov-west-1"),
+            AwsUpstream(
+                "arn:aws-us-gov:iam::123456789012:role/gatehouse-upstream-r",
+                "execute-api",
+                "us-gov-west-1",
+            ),
         ),
         ({}, {"upstream": "http://127.0.0.1:9000/aws-upstream"}, None),
         ({}, {"upstream": "http://localhost:9000"}, None),
@@ -117,7 +128,7 @@ BAD = [
     (
         "short account",
         {},
-        {"role_arn": "arn:aws:iam::12345:role/r"},
+        {"role_arn": "arn:aws:iam::12345:role/gatehouse-upstream-r"},
         "aws.role_arn",
         "IAM role ARN",
         True,
@@ -133,7 +144,7 @@ BAD = [
     (
         "bad partition",
         {},
-        {"role_arn": "arn:aws-xx:iam::123456789012:role/r"},
+        {"role_arn": "arn:aws-xx:iam::123456789012:role/gatehouse-upstream-r"},
         "aws.role_arn",
         "IAM role ARN",
         True,
@@ -141,7 +152,7 @@ BAD = [
     (
         "name too long",
         {},
-        {"role_arn": "arn:aws:iam::123456789012:role/" + "r" * 65},
+        {"role_arn": "arn:aws:iam::123456789012:role/gatehouse-upstream-" + "r" * 46},
         "aws.role_arn",
         "IAM role ARN",
         True,
@@ -149,12 +160,46 @@ BAD = [
     (
         "name bad char",
         {},
-        {"role_arn": "arn:aws:iam::123456789012:role/a b"},
+        {"role_arn": "arn:aws:iam::123456789012:role/gatehouse-upstream-a b"},
         "aws.role_arn",
         "IAM role ARN",
         True,
     ),
     ("trailing newline", {}, {"role_arn": ROLE + "\n"}, "aws.role_arn", "IAM role ARN", False),
+    (
+        "another role name",
+        {},
+        {"role_arn": "arn:aws:iam::123456789012:role/Admin"},
+        "aws.role_arn",
+        "starts with gatehouse-upstream-",
+        True,
+    ),
+    (
+        "a wildcard in the path",
+        {},
+        {"role_arn": "arn:aws:iam::123456789012:role/gatehouse-upstream-*/gatehouse-upstream-x"},
+        "aws.role_arn",
+        "without wildcards",
+        True,
+    ),
+    (
+        "a question mark in the path",
+        {},
+        {"role_arn": "arn:aws:iam::123456789012:role/a?/gatehouse-upstream-x"},
+        "aws.role_arn",
+        "without wildcards",
+        True,
+    ),
+    ("sts", {}, {"service": "sts"}, "aws.service", "sts cannot be an upstream", True),
+    ("s3", {}, {"service": "s3"}, "aws.service", "s3 cannot be an upstream", True),
+    (
+        "cognito identity",
+        {},
+        {"service": "cognito-identity"},
+        "aws.service",
+        "its answers are credentials",
+        True,
+    ),
     ("service upper", {}, {"service": "Execute-API"}, "aws.service", "signing name", True),
     (
         "service url",
