@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast lint format bench dev clean
+.PHONY: demo test test-fast lint format bench dev clean deploy destroy package infra
 
 $(STAMP): pyproject.toml requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Gatehouse needs Python 3.11 or newer (found " + sys.version.split()[0] + ")")'
@@ -37,6 +37,25 @@ format: $(STAMP)
 
 bench: $(STAMP)  ## benchmarks; they print figures and ratios, they do not pass or fail
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+infra: $(STAMP)  ## rebuild infra/athena.yaml from infra/athena/*.sql (tables and named queries)
+	$(BIN)/python -m gatehouse.infra_athena
+
+# Deploying to AWS (docs/deploy.md). STAGE=dev|prod; EVENTS_PER_OBJECT is the
+# writer's SQS batch size (1000-10000). `make destroy` wants CONFIRM=<stage>.
+STAGE ?= dev
+EVENTS_PER_OBJECT ?= 1000
+BATCHING_WINDOW ?= 30
+DEPLOY := $(BIN)/python -m gatehouse.deploy
+
+deploy: $(STAMP)  ## infra stack, Athena stack, chalice deploy, then the wiring Chalice cannot do
+	$(DEPLOY) deploy --stage $(STAGE) --events-per-object $(EVENTS_PER_OBJECT) --batching-window $(BATCHING_WINDOW)
+
+destroy: $(STAMP)  ## remove what may be removed; print what Object Lock keeps
+	$(DEPLOY) destroy --stage $(STAGE) --confirm "$(CONFIRM)"
+
+package: $(STAMP)  ## one CloudFormation template in out/$(STAGE)/ (chalice package --merge-template)
+	$(DEPLOY) package --stage $(STAGE) --events-per-object $(EVENTS_PER_OBJECT) --batching-window $(BATCHING_WINDOW)
 
 clean:
 	rm -rf $(VENV) .gatehouse .pytest_cache .mypy_cache .ruff_cache

@@ -175,6 +175,27 @@ def verify(
     return verifier.verify(anchor=anchor.read() if anchor else None, since=since, until=until)
 
 
+# What `gatehouse audit verify --publish-metric` puts, and the stage's
+# LedgerVerifyAlarm (infra/gatehouse.yaml) watches.
+VERIFY_METRIC_NAMESPACE = "Gatehouse"
+VERIFY_METRIC_NAME = "LedgerVerifyFindings"
+
+
+def publish_verify_metric(target: Target, report: Report) -> None:
+    """Put the number of findings (0 when the ledger verifies) for the stage's alarm."""
+    target.client("cloudwatch").put_metric_data(
+        Namespace=VERIFY_METRIC_NAMESPACE,
+        MetricData=[
+            {
+                "MetricName": VERIFY_METRIC_NAME,
+                "Dimensions": [{"Name": "Stage", "Value": target.stage}],
+                "Value": float(len(report.findings)),
+                "Unit": "Count",
+            }
+        ],
+    )
+
+
 def prove(target: Target, event_id: str) -> dict[str, Any]:
     """The inclusion proof of ``event_id`` against the signed digest listing its object."""
     from chalicelib.ledger.proof import Prover

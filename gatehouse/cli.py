@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--until", help="last digest period end to check (ISO 8601 UTC)")
     verify.add_argument("--json", action="store_true", help="the report as JSON")
     verify.add_argument(
+        "--publish-metric",
+        action="store_true",
+        help="also put LedgerVerifyFindings (CloudWatch namespace Gatehouse) for the alarm",
+    )
+    verify.add_argument(
         "--jobs",
         type=_at_least_one,
         help="processes that read objects (default: one per CPU; 1: only this one)",
@@ -362,6 +367,8 @@ def _verify(audit_commands: Any, target: Any, args: argparse.Namespace) -> int:
         public_key_file=args.public_key,
         jobs=args.jobs,
     )
+    if args.publish_metric:
+        audit_commands.publish_verify_metric(target, report)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
         return 0 if report.ok else 1

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from gatehouse.deploy.templates import load_template
 from gatehouse.resources import (
     AUDIT_QUEUE_MAX_RECEIVES,
     AUDIT_QUEUE_VISIBILITY_SECONDS,
@@ -21,35 +21,8 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "gatehouse.yaml"
 GATEWAY_RESPONSES = TEMPLATE.with_name("gateway_responses.json")
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """Reads CloudFormation short-form tags as their long-form dicts."""
-
-
-def _tag(name: str) -> Any:
-    def construct(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
-        if isinstance(node, yaml.ScalarNode):
-            value: Any = loader.construct_scalar(node)
-        elif isinstance(node, yaml.SequenceNode):
-            value = loader.construct_sequence(node, deep=True)
-        else:
-            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-        return {name: value}
-
-    return construct
-
-
-for short, long in {
-    "Sub": "Fn::Sub",
-    "Ref": "Ref",
-    "GetAtt": "Fn::GetAtt",
-    "If": "Fn::If",
-    "Equals": "Fn::Equals",
-}.items():
-    _CfnLoader.add_constructor(f"!{short}", _tag(long))
-
-
 def _template() -> dict[str, Any]:
-    return yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    return load_template(TEMPLATE)
 
 
 def _render(value: Any, stage: str, account: str, region: str) -> str:
@@ -91,6 +64,9 @@ def test_template_names_match_the_bootstrap(stage: str) -> None:
             "123456789012",
             "eu-west-1",
         ),
+        "TrailBucket": _render(
+            resources["TrailBucket"]["Properties"]["BucketName"], stage, "123456789012", "eu-west-1"
+        ),
     }
     assert rendered == {
         "PolicyTable": names.policy_table,
@@ -99,6 +75,7 @@ def test_template_names_match_the_bootstrap(stage: str) -> None:
         "AnchorBucket": names.anchor_bucket,
         "AuditDeadLetterQueue": names.audit_dlq,
         "SigningKeyAlias": names.signing_key_alias,
+        "TrailBucket": names.trail_bucket,
     }
 
 
@@ -131,53 +108,89 @@ LEDGER_PARTITIONS = {"LEDGER", "LEDGER-EVENT"}  # chalicelib/ledger/state.py
 ITEM_WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 
 
-def test_only_the_functions_role_may_write_grants_and_the_ledger() -> None:
+GRANT_WRITERS = {"api_handler", "gatehouse_authorizer", "grant_sweeper"}
+LEDGER_WRITERS = {"audit_writer", "ledger_digest"}
+FUNCTIONS = GRANT_WRITERS | LEDGER_WRITERS | {"access_log_ingest"}
+
+
+def _roles(statement: dict[str, Any]) -> set[str]:
+    arns = statement["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
+    prefix = "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/gatehouse-${Stage}-"
+    assert all(arn["Fn::Sub"].startswith(prefix) for arn in arns), arns
+    return {arn["Fn::Sub"].removeprefix(prefix) for arn in arns}
+
+
+def test_only_the_functions_that_write_a_partition_may_write_it() -> None:
     from chalicelib.grants import store
     from chalicelib.ledger import state
 
     assert {store._PK, store._LIVE, store._OUTBOX} == GRANT_PARTITIONS
     assert {state._PK, state._EVENTS} == LEDGER_PARTITIONS
     table = _template()["Resources"]["PolicyTable"]["Properties"]
-    deny, blind = table["ResourcePolicy"]["PolicyDocument"]["Statement"]
-    # Writes whose partition keys IAM cannot see are refused as well.
-    assert blind["Effect"] == "Deny"
+    grants, ledger, blind = table["ResourcePolicy"]["PolicyDocument"]["Statement"]
+    for deny in (grants, ledger, blind):
+        assert (deny["Effect"], deny["Principal"]) == ("Deny", "*")
+        # Every way to write an item, one at a time, in batches, or through PartiQL.
+        assert set(deny["Action"]) == ITEM_WRITES | {
+            "dynamodb:BatchWriteItem",
+            "dynamodb:PartiQLInsert",
+            "dynamodb:PartiQLUpdate",
+            "dynamodb:PartiQLDelete",
+        }
+    # ForAnyValue: one protected key in a batch is enough to refuse it.
+    assert set(grants["Condition"]["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"]) == (
+        GRANT_PARTITIONS
+    )
+    assert _roles(grants) == GRANT_WRITERS
+    assert set(ledger["Condition"]["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"]) == (
+        LEDGER_PARTITIONS
+    )
+    assert _roles(ledger) == LEDGER_WRITERS
+    # Writes whose partition keys IAM cannot see are refused to all but the writers.
     assert blind["Condition"]["Null"] == {"dynamodb:LeadingKeys": "true"}
-    assert set(blind["Action"]) == set(deny["Action"])
-    assert blind["Condition"]["ArnNotEquals"] == deny["Condition"]["ArnNotEquals"]
-    assert (deny["Effect"], deny["Principal"]) == ("Deny", "*")
-    # Every way to write an item, one at a time, in batches, or through PartiQL.
-    assert set(deny["Action"]) >= ITEM_WRITES | {
-        "dynamodb:BatchWriteItem",
-        "dynamodb:PartiQLInsert",
-        "dynamodb:PartiQLUpdate",
-        "dynamodb:PartiQLDelete",
-    }
-    condition = deny["Condition"]
-    # ForAnyValue: one grant key in a batch is enough to refuse it.
-    protected = set(condition["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"])
-    assert protected == GRANT_PARTITIONS | LEDGER_PARTITIONS
-    template, variables = condition["ArnNotEquals"]["aws:PrincipalArn"]["Fn::Sub"]
-    assert template == "arn:aws:iam::${AWS::AccountId}:role/${Role}"
-    assert variables["Role"]["Fn::If"][1] == {"Fn::Sub": "gatehouse-${Stage}"}
+    assert _roles(blind) == GRANT_WRITERS | LEDGER_WRITERS
+
+
+def _statements(stage: str, function: str) -> dict[str, dict[str, Any]]:
+    policy_file = TEMPLATE.parents[1] / ".chalice" / f"policy-{stage}-{function}.json"
+    return {s["Sid"]: s for s in json.loads(policy_file.read_text())["Statement"]}
+
+
+def _writes(statement: dict[str, Any]) -> set[str]:
+    return {action for action in statement["Action"] if not action.endswith(("GetItem", "Query"))}
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
-def test_the_functions_role_may_make_every_grant_write_the_store_makes(stage: str) -> None:
-    policy_file = TEMPLATE.parents[1] / ".chalice" / f"policy-{stage}.json"
-    statements = {s["Sid"]: s for s in json.loads(policy_file.read_text())["Statement"]}
-    lifecycle = statements["GrantLifecycle"]
+def test_a_function_may_write_a_partition_only_if_the_table_lets_it(stage: str) -> None:
+    for function in FUNCTIONS:
+        for statement in _statements(stage, function).values():
+            leading = statement.get("Condition", {}).get("ForAllValues:StringEquals", {})
+            partitions = set(leading.get("dynamodb:LeadingKeys", []))
+            if not _writes(statement) or not partitions:
+                continue
+            if partitions & GRANT_PARTITIONS:
+                assert function in GRANT_WRITERS, (function, statement["Sid"])
+            if partitions & LEDGER_PARTITIONS:
+                assert function in LEDGER_WRITERS, (function, statement["Sid"])
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+@pytest.mark.parametrize("function", sorted(GRANT_WRITERS))
+def test_the_grant_writers_may_make_every_grant_write_the_store_makes(
+    stage: str, function: str
+) -> None:
+    lifecycle = _statements(stage, function)["GrantLifecycle"]
 
     # TransactWriteItems is authorised per item: Put, Update, Delete and ConditionCheck.
     assert set(lifecycle["Action"]) == ITEM_WRITES | {"dynamodb:ConditionCheckItem"}
     assert lifecycle["Resource"].endswith(f":table/gatehouse-{stage}-policy")
-    leading = lifecycle["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    leading = lifecycle["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
     assert set(leading) == GRANT_PARTITIONS
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
-def test_the_functions_role_may_make_every_call_the_ledger_makes(stage: str) -> None:
-    policy_file = TEMPLATE.parents[1] / ".chalice" / f"policy-{stage}.json"
-    statements = {s["Sid"]: s for s in json.loads(policy_file.read_text())["Statement"]}
+def test_the_writer_may_make_every_call_the_ledger_makes(stage: str) -> None:
+    statements = _statements(stage, "audit_writer")
     ledger = statements["Ledger"]
 
     # LedgerState: get_item, batch_get_item, query, update_item, batch_write_item, and
@@ -190,10 +203,89 @@ def test_the_functions_role_may_make_every_call_the_ledger_makes(stage: str) -> 
         "dynamodb:BatchWriteItem",
         "dynamodb:PutItem",
     }
-    leading = ledger["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    leading = ledger["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
     assert set(leading) == LEDGER_PARTITIONS
     # Recovery reads back an object a crashed writer may have stored.
-    assert "s3:GetObject" in statements["AuditStore"]["Action"]
+    assert set(statements["AuditStore"]["Action"]) == {"s3:PutObject", "s3:GetObject"}
+    # The event source mapping polls with the function's role.
+    assert set(statements["AuditQueueSource"]["Action"]) >= {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+    }
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_digest_signs_and_stores_only_digests_and_the_anchor(stage: str) -> None:
+    from chalicelib.audit.writer import EVENTS_PREFIX
+    from chalicelib.ledger.digest import DIGESTS_PREFIX
+
+    statements = _statements(stage, "ledger_digest")
+    assert statements["DigestStore"]["Resource"].endswith(f"/{DIGESTS_PREFIX}*")
+    assert _statements(stage, "audit_writer")["AuditStore"]["Resource"].endswith(
+        f"/{EVENTS_PREFIX}*"
+    )
+    assert statements["LedgerAnchor"]["Resource"].endswith(f"/ledger/{stage}/checkpoint.json")
+    assert set(statements["SigningKey"]["Action"]) == {"kms:Sign", "kms:GetPublicKey"}
+    assert statements["SigningKey"]["Condition"]["ForAnyValue:StringEquals"] == {
+        "kms:ResourceAliases": f"alias/gatehouse-{stage}-signing"
+    }
+
+
+def test_only_the_proxy_and_the_digest_may_sign() -> None:
+    key = _template()["Resources"]["SigningKey"]["Properties"]["KeyPolicy"]["Statement"]
+    signers = [statement for statement in key if "kms:Sign" in _as_list(statement["Action"])]
+    [only] = signers
+    arns = only["Condition"]["ArnEquals"]["aws:PrincipalArn"]
+    assert {arn["Fn::Sub"].rsplit("${Stage}-", 1)[-1] for arn in arns} == {
+        "api_handler",
+        "ledger_digest",
+    }
+    admin = next(s for s in key if s["Sid"] == "AccountAdministersTheKey")
+    assert "kms:*" not in admin["Action"]
+    for stage in ("dev", "prod"):
+        for function in FUNCTIONS - {"api_handler", "ledger_digest"}:
+            assert "SigningKey" not in _statements(stage, function), function
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_the_upstream_role_sessions_belong_to_the_proxy_alone() -> None:
+    for stage in ("dev", "prod"):
+        for function in FUNCTIONS:
+            statements = _statements(stage, function)
+            assert ("UpstreamRoleSessions" in statements) == (function == "api_handler")
+        upstream = _statements(stage, "api_handler")["UpstreamRoleSessions"]
+        assert upstream["Resource"] == "arn:aws:iam::*:role/gatehouse-upstream-*"
+        assert upstream["Condition"] == {"Null": {"sts:SourceIdentity": "false"}}
+
+
+def test_prod_policies_are_dev_policies_for_the_prod_stage() -> None:
+    for function in FUNCTIONS:
+        dev = (TEMPLATE.parents[1] / ".chalice" / f"policy-dev-{function}.json").read_text()
+        prod = (TEMPLATE.parents[1] / ".chalice" / f"policy-prod-{function}.json").read_text()
+        assert prod == dev.replace("gatehouse-dev-", "gatehouse-prod-").replace(
+            "/ledger/dev/", "/ledger/prod/"
+        ), function
+
+
+def test_the_config_gives_each_function_its_reviewed_policy() -> None:
+    config = json.loads((TEMPLATE.parents[1] / ".chalice" / "config.json").read_text())
+    assert config["autogen_policy"] is False
+    assert set(config["stages"]) == {"dev", "prod"}
+    for stage, settings in config["stages"].items():
+        functions = settings["lambda_functions"]
+        assert set(functions) == FUNCTIONS
+        for function, options in functions.items():
+            assert options["iam_policy_file"] == f"policy-{stage}-{function}.json"
+            assert {"lambda_memory_size", "lambda_timeout"} <= set(options)
+        # Not a stage-wide file: a function without its own would get it.
+        assert "iam_policy_file" not in settings
+        # The writer finishes before its reservation counts as abandoned (50 s)
+        # and before its messages become visible again (60 s).
+        assert functions["audit_writer"]["lambda_timeout"] < 50 < AUDIT_QUEUE_VISIBILITY_SECONDS
 
 
 def test_a_non_empty_dead_letter_queue_raises_an_alarm() -> None:
@@ -203,7 +295,7 @@ def test_a_non_empty_dead_letter_queue_raises_an_alarm() -> None:
         "ApproximateNumberOfMessagesVisible",
     )
     [dimension] = alarm["Dimensions"]
-    assert dimension["Value"] == {"Fn::GetAtt": "AuditDeadLetterQueue.QueueName"}
+    assert dimension["Value"] == {"Fn::GetAtt": ["AuditDeadLetterQueue", "QueueName"]}
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
 
 

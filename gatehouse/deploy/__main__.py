@@ -1,0 +1,111 @@
+"""``python -m gatehouse.deploy deploy|destroy|package --stage dev|prod`` (``make deploy``...)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gatehouse.deploy.errors import DeployError
+from gatehouse.deploy.settings import (
+    DEFAULT_BATCHING_WINDOW_SECONDS,
+    DEFAULT_EVENTS_PER_OBJECT,
+    STAGES,
+    StageSettings,
+    WriterSource,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gatehouse.deploy", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("deploy", "infra stack, Athena stack, chalice deploy, then the wiring"),
+        ("destroy", "remove what may be removed; say what Object Lock keeps"),
+        ("package", "one CloudFormation template (chalice package --merge-template)"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--stage", choices=STAGES, required=True)
+        command.add_argument("--region", help="default: the AWS CLI's (AWS_REGION, profile)")
+        command.add_argument(
+            "--events-per-object",
+            type=int,
+            default=DEFAULT_EVENTS_PER_OBJECT,
+            help=f"the writer's SQS batch size, 1000-10000 (default {DEFAULT_EVENTS_PER_OBJECT})",
+        )
+        command.add_argument(
+            "--batching-window",
+            type=int,
+            default=DEFAULT_BATCHING_WINDOW_SECONDS,
+            help=f"seconds to gather a batch, 1-300 (default {DEFAULT_BATCHING_WINDOW_SECONDS})",
+        )
+        command.add_argument("--retention-days", type=int, help="audit bucket default retention")
+        command.add_argument("--alert-email", default="", help="subscribed to the alert topic")
+    commands.choices["deploy"].add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a function environment variable for this deploy (e.g. GATEHOUSE_TRUSTED_ISSUERS)",
+    )
+    commands.choices["destroy"].add_argument(
+        "--confirm", required=True, help="the stage's name again: destroying is not undone"
+    )
+    commands.choices["package"].add_argument("--out", type=Path, help="default: out/<stage>")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = StageSettings(
+            stage=args.stage,
+            project_dir=ROOT,
+            writer=WriterSource(args.events_per_object, args.batching_window),
+            retention_days=args.retention_days,
+            alert_email=args.alert_email,
+        )
+        return _run(args, settings)
+    except DeployError as exc:
+        print(f"gatehouse deploy: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, settings: StageSettings) -> int:
+    build_dir = ROOT / ".gatehouse" / "deploy" / settings.stage
+    if args.command == "package":
+        from gatehouse.deploy.package import package
+
+        region = {} if os.environ.get("AWS_DEFAULT_REGION") else {"AWS_DEFAULT_REGION": "us-east-1"}
+        template = package(settings, args.out or ROOT / "out" / settings.stage, env=region)
+        print(f"packaged {template}")
+        return 0
+    import boto3
+
+    session = boto3.session.Session(region_name=args.region)
+
+    def client(service: str) -> object:
+        return session.client(service)
+
+    if args.command == "destroy":
+        if args.confirm != settings.stage:
+            print(f"gatehouse deploy: --confirm must repeat the stage ({settings.stage})")
+            return 2
+        from gatehouse.deploy.destroy import destroy
+
+        destroy(settings, client, build_dir=build_dir)
+        return 0
+    from gatehouse.deploy.deploy import deploy
+
+    overrides = dict(item.split("=", 1) for item in args.set if "=" in item)
+    report = deploy(settings, client, build_dir=build_dir, overrides=overrides)
+    print(f"deployed {settings.stage}: {report.api_url or '(no API URL recorded)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

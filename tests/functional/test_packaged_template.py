@@ -1,0 +1,317 @@
+"""``make package``'s template: ``chalice package --merge-template`` run once, offline.
+
+The project is copied with an empty ``requirements.txt`` (the template does not
+depend on the dependencies, and Chalice then has nothing to download). Chalice
+runs in a network namespace of its own when ``unshare`` allows it, and always
+with a dead proxy and no package index, so any attempt to reach the network
+fails the packaging instead of passing unnoticed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gatehouse.deploy.chalice_cli import chalice_executable
+from gatehouse.deploy.errors import ChaliceFailed
+from gatehouse.deploy.package import package
+from gatehouse.deploy.settings import FUNCTIONS, StageSettings
+from gatehouse.deploy.templates import FUNCTION_LOGICAL_IDS, ROLE_LOGICAL_IDS
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGE = "prod"
+OFFLINE = {
+    "AWS_DEFAULT_REGION": "eu-west-1",
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "NO_PROXY": "",
+    "PIP_NO_INDEX": "1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+STATE_SERVICES = ("dynamodb", "s3", "sqs", "kms")
+FORBIDDEN_ACTIONS = ("s3:PutObjectRetention", "s3:BypassGovernanceRetention", "s3:DeleteObject*")
+
+
+def _unshare_works() -> bool:
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return False
+    probe = subprocess.run([unshare, "-rn", "true"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+def _offline_chalice(
+    project_dir: Path, *arguments: str, env: Mapping[str, str] | None = None
+) -> str:
+    prefix = ["unshare", "-rn"] if _unshare_works() else []
+    completed = subprocess.run(
+        [*prefix, chalice_executable(), "--project-dir", str(project_dir), *arguments],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **OFFLINE, **(env or {})},
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise ChaliceFailed(completed.stdout + completed.stderr)
+    return completed.stdout
+
+
+def test_the_packaging_sandbox_has_no_network() -> None:
+    if not _unshare_works():
+        pytest.skip("no user namespaces here: packaging ran with a dead proxy and no index only")
+    import sys
+
+    reach = "import socket; socket.create_connection(('198.51.100.1', 443), timeout=2)"
+    result = subprocess.run(
+        ["unshare", "-rn", sys.executable, "-c", reach], capture_output=True, check=False
+    )
+    assert result.returncode != 0
+    assert b"unreachable" in result.stderr or b"Error" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    project = tmp_path_factory.mktemp("project")
+    shutil.copy2(ROOT / "app.py", project / "app.py")
+    shutil.copytree(
+        ROOT / "chalicelib", project / "chalicelib", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copytree(ROOT / "infra", project / "infra")
+    (project / ".chalice").mkdir()
+    for source in (ROOT / ".chalice").glob("*.json"):
+        shutil.copy2(source, project / ".chalice" / source.name)
+    (project / "requirements.txt").write_text("")
+    template_path = package(
+        StageSettings(stage=STAGE, project_dir=project), project / "out", chalice=_offline_chalice
+    )
+    return json.loads(template_path.read_text()), template_path
+
+
+@pytest.fixture(scope="module")
+def template(packaged: tuple[dict[str, Any], Path]) -> dict[str, Any]:
+    return packaged[0]
+
+
+@pytest.fixture(scope="module")
+def api(template: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    return body
+
+
+def test_the_authorizer_is_a_request_authorizer_with_the_stage_ttl(api: dict[str, Any]) -> None:
+    authorizer = api["securityDefinitions"]["gatehouse_authorizer"][
+        "x-amazon-apigateway-authorizer"
+    ]
+
+    assert authorizer["type"] == "request"
+    # GATEHOUSE_AUTHORIZER_TTL_SECONDS is 0: no cache, hence no identity source
+    # (a missing source would make API Gateway answer 401 unaudited).
+    assert authorizer["authorizerResultTtlInSeconds"] == 0
+    assert "identitySource" not in authorizer
+    assert "GatehouseAuthorizer.Arn" in json.dumps(authorizer["authorizerUri"])
+
+
+PROXY_METHODS = {"get", "head", "post", "put", "patch", "delete", "options"}
+
+
+def test_routes_methods_and_who_guards_them(api: dict[str, Any]) -> None:
+    paths = api["paths"]
+
+    assert set(paths) == {
+        "/",
+        "/{proxy+}",
+        "/.well-known/gatehouse/jwks.json",
+        "/.gatehouse/grants",
+        "/.gatehouse/grants/{grant_id}/approve",
+        "/.gatehouse/grants/{grant_id}/deny",
+        "/.gatehouse/grants/{grant_id}/revoke",
+    }
+    for path in ("/", "/{proxy+}"):
+        assert set(paths[path]) == PROXY_METHODS, path
+        for method in PROXY_METHODS:
+            assert paths[path][method]["security"] == [{"gatehouse_authorizer": []}]
+    assert set(paths["/.gatehouse/grants"]) == {"get", "post"}
+    for action in ("approve", "deny", "revoke"):
+        assert set(paths[f"/.gatehouse/grants/{{grant_id}}/{action}"]) == {"post"}
+    # The grant API verifies tokens itself; the JWKS is public.
+    for path in ("/.gatehouse/grants", "/.well-known/gatehouse/jwks.json"):
+        assert all("security" not in operation for operation in paths[path].values()), path
+
+
+def test_every_body_is_binary(api: dict[str, Any]) -> None:
+    assert api["x-amazon-apigateway-binary-media-types"] == ["*/*"]
+
+
+def test_the_writer_reads_the_queue_reporting_partial_batch_failures(
+    template: dict[str, Any],
+) -> None:
+    mapping = template["Resources"]["AuditWriterEventSource"]
+
+    assert mapping["Type"] == "AWS::Lambda::EventSourceMapping"
+    properties = mapping["Properties"]
+    assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert properties["FunctionName"] == {"Ref": "AuditWriter"}
+    assert properties["EventSourceArn"] == {"Fn::GetAtt": ["AuditQueue", "Arn"]}
+    assert properties["BatchSize"] == 1000
+    assert properties["MaximumBatchingWindowInSeconds"] == 30
+    # The writer's timeout stays under the queue's visibility timeout.
+    writer = template["Resources"]["AuditWriter"]["Properties"]
+    queue = template["Resources"]["AuditQueue"]["Properties"]
+    assert writer["Timeout"] < queue["VisibilityTimeout"]
+
+
+def test_prod_locks_the_audit_trail_in_compliance_mode(template: dict[str, Any]) -> None:
+    stage = template["Parameters"]["Stage"]
+    assert (stage["AllowedValues"], stage["Default"]) == ([STAGE], STAGE)
+    for bucket in ("AuditBucket", "AnchorBucket"):
+        lock = template["Resources"][bucket]["Properties"]["ObjectLockConfiguration"]
+        assert lock["ObjectLockEnabled"] == "Enabled"
+        # Decided when packaging: the template cannot be deployed into GOVERNANCE mode.
+        assert lock["Rule"]["DefaultRetention"] == {
+            "Mode": "COMPLIANCE",
+            "Days": {"Ref": "AuditRetentionDays"},
+        }, bucket
+    assert template["Parameters"]["AuditRetentionDays"]["Default"] == 2555
+    assert "IsProd" not in json.dumps(template)
+
+
+def test_the_functions_environment_comes_from_the_infra_resources(template: dict[str, Any]) -> None:
+    assert "REPLACE_WITH_STACK_OUTPUT" not in json.dumps(template)
+    for function in FUNCTIONS:
+        variables = template["Resources"][FUNCTION_LOGICAL_IDS[function]]["Properties"][
+            "Environment"
+        ]["Variables"]
+        assert variables["GATEHOUSE_AUDIT_BUCKET"] == {"Ref": "AuditBucket"}
+        assert variables["GATEHOUSE_AUDIT_QUEUE_URL"] == {"Ref": "AuditQueue"}
+        assert variables["GATEHOUSE_STAGE"] == STAGE
+
+
+def test_each_function_has_its_own_role_named_as_the_table_policy_expects(
+    template: dict[str, Any],
+) -> None:
+    resources = template["Resources"]
+    roles = {
+        function: resources[FUNCTION_LOGICAL_IDS[function]]["Properties"]["Role"]
+        for function in FUNCTIONS
+    }
+    assert roles == {
+        function: {"Fn::GetAtt": [ROLE_LOGICAL_IDS[function], "Arn"]} for function in FUNCTIONS
+    }
+    names = {
+        resources[ROLE_LOGICAL_IDS[function]]["Properties"]["RoleName"] for function in FUNCTIONS
+    }
+    assert names == {f"gatehouse-{STAGE}-{function}" for function in FUNCTIONS}
+    statements = resources["PolicyTable"]["Properties"]["ResourcePolicy"]["PolicyDocument"][
+        "Statement"
+    ]
+    exempted = {
+        arn["Fn::Sub"].rsplit("/", 1)[1].replace("${Stage}", STAGE)
+        for statement in statements
+        for arn in statement["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
+    }
+    assert exempted <= names
+    assert f"gatehouse-{STAGE}-access_log_ingest" not in exempted
+
+
+def _identity_policies(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, resource in template["Resources"].items():
+        properties = resource.get("Properties", {})
+        if resource.get("Type") == "AWS::IAM::Role":
+            for policy in properties.get("Policies", []):
+                yield name, policy["PolicyDocument"]
+        elif resource.get("Type") in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            yield name, properties["PolicyDocument"]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_least_privilege_in_every_identity_policy(template: dict[str, Any]) -> None:
+    documents = list(_identity_policies(template))
+    assert {name for name, _ in documents} >= set(ROLE_LOGICAL_IDS.values())
+    for name, document in documents:
+        for statement in document["Statement"]:
+            if statement["Effect"] != "Allow":
+                continue
+            actions = _as_list(statement["Action"])
+            resources = _as_list(statement.get("Resource", []))
+            assert "*" not in actions, name
+            assert not any(a.endswith(":*") for a in actions), (name, actions)
+            if any(action.split(":")[0] in STATE_SERVICES for action in actions):
+                assert "*" not in resources, (name, statement.get("Sid"))
+            for action in actions:
+                for forbidden in FORBIDDEN_ACTIONS:
+                    # Either way round: a wildcard action that covers a forbidden one counts.
+                    assert not fnmatch.fnmatch(forbidden.rstrip("*"), action), (name, action)
+                    assert not fnmatch.fnmatch(action, forbidden), (name, action)
+
+
+def test_only_the_api_gateway_logging_role_uses_a_managed_policy(template: dict[str, Any]) -> None:
+    managed = {
+        name: resource["Properties"].get("ManagedPolicyArns")
+        for name, resource in template["Resources"].items()
+        if resource.get("Type") == "AWS::IAM::Role"
+        and resource["Properties"].get("ManagedPolicyArns")
+    }
+    assert list(managed) == ["ApiGatewayCloudWatchRole"]
+
+
+def test_memory_timeouts_and_reserved_concurrency_are_the_configured_ones(
+    template: dict[str, Any],
+) -> None:
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    for function, settings in config["stages"][STAGE]["lambda_functions"].items():
+        properties = template["Resources"][FUNCTION_LOGICAL_IDS[function]]["Properties"]
+        assert properties["MemorySize"] == settings["lambda_memory_size"], function
+        assert properties["Timeout"] == settings["lambda_timeout"], function
+        assert properties.get("ReservedConcurrentExecutions") == settings.get(
+            "reserved_concurrency"
+        ), function
+    assert template["Resources"]["APIHandler"]["Properties"]["Timeout"] <= 29
+
+
+def test_schedules_and_their_permissions_come_from_chalice(template: dict[str, Any]) -> None:
+    for function, rate in (("GrantSweeper", "rate(1 minute)"), ("LedgerDigest", "rate(1 hour)")):
+        events = template["Resources"][function]["Properties"]["Events"]
+        [event] = events.values()
+        # SAM turns a Schedule event into the rule and its invoke permission.
+        assert (event["Type"], event["Properties"]["Schedule"]) == ("Schedule", rate)
+
+
+def test_the_stage_logs_access_and_the_log_reaches_the_ingest_function(
+    template: dict[str, Any], api: dict[str, Any]
+) -> None:
+    resources = template["Resources"]
+    setting = resources["RestAPI"]["Properties"]["AccessLogSetting"]
+    assert json.loads(setting["Format"]) == json.loads(
+        (ROOT / "infra" / "access_log_format.json").read_text()
+    )
+    assert not str(setting["DestinationArn"]).endswith(':*"}')
+    subscription = resources["AccessLogSubscription"]["Properties"]
+    assert subscription["DestinationArn"] == {"Fn::GetAtt": ["AccessLogIngest", "Arn"]}
+    assert subscription["LogGroupName"] == {"Ref": "AccessLogGroup"}
+    permission = resources["AccessLogIngestPermission"]["Properties"]
+    assert permission["Principal"] == "logs.amazonaws.com"
+    responses = api["x-amazon-apigateway-gateway-responses"]
+    assert responses["AUTHORIZER_FAILURE"]["statusCode"] == 503
+
+
+def test_cfn_lint_passes_on_the_packaged_template(packaged: tuple[dict[str, Any], Path]) -> None:
+    _, path = packaged
+    lint = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "cfn-lint"
+    result = subprocess.run(
+        [str(lint if lint.exists() else "cfn-lint"), str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,70 @@
+"""``gatehouse audit verify --publish-metric``: the figure the stage's LedgerVerifyAlarm watches."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import boto3
+from moto import mock_aws
+
+from chalicelib.ledger.verify import Report
+from gatehouse.audit_commands import (
+    VERIFY_METRIC_NAME,
+    VERIFY_METRIC_NAMESPACE,
+    publish_verify_metric,
+)
+from gatehouse.deploy.templates import load_template
+from gatehouse.target import Target
+from tests.unit.test_infra import TEMPLATE
+
+
+def _target(stage: str) -> Target:
+    return Target(
+        region="us-east-1",
+        endpoint_url=None,
+        audit_bucket="b",
+        audit_queue_url="q",
+        audit_dlq_url=None,
+        policy_table="t",
+        local=False,
+        stage=stage,
+    )
+
+
+def _published(stage: str) -> list[float]:
+    now = datetime.now(UTC)
+    stats = boto3.client("cloudwatch", region_name="us-east-1").get_metric_statistics(
+        Namespace=VERIFY_METRIC_NAMESPACE,
+        MetricName=VERIFY_METRIC_NAME,
+        Dimensions=[{"Name": "Stage", "Value": stage}],
+        StartTime=now - timedelta(minutes=5),
+        EndTime=now + timedelta(minutes=5),
+        Period=60,
+        Statistics=["Maximum"],
+    )["Datapoints"]
+    return [point["Maximum"] for point in stats]
+
+
+def test_findings_are_counted_per_stage_and_a_clean_ledger_is_zero() -> None:
+    failed = Report()
+    failed.add("sequence_gap", "objects", "a gap")
+    failed.add("bad_signature", "digest", "not signed by the key")
+    with mock_aws():
+        publish_verify_metric(_target("prod"), failed)
+        publish_verify_metric(_target("dev"), Report())
+
+        assert _published("prod") == [2.0]
+        assert _published("dev") == [0.0]
+
+
+def test_the_alarm_watches_what_verify_publishes() -> None:
+    alarm = load_template(TEMPLATE)["Resources"]["LedgerVerifyAlarm"]["Properties"]
+
+    assert (alarm["Namespace"], alarm["MetricName"]) == (
+        VERIFY_METRIC_NAMESPACE,
+        VERIFY_METRIC_NAME,
+    )
+    assert alarm["Dimensions"] == [{"Name": "Stage", "Value": {"Ref": "Stage"}}]
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    # In prod a day without a verification alarms too.
+    assert alarm["TreatMissingData"] == {"Fn::If": ["IsProd", "breaching", "notBreaching"]}

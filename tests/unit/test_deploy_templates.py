@@ -1,0 +1,182 @@
+"""The deploy's pure parts: the merge template, the generated config, the Athena parameters."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gatehouse.deploy.chalice_cli import filled_config
+from gatehouse.deploy.deploy import athena_parameters, check_overrides, infra_parameters
+from gatehouse.deploy.errors import DeployError, UnfilledPlaceholder
+from gatehouse.deploy.settings import FUNCTIONS, StageSettings
+from gatehouse.deploy.templates import ROLE_LOGICAL_IDS, merge_template
+
+ROOT = Path(__file__).resolve().parents[2]
+OUTPUTS = {
+    "AuditBucket": "gatehouse-dev-audit-1-r",
+    "AuditQueueUrl": "https://sqs/q",
+    "LedgerAnchor": "s3://gatehouse-dev-anchor-1-r/ledger",
+    "TrailBucket": "gatehouse-dev-trail-1-r",
+}
+
+
+def _config() -> dict[str, Any]:
+    config: dict[str, Any] = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    return config
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """The project's infra and config, without any infra/athena.yaml (tests add their own)."""
+    (tmp_path / "infra").mkdir()
+    for name in ("gatehouse.yaml", "access_log_format.json", "gateway_responses.json"):
+        shutil.copy2(ROOT / "infra" / name, tmp_path / "infra" / name)
+    shutil.copytree(
+        ROOT / ".chalice", tmp_path / ".chalice", ignore=shutil.ignore_patterns("deploy*")
+    )
+    return tmp_path
+
+
+def test_dev_packages_governance_and_its_own_names(project: Path) -> None:
+    merged = merge_template(StageSettings("dev", project))
+
+    assert merged["Parameters"]["Stage"]["AllowedValues"] == ["dev"]
+    assert merged["Parameters"]["AuditRetentionDays"]["Default"] == 1
+    rule = merged["Resources"]["AuditBucket"]["Properties"]["ObjectLockConfiguration"]["Rule"]
+    assert rule["DefaultRetention"]["Mode"] == "GOVERNANCE"
+    assert {
+        merged["Resources"][ROLE_LOGICAL_IDS[f]]["Properties"]["RoleName"] for f in FUNCTIONS
+    } == {f"gatehouse-dev-{function}" for function in FUNCTIONS}
+
+
+def test_the_anchor_variable_becomes_the_infra_output_expression(project: Path) -> None:
+    merged = merge_template(StageSettings("prod", project))
+
+    variables = merged["Resources"]["LedgerDigest"]["Properties"]["Environment"]["Variables"]
+    assert variables["GATEHOUSE_LEDGER_ANCHOR"] == {"Fn::Sub": "s3://${AnchorBucket}/ledger"}
+    assert set(variables) == {
+        "GATEHOUSE_AUDIT_BUCKET",
+        "GATEHOUSE_AUDIT_QUEUE_URL",
+        "GATEHOUSE_LEDGER_ANCHOR",
+    }
+
+
+def test_the_athena_stack_is_merged_with_its_buckets_from_the_infra(project: Path) -> None:
+    athena = {
+        "Parameters": {
+            "Stage": {"Type": "String", "AllowedValues": ["dev", "prod"], "Default": "dev"},
+            "AuditBucketName": {"Type": "String"},
+            "TrailBucketName": {"Type": "String"},
+        },
+        "Resources": {
+            "Database": {
+                "Type": "AWS::Glue::Database",
+                "Properties": {"Name": {"Ref": "AuditBucketName"}},
+            },
+            "Table": {
+                "Type": "AWS::Glue::Table",
+                "Properties": {"Location": {"Fn::Sub": "s3://${TrailBucketName}/AWSLogs/"}},
+            },
+        },
+    }
+    (project / "infra" / "athena.yaml").write_text(yaml.safe_dump(athena))
+
+    merged = merge_template(StageSettings("prod", project))
+
+    assert "AuditBucketName" not in merged["Parameters"]
+    assert merged["Resources"]["Database"]["Properties"]["Name"] == {"Ref": "AuditBucket"}
+    assert merged["Resources"]["Table"]["Properties"]["Location"] == {
+        "Fn::Sub": ["s3://${TrailBucketName}/AWSLogs/", {"TrailBucketName": {"Ref": "TrailBucket"}}]
+    }
+    assert merged["Parameters"]["Stage"]["AllowedValues"] == ["prod"]
+
+
+def test_an_athena_resource_that_collides_with_the_infra_is_refused(project: Path) -> None:
+    clash = {"Resources": {"AuditQueue": {"Type": "AWS::SQS::Queue"}}}
+    (project / "infra" / "athena.yaml").write_text(yaml.safe_dump(clash))
+
+    with pytest.raises(DeployError, match=r"Resources\.AuditQueue"):
+        merge_template(StageSettings("dev", project))
+
+
+def test_the_generated_config_holds_one_stage_with_its_outputs_filled() -> None:
+    generated = filled_config(
+        _config(), "dev", OUTPUTS, {"GATEHOUSE_GATEWAY_ISSUER": "https://gh.corp"}
+    )
+
+    assert list(generated["stages"]) == ["dev"]
+    variables = generated["stages"]["dev"]["environment_variables"]
+    assert variables["GATEHOUSE_AUDIT_BUCKET"] == OUTPUTS["AuditBucket"]
+    assert variables["GATEHOUSE_LEDGER_ANCHOR"] == OUTPUTS["LedgerAnchor"]
+    assert variables["GATEHOUSE_GATEWAY_ISSUER"] == "https://gh.corp"
+    assert "REPLACE_WITH" not in json.dumps(generated)
+    # The committed config is untouched.
+    assert "REPLACE_WITH" in json.dumps(_config())
+
+
+def test_a_missing_output_is_refused() -> None:
+    with pytest.raises(UnfilledPlaceholder, match="LedgerAnchor"):
+        filled_config(
+            _config(), "prod", {k: v for k, v in OUTPUTS.items() if k != "LedgerAnchor"}, {}
+        )
+
+
+def test_prod_does_not_go_out_with_example_issuers() -> None:
+    with pytest.raises(DeployError, match="GATEHOUSE_GATEWAY_ISSUER"):
+        check_overrides("prod", _config(), {"GATEHOUSE_TRUSTED_ISSUERS": "[]"})
+    check_overrides(
+        "prod",
+        _config(),
+        {"GATEHOUSE_GATEWAY_ISSUER": "https://gh.corp", "GATEHOUSE_TRUSTED_ISSUERS": "[]"},
+    )
+    check_overrides("dev", _config(), {})
+
+
+def test_athena_parameters_are_filled_from_the_infra_or_left_to_their_defaults() -> None:
+    template = {
+        "Parameters": {
+            "Stage": {"Type": "String"},
+            "AuditBucketName": {"Type": "String"},
+            "TrailBucketName": {"Type": "String"},
+            "TrailAccountId": {"Type": "String", "Default": ""},
+        }
+    }
+    assert athena_parameters(template, "prod", OUTPUTS) == {
+        "Stage": "prod",
+        "AuditBucketName": OUTPUTS["AuditBucket"],
+        "TrailBucketName": OUTPUTS["TrailBucket"],
+    }
+    template["Parameters"]["Unknown"] = {"Type": "String"}
+    with pytest.raises(DeployError, match="Unknown"):
+        athena_parameters(template, "prod", OUTPUTS)
+
+
+def test_prod_keeps_its_audit_trail_seven_years_unless_told_otherwise(project: Path) -> None:
+    assert infra_parameters(StageSettings("prod", project))["AuditRetentionDays"] == "2555"
+    assert (
+        infra_parameters(StageSettings("prod", project, retention_days=3650))["AuditRetentionDays"]
+        == "3650"
+    )
+    assert infra_parameters(StageSettings("dev", project))["ManageApiGatewayAccount"] == "false"
+
+
+def test_a_template_over_the_inline_limit_is_sent_as_compact_json(tmp_path: Path) -> None:
+    from gatehouse.deploy.stacks import MAX_INLINE_TEMPLATE_BYTES, inline_body
+
+    resources = {
+        f"Queue{i}": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": {"Ref": "Stage"}}}
+        for i in range(500)
+    }
+    path = tmp_path / "big.yaml"
+    path.write_text(json.dumps({"Resources": resources}, indent=12))  # JSON is YAML too
+    assert len(path.read_bytes()) > MAX_INLINE_TEMPLATE_BYTES
+
+    body = inline_body(path)
+
+    assert len(body.encode()) <= MAX_INLINE_TEMPLATE_BYTES
+    assert json.loads(body)["Resources"]["Queue499"]["Properties"]["QueueName"] == {"Ref": "Stage"}
