@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_writer import Timed, event_body
+from bench.bench_writer import event_body
 
 OBJECTS = 100
 PER_OBJECT = 1000
@@ -134,9 +134,8 @@ def main() -> None:
             f"  {f'verify throughput, {jobs} process(es)':58} {report.events / own:9.0f} events/s"
             "   budget: >= 200,000 events/s"
         )
-    print(
-        f"  {'reference: reading from in-process moto S3':58} {report.events / with_moto:9.0f} events/s"
-    )
+    label = "reference: reading from in-process moto S3"
+    print(f"  {label:58} {report.events / with_moto:9.0f} events/s")
 
 
 class MemoryS3:

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.audit.errors import AuditStorageError
+from chalicelib.ledger.digest import EVENTS_PREFIX
 from chalicelib.ledger.errors import LedgerBusy, LedgerCorrupt, LedgerError
 from chalicelib.ledger.merkle import leaf_hash
 from chalicelib.ledger.state import ObjectRecord
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
     from chalicelib.ledger.merkle import CompactRange
     from chalicelib.ledger.state import LedgerHead, LedgerState, Reservation
 
-EVENTS_PREFIX = "audit/v1/events/"
 # Far longer than a writer takes from reserving to committing, and shorter than the
 # queue's visibility timeout (60 s): the batch SQS delivers again after a crash finds the
 # crashed writer's reservation stale and settles it at once. Fencing a writer that is in

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from chalicelib.proxy.assertion import AssertionSigner
 
 DIGESTS_PREFIX = "audit/v1/digests/"
+EVENTS_PREFIX = "audit/v1/events/"
 DIGEST_FORMAT = 1
 
 
@@ -140,6 +141,37 @@ class S3Anchor:
                 f"cannot write the anchor s3://{self.bucket}/{self.key}"
             ) from exc
 
+    def versions(self) -> list[Checkpoint]:
+        """Every stored version of the checkpoint, newest first.
+
+        The anchor is rewritten at each digest: its current version alone
+        could be an older checkpoint put back (or a delete marker) to hide
+        the newest digests. Its earlier versions are kept (versioning, Object
+        Lock), so the verifier reads them all and holds the bucket to the
+        largest tree any of them names.
+
+        Raises
+        ------
+        LedgerUnavailable
+            When they cannot be read, or one is not a checkpoint.
+        """
+        found: list[Checkpoint] = []  # S3 lists a key's versions newest first
+        try:
+            paginator = self._s3.get_paginator("list_object_versions")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.key):
+                for version in page.get("Versions", []):
+                    if version["Key"] != self.key:
+                        continue
+                    body = self._s3.get_object(
+                        Bucket=self.bucket, Key=self.key, VersionId=version["VersionId"]
+                    )["Body"].read()
+                    found.append(_checkpoint(body))
+        except LedgerUnavailable:
+            raise
+        except Exception as exc:
+            raise LedgerUnavailable(f"cannot read the anchor's versions: {exc}") from exc
+        return found
+
     def read(self) -> Checkpoint | None:
         """The checkpoint, or None when there is none yet.
 
@@ -156,10 +188,14 @@ class S3Anchor:
             if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
                 return None
             raise LedgerUnavailable(f"cannot read the anchor: {exc}") from exc
-        try:
-            return Checkpoint.from_dict(json.loads(body))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise LedgerUnavailable("the anchor is not a checkpoint") from exc
+        return _checkpoint(body)
+
+
+def _checkpoint(body: bytes) -> Checkpoint:
+    try:
+        return Checkpoint.from_dict(json.loads(body))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LedgerUnavailable("the anchor is not a checkpoint") from exc
 
 
 class DigestWriter:

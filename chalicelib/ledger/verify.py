@@ -15,7 +15,11 @@ every digest. Each problem is a :class:`Finding` of one kind:
 ``sequence_gap``       sequences missing between or within objects
 ``duplicate_event``    an event id stored twice
 ``inconsistent_tree``  a digested tree size or root the lines do not give
-``truncated_tail``     the anchor knows a digest the bucket does not have
+``truncated_tail``     the anchor knows a digest the bucket does not have, or
+                       its current version is older than one it replaced
+``hidden_version``     a delete marker or a later version stands in front of a
+                       digest or a digested object (queries, which read the
+                       current version, would not see what was stored)
 =====================  =======================================================
 """
 
@@ -28,14 +32,14 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from multiprocessing import get_all_start_methods, get_context
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.ledger.digest import DIGESTS_PREFIX, canonical
+from chalicelib.ledger.digest import DIGESTS_PREFIX, EVENTS_PREFIX, canonical
 from chalicelib.ledger.merkle import CompactRange, leaf_hash
 from chalicelib.ledger.reading import LINE_HEAD, ObjectReading, gunzip, read_object, split_lines
 
@@ -55,6 +59,7 @@ FINDING_KINDS = (
     "duplicate_event",
     "inconsistent_tree",
     "truncated_tail",
+    "hidden_version",
 )
 
 
@@ -154,14 +159,20 @@ class LedgerVerifier:
         self,
         *,
         anchor: Checkpoint | None = None,
+        anchor_versions: Sequence[Checkpoint] = (),
         since: str | None = None,
         until: str | None = None,
     ) -> Report:
         """Check every digest (whose period ends within ``since``..``until``, ISO UTC).
 
         A bounded check starts from the digest before ``since``: its signed
-        frontier stands in for every earlier leaf.
+        frontier stands in for every earlier leaf. ``anchor_versions`` (newest
+        first, see :meth:`~chalicelib.ledger.digest.S3Anchor.versions`) take
+        the place of ``anchor``: the bucket is held to the largest tree any of
+        them names, and a current version older than that is itself a finding.
         """
+        if anchor_versions:
+            anchor = max(anchor_versions, key=lambda checkpoint: checkpoint.tree_size)
         started = time.perf_counter()
         report = Report()
         digests = self._digests(report)
@@ -183,16 +194,42 @@ class LedgerVerifier:
                 key, document = digests[index]
                 tree = self._check_digest(key, document["digest"], feed, tree, seen_events, report)
                 report.digests += 1
+        self._check_current_versions(entries, report)
         if anchor is not None:
             self._check_anchor(anchor, digests, report)
+        if anchor_versions and anchor_versions[0].tree_size < (anchor.tree_size if anchor else 0):
+            report.add(
+                "truncated_tail",
+                "anchor",
+                f"its current version names tree size {anchor_versions[0].tree_size}, older "
+                f"than the {anchor.tree_size if anchor else 0} of a version it replaced",
+            )
         report.tree_size, report.root = tree.size, tree.root().hex()
         report.seconds = time.perf_counter() - started
         return report
 
     def _digests(self, report: Report) -> list[tuple[str, dict[str, Any]]]:
+        """Every digest, read from the version first stored under its key.
+
+        A digest is written once (``If-None-Match``) and locked: a delete
+        marker or a later version in front of it is someone hiding it, so it
+        is named, and the first version is the one judged.
+        """
         found = []
-        for key in self._keys(DIGESTS_PREFIX):
-            body = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        for key, stored in self._versions(DIGESTS_PREFIX).items():
+            if not stored.versions:
+                continue  # only delete markers left: the chain names the gap
+            if stored.delete_markers or len(stored.versions) > 1:
+                report.add(
+                    "hidden_version",
+                    key,
+                    f"{len(stored.versions)} versions and {stored.delete_markers} delete "
+                    "markers where one version was written: the first is the one checked",
+                )
+            first = stored.versions[0]
+            body = self._s3.get_object(Bucket=self._bucket, Key=key, **version_kwargs(first))[
+                "Body"
+            ].read()
             try:
                 document = json.loads(body)
                 digest = document["digest"]
@@ -339,11 +376,54 @@ class LedgerVerifier:
             raise _ChecksumMismatch(key) from exc
         return body
 
-    def _keys(self, prefix: str) -> Iterator[str]:
-        paginator = self._s3.get_paginator("list_objects_v2")
+    def _check_current_versions(self, entries: list[dict[str, Any]], report: Report) -> None:
+        """Name digested objects whose current version is not the digested one.
+
+        Verification reads each object by the version its digest names, so
+        a newer version written over it (or a delete marker) changes nothing
+        here, but Athena and the local query engine read current versions.
+        """
+        stored = self._versions(EVENTS_PREFIX)
+        for entry in entries:
+            key, version = entry["key"], entry.get("version_id")
+            listed = stored.get(key)
+            if version is None or listed is None or not listed.versions:
+                continue  # missing altogether: the object check names it
+            if listed.latest != version:
+                report.add(
+                    "hidden_version",
+                    f"{key}?versionId={version}",
+                    f"its current version is {listed.latest or 'a delete marker'}, "
+                    "not the digested one: queries would read that instead",
+                )
+
+    def _versions(self, prefix: str) -> dict[str, _StoredKey]:
+        """Each key under ``prefix`` with its versions (oldest first) and delete markers."""
+        found: dict[str, _StoredKey] = {}
+        paginator = self._s3.get_paginator("list_object_versions")
         for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                yield item["Key"]
+            for version in page.get("Versions", []):
+                stored = found.setdefault(version["Key"], _StoredKey())
+                stored.newest_first.append(str(version["VersionId"]))
+                if version.get("IsLatest"):
+                    stored.latest = str(version["VersionId"])
+            for marker in page.get("DeleteMarkers", []):
+                found.setdefault(marker["Key"], _StoredKey()).delete_markers += 1
+        return found
+
+
+@dataclass
+class _StoredKey:
+    """What S3 holds under one key: versions and delete markers."""
+
+    newest_first: list[str] = field(default_factory=list)  # S3 lists a key's versions so
+    delete_markers: int = 0
+    latest: str | None = None  # the current version's id; None when it is a delete marker
+
+    @property
+    def versions(self) -> list[str]:
+        """Version ids, oldest first."""
+        return self.newest_first[::-1]
 
 
 def _check_lines(

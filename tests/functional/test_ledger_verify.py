@@ -76,7 +76,7 @@ class Ledger:
 
     def verify(self, **bounds: str) -> Report:
         verifier = LedgerVerifier(s3(), self.aws.audit_bucket, self.public_key)
-        return verifier.verify(anchor=self.anchor.read(), **bounds)
+        return verifier.verify(anchor_versions=self.anchor.versions(), **bounds)
 
 
 @pytest.fixture
@@ -277,6 +277,56 @@ def test_deleting_the_newest_digest_is_a_truncated_tail(ledger: Ledger) -> None:
     report = ledger.verify()
 
     assert kinds(report) == {"truncated_tail"}
+
+
+def test_a_delete_marker_on_the_newest_digest_and_a_rolled_back_anchor_are_named(
+    ledger: Ledger,
+) -> None:
+    # No locked version is touched: a delete marker hides the newest digest, and the
+    # anchor gets a new version naming the digest before it, as if it were the newest.
+    newest, previous = digest_keys(ledger)[-1], digest_keys(ledger)[-2]
+    s3().delete_object(Bucket=ledger.aws.audit_bucket, Key=newest)
+    older = json.loads(s3().get_object(Bucket=ledger.aws.audit_bucket, Key=previous)["Body"].read())
+    rolled_back = dict(ledger.anchor.read().as_dict())  # type: ignore[union-attr]
+    rolled_back.update(
+        key=previous,
+        signature=older["signature"],
+        tree_size=older["digest"]["tree"]["size"],
+        root=older["digest"]["tree"]["root"],
+    )
+    s3().put_object(Bucket=ANCHOR_BUCKET, Key=ledger.anchor.key, Body=canonical(rolled_back))
+
+    report = ledger.verify()
+
+    assert kinds(report) == {"hidden_version", "truncated_tail"}
+    hidden = [finding for finding in report.findings if finding.kind == "hidden_version"]
+    assert [finding.where for finding in hidden] == [newest]
+    assert report.events == 20  # the hidden digest's objects are still checked
+
+
+def test_a_version_written_over_a_digested_object_is_a_hidden_version(ledger: Ledger) -> None:
+    record = objects(ledger)[1]
+    s3().put_object(
+        Bucket=ledger.aws.audit_bucket,
+        Key=record.key,
+        Body=gzip.compress(b'{"forged":true}\n'),
+        ChecksumAlgorithm="SHA256",
+    )
+
+    report = ledger.verify()
+
+    assert findings(report) == [("hidden_version", f"{record.key}?versionId={record.version_id}")]
+    assert report.events == 20  # the digested version is the one read
+
+
+def test_a_delete_marker_on_a_digested_object_is_a_hidden_version(ledger: Ledger) -> None:
+    record = objects(ledger)[0]
+    s3().delete_object(Bucket=ledger.aws.audit_bucket, Key=record.key)
+
+    report = ledger.verify()
+
+    assert kinds(report) == {"hidden_version"}
+    assert "a delete marker" in report.findings[0].detail
 
 
 # --- the CLI -------------------------------------------------------------------------------

@@ -217,8 +217,7 @@ def test_the_writer_may_make_every_call_the_ledger_makes(stage: str) -> None:
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_the_digest_signs_and_stores_only_digests_and_the_anchor(stage: str) -> None:
-    from chalicelib.audit.writer import EVENTS_PREFIX
-    from chalicelib.ledger.digest import DIGESTS_PREFIX
+    from chalicelib.ledger.digest import DIGESTS_PREFIX, EVENTS_PREFIX
 
     statements = _statements(stage, "ledger_digest")
     assert statements["DigestStore"]["Resource"].endswith(f"/{DIGESTS_PREFIX}*")
