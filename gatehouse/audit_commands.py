@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from chalicelib.ledger import LedgerState
     from chalicelib.ledger.digest import Checkpoint, S3Anchor
     from chalicelib.ledger.verify import Report
+    from gatehouse.report import Window, WrittenReport
     from gatehouse.target import Target
 
 
@@ -172,7 +173,9 @@ def verify(
         public_key = _p256(load_der_public_key(der))
     anchor = _anchor(target)
     verifier = LedgerVerifier(target.client("s3"), target.audit_bucket, public_key, jobs=jobs)
-    return verifier.verify(anchor=anchor.read() if anchor else None, since=since, until=until)
+    return verifier.verify(
+        anchor_versions=anchor.versions() if anchor else (), since=since, until=until
+    )
 
 
 # What `gatehouse audit verify --publish-metric` puts, and the stage's
@@ -194,6 +197,25 @@ def publish_verify_metric(target: Target, report: Report) -> None:
             }
         ],
     )
+
+
+def report(
+    target: Target,
+    window: Window,
+    out: Path,
+    engine: str | None = None,
+    cache_dir: Path | None = None,
+) -> WrittenReport:
+    """Run the audit report over ``window`` and write it into ``out`` (JSON, CSV, HTML).
+
+    ``engine`` is ``local`` or ``athena`` (default: local for the local stack);
+    ``cache_dir`` is the local engine's cache (default: the one ``audit query`` uses).
+    """
+    from gatehouse.query.command import build_engine
+    from gatehouse.report import collect_report, write_report
+
+    query_engine = build_engine(target, engine, cache_dir)
+    return write_report(collect_report(query_engine, window, stage=target.stage), out)
 
 
 def prove(target: Target, event_id: str) -> dict[str, Any]:

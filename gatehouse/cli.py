@@ -9,6 +9,9 @@
                              --host H --path P [--ip IP] [--at TIME] [--version V]
     gatehouse grant request|approve|deny|revoke|list ...          just-in-time access
     gatehouse audit flush | tail [-n N] [--json]
+    gatehouse audit query (SQL | --named NAME --param k=v ...) [--engine athena|local]
+                          [--format table|json|csv] [--list]
+    gatehouse audit report --from T --to T --out DIR [--engine local|athena]
     gatehouse demo                                                   the guided demo
 """
 
@@ -145,6 +148,25 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("-n", type=int, default=100, help="at most this many")
     dlq.add_argument("--json", action="store_true", help="one JSON object per line")
     dlq.add_argument("--redrive", action="store_true", help="move them back to the audit queue")
+    from gatehouse.query.command import add_query_parser
+
+    add_query_parser(audit_commands)
+    report = audit_commands.add_parser(
+        "report", help="report.json, CSV tables and one self-contained report.html over a window"
+    )
+    report.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        help="window start (inclusive): ISO 8601 (UTC if no offset) or YYYY-MM-DD",
+    )
+    report.add_argument("--to", dest="end", required=True, help="window end (exclusive)")
+    report.add_argument("--out", type=Path, required=True, help="directory to write into")
+    report.add_argument(
+        "--engine",
+        choices=("local", "athena"),
+        help="default: local when the local stack is running, athena otherwise",
+    )
     commands.add_parser("demo", help="start the local stack, send real traffic, show what happened")
     return parser
 
@@ -165,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         from gatehouse.audit_commands import StageIncomplete
         from gatehouse.grant_commands import GrantCommandError
         from gatehouse.policy_commands import PolicyFileError
+        from gatehouse.query.errors import QueryError
+        from gatehouse.report import ReportError
         from gatehouse.state import NoLocalStack
         from gatehouse.target import NoTarget
 
@@ -179,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             GrantError,
             GrantCommandError,
             AuditError,
+            QueryError,
+            ReportError,
         )
         if isinstance(exc, known):
             print(f"gatehouse: {exc}", file=sys.stderr)
@@ -302,6 +328,12 @@ def _audit(args: argparse.Namespace) -> int:
 
     if args.audit_command == "check-proof":  # offline: no stage, no AWS
         return _check_proof(audit_commands, args)
+    if args.audit_command == "query":
+        from gatehouse.query.command import run_query_command
+
+        return run_query_command(args)
+    if args.audit_command == "report":
+        return _report(audit_commands, args)
     target = resolve_target(args.state_dir)
     if args.audit_command == "prove":
         proof = audit_commands.prove(target, args.event_id)
@@ -325,6 +357,17 @@ def _audit(args: argparse.Namespace) -> int:
     if args.audit_command == "verify":
         return _verify(audit_commands, target, args)
     audit_commands.print_events(audit_commands.tail(target, args.n), as_json=args.json)
+    return 0
+
+
+def _report(audit_commands: Any, args: argparse.Namespace) -> int:
+    from gatehouse.report import parse_window
+    from gatehouse.target import resolve_target
+
+    window = parse_window(args.start, args.end)  # before any AWS call: a typo fails fast
+    written = audit_commands.report(resolve_target(args.state_dir), window, args.out, args.engine)
+    print(f"report written to {written.directory}: open {written.html}")
+    print(f"  {written.json.name} and {len(written.csv)} CSV tables beside it")
     return 0
 
 

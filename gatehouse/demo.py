@@ -236,6 +236,8 @@ def _show(state: DevState, state_dir: Path) -> int:
     _print_audit(events)
     verified = _print_verification(state_dir)
     failures += 0 if _print_aws_correlation(state, state_dir) else 1
+    failures += 0 if _write_report(state_dir) else 1
+    failures += 0 if _query_trail(state_dir) else 1
     if failures:
         print(f"\n{failures} request(s) did not end as expected.")
         return 1
@@ -309,6 +311,59 @@ def _print_verification(state_dir: Path) -> bool:
     for finding in report.findings:
         print(f"  {finding.kind}: {finding.where}: {finding.detail}")
     return report.ok
+
+
+def _write_report(state_dir: Path) -> bool:
+    """The audit report of the last hour (all of this demo) into .gatehouse/report/."""
+    from datetime import UTC, datetime, timedelta
+
+    from gatehouse.audit_commands import report
+    from gatehouse.query.errors import QueryError
+    from gatehouse.report import ReportError, Window
+    from gatehouse.target import resolve_target
+
+    now = datetime.now(UTC)
+    window = Window(now - timedelta(hours=1), now + timedelta(minutes=1))
+    out = Path(".gatehouse", "report").resolve()
+    try:  # the cache in the demo's own state directory: every run starts from an empty one
+        written = report(resolve_target(state_dir), window, out, "local", state_dir / "cache")
+    except (ReportError, QueryError) as exc:
+        print(f"\ngatehouse audit report FAILED: {exc}")
+        return False
+    print(f"\nAudit report (report.json, {len(written.csv)} CSV tables): {written.html}")
+    return True
+
+
+def _query_trail(state_dir: Path) -> bool:
+    """One named query (route_usage over the last hour) on the local engine, as a table."""
+    from datetime import UTC, datetime, timedelta
+
+    from gatehouse.query.command import build_engine, format_table
+    from gatehouse.query.errors import QueryError
+    from gatehouse.target import resolve_target
+
+    now = datetime.now(UTC)
+    params = {
+        "from": (now - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S"),
+        "to": (now + timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    try:
+        engine = build_engine(resolve_target(state_dir), "local", state_dir / "cache")
+        result = engine.run_named("route_usage", params)
+    except QueryError as exc:
+        print(f"\ngatehouse audit query FAILED: {exc}")
+        return False
+    print(
+        "\ngatehouse audit query --named route_usage --engine local "
+        f"--param from='{params['from']}' --param to='{params['to']}'"
+        "\n  (the Athena SQL of infra/athena/queries, run by DuckDB over the stack's bucket):"
+    )
+    shown = ["route_id", "requests", "allowed", "denied", "gateway_only", "latency_p50_ms"]
+    indexes = [result.columns.index(name) for name in shown if name in result.columns]
+    rows = [tuple(row[index] for index in indexes) for row in result.rows]
+    table = format_table([result.columns[index] for index in indexes], rows)
+    print("  " + table.replace("\n", "\n  "))
+    return bool(result.rows)
 
 
 def _administration(state: DevState, state_dir: Path) -> list[Exchange]:

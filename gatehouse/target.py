@@ -39,6 +39,20 @@ class Target:
     gateway_url: str | None = None
     signing_key_id: str | None = None
     ledger_anchor: str | None = None
+    trail_bucket: str | None = None  # CloudTrail's bucket (AWSLogs/...), for correlation queries
+    account_id: str | None = None  # the account under AWSLogs/ in the trail bucket
+    athena_workgroup: str | None = None  # default gatehouse-<stage>
+    athena_database: str | None = None  # default gatehouse_<stage>
+
+    @property
+    def workgroup(self) -> str:
+        """The stage's Athena workgroup (GATEHOUSE_ATHENA_WORKGROUP, else gatehouse-<stage>)."""
+        return self.athena_workgroup or f"gatehouse-{self.stage}"
+
+    @property
+    def database(self) -> str:
+        """The Glue database of the stage (GATEHOUSE_ATHENA_DATABASE, else gatehouse_<stage>)."""
+        return self.athena_database or f"gatehouse_{self.stage}"
 
     @cached_property
     def trusted_issuers(self) -> tuple[TrustedIssuer, ...]:
@@ -109,6 +123,10 @@ def resolve_target(state_dir: Path | None = None) -> Target:
             gateway_url=environ.get("GATEHOUSE_GATEWAY_URL") or None,
             signing_key_id=environ.get("GATEHOUSE_ASSERTION_KEY_ID") or None,
             ledger_anchor=environ.get("GATEHOUSE_LEDGER_ANCHOR") or None,
+            trail_bucket=environ.get("GATEHOUSE_TRAIL_BUCKET") or None,
+            account_id=environ.get("GATEHOUSE_TRAIL_ACCOUNT_ID") or None,
+            athena_workgroup=environ.get("GATEHOUSE_ATHENA_WORKGROUP") or None,
+            athena_database=environ.get("GATEHOUSE_ATHENA_DATABASE") or None,
         )
     return Target(
         region=state.region,
@@ -124,4 +142,8 @@ def resolve_target(state_dir: Path | None = None) -> Target:
         gateway_url=state.gateway_url,
         signing_key_id=state.signing_key_id or None,
         ledger_anchor=state.ledger_anchor or None,
+        trail_bucket=state.trail_bucket or None,
+        account_id=state.account_id or None,
+        athena_workgroup=os.environ.get("GATEHOUSE_ATHENA_WORKGROUP") or None,
+        athena_database=os.environ.get("GATEHOUSE_ATHENA_DATABASE") or None,
     )

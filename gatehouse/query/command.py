@@ -1,0 +1,210 @@
+"""``gatehouse audit query``: Athena SQL or a named query, on Athena or locally.
+
+gatehouse audit query (SQL | --named NAME --param k=v ...) [--engine athena|local]
+                      [--format table|json|csv] [--list]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from gatehouse.query.errors import QueryError, QueryParamError
+
+if TYPE_CHECKING:
+    from gatehouse.query.result import QueryResult
+    from gatehouse.target import Target
+
+ENGINE_HELP = (
+    "where the SQL runs: 'local' (DuckDB over a cache of the stage's objects, translated "
+    "from Athena SQL) or 'athena' (the stage's workgroup; prints bytes scanned and cost to "
+    "stderr). Default: local when the local stack is running, athena otherwise"
+)
+
+
+def add_query_parser(audit_commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``audit query`` under ``gatehouse audit``."""
+    query = audit_commands.add_parser(
+        "query",
+        help="run Athena SQL or a named query (infra/athena/queries) over the trail",
+        description="Run Athena SQL, or a named query with --named, over audit_events and "
+        "cloudtrail_logs.",
+    )
+    query.add_argument("sql", nargs="?", help="Athena SQL (one read-only query); or use --named")
+    query.add_argument("--named", metavar="NAME", help="a named query (see --list)")
+    query.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="a parameter value (repeat); timestamps as 'YYYY-MM-DD HH:MM:SS' UTC",
+    )
+    query.add_argument("--engine", choices=("athena", "local"), help=ENGINE_HELP)
+    query.add_argument(
+        "--format", choices=("table", "json", "csv"), default="table", help="output (default table)"
+    )
+    query.add_argument(
+        "--list", action="store_true", help="list the named queries and their params"
+    )
+    query.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="the local engine's cache (default ~/.cache/gatehouse/query/<audit bucket>)",
+    )
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, str]:
+    """``["k=v", ...]`` as a dict.
+
+    Raises
+    ------
+    QueryParamError
+        For a pair without ``=`` or a name given twice.
+    """
+    params: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise QueryParamError(f"--param {pair!r}: expected NAME=VALUE")
+        if name.strip() in params:
+            raise QueryParamError(f"--param {name.strip()!r} is given twice")
+        params[name.strip()] = value
+    return params
+
+
+def run_query_command(
+    args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    """Run ``gatehouse audit query``; 0 on success (errors raise :class:`QueryError`)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    if args.list:
+        print_named_queries(out)
+        return 0
+    if bool(args.sql) == bool(args.named):
+        raise QueryError("give either SQL or --named NAME (see --list)")
+    params = parse_params(args.param)
+    from gatehouse.query.params import load_named_query, parse_statement, require_query
+
+    # Refuse what no engine would run before syncing anything or calling AWS.
+    require_query(parse_statement(load_named_query(args.named).sql if args.named else args.sql))
+    from gatehouse.target import resolve_target
+
+    target = resolve_target(args.state_dir)
+    engine = build_engine(target, args.engine, args.cache_dir)
+    result = engine.run_named(args.named, params) if args.named else engine.run(args.sql, params)
+    write_result(result, args.format, out)
+    if result.bytes_scanned is not None:
+        print(
+            f"{result.engine}: scanned {result.bytes_scanned:,} bytes, "
+            f"cost ${result.cost_usd or 0:.6f} (10 MB minimum), query {result.query_id}, "
+            f"{result.elapsed_s:.2f} s",
+            file=err,
+        )
+    else:
+        print(f"{result.engine}: {len(result.rows)} rows in {result.elapsed_s:.3f} s", file=err)
+    return 0
+
+
+def default_cache_dir(bucket: str) -> Path:
+    """``$XDG_CACHE_HOME/gatehouse/query/<bucket>`` (``~/.cache`` by default)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "gatehouse" / "query" / bucket
+
+
+def build_engine(target: Target, engine: str | None, cache_dir: Path | None) -> Any:
+    """The engine for ``target``: local when asked or the local stack runs, else Athena."""
+    choice = engine or ("local" if target.local else "athena")
+    if choice == "athena":
+        from gatehouse.query.athena import AthenaEngine
+
+        return AthenaEngine(target.client("athena"), target.workgroup, target.database)
+    from gatehouse.query.local import LocalEngine
+
+    return LocalEngine(
+        cache_dir or default_cache_dir(target.audit_bucket),
+        target.client("s3"),
+        target.audit_bucket,
+        target.trail_bucket,
+        target.account_id,
+    )
+
+
+def print_named_queries(out: TextIO) -> None:
+    """Each named query: name, description, params."""
+    from gatehouse.query.params import named_queries
+
+    for query in named_queries():
+        print(f"{query.name}\n    {query.description}", file=out)
+        for param in query.params:
+            print(f"    --param {param.name}=<{param.type}>  {param.help}", file=out)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _cell(value: Any) -> str:
+    plain = _plain(value)
+    if plain is None:
+        return ""
+    if isinstance(plain, dict | list):
+        return json.dumps(plain, separators=(",", ":"))
+    if isinstance(plain, bool):
+        return "true" if plain else "false"
+    return str(plain)
+
+
+def write_result(result: QueryResult, fmt: str, out: TextIO) -> None:
+    """Print ``result`` as an aligned table, JSON (a list of objects) or CSV."""
+    if fmt == "json":
+        rows = [
+            dict(zip(result.columns, (_plain(v) for v in row), strict=True)) for row in result.rows
+        ]
+        out.write(json.dumps(rows, indent=2) + "\n")
+        return
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(result.columns)
+        writer.writerows([_cell(value) for value in row] for row in result.rows)
+        out.write(buffer.getvalue())
+        return
+    out.write(format_table(result.columns, result.rows) + "\n")
+
+
+def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int = 60) -> str:
+    """An aligned text table; cells longer than ``max_width`` are cut with an ellipsis."""
+    cells = [[_cell(value).replace("\n", " ") for value in row] for row in rows]
+    cells = [
+        [text if len(text) <= max_width else text[: max_width - 1] + "…" for text in row]
+        for row in cells
+    ]
+    widths = [len(name) for name in columns]
+    for row in cells:
+        widths = [max(width, len(text)) for width, text in zip(widths, row, strict=True)]
+    lines = ["  ".join(name.ljust(width) for name, width in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * width for width in widths))
+    lines += [
+        "  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True))
+        for row in cells
+    ]
+    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(line.rstrip() for line in lines)

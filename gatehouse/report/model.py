@@ -1,0 +1,414 @@
+"""The report's data: what one run over a window found, typed, before any rendering.
+
+Every string here may come from an audit event and so from a client (paths,
+user agents, emails, justifications, reasons): renderers must treat each one
+as hostile. Times are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from gatehouse.report.errors import ReportError
+
+Bucket = Literal["hour", "day"]
+Severity = Literal["high", "medium", "low"]
+
+# Windows up to this long are charted per hour, longer ones per day.
+HOURLY_UP_TO = timedelta(hours=48)
+# Labels for requests without an identity or outside every route.
+ANONYMOUS = "(anonymous)"
+NO_ROUTE = "(no route)"
+VERIFY_COMMAND = "gatehouse audit verify"
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The half-open interval ``[start, end)`` the report covers."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        for moment in (self.start, self.end):
+            if moment.tzinfo is None or moment.utcoffset() != timedelta(0):
+                raise ValueError("report window bounds must be UTC datetimes")
+        if self.end <= self.start:
+            raise ValueError("the report window must end after it starts")
+
+    @property
+    def bucket(self) -> Bucket:
+        """The chart resolution: per hour for short windows, per day otherwise."""
+        return "hour" if self.end - self.start <= HOURLY_UP_TO else "day"
+
+    def bucket_starts(self) -> list[datetime]:
+        """Every bucket start in the window, in order (empty buckets included)."""
+        step = timedelta(hours=1) if self.bucket == "hour" else timedelta(days=1)
+        moment = truncate(self.start, self.bucket)
+        starts = []
+        while moment < self.end:
+            starts.append(moment)
+            moment += step
+        return starts
+
+    def days(self) -> list[str]:
+        """The ``dt`` partitions (``YYYY-MM-DD``) the window touches."""
+        day = self.start.date()
+        last = (self.end - timedelta(microseconds=1)).date()
+        days = []
+        while day <= last:
+            days.append(day.isoformat())
+            day += timedelta(days=1)
+        return days
+
+
+def truncate(moment: datetime, bucket: Bucket) -> datetime:
+    """The start of the hour or day holding ``moment``."""
+    moment = moment.replace(minute=0, second=0, microsecond=0)
+    return moment.replace(hour=0) if bucket == "day" else moment
+
+
+@dataclass(frozen=True, slots=True)
+class TimeBucket:
+    """Requests in one hour or day, by decision (``gateway_only``: API Gateway answered alone)."""
+
+    start: datetime
+    allow: int = 0
+    deny: int = 0
+    error: int = 0
+    gateway_only: int = 0
+
+    @property
+    def total(self) -> int:
+        """All requests in the bucket."""
+        return self.allow + self.deny + self.error + self.gateway_only
+
+
+@dataclass(frozen=True, slots=True)
+class MatrixCell:
+    """Requests of one principal on one route, by decision."""
+
+    principal: str
+    route: str
+    allow: int
+    deny: int
+    error: int
+    gateway_only: int
+
+    @property
+    def total(self) -> int:
+        """All requests of the pair."""
+        return self.allow + self.deny + self.error + self.gateway_only
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonCount:
+    """How many decisions had this outcome and these reason codes."""
+
+    outcome: str
+    reasons: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class DenyGroup:
+    """Denied requests per reason, principal and route (named query ``denies_with_reasons``)."""
+
+    reason: str
+    principal: str
+    route: str
+    requests: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DenyEvent:
+    """One denied decision."""
+
+    time: datetime
+    principal: str
+    source_ip: str | None
+    user_agent: str | None
+    method: str
+    path: str
+    route: str
+    reasons: str
+    detail: str | None
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyVersionInForce:
+    """A policy version that decided requests in the window."""
+
+    version: int | None
+    checksum: str | None
+    decisions: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyChange:
+    """One ``policy_change`` event (named query ``policy_changes``)."""
+
+    time: datetime
+    action: str | None
+    activation: int | None
+    from_version: int | None
+    to_version: int | None
+    from_checksum: str | None
+    to_checksum: str | None
+    summary: str | None
+    operator: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class GrantEvent:
+    """One ``grant`` event: requested, approved, denied, revoked, used, expired, refused."""
+
+    time: datetime
+    action: str | None
+    grant_id: str | None
+    requester: str | None
+    actor: str | None
+    approver: str | None
+    justification: str | None
+    routes: str | None
+    expires_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ElevatedAccess:
+    """A request made under a JIT grant or break-glass, with the grant's lifecycle.
+
+    From the named query ``elevated_access``; the lifecycle times are None
+    where the grant's events are not in the trail it searched.
+    """
+
+    time: datetime
+    request_id: str | None
+    principal: str
+    method: str
+    path: str
+    route: str
+    decision: str | None
+    status: int | None
+    break_glass: bool
+    grant_id: str | None
+    justification: str | None
+    requested_by: str | None
+    requested_at: datetime | None
+    approved_by: str | None
+    approved_at: datetime | None
+    expires_at: datetime | None
+    first_used_at: datetime | None
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SensitiveAccess:
+    """Allowed decisions on a route marked sensitive, per principal."""
+
+    principal: str
+    route: str
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewSource:
+    """A source address or user agent a principal had not used before the window.
+
+    From the named query ``new_sources``; ``principal_is_new``: the principal
+    had no event at all in the lookback.
+    """
+
+    principal: str
+    kind: Literal["source_ip", "user_agent"]
+    value: str
+    first_seen: datetime
+    last_seen: datetime
+    requests: int
+    principal_is_new: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyEvent:
+    """An event that carried anomaly flags (e.g. a client spoofing gateway headers)."""
+
+    time: datetime
+    principal: str
+    source_ip: str | None
+    user_agent: str | None
+    method: str
+    path: str
+    anomalies: str
+
+
+@dataclass(frozen=True, slots=True)
+class RouteUsage:
+    """What one host and route served in the window (named query ``route_usage``).
+
+    Status, latency and bytes out are what the client got (API Gateway's
+    when its access-log line is there, else the proxy's); latency
+    percentiles are Athena's ``approx_percentile``.
+    """
+
+    host: str | None
+    route: str
+    requests: int
+    allowed: int
+    denied: int
+    errors: int
+    gateway_only: int
+    status_2xx: int
+    status_3xx: int
+    status_4xx: int
+    status_5xx: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    bytes_in: int
+    bytes_out: int
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerCoverage:
+    """Which stored events the window holds: counts and ledger sequence range."""
+
+    events: int
+    first_sequence: int | None
+    last_sequence: int | None
+    by_type: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """A control in force and the evidence for it, for the compliance summary."""
+
+    name: str
+    status: str
+    evidence: str
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """Something security should look at."""
+
+    kind: str
+    severity: Severity
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueryCost:
+    """What running the report's queries cost (Athena) or took (local)."""
+
+    engine: str
+    queries: int
+    bytes_scanned: int | None
+    cost_usd: float | None
+    elapsed_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Everything one report run found over its window."""
+
+    window: Window
+    generated_at: datetime
+    stage: str
+    cost: QueryCost
+    requests_over_time: list[TimeBucket]
+    access_matrix: list[MatrixCell]
+    reasons: list[ReasonCount]
+    top_denies: list[DenyGroup]
+    recent_denies: list[DenyEvent]
+    policy_versions: list[PolicyVersionInForce]
+    policy_changes: list[PolicyChange]
+    grant_events: list[GrantEvent]
+    elevated_access: list[ElevatedAccess]
+    sensitive_access: list[SensitiveAccess]
+    new_sources: list[NewSource]
+    anomalies: list[AnomalyEvent]
+    route_usage: list[RouteUsage]
+    ledger: LedgerCoverage
+    controls: list[Control]
+    alerts: list[Alert]
+
+    @property
+    def requests(self) -> dict[str, int]:
+        """Requests in the window by decision (and ``total``)."""
+        totals = {
+            outcome: sum(getattr(bucket, outcome) for bucket in self.requests_over_time)
+            for outcome in ("allow", "deny", "error", "gateway_only")
+        }
+        totals["total"] = sum(totals.values())
+        return totals
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing at all was recorded in the window."""
+        return self.ledger.events == 0
+
+    @property
+    def break_glass_uses(self) -> list[ElevatedAccess]:
+        """The break-glass decisions (a subset of ``elevated_access``)."""
+        return [access for access in self.elevated_access if access.break_glass]
+
+
+def utc_text(moment: datetime) -> str:
+    """``2026-11-28T15:50:37.123Z``: the audit trail's own timestamp format."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def as_plain(value: Any) -> Any:
+    """``value`` with datetimes as text and dataclasses as dicts: ready for JSON or CSV."""
+    if isinstance(value, datetime):
+        return utc_text(value)
+    if hasattr(value, "__dataclass_fields__"):
+        return {name: as_plain(getattr(value, name)) for name in value.__dataclass_fields__}
+    if isinstance(value, Mapping):
+        return {str(key): as_plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [as_plain(item) for item in value]
+    return value
+
+
+def parse_bound(text: str, option: str) -> datetime:
+    """A window bound from the command line: ISO 8601 (UTC when no offset) or ``YYYY-MM-DD``.
+
+    Raises
+    ------
+    ReportError
+        When ``text`` is neither.
+    """
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ReportError(
+            f"{option} {text!r} is not an ISO 8601 time (such as 2026-03-01T00:00Z) or a date"
+        ) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def parse_window(start: str, end: str) -> Window:
+    """The window ``[start, end)`` from the command line's ``--from`` and ``--to``.
+
+    Raises
+    ------
+    ReportError
+        When either bound cannot be read, or the window is empty or reversed.
+    """
+    begin, finish = parse_bound(start, "--from"), parse_bound(end, "--to")
+    if finish <= begin:
+        raise ReportError(f"--to ({end}) must be after --from ({start})")
+    return Window(begin, finish)
