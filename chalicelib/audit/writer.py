@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.audit.errors import AuditStorageError
-from chalicelib.ledger.digest import EVENTS_PREFIX
+from chalicelib.ledger.digest import EVENTS_PREFIX, FENCE
 from chalicelib.ledger.errors import LedgerBusy, LedgerCorrupt, LedgerError
 from chalicelib.ledger.merkle import leaf_hash
 from chalicelib.ledger.state import ObjectRecord
@@ -51,13 +51,11 @@ if TYPE_CHECKING:
     from chalicelib.ledger.state import LedgerHead, LedgerState, Reservation
 
 # Far longer than a writer takes from reserving to committing, and shorter than the
-# queue's visibility timeout (60 s): the batch SQS delivers again after a crash finds the
-# crashed writer's reservation stale and settles it at once. Fencing a writer that is in
+# queue's visibility timeout (60 s locally, 300 s deployed): the batch SQS delivers again
+# after a crash finds the crashed writer's reservation stale and settles it at once. Fencing a writer that is in
 # fact still running costs it its batch (retried), never an event.
 STALE_RESERVATION_SECONDS = 50.0
 _BUSY_ATTEMPTS = 10  # about 2.5 s of backing off at most
-# An empty gzip member: what a fenced key holds (readers find no lines in it).
-FENCE = gzip.compress(b"", mtime=0)
 
 
 @dataclass(frozen=True, slots=True)

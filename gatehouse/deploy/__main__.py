@@ -45,15 +45,31 @@ def _parser() -> argparse.ArgumentParser:
         )
         command.add_argument("--retention-days", type=int, help="audit bucket default retention")
         command.add_argument("--alert-email", default="", help="subscribed to the alert topic")
-    commands.choices["deploy"].add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a function environment variable for this deploy (e.g. GATEHOUSE_TRUSTED_ISSUERS)",
-    )
+        command.add_argument(
+            "--key-admin-role-arn",
+            default="",
+            help="the break-glass role that alone may change the signing key's policy and alias",
+        )
+        command.add_argument(
+            "--operator-role-arn",
+            default="",
+            help="the role that may enqueue policy_change events and read the dead letters",
+        )
+    for name in ("deploy", "package"):
+        commands.choices[name].add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="a function environment variable (e.g. GATEHOUSE_TRUSTED_ISSUERS)",
+        )
     commands.choices["destroy"].add_argument(
         "--confirm", required=True, help="the stage's name again: destroying is not undone"
+    )
+    commands.choices["destroy"].add_argument(
+        "--force",
+        action="store_true",
+        help="destroy even though the audit queue or its dead-letter queue holds events",
     )
     commands.choices["package"].add_argument("--out", type=Path, help="default: out/<stage>")
     return parser
@@ -68,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             writer=WriterSource(args.events_per_object, args.batching_window),
             retention_days=args.retention_days,
             alert_email=args.alert_email,
+            key_admin_role_arn=args.key_admin_role_arn,
+            operator_role_arn=args.operator_role_arn,
         )
         return _run(args, settings)
     except DeployError as exc:
@@ -81,7 +99,12 @@ def _run(args: argparse.Namespace, settings: StageSettings) -> int:
         from gatehouse.deploy.package import package
 
         region = {} if os.environ.get("AWS_DEFAULT_REGION") else {"AWS_DEFAULT_REGION": "us-east-1"}
-        template = package(settings, args.out or ROOT / "out" / settings.stage, env=region)
+        template = package(
+            settings,
+            args.out or ROOT / "out" / settings.stage,
+            overrides=_overrides(args.set),
+            env=region,
+        )
         print(f"packaged {template}")
         return 0
     import boto3
@@ -97,14 +120,22 @@ def _run(args: argparse.Namespace, settings: StageSettings) -> int:
             return 2
         from gatehouse.deploy.destroy import destroy
 
-        destroy(settings, client, build_dir=build_dir)
+        destroy(settings, client, build_dir=build_dir, force=args.force)
         return 0
     from gatehouse.deploy.deploy import deploy
 
-    overrides = dict(item.split("=", 1) for item in args.set if "=" in item)
-    report = deploy(settings, client, build_dir=build_dir, overrides=overrides)
+    report = deploy(settings, client, build_dir=build_dir, overrides=_overrides(args.set))
     print(f"deployed {settings.stage}: {report.api_url or '(no API URL recorded)'}")
     return 0
+
+
+def _overrides(items: Sequence[str]) -> dict[str, str]:
+    """``--set NAME=VALUE`` items as a mapping."""
+    pairs = [item.split("=", 1) for item in items]
+    malformed = [item for item, pair in zip(items, pairs, strict=True) if len(pair) != 2]
+    if malformed:
+        raise DeployError(f"--set wants NAME=VALUE, got {', '.join(malformed)}")
+    return {name: value for name, value in pairs}
 
 
 if __name__ == "__main__":

@@ -58,6 +58,8 @@ def infra_parameters(settings: StageSettings) -> dict[str, str]:
         "AlertEmail": settings.alert_email,
         # The deploy sets the account's role itself, and only when none is set.
         "ManageApiGatewayAccount": "false",
+        "KeyAdminRoleArn": settings.key_admin_role_arn,
+        "OperatorRoleArn": settings.operator_role_arn,
     }
 
 
@@ -145,6 +147,11 @@ def deploy(
     stage = settings.stage
     config = json.loads((settings.project_dir / ".chalice" / "config.json").read_text())
     check_overrides(stage, config, overrides)
+    if not settings.operator_role_arn:
+        say(
+            "note: no --operator-role-arn: only the functions may use the audit queues, so "
+            "`gatehouse policy apply|rollback` and `gatehouse audit dlq` cannot run on this stage"
+        )
     report = DeployReport()
     cfn = client("cloudformation")
     say(f"infra stack {infra_stack_name(stage)} ...")

@@ -1,11 +1,15 @@
 """``make destroy``: remove what may be removed, and say what Object Lock keeps and until when.
 
-The order undoes the deploy: the wiring outside the API, then ``chalice
-delete`` (functions, API, roles, schedules), the Athena stack (its results
-bucket emptied first: it holds copies, not the trail), the infra stack. The
-stateful resources are ``Retain`` in the template and stay: the policy table
-(with deletion protection), the audit, anchor and trail buckets, and both KMS
-keys (the data key decrypts the audit objects; the signing key's public key
+It refuses while the audit queue or its dead-letter queue holds events
+(deleting the stack deletes the queues and the events with them) unless
+forced. The order undoes the deploy: the wiring outside the API, then
+``chalice delete`` (functions, API, roles, schedules), the Athena stack (its
+results bucket emptied first: it holds copies, not the trail), the infra
+stack. Deleting the infra stack removes the CloudTrail trail, both queues,
+the alarms, the tampering rules, the alert topic and its key, and the log
+groups. The stateful resources are ``Retain`` in the template and stay: the
+policy table (with deletion protection), the audit, anchor and trail buckets
+with their bucket policies, and the signing key with its alias (its public key
 verifies the digests).
 """
 
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gatehouse.deploy.chalice_cli import prepare_build, run_chalice
+from gatehouse.deploy.errors import QueuesNotEmpty
 from gatehouse.deploy.settings import StageSettings, athena_stack_name, infra_stack_name
 from gatehouse.deploy.stacks import delete_stack, stack_outputs, stack_status
 
@@ -126,20 +131,89 @@ def _empty_deletable_buckets(cfn: Any, s3: Any, stack: str, say: Say) -> None:
         say(f"emptied s3://{bucket} (Athena query results)")
 
 
+# The infra stack's queues, by output, and what their messages are.
+QUEUE_OUTPUTS = {
+    "AuditQueueUrl": "audit events not yet written to the ledger",
+    "AuditDeadLetterQueueUrl": "audit events the writer gave up on",
+}
+
+
+def queued_messages(sqs: Any, queue_url: str) -> int:
+    """Messages in the queue, visible, in flight or delayed (0 when there is no queue)."""
+    from botocore.exceptions import ClientError
+
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
+    try:
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)
+    except ClientError as exc:
+        if "NonExistentQueue" in exc.response["Error"]["Code"] or "QueueDoesNotExist" in str(exc):
+            return 0
+        raise
+    return sum(int(attributes["Attributes"].get(name, 0)) for name in names)
+
+
+def check_queues_empty(sqs: Any, outputs: dict[str, str]) -> None:
+    """Refuse while either audit queue holds a message.
+
+    Raises
+    ------
+    QueuesNotEmpty
+        Naming each queue with messages, how many, and what they are.
+    """
+    waiting = []
+    for output, what in QUEUE_OUTPUTS.items():
+        url = outputs.get(output)
+        if not url:
+            continue
+        count = queued_messages(sqs, url)
+        if count:
+            waiting.append(f"{count} in {url.rsplit('/', 1)[-1]} ({what})")
+    if waiting:
+        raise QueuesNotEmpty(
+            f"the audit queues hold messages: {'; '.join(waiting)}. Destroying deletes them. "
+            "Let the writer drain the queue and redrive or inspect the dead letters "
+            "(`gatehouse audit dlq`), or pass --force to lose them"
+        )
+
+
+# What deleting the infra stack removes: no longer there to record or protect anything.
+REMOVED_WITH_THE_STACK = (
+    "the CloudTrail trail gatehouse-{stage}: logging of the buckets, table and account stops",
+    "the audit queue and its dead-letter queue, and their queue policy",
+    "the alarms, the tampering rules, the alert topic and its KMS key (deletion scheduled)",
+    "the functions' and the access log's log groups, with their logs",
+)
+
+
 def destroy(
     settings: StageSettings,
     client: Callable[[str], Any],
     *,
     build_dir: Path,
+    force: bool = False,
     say: Say = print,
 ) -> list[LockReport]:
-    """Remove the stage's deletable parts; what Object Lock keeps, per bucket."""
+    """Remove the stage's deletable parts; what Object Lock keeps, per bucket.
+
+    Raises
+    ------
+    QueuesNotEmpty
+        When an audit queue holds messages and ``force`` is not set; nothing is removed.
+    """
     from gatehouse.deploy.deploy import wiring_target
 
     stage = settings.stage
     cfn = client("cloudformation")
     infra = infra_stack_name(stage)
     outputs = stack_outputs(cfn, infra) if stack_status(cfn, infra) else {}
+    if force:
+        say("--force: any events in the audit queues are deleted with them")
+    else:
+        check_queues_empty(client("sqs"), outputs)
     record_path = settings.project_dir / ".chalice" / "deployed" / f"{stage}.json"
     if outputs and record_path.exists():
         import json
@@ -161,14 +235,23 @@ def destroy(
         delete_stack(cfn, athena)
         say(f"stack {athena} deleted")
     if delete_stack(cfn, infra):
-        say(f"stack {infra} deleted; its Retain resources stay")
+        say(f"stack {infra} deleted. Removed with it:")
+        for removed in REMOVED_WITH_THE_STACK:
+            say(f"  {removed.format(stage=stage)}")
+    return _say_what_stays(client, outputs, say)
+
+
+def _say_what_stays(
+    client: Callable[[str], Any], outputs: dict[str, str], say: Say
+) -> list[LockReport]:
+    """Print what the stage leaves behind; what Object Lock keeps, per bucket."""
     now = datetime.now(UTC)
     reports = [
         object_lock_report(client("s3"), bucket, now=now)
         for bucket in (outputs.get("AuditBucket"), outputs.get("AnchorBucket"))
         if bucket
     ]
-    say("Kept (Retain, or locked):")
+    say("Kept (Retain, or locked), each bucket with its bucket policy:")
     for report in reports:
         say(f"  {report}")
     for name, what in (
@@ -177,8 +260,10 @@ def destroy(
             "TrailBucket",
             "bucket of CloudTrail log files (not locked; delete when no longer needed)",
         ),
-        ("DataKeyArn", "KMS key: decrypts the audit objects; schedule deletion only after them"),
-        ("SigningKeyArn", "KMS key: export its public key before scheduling its deletion"),
+        (
+            "SigningKeyArn",
+            "KMS key (and its alias): export its public key before scheduling its deletion",
+        ),
     ):
         if outputs.get(name):
             say(f"  {outputs[name]}: {what}")

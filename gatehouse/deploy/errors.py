@@ -7,7 +7,8 @@ Exceptions::
           ├── StackFailed          CloudFormation left a stack in a failed state
           ├── ChaliceFailed        ``chalice deploy|package|delete`` exited non-zero
           ├── UnfilledPlaceholder  a function's environment still names a stack output
-          └── NotDeployed          a resource the wiring needs does not exist (deploy first)
+          ├── NotDeployed          a resource the wiring needs does not exist (deploy first)
+          └── QueuesNotEmpty       destroy would delete audit events not yet in the ledger
 """
 
 from __future__ import annotations
@@ -31,3 +32,7 @@ class UnfilledPlaceholder(DeployError):
 
 class NotDeployed(DeployError):
     """A resource the wiring acts on is missing: the stage is not deployed (yet)."""
+
+
+class QueuesNotEmpty(DeployError):
+    """The audit queue or its dead-letter queue still holds events (destroy would lose them)."""

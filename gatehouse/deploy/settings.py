@@ -42,6 +42,8 @@ MAX_BATCHING_WINDOW_SECONDS = 300
 WRITER_MAX_CONCURRENCY = 2
 
 PLACEHOLDER_PREFIX = "REPLACE_WITH_STACK_OUTPUT_"
+# prod's shortest audit retention; the infra template's rule refuses less too.
+MIN_PROD_RETENTION_DAYS = 365
 
 
 def infra_stack_name(stage: str) -> str:
@@ -91,10 +93,19 @@ class StageSettings:
     writer: WriterSource = field(default_factory=WriterSource)
     retention_days: int | None = None
     alert_email: str = ""
+    key_admin_role_arn: str = ""
+    operator_role_arn: str = ""
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise DeployError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
+        if self.retention_days is not None and self.retention_days < 1:
+            raise DeployError(f"retention must be 1 day or more, got {self.retention_days}")
+        if self.stage == "prod" and self.audit_retention_days < MIN_PROD_RETENTION_DAYS:
+            raise DeployError(
+                f"prod keeps its audit trail at least {MIN_PROD_RETENTION_DAYS} days, "
+                f"got {self.audit_retention_days}"
+            )
 
     @property
     def audit_retention_days(self) -> int:

@@ -7,10 +7,14 @@ template built here carries the infra stack (and the Athena stack when
 deploy's wiring step, so the packaged template stands on its own:
 
 - the roles Chalice generates get the names ``chalice deploy`` gives them
-  (``gatehouse-<stage>-<function>``), which the table's resource policy and
-  the signing key's policy name;
+  (``gatehouse-<stage>-<function>``), which the table's resource policy, the
+  queue policy and the signing key's policy name;
+- the functions get the names ``chalice deploy`` gives them too (``chalice
+  package`` leaves them to CloudFormation), which the log groups, the roles'
+  log permissions and the alarms name;
 - the functions' ``REPLACE_WITH_STACK_OUTPUT_*`` variables become references
-  to the infra resources (the infra template's own output expressions);
+  to the infra resources (the infra template's own output expressions), and
+  ``--set`` values replace theirs;
 - each function waits for its log group (its role may not create one);
 - the writer's SQS event source mapping (batch size, batching window,
   ``ReportBatchItemFailures``), which ``@app.on_sqs_message`` cannot declare;
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +159,7 @@ def _resolve_stage(value: Any, is_prod: bool) -> Any:
 
 
 def _merge_stack(merged: dict[str, Any], template: dict[str, Any], source: str) -> None:
-    for section in ("Parameters", "Conditions", "Resources", "Outputs"):
+    for section in ("Parameters", "Rules", "Conditions", "Resources", "Outputs"):
         for name, value in template.get(section, {}).items():
             existing = merged.setdefault(section, {})
             if name in existing and existing[name] != value:
@@ -162,8 +167,14 @@ def _merge_stack(merged: dict[str, Any], template: dict[str, Any], source: str) 
             existing[name] = value
 
 
-def merge_template(settings: StageSettings) -> dict[str, Any]:
-    """The template ``chalice package --merge-template`` merges into its own, for one stage."""
+def merge_template(
+    settings: StageSettings, overrides: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The template ``chalice package --merge-template`` merges into its own, for one stage.
+
+    ``overrides`` are function environment values (``--set NAME=VALUE``) that
+    replace the committed config's.
+    """
     project = settings.project_dir
     stage = settings.stage
     # A packaged template is one stage's: Stage cannot be changed at deploy time,
@@ -177,10 +188,16 @@ def merge_template(settings: StageSettings) -> dict[str, Any]:
         **parameters["AuditRetentionDays"],
         "Default": settings.audit_retention_days,
     }
-    if settings.alert_email:
-        parameters["AlertEmail"] = {**parameters["AlertEmail"], "Default": settings.alert_email}
+    for name, value in (
+        ("AlertEmail", settings.alert_email),
+        ("KeyAdminRoleArn", settings.key_admin_role_arn),
+        ("OperatorRoleArn", settings.operator_role_arn),
+    ):
+        if value:
+            parameters[name] = {**parameters[name], "Default": value}
     merged: dict[str, Any] = {
         "Parameters": parameters,
+        "Rules": infra.get("Rules", {}),
         "Conditions": infra.get("Conditions", {}),
         "Resources": infra["Resources"],
         "Outputs": infra.get("Outputs", {}),
@@ -197,6 +214,7 @@ def merge_template(settings: StageSettings) -> dict[str, Any]:
             athena.get("Parameters", {}).pop(parameter, None)
         _merge_stack(merged, athena, "infra/athena.yaml")
     resources = merged["Resources"]
+    variables = {**_filled_variables(project, stage, outputs), **dict(overrides or {})}
     for function in FUNCTIONS:
         resources[ROLE_LOGICAL_IDS[function]] = {
             "Properties": {"RoleName": function_name(stage, function)}
@@ -204,7 +222,8 @@ def merge_template(settings: StageSettings) -> dict[str, Any]:
         resources[FUNCTION_LOGICAL_IDS[function]] = {
             "DependsOn": [LOG_GROUP_LOGICAL_IDS[function]],
             "Properties": {
-                "Environment": {"Variables": _filled_variables(project, stage, outputs)}
+                "FunctionName": function_name(stage, function),
+                "Environment": {"Variables": copy.deepcopy(variables)},
             },
         }
     resources.update(_wiring_resources(settings))
@@ -277,8 +296,10 @@ def _wiring_resources(settings: StageSettings) -> dict[str, Any]:
     }
 
 
-def write_merge_template(settings: StageSettings, path: Path) -> Path:
+def write_merge_template(
+    settings: StageSettings, path: Path, overrides: Mapping[str, str] | None = None
+) -> Path:
     """Write the stage's merge template (JSON) to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(merge_template(settings), indent=1) + "\n")
+    path.write_text(json.dumps(merge_template(settings, overrides), indent=1) + "\n")
     return path

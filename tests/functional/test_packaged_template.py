@@ -37,6 +37,11 @@ OFFLINE = {
     "AWS_EC2_METADATA_DISABLED": "true",
 }
 STATE_SERVICES = ("dynamodb", "s3", "sqs", "kms")
+# prod is never packaged with the committed config's example.com issuers.
+REAL_ISSUERS = {
+    "GATEHOUSE_GATEWAY_ISSUER": "https://gatehouse.corp.test",
+    "GATEHOUSE_TRUSTED_ISSUERS": '[{"issuer": "https://idp.corp.test", "audiences": ["gh"]}]',
+}
 FORBIDDEN_ACTIONS = ("s3:PutObjectRetention", "s3:BypassGovernanceRetention", "s3:DeleteObject*")
 
 
@@ -90,7 +95,10 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], 
         shutil.copy2(source, project / ".chalice" / source.name)
     (project / "requirements.txt").write_text("")
     template_path = package(
-        StageSettings(stage=STAGE, project_dir=project), project / "out", chalice=_offline_chalice
+        StageSettings(stage=STAGE, project_dir=project),
+        project / "out",
+        overrides=REAL_ISSUERS,
+        chalice=_offline_chalice,
     )
     return json.loads(template_path.read_text()), template_path
 
@@ -303,6 +311,64 @@ def test_the_stage_logs_access_and_the_log_reaches_the_ingest_function(
     assert permission["Principal"] == "logs.amazonaws.com"
     responses = api["x-amazon-apigateway-gateway-responses"]
     assert responses["AUTHORIZER_FAILURE"]["statusCode"] == 503
+
+
+def _rendered(value: Any) -> str:
+    """A name as the packaged template deploys it (Stage is pinned to prod)."""
+    if isinstance(value, str):
+        return value
+    return str(value["Fn::Sub"]).replace("${Stage}", STAGE)
+
+
+def test_every_function_has_the_name_its_log_group_permissions_and_alarms_use(
+    template: dict[str, Any],
+) -> None:
+    from gatehouse.deploy.templates import LOG_GROUP_LOGICAL_IDS
+
+    resources = template["Resources"]
+    names = {
+        function: resources[FUNCTION_LOGICAL_IDS[function]]["Properties"]["FunctionName"]
+        for function in FUNCTIONS
+    }
+    assert names == {function: f"gatehouse-{STAGE}-{function}" for function in FUNCTIONS}
+    for function, name in names.items():
+        log_group = resources[LOG_GROUP_LOGICAL_IDS[function]]["Properties"]["LogGroupName"]
+        assert _rendered(log_group) == f"/aws/lambda/{name}"
+        # The role may write to that log group only (it may not create another).
+        [policy] = resources[ROLE_LOGICAL_IDS[function]]["Properties"]["Policies"]
+        [own] = [s for s in policy["PolicyDocument"]["Statement"] if s.get("Sid") == "OwnLogGroup"]
+        assert own["Resource"].endswith(f":log-group:/aws/lambda/{name}:*")
+    alarmed = {
+        _rendered(dimension["Value"])
+        for resource in resources.values()
+        if resource.get("Type") == "AWS::CloudWatch::Alarm"
+        for dimension in resource["Properties"].get("Dimensions", [])
+        if dimension["Name"] == "FunctionName"
+    }
+    assert alarmed
+    assert alarmed <= set(names.values())
+
+
+def test_the_security_review_fixes_survive_packaging(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    assert "ProdKeepsTheAuditTrailAtLeastAYear" in template["Rules"]
+    keys = {name for name, r in resources.items() if r.get("Type") == "AWS::KMS::Key"}
+    assert keys == {"SigningKey", "AlertTopicKey"}
+    for bucket in ("AuditBucket", "AnchorBucket", "TrailBucket"):
+        [rule] = resources[bucket]["Properties"]["BucketEncryption"][
+            "ServerSideEncryptionConfiguration"
+        ]
+        assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+        assert resources[f"{bucket}Policy"]["DeletionPolicy"] == "Retain"
+    assert resources["AuditQueue"]["Properties"]["VisibilityTimeout"] == 300
+    assert resources["AuthorizerCannotDecideAlarm"]["Properties"]["MetricName"] == (
+        "DecisionFailed"
+    )
+    rules = [r for r in resources.values() if r.get("Type") == "AWS::Events::Rule"]
+    tampering = [r for r in rules if "tampering" in _rendered(r["Properties"].get("Name", ""))]
+    assert len(tampering) == 4
+    signing = resources["SigningKey"]["Properties"]["KeyPolicy"]["Statement"]
+    assert any(s.get("Sid") == "NobodyGrants" for s in signing if isinstance(s, dict))
 
 
 def test_cfn_lint_passes_on_the_packaged_template(packaged: tuple[dict[str, Any], Path]) -> None:

@@ -14,7 +14,12 @@ from gatehouse.deploy.chalice_cli import filled_config
 from gatehouse.deploy.deploy import athena_parameters, check_overrides, infra_parameters
 from gatehouse.deploy.errors import DeployError, UnfilledPlaceholder
 from gatehouse.deploy.settings import FUNCTIONS, StageSettings
-from gatehouse.deploy.templates import ROLE_LOGICAL_IDS, merge_template
+from gatehouse.deploy.templates import (
+    FUNCTION_LOGICAL_IDS,
+    LOG_GROUP_LOGICAL_IDS,
+    ROLE_LOGICAL_IDS,
+    merge_template,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUTS = {
@@ -180,3 +185,83 @@ def test_a_template_over_the_inline_limit_is_sent_as_compact_json(tmp_path: Path
 
     assert len(body.encode()) <= MAX_INLINE_TEMPLATE_BYTES
     assert json.loads(body)["Resources"]["Queue499"]["Properties"]["QueueName"] == {"Ref": "Stage"}
+
+
+def test_every_function_gets_the_name_its_log_group_role_and_alarms_expect(
+    project: Path,
+) -> None:
+    merged = merge_template(StageSettings("prod", project))
+    resources = merged["Resources"]
+
+    for function in FUNCTIONS:
+        name = resources[FUNCTION_LOGICAL_IDS[function]]["Properties"]["FunctionName"]
+        assert name == f"gatehouse-prod-{function}"
+        log_group = resources[LOG_GROUP_LOGICAL_IDS[function]]["Properties"]["LogGroupName"]
+        assert log_group == {"Fn::Sub": f"/aws/lambda/gatehouse-${{Stage}}-{function}"}
+    writer_errors = resources["AuditWriterErrorsAlarm"]["Properties"]["Dimensions"]
+    assert writer_errors == [
+        {"Name": "FunctionName", "Value": {"Fn::Sub": "gatehouse-${Stage}-audit_writer"}}
+    ]
+
+
+def test_the_packaged_template_keeps_the_prod_retention_rule(project: Path) -> None:
+    merged = merge_template(StageSettings("prod", project))
+
+    assert "ProdKeepsTheAuditTrailAtLeastAYear" in merged["Rules"]
+
+
+def test_set_values_reach_every_function_of_the_packaged_template(project: Path) -> None:
+    issuer = {"GATEHOUSE_GATEWAY_ISSUER": "https://gh.corp"}
+    merged = merge_template(StageSettings("prod", project), issuer)
+
+    for function in FUNCTIONS:
+        variables = merged["Resources"][FUNCTION_LOGICAL_IDS[function]]["Properties"][
+            "Environment"
+        ]["Variables"]
+        assert variables["GATEHOUSE_GATEWAY_ISSUER"] == "https://gh.corp"
+        assert variables["GATEHOUSE_AUDIT_BUCKET"] == {"Ref": "AuditBucket"}
+
+
+def test_package_refuses_prod_with_example_issuers_before_running_chalice(
+    project: Path, tmp_path: Path
+) -> None:
+    from gatehouse.deploy.package import package
+
+    ran: list[tuple[Any, ...]] = []
+
+    def chalice(*arguments: Any, **options: Any) -> str:
+        ran.append(arguments)
+        return ""
+
+    with pytest.raises(DeployError, match="GATEHOUSE_GATEWAY_ISSUER"):
+        package(StageSettings("prod", project), tmp_path / "out", chalice=chalice)
+    assert ran == []
+    assert not (tmp_path / "out-merge.json").exists()
+
+    real = {
+        "GATEHOUSE_GATEWAY_ISSUER": "https://gh.corp",
+        "GATEHOUSE_TRUSTED_ISSUERS": '[{"issuer": "https://idp.corp", "audiences": ["gh"]}]',
+    }
+    package(StageSettings("prod", project), tmp_path / "out", overrides=real, chalice=chalice)
+    [arguments] = ran
+    assert arguments[1:4] == ("package", "--stage", "prod")
+    merge = json.loads((tmp_path / "out-merge.json").read_text())
+    variables = merge["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]
+    assert variables["GATEHOUSE_TRUSTED_ISSUERS"] == real["GATEHOUSE_TRUSTED_ISSUERS"]
+    # dev may keep the examples.
+    package(StageSettings("dev", project), tmp_path / "dev", chalice=chalice)
+
+
+def test_the_break_glass_and_operator_roles_reach_the_infra_stack(project: Path) -> None:
+    settings = StageSettings(
+        "prod",
+        project,
+        key_admin_role_arn="arn:aws:iam::123456789012:role/break-glass",
+        operator_role_arn="arn:aws:iam::123456789012:role/operator",
+    )
+    parameters = infra_parameters(settings)
+    assert parameters["KeyAdminRoleArn"] == "arn:aws:iam::123456789012:role/break-glass"
+    assert parameters["OperatorRoleArn"] == "arn:aws:iam::123456789012:role/operator"
+    merged = merge_template(settings)
+    assert merged["Parameters"]["OperatorRoleArn"]["Default"] == parameters["OperatorRoleArn"]
+    assert infra_parameters(StageSettings("dev", project))["KeyAdminRoleArn"] == ""

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import copy
+import fnmatch
+import functools
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from chalicelib.audit.writer import STALE_RESERVATION_SECONDS
 from gatehouse.deploy.templates import load_template
 from gatehouse.resources import (
     AUDIT_QUEUE_MAX_RECEIVES,
@@ -21,8 +26,13 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "gatehouse.yaml"
 GATEWAY_RESPONSES = TEMPLATE.with_name("gateway_responses.json")
 
 
-def _template() -> dict[str, Any]:
+@functools.cache
+def _loaded() -> dict[str, Any]:
     return load_template(TEMPLATE)
+
+
+def _template() -> dict[str, Any]:
+    return copy.deepcopy(_loaded())
 
 
 def _render(value: Any, stage: str, account: str, region: str) -> str:
@@ -82,7 +92,6 @@ def test_template_names_match_the_bootstrap(stage: str) -> None:
 def test_template_settings_match_the_bootstrap() -> None:
     resources = _template()["Resources"]
     queue = resources["AuditQueue"]["Properties"]
-    assert queue["VisibilityTimeout"] == AUDIT_QUEUE_VISIBILITY_SECONDS
     assert queue["RedrivePolicy"]["maxReceiveCount"] == AUDIT_QUEUE_MAX_RECEIVES
     bucket = resources["AuditBucket"]["Properties"]
     assert bucket["ObjectLockEnabled"] is True
@@ -127,8 +136,8 @@ def test_only_the_functions_that_write_a_partition_may_write_it() -> None:
     assert {store._PK, store._LIVE, store._OUTBOX} == GRANT_PARTITIONS
     assert {state._PK, state._EVENTS} == LEDGER_PARTITIONS
     table = _template()["Resources"]["PolicyTable"]["Properties"]
-    grants, ledger, blind = table["ResourcePolicy"]["PolicyDocument"]["Statement"]
-    for deny in (grants, ledger, blind):
+    grants, live, ledger, blind = table["ResourcePolicy"]["PolicyDocument"]["Statement"]
+    for deny in (grants, live, ledger, blind):
         assert (deny["Effect"], deny["Principal"]) == ("Deny", "*")
         # Every way to write an item, one at a time, in batches, or through PartiQL.
         assert set(deny["Action"]) == ITEM_WRITES | {
@@ -139,9 +148,12 @@ def test_only_the_functions_that_write_a_partition_may_write_it() -> None:
         }
     # ForAnyValue: one protected key in a batch is enough to refuse it.
     assert set(grants["Condition"]["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"]) == (
-        GRANT_PARTITIONS
+        GRANT_PARTITIONS - {"GRANT-LIVE"}
     )
     assert _roles(grants) == GRANT_WRITERS
+    # The authorizer only reads the live copies.
+    assert live["Condition"]["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"] == ["GRANT-LIVE"]
+    assert _roles(live) == {"api_handler", "grant_sweeper"}
     assert set(ledger["Condition"]["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"]) == (
         LEDGER_PARTITIONS
     )
@@ -160,6 +172,16 @@ def _writes(statement: dict[str, Any]) -> set[str]:
     return {action for action in statement["Action"] if not action.endswith(("GetItem", "Query"))}
 
 
+def _table_denies(function: str, partition: str) -> bool:
+    """Whether the table's resource policy refuses ``function``'s item writes to ``partition``."""
+    table = _template()["Resources"]["PolicyTable"]["Properties"]
+    for deny in table["ResourcePolicy"]["PolicyDocument"]["Statement"]:
+        keys = deny["Condition"].get("ForAnyValue:StringLike", {}).get("dynamodb:LeadingKeys", [])
+        if partition in keys and function not in _roles(deny):
+            return True
+    return False
+
+
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_a_function_may_write_a_partition_only_if_the_table_lets_it(stage: str) -> None:
     for function in FUNCTIONS:
@@ -168,18 +190,56 @@ def test_a_function_may_write_a_partition_only_if_the_table_lets_it(stage: str) 
             partitions = set(leading.get("dynamodb:LeadingKeys", []))
             if not _writes(statement) or not partitions:
                 continue
+            for partition in partitions:
+                assert not _table_denies(function, partition), (function, partition)
             if partitions & GRANT_PARTITIONS:
                 assert function in GRANT_WRITERS, (function, statement["Sid"])
             if partitions & LEDGER_PARTITIONS:
                 assert function in LEDGER_WRITERS, (function, statement["Sid"])
 
 
+def grant_rights(stage: str, function: str) -> set[tuple[str, str]]:
+    """The (action, partition) pairs a function's policy allows on the grant partitions."""
+    rights = set()
+    for statement in _statements(stage, function).values():
+        leading = statement.get("Condition", {}).get("ForAllValues:StringEquals", {})
+        for partition in set(leading.get("dynamodb:LeadingKeys", [])) & GRANT_PARTITIONS:
+            assert statement["Resource"].endswith(f":table/gatehouse-{stage}-policy")
+            rights |= {(action, partition) for action in statement["Action"]}
+    return rights
+
+
+# What each function's code does to the grant partitions (chalicelib/grants/store.py and
+# lifecycle.py; tests/functional/test_deploy_grant_rights.py records it against moto).
+# TransactWriteItems is authorised per item, with each item's own action.
+AUTHORIZER_GRANT_CALLS = {
+    ("dynamodb:Query", "GRANT-LIVE"),  # ActiveGrants: the live grants
+    ("dynamodb:GetItem", "GRANT"),  # mark_used re-reads a grant after a lost race
+    ("dynamodb:UpdateItem", "GRANT"),  # mark_used: first_used_at
+    ("dynamodb:PutItem", "GRANT-OUTBOX"),  # ... with its `used` event in the outbox
+    ("dynamodb:DeleteItem", "GRANT-OUTBOX"),  # deliver: cleared once enqueued
+}
+SWEEPER_GRANT_CALLS = {
+    ("dynamodb:Query", "GRANT-LIVE"),  # sweep_expired: the live grants
+    ("dynamodb:Query", "GRANT-OUTBOX"),  # redeliver_outbox
+    ("dynamodb:UpdateItem", "GRANT"),  # expire: status=expired
+    ("dynamodb:DeleteItem", "GRANT-LIVE"),  # ... the live copy removed
+    ("dynamodb:PutItem", "GRANT-OUTBOX"),  # ... with its `expired` event in the outbox
+    ("dynamodb:DeleteItem", "GRANT-OUTBOX"),  # deliver: cleared once enqueued
+}
+
+
 @pytest.mark.parametrize("stage", ["dev", "prod"])
-@pytest.mark.parametrize("function", sorted(GRANT_WRITERS))
-def test_the_grant_writers_may_make_every_grant_write_the_store_makes(
-    stage: str, function: str
+def test_the_authorizer_and_the_sweeper_may_make_only_the_grant_calls_they_make(
+    stage: str,
 ) -> None:
-    lifecycle = _statements(stage, function)["GrantLifecycle"]
+    assert grant_rights(stage, "gatehouse_authorizer") == AUTHORIZER_GRANT_CALLS
+    assert grant_rights(stage, "grant_sweeper") == SWEEPER_GRANT_CALLS
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_grant_api_may_make_every_grant_write_the_store_makes(stage: str) -> None:
+    lifecycle = _statements(stage, "api_handler")["GrantLifecycle"]
 
     # TransactWriteItems is authorised per item: Put, Update, Delete and ConditionCheck.
     assert set(lifecycle["Action"]) == ITEM_WRITES | {"dynamodb:ConditionCheckItem"}
@@ -231,20 +291,146 @@ def test_the_digest_signs_and_stores_only_digests_and_the_anchor(stage: str) -> 
     }
 
 
-def test_only_the_proxy_and_the_digest_may_sign() -> None:
-    key = _template()["Resources"]["SigningKey"]["Properties"]["KeyPolicy"]["Statement"]
-    signers = [statement for statement in key if "kms:Sign" in _as_list(statement["Action"])]
-    [only] = signers
-    arns = only["Condition"]["ArnEquals"]["aws:PrincipalArn"]
-    assert {arn["Fn::Sub"].rsplit("${Stage}-", 1)[-1] for arn in arns} == {
-        "api_handler",
-        "ledger_digest",
+ACCOUNT = "123456789012"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/"
+BREAK_GLASS = f"{ROLE}gatehouse-break-glass"
+OPERATOR = f"{ROLE}gatehouse-operator"
+
+
+def _resolve(value: Any, parameters: dict[str, str]) -> Any:
+    """``value`` as CloudFormation would deploy it (the intrinsics this template uses)."""
+    conditions = {
+        "HasKeyAdminRole": bool(parameters.get("KeyAdminRoleArn")),
+        "HasOperatorRole": bool(parameters.get("OperatorRoleArn")),
+        "IsProd": parameters.get("Stage") == "prod",
     }
-    admin = next(s for s in key if s["Sid"] == "AccountAdministersTheKey")
-    assert "kms:*" not in admin["Action"]
-    for stage in ("dev", "prod"):
-        for function in FUNCTIONS - {"api_handler", "ledger_digest"}:
+    variables = {"AWS::Partition": "aws", "AWS::AccountId": ACCOUNT, "AWS::Region": "eu-west-1"}
+    variables.update(parameters)
+    no_value = object()
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [item for item in (walk(item) for item in node) if item is not no_value]
+        if not isinstance(node, dict):
+            return node
+        if set(node) == {"Ref"}:
+            return no_value if node["Ref"] == "AWS::NoValue" else variables[node["Ref"]]
+        if set(node) == {"Fn::If"}:
+            name, then, otherwise = node["Fn::If"]
+            return walk(then if conditions[name] else otherwise)
+        if set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], str):
+            return re.sub(r"\$\{([^}]+)\}", lambda m: variables[m.group(1)], node["Fn::Sub"])
+        if set(node) == {"Fn::GetAtt"}:
+            return f"<{'.'.join(node['Fn::GetAtt'])}>"
+        resolved = {key: walk(item) for key, item in node.items()}
+        return {key: item for key, item in resolved.items() if item is not no_value}
+
+    return walk(value)
+
+
+def _condition_holds(condition: dict[str, Any], principal: str) -> bool:
+    for operator, tests in condition.items():
+        [(key, patterns)] = tests.items()
+        assert key == "aws:PrincipalArn", key
+        matched = any(fnmatch.fnmatchcase(principal, p) for p in _as_list(patterns))
+        if operator in ("ArnEquals", "ArnLike") and not matched:
+            return False
+        if operator in ("ArnNotEquals", "ArnNotLike") and matched:
+            return False
+    return True
+
+
+def _principals(statement: dict[str, Any]) -> list[str]:
+    principal = statement["Principal"]
+    return ["*"] if principal == "*" else _as_list(principal.get("AWS", []))
+
+
+def key_policy_decision(
+    principal: str, action: str, *, key_admin: str = "", stage: str = "prod"
+) -> str:
+    """What the signing key's policy says to ``principal`` (a role) doing ``action``.
+
+    ``allow`` when a statement lets it (the account root's statements: when IAM also
+    allows), ``deny`` on an explicit deny, ``none`` otherwise.
+    """
+    policy = _resolve(
+        _template()["Resources"]["SigningKey"]["Properties"]["KeyPolicy"],
+        {"Stage": stage, "KeyAdminRoleArn": key_admin},
+    )
+    decision = "none"
+    for statement in policy["Statement"]:
+        actions = _as_list(statement["Action"])
+        if not any(fnmatch.fnmatchcase(action, pattern) for pattern in actions):
+            continue
+        principals = _principals(statement)
+        if not ("*" in principals or principal in principals or f"{ROLE[:-5]}root" in principals):
+            continue
+        if not _condition_holds(statement.get("Condition", {}), principal):
+            continue
+        if statement["Effect"] == "Deny":
+            return "deny"
+        decision = "allow"
+    return decision
+
+
+SIGNERS = {"api_handler", "ledger_digest"}
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_only_the_proxy_and_the_digest_may_sign(stage: str) -> None:
+    for function in FUNCTIONS:
+        role = f"{ROLE}gatehouse-{stage}-{function}"
+        expected = "allow" if function in SIGNERS else "deny"
+        assert key_policy_decision(role, "kms:Sign", stage=stage) == expected, function
+        if function not in SIGNERS:
             assert "SigningKey" not in _statements(stage, function), function
+    # The other stage's signers, an administrator, the break-glass role: explicitly refused.
+    other = "dev" if stage == "prod" else "prod"
+    for someone in (f"{ROLE}gatehouse-{other}-api_handler", f"{ROLE}Admin", BREAK_GLASS):
+        assert key_policy_decision(someone, "kms:Sign", stage=stage, key_admin=BREAK_GLASS) == (
+            "deny"
+        )
+
+
+KEY_TAKEOVER = ("kms:PutKeyPolicy", "kms:UpdateAlias", "kms:DeleteAlias")
+
+
+def test_nobody_may_grant_and_only_the_break_glass_role_may_rewrite_the_policy_or_alias() -> None:
+    admin = f"{ROLE}Admin"
+    signer = f"{ROLE}gatehouse-prod-api_handler"
+    for who in (admin, signer, BREAK_GLASS):
+        # A grant would let anyone sign: refused to everyone, the signers included.
+        assert key_policy_decision(who, "kms:CreateGrant", key_admin=BREAK_GLASS) == "deny"
+        # Without a break-glass role nobody may take the key over.
+        for action in KEY_TAKEOVER:
+            assert key_policy_decision(who, action) == "deny", (who, action)
+    for action in KEY_TAKEOVER:
+        assert key_policy_decision(admin, action, key_admin=BREAK_GLASS) == "deny"
+        assert key_policy_decision(signer, action, key_admin=BREAK_GLASS) == "deny"
+        assert key_policy_decision(BREAK_GLASS, action, key_admin=BREAK_GLASS) == "allow"
+    # Administration goes on: reading, tagging, disabling (which the tampering rule reports).
+    for action in ("kms:DescribeKey", "kms:GetPublicKey", "kms:DisableKey", "kms:TagResource"):
+        assert key_policy_decision(admin, action) == "allow", action
+
+
+def test_the_key_administrators_have_exact_actions_and_the_key_can_be_created() -> None:
+    key = _template()["Resources"]["SigningKey"]
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    admin = next(
+        s for s in statements if isinstance(s, dict) and s["Sid"] == "AccountAdministersTheKey"
+    )
+    assert not any("*" in action for action in admin["Action"]), admin["Action"]
+    assert not {"kms:Sign", "kms:CreateGrant", *KEY_TAKEOVER} & set(admin["Action"])
+    # KMS refuses a policy its creator could not change later unless told to: by design
+    # nobody (or only the break-glass role) can.
+    assert key["Properties"]["BypassPolicyLockoutSafetyCheck"] is True
+    # CloudFormation never deletes the alias (deleting it is refused to all but break-glass).
+    alias = _template()["Resources"]["SigningKeyAlias"]
+    assert (alias["DeletionPolicy"], alias["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    parameter = _template()["Parameters"]["KeyAdminRoleArn"]
+    assert parameter["Default"] == ""
+    assert re.fullmatch(parameter["AllowedPattern"], BREAK_GLASS)
+    assert not re.fullmatch(parameter["AllowedPattern"], "arn:aws:iam::123456789012:user/x")
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -282,9 +468,24 @@ def test_the_config_gives_each_function_its_reviewed_policy() -> None:
             assert {"lambda_memory_size", "lambda_timeout"} <= set(options)
         # Not a stage-wide file: a function without its own would get it.
         assert "iam_policy_file" not in settings
-        # The writer finishes before its reservation counts as abandoned (50 s)
-        # and before its messages become visible again (60 s).
-        assert functions["audit_writer"]["lambda_timeout"] < 50 < AUDIT_QUEUE_VISIBILITY_SECONDS
+        # The writer finishes before its reservation counts as abandoned.
+        assert functions["audit_writer"]["lambda_timeout"] < STALE_RESERVATION_SECONDS
+
+
+def test_a_batch_stays_hidden_while_lambda_may_still_hold_it() -> None:
+    from gatehouse.deploy.settings import DEFAULT_BATCHING_WINDOW_SECONDS
+
+    config = json.loads((TEMPLATE.parents[1] / ".chalice" / "config.json").read_text())
+    visibility = _template()["Resources"]["AuditQueue"]["Properties"]["VisibilityTimeout"]
+    for settings in config["stages"].values():
+        timeout = settings["lambda_functions"]["audit_writer"]["lambda_timeout"]
+        # Lambda holds the messages through the batching window and the run; AWS
+        # advises six times the function's timeout.
+        assert visibility >= DEFAULT_BATCHING_WINDOW_SECONDS + timeout
+        assert visibility >= 6 * timeout
+    assert visibility == 300
+    # The local stack's queue (no batching window) still outlasts a stale reservation.
+    assert STALE_RESERVATION_SECONDS < AUDIT_QUEUE_VISIBILITY_SECONDS
 
 
 def test_a_non_empty_dead_letter_queue_raises_an_alarm() -> None:
@@ -296,6 +497,266 @@ def test_a_non_empty_dead_letter_queue_raises_an_alarm() -> None:
     [dimension] = alarm["Dimensions"]
     assert dimension["Value"] == {"Fn::GetAtt": ["AuditDeadLetterQueue", "QueueName"]}
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+
+
+# --- encryption: nothing a key administrator can make unreadable ---------------------------
+
+
+def test_the_trail_buckets_use_s3_managed_keys_and_refuse_kms_objects() -> None:
+    resources = _template()["Resources"]
+    for bucket in ("AuditBucket", "AnchorBucket", "TrailBucket"):
+        [rule] = resources[bucket]["Properties"]["BucketEncryption"][
+            "ServerSideEncryptionConfiguration"
+        ]
+        assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}, bucket
+    for bucket in ("AuditBucket", "AnchorBucket"):
+        statements = resources[f"{bucket}Policy"]["Properties"]["PolicyDocument"]["Statement"]
+        deny = next(s for s in statements if s["Sid"] == "DenyKmsEncryptedObjects")
+        assert (deny["Effect"], deny["Principal"], deny["Action"]) == ("Deny", "*", "s3:PutObject")
+        assert deny["Condition"] == {
+            "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "AES256"}
+        }
+    # The one other key encrypts the alert topic only, and is no bucket's.
+    keys = {name for name, r in resources.items() if r["Type"] == "AWS::KMS::Key"}
+    assert keys == {"SigningKey", "AlertTopicKey"}
+    assert resources["AlertTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "AlertTopicKey"}
+    assert "AlertTopicKey" not in json.dumps(
+        {name: r for name, r in resources.items() if r["Type"] == "AWS::S3::Bucket"}
+    )
+
+
+def test_only_the_ledger_functions_add_objects_under_the_ledgers_prefixes() -> None:
+    from chalicelib.ledger.digest import DIGESTS_PREFIX, EVENTS_PREFIX
+
+    statements = _template()["Resources"]["AuditBucketPolicy"]["Properties"]["PolicyDocument"][
+        "Statement"
+    ]
+    for sid, prefix, function in (
+        ("OnlyTheWriterAddsLedgerObjects", EVENTS_PREFIX, "audit_writer"),
+        ("OnlyTheDigestFunctionAddsDigests", DIGESTS_PREFIX, "ledger_digest"),
+    ):
+        deny = next(statement for statement in statements if statement["Sid"] == sid)
+        assert (deny["Effect"], deny["Principal"], deny["Action"]) == ("Deny", "*", "s3:PutObject")
+        assert deny["Resource"] == {"Fn::Sub": f"${{AuditBucket.Arn}}/{prefix}*"}
+        exempt = deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]["Fn::Sub"]
+        assert exempt.endswith(f":role/gatehouse-${{Stage}}-{function}")
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_no_function_may_use_a_data_key(stage: str) -> None:
+    for function in FUNCTIONS:
+        for statement in _statements(stage, function).values():
+            actions = set(_as_list(statement["Action"]))
+            assert not actions & {"kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt"}, function
+
+
+def test_alarms_and_rules_may_use_the_topic_key_without_a_condition_that_drops_them() -> None:
+    key = _template()["Resources"]["AlertTopicKey"]["Properties"]["KeyPolicy"]["Statement"]
+    services = next(s for s in key if "Service" in s["Principal"])
+    assert set(services["Principal"]["Service"]) == {
+        "cloudwatch.amazonaws.com",
+        "events.amazonaws.com",
+    }
+    assert set(services["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    assert "Condition" not in services
+
+
+# --- alarms ---------------------------------------------------------------------------------
+
+
+class _MetricsRecorder:
+    """Collects the metric names a handler records (the MetricsRecorder protocol)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def add_metric(self, name: str, unit: str, value: float) -> None:
+        self.names.append(name)
+
+
+def test_the_authorizer_alarm_watches_the_metric_the_code_emits_when_it_cannot_decide() -> None:
+    import inspect
+
+    from aws_lambda_powertools import Metrics
+
+    from chalicelib import entrypoints, observability
+    from chalicelib.authorize import handler
+
+    alarm = _template()["Resources"]["AuthorizerCannotDecideAlarm"]["Properties"]
+    # The name the authorizer counts each verdict it cannot reach under (and no other).
+    counted: dict[Any, set[str]] = {}
+    for reason in handler.Reason:
+        recorder = _MetricsRecorder()
+        handler.Authorizer._count(SimpleNamespace(_metrics=recorder), handler.Verdict(reason))  # type: ignore[arg-type]
+        counted[reason] = set(recorder.names)
+    assert {r for r, names in counted.items() if alarm["MetricName"] in names} == set(
+        handler._CANNOT_DECIDE
+    )
+    assert alarm["MetricName"] == "DecisionFailed"
+    # Namespace and dimensions as Powertools writes them for the service's metrics object.
+    emitted = Metrics(namespace=observability.NAMESPACE, service=observability.SERVICE)
+    emitted.add_metric(name="DecisionFailed", unit="Count", value=1)
+    [directive] = emitted.serialize_metric_set()["_aws"]["CloudWatchMetrics"]
+    emitted.clear_metrics()
+    assert alarm["Namespace"] == directive["Namespace"] == "Gatehouse"
+    [dimension_names] = directive["Dimensions"]
+    assert [d["Name"] for d in alarm["Dimensions"]] == dimension_names == ["service"]
+    assert alarm["Dimensions"][0]["Value"] == observability.SERVICE
+    # Not Lambda's Errors metric, which counts every 401.
+    assert "AWS/Lambda" not in json.dumps(alarm)
+    # A decision that cannot be audited is a 503 before anything is counted: its log line.
+    audit = _template()["Resources"]["AuthorizerCannotAuditMetric"]["Properties"]
+    message = re.search(r'\$\.message = "([^"]+)"', audit["FilterPattern"])
+    assert message is not None
+    assert f'log.error("{message.group(1)}"' in inspect.getsource(entrypoints.authorize)
+    assert audit["LogGroupName"] == {"Ref": "AuthorizerLogGroup"}
+
+
+# --- tampering with the controls --------------------------------------------------------------
+
+TAMPERING = {
+    "TamperingWithTheTrailRule": (
+        "aws.cloudtrail",
+        {"StopLogging", "DeleteTrail", "PutEventSelectors", "UpdateTrail"},
+    ),
+    "TamperingWithTheBucketsRule": (
+        "aws.s3",
+        {
+            "PutBucketPolicy",
+            "DeleteBucketPolicy",
+            "PutBucketLifecycle",
+            "PutBucketLifecycleConfiguration",
+            "PutObjectLockConfiguration",
+            "PutBucketVersioning",
+        },
+    ),
+    "TamperingWithTheSigningKeyRule": (
+        "aws.kms",
+        {"PutKeyPolicy", "CreateGrant", "UpdateAlias", "DisableKey", "ScheduleKeyDeletion"},
+    ),
+    "TamperingWithTheTableRule": (
+        "aws.dynamodb",
+        {"PutResourcePolicy", "DeleteResourcePolicy", "UpdateTable", "DeleteTable"},
+    ),
+}
+
+
+def test_tampering_with_the_controls_reaches_the_alert_topic() -> None:
+    resources = _template()["Resources"]
+    topic_policy = resources["AlertTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    [events] = [s for s in topic_policy if s["Principal"] == {"Service": "events.amazonaws.com"}]
+    assert events["Action"] == "sns:Publish"
+    source_arns = _resolve(events["Condition"]["ArnLike"]["aws:SourceArn"], {"Stage": "prod"})
+    for name, (source, calls) in TAMPERING.items():
+        rule = resources[name]["Properties"]
+        pattern = rule["EventPattern"]
+        assert pattern["source"] == [source]
+        assert pattern["detail-type"] == ["AWS API Call via CloudTrail"]
+        assert calls <= set(pattern["detail"]["eventName"]), name
+        assert rule["Targets"] == [{"Id": "AlertTopic", "Arn": {"Ref": "AlertTopic"}}]
+        # The topic lets exactly these rules publish.
+        arn = _resolve({"Fn::Sub": f"arn:aws:events:eu-west-1:{ACCOUNT}:rule/"}, {})
+        assert fnmatch.fnmatchcase(arn + _resolve(rule["Name"], {"Stage": "prod"}), source_arns)
+    detail = {name: resources[name]["Properties"]["EventPattern"]["detail"] for name in TAMPERING}
+    # Each rule is about Gatehouse's own resources.
+    assert detail["TamperingWithTheBucketsRule"]["requestParameters"]["bucketName"] == [
+        {"Ref": "AuditBucket"},
+        {"Ref": "AnchorBucket"},
+        {"Ref": "TrailBucket"},
+    ]
+    assert detail["TamperingWithTheSigningKeyRule"]["resources"] == {
+        "ARN": [{"Fn::GetAtt": ["SigningKey", "Arn"]}]
+    }
+    assert {"requestParameters": {"tableName": [{"Ref": "PolicyTable"}]}} in detail[
+        "TamperingWithTheTableRule"
+    ]["$or"]
+    assert _resolve(
+        detail["TamperingWithTheTrailRule"]["requestParameters"]["name"], {"Stage": "prod"}
+    ) == ["gatehouse-prod", f"arn:aws:cloudtrail:eu-west-1:{ACCOUNT}:trail/gatehouse-prod"]
+
+
+def test_prod_refuses_an_audit_retention_under_a_year() -> None:
+    from gatehouse.deploy.errors import DeployError
+    from gatehouse.deploy.settings import MIN_PROD_RETENTION_DAYS, StageSettings
+
+    rule = _template()["Rules"]["ProdKeepsTheAuditTrailAtLeastAYear"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}
+    [assertion] = rule["Assertions"]
+    [[refused, value]] = [assertion["Assert"]["Fn::Not"][0]["Fn::Contains"]]
+    assert value == {"Ref": "AuditRetentionDays"}
+    assert refused == [str(days) for days in range(1, MIN_PROD_RETENTION_DAYS)]
+    # The deploy refuses before CloudFormation does.
+    with pytest.raises(DeployError, match="at least 365 days"):
+        StageSettings("prod", TEMPLATE.parents[1], retention_days=364)
+    StageSettings("prod", TEMPLATE.parents[1], retention_days=365)
+    StageSettings("dev", TEMPLATE.parents[1], retention_days=1)
+
+
+# --- the queues -----------------------------------------------------------------------------
+
+
+def _queue_decision(principal: str, action: str, queue: str, operator: str = "") -> str:
+    policy = _resolve(
+        _template()["Resources"]["AuditQueuePolicy"]["Properties"]["PolicyDocument"],
+        {"Stage": "prod", "OperatorRoleArn": operator},
+    )
+    for statement in policy["Statement"]:
+        if statement["Sid"] == "DenyInsecureTransport":
+            continue
+        if action not in _as_list(statement["Action"]) or queue not in _as_list(
+            statement["Resource"]
+        ):
+            continue
+        if _condition_holds(statement.get("Condition", {}), principal):
+            return "deny"
+    return "iam decides"
+
+
+def test_the_queues_are_used_only_by_who_needs_them() -> None:
+    queue, dlq = "<AuditQueue.Arn>", "<AuditDeadLetterQueue.Arn>"
+    role = {function: f"{ROLE}gatehouse-prod-{function}" for function in FUNCTIONS}
+    admin = f"{ROLE}Admin"
+    emitters = {"api_handler", "gatehouse_authorizer", "access_log_ingest", "grant_sweeper"}
+    for function in FUNCTIONS:
+        sends = "AuditEnqueue" in _statements("prod", function)
+        assert sends == (function in emitters), function
+        expected = "iam decides" if function in emitters else "deny"
+        assert _queue_decision(role[function], "sqs:SendMessage", queue) == expected, function
+    assert _queue_decision(admin, "sqs:SendMessage", queue) == "deny"
+    assert _queue_decision(OPERATOR, "sqs:SendMessage", queue, OPERATOR) == "iam decides"
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"):
+        assert _queue_decision(role["audit_writer"], action, queue) == "iam decides"
+        for someone in (role["api_handler"], admin, OPERATOR):
+            assert _queue_decision(someone, action, queue, OPERATOR) == "deny", (someone, action)
+        # The dead letters: the operator role only (nobody without one).
+        assert _queue_decision(OPERATOR, action, dlq, OPERATOR) == "iam decides"
+        assert _queue_decision(OPERATOR, action, dlq) == "deny"
+        for someone in (role["audit_writer"], admin):
+            assert _queue_decision(someone, action, dlq, OPERATOR) == "deny"
+    assert _queue_decision(OPERATOR, "sqs:StartMessageMoveTask", dlq, OPERATOR) == "iam decides"
+    for someone in (*role.values(), admin, OPERATOR):
+        for target in (queue, dlq):
+            assert _queue_decision(someone, "sqs:PurgeQueue", target, OPERATOR) == "deny"
+    transport = _template()["Resources"]["AuditQueuePolicy"]["Properties"]["PolicyDocument"][
+        "Statement"
+    ][0]
+    assert (transport["Sid"], transport["Effect"], transport["Action"]) == (
+        "DenyInsecureTransport",
+        "Deny",
+        "sqs:*",
+    )
+    assert transport["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+# --- what destroy keeps -----------------------------------------------------------------------
+
+
+def test_kept_buckets_keep_their_policies() -> None:
+    resources = _template()["Resources"]
+    for bucket in ("AuditBucket", "AnchorBucket", "TrailBucket"):
+        assert resources[bucket]["DeletionPolicy"] == "Retain"
+        policy = resources[f"{bucket}Policy"]
+        assert (policy["DeletionPolicy"], policy["UpdateReplacePolicy"]) == ("Retain", "Retain")
 
 
 # The response types API Gateway accepts (developer guide, "Gateway response types").
