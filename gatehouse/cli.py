@@ -423,6 +423,11 @@ def _verify(audit_commands: Any, target: Any, args: argparse.Namespace) -> int:
         f"events; tree size {report.tree_size}, root {report.root[:16]}... "
         f"({report.seconds:.2f} s)"
     )
+    if report.undigested_objects:
+        print(
+            f"{report.undigested_objects} object(s) stored since the newest digest are not "
+            "verified yet: the next digest names them"
+        )
     if not target.ledger_anchor:
         print("note: no GATEHOUSE_LEDGER_ANCHOR: deleting the newest digests would go unnoticed")
     return 0 if report.ok else 1

@@ -17,6 +17,7 @@ covers the canonical JSON (sorted keys, no spaces) of the ``digest`` member.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import time
 from collections.abc import Callable
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 
 DIGESTS_PREFIX = "audit/v1/digests/"
 EVENTS_PREFIX = "audit/v1/events/"
+# What the writer leaves at the key of a reservation it abandoned after a crash
+# (an empty gzip member, put with If-None-Match so the object can never land).
+FENCE = gzip.compress(b"", mtime=0)
 DIGEST_FORMAT = 1
 
 

@@ -20,7 +20,13 @@ every digest. Each problem is a :class:`Finding` of one kind:
 ``hidden_version``     a delete marker or a later version stands in front of a
                        digest or a digested object (queries, which read the
                        current version, would not see what was stored)
+``unledgered_object``  an object among the ledger's that no digest names,
+                       though the digests already cover its sequences (queries
+                       would count its lines; the ledger never had them)
 =====================  =======================================================
+
+Objects past the newest digest are not judged: the next digest will name
+them (or show them to be foreign). The report counts them.
 """
 
 from __future__ import annotations
@@ -35,11 +41,12 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import islice
 from multiprocessing import get_all_start_methods, get_context
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.ledger.digest import DIGESTS_PREFIX, EVENTS_PREFIX, canonical
+from chalicelib.ledger.digest import DIGESTS_PREFIX, EVENTS_PREFIX, FENCE, canonical
 from chalicelib.ledger.merkle import CompactRange, leaf_hash
 from chalicelib.ledger.reading import LINE_HEAD, ObjectReading, gunzip, read_object, split_lines
 
@@ -60,6 +67,7 @@ FINDING_KINDS = (
     "inconsistent_tree",
     "truncated_tail",
     "hidden_version",
+    "unledgered_object",
 )
 
 
@@ -86,6 +94,7 @@ class Report:
     tree_size: int = 0
     root: str = ""
     seconds: float = 0.0
+    undigested_objects: int = 0
 
     @property
     def ok(self) -> bool:
@@ -104,6 +113,7 @@ class Report:
             "events": self.events,
             "tree_size": self.tree_size,
             "root": self.root,
+            "undigested_objects": self.undigested_objects,
             "seconds": round(self.seconds, 3),
             "findings": [finding.as_dict() for finding in self.findings],
         }
@@ -194,7 +204,9 @@ class LedgerVerifier:
                 key, document = digests[index]
                 tree = self._check_digest(key, document["digest"], feed, tree, seen_events, report)
                 report.digests += 1
-        self._check_current_versions(entries, report)
+        stored = self._versions(EVENTS_PREFIX)
+        self._check_current_versions(entries, stored, report)
+        self._check_unledgered(digests, stored, report)
         if anchor is not None:
             self._check_anchor(anchor, digests, report)
         if anchor_versions and anchor_versions[0].tree_size < (anchor.tree_size if anchor else 0):
@@ -376,14 +388,60 @@ class LedgerVerifier:
             raise _ChecksumMismatch(key) from exc
         return body
 
-    def _check_current_versions(self, entries: list[dict[str, Any]], report: Report) -> None:
+    def _check_unledgered(
+        self,
+        digests: list[tuple[str, dict[str, Any]]],
+        stored: dict[str, _StoredKey],
+        report: Report,
+    ) -> None:
+        """Name objects under the ledger's prefix that no digest names.
+
+        Anyone who may put objects into the bucket could add one at a new
+        key: verification of what the digests name would pass, while Athena
+        and the local engine would count its lines. A key the digests do not
+        name is fine only as a fence (an abandoned reservation's empty member)
+        or when its first sequence lies past the newest digest (not digested yet).
+        """
+        named = {entry["key"] for _, document in digests for entry in document["digest"]["objects"]}
+        digested = max((document["digest"]["tree"]["size"] for _, document in digests), default=0)
+        # An object stored well before the newest digest was stored would be in it.
+        signed = max(
+            (listed.first_stored for listed in self._versions(DIGESTS_PREFIX).values()),
+            default="",
+        )
+        for key, listed in stored.items():
+            if key in named or not listed.versions:
+                continue
+            first = _first_sequence(key)
+            if (
+                first is not None
+                and first >= digested
+                and not _long_before(listed.first_stored, signed)
+            ):
+                report.undigested_objects += 1
+                continue
+            for version in listed.versions:
+                try:
+                    body = self._object(key, version)
+                except _ChecksumMismatch:
+                    body = b"?"
+                if body is not None and body != FENCE:
+                    report.add(
+                        "unledgered_object",
+                        f"{key}?versionId={version}",
+                        f"no digest names it, though the digests cover sequences below "
+                        f"{digested}: its lines are not the ledger's",
+                    )
+
+    def _check_current_versions(
+        self, entries: list[dict[str, Any]], stored: dict[str, _StoredKey], report: Report
+    ) -> None:
         """Name digested objects whose current version is not the digested one.
 
         Verification reads each object by the version its digest names, so
         a newer version written over it (or a delete marker) changes nothing
-        here, but Athena and the local query engine read current versions.
+        here, but Athena reads current versions.
         """
-        stored = self._versions(EVENTS_PREFIX)
         for entry in entries:
             key, version = entry["key"], entry.get("version_id")
             listed = stored.get(key)
@@ -405,6 +463,7 @@ class LedgerVerifier:
             for version in page.get("Versions", []):
                 stored = found.setdefault(version["Key"], _StoredKey())
                 stored.newest_first.append(str(version["VersionId"]))
+                stored.first_stored = _iso(version.get("LastModified"))
                 if version.get("IsLatest"):
                     stored.latest = str(version["VersionId"])
             for marker in page.get("DeleteMarkers", []):
@@ -412,11 +471,44 @@ class LedgerVerifier:
         return found
 
 
+_OBJECT_NAME = re.compile(r"/([0-9]{16})-r[0-9]+\.ndjson\.gz\Z")
+
+
+# How long a commit may trail its object's PUT (a digest signed in between
+# does not name the object yet).
+_COMMIT_GRACE_SECONDS = 600
+
+
+def _iso(moment: Any) -> str:
+    """An S3 ``LastModified`` (datetime) as ``YYYY-MM-DDTHH:MM:SSZ`` ("" when absent)."""
+    if moment is None:
+        return ""
+    return str(moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def _long_before(stored: str, signed: str) -> bool:
+    """Whether ``stored`` is more than the commit grace before ``signed`` (ISO UTC)."""
+    if not stored or not signed:
+        return False
+    try:
+        gap = datetime.fromisoformat(signed) - datetime.fromisoformat(stored)
+    except ValueError:
+        return False
+    return gap.total_seconds() > _COMMIT_GRACE_SECONDS
+
+
+def _first_sequence(key: str) -> int | None:
+    """The first sequence a ledger object's key names (the writer's ``object_key``)."""
+    match = _OBJECT_NAME.search(key)
+    return int(match.group(1)) if match else None
+
+
 @dataclass
 class _StoredKey:
     """What S3 holds under one key: versions and delete markers."""
 
     newest_first: list[str] = field(default_factory=list)  # S3 lists a key's versions so
+    first_stored: str = ""  # ISO UTC time the oldest version was stored
     delete_markers: int = 0
     latest: str | None = None  # the current version's id; None when it is a delete marker
 

@@ -329,6 +329,63 @@ def test_a_delete_marker_on_a_digested_object_is_a_hidden_version(ledger: Ledger
     assert "a delete marker" in report.findings[0].detail
 
 
+def forge(ledger: Ledger, first_sequence: int, body: bytes) -> str:
+    """Put an object at a new key among the ledger's, as anyone allowed to PutObject could."""
+    from chalicelib.audit.writer import object_key
+
+    key = object_key(1_800_000_000, first_sequence, 99)
+    event = {"schema_version": 1, "event_id": "forged", "ledger": {"sequence": first_sequence}}
+    s3().put_object(
+        Bucket=ledger.aws.audit_bucket,
+        Key=key,
+        Body=body or gzip.compress(json.dumps(event).encode() + b"\n"),
+        ChecksumAlgorithm="SHA256",
+    )
+    return key
+
+
+def test_an_object_no_digest_names_is_an_unledgered_object(ledger: Ledger) -> None:
+    key = forge(ledger, 3, b"")
+
+    report = ledger.verify()
+
+    assert [(finding.kind, finding.where.partition("?")[0]) for finding in report.findings] == [
+        ("unledgered_object", key)
+    ]
+
+
+def test_a_fence_is_not_an_unledgered_object(ledger: Ledger) -> None:
+    from chalicelib.ledger.digest import FENCE
+
+    forge(ledger, 3, FENCE)
+
+    assert ledger.verify().findings == []
+
+
+def test_objects_past_the_newest_digest_are_counted_not_judged(ledger: Ledger) -> None:
+    ledger.write(2)
+
+    report = ledger.verify()
+
+    assert report.findings == []
+    assert report.undigested_objects == 1
+
+
+def test_an_object_past_the_digests_but_older_than_the_newest_is_an_unledgered_object(
+    ledger: Ledger,
+) -> None:
+    from datetime import timedelta
+
+    key = forge(ledger, 10**12, b"")
+    stored = s3_backends["123456789012"]["aws"].get_object(ledger.aws.audit_bucket, key)
+    stored.last_modified = stored.last_modified - timedelta(days=1)
+
+    report = ledger.verify()
+
+    assert kinds(report) == {"unledgered_object"}
+    assert report.undigested_objects == 0
+
+
 # --- the CLI -------------------------------------------------------------------------------
 
 

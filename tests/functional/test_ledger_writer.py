@@ -21,9 +21,8 @@ import pytest
 
 from chalicelib.audit import AuditWriter
 from chalicelib.audit.schema import uuid7
-from chalicelib.audit.writer import FENCE
 from chalicelib.ledger import LedgerBusy, LedgerState
-from chalicelib.ledger.digest import EVENTS_PREFIX
+from chalicelib.ledger.digest import EVENTS_PREFIX, FENCE
 from chalicelib.ledger.merkle import leaf_hash, root
 from tests.functional.test_writer import sqs_event
 
