@@ -52,8 +52,9 @@ if TYPE_CHECKING:
 
 # Far longer than a writer takes from reserving to committing, and shorter than the
 # queue's visibility timeout (60 s locally, 300 s deployed): the batch SQS delivers again
-# after a crash finds the crashed writer's reservation stale and settles it at once. Fencing a writer that is in
-# fact still running costs it its batch (retried), never an event.
+# after a crash finds the crashed writer's reservation stale and settles it at once.
+# Fencing a writer that is in fact still running costs it its batch (retried), never an
+# event.
 STALE_RESERVATION_SECONDS = 50.0
 _BUSY_ATTEMPTS = 10  # about 2.5 s of backing off at most
 

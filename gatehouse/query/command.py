@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from gatehouse.query.errors import QueryError, QueryParamError
+from gatehouse.query.text import replace_surrogates, visible
+from gatehouse.report.render_csv import defuse as defuse_cell
 
 if TYPE_CHECKING:
     from gatehouse.query.result import QueryResult
@@ -103,6 +105,8 @@ def run_query_command(
     engine = build_engine(target, args.engine, args.cache_dir)
     result = engine.run_named(args.named, params) if args.named else engine.run(args.sql, params)
     write_result(result, args.format, out)
+    for warning in getattr(result, "warnings", ()):
+        print(f"warning: {visible(warning)}", file=err)
     if result.bytes_scanned is not None:
         print(
             f"{result.engine}: scanned {result.bytes_scanned:,} bytes, "
@@ -172,6 +176,12 @@ def _cell(value: Any) -> str:
     return str(plain)
 
 
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value  # a number, negative ones included, is not a formula
+    return defuse_cell(replace_surrogates(_cell(value)))
+
+
 def write_result(result: QueryResult, fmt: str, out: TextIO) -> None:
     """Print ``result`` as an aligned table, JSON (a list of objects) or CSV."""
     if fmt == "json":
@@ -181,18 +191,25 @@ def write_result(result: QueryResult, fmt: str, out: TextIO) -> None:
         out.write(json.dumps(rows, indent=2) + "\n")
         return
     if fmt == "csv":
+        # Cells come from clients: defused so a spreadsheet shows them as text.
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(result.columns)
-        writer.writerows([_cell(value) for value in row] for row in result.rows)
+        writer.writerow([defuse_cell(replace_surrogates(name)) for name in result.columns])
+        writer.writerows([_csv_cell(value) for value in row] for row in result.rows)
         out.write(buffer.getvalue())
         return
     out.write(format_table(result.columns, result.rows) + "\n")
 
 
 def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int = 60) -> str:
-    """An aligned text table; cells longer than ``max_width`` are cut with an ellipsis."""
-    cells = [[_cell(value).replace("\n", " ") for value in row] for row in rows]
+    """An aligned text table; cells longer than ``max_width`` are cut with an ellipsis.
+
+    Control characters (C0, DEL, C1) and bidi controls are shown as escapes
+    (``\\x1b``, ``\\u202e``): a value cannot move the cursor, open a link,
+    rewrite the line or reorder what the terminal shows.
+    """
+    columns = [visible(name) for name in columns]
+    cells = [[visible(_cell(value)) for value in row] for row in rows]
     cells = [
         [text if len(text) <= max_width else text[: max_width - 1] + "…" for text in row]
         for row in cells

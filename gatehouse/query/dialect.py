@@ -248,7 +248,7 @@ def java_replacement_to_re2(replacement: str) -> str:
             out.append("\\\\" if literal == "\\" else literal)
             index += 2
         elif char == "$":
-            digits = re.match(r"\d+", replacement[index + 1 :])
+            digits = re.match(r"[0-9]+", replacement[index + 1 :])
             if digits is None:
                 raise NotTranslatable(
                     "regexp_replace: only $0..$9 group references can be translated "

@@ -37,6 +37,10 @@ from gatehouse.query.sync import sync_bucket
 ENGINE_NAME = "local"
 
 
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection in Athena's session zone (UTC)."""
     config: dict[str, Any] = {"threads": threads} if threads else {}
@@ -116,7 +120,12 @@ class LocalEngine:
                 self.dataset, s3_client, audit_bucket, trail_bucket, account_id
             )
         self._connection = connect(threads)
-        self.dataset.build(self._connection)
+        # Spill inside the cache: DuckDB would otherwise allow <cwd>/.tmp/ to queries.
+        self._connection.execute(
+            f"SET temp_directory={_sql_string(str(self.dataset.temp.resolve()))}"
+        )
+        self.problems = self.dataset.build(self._connection)
+        self.warnings: list[str] = self.dataset.warnings(self.problems)
         self.dataset.create_views(self._connection)
         self._lock_down()
 
@@ -140,9 +149,7 @@ class LocalEngine:
     def _lock_down(self) -> None:
         # Queries may read the cache and nothing else on this machine.
         root = str(self.dataset.root.resolve()) + "/"
-        self._connection.execute(
-            f"SET allowed_directories=['{root.replace(chr(39), chr(39) * 2)}']"
-        )
+        self._connection.execute(f"SET allowed_directories=[{_sql_string(root)}]")
         self._connection.execute("SET enable_external_access=false")
         self._connection.execute("SET lock_configuration=true")
 
@@ -174,6 +181,7 @@ class LocalEngine:
             bytes_scanned=None,
             cost_usd=None,
             elapsed_s=time.perf_counter() - started,
+            warnings=list(self.warnings),
         )
 
     def run_named(self, name: str, params: Mapping[str, str]) -> QueryResult:

@@ -38,6 +38,7 @@ from gatehouse.query.errors import (
     UnknownNamedQuery,
 )
 from gatehouse.query.schema import ROOT
+from gatehouse.query.text import has_surrogate
 
 QUERIES_DIR = ROOT / "infra" / "athena" / "queries"
 PARAM_TYPES = ("varchar", "timestamp", "bigint", "integer", "double", "boolean")
@@ -47,9 +48,13 @@ _HEADER = re.compile(r"^--\s*(name|description|param):\s*(.*?)\s*$")
 # parse as placeholders too; the prefix is stripped again when binding.
 _PREFIX = "gh_param__"
 _INT_RANGES = {"integer": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
+# [0-9], not \d: \d matches every script's digits, which int()/float() then read.
 _TIMESTAMP = re.compile(
-    r"(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?)?(Z|[+-]00:?00)?"
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})"
+    r"(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,3}))?)?)?(Z|[+-]00:?00)?"
 )
+_INTEGER = re.compile(r"[+-]?[0-9]{1,20}")
+_DOUBLE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,12 +311,15 @@ def typed_literal(name: str, kind: str, value: str) -> exp.Expression:
 def _varchar(name: str, kind: str, value: str) -> exp.Expression:
     if "\x00" in value:
         raise QueryParamError(f"param {name!r}: a NUL character is not allowed")
+    if has_surrogate(value):
+        # Not encodable as UTF-8: neither engine could take it (nor could Athena's API).
+        raise QueryParamError(f"param {name!r}: a lone surrogate is not allowed")
     return exp.Literal.string(value)
 
 
 def _integer(name: str, kind: str, value: str) -> exp.Expression:
     text = value.strip()
-    if not re.fullmatch(r"[+-]?\d{1,20}", text):
+    if not _INTEGER.fullmatch(text):
         raise QueryParamError(f"param {name!r} ({kind}): {value!r} is not an integer")
     number = int(text)
     low, high = _INT_RANGES[kind]
@@ -321,12 +329,16 @@ def _integer(name: str, kind: str, value: str) -> exp.Expression:
 
 
 def _double(name: str, kind: str, value: str) -> exp.Expression:
+    text = value.strip()
     try:
-        number = float(value.strip())
+        number = float(text)
     except ValueError:
         raise QueryParamError(f"param {name!r} ({kind}): {value!r} is not a number") from None
     if not math.isfinite(number):
         raise QueryParamError(f"param {name!r} ({kind}): {value!r} is not finite")
+    if not _DOUBLE.fullmatch(text):
+        # float() also reads other scripts' digits and "1_000".
+        raise QueryParamError(f"param {name!r} ({kind}): {value!r} is not a number")
     return exp.cast(exp.Literal.number(repr(number)), "DOUBLE")
 
 
@@ -368,4 +380,5 @@ def _timestamp_text(name: str, value: str) -> str:
     except ValueError as exc:
         raise QueryParamError(f"param {name!r} (timestamp): {value!r}: {exc}") from None
     millis = (fraction or "").ljust(3, "0")
-    return moment.strftime("%Y-%m-%d %H:%M:%S") + f".{millis}"
+    # %Y does not zero-pad years before 1000 on every platform.
+    return f"{moment.year:04d}-" + moment.strftime("%m-%d %H:%M:%S") + f".{millis}"

@@ -30,6 +30,8 @@ class QueryResult:
     timestamp with time zone -> aware UTC datetime, double -> float,
     boolean -> bool, array -> list, row/struct -> dict). ``bytes_scanned``
     and ``cost_usd`` are Athena's figures (None on the local engine).
+    ``warnings`` say what the engine could not read of the data (the local
+    engine's unreadable or repaired lines); the rows are the rest.
     """
 
     columns: list[str]
@@ -39,6 +41,7 @@ class QueryResult:
     cost_usd: float | None = None
     elapsed_s: float = 0.0
     query_id: str | None = field(default=None, compare=False)
+    warnings: list[str] = field(default_factory=list, compare=False)
 
     def as_dicts(self) -> list[dict[str, Any]]:
         """The rows as ``{column: value}`` dicts (duplicate column names: the last wins)."""

@@ -19,9 +19,13 @@ from gatehouse.query.errors import CacheSyncError
 from gatehouse.query.schema import AUDIT_EVENTS, CLOUDTRAIL_LOGS
 
 EVENTS_PREFIX = "audit/v1/events/"
-_EVENT_KEY = re.compile(r"audit/v1/events/dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/[^/]+\.ndjson\.gz")
+# [0-9], not \d: \d also matches other scripts' digits (int() would read "٠٩" as 9).
+_EVENT_KEY = re.compile(
+    r"audit/v1/events/dt=([0-9]{4}-[0-9]{2}-[0-9]{2})/hour=([0-9]{2})/[^/]+\.ndjson\.gz"
+)
 _TRAIL_KEY = re.compile(
-    r"AWSLogs/(?:o-[a-z0-9]+/)?(\d{12})/CloudTrail/([a-z0-9-]+)/(\d{4})/(\d{2})/(\d{2})/[^/]+\.json\.gz"
+    r"AWSLogs/(?:o-[a-z0-9]+/)?([0-9]{12})/CloudTrail/([a-z0-9-]+)/"
+    r"([0-9]{4})/([0-9]{2})/([0-9]{2})/[^/]+\.json\.gz"
 )
 
 
@@ -52,8 +56,9 @@ def sync_bucket(
             keep[AUDIT_EVENTS].setdefault(partition.name, set()).add(name)
             if not dataset.has_raw(AUDIT_EVENTS, partition, name):
                 body = s3.get_object(Bucket=audit_bucket, Key=key, VersionId=version)["Body"].read()
-                dataset.add_raw(AUDIT_EVENTS, partition, name, body)
+                dataset.add_raw(AUDIT_EVENTS, partition, name, body, key)
                 counts["downloaded"] += 1
+            dataset.remember_key(name, key)
         if trail_bucket:
             prefix = f"AWSLogs/{account_id}/CloudTrail/" if account_id else "AWSLogs/"
             for page in s3.get_paginator("list_objects_v2").paginate(
@@ -72,8 +77,9 @@ def sync_bucket(
                     keep[CLOUDTRAIL_LOGS].setdefault(partition.name, set()).add(name)
                     if not dataset.has_raw(CLOUDTRAIL_LOGS, partition, name):
                         body = s3.get_object(Bucket=trail_bucket, Key=item["Key"])["Body"].read()
-                        dataset.add_raw(CLOUDTRAIL_LOGS, partition, name, body)
+                        dataset.add_raw(CLOUDTRAIL_LOGS, partition, name, body, item["Key"])
                         counts["downloaded"] += 1
+                    dataset.remember_key(name, item["Key"])
     except (ClientError, BotoCoreError) as exc:
         raise CacheSyncError(f"cannot sync the local query cache from S3: {exc}") from exc
     # What the buckets no longer hold (another local stack's run) is not queried.

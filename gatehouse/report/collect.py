@@ -108,6 +108,8 @@ class _Runner:
         self.bytes_scanned: int | None = 0
         self.cost_usd: float | None = 0.0
         self.engine_name = "unknown"
+        # What the engine could not read of the trail, once each, in order seen.
+        self.warnings: dict[str, None] = {}
 
     def report(self, name: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
         return self._rows(self._engine.run(report_sql(name), params))
@@ -120,6 +122,7 @@ class _Runner:
         self.engine_name = result.engine
         self.bytes_scanned = _add(self.bytes_scanned, result.bytes_scanned)
         self.cost_usd = _add(self.cost_usd, result.cost_usd)
+        self.warnings.update(dict.fromkeys(getattr(result, "warnings", None) or ()))
         columns = [column.lower() for column in result.columns]
         return [dict(zip(columns, row, strict=True)) for row in result.rows]
 
@@ -451,5 +454,6 @@ def collect_report(
             sensitive=sensitive,
             anomalies=anomalies,
             new_sources=new_sources,
+            unreadable=list(run.warnings),
         ),
     )

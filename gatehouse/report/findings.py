@@ -90,9 +90,15 @@ def alerts(
     sensitive: Sequence[SensitiveAccess],
     anomalies: Sequence[AnomalyEvent],
     new_sources: Sequence[NewSource],
+    unreadable: Sequence[str] = (),
 ) -> list[Alert]:
-    """Everything security should look at, most severe first."""
-    found: list[Alert] = []
+    """Everything security should look at, most severe first.
+
+    ``unreadable`` are the engine's warnings about trail data it could not
+    read (the report is built from the rest): each is a high alert, since
+    events nobody can see may be the ones that matter.
+    """
+    found: list[Alert] = [Alert("unreadable_trail", "high", warning) for warning in unreadable]
     errors = sum(row.count for row in reasons if row.outcome == "error")
     if errors:
         found.append(

@@ -3,8 +3,12 @@
 Cell values come from audit events and so from clients. A spreadsheet runs a
 cell that starts with ``=``, ``+``, ``-`` or ``@`` (and, in some, a tab or
 carriage return) as a formula: ``=HYPERLINK(...)`` in a User-Agent would
-become a live link in an auditor's workbook. Such text cells get a leading
-apostrophe, which spreadsheets show as text. Numbers are written as numbers.
+become a live link in an auditor's workbook. Spreadsheets also skip leading
+blanks and quotes before looking (`` =1+1``, ``"=1+1``, ``\u3000=1+1``) and
+some read the full-width U+FF1D, U+FF0B, U+FF0D, U+FF20 as ``=+-@``. Such text cells get a
+leading apostrophe, which spreadsheets show as text. Numbers are written as
+numbers. Text is written as UTF-8 with lone surrogates (which UTF-8 cannot
+hold) replaced by U+FFFD, so a hostile value cannot stop a file half-written.
 """
 
 from __future__ import annotations
@@ -14,10 +18,14 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from gatehouse.query.text import replace_surrogates
 from gatehouse.report import model
 from gatehouse.report.model import Report, as_plain
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+# Characters that may stand before a formula character and still let it run.
+_LEADING = " \t\r\n\u3000\"'"
+_FORMULA_CHARACTERS = frozenset("=+-@\uff1d\uff0b\uff0d\uff20")
 
 Table = tuple[Sequence[str], Iterable[Sequence[Any]]]
 
@@ -30,15 +38,16 @@ def defuse(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return value
-    text = str(value)
-    if text.startswith(FORMULA_TRIGGERS):
+    text = replace_surrogates(str(value))
+    stripped = text.lstrip(_LEADING)
+    if text.startswith(FORMULA_TRIGGERS) or (stripped and stripped[0] in _FORMULA_CHARACTERS):
         return "'" + text
     return text
 
 
 def write_table(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """Write one CSV file (RFC 4180 quoting, ``\\r\\n`` line ends), every cell defused."""
-    with path.open("w", newline="", encoding="utf-8") as stream:
+    with path.open("w", newline="", encoding="utf-8", errors="replace") as stream:
         writer = csv.writer(stream)
         writer.writerow([defuse(name) for name in header])
         for row in rows:

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from gatehouse.query.text import replace_surrogates
 from gatehouse.report.model import (
     VERIFY_COMMAND,
     Bucket,
@@ -652,6 +653,6 @@ def render_html(report: Report) -> str:
 
 
 def write_html(report: Report, path: Path) -> Path:
-    """Write ``report.html``; its path."""
-    path.write_text(render_html(report), encoding="utf-8")
+    """Write ``report.html``; its path (lone surrogates, which UTF-8 cannot hold, as U+FFFD)."""
+    path.write_text(replace_surrogates(render_html(report)), encoding="utf-8")
     return path

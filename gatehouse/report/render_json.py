@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gatehouse.query.text import clean_surrogates
 from gatehouse.report.model import VERIFY_COMMAND, Report, as_plain, utc_text
 
 FORMAT_VERSION = 1
@@ -57,6 +58,7 @@ def report_document(report: Report) -> dict[str, Any]:
 
 
 def write_json(report: Report, path: Path) -> Path:
-    """Write ``report.json``; its path."""
-    path.write_text(json.dumps(report_document(report), indent=2, sort_keys=False) + "\n")
+    """Write ``report.json``; its path (lone surrogates as U+FFFD: the JSON is valid UTF-8)."""
+    document = clean_surrogates(report_document(report))
+    path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return path

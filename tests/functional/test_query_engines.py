@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +24,7 @@ from moto import mock_aws
 from moto.athena.models import QueryResults, athena_backends
 
 from chalicelib.audit import AuditWriter
+from chalicelib.audit.emitter import serialize_event
 from chalicelib.audit.schema import (
     DecisionRecord,
     RequestRecord,
@@ -34,6 +37,7 @@ from chalicelib.reasons import Reason
 from gatehouse.cli import main
 from gatehouse.dev.bootstrap import Resources, bootstrap
 from gatehouse.query import AthenaEngine, LocalEngine, QueryError, QueryParamError
+from gatehouse.query.dataset import write_records
 from gatehouse.query.errors import QueryFailed, QueryNotReadOnly
 from gatehouse.resources import ResourceNames
 
@@ -518,3 +522,154 @@ def test_cli_lists_the_named_queries(tmp_path: Path, capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert "principal_activity\n" in out
     assert "--param from=<timestamp>" in out
+
+
+# --- unreadable objects ------------------------------------------------------------------
+
+MALFORMED_LINES = {
+    "not-json": b"{not json\n",
+    "principal-string": b'{"event_id":"bad-1","event_time":"2026-03-10T10:00:00Z",'
+    b'"principal":"alice"}\n',
+    "sequence-string": b'{"event_id":"bad-2","event_time":"2026-03-10T10:00:00Z",'
+    b'"ledger":{"sequence":"x"}}\n',
+    "status-too-big": b'{"event_id":"bad-3","event_time":"2026-03-10T10:00:00Z",'
+    b'"outcome":{"status":1000000000000000000000000000000}}\n',
+    "invalid-utf8": b'{"event_id":"bad-4\xff\xfe","event_time":"2026-03-10T10:00:00Z"}\n',
+    "top-level-array": b"[1,2]\n",
+    "bad-event-time": b'{"event_id":"bad-5","event_time":"yesterday"}\n',
+}
+
+
+def store_hostile_objects(aws: Resources) -> tuple[str, list[str]]:
+    """A real writer object with a lone-surrogate escape, then one bad object per variant.
+
+    Returns the writer's key and the keys of the bad objects (some in the writer's
+    partition, the non-gzip and truncated ones in a partition of their own).
+    """
+    s3 = boto3.client("s3", region_name=REGION)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    writer = AuditWriter(s3, aws.audit_bucket, LedgerState(dynamodb, aws.policy_table))
+    hostile = request_event("req-surrogate", "/api/s")
+    hostile["source"]["user_agent"] = "curl/\udc80"
+    good = [request_event(f"req-{n}", f"/api/{n}") for n in range(3)]
+    # The emitter escapes what UTF-8 cannot hold as \udc80: JSON the writer accepts.
+    body = serialize_event(hostile)
+    assert "\\udc80" in body
+    stored, _ = writer.write(
+        [(body, "m-s")] + [(serialize_event(e), f"m-{n}") for n, e in enumerate(good)]
+    )
+    assert stored is not None
+    (writer_key,) = [
+        item["Key"]
+        for item in s3.list_objects_v2(Bucket=aws.audit_bucket, Prefix="audit/v1/events/")[
+            "Contents"
+        ]
+    ]
+    partition = writer_key.rsplit("/", 1)[0]
+    objects = {
+        f"{partition}/{name}.ndjson.gz": gzip.compress(line)
+        for name, line in MALFORMED_LINES.items()
+    }
+    full = gzip.compress(b'{"event_id":"cut-1","event_time":"2026-03-10T10:00:00Z"}\n' * 50)
+    objects["audit/v1/events/dt=2026-03-10/hour=10/not-gzip.ndjson.gz"] = b"plain text"
+    objects["audit/v1/events/dt=2026-03-10/hour=10/truncated.ndjson.gz"] = full[: len(full) // 2]
+    objects["audit/v1/events/dt=2026-03-10/hour=10/good.ndjson.gz"] = gzip.compress(
+        json.dumps({**request_event("req-10", "/api/10"), "ledger": {"sequence": 99}}).encode()
+    )
+    for key, data in objects.items():
+        s3.put_object(Bucket=aws.audit_bucket, Key=key, Body=data, ChecksumAlgorithm="SHA256")
+    return writer_key, sorted(objects)
+
+
+def test_unreadable_lines_and_objects_are_skipped_counted_and_never_block_the_rest(
+    aws: Resources, tmp_path: Path
+) -> None:
+    writer_key, keys = store_hostile_objects(aws)
+    s3 = boto3.client("s3", region_name=REGION)
+    engine = LocalEngine(tmp_path / "cache", s3, aws.audit_bucket)
+    result = engine.run("SELECT request.id, source.user_agent FROM audit_events")
+    found = dict(result.rows)
+    # Every good event is there, the surrogate one with U+FFFD in place of the surrogate.
+    assert found["req-surrogate"] == "curl/\ufffd"
+    assert {"req-0", "req-1", "req-2", "req-10"} <= set(found)
+    # The truncated object gives up the lines before the cut; the repairable lines are kept.
+    assert 0 < sum(1 for request_id in found if request_id is None) < 60
+    ids = engine.run("SELECT event_id FROM audit_events WHERE event_id LIKE 'bad-%'").rows
+    assert sorted(ids) == [("bad-1",), ("bad-2",), ("bad-3",), ("bad-4\ufffd\ufffd",)]
+    assert (
+        engine.run(
+            "SELECT principal, ledger.sequence, outcome.status FROM audit_events "
+            "WHERE event_id IN ('bad-1', 'bad-2', 'bad-3')"
+        ).rows
+        == [(None, None, None)] * 3
+    )
+    skipped, repaired = result.warnings
+    skipped_keys = [
+        key
+        for key in keys
+        if key.rsplit("/", 1)[1].split(".")[0]
+        in {"not-json", "top-level-array", "bad-event-time", "not-gzip", "truncated"}
+    ]
+    assert skipped.startswith("4 lines in 5 objects could not be read: ")
+    for key in skipped_keys:
+        assert key in skipped
+    assert "not-gzip.ndjson.gz (unreadable)" in skipped
+    assert repaired.startswith("5 lines in 5 objects were read with repairs")
+    assert writer_key in repaired
+    # A warm cache answers the same, with the same warnings, without re-reading.
+    again = LocalEngine(tmp_path / "cache", s3, aws.audit_bucket)
+    assert again.synced["downloaded"] == 0
+    assert sorted(again.run("SELECT request.id FROM audit_events").rows, key=str) == sorted(
+        engine.run("SELECT request.id FROM audit_events").rows, key=str
+    )
+    assert again.warnings == result.warnings
+
+
+def test_cli_warns_on_stderr_of_what_could_not_be_read(
+    aws: Resources,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GATEHOUSE_AUDIT_BUCKET", aws.audit_bucket)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    store_hostile_objects(aws)
+    cache = tmp_path / "cache"
+    code = cli(
+        tmp_path,
+        "--engine",
+        "local",
+        "--cache-dir",
+        str(cache),
+        "SELECT count(*) AS n FROM audit_events WHERE request.id = 'req-10'",
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.splitlines()[2] == "1"
+    assert "warning: 4 lines in 5 objects could not be read: audit/v1/events/" in err
+    assert "warning: 5 lines in 5 objects were read with repairs" in err
+
+
+def test_the_cache_is_private_and_duckdb_spills_inside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".tmp").mkdir()
+    (tmp_path / ".tmp" / "x.csv").write_text("a\n1\n")
+    previous = os.umask(0o022)
+    try:
+        engine = LocalEngine(tmp_path / "home" / "cache")
+        event = request_event("req-1", "/api/a")
+        write_records(engine.dataset, [event], [TRAIL_RECORD])
+        engine = LocalEngine(tmp_path / "home" / "cache")
+    finally:
+        os.umask(previous)
+    root = tmp_path / "home" / "cache"
+    paths = [root, *root.rglob("*")]
+    assert any(path.suffix == ".parquet" for path in paths)
+    for path in paths:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+    # Without a temp_directory, DuckDB would allow queries to read <cwd>/.tmp/.
+    for path in ("./.tmp/x.csv", str(tmp_path / ".tmp" / "x.csv")):
+        with pytest.raises(QueryError, match="disabled by configuration"):
+            engine.run(f"SELECT * FROM read_csv('{path}')")  # noqa: S608

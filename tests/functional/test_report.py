@@ -8,6 +8,7 @@ the code under test.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.audit.emitter import serialize_event
 from chalicelib.audit.gateway_events import gateway_event
 from chalicelib.audit.schema import (
     DecisionRecord,
@@ -27,9 +29,12 @@ from chalicelib.audit.schema import (
     build_admin_event,
     build_event,
 )
+from chalicelib.audit.writer import _with_sequence
 from chalicelib.identity import Identity
 from chalicelib.reasons import Reason
 from gatehouse.query import LocalEngine
+from gatehouse.query.dataset import Dataset, Partition, raw_name, write_records
+from gatehouse.query.schema import AUDIT_EVENTS
 from gatehouse.report import collect_report, write_report
 from gatehouse.report.model import Window
 
@@ -808,3 +813,51 @@ def test_empty_window_is_a_valid_report(tmp_path: Path) -> None:
     assert rows(tmp_path, "top_denies.csv") == [
         ["reason", "principal", "route", "requests", "first_seen", "last_seen"]
     ]
+
+
+def test_a_report_over_unreadable_objects_is_produced_with_an_alert(tmp_path: Path) -> None:
+    events = dataset()
+    cache = tmp_path / "cache"
+    write_records(Dataset(cache), events, [])
+    in_window = Partition((("dt", "2026-03-02"), ("hour", 9)))
+    # A real writer line whose User-Agent the emitter had to escape as \udc80.
+    event = build_event(
+        "decision",
+        _request("GET", "/", "203.0.113.9", "curl/\udc80", 999),
+        identity=None,
+        decision=DecisionRecord("deny", (Reason.MISSING_CREDENTIALS,)),
+        resource=ResourceRecord(),
+    )
+    event["event_time"] = "2026-03-02T09:07:00.000Z"
+    line = _with_sequence(serialize_event(event), 12345)
+    bad = {
+        "writer": gzip.compress(line + b"\n", mtime=0),
+        "not-json": gzip.compress(b"{not json\n"),
+        "principal-string": gzip.compress(
+            b'{"event_time":"2026-03-02T09:01:00Z","principal":"alice"}\n'
+        ),
+        "not-gzip": b"plain",
+    }
+    for name, data in bad.items():
+        Dataset(cache).add_raw(AUDIT_EVENTS, in_window, raw_name(name, "v1"), data, key=name)
+    engine = LocalEngine(cache)
+    report = collect_report(engine, Window(START, END), stage="test", now=lambda: GENERATED)
+    out = tmp_path / "report"
+    write_report(report, out)
+    document = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    good = LocalEngine.from_records(events)
+    expected = collect_report(good, Window(START, END), stage="test", now=lambda: GENERATED)
+    # The writer's event (a deny) and the repaired line count; nothing good is lost.
+    assert document["summary"]["requests"]["total"] == expected_total(expected) + 1
+    alerts = [a for a in document["security"]["alerts"] if a["kind"] == "unreadable_trail"]
+    assert [a["severity"] for a in alerts] == ["high", "high"]
+    assert alerts[0]["summary"].startswith("1 lines in 2 objects could not be read: ")
+    assert "not-gzip (unreadable)" in alerts[0]["summary"]
+    assert alerts[1]["summary"].startswith("2 lines in 2 objects were read with repairs")
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "could not be read" in page
+    assert "curl/\ufffd" in (out / "recent_denies.csv").read_text(encoding="utf-8")
+
+
+def expected_total(report: Any) -> int:
+    return sum(bucket.total for bucket in report.requests_over_time)

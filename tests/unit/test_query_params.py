@@ -192,3 +192,40 @@ def test_every_shipped_named_query_loads() -> None:
             "double",
             "boolean",
         }
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "message"),
+    [
+        ("varchar", "a\udc80b", "lone surrogate"),
+        ("varchar", "\ud800", "lone surrogate"),
+        ("bigint", "\u0661\u0662", "not an integer"),
+        ("integer", "\uff11", "not an integer"),
+        ("double", "\u0661.5", "not a number"),
+        ("double", "1_000", "not a number"),
+        ("timestamp", "\uff12\uff10\uff12\uff16-01-01", "not 'YYYY-MM-DD"),
+        ("timestamp", "2026-01-01 \u0661\u0660:00", "not 'YYYY-MM-DD"),
+    ],
+    ids=repr,
+)
+def test_non_ascii_digits_and_lone_surrogates_are_refused(
+    kind: str, value: str, message: str
+) -> None:
+    with pytest.raises(QueryParamError, match=message):
+        typed_literal("p", kind, value)
+
+
+def test_early_years_are_zero_padded() -> None:
+    literal = typed_literal("p", "timestamp", "0001-01-02 03:04:05")
+    assert literal.sql(dialect="athena") == "CAST('0001-01-02 03:04:05.000' AS TIMESTAMP)"
+
+
+def test_sync_key_patterns_take_ascii_digits_only() -> None:
+    from gatehouse.query.sync import _EVENT_KEY, _TRAIL_KEY
+
+    assert _EVENT_KEY.fullmatch("audit/v1/events/dt=2026-03-02/hour=09/x.ndjson.gz")
+    assert not _EVENT_KEY.fullmatch("audit/v1/events/dt=2026-03-02/hour=\u0660\u0669/x.ndjson.gz")
+    assert not _EVENT_KEY.fullmatch("audit/v1/events/dt=\uff12026-03-02/hour=09/x.ndjson.gz")
+    trail = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/03/02/x.json.gz"
+    assert _TRAIL_KEY.fullmatch(trail)
+    assert not _TRAIL_KEY.fullmatch(trail.replace("/02/", "/0\u0662/"))

@@ -485,3 +485,40 @@ def test_parse_window(start: str, end: str, window: tuple[datetime, datetime]) -
 def test_parse_window_refuses(start: str, end: str, message: str) -> None:
     with pytest.raises(ReportError, match=re.escape(message)):
         parse_window(start, end)
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        " =1+1",
+        "\t\t=1+1",
+        "\r\n=1+1",
+        '"=1+1',
+        "'=1+1",
+        "\u3000=1+1",
+        "  -2+3",
+        ' "@SUM(A1)',
+        "\uff1d1+1",
+        "\uff0bcmd",
+        "\uff0d2",
+        "\uff20SUM(A1)",
+        " \uff1d1+1",
+    ],
+    ids=repr,
+)
+def test_formula_characters_behind_blanks_quotes_or_full_width_are_defused(cell: str) -> None:
+    assert defuse(cell) == "'" + cell
+
+
+@pytest.mark.parametrize("cell", ["  plain", '"quoted"', "\u3000text", "a\uff1db", " "])
+def test_text_without_a_formula_is_left_alone(cell: str) -> None:
+    assert defuse(cell) == cell
+
+
+def test_a_lone_surrogate_never_stops_a_file_half_written(tmp_path: Path) -> None:
+    written = write_report(hostile_report("curl/\udc80"), tmp_path)
+    assert "curl/\ufffd" in (tmp_path / "report.html").read_text(encoding="utf-8")
+    document = (tmp_path / "report.json").read_text(encoding="utf-8")
+    assert "\\udc80" not in document
+    assert "curl/\ufffd" in str(json.loads(document))
+    assert any("curl/\ufffd" in path.read_text(encoding="utf-8") for path in written.csv)
