@@ -22,6 +22,7 @@ import io
 import os
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -165,16 +166,22 @@ class MemoryS3:
         return {"Body": io.BytesIO(self._objects[(Key, VersionId)])}
 
     def get_paginator(self, name: str) -> Any:
-        keys = sorted({key for key, version in self._objects if version is None})
-        return _Pages(keys)
+        assert name == "list_object_versions", name
+        return _Pages(sorted((key, version) for key, version in self._objects if version))
 
 
 class _Pages:
-    def __init__(self, keys: list[str]) -> None:
-        self._keys = keys
+    def __init__(self, versions: list[tuple[str, str]]) -> None:
+        self._versions = versions
 
     def paginate(self, Bucket: str, Prefix: str) -> list[dict[str, Any]]:
-        return [{"Contents": [{"Key": key} for key in self._keys if key.startswith(Prefix)]}]
+        stored = datetime(2027, 1, 15, tzinfo=UTC)
+        listed = [
+            {"Key": key, "VersionId": version, "IsLatest": True, "LastModified": stored}
+            for key, version in self._versions
+            if key.startswith(Prefix)
+        ]
+        return [{"Versions": listed}]
 
 
 if __name__ == "__main__":
