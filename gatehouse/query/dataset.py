@@ -158,6 +158,8 @@ class Dataset:
         self.parquet = self.root / "parquet"
         self.keys = self.root / "keys"
         self.temp = self.root / "duckdb-tmp"
+        # Objects the sync left out because no digest names them (see sync.py).
+        self.unledgered: list[str] = []
         # The cache holds the whole trail: private to its owner, even if it existed.
         _private_dir(self.root)
         os.chmod(self.root, PRIVATE_DIR)
@@ -207,6 +209,12 @@ class Dataset:
             ]
             found.append(
                 f"{lines} lines in {len(skipped)} objects could not be read: {_listing(keys)}"
+            )
+        if self.unledgered:
+            found.append(
+                f"{len(self.unledgered)} objects under the ledger's prefix that no digest names "
+                "were left out (gatehouse audit verify names them unledgered_object): "
+                f"{_listing([visible(key) for key in self.unledgered])}"
             )
         repaired = [p for p in problems if p.repaired]
         if repaired:

@@ -5,10 +5,18 @@ its version id, or ETag for an unversioned trail bucket). A ledger key has
 one version when the writer made it (it PUTs with If-None-Match); should a
 key have more (a later overwrite), the first version is the ledger's and
 the one the local engine reads, as ``gatehouse audit verify`` would.
+
+Once the bucket holds digests, an object no digest names is left out when
+the digests already cover its sequences (or its key names none): it is not
+the ledger's, and ``gatehouse audit verify`` names it ``unledgered_object``.
+Objects past the newest digest are read (the next digest will name them).
+Digests are read here for the keys they name only; their signatures are
+verify's business.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -19,6 +27,8 @@ from gatehouse.query.errors import CacheSyncError
 from gatehouse.query.schema import AUDIT_EVENTS, CLOUDTRAIL_LOGS
 
 EVENTS_PREFIX = "audit/v1/events/"
+DIGESTS_PREFIX = "audit/v1/digests/"
+_FIRST_SEQUENCE = re.compile(r"/([0-9]{16})-r[0-9]+\.ndjson\.gz\Z")
 # [0-9], not \d: \d also matches other scripts' digits (int() would read "٠٩" as 9).
 _EVENT_KEY = re.compile(
     r"audit/v1/events/dt=([0-9]{4}-[0-9]{2}-[0-9]{2})/hour=([0-9]{2})/[^/]+\.ndjson\.gz"
@@ -43,12 +53,17 @@ def sync_bucket(
     CacheSyncError
         When S3 cannot be listed or read.
     """
-    counts = {"audit_objects": 0, "trail_objects": 0, "downloaded": 0}
+    counts = {"audit_objects": 0, "trail_objects": 0, "downloaded": 0, "unledgered": 0}
     keep: dict[str, dict[str, set[str]]] = {AUDIT_EVENTS: {}, CLOUDTRAIL_LOGS: {}}
     try:
-        for key, version in _ledger_versions(s3, audit_bucket):
+        named, covered = _digested(dataset, s3, audit_bucket)
+        for key, version in _ledger_versions(s3, audit_bucket, EVENTS_PREFIX):
             match = _EVENT_KEY.fullmatch(key)
             if match is None:
+                continue
+            if covered and key not in named and not _past(key, covered):
+                counts["unledgered"] += 1
+                dataset.unledgered.append(key)
                 continue
             partition = Partition((("dt", match.group(1)), ("hour", int(match.group(2)))))
             counts["audit_objects"] += 1
@@ -60,26 +75,7 @@ def sync_bucket(
                 counts["downloaded"] += 1
             dataset.remember_key(name, key)
         if trail_bucket:
-            prefix = f"AWSLogs/{account_id}/CloudTrail/" if account_id else "AWSLogs/"
-            for page in s3.get_paginator("list_objects_v2").paginate(
-                Bucket=trail_bucket, Prefix=prefix
-            ):
-                for item in page.get("Contents", []):
-                    match = _TRAIL_KEY.fullmatch(item["Key"])
-                    if match is None:
-                        continue
-                    _, region, year, month, day = match.groups()
-                    partition = Partition(
-                        (("region", region), ("timestamp", f"{year}/{month}/{day}"))
-                    )
-                    counts["trail_objects"] += 1
-                    name = raw_name(item["Key"], item.get("ETag", "").strip('"') or "none")
-                    keep[CLOUDTRAIL_LOGS].setdefault(partition.name, set()).add(name)
-                    if not dataset.has_raw(CLOUDTRAIL_LOGS, partition, name):
-                        body = s3.get_object(Bucket=trail_bucket, Key=item["Key"])["Body"].read()
-                        dataset.add_raw(CLOUDTRAIL_LOGS, partition, name, body, item["Key"])
-                        counts["downloaded"] += 1
-                    dataset.remember_key(name, item["Key"])
+            _sync_trail(dataset, s3, trail_bucket, account_id, counts, keep)
     except (ClientError, BotoCoreError) as exc:
         raise CacheSyncError(f"cannot sync the local query cache from S3: {exc}") from exc
     # What the buckets no longer hold (another local stack's run) is not queried.
@@ -87,14 +83,76 @@ def sync_bucket(
     return counts
 
 
-def _ledger_versions(s3: Any, bucket: str) -> list[tuple[str, str]]:
-    """``(key, version id)`` of each ledger object: its first version, delete markers ignored.
+def _sync_trail(
+    dataset: Dataset,
+    s3: Any,
+    trail_bucket: str,
+    account_id: str | None,
+    counts: dict[str, int],
+    keep: dict[str, dict[str, set[str]]],
+) -> None:
+    """Download the trail's files the cache lacks (by ETag: the trail bucket is not versioned)."""
+    prefix = f"AWSLogs/{account_id}/CloudTrail/" if account_id else "AWSLogs/"
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=trail_bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            match = _TRAIL_KEY.fullmatch(item["Key"])
+            if match is None:
+                continue
+            _, region, year, month, day = match.groups()
+            partition = Partition((("region", region), ("timestamp", f"{year}/{month}/{day}")))
+            counts["trail_objects"] += 1
+            name = raw_name(item["Key"], item.get("ETag", "").strip('"') or "none")
+            keep[CLOUDTRAIL_LOGS].setdefault(partition.name, set()).add(name)
+            if not dataset.has_raw(CLOUDTRAIL_LOGS, partition, name):
+                body = s3.get_object(Bucket=trail_bucket, Key=item["Key"])["Body"].read()
+                dataset.add_raw(CLOUDTRAIL_LOGS, partition, name, body, item["Key"])
+                counts["downloaded"] += 1
+            dataset.remember_key(name, item["Key"])
 
-    S3 lists the versions of a key newest first, so the last one listed is the first written.
+
+def _digested(dataset: Dataset, s3: Any, bucket: str) -> tuple[frozenset[str], int]:
+    """The object keys the digests name, and the largest tree size any of them states.
+
+    Each digest (first version) is read once: what it names is kept in the cache.
+    """
+    named: set[str] = set()
+    covered = 0
+    for key, version in _ledger_versions(s3, bucket, DIGESTS_PREFIX):
+        memo = dataset.root / "digests" / f"{raw_name(key, version)}.json"
+        if memo.exists():
+            listed = json.loads(memo.read_text())
+        else:
+            body = s3.get_object(Bucket=bucket, Key=key, VersionId=version)["Body"].read()
+            try:
+                digest = json.loads(body)["digest"]
+                listed = {
+                    "keys": [str(entry["key"]) for entry in digest["objects"]],
+                    "size": int(digest["tree"]["size"]),
+                }
+            except (ValueError, KeyError, TypeError):
+                continue  # not a digest: verify says so
+            memo.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            memo.write_text(json.dumps(listed))
+        named.update(listed["keys"])
+        covered = max(covered, int(listed["size"]))
+    return frozenset(named), covered
+
+
+def _past(key: str, covered: int) -> bool:
+    """Whether ``key`` names a first sequence the digests do not cover yet."""
+    match = _FIRST_SEQUENCE.search(key)
+    return match is not None and int(match.group(1)) >= covered
+
+
+def _ledger_versions(s3: Any, bucket: str, prefix: str) -> list[tuple[str, str]]:
+    """``(key, version id)`` of each object under ``prefix``: its first version.
+
+    Delete markers are ignored. S3 lists the versions of a key newest first, so
+    the last one listed is the first written.
     """
     first: dict[str, str] = {}
     paginator = s3.get_paginator("list_object_versions")
-    for page in paginator.paginate(Bucket=bucket, Prefix=EVENTS_PREFIX):
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         for version in page.get("Versions", []):
             first[version["Key"]] = version.get("VersionId") or "null"
     return sorted(first.items())

@@ -312,7 +312,13 @@ def test_local_engine_syncs_the_ledger_and_the_trail_by_version(
     put_trail_file([TRAIL_RECORD])
     s3 = boto3.client("s3", region_name=REGION)
     engine = LocalEngine(tmp_path, s3, aws.audit_bucket, TRAIL_BUCKET, ACCOUNT)
-    assert engine.synced == {"audit_objects": 2, "trail_objects": 1, "downloaded": 3, "removed": 0}
+    assert engine.synced == {
+        "audit_objects": 2,
+        "trail_objects": 1,
+        "downloaded": 3,
+        "unledgered": 0,
+        "removed": 0,
+    }
     now = datetime.now(UTC)
     # Ad-hoc SQL may carry a header typing its params (else they are varchar).
     result = engine.run(
@@ -370,6 +376,29 @@ def test_an_overwritten_ledger_key_is_read_at_its_first_version(
     )
     engine = LocalEngine(tmp_path, s3, aws.audit_bucket)
     assert engine.run("SELECT request.id FROM audit_events").rows == [("req-1",)]
+
+
+def test_objects_no_digest_names_are_left_out_and_named(aws: Resources, tmp_path: Path) -> None:
+    from tests.functional.test_ledger_verify import Ledger, forge
+
+    ledger = Ledger(aws)
+    ledger.write(3)
+    ledger.digest()
+    forged = forge(ledger, 1, b"")  # among sequences the digest covers
+    ledger.write(2)  # the tail no digest names yet: read
+    s3 = boto3.client("s3", region_name=REGION)
+
+    engine = LocalEngine(tmp_path, s3, aws.audit_bucket)
+
+    assert engine.synced["unledgered"] == 1
+    ids = {row[0] for row in engine.run("SELECT event_id FROM audit_events").rows}
+    assert len(ids) == 5
+    assert "forged" not in ids
+    assert any(forged in warning and "unledgered_object" in warning for warning in engine.warnings)
+    # The digest is read once: a second engine finds what it names in the cache.
+    again = LocalEngine(tmp_path, s3, aws.audit_bucket)
+    assert again.synced["unledgered"] == 1
+    assert (tmp_path / "digests").is_dir()
 
 
 def test_objects_gone_from_the_buckets_leave_the_cache(aws: Resources, tmp_path: Path) -> None:
