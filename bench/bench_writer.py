@@ -65,24 +65,6 @@ class Timed:
         return call
 
 
-class Delayed:
-    """Forwards to a boto3 client after ``latency`` seconds: a network round trip
-    (it sleeps, so calls made in parallel wait in parallel, as on a network)."""
-
-    def __init__(self, client: Any, latency: float) -> None:
-        self._client = client
-        self._latency = latency
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._client, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            time.sleep(self._latency)
-            return method(*args, **kwargs)
-
-        return call
-
-
 def event_body(n: int) -> str:
     from chalicelib.audit.schema import uuid7
 

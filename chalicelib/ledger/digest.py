@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,15 @@ if TYPE_CHECKING:
 
 DIGESTS_PREFIX = "audit/v1/digests/"
 EVENTS_PREFIX = "audit/v1/events/"
+_OBJECT_NAME = re.compile(r"/([0-9]{16})-r[0-9]+\.ndjson\.gz\Z")
+
+
+def object_first_sequence(key: str) -> int | None:
+    """The first sequence a ledger object's key names (see the writer's ``object_key``)."""
+    match = _OBJECT_NAME.search(key)
+    return int(match.group(1)) if match else None
+
+
 # What the writer leaves at the key of a reservation it abandoned after a crash
 # (an empty gzip member, put with If-None-Match so the object can never land).
 FENCE = gzip.compress(b"", mtime=0)

@@ -46,7 +46,13 @@ from itertools import islice
 from multiprocessing import get_all_start_methods, get_context
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.ledger.digest import DIGESTS_PREFIX, EVENTS_PREFIX, FENCE, canonical
+from chalicelib.ledger.digest import (
+    DIGESTS_PREFIX,
+    EVENTS_PREFIX,
+    FENCE,
+    canonical,
+    object_first_sequence,
+)
 from chalicelib.ledger.merkle import CompactRange, leaf_hash
 from chalicelib.ledger.reading import LINE_HEAD, ObjectReading, gunzip, read_object, split_lines
 
@@ -412,7 +418,7 @@ class LedgerVerifier:
         for key, listed in stored.items():
             if key in named or not listed.versions:
                 continue
-            first = _first_sequence(key)
+            first = object_first_sequence(key)
             if (
                 first is not None
                 and first >= digested
@@ -471,9 +477,6 @@ class LedgerVerifier:
         return found
 
 
-_OBJECT_NAME = re.compile(r"/([0-9]{16})-r[0-9]+\.ndjson\.gz\Z")
-
-
 # How long a commit may trail its object's PUT (a digest signed in between
 # does not name the object yet).
 _COMMIT_GRACE_SECONDS = 600
@@ -495,12 +498,6 @@ def _long_before(stored: str, signed: str) -> bool:
     except ValueError:
         return False
     return gap.total_seconds() > _COMMIT_GRACE_SECONDS
-
-
-def _first_sequence(key: str) -> int | None:
-    """The first sequence a ledger object's key names (the writer's ``object_key``)."""
-    match = _OBJECT_NAME.search(key)
-    return int(match.group(1)) if match else None
 
 
 @dataclass

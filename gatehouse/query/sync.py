@@ -22,16 +22,14 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.ledger.digest import DIGESTS_PREFIX, EVENTS_PREFIX, object_first_sequence
 from gatehouse.query.dataset import Dataset, Partition, raw_name
 from gatehouse.query.errors import CacheSyncError
 from gatehouse.query.schema import AUDIT_EVENTS, CLOUDTRAIL_LOGS
 
-EVENTS_PREFIX = "audit/v1/events/"
-DIGESTS_PREFIX = "audit/v1/digests/"
-_FIRST_SEQUENCE = re.compile(r"/([0-9]{16})-r[0-9]+\.ndjson\.gz\Z")
 # [0-9], not \d: \d also matches other scripts' digits (int() would read "٠٩" as 9).
 _EVENT_KEY = re.compile(
-    r"audit/v1/events/dt=([0-9]{4}-[0-9]{2}-[0-9]{2})/hour=([0-9]{2})/[^/]+\.ndjson\.gz"
+    re.escape(EVENTS_PREFIX) + r"dt=([0-9]{4}-[0-9]{2}-[0-9]{2})/hour=([0-9]{2})/[^/]+\.ndjson\.gz"
 )
 _TRAIL_KEY = re.compile(
     r"AWSLogs/(?:o-[a-z0-9]+/)?([0-9]{12})/CloudTrail/([a-z0-9-]+)/"
@@ -140,8 +138,8 @@ def _digested(dataset: Dataset, s3: Any, bucket: str) -> tuple[frozenset[str], i
 
 def _past(key: str, covered: int) -> bool:
     """Whether ``key`` names a first sequence the digests do not cover yet."""
-    match = _FIRST_SEQUENCE.search(key)
-    return match is not None and int(match.group(1)) >= covered
+    first = object_first_sequence(key)
+    return first is not None and first >= covered
 
 
 def _ledger_versions(s3: Any, bucket: str, prefix: str) -> list[tuple[str, str]]:
