@@ -38,6 +38,23 @@ DEFAULT_QUERY_REDACTION = (
     r"|ticket|nonce|private|api[-_]?key|(^|[-_.])(key|otp|pin|sid|sig)($|[-_.])"
     r"|^code$|^state$|^auth)"
 )
+# Query values (and names) that look like credentials whatever their parameter
+# is called, each a run of token characters: a JWS/JWE/JWT (a base64url JSON
+# header: '{"' is "eyJ"), an AWS access key id, a vendor token with a telling
+# prefix, 32 or more base64/base64url characters mixing lower case, upper case
+# and digits; or 32 or more hex digits mixing digits and letters. Runs are tried
+# from their start only (the lookbehinds), so a long value costs linear time:
+# this runs on every request. Words, numbers, dates and UUIDs do not match.
+DEFAULT_QUERY_VALUE_REDACTION = (
+    r"(?<![A-Za-z0-9+/_-])(?:"
+    r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\."
+    r"|(?:AKIA|ASIA)[A-Z0-9]{16}\b"
+    r"|(?:gh[pousr]_|github_pat_|xox[abposr]-|[rs]k_live_|glpat-|npm_)[A-Za-z0-9_-]{16,}"
+    r"|(?=[A-Za-z0-9+/_-]*?[a-z])(?=[A-Za-z0-9+/_-]*?[A-Z])(?=[A-Za-z0-9+/_-]*?[0-9])"
+    r"[A-Za-z0-9+/_-]{32,}"
+    r")"
+    r"|(?<![0-9A-Fa-f])(?=[0-9A-Fa-f]*?[0-9])(?=[0-9A-Fa-f]*?[A-Fa-f])[0-9A-Fa-f]{32,}"
+)
 
 
 class SettingsError(ValueError):
@@ -102,6 +119,8 @@ class Settings:
     max_request_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_response_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     audit_query_redaction: re.Pattern[str] = re.compile(DEFAULT_QUERY_REDACTION)
+    # None: values are redacted by their parameter's name only.
+    audit_query_value_redaction: re.Pattern[str] | None = re.compile(DEFAULT_QUERY_VALUE_REDACTION)
     # s3://bucket[/prefix]: where the newest ledger checkpoint also goes (None: nowhere).
     ledger_anchor: str | None = None
     # STS only (AWS upstreams' sessions); the local stack puts its CloudTrail
@@ -195,6 +214,9 @@ class _SettingsReader:
                 "MAX_RESPONSE_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 0, DEFAULT_MAX_BODY_BYTES
             ),
             audit_query_redaction=self._pattern("AUDIT_QUERY_REDACTION", DEFAULT_QUERY_REDACTION),
+            audit_query_value_redaction=self._optional_pattern(
+                "AUDIT_QUERY_VALUE_REDACTION", DEFAULT_QUERY_VALUE_REDACTION
+            ),
             ledger_anchor=self._anchor(),
             sts_endpoint_url=self._environ.get(f"{ENV_PREFIX}STS_ENDPOINT_URL") or None,
         )
@@ -241,6 +263,19 @@ class _SettingsReader:
         except re.error as exc:
             self.problems.append(f"{ENV_PREFIX}{name} is not a valid regular expression: {exc}")
             return re.compile(default)
+
+    def _optional_pattern(self, name: str, default: str) -> re.Pattern[str] | None:
+        """``default`` when the variable is unset; None (the rule is off) when it is empty."""
+        raw = self._environ.get(ENV_PREFIX + name)
+        if raw is None:
+            return re.compile(default)
+        if not raw.strip():
+            return None
+        try:
+            return re.compile(raw)
+        except re.error as exc:
+            self.problems.append(f"{ENV_PREFIX}{name} is not a valid regular expression: {exc}")
+            return None
 
     def _issuers(self) -> tuple[TrustedIssuer, ...]:
         raw = self._required("TRUSTED_ISSUERS")

@@ -10,7 +10,10 @@ hundreds of milliseconds of cold start on the request path.
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from chalicelib.reasons import Reason
 
 SERVICE = "gatehouse"
 NAMESPACE = "Gatehouse"
@@ -21,6 +24,29 @@ class MetricsRecorder(Protocol):
 
     def add_metric(self, name: str, unit: str, value: float) -> None:
         """Record one data point."""
+
+
+def count_decision(
+    recorder: MetricsRecorder, reason: Reason, *, allowed: bool, break_glass: bool
+) -> None:
+    """Count one access decision, whichever handler made it.
+
+    The authorizer and the proxy (which decides again what API Gateway let
+    through on a cached answer) both count here, so that every decision is
+    counted once and a break-glass use always reaches its alarm.
+    """
+    if break_glass:
+        # Its own metric, so that an alarm can page on every use.
+        recorder.add_metric(name="BreakGlassUsed", unit="Count", value=1)
+    if allowed:
+        name = "AccessAllowed"
+    elif reason.is_decision_failure:
+        name = "DecisionFailed"
+    elif reason.is_credential_failure:
+        name = "AuthenticationFailed"
+    else:
+        name = "AccessDenied"
+    recorder.add_metric(name=name, unit="Count", value=1)
 
 
 _logger: Any = None

@@ -22,6 +22,8 @@ class Reason(StrEnum):
     NO_MATCHING_RULE = "no_matching_rule"
     NO_ROUTE = "no_route"
     AMBIGUOUS_PATH = "ambiguous_path"
+    # The request names another method than its own (a ``_method`` parameter).
+    AMBIGUOUS_REQUEST = "ambiguous_request"
 
     # An allow rule matched but one of its conditions did not hold.
     MFA_REQUIRED = "mfa_required"
@@ -48,6 +50,20 @@ class Reason(StrEnum):
     ISSUER_UNAVAILABLE = "issuer_unavailable"
     POLICY_UNAVAILABLE = "policy_unavailable"
     NO_IDENTITY_CONTEXT = "no_identity_context"
+
+    @property
+    def is_ambiguous(self) -> bool:
+        """True when the request cannot be decided as sent (answered with 400)."""
+        return self in (Reason.AMBIGUOUS_PATH, Reason.AMBIGUOUS_REQUEST)
+
+    @property
+    def is_decision_failure(self) -> bool:
+        """True when Gatehouse could not decide (answered with 5xx, fail closed)."""
+        return self in (
+            Reason.ISSUER_UNAVAILABLE,
+            Reason.POLICY_UNAVAILABLE,
+            Reason.NO_IDENTITY_CONTEXT,
+        )
 
     @property
     def is_credential_failure(self) -> bool:

@@ -12,6 +12,7 @@ from chalicelib.audit.reader import newest_events
 from gatehouse.dev.event_source import DrainResult, drain_queue
 
 if TYPE_CHECKING:
+    from datetime import datetime
     from pathlib import Path
 
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
@@ -156,13 +157,18 @@ def sign_digest(target: Target) -> Checkpoint:
 def verify(
     target: Target,
     *,
-    since: str | None = None,
-    until: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     public_key_file: Path | None = None,
     jobs: int | None = None,
 ) -> Report:
-    """Verify the ledger from the bucket, the public key and the anchor."""
+    """Verify the ledger from the bucket, the public key and the anchor.
+
+    Only digests whose period ends within ``since``..``until`` (inclusive,
+    either open) are checked; see :func:`gatehouse.times.parse_window`.
+    """
     from chalicelib.ledger.verify import LedgerVerifier
+    from gatehouse.times import utc_text
 
     if public_key_file is not None:
         public_key = load_public_key(public_key_file.read_bytes())
@@ -173,8 +179,11 @@ def verify(
         public_key = _p256(load_der_public_key(der))
     anchor = _anchor(target)
     verifier = LedgerVerifier(target.client("s3"), target.audit_bucket, public_key, jobs=jobs)
+    # The verifier compares digests' period ends as text: give it theirs.
     return verifier.verify(
-        anchor_versions=anchor.versions() if anchor else (), since=since, until=until
+        anchor_versions=anchor.versions() if anchor else (),
+        since=utc_text(since) if since is not None else None,
+        until=utc_text(until) if until is not None else None,
     )
 
 
@@ -184,15 +193,30 @@ VERIFY_METRIC_NAMESPACE = "Gatehouse"
 VERIFY_METRIC_NAME = "LedgerVerifyFindings"
 
 
+def verified_nothing(report: Report) -> bool:
+    """Whether the verification checked no digest at all: it then proves nothing."""
+    return report.digests == 0
+
+
+def verify_metric_value(report: Report) -> float:
+    """The findings, plus one when nothing was verified.
+
+    The alarm fires above 0: a verification that checked nothing (an empty
+    window, no digest yet, every digest unreadable) must not report a clean
+    ledger, whatever ``--allow-empty`` did to the exit status.
+    """
+    return float(len(report.findings) + (1 if verified_nothing(report) else 0))
+
+
 def publish_verify_metric(target: Target, report: Report) -> None:
-    """Put the number of findings (0 when the ledger verifies) for the stage's alarm."""
+    """Put :func:`verify_metric_value` (0 only when digests verified clean) for the alarm."""
     target.client("cloudwatch").put_metric_data(
         Namespace=VERIFY_METRIC_NAMESPACE,
         MetricData=[
             {
                 "MetricName": VERIFY_METRIC_NAME,
                 "Dimensions": [{"Name": "Stage", "Value": target.stage}],
-                "Value": float(len(report.findings)),
+                "Value": verify_metric_value(report),
                 "Unit": "Count",
             }
         ],
@@ -284,7 +308,17 @@ def tail(target: Target, count: int) -> list[dict[str, Any]]:
 
 
 def format_event(event: dict[str, Any]) -> str:
-    """One line per event for humans."""
+    """One line per event for humans, client text (paths, emails...) shown escaped.
+
+    Paths, subjects and grant ids come from clients: :func:`gatehouse.terminal.visible`
+    keeps ESC sequences, ``\\r`` and bidi overrides from rewriting the terminal.
+    """
+    from gatehouse.terminal import visible
+
+    return visible(_event_line(event))
+
+
+def _event_line(event: dict[str, Any]) -> str:
     principal = event.get("principal") or {}
     who = principal.get("email") or principal.get("subject") or "-"
     if event.get("event_type") in ("policy_change", "grant"):
@@ -322,6 +356,9 @@ def _format_admin_event(event: dict[str, Any], who: str) -> str:
 
 
 def print_events(events: list[dict[str, Any]], *, as_json: bool) -> None:
-    """Print events as NDJSON or as one line each."""
+    """Print events as NDJSON or as one line each (both inert in a terminal).
+
+    ``json.dumps`` escapes every control and non-ASCII character (``ensure_ascii``).
+    """
     for event in events:
         print(json.dumps(event, sort_keys=True) if as_json else format_event(event))

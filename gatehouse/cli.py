@@ -7,7 +7,7 @@
     gatehouse policy validate FILE | apply FILE | diff FILE | history | rollback VERSION
     gatehouse policy explain --sub S [--email E] [--groups a,b] [--claims k=v] --method M
                              --host H --path P [--ip IP] [--at TIME] [--version V]
-    gatehouse grant request|approve|deny|revoke|list ...          just-in-time access
+    gatehouse grant request|show|approve|deny|revoke|list ...     just-in-time access
     gatehouse audit flush | tail [-n N] [--json]
     gatehouse audit query (SQL | --named NAME --param k=v ...) [--engine athena|local]
                           [--format table|json|csv] [--list]
@@ -90,6 +90,43 @@ def _policy_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     explain.add_argument("--json", action="store_true")
 
 
+def _verify_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from gatehouse.times import accepted
+
+    verify = commands.add_parser(
+        "verify",
+        help="re-derive the ledger from the bucket; exit 0 only when all holds",
+        description="Exit status: 0 every digest checked holds; 1 findings, or nothing was "
+        "verified (no digest in the window; --allow-empty accepts that); 2 refused, nothing "
+        "checked: a time it cannot read, a window whose end is not after its start, or a "
+        "stage description that lacks the bucket or key.",
+    )
+    verify.add_argument("--since", help=f"first digest period end to check: {accepted('--since')}")
+    verify.add_argument("--until", help="last digest period end to check (as --since)")
+    verify.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="exit 0 when no digest was checked (the metric still counts it as a finding)",
+    )
+    verify.add_argument("--json", action="store_true", help="the report as JSON")
+    verify.add_argument(
+        "--publish-metric",
+        action="store_true",
+        help="also put LedgerVerifyFindings (CloudWatch namespace Gatehouse) for the alarm: "
+        "the findings, plus 1 when nothing was verified",
+    )
+    verify.add_argument(
+        "--jobs",
+        type=_at_least_one,
+        help="processes that read objects (default: one per CPU; 1: only this one)",
+    )
+    verify.add_argument(
+        "--public-key",
+        type=Path,
+        help="PEM, JWK or JWKS of the stage's key (default: read it from KMS)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser."""
     parser = argparse.ArgumentParser(prog="gatehouse", description="Gatehouse operator CLI")
@@ -109,27 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("-n", type=int, default=20, help="how many events")
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
     audit_commands.add_parser("digest", help="sign the ledger's next digest now")
-    verify = audit_commands.add_parser(
-        "verify", help="re-derive the ledger from the bucket; exit 0 only when all holds"
-    )
-    verify.add_argument("--since", help="first digest period end to check (ISO 8601 UTC)")
-    verify.add_argument("--until", help="last digest period end to check (ISO 8601 UTC)")
-    verify.add_argument("--json", action="store_true", help="the report as JSON")
-    verify.add_argument(
-        "--publish-metric",
-        action="store_true",
-        help="also put LedgerVerifyFindings (CloudWatch namespace Gatehouse) for the alarm",
-    )
-    verify.add_argument(
-        "--jobs",
-        type=_at_least_one,
-        help="processes that read objects (default: one per CPU; 1: only this one)",
-    )
-    verify.add_argument(
-        "--public-key",
-        type=Path,
-        help="PEM, JWK or JWKS of the stage's key (default: read it from KMS)",
-    )
+    _verify_parser(audit_commands)
     prove = audit_commands.add_parser(
         "prove", help="print the inclusion proof of one event (JSON, checkable offline)"
     )
@@ -191,10 +208,12 @@ def main(argv: list[str] | None = None) -> int:
         from gatehouse.report import ReportError
         from gatehouse.state import NoLocalStack
         from gatehouse.target import NoTarget
+        from gatehouse.times import TimeArgumentError
 
         known = (
             NoLocalStack,
             NoTarget,
+            TimeArgumentError,
             StageIncomplete,
             LedgerError,
             ProofError,
@@ -207,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
             ReportError,
         )
         if isinstance(exc, known):
-            print(f"gatehouse: {exc}", file=sys.stderr)
+            from gatehouse.terminal import visible
+
+            # Messages can quote what a client stored (a path, a grant field).
+            print(visible(f"gatehouse: {exc}"), file=sys.stderr)
             return 2
         raise
 
@@ -236,6 +258,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _policy(args: argparse.Namespace) -> int:
     from chalicelib.policy.admin import PolicyChangeIncomplete
     from gatehouse import policy_commands
+    from gatehouse.terminal import visible
 
     if args.policy_command == "validate":
         document = policy_commands.validate(args.file)
@@ -251,7 +274,7 @@ def _policy(args: argparse.Namespace) -> int:
     if args.policy_command == "diff":
         policy_commands.validate(args.file)
         lines = admin.diff(policy_commands.load_policy_file(args.file)).lines()
-        print("\n".join(lines) if lines else "no changes")
+        print("\n".join(map(visible, lines)) if lines else "no changes")
         return 0
     if args.policy_command == "history":
         print("\n".join(policy_commands.format_history(admin.history(args.n))))
@@ -280,6 +303,7 @@ def _explain(args: argparse.Namespace, target: Any) -> int:
     from chalicelib.grants import GrantStore
     from chalicelib.policy import AccessRequest
     from gatehouse import policy_commands as pc
+    from gatehouse.terminal import visible
 
     issuer = args.issuer or target.issuer
     if not issuer:
@@ -301,7 +325,8 @@ def _explain(args: argparse.Namespace, target: Any) -> int:
     )
     path = pc.normalised_or_refusal(args.path)
     if path is None:
-        print(f"DENY  {args.method} {args.host}{args.path}\n  reasons:       ambiguous_path (400)")
+        print(visible(f"DENY  {args.method} {args.host}{args.path}"))
+        print("  reasons:       ambiguous_path (400)")
         return 1
     request = AccessRequest(
         args.host,
@@ -403,21 +428,60 @@ def _at_least_one(text: str) -> int:
 
 
 def _verify(audit_commands: Any, target: Any, args: argparse.Namespace) -> int:
+    from gatehouse.times import parse_window
+
+    # Before any AWS call; an unreadable bound must not quietly check nothing.
+    since, until = parse_window(
+        args.since, args.until, start_option="--since", end_option="--until"
+    )
     report = audit_commands.verify(
         target,
-        since=args.since,
-        until=args.until,
+        since=since,
+        until=until,
         public_key_file=args.public_key,
         jobs=args.jobs,
     )
     if args.publish_metric:
         audit_commands.publish_verify_metric(target, report)
+    empty = audit_commands.verified_nothing(report)
+    status = 1 if not report.ok or (empty and not args.allow_empty) else 0
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
-        return 0 if report.ok else 1
+        # "ok" says no findings; a script must also be able to see that nothing was checked.
+        print(json.dumps({**report.as_dict(), "verified_nothing": empty}, indent=2))
+    else:
+        _print_verify_report(report, target, empty=empty)
+    if empty:
+        print(_nothing_verified(since, until, allow_empty=args.allow_empty), file=sys.stderr)
+    return status
+
+
+def _nothing_verified(since: Any, until: Any, *, allow_empty: bool) -> str:
+    from gatehouse.times import utc_text
+
+    if since is None and until is None:
+        where = "the bucket holds no digest that verifies (a new stage's first is signed hourly)"
+    else:
+        start = utc_text(since) if since is not None else "the first digest"
+        end = utc_text(until) if until is not None else "the newest"
+        where = f"no digest's period ends in the window {start} .. {end}"
+    if allow_empty:
+        return f"gatehouse: nothing verified: {where} (accepted: --allow-empty)"
+    return (
+        f"gatehouse: nothing verified: {where}; widen the window, or pass --allow-empty "
+        "where an empty one is expected"
+    )
+
+
+def _print_verify_report(report: Any, target: Any, *, empty: bool) -> None:
+    from gatehouse.terminal import visible
+
     for finding in report.findings:
-        print(f"{finding.kind:18} {finding.where}\n{'':18} {finding.detail}")
-    verdict = "ok" if report.ok else f"FAILED: {len(report.findings)} findings"
+        # Findings quote what is stored in the bucket, which an attacker may have written.
+        print(visible(f"{finding.kind:18} {finding.where}"))
+        print(visible(f"{'':18} {finding.detail}"))
+    verdict = "NOTHING VERIFIED" if empty else "ok"
+    if not report.ok:
+        verdict = f"FAILED: {len(report.findings)} findings"
     print(
         f"{verdict}: {report.digests} digests, {report.objects} objects, {report.events} "
         f"events; tree size {report.tree_size}, root {report.root[:16]}... "
@@ -430,7 +494,6 @@ def _verify(audit_commands: Any, target: Any, args: argparse.Namespace) -> int:
         )
     if not target.ledger_anchor:
         print("note: no GATEHOUSE_LEDGER_ANCHOR: deleting the newest digests would go unnoticed")
-    return 0 if report.ok else 1
 
 
 def _dead_letters(audit_commands: Any, target: Any, args: argparse.Namespace) -> int:
@@ -443,9 +506,13 @@ def _dead_letters(audit_commands: Any, target: Any, args: argparse.Namespace) ->
         if args.json:
             print(json.dumps(letter.as_json()))
         else:
+            from gatehouse.terminal import visible
+
             print(
-                f"{letter.message_id}  tries={letter.receive_count}  sent={letter.sent_at}  "
-                f"event={letter.event_id or '-'}  {letter.problem}"
+                visible(
+                    f"{letter.message_id}  tries={letter.receive_count}  sent={letter.sent_at}  "
+                    f"event={letter.event_id or '-'}  {letter.problem}"
+                )
             )
     if not args.json:
         print(f"{len(letters)} messages in the dead-letter queue")

@@ -191,6 +191,14 @@ def scenarios(state: DevState) -> list[Scenario]:
             "ambiguous_path",
             {"Authorization": f"Bearer {alice}"},
         ),
+        Scenario(
+            "ambiguous path: a # the backend would cut billing's path at (contractor)",
+            "GET",
+            "/api/billing#invoices",
+            400,
+            "ambiguous_path",
+            {"Authorization": f"Bearer {carol}"},
+        ),
     ]
 
 

@@ -14,9 +14,19 @@ from gatehouse.state import default_state_dir, find_state
 
 
 def run(args: argparse.Namespace) -> int:
-    """Start the stack, print where everything is, and wait for Ctrl-C."""
-    from gatehouse.dev.stack import LocalStack, StackOptions
+    """Start the stack, print where everything is, and wait for Ctrl-C.
 
+    Raises
+    ------
+    PolicyFileError
+        When ``--policy`` names a file that cannot be read or parsed: checked
+        before anything starts, so a typo costs no stack start-up.
+    """
+    from gatehouse.dev.stack import LocalStack, StackOptions, initial_policy
+
+    if args.policy is not None:
+        # Any URL will do here: only the file's reading is checked now.
+        initial_policy(args.policy, backend_url="http://127.0.0.1")
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())

@@ -1,10 +1,16 @@
-"""``gatehouse grant request|approve|deny|revoke|list``.
+"""``gatehouse grant request|show|approve|deny|revoke|list``.
 
 People act with their own OIDC token (``--token`` or ``GATEHOUSE_TOKEN``),
 sent to the stage's grant API (``/.gatehouse/grants`` on the gateway), which
 verifies it against the stage's trusted issuers and is the only writer of
 grants. Nothing here touches the grant table: an operator's AWS credentials
 and clock have no say in who approved what, or when.
+
+Everything a grant holds came from a client. Printed for people, each line
+goes through :func:`gatehouse.terminal.visible` (control, bidi and zero-width
+characters shown as escapes); ``--json`` output is JSON with every non-ASCII
+character escaped. ``approve`` shows the grant's exact scope, one path glob
+per line, and asks before acting (``--yes`` to act without asking).
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import os
 import sys
 import urllib.request
 from typing import TYPE_CHECKING, Any
+
+from gatehouse.terminal import visible
 
 if TYPE_CHECKING:
     from chalicelib.identity import Identity
@@ -40,14 +48,21 @@ def add_grant_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     request.add_argument("--duration", required=True, help='e.g. "30m", "2h"')
     request.add_argument("--justification", required=True)
     for name, text in (
-        ("approve", "approve a pending grant (approver groups only, never your own)"),
+        ("show", "show one grant's scope (approvers: any; others: their own)"),
+        ("approve", "show a pending grant's scope, ask, approve (never your own)"),
         ("deny", "deny a pending grant"),
         ("revoke", "end a grant now (its requester or an approver)"),
     ):
         sub = actions.add_parser(name, help=text)
         sub.add_argument("grant_id")
-        if name != "approve":
+        if name in ("deny", "revoke"):
             sub.add_argument("--reason")
+    actions.choices["approve"].add_argument(
+        "--yes",
+        "-y",
+        action="store_true",
+        help="approve the scope shown without asking (needed when stdin is not a terminal)",
+    )
     listing = actions.add_parser("list", help="recent grants")
     listing.add_argument("--all", action="store_true", help="include ended grants")
     listing.add_argument("--json", action="store_true", help="one JSON array")
@@ -83,10 +98,13 @@ def run_grant_command(args: argparse.Namespace, target: Target | None = None) ->
     if args.grant_command == "list":
         query = {"limit": str(args.n), "all": "1" if args.all else "0"}
         return _list(api.call("GET", "", query=query), include_ended=args.all, as_json=args.json)
+    if args.grant_command == "show":
+        _say(*describe_grant(fetch_grant(api, args.grant_id)))
+        return 0
     try:
-        _act(api, args)
+        return _act(api, args)
     except _AuditPending as pending:
-        print(f"gatehouse: note: {pending}", file=sys.stderr)
+        print(f"gatehouse: note: {visible(str(pending))}", file=sys.stderr)
     return 0
 
 
@@ -94,7 +112,7 @@ class _AuditPending(Exception):
     """The API made the change; its audit event is kept for the sweeper to enqueue."""
 
 
-def _act(api: GrantApiClient, args: argparse.Namespace) -> None:
+def _act(api: GrantApiClient, args: argparse.Namespace) -> int:
     if args.grant_command == "request":
         body = {
             "routes": args.route,
@@ -104,14 +122,118 @@ def _act(api: GrantApiClient, args: argparse.Namespace) -> None:
             "justification": args.justification,
         }
         grant = api.call("POST", "", body=body)
-        print(f"grant {grant['id']} requested (pending approval)")
+        _say(f"grant {grant['id']} requested (pending approval)")
     elif args.grant_command == "approve":
-        grant = api.call("POST", f"/{_id_segment(args.grant_id)}/approve")
-        print(f"grant {grant['id']} approved until {grant['expires_at']}")
+        return _approve(api, args.grant_id, assume_yes=args.yes)
     else:
         body = {"reason": args.reason} if args.reason else {}
         grant = api.call("POST", f"/{_id_segment(args.grant_id)}/{args.grant_command}", body=body)
-        print(f"grant {grant['id']} {'denied' if args.grant_command == 'deny' else 'revoked'}")
+        _say(f"grant {grant['id']} {'denied' if args.grant_command == 'deny' else 'revoked'}")
+    return 0
+
+
+def _approve(api: GrantApiClient, grant_id: str, *, assume_yes: bool) -> int:
+    """Show the grant's scope, ask on the terminal (unless ``assume_yes``), then approve.
+
+    Raises
+    ------
+    GrantCommandError
+        When the grant cannot be shown, stdin is no terminal and ``assume_yes``
+        is false, or the API refuses the approval.
+    """
+    grant = fetch_grant(api, grant_id)
+    _say(*describe_grant(grant))
+    if not assume_yes:
+        who = grant.get("email") or grant.get("subject")
+        if not _confirmed(f"approve grant {grant['id']} for {who}, exactly as shown above? [y/N] "):
+            print(f"grant {visible(grant_id)} not approved: nothing changed", file=sys.stderr)
+            return 1
+    approved = api.call("POST", f"/{_id_segment(grant_id)}/approve")
+    _say(f"grant {approved['id']} approved until {approved['expires_at']}")
+    return 0
+
+
+def _confirmed(question: str) -> bool:
+    """Ask ``question`` on the terminal; whether the answer was yes.
+
+    Raises
+    ------
+    GrantCommandError
+        When stdin is not a terminal: nobody would have read the scope.
+    """
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise GrantCommandError(
+            "grant approve asks for confirmation on a terminal and stdin is not one: "
+            "review the scope above and pass --yes to approve it without asking"
+        )
+    print(visible(question), end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def fetch_grant(api: GrantApiClient, grant_id: str) -> dict[str, Any]:
+    """The grant ``grant_id`` as the API shows it to the caller.
+
+    Returns
+    -------
+    dict[str, Any]
+        The grant as ``grant list --json`` prints it (client text unescaped).
+
+    Raises
+    ------
+    GrantCommandError
+        When the API refuses, or has no such grant the caller may see.
+    """
+    answer = api.call("GET", "", query={"id": grant_id, "all": "1"})
+    # Filtered here too: a stage from before ``?id=`` answers with its whole list.
+    found = [g for g in answer if isinstance(g, dict) and g.get("id") == grant_id]
+    if not found:
+        raise GrantCommandError(
+            f"no grant {visible(grant_id)} that you may see "
+            "(approvers see every grant, others their own)"
+        )
+    return found[0]
+
+
+def describe_grant(grant: dict[str, Any]) -> list[str]:
+    """A grant's exact scope for a person deciding on it, one path glob per line.
+
+    Parameters
+    ----------
+    grant:
+        The grant as the API answers it.
+
+    Returns
+    -------
+    list[str]
+        The lines, client text still raw: print each through :func:`visible`.
+    """
+    from chalicelib.grants.lifecycle import format_duration
+
+    requester = f"{grant['issuer']}|{grant['subject']}"
+    email = grant.get("email") or "no verified email"
+    paths = grant.get("paths") or []
+    lines = [
+        f"grant {grant['id']}  ({grant['status']})",
+        f"  requester:      {requester} ({email})",
+        f"  routes:         {', '.join(grant['routes'])}",
+        f"  methods:        {', '.join(grant['actions'])}",
+        "  paths:" + ("" if paths else "          (none: every path of these routes)"),
+        *(f"    {pattern}" for pattern in paths),
+        f"  duration:       {format_duration(int(grant['duration_seconds']))} from approval",
+        f"  requested at:   {grant['requested_at']}",
+        f"  justification:  {grant['justification']}",
+    ]
+    if grant.get("approver"):
+        lines.append(f"  approver:       {grant['approver']} at {grant.get('approved_at')}")
+    if grant.get("expires_at"):
+        lines.append(f"  expires at:     {grant['expires_at']}")
+    return lines
+
+
+def _say(*lines: str) -> None:
+    """Print client text for people: each line through :func:`visible`."""
+    for line in lines:
+        print(visible(line))
 
 
 class GrantApiClient:
@@ -190,10 +312,10 @@ def _message(raw: bytes) -> str:
     try:
         answer = json.loads(raw)
     except ValueError:
-        return raw.decode("utf-8", "replace")[:500]
+        return visible(raw.decode("utf-8", "replace")[:500])
     if isinstance(answer, dict) and isinstance(answer.get("message"), str):
-        return str(answer["message"])
-    return str(answer)[:500]
+        return visible(str(answer["message"]))
+    return visible(str(answer)[:500])
 
 
 def _api_url(target: Target) -> str:
@@ -237,6 +359,7 @@ def verify_token(target: Target, token: str | None) -> Identity:
 
 def _list(grants: list[dict[str, Any]], *, include_ended: bool, as_json: bool) -> int:
     if as_json:
+        # ensure_ascii (the default) writes control and bidi characters as \uNNNN.
         print(json.dumps(grants, indent=2))
         return 0
     if not grants:
@@ -244,8 +367,8 @@ def _list(grants: list[dict[str, Any]], *, include_ended: bool, as_json: bool) -
     for grant in grants:
         who = grant["email"] or grant["subject"]
         scope = f"{','.join(grant['actions'])} {','.join(grant['routes'])}"
-        scope += f" {','.join(grant['paths'])}" if grant["paths"] else ""
-        print(
+        scope += f" {','.join(grant['paths'])}" if grant["paths"] else " (every path)"
+        _say(
             f"{grant['id']}  {grant['status']:8}  {who:24}  {scope}  "
             f"until {grant['expires_at'] or '-'}  {grant['justification']!r}"
         )

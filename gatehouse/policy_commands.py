@@ -1,4 +1,10 @@
-"""``gatehouse policy validate|apply|diff|history|rollback|explain``."""
+"""``gatehouse policy validate|apply|diff|history|rollback|explain``.
+
+The lines printed for people go through :func:`gatehouse.terminal.visible`:
+rule and route ids, globs, principals and grant approvers are read back from
+stored records, which whoever could write the table could have filled with
+terminal escapes.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import yaml
 
 from chalicelib.identity import Identity
 from chalicelib.policy import (
@@ -25,6 +29,9 @@ from chalicelib.policy import (
     parse_policy,
 )
 from chalicelib.policy.store import compile_record
+from gatehouse.policy_files import PolicyFileError as PolicyFileError
+from gatehouse.policy_files import load_policy_file as load_policy_file
+from gatehouse.terminal import visible
 
 if TYPE_CHECKING:
     from chalicelib.grants import Grant
@@ -32,33 +39,6 @@ if TYPE_CHECKING:
     from chalicelib.policy.admin import ChangeResult, PolicyAdmin
     from chalicelib.policy.store import Activation
     from gatehouse.target import Target
-
-
-class PolicyFileError(ValueError):
-    """The policy file cannot be read or parsed."""
-
-
-def load_policy_file(path: Path) -> dict[str, Any]:
-    """Read a YAML or JSON policy document.
-
-    Raises
-    ------
-    PolicyFileError
-        When the file is missing or not YAML/JSON.
-    """
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise PolicyFileError(f"{path}: {exc.strerror}") from exc
-    try:
-        document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise PolicyFileError(
-            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
-        ) from exc
-    if not isinstance(document, dict):
-        raise PolicyFileError(f"{path}: a policy must be a mapping")
-    return document
 
 
 def validate(path: Path) -> PolicyDocument:
@@ -91,7 +71,9 @@ def describe_change(result: ChangeResult, source: str) -> list[str]:
     """What an apply or rollback printed."""
     record, activation = result.record, result.activation
     if activation is None:
-        return [f"{source}: already active as version {record.version} ({record.checksum})"]
+        return [
+            visible(f"{source}: already active as version {record.version} ({record.checksum})")
+        ]
     reused = "" if result.created_version else " (an existing version)"
     replaced = (
         f"replacing version {activation.previous_version}"
@@ -102,7 +84,7 @@ def describe_change(result: ChangeResult, source: str) -> list[str]:
         f"{source}: version {record.version}{reused} active as activation "
         f"{activation.activation}, {replaced} ({record.checksum})"
     ]
-    return lines + ["  " + line for line in result.diff.lines()]
+    return [visible(line) for line in lines + ["  " + line for line in result.diff.lines()]]
 
 
 def format_history(activations: Sequence[Activation]) -> list[str]:
@@ -122,7 +104,7 @@ def format_history(activations: Sequence[Activation]) -> list[str]:
             f"v{item.previous_version or 0} -> v{item.version}  {item.checksum[:19]}  "
             f"{item.activated_at}  {item.activated_by}  {counts}".rstrip()
         )
-    return lines
+    return [visible(line) for line in lines]
 
 
 # --- explain ---------------------------------------------------------------------------------
@@ -251,7 +233,7 @@ def format_decision(decision: Decision, request: AccessRequest) -> list[str]:
         lines.append(f"  grant:         {grant.id} approved by {grant.approver}")
     if decision.break_glass:
         lines.append(f"  break-glass:   justification {decision.justification!r}")
-    return lines
+    return [visible(line) for line in lines]
 
 
 def decision_json(decision: Decision) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.readable import unreadable_character
+
 
 class MalformedEvent(ValueError):
     """The Lambda event is not an API Gateway REST event we understand."""
@@ -96,11 +98,12 @@ class GatewayRequest:
     def justification(self) -> str | None:
         """The break-glass justification the caller sent: exactly one non-blank header.
 
-        A value with control characters counts as none: it would be one line
-        in every view of the trail, and no honest client sends one.
+        A value with control, format (bidi) or separator characters counts as
+        none (:mod:`chalicelib.readable`): it would be one line in every view
+        of the trail, and no honest client sends one.
         """
         values = self.headers.get_all(JUSTIFICATION_HEADER)
-        if len(values) != 1 or not values[0].strip() or not values[0].isprintable():
+        if len(values) != 1 or not values[0].strip() or unreadable_character(values[0]) is not None:
             return None
         return values[0].strip()
 

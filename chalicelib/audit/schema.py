@@ -3,7 +3,8 @@
 Every field is always present (``null`` when unknown) so that the Athena table
 and every reader see one stable shape. Secrets never enter an event: tokens,
 cookies and ``Authorization`` values are not fields at all, and query string
-values whose names match the redaction rule are replaced.
+values whose names match the redaction rule, or that look like credentials
+themselves, are replaced.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
+from chalicelib.config import DEFAULT_QUERY_VALUE_REDACTION
+
 if TYPE_CHECKING:
     from chalicelib.apigw.events import GatewayRequest
     from chalicelib.identity import Identity
-    from chalicelib.policy import Decision
+    from chalicelib.policy import Decision, RequestTarget
     from chalicelib.reasons import Reason
 
 SCHEMA_VERSION = 1
@@ -83,13 +86,49 @@ def capped(text: str | None, limit: int) -> str | None:
     return text[: limit - len(TRUNCATED)] + TRUNCATED
 
 
-def redact_query(pairs: Iterable[tuple[str, str]], secret_names: re.Pattern[str]) -> str | None:
-    """The query string for the record, with secret-looking values replaced."""
-    parts = [
-        f"{quote(name, safe='')}={REDACTED if secret_names.search(name) else quote(value, safe='')}"
-        for name, value in pairs
-    ]
+# The default of ``Settings.audit_query_value_redaction`` (re.compile caches: one object).
+QUERY_VALUE_REDACTION = re.compile(DEFAULT_QUERY_VALUE_REDACTION)
+
+
+def redact_query(
+    pairs: Iterable[tuple[str, str]],
+    secret_names: re.Pattern[str],
+    secret_values: re.Pattern[str] | None = QUERY_VALUE_REDACTION,
+) -> str | None:
+    """The query string for the record, with secret-looking values replaced.
+
+    Parameters
+    ----------
+    pairs:
+        The query's ``(name, value)`` pairs, decoded, in order.
+    secret_names:
+        Parameter names whose values are replaced, whatever they look like.
+    secret_values:
+        Text that looks like a credential, searched for in each decoded value
+        and name: found in a value, the value is replaced; found in a name,
+        both are (``?<token>`` arrives as a name with an empty value). None:
+        names decide alone.
+
+    Returns
+    -------
+    str or None
+        ``name=value`` pairs joined with ``&``, each percent-encoded, a
+        replaced one as ``REDACTED``; None for no pairs.
+    """
+    looks_secret = secret_values.search if secret_values is not None else _never
+    parts = []
+    for name, value in pairs:
+        if looks_secret(name):
+            parts.append(f"{REDACTED}={REDACTED}")
+        elif secret_names.search(name) or looks_secret(value):
+            parts.append(f"{quote(name, safe='')}={REDACTED}")
+        else:
+            parts.append(f"{quote(name, safe='')}={quote(value, safe='')}")
     return "&".join(parts) if parts else None
+
+
+def _never(text: str) -> None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +149,22 @@ class RequestRecord:
 
     @classmethod
     def from_request(
-        cls, request: GatewayRequest, lambda_request_id: str | None, redaction: re.Pattern[str]
+        cls,
+        request: GatewayRequest,
+        lambda_request_id: str | None,
+        redaction: re.Pattern[str],
+        target: RequestTarget | None = None,
+        *,
+        value_redaction: re.Pattern[str] | None = QUERY_VALUE_REDACTION,
     ) -> RequestRecord:
-        """The facts of ``request`` for its events: capped, query secrets redacted."""
+        """The facts of ``request`` for its events: capped, query secrets redacted.
+
+        ``path`` is the decided path of ``target`` when the path could be
+        parsed (so the record names what was decided and forwarded), else the
+        raw path as API Gateway reported it. Query values are redacted by
+        their names (``redaction``) and by what they look like
+        (``value_redaction``, see :func:`redact_query`).
+        """
         return cls(
             request_id=request.request_id,
             extended_request_id=request.extended_request_id,
@@ -123,8 +175,8 @@ class RequestRecord:
             user_agent=capped(request.user_agent, MAX_USER_AGENT),
             host=capped(request.host, MAX_HOST) or "",
             method=request.method,
-            path=capped(request.path, MAX_PATH) or "",
-            query=capped(redact_query(request.query, redaction), MAX_QUERY),
+            path=capped(target.path if target else request.path, MAX_PATH) or "",
+            query=capped(redact_query(request.query, redaction, value_redaction), MAX_QUERY),
         )
 
 

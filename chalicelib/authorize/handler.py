@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.apigw.context import authorizer_context
 from chalicelib.apigw.events import GatewayRequest, MalformedEvent, parse_authorizer_event
+from chalicelib.apigw.overrides import method_override
 from chalicelib.audit.schema import (
+    QUERY_VALUE_REDACTION,
     DecisionRecord,
     Outcome,
     RequestRecord,
@@ -34,12 +36,14 @@ from chalicelib.authorize.iam import MethodArn, policy_document, whole_api_resou
 from chalicelib.grants.errors import GrantError, GrantNotAudited
 from chalicelib.grants.lifecycle import deliver, grant_details
 from chalicelib.identity import Identity, TokenRejected
+from chalicelib.observability import count_decision
 from chalicelib.policy import (
     AccessRequest,
     AmbiguousPath,
     Decision,
     PolicyUnavailable,
-    normalize_path,
+    RequestTarget,
+    parse_target,
 )
 from chalicelib.reasons import Reason
 
@@ -52,7 +56,6 @@ if TYPE_CHECKING:
     from chalicelib.policy import ActivePolicy
 
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9_.~+/=-]+) *")
-_CANNOT_DECIDE = frozenset({Reason.POLICY_UNAVAILABLE, Reason.ISSUER_UNAVAILABLE})
 
 
 class Unauthorized(Exception):
@@ -77,6 +80,8 @@ class Verdict:
     claim_names: tuple[str, ...] = ()
     # The principal's grants as the decision saw them (a cached answer lists them too).
     grants: tuple[Grant, ...] = ()
+    # The path decided on (None when it could not be parsed, or was not reached).
+    target: RequestTarget | None = None
 
     @property
     def allowed(self) -> bool:
@@ -120,6 +125,8 @@ class Authorizer:
         Enqueues audit events.
     query_redaction:
         Names of query parameters whose values are redacted in events.
+    query_value_redaction:
+        Query values redacted in events whatever their names (credential-shaped ones).
     ttl_seconds:
         API Gateway's result-cache TTL; above 0 every answer covers the whole API.
     grants:
@@ -139,6 +146,7 @@ class Authorizer:
         policy: ActivePolicy,
         emitter: AuditEmitter,
         query_redaction: re.Pattern[str],
+        query_value_redaction: re.Pattern[str] | None = QUERY_VALUE_REDACTION,
         ttl_seconds: int,
         grants: ActiveGrants | None = None,
         grant_store: GrantStore | None = None,
@@ -149,6 +157,7 @@ class Authorizer:
         self._policy = policy
         self._emitter = emitter
         self._redaction = query_redaction
+        self._value_redaction = query_value_redaction
         self._ttl_seconds = ttl_seconds
         self._grants = grants
         self._grant_store = grant_store
@@ -174,7 +183,14 @@ class Authorizer:
         verdict = self.decide(request)
         decision_id = uuid7()
         self._audit(request, verdict, decision_id, lambda_request_id)
-        self._count(verdict)
+        if self._metrics is not None:
+            decision = verdict.decision
+            count_decision(
+                self._metrics,
+                verdict.reason,
+                allowed=verdict.allowed,
+                break_glass=decision is not None and decision.break_glass,
+            )
         if verdict.decision is not None and verdict.decision.grant is not None:
             self._record_first_use(verdict, decision_id)
         return self._answer(request, method_arn, verdict, decision_id)
@@ -186,19 +202,28 @@ class Authorizer:
         except TokenRejected as exc:
             return Verdict(exc.reason, detail=exc.detail)
         try:
-            path = normalize_path(request.path)
+            target = parse_target(request.path)
         except AmbiguousPath as exc:
             return Verdict(Reason.AMBIGUOUS_PATH, identity, detail=str(exc))
+        override = method_override(request)
+        if override is not None:
+            return Verdict(Reason.AMBIGUOUS_REQUEST, identity, detail=override, target=target)
         try:
             policy = self._policy.current()
         except PolicyUnavailable as exc:
-            return Verdict(Reason.POLICY_UNAVAILABLE, identity, detail=str(exc))
+            return Verdict(Reason.POLICY_UNAVAILABLE, identity, detail=str(exc), target=target)
         grants, detail = live_grants(self._grants, identity)
-        decision = policy.evaluate(identity, access_request(request, path), grants)
+        decision = policy.evaluate(identity, access_request(request, target), grants)
         if decision.allowed:
             detail = None  # grants being unavailable changed nothing
         return Verdict(
-            decision.reasons[0], identity, decision, detail, policy.claim_names, tuple(grants)
+            decision.reasons[0],
+            identity,
+            decision,
+            detail,
+            policy.claim_names,
+            tuple(grants),
+            target,
         )
 
     def _record_first_use(self, verdict: Verdict, decision_id: str) -> None:
@@ -240,14 +265,20 @@ class Authorizer:
                 else ResourceRecord()
             )
         else:
-            outcome: Outcome = "error" if verdict.reason in _CANNOT_DECIDE else "deny"
+            outcome: Outcome = "error" if verdict.reason.is_decision_failure else "deny"
             record = DecisionRecord(
                 outcome=outcome, reasons=(verdict.reason,), detail=verdict.detail
             )
             resource = ResourceRecord()
         event = build_event(
             "decision",
-            RequestRecord.from_request(request, lambda_request_id, self._redaction),
+            RequestRecord.from_request(
+                request,
+                lambda_request_id,
+                self._redaction,
+                verdict.target,
+                value_redaction=self._value_redaction,
+            ),
             identity=verdict.identity,
             decision=record,
             resource=resource,
@@ -260,14 +291,14 @@ class Authorizer:
     ) -> dict[str, Any]:
         if verdict.reason.is_credential_failure:
             raise Unauthorized
-        if verdict.reason in _CANNOT_DECIDE:
+        if verdict.reason.is_decision_failure:
             raise AuthorizerFailure(verdict.reason.value)
         identity = verdict.identity
         assert identity is not None  # every remaining verdict has one
         this_request = str(method_arn)
-        # An ambiguous path is let through to the proxy, which refuses it
+        # An ambiguous request is let through to the proxy, which refuses it
         # with 400 (API Gateway can only answer a Deny with 403).
-        refusal = Reason.AMBIGUOUS_PATH.value if verdict.reason is Reason.AMBIGUOUS_PATH else ""
+        refusal = verdict.reason.value if verdict.reason.is_ambiguous else ""
         if not verdict.allowed and self._ttl_seconds > 0:
             # A cached Deny would refuse this method and path at the gateway for the
             # whole TTL, unseen: no decision, no audit, not even a break-glass retry
@@ -299,23 +330,6 @@ class Authorizer:
         )
         return answer
 
-    def _count(self, verdict: Verdict) -> None:
-        if self._metrics is None:
-            return
-        decision = verdict.decision
-        if decision is not None and decision.break_glass:
-            # Its own metric, so that an alarm can page on every use.
-            self._metrics.add_metric(name="BreakGlassUsed", unit="Count", value=1)
-        if verdict.allowed:
-            name = "AccessAllowed"
-        elif verdict.reason in _CANNOT_DECIDE:
-            name = "DecisionFailed"
-        elif verdict.reason.is_credential_failure:
-            name = "AuthenticationFailed"
-        else:
-            name = "AccessDenied"
-        self._metrics.add_metric(name=name, unit="Count", value=1)
-
 
 def live_grants(
     grants: ActiveGrants | None, identity: Identity
@@ -333,12 +347,12 @@ def live_grants(
         return (), f"grants unavailable: {exc}"
 
 
-def access_request(request: GatewayRequest, path: str) -> AccessRequest:
-    """What ``request`` asks for, now (``path`` already normalised)."""
+def access_request(request: GatewayRequest, target: RequestTarget) -> AccessRequest:
+    """What ``request`` asks for, now, at its parsed ``target``."""
     return AccessRequest(
         request.host,
         request.method,
-        path,
+        target.path,
         source_ip=request.source_ip,
         at=time.time(),
         justification=request.justification,

@@ -4,6 +4,7 @@ Routes (under the reserved prefix ``/.gatehouse/``, which no backend path
 can use)::
 
     GET  /.gatehouse/grants                    list (approvers: all; others: their own)
+    GET  /.gatehouse/grants?id=ID              that grant, when the list would show it
     POST /.gatehouse/grants                    {routes, actions, paths, duration, justification}
     POST /.gatehouse/grants/{grant_id}/approve
     POST /.gatehouse/grants/{grant_id}/deny    {reason}
@@ -245,13 +246,26 @@ class GrantApi:
             _log_unavailable("policy", exc)
             raise _Refusal(503, "no usable policy; try again", audited=False) from exc
         approver = settings is not None and bool(identity.groups & settings.approver_groups)
-        if approver:
+        if "id" in query:
+            # One grant, whatever its state (what `grant approve` shows before acting).
+            grants = self._one(query["id"], identity, approver=approver)
+        elif approver:
             grants = self._store.list_grants(limit, include_ended=include_ended, at=now)
         else:
             # Everyone else sees their own grants only.
             own = self._store.grants_for_principal(identity.issuer, identity.subject)
             grants = [g for g in own if include_ended or g.effective_status(now) in _OPEN][:limit]
         return [grant_json(grant, now) for grant in grants]
+
+    def _one(self, grant_id: str, identity: Identity, *, approver: bool) -> list[Grant]:
+        try:
+            grant = self._store.get(grant_id)
+        except GrantNotFound:
+            return []
+        # As in the list: approvers see every grant, everyone else their own.
+        if approver or grant.principal == (identity.issuer, identity.subject):
+            return [grant]
+        return []
 
     def _audit_refusal(
         self,

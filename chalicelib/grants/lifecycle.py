@@ -6,8 +6,14 @@ end (the CLI today) enforces the same ones:
 - grants exist only while the active policy has a ``grants`` block;
 - a grant is for its requester, on routes of the active policy, for at
   most ``grants.max_duration``, with a justification;
+- every field of a request a person reads (route ids, methods, path globs,
+  justification, reasons) is free of control, format (bidi,
+  zero-width), separator and lone surrogate characters, and the identifiers
+  and globs of whitespace too: an approver reads exactly what is granted;
 - an approver (or denier) is in ``grants.approver_groups`` and is not the
-  requester (neither the same subject nor the same verified email);
+  requester: neither the same subject nor the same mailbox (verified emails
+  compared case-insensitively, ``+tag`` ignored). An approval also needs both
+  verified emails: without one, one person one mailbox cannot be established;
 - a revoker is the requester or an approver;
 - every transition is stored together with its audit event (the outbox,
   one transaction), then the event is enqueued; what cannot be enqueued
@@ -35,6 +41,7 @@ from chalicelib.grants.model import Grant
 from chalicelib.grants.store import state_conflict
 from chalicelib.policy.globs import InvalidGlob, PathGlob, compile_glob
 from chalicelib.policy.model import HTTP_METHODS, parse_duration
+from chalicelib.readable import describe_character, unreadable_character
 
 if TYPE_CHECKING:
     from chalicelib.apigw.events import GatewayRequest
@@ -134,8 +141,8 @@ class GrantDesk:
         duration:
             Like ``"30m"`` or ``"2h"``, at most the policy's ``grants.max_duration``.
         justification:
-            Why, 1 to 500 printable characters (no control or line-break characters:
-            it ends up in one-line audit views).
+            Why, 1 to 500 characters, none of them control, format or separator
+            characters (it ends up in one-line audit views and before approvers).
 
         Raises
         ------
@@ -192,8 +199,12 @@ class GrantDesk:
         Raises
         ------
         GrantInvalid
+            When the grant is longer than the policy now allows, or names routes
+            it no longer has.
+        GrantForbidden
             When ``approver`` is not in ``grants.approver_groups``, is the
-            requester, or the grant is longer than the policy now allows.
+            requester (same subject or same mailbox), or either of them has no
+            verified email.
         GrantConflict
             When the grant is not pending (approved, denied, revoked...).
         GrantNotFound, GrantNotAudited, GrantsUnavailable
@@ -201,6 +212,7 @@ class GrantDesk:
         """
         grant = self._store.get(grant_id)
         self._check_approver(grant, approver)
+        _check_mailboxes_known(grant, approver)
         now = self._clock()
         if grant.status != "pending":
             raise state_conflict(grant, "approve", now)
@@ -286,7 +298,12 @@ class GrantDesk:
 
     def _routes(self, routes: Sequence[str], problems: list[str]) -> tuple[str, ...]:
         known = self._route_ids()
-        problems += [f"unknown route {route!r}" for route in routes if route not in known]
+        readable = [
+            route
+            for number, route in enumerate(routes, 1)
+            if not _unreadable(f"route {number}", route, problems)
+        ]
+        problems += [f"unknown route {route!r}" for route in readable if route not in known]
         if not routes:
             problems.append("name at least one route")
         return tuple(dict.fromkeys(routes))
@@ -299,12 +316,12 @@ class GrantDesk:
             groups = ", ".join(sorted(self._settings().approver_groups))
             raise GrantForbidden(f"only members of {groups} may approve or deny grants")
         # Two accounts with one verified mailbox are one person.
-        same_email = (
+        same_mailbox = (
             approver.email is not None
             and grant.email is not None
-            and approver.email.casefold() == grant.email.casefold()
+            and mailbox(approver.email) == mailbox(grant.email)
         )
-        if (approver.issuer, approver.subject) == grant.principal or same_email:
+        if (approver.issuer, approver.subject) == grant.principal or same_mailbox:
             raise GrantForbidden("nobody approves or denies their own grant")
 
     def _event(self, action: str, grant: Grant, actor: Identity, **extra: Any) -> dict[str, Any]:
@@ -341,7 +358,62 @@ def deliver(
         store.clear_outbox(str(event["event_id"]))
 
 
+def mailbox(email: str) -> str:
+    """The mailbox an address delivers to: ``Erin+x@Example.COM`` -> ``erin@example.com``.
+
+    The local part counts up to its first ``+`` (sub-addressing delivers
+    ``erin+anything`` to ``erin``), and the whole address case-insensitively.
+    """
+    local, at, domain = email.strip().rpartition("@")
+    if not at:
+        return email.strip().casefold()
+    return f"{local.split('+', 1)[0].casefold()}@{domain.casefold()}"
+
+
+def _check_mailboxes_known(grant: Grant, approver: Identity) -> None:
+    """Refuse an approval where either side's verified email is unknown.
+
+    Without both, nothing shows that the two identities are not one person
+    with two accounts. (Denying needs no such proof: it grants nothing.)
+    """
+    if grant.email and approver.email:
+        return
+    if not grant.email and not approver.email:
+        who = "neither its requester nor the approver has"
+    elif not grant.email:
+        who = "its requester has"
+    else:
+        who = "the approver has"
+    raise GrantForbidden(
+        f"grant {grant.id} cannot be approved: {who} no verified email, so one person, "
+        "one mailbox cannot be established (a token with a verified email is needed)"
+    )
+
+
+def _unreadable(label: str, value: str, problems: list[str], *, allow_spaces: bool = False) -> bool:
+    """Record a problem when ``value`` holds a character that could mislead its reader.
+
+    The value itself is never echoed: the problem names the character.
+    """
+    char = unreadable_character(value, allow_spaces=allow_spaces)
+    if char is None:
+        return False
+    kinds = "control, format (bidi, zero-width), separator" + (
+        "" if allow_spaces else " or whitespace"
+    )
+    problems.append(
+        f"{label} holds {describe_character(char)}; no {kinds} characters are allowed "
+        "(they can hide from an approver what is being granted)"
+    )
+    return True
+
+
 def _methods(actions: Sequence[str], problems: list[str]) -> frozenset[str]:
+    actions = [
+        action
+        for number, action in enumerate(actions, 1)
+        if not _unreadable(f"action {number}", action, problems)
+    ]
     methods = {action.upper() for action in actions}
     if not methods:
         return DEFAULT_ACTIONS
@@ -354,7 +426,9 @@ def _methods(actions: Sequence[str], problems: list[str]) -> frozenset[str]:
 
 def _globs(paths: Sequence[str], problems: list[str]) -> tuple[PathGlob, ...]:
     globs = []
-    for pattern in dict.fromkeys(paths):
+    for number, pattern in enumerate(dict.fromkeys(paths), 1):
+        if _unreadable(f"path glob {number}", pattern, problems):
+            continue
         try:
             globs.append(compile_glob(pattern))
         except InvalidGlob as exc:
@@ -379,11 +453,10 @@ def _duration(duration: str, settings: GrantSettings, problems: list[str]) -> in
 
 def _justification(justification: str, problems: list[str]) -> str:
     text = justification.strip()
-    if not text or len(text) > MAX_JUSTIFICATION or not text.isprintable():
-        problems.append(
-            f"justification must be 1 to {MAX_JUSTIFICATION} printable characters "
-            "(no control or line-break characters)"
-        )
+    if _unreadable("justification", text, problems, allow_spaces=True):
+        return text
+    if not text or len(text) > MAX_JUSTIFICATION:
+        problems.append(f"justification must be 1 to {MAX_JUSTIFICATION} characters")
     return text
 
 
@@ -391,8 +464,11 @@ def _reason(reason: str | None) -> str | None:
     if reason is None or not reason.strip():
         return None
     text = reason.strip()
-    if len(text) > MAX_JUSTIFICATION or not text.isprintable():
-        raise GrantInvalid(f"a reason must be at most {MAX_JUSTIFICATION} printable characters")
+    problems: list[str] = []
+    if _unreadable("the reason", text, problems, allow_spaces=True):
+        raise GrantInvalid(problems[0])
+    if len(text) > MAX_JUSTIFICATION:
+        raise GrantInvalid(f"a reason must be at most {MAX_JUSTIFICATION} characters")
     return text
 
 

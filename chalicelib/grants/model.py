@@ -30,7 +30,8 @@ class Grant:
     issuer, subject:
         The principal the grant is for (always the requester).
     email:
-        The requester's verified email at request time, for people reading lists.
+        The requester's verified email at request time, for people reading lists
+        and for the one person, one mailbox check at approval (None: no approval).
     routes, actions, paths:
         What the grant allows: route ids, HTTP methods, path globs (none: the whole route).
     duration_seconds:

@@ -3,7 +3,8 @@
 Offers :func:`parse_policy` (validate a document), :class:`CompiledPolicy`
 (indexed decisions), :class:`PolicyStore` (DynamoDB versions) with
 :class:`ActivePolicy` / :class:`PolicyVersions` (per-container caches), and
-:func:`normalize_path`.
+:func:`parse_target` (a request's path, parsed once into the :class:`RequestTarget`
+that is decided, recorded and forwarded).
 
 Exceptions::
 
@@ -25,7 +26,7 @@ from chalicelib.policy.errors import (
     PolicyUnavailable,
 )
 from chalicelib.policy.model import AwsUpstream, PolicyDocument, Route, Rule, parse_policy
-from chalicelib.policy.paths import AmbiguousPath, normalize_path
+from chalicelib.policy.paths import AmbiguousPath, RequestTarget, normalize_path, parse_target
 from chalicelib.policy.store import ActivePolicy, PolicyRecord, PolicyStore, PolicyVersions
 
 __all__ = [
@@ -46,8 +47,10 @@ __all__ = [
     "PolicyStore",
     "PolicyUnavailable",
     "PolicyVersions",
+    "RequestTarget",
     "Route",
     "Rule",
     "normalize_path",
     "parse_policy",
+    "parse_target",
 ]

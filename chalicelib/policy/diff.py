@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from chalicelib.policy.paths import fold_case
+
 
 @dataclass(frozen=True)
 class SectionDiff:
@@ -112,7 +114,10 @@ def _route_ties_reordered(old: list[Any], new: list[Any]) -> tuple[tuple[str, ..
         by_key: dict[tuple[Any, Any], list[Any]] = {}
         for route in routes:
             if isinstance(route, dict):
-                key = (route.get("host", "*"), route.get("path_prefix", "/"))
+                prefix = route.get("path_prefix", "/")
+                # Prefixes match ignoring case: /Admin and /admin tie.
+                folded = fold_case(prefix) if isinstance(prefix, str) else prefix
+                key = (route.get("host", "*"), folded)
                 by_key.setdefault(key, []).append(route.get("id"))
         return by_key
 

@@ -23,6 +23,7 @@ from chalicelib.policy.model import (
     claim_key,
     is_reserved_path,
 )
+from chalicelib.policy.paths import fold_case
 from chalicelib.reasons import Reason
 
 if TYPE_CHECKING:
@@ -140,7 +141,8 @@ class CompiledPolicy:
         # host -> path prefix -> route (the first in document order wins a tie)
         self._routes_by_host: dict[str, dict[str, Route]] = {}
         for route in document.routes:
-            self._routes_by_host.setdefault(route.host, {}).setdefault(route.path_prefix, route)
+            prefix = fold_case(route.path_prefix)
+            self._routes_by_host.setdefault(route.host, {}).setdefault(prefix, route)
         # route id -> method -> subject key -> rules (in document order)
         self._index: dict[str, dict[str, dict[SubjectKey, list[Rule]]]] = {}
         self._order = {rule.id: position for position, rule in enumerate(document.rules)}
@@ -168,16 +170,20 @@ class CompiledPolicy:
     def route_for(self, host: str, path: str) -> Route | None:
         """The route for a request: exact host before ``*``, then longest prefix.
 
-        Paths under ``/.gatehouse`` have none: the gateway sends paths it does not
-        match exactly (``/.gatehouse/grants/``, ``/.gatehouse/x``) to the proxy.
+        Prefixes match ignoring letter case, as deny globs do: a backend that
+        routes ``/Admin`` like ``/admin`` must not be reached through another
+        route (and its rules) by changing case. Paths under ``/.gatehouse``
+        have none: the gateway sends paths it does not match exactly
+        (``/.gatehouse/grants/``, ``/.gatehouse/x``) to the proxy.
         """
         if is_reserved_path(path):
             return None
         bare_host = host.split(":", 1)[0].lower().rstrip(".")
+        folded = fold_case(path)
         for by_prefix in (self._routes_by_host.get(bare_host), self._routes_by_host.get("*")):
             if not by_prefix:
                 continue
-            for prefix in _covering_prefixes(path):
+            for prefix in _covering_prefixes(folded):
                 route = by_prefix.get(prefix)
                 if route is not None:
                     return route

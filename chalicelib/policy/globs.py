@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
+from chalicelib.policy.paths import fold_case
+
 
 class InvalidGlob(ValueError):
     """A path glob that cannot be compiled."""
@@ -49,7 +51,7 @@ class PathGlob:
     @cached_property
     def segments(self) -> tuple[str, ...]:
         """The glob's segments (after the leading ``/``), case-folded when ignoring case."""
-        pattern = self.pattern.casefold() if self.ignore_case else self.pattern
+        pattern = fold_case(self.pattern) if self.ignore_case else self.pattern
         return tuple(pattern.split("/")[1:])
 
     @cached_property
@@ -77,7 +79,7 @@ class PathGlob:
     def matches(self, path: str) -> bool:
         """Whether ``path`` (normalised) matches the glob."""
         if self.ignore_case:
-            path = path.casefold()
+            path = fold_case(path)
         regex = self.regex
         if regex is not None:
             return regex.fullmatch(path) is not None

@@ -24,7 +24,7 @@ from chalicelib.policy.conditions import Conditions
 from chalicelib.policy.errors import PolicyInvalid, PolicyProblem
 from chalicelib.policy.globs import InvalidGlob, PathGlob, combine_globs, compile_glob
 from chalicelib.policy.hours import DAY_NAMES, Hours, InvalidHours, parse_clock
-from chalicelib.policy.paths import AmbiguousPath, normalize_path
+from chalicelib.policy.paths import AmbiguousPath, fold_case, normalize_path
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 SCHEMA_VERSION = 1
@@ -74,7 +74,7 @@ ClaimValue = str | int | bool
 
 def is_reserved_path(path: str) -> bool:
     """Whether ``path`` is under ``/.gatehouse``, which no route may serve (any letter case)."""
-    folded = path.casefold()
+    folded = fold_case(path)
     return folded == RESERVED_PREFIX or folded.startswith(RESERVED_PREFIX + "/")
 
 
@@ -143,8 +143,9 @@ class Route:
     aws: AwsUpstream | None = None
 
     def covers_path(self, path: str) -> bool:
-        """Whether ``path`` is under this route's prefix (on a segment boundary)."""
-        prefix = self.path_prefix
+        """Whether ``path`` is under this route's prefix (on a segment boundary, any case)."""
+        prefix = fold_case(self.path_prefix)
+        path = fold_case(path)
         if prefix == "/" or path == prefix:
             return True
         if prefix.endswith("/"):
@@ -224,7 +225,7 @@ class Rule:
         if not self.paths:
             return True
         if self.path_regex is not None:
-            folded = path.casefold() if self.effect == "deny" else path  # deny globs ignore case
+            folded = fold_case(path) if self.effect == "deny" else path  # deny globs ignore case
             if self.path_regex.fullmatch(folded) is not None:
                 return True
         return any(glob.matches(path) for glob in self.segment_globs)

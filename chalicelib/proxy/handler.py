@@ -25,8 +25,10 @@ from chalicelib.apigw.events import (
     MalformedEvent,
     parse_proxy_event,
 )
+from chalicelib.apigw.overrides import method_override
 from chalicelib.audit import AuditUnavailable
 from chalicelib.audit.schema import (
+    QUERY_VALUE_REDACTION,
     AwsRecord,
     DecisionRecord,
     ElevationRecord,
@@ -38,7 +40,8 @@ from chalicelib.audit.schema import (
 )
 from chalicelib.authorize.handler import access_request, live_grants
 from chalicelib.aws.errors import AwsUpstreamError
-from chalicelib.policy import AmbiguousPath, PolicyUnavailable, normalize_path
+from chalicelib.observability import count_decision
+from chalicelib.policy import AmbiguousPath, PolicyUnavailable, RequestTarget, parse_target
 from chalicelib.proxy.errors import SigningError, UpstreamError
 from chalicelib.proxy.headers import (
     ForwardedFor,
@@ -46,6 +49,7 @@ from chalicelib.proxy.headers import (
     is_gatehouse_header,
     upstream_request_headers,
 )
+from chalicelib.proxy.origin import parse_upstream
 from chalicelib.reasons import Reason
 
 if TYPE_CHECKING:
@@ -93,8 +97,8 @@ def error_response(
 
 
 @dataclass(frozen=True, slots=True)
-class _Target:
-    """An authorized request's destination, and the decision that allowed it."""
+class _Destination:
+    """An authorized request's route, and the decision that allowed it."""
 
     route: Route
     decision_id: str
@@ -141,6 +145,7 @@ class Proxy:
         upstream: UpstreamClient,
         emitter: AuditEmitter,
         query_redaction: re.Pattern[str],
+        query_value_redaction: re.Pattern[str] | None = QUERY_VALUE_REDACTION,
         max_request_body_bytes: int,
         grants: ActiveGrants | None = None,
         metrics: MetricsRecorder | None = None,
@@ -154,6 +159,7 @@ class Proxy:
         self._upstream = upstream
         self._emitter = emitter
         self._redaction = query_redaction
+        self._value_redaction = query_value_redaction
         self._max_request_body = max_request_body_bytes
         self._metrics = metrics
 
@@ -168,16 +174,29 @@ class Proxy:
             return error_response(400, "malformed request", request_id).as_lambda_response(
                 request_id
             )
-        record = RequestRecord.from_request(request, lambda_request_id, self._redaction)
+        # Parsed once: the path decided here is the path recorded and forwarded.
+        parsed = _parse_target(request)
+        target = parsed if isinstance(parsed, RequestTarget) else None
+        record = RequestRecord.from_request(
+            request,
+            lambda_request_id,
+            self._redaction,
+            target,
+            value_redaction=self._value_redaction,
+        )
         try:
-            response = self._serve(request, record, started)
+            response = self._serve(request, record, parsed, started)
         except AuditUnavailable:
             self._count("AuditUnavailable")
             response = error_response(503, "audit trail unavailable", request.request_id)
         return response.as_lambda_response(request.request_id)
 
     def _serve(
-        self, request: GatewayRequest, record: RequestRecord, started: float
+        self,
+        request: GatewayRequest,
+        record: RequestRecord,
+        parsed: RequestTarget | AmbiguousPath,
+        started: float,
     ) -> ProxyResponse:
         try:
             access = granted_access(request.authorizer)
@@ -186,16 +205,17 @@ class Proxy:
             self._audit_decision(record, None, failure, ResourceRecord())
             return error_response(500, "gateway misconfigured", request.request_id)
         try:
-            target = self._target(request, record, access)
+            destination = self._destination(request, record, access, parsed)
         except _Refused as refused:
             return refused.response
+        assert isinstance(parsed, RequestTarget)  # an ambiguous request was refused above
         upstream_response: UpstreamResponse | None = None
-        aws = target.route.aws
+        aws = destination.route.aws
         aws_call = (
             None if aws is None else _AwsCall(AwsRecord(aws.role_arn, aws.region, aws.service))
         )
         try:
-            upstream_response = self._forward(request, access, target, aws_call)
+            upstream_response = self._forward(request, parsed, access, destination, aws_call)
             response = ProxyResponse(
                 upstream_response.status,
                 client_response_headers(upstream_response.headers),
@@ -215,19 +235,19 @@ class Proxy:
         served_under = DecisionRecord(
             "allow",
             (),
-            policy_version=target.policy_version,
+            policy_version=destination.policy_version,
             decided_by="proxy",
-            cached=target.cached,
-            elevation=target.elevation,
+            cached=destination.cached,
+            elevation=destination.elevation,
         )
         self._audit_response(
             request,
             record,
             access,
             served_under,
-            _resource(target.route),
+            _resource(destination.route),
             outcome,
-            target,
+            destination,
             aws_call.record if aws_call else None,
         )
         return response
@@ -240,7 +260,7 @@ class Proxy:
         served_under: DecisionRecord,
         resource: ResourceRecord,
         outcome: ResponseRecord,
-        target: _Target | None = None,
+        destination: _Destination | None = None,
         aws: AwsRecord | None = None,
     ) -> None:
         event = build_event(
@@ -249,7 +269,7 @@ class Proxy:
             identity=access.identity,
             decision=served_under,
             resource=resource,
-            decision_id=target.decision_id if target else access.decision_id,
+            decision_id=destination.decision_id if destination else access.decision_id,
             response=outcome,
             anomalies=_anomalies(request),
             aws=aws,
@@ -266,17 +286,14 @@ class Proxy:
     ) -> _Refused:
         """Answer what the authorizer decided against but let through, and record the response.
 
-        An ambiguous path gets 400 (API Gateway has only 403 for a Deny); a
+        An ambiguous request gets 400 (API Gateway has only 403 for a Deny); a
         denial let through because the answer is cached gets 403 here.
         """
-        if refusal == Reason.AMBIGUOUS_PATH.value:
-            status, message, reason = 400, "ambiguous path", Reason.AMBIGUOUS_PATH
-        else:
-            try:
-                reason = Reason(refusal)
-            except ValueError:
-                reason = Reason.NO_MATCHING_RULE
-            status, message = 403, "forbidden"
+        try:
+            reason = Reason(refusal)
+        except ValueError:
+            reason = Reason.NO_MATCHING_RULE
+        status, message = _refusal_answer(reason)
         response = error_response(status, message, request.request_id)
         refused = DecisionRecord("deny", (reason,), decided_by="proxy", detail=detail or refusal)
         outcome = ResponseRecord(
@@ -290,17 +307,22 @@ class Proxy:
         self._audit_response(request, record, access, refused, ResourceRecord(), outcome)
         return _Refused(response)
 
-    def _target(
-        self, request: GatewayRequest, record: RequestRecord, access: GrantedAccess
-    ) -> _Target:
+    def _destination(
+        self,
+        request: GatewayRequest,
+        record: RequestRecord,
+        access: GrantedAccess,
+        parsed: RequestTarget | AmbiguousPath,
+    ) -> _Destination:
         if access.decided_for != request.request_id:
-            return self._redecide(request, record, access)
-        try:
-            normalize_path(request.path)  # the authorizer's check, repeated: never forward one
-        except AmbiguousPath as exc:
-            raise self._refuse(
-                request, record, access, Reason.AMBIGUOUS_PATH.value, str(exc)
-            ) from exc
+            return self._redecide(request, record, access, parsed)
+        # The authorizer's checks, repeated on what is about to be forwarded:
+        # it never saw the body, and an ambiguous request is never forwarded.
+        if isinstance(parsed, AmbiguousPath):
+            raise self._refuse(request, record, access, Reason.AMBIGUOUS_PATH.value, str(parsed))
+        override = method_override(request)
+        if override is not None:
+            raise self._refuse(request, record, access, Reason.AMBIGUOUS_REQUEST.value, override)
         if access.refusal:
             raise self._refuse(request, record, access, access.refusal)
         try:
@@ -318,15 +340,27 @@ class Proxy:
             self._audit_decision(record, access.identity, failure, ResourceRecord())
             raise _Refused(error_response(503, "policy unavailable", request.request_id))
         elevation = _elevation(access.elevation)
-        return _Target(
+        return _Destination(
             route, access.decision_id, access.policy_version, cached=False, elevation=elevation
         )
 
     def _redecide(
-        self, request: GatewayRequest, record: RequestRecord, access: GrantedAccess
-    ) -> _Target:
+        self,
+        request: GatewayRequest,
+        record: RequestRecord,
+        access: GrantedAccess,
+        parsed: RequestTarget | AmbiguousPath,
+    ) -> _Destination:
         decision_id = uuid7()
-        redecision = self._decide_again(request, access.identity)
+        redecision = self._decide_again(request, access.identity, parsed)
+        if self._metrics is not None:
+            decided = redecision.record
+            count_decision(
+                self._metrics,
+                decided.reasons[0],
+                allowed=redecision.route is not None,
+                break_glass=decided.elevation is not None and decided.elevation.break_glass,
+            )
         route = redecision.route
         resource = _resource(route) if route else ResourceRecord()
         self._audit_decision(record, access.identity, redecision.record, resource, decision_id)
@@ -334,7 +368,7 @@ class Proxy:
             raise _Refused(
                 error_response(redecision.status, redecision.message, request.request_id)
             )
-        return _Target(
+        return _Destination(
             route,
             decision_id,
             redecision.record.policy_version,
@@ -342,22 +376,26 @@ class Proxy:
             elevation=redecision.record.elevation,
         )
 
-    def _decide_again(self, request: GatewayRequest, identity: Identity) -> _Redecision:
+    def _decide_again(
+        self, request: GatewayRequest, identity: Identity, parsed: RequestTarget | AmbiguousPath
+    ) -> _Redecision:
         by_proxy: dict[str, Any] = {"decided_by": "proxy", "cached": True}
         if identity.expires_at <= time.time():
             expired = DecisionRecord("deny", (Reason.TOKEN_EXPIRED,), **by_proxy)
             return _Redecision(expired, status=401, message="token expired")
+        ambiguity = str(parsed) if isinstance(parsed, AmbiguousPath) else None
+        reason = Reason.AMBIGUOUS_PATH
+        if ambiguity is None:
+            ambiguity, reason = method_override(request), Reason.AMBIGUOUS_REQUEST
+        if ambiguity is not None or not isinstance(parsed, RequestTarget):
+            ambiguous = DecisionRecord("deny", (reason,), detail=ambiguity, **by_proxy)
+            status, message = _refusal_answer(reason)
+            return _Redecision(ambiguous, status=status, message=message)
         try:
-            path = normalize_path(request.path)
             grants, _ = live_grants(self._grants, identity)
             decision = self._active_policy.current().evaluate(
-                identity, access_request(request, path), grants
+                identity, access_request(request, parsed), grants
             )
-        except AmbiguousPath as exc:
-            ambiguous = DecisionRecord(
-                "deny", (Reason.AMBIGUOUS_PATH,), detail=str(exc), **by_proxy
-            )
-            return _Redecision(ambiguous, status=400, message="ambiguous path")
         except PolicyUnavailable as exc:
             failed = DecisionRecord(
                 "error", (Reason.POLICY_UNAVAILABLE,), detail=str(exc), **by_proxy
@@ -371,22 +409,23 @@ class Proxy:
     def _forward(
         self,
         request: GatewayRequest,
+        target: RequestTarget,
         access: GrantedAccess,
-        target: _Target,
+        destination: _Destination,
         aws_call: _AwsCall | None = None,
     ) -> UpstreamResponse:
         if len(request.body) > self._max_request_body:
             too_large = error_response(413, "request body too large", request.request_id)
             raise _Refused(too_large, "request_too_large")
-        route = target.route
+        route = destination.route
         try:
             assertion = self._assertions.issue(
                 access.identity,
                 audience=route.audience,
                 request_id=request.request_id,
-                decision_id=target.decision_id,
+                decision_id=destination.decision_id,
                 method=request.method,
-                url=f"https://{request.host}{request.path}",
+                url=f"https://{request.host}{target.wire_path}",
             )
         except SigningError as exc:
             unsigned = error_response(503, "cannot sign identity assertion", request.request_id)
@@ -403,14 +442,20 @@ class Proxy:
             pass_authorization=route.pass_authorization,
             assertion=assertion,
         )
-        url = route.upstream + request.path
+        # Built from the parsed parts, never by parsing a joined URL: the
+        # upstream is sent exactly the path that was decided.
+        upstream = parse_upstream(route.upstream)
+        request_target = upstream.base_path + target.wire_path
         if request.query:
-            url += "?" + urlencode(request.query, quote_via=quote)
+            request_target += "?" + urlencode(request.query, quote_via=quote)
         upstream_headers = headers.headers
         if aws_call is not None:
+            url = upstream.origin.url + request_target
             upstream_headers = self._sign_for_aws(request, access, aws_call, url, upstream_headers)
         try:
-            return self._upstream.send(request.method, url, upstream_headers, request.body)
+            return self._upstream.send(
+                request.method, upstream.origin, request_target, upstream_headers, request.body
+            )
         except UpstreamError as exc:
             self._count("UpstreamErrors")
             message = _UPSTREAM_MESSAGES.get(exc.status, "upstream unavailable")
@@ -483,6 +528,25 @@ class Proxy:
 
 
 _UPSTREAM_MESSAGES = {504: "upstream timed out", 400: "bad request"}
+_AMBIGUOUS_MESSAGES = {
+    Reason.AMBIGUOUS_PATH: "ambiguous path",
+    Reason.AMBIGUOUS_REQUEST: "ambiguous request: method override parameter",
+}
+
+
+def _parse_target(request: GatewayRequest) -> RequestTarget | AmbiguousPath:
+    """The request's target, or why it has none (refused, and recorded with the raw path)."""
+    try:
+        return parse_target(request.path)
+    except AmbiguousPath as exc:
+        return exc
+
+
+def _refusal_answer(reason: Reason) -> tuple[int, str]:
+    """Status and message for a request refused for ``reason``."""
+    if reason.is_ambiguous:
+        return 400, _AMBIGUOUS_MESSAGES[reason]
+    return 403, "forbidden"
 
 
 def _elevation(context: Mapping[str, Any] | None) -> ElevationRecord | None:

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 from chalicelib.proxy.errors import (
     UpstreamRequestInvalid,
@@ -29,6 +29,10 @@ from chalicelib.proxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from chalicelib.proxy.origin import Origin
+
+if TYPE_CHECKING:
+    from chalicelib.proxy.origin import Origin
 
 _BODYLESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 _READ_CHUNK = 1 << 20
@@ -44,17 +48,10 @@ class UpstreamResponse:
     elapsed_ms: float
 
 
-@dataclass(frozen=True, slots=True)
-class _Origin:
-    scheme: str
-    host: str
-    port: int
-
-
 class _Pool:
     """Idle keep-alive connections to one origin."""
 
-    def __init__(self, origin: _Origin, maxsize: int) -> None:
+    def __init__(self, origin: Origin, maxsize: int) -> None:
         self.origin = origin
         self._idle: list[http.client.HTTPConnection] = []
         self._maxsize = maxsize
@@ -129,14 +126,22 @@ class UpstreamClient:
         self._read_timeout = read_timeout
         self._max_response_bytes = max_response_bytes
         self._pool_size = pool_size
-        self._pools: dict[tuple[str, str, int], _Pool] = {}
+        self._pools: dict[Origin, _Pool] = {}
         self._pools_lock = threading.Lock()
         self._tls: ssl.SSLContext | None = None
 
     def send(
-        self, method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes
+        self,
+        method: str,
+        origin: Origin,
+        target: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
     ) -> UpstreamResponse:
-        """Send one request and read the whole response.
+        """Send one request to ``origin`` and read the whole response.
+
+        ``target`` is the request target (path and query) exactly as sent:
+        nothing here parses or re-encodes it.
 
         Raises
         ------
@@ -147,7 +152,7 @@ class UpstreamClient:
         UpstreamResponseTooLarge
             The body exceeds ``max_response_bytes``.
         """
-        pool, target = self._pool_for(url)
+        pool = self._pool_for(origin)
         started = time.perf_counter()
         # One deadline for the whole exchange: a read timeout alone would let an
         # upstream that drips a byte at a time hold the Lambda past its limit.
@@ -197,23 +202,16 @@ class UpstreamClient:
         for pool in pools:
             pool.close()
 
-    def _pool_for(self, url: str) -> tuple[_Pool, str]:
-        parts = urlsplit(url)
-        scheme = parts.scheme
-        if scheme not in ("http", "https") or not parts.hostname:
-            raise UpstreamUnavailable(f"unsupported upstream URL scheme {scheme!r}")
-        port = parts.port or (443 if scheme == "https" else 80)
-        key = (scheme, parts.hostname, port)
-        pool = self._pools.get(key)
+    def _pool_for(self, origin: Origin) -> _Pool:
+        if origin.scheme not in ("http", "https"):
+            raise UpstreamUnavailable(f"unsupported upstream URL scheme {origin.scheme!r}")
+        pool = self._pools.get(origin)
         if pool is None:
             with self._pools_lock:
-                pool = self._pools.setdefault(key, _Pool(_Origin(*key), self._pool_size))
-        target = parts.path or "/"
-        if parts.query:
-            target += "?" + parts.query
-        return pool, target
+                pool = self._pools.setdefault(origin, _Pool(origin, self._pool_size))
+        return pool
 
-    def _connect(self, origin: _Origin) -> http.client.HTTPConnection:
+    def _connect(self, origin: Origin) -> http.client.HTTPConnection:
         connection: http.client.HTTPConnection
         if origin.scheme == "https":
             if self._tls is None:

@@ -133,6 +133,8 @@ class DemoBackend:
             assertion = self.verifier.verify(assertion_values[0], self.audience)
         return {
             "method": method,
+            # The request target exactly as it arrived, and its path as this server reads it.
+            "target": target,
             "path": parts.path,
             "query": parse_qsl(parts.query, keep_blank_values=True),
             "headers": grouped,

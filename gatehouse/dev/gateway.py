@@ -18,7 +18,8 @@ media types) and serves real HTTP on 127.0.0.1 the way API Gateway does:
 4. map the proxy response back to HTTP, decoding base64 bodies.
 
 Gateway responses (401/403/5xx bodies and headers) come from
-``infra/gateway_responses.json``, the file the deployment installs.
+``infra/gateway_responses.json``, the file the deployment installs; access-log
+lines follow ``infra/access_log_format.json``, values put in unescaped.
 
 What it does not emulate: throttling, usage plans, the 29 s integration
 timeout, custom domain base paths, WAF, TLS.
@@ -32,7 +33,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -203,14 +204,41 @@ def load_api_definition(
     )
 
 
-# The keys of infra/access_log_format.json (a test keeps them in step).
+# The keys of infra/access_log_format.json whose values the gateway knows (a
+# test keeps them in step); the format's "<name>End" keys repeat the request id.
 ACCESS_LOG_KEYS = (
-    "requestId", "extendedRequestId", "requestTime", "httpMethod", "resourcePath", "path",
+    "requestId", "extendedRequestId", "requestTime", "stage", "httpMethod", "resourcePath",
     "status", "responseLength", "responseLatency", "integrationStatus", "integrationLatency",
-    "authorizerStatus", "authorizerLatency", "authorizerError", "authorizerIntegrationStatus",
-    "principalId", "decisionId", "policyVersion", "errorMessage", "errorResponseType",
-    "sourceIp", "userAgent", "domainName", "stage", "xrayTraceId", "wafResponseCode",
+    "authorizerStatus", "authorizerLatency", "authorizerIntegrationStatus", "decisionId",
+    "policyVersion", "errorResponseType", "wafResponseCode", "sourceIp", "xrayTraceId",
+    "errorMessage", "authorizerError", "principalId", "domainName", "path", "userAgent",
 )  # fmt: skip
+_CONTEXT_VARIABLE = re.compile(r"\$context\.[A-Za-z0-9_.]+")
+
+
+def render_access_log(log_format: str, values: Mapping[str, str]) -> str:
+    """One access-log line, written the way API Gateway writes it.
+
+    Parameters
+    ----------
+    log_format:
+        The stage's format (``infra/access_log_format.json`` on one line):
+        JSON whose values are ``$context`` variables.
+    values:
+        By the format's keys: what each key's variable stands for.
+
+    Returns
+    -------
+    str
+        ``log_format`` with every variable replaced by its value as it is:
+        API Gateway escapes nothing, so a quote in a User-Agent ends up raw
+        in the line. A variable no key gives a value for is ``-``.
+    """
+    variables: dict[str, str] = {}
+    for key, variable in json.loads(log_format).items():
+        if key in values:
+            variables.setdefault(variable, values[key] or "-")
+    return _CONTEXT_VARIABLE.sub(lambda match: variables.get(match.group(), "-"), log_format)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +280,14 @@ class ApiGatewayEmulator:
         The API Lambda (the Chalice app object).
     stage, region, account, api_id:
         Where the API notionally lives (they appear in ARNs and events).
+    access_log, access_log_format:
+        Where each request's access-log line goes, and the stage's format
+        (see :func:`render_access_log`).
+
+    Raises
+    ------
+    ValueError
+        When ``access_log`` is given without ``access_log_format``.
     """
 
     def __init__(
@@ -265,10 +301,14 @@ class ApiGatewayEmulator:
         api_id: str = "gatehouse",
         clock: Callable[[], float] = time.monotonic,
         concurrency: int = 10,
-        access_log: Callable[[dict[str, str]], None] | None = None,
+        access_log: Callable[[str], None] | None = None,
+        access_log_format: str = "",
     ) -> None:
+        if access_log is not None and not access_log_format:
+            raise ValueError("an access log needs the stage's access_log_format")
         self.definition = definition
         self._access_log = access_log
+        self._access_log_format = access_log_format
         self._api_handler = api_handler
         self.stage = stage
         self.region = region
@@ -298,7 +338,8 @@ class ApiGatewayEmulator:
             answer = self._gateway_response(error.response_type, request_id, error.message)
             facts.update(errorResponseType=error.response_type, errorMessage=error.message)
         if self._access_log is not None:
-            self._access_log(self._log_line(request, request_id, trace_id, answer, facts, started))
+            line = self._log_line(request, request_id, trace_id, answer, facts, started)
+            self._access_log(render_access_log(self._access_log_format, line))
         headers = [
             h for h in answer.headers if h[0].lower() not in ("content-length", "connection")
         ]
@@ -318,7 +359,7 @@ class ApiGatewayEmulator:
         facts: dict[str, str],
         started: float,
     ) -> dict[str, str]:
-        """The access-log record, in infra/access_log_format.json's keys ("-" when absent)."""
+        """The access-log values, by infra/access_log_format.json's keys ("-" when absent)."""
         headers = {name.lower(): value for name, value in request.headers}
         line = {
             "requestId": request_id,

@@ -19,8 +19,8 @@ from types import ModuleType
 from typing import Any
 
 import boto3
-import yaml
 
+from gatehouse.deploy.templates import access_log_format
 from gatehouse.dev.aws_upstream import AwsUpstream
 from gatehouse.dev.backend import DemoBackend
 from gatehouse.dev.bootstrap import Resources, bootstrap
@@ -35,6 +35,7 @@ from gatehouse.dev.event_source import (
 from gatehouse.dev.gateway import ApiGatewayEmulator, GatewayServer, load_api_definition
 from gatehouse.dev.idp import DevIssuer, SigningKey, load_or_create_key
 from gatehouse.dev.sts_recorder import StsRecorder
+from gatehouse.policy_files import is_json, parse_policy_text, read_policy_text
 from gatehouse.resources import ResourceNames
 from gatehouse.state import STATE_FILE_NAME, DevState
 
@@ -49,6 +50,21 @@ FAKE_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
+
+
+def initial_policy(path: Path, backend_url: str) -> dict[str, Any]:
+    """The policy the stack starts with: ``path`` with ``${BACKEND_URL}`` filled in.
+
+    Read exactly as ``gatehouse policy apply`` reads a file, duplicate keys and all.
+
+    Raises
+    ------
+    PolicyFileError
+        When the file cannot be read or parsed (as
+        :func:`gatehouse.policy_files.load_policy_file`).
+    """
+    text = Template(read_policy_text(path)).safe_substitute(BACKEND_URL=backend_url)
+    return parse_policy_text(text, str(path), json_format=is_json(path))
 
 
 @dataclass
@@ -81,7 +97,7 @@ class LocalStack:
         self.resources: Resources | None = None
         self.state: DevState | None = None
         self.poller: EventSourcePoller | None = None
-        self._access_log_lines: list[dict[str, str]] = []
+        self._access_log_lines: list[str] = []
         self._shipped = 0
 
     def start(self) -> DevState:
@@ -128,6 +144,7 @@ class LocalStack:
                 region=options.region,
                 account=ACCOUNT,
                 access_log=self._access_log_lines.append,
+                access_log_format=access_log_format(PROJECT_DIR),
             )
         )
         gateway.start()
@@ -198,7 +215,7 @@ class LocalStack:
             return
         assert self.backend is not None
         path = self.options.policy_file or DEMO_POLICY
-        text = Template(path.read_text()).safe_substitute(BACKEND_URL=self.backend.url)
+        document = initial_policy(path, self.backend.url)
         # Through the operator path, so the initial policy is archived and audited too.
         admin = PolicyAdmin(
             container.policy_store,
@@ -207,7 +224,7 @@ class LocalStack:
             stage=self.options.stage,
             operator="local:gatehouse dev (initial policy)",
         )
-        admin.apply(yaml.safe_load(text), source_name=str(path))
+        admin.apply(document, source_name=str(path))
 
     def drain_audit_queue(self) -> DrainResult:
         """Run the audit writer on everything queued (the event source mapping)."""
@@ -233,7 +250,7 @@ class LocalStack:
         lines, self._access_log_lines[:] = list(self._access_log_lines), []
         if lines:
             event = log_subscription_event(
-                [json.dumps(line) for line in lines],
+                lines,
                 log_group=f"/aws/apigateway/gatehouse-{self.options.stage}/access",
                 owner=ACCOUNT,
                 first_id=self._shipped,

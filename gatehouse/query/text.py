@@ -4,7 +4,9 @@ Audit events carry client text (User-Agents, paths, emails). A lone
 surrogate (the emitter escapes what it cannot encode as ``\\udc80``) is
 valid JSON but not UTF-8: DuckDB refuses it and writing it to a UTF-8 file
 raises. Control characters and bidi overrides in a terminal can rewrite
-what the reader sees (ESC sequences, OSC-8 links, ``\\r``, U+202E).
+what the reader sees (ESC sequences, OSC-8 links, ``\\r``, U+202E):
+:func:`visible` lives in :mod:`gatehouse.terminal`, shared by every command,
+and is importable from here as before.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from gatehouse.terminal import visible as visible  # re-exported for the query commands
+
 REPLACEMENT = "\ufffd"
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# C0 controls, DEL, C1 controls, and the bidi embedding/override/isolate controls.
-_UNSAFE_FOR_TERMINAL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def has_surrogate(text: str) -> bool:
@@ -38,16 +40,3 @@ def clean_surrogates(value: Any) -> Any:
     if isinstance(value, list):
         return [clean_surrogates(item) for item in value]
     return value
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-
-def visible(text: str) -> str:
-    """``text`` for a terminal: control and bidi characters shown as ``\\xNN``/``\\uNNNN``.
-
-    Lone surrogates become U+FFFD (a terminal's encoder would refuse them).
-    """
-    return replace_surrogates(_UNSAFE_FOR_TERMINAL.sub(_escape, text))

@@ -49,7 +49,7 @@ def own_stack(tmp_path: Path) -> Iterator[RunningStack]:
 
 @pytest.fixture
 def cached_stack(tmp_path: Path) -> Iterator[RunningStack]:
-    """A stack whose gateway caches authorizer answers for 300 s."""
-    stack = start_stack(tmp_path / "state", "--authorizer-ttl", "300")
+    """A stack whose gateway caches authorizer answers for 300 s (and prints EMF metrics)."""
+    stack = start_stack(tmp_path / "state", "--authorizer-ttl", "300", "--metrics")
     yield stack
     stop_stack(stack)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 
 from tests.e2e.support import (
@@ -69,3 +72,28 @@ def test_cached_answer_covers_the_whole_api_and_is_redecided_by_the_proxy(
     [second_response] = events_of(index, second.request_id, "response")
     assert second_response["outcome"]["status"] == 200
     assert second_response["request"]["decision_id"] == redecision["event_id"]
+
+    # Break-glass under the cached answer: the same request again is decided by the proxy
+    # alone, and both uses reach the BreakGlassUsed metric that pages someone.
+    oncall = token_for(state, "dana", groups=["oncall"])
+    justified = [("X-Gatehouse-Justification", "INC-4711 stale cache takes checkout down")]
+    for _ in range(2):
+        echo = backend_echo(client.send("DELETE", "/api/cache", token=oncall, headers=justified))
+        assert echo["assertion"]["claims"]["sub"] == "dana"
+    assert _metric_count(cached_stack, "BreakGlassUsed") == 2
+
+
+def _metric_count(stack: RunningStack, name: str) -> float:
+    """The sum of ``name`` over the EMF lines the stack printed (polled: output is buffered)."""
+    deadline = time.monotonic() + 10
+    while True:
+        total = 0.0
+        for line in stack.log_tail(100_000).splitlines():
+            start = line.find('{"_aws"')
+            if start < 0:
+                continue
+            value = json.loads(line[start:]).get(name)
+            total += sum(value) if isinstance(value, list) else (value or 0)
+        if total >= 2 or time.monotonic() > deadline:
+            return total
+        time.sleep(0.2)

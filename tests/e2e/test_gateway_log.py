@@ -50,3 +50,29 @@ def test_refused_at_the_gateway_or_by_the_authorizer_every_request_is_a_gateway_
     assert unrouted["gateway"]["served_by"] == "gateway"
     # Nothing else saw it: without the access log it would not be in the trail at all.
     assert [e["event_type"] for e in snapshot.by_request[no_such_method.request_id]] == ["gateway"]
+
+
+@pytest.mark.parametrize(
+    "agent",
+    [
+        pytest.param('x", "status": "200', id="JSON injection"),
+        pytest.param('x","status":"200","sourceIp":"6.6.6.6', id="compact injection"),
+        pytest.param("C:\\dir\\", id="trailing backslash"),
+    ],
+)
+def test_a_user_agent_that_breaks_the_log_line_still_leaves_the_refusal_in_the_trail(
+    running_stack: RunningStack, gateway: GatewayClient, agent: str
+) -> None:
+    refused = gateway.send("GET", "/api/gateway-log/hostile", headers=[("User-Agent", agent)])
+    assert refused.status == 401
+
+    snapshot = wait_for_audit(
+        running_stack.state_dir,
+        lambda index: bool(events_of(index, refused.request_id, "gateway")),
+    )
+
+    [logged] = events_of(snapshot.by_request, refused.request_id, "gateway")
+    assert logged["outcome"]["status"] == 401
+    assert logged["source"]["ip"] == "127.0.0.1"
+    assert logged["source"]["user_agent"] == agent
+    assert logged["anomalies"] == ["access_log_not_json"]

@@ -157,7 +157,9 @@ def test_a_jit_grant_is_approved_used_to_the_second_and_expires_audited(
     grant_id = _grant_id(requested)
     # Pending is not approved; and nobody approves their own request.
     assert gateway.send("GET", path, token=erin).status == 403
-    own = run_cli_status(own_stack.state_dir, "grant", "approve", grant_id, "--token", erin)
+    own = run_cli_status(
+        own_stack.state_dir, "grant", "approve", grant_id, "--yes", "--token", erin
+    )
     assert own.returncode == 2
     assert "refused (403): only members of security may approve" in own.stderr
     anonymous = run_cli_status(own_stack.state_dir, "grant", "approve", grant_id)
@@ -165,7 +167,7 @@ def test_a_jit_grant_is_approved_used_to_the_second_and_expires_audited(
     assert "need your OIDC token" in anonymous.stderr
     assert gateway.send("GET", path, token=erin).status == 403
 
-    run_cli(own_stack.state_dir, "grant", "approve", grant_id, "--token", sam)
+    run_cli(own_stack.state_dir, "grant", "approve", grant_id, "--yes", "--token", sam)
     status, _ = poll_status(gateway, path, erin, 200, TAKES_EFFECT_WITHIN_SECONDS)
     assert status == 200
     # Only what was granted: another method, another path.

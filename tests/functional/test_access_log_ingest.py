@@ -10,17 +10,23 @@ batch CloudWatch Logs delivers twice is stored once.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import app
+from gatehouse.deploy.templates import load_template
+from gatehouse.dev.gateway import render_access_log
 from tests.functional.conftest import queued_events
 from tests.functional.test_writer import sqs_event
-from tests.unit.test_gateway_access_logs import fixture_lines, subscription_event
+from tests.unit.test_gateway_access_logs import LOG_FORMAT, fixture_lines, subscription_event
 
 if TYPE_CHECKING:
+    import pytest
+
     from chalicelib.container import Container
     from gatehouse.dev.bootstrap import Resources
 
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = [
     "unauthorized_missing_token",
     "throttled",
@@ -72,6 +78,41 @@ def test_lines_that_are_no_json_object_are_counted_not_dropped_silently(
 
     assert answer == {"events": 1, "rejected": 2}
     assert len(queued_events(aws)) == 1
+
+
+def test_hostile_lines_still_reach_the_queue_and_unreadable_ones_reach_their_alarm(
+    stage: Container,
+    aws: Resources,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    honest = json.loads(fixture_lines("throttled")[0])
+    agent = 'x","status":"200","sourceIp":"6.6.6.6'
+    hostile = render_access_log(LOG_FORMAT, {**honest, "userAgent": agent, "path": '/dev/a"b\\'})
+    unreadable = hostile[: hostile.index('"status":')]  # cut inside what the gateway vouches for
+
+    answer = app.access_log_ingest(subscription_event([hostile, unreadable]), None)
+
+    assert answer == {"events": 1, "rejected": 1}
+    [event] = queued_events(aws)
+    assert event["request"]["id"] == honest["requestId"]
+    assert (event["outcome"]["status"], event["source"]["ip"]) == (429, honest["sourceIp"])
+    assert (event["source"]["user_agent"], event["resource"]["path"]) == (agent, '/a"b\\')
+    assert event["anomalies"] == ["access_log_not_json"]
+    # The rejected line is counted exactly where its alarm looks.
+    alarm = load_template(ROOT / "infra" / "gatehouse.yaml")["Resources"]
+    watched = alarm["AccessLogLinesRejectedAlarm"]["Properties"]
+    [emf] = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("{") and '"_aws"' in line
+    ]
+    [directive] = emf["_aws"]["CloudWatchMetrics"]
+    assert emf[watched["MetricName"]] in (1.0, [1.0])
+    assert directive["Namespace"] == watched["Namespace"]
+    assert directive["Dimensions"] == [[d["Name"] for d in watched["Dimensions"]]]
+    assert all(emf[d["Name"]] == d["Value"] for d in watched["Dimensions"])
 
 
 def _messages(aws: Resources) -> list[tuple[str, str]]:

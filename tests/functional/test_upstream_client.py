@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from chalicelib.proxy.errors import UpstreamTimeout, UpstreamUnavailable
+from chalicelib.proxy.origin import parse_upstream
 from chalicelib.proxy.upstream import UpstreamClient
 
 Script = Callable[[socket.socket, int], None]
@@ -82,9 +83,9 @@ def test_an_interim_response_is_refused_and_its_answer_never_reaches_another_cal
     client = _client()
 
     with pytest.raises(UpstreamUnavailable, match="interim 103"):
-        client.send("GET", f"{base}/alice", [], b"")
+        client.send("GET", parse_upstream(base).origin, "/alice", [], b"")
     time.sleep(0.3)  # alice's real answer has arrived on her (now closed) connection
-    bob = client.send("GET", f"{base}/bob", [], b"")
+    bob = client.send("GET", parse_upstream(base).origin, "/bob", [], b"")
 
     assert bob.body == b"private data of bob"
     client.close()
@@ -109,7 +110,7 @@ def test_an_upstream_dripping_bytes_is_cut_off_at_the_deadline(
     started = time.monotonic()
 
     with pytest.raises(UpstreamTimeout):
-        client.send("GET", f"{base}/slow", [], b"")
+        client.send("GET", parse_upstream(base).origin, "/slow", [], b"")
 
     assert time.monotonic() - started < 2.5
     client.close()
@@ -130,9 +131,9 @@ def test_a_connection_the_upstream_closed_while_idle_is_not_reused(
     base = raw_server(answer_once_then_close)
     client = _client()
 
-    first = client.send("GET", f"{base}/a", [], b"")
+    first = client.send("GET", parse_upstream(base).origin, "/a", [], b"")
     time.sleep(0.2)
-    second = client.send("GET", f"{base}/b", [], b"")
+    second = client.send("GET", parse_upstream(base).origin, "/b", [], b"")
 
     assert (first.body, second.body) == (b"answer 1", b"answer 2")
     client.close()
@@ -153,7 +154,9 @@ def test_sequential_requests_reuse_one_keep_alive_connection(
     base = raw_server(keep_alive)
     client = _client()
 
-    bodies = [client.send("GET", f"{base}/{n}", [], b"").body for n in range(3)]
+    bodies = [
+        client.send("GET", parse_upstream(base).origin, f"/{n}", [], b"").body for n in range(3)
+    ]
 
     assert bodies == [b"hello"] * 3
     assert connections == [1]

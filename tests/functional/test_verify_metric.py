@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import boto3
+import pytest
 from moto import mock_aws
 
 from chalicelib.ledger.verify import Report
@@ -46,12 +47,12 @@ def _published(stage: str) -> list[float]:
 
 
 def test_findings_are_counted_per_stage_and_a_clean_ledger_is_zero() -> None:
-    failed = Report()
+    failed = Report(digests=3)
     failed.add("sequence_gap", "objects", "a gap")
     failed.add("bad_signature", "digest", "not signed by the key")
     with mock_aws():
         publish_verify_metric(_target("prod"), failed)
-        publish_verify_metric(_target("dev"), Report())
+        publish_verify_metric(_target("dev"), Report(digests=3))
 
         assert _published("prod") == [2.0]
         assert _published("dev") == [0.0]
@@ -68,3 +69,32 @@ def test_the_alarm_watches_what_verify_publishes() -> None:
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
     # In prod a day without a verification alarms too.
     assert alarm["TreatMissingData"] == {"Fn::If": ["IsProd", "breaching", "notBreaching"]}
+
+
+def _report(digests: int, findings: int) -> Report:
+    report = Report(digests=digests)
+    for _ in range(findings):
+        report.add("bad_signature", "digest", "not signed by the key")
+    return report
+
+
+@pytest.mark.parametrize(
+    ("report", "value"),
+    [
+        (_report(digests=3, findings=0), 0.0),
+        (_report(digests=3, findings=2), 2.0),
+        (_report(digests=0, findings=0), 1.0),
+        (_report(digests=0, findings=2), 3.0),
+    ],
+    ids=["clean", "findings", "nothing-verified", "nothing-verified-and-findings"],
+)
+def test_a_verification_that_checked_nothing_never_publishes_zero(
+    report: Report, value: float
+) -> None:
+    alarm = load_template(TEMPLATE)["Resources"]["LedgerVerifyAlarm"]["Properties"]
+    with mock_aws():
+        publish_verify_metric(_target("prod"), report)
+
+        assert _published("prod") == [value]
+    # The alarm fires above its threshold: for everything but a clean verification.
+    assert (value > alarm["Threshold"]) is (value != 0.0)

@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from chalicelib.apigw.events import parse_authorizer_event, parse_proxy_event
 from chalicelib.audit.schema import (
     MAX_JUSTIFICATION,
     REDACTED,
@@ -26,13 +27,13 @@ from chalicelib.audit.schema import (
     uuid7,
 )
 from chalicelib.audit.writer import object_key
-from chalicelib.config import DEFAULT_QUERY_REDACTION
+from chalicelib.config import DEFAULT_QUERY_REDACTION, DEFAULT_QUERY_VALUE_REDACTION
 from chalicelib.grants.model import Grant
 from chalicelib.identity import Identity
 from chalicelib.policy import Decision
 from chalicelib.policy.globs import compile_glob
 from chalicelib.reasons import Reason
-from tests.helpers import AUDIENCE, ISSUER
+from tests.helpers import AUDIENCE, ISSUER, load_event
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
 REDACTION = re.compile(DEFAULT_QUERY_REDACTION)
@@ -174,6 +175,135 @@ def test_redact_query_keeps_order_and_repeats_and_quotes() -> None:
 
 def test_redact_query_of_no_pairs_is_none() -> None:
     assert redact_query([], REDACTION) is None
+
+
+# Credentials under names that say nothing: the value gives them away.
+SECRET_VALUES = [
+    pytest.param(TOKEN, id="JWT"),
+    pytest.param("eyJhbGciOiJub25lIn0.eyJzdWIiOiJtYWxsb3J5In0.", id="unsecured JWT"),
+    pytest.param(
+        "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.OKOawDo13gRp2ojaHV7LFpZcgV7T6DVZKTyKOMTYUmKoTCVJRgckCL9kiMT03JGeipsEdY3mx_etLbbWSrFr05kLzcSr4qKAq7YN7e9jwQRb23nfa6c9d-StnImGyFDbSv04uVuxIp5Zms1gNxKKK2Da14B8S4rzVRltdYwam_lDp5XnZAYpQdb76FdIKLaVmqgfwX7XWRxv2322i-vDxRfqNzo_tETKzpVLzfiwQyeyPGLBIO56YJ7eObdv0je81860ppamavo35UgoRdbYaBcoh9QcfylQr66oc6vFWXRcZ_ZT2LawVCWTIy3brGPi6UklfCpIMfIjf7iGdXKHzg.48V1_ALb6US04U3b.5eym8TW_c8SuK0ltJ3rpYIzOeDQz7TALvtu6UG9oMo4vpzs9tX_EFShS8iB7j6jiSdiwkIr3ajwQzaBtQD_A.XFBoMYUZodetZdvTiFvSkQ",
+        id="JWE",
+    ),
+    pytest.param("Bearer " + TOKEN, id="JWT after a scheme"),
+    pytest.param("https://app.example.com/cb?x=" + TOKEN, id="JWT inside a URL"),
+    pytest.param("AKIAIOSFODNN7EXAMPLE", id="AWS access key id"),
+    pytest.param("ASIAY34FZKBOKMUTVV7A", id="AWS session key id"),
+    pytest.param("ghp_" + "R8vKq2Lm" * 4 + "x1Yz", id="GitHub token"),
+    pytest.param("github_pat_11ABCDEFG0abcdefghijklmnop", id="GitHub fine-grained token"),
+    pytest.param("xoxb-1234567890-abcdefghijklmnop", id="Slack token"),
+    pytest.param("sk_live_4eC39HqLyjWDarjtT1zdp7dc", id="Stripe key"),
+    pytest.param("glpat-xyz12345678901234567", id="GitLab token"),
+    pytest.param("da39a3ee5e6b4b0d3255bfef95601890afd80709", id="40 hex"),
+    pytest.param("E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", id="64 HEX"),
+    pytest.param("session:9f86d081884c7d659a2feaa0c55ad015", id="hex after a label"),
+    pytest.param("q2Vz8Lk3Xp0aRt7Bn4Mw1Yc6Hd9Je5Gs", id="base64url 32"),
+    pytest.param("k7Jf+Q2m/Xz9Lp4Rt8Vb1Nc6Hd3Ws5Ga0Ey==", id="base64 with padding"),
+]
+
+
+@pytest.mark.parametrize("value", SECRET_VALUES)
+def test_credential_looking_values_are_redacted_whatever_the_name(value: str) -> None:
+    assert redact_query([("next", value), ("tag", "blue")], REDACTION) == (
+        f"next={REDACTED}&tag=blue"
+    )
+
+
+ORDINARY_VALUES = [
+    pytest.param("blue", id="word"),
+    pytest.param("quarterly report 2026", id="words and a number"),
+    pytest.param("1" * 40, id="40 digits"),
+    pytest.param("2026-03-09T14:05:17.101Z", id="timestamp"),
+    pytest.param("7c9e6679-7425-40de-944b-e07fc1f90ae7", id="UUID"),
+    pytest.param("0195d3a2-6b7e-7c41-9a2f-3e4d5c6b7a89", id="UUIDv7"),
+    pytest.param("alice.smith@example.com", id="email"),
+    pytest.param("/api/projects/42/files/report-final-v2.pdf", id="path"),
+    pytest.param("the-quick-brown-fox-jumps-over-the-lazy-dog-again", id="long slug"),
+    pytest.param("SomeVeryLongCamelCaseIdentifierWithoutDigits", id="long camel case"),
+    pytest.param("abcdefabcdefabcdefabcdefabcdefabcdef", id="hex letters only"),
+    pytest.param("eyJ", id="a bare JSON header start"),
+    pytest.param("AKIA1234", id="short AKIA"),
+]
+
+
+@pytest.mark.parametrize("value", ORDINARY_VALUES)
+def test_ordinary_values_under_ordinary_names_are_kept(value: str) -> None:
+    query = redact_query([("q", value)], REDACTION)
+
+    assert query is not None
+    assert REDACTED not in query
+    assert query.startswith("q=")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(TOKEN, id="JWT"), pytest.param("AKIAIOSFODNN7EXAMPLE", id="AWS key id")],
+)
+def test_a_credential_sent_as_a_parameter_name_is_redacted_with_its_value(name: str) -> None:
+    # "?<token>" and "?<token>=x" arrive as a name.
+    for value in ("", "x"):
+        query = redact_query([("tag", "red"), (name, value)], REDACTION)
+
+        assert query == f"tag=red&{REDACTED}={REDACTED}"
+
+
+def test_value_redaction_off_leaves_names_to_decide() -> None:
+    pairs = [("next", TOKEN), ("access_token", "t0k")]
+
+    assert redact_query(pairs, REDACTION, None) == (f"next={TOKEN}&access_token={REDACTED}")
+
+
+def test_a_custom_value_rule_replaces_the_default_and_anchors_on_each_value() -> None:
+    rule = re.compile(r"^internal-\d+$")
+    pairs = [("a", "internal-42"), ("b", TOKEN), ("c", "not internal-42"), ("internal-7", "")]
+
+    assert redact_query(pairs, REDACTION, rule) == (
+        f"a={REDACTED}&b={TOKEN}&c=not%20internal-42&{REDACTED}={REDACTED}"
+    )
+
+
+@pytest.mark.parametrize(
+    "event_name", ["authorizer_request", "proxy_request"], ids=["authorizer", "proxy"]
+)
+def test_the_request_record_redacts_credential_values_of_either_handlers_event(
+    event_name: str,
+) -> None:
+    event = load_event(event_name)
+    event["multiValueQueryStringParameters"] = {"tag": ["red"], "next": [TOKEN]}
+    event["queryStringParameters"] = {"tag": "red", "next": TOKEN}
+    parse = parse_authorizer_event if event_name == "authorizer_request" else parse_proxy_event
+    request = parse(event)
+
+    record = RequestRecord.from_request(request, None, REDACTION)
+    unredacted = RequestRecord.from_request(request, None, REDACTION, value_redaction=None)
+
+    assert record.query == f"tag=red&next={REDACTED}"
+    assert unredacted.query == f"tag=red&next={TOKEN}"
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        pytest.param("a-", id="dashed run"),
+        pytest.param("aB", id="no digits"),
+        pytest.param("0a", id="hex"),
+        pytest.param("eyJ", id="header starts"),
+        pytest.param("+/", id="base64 symbols"),
+        pytest.param(" ", id="spaces"),
+        pytest.param("eyJa.", id="dotted headers"),
+        pytest.param("AKIA", id="key id starts"),
+    ],
+)
+def test_a_long_value_costs_linear_time(shape: str) -> None:
+    rule = re.compile(DEFAULT_QUERY_VALUE_REDACTION)
+    value = shape * (64_000 // len(shape))
+
+    started = time.perf_counter()
+    rule.search(value)
+    elapsed = time.perf_counter() - started
+
+    # About 10 ms on a laptop; a rule retrying each run from each position takes seconds.
+    assert elapsed < 0.5
 
 
 # --- action_for_method -------------------------------------------------------------------

@@ -131,6 +131,7 @@ def test_broken_environment_reports_every_problem_at_once() -> None:
         GATEHOUSE_AUTHORIZER_TTL_SECONDS="soon",
         GATEHOUSE_ASSERTION_TTL_SECONDS="301",
         GATEHOUSE_AUDIT_QUERY_REDACTION="(unclosed",
+        GATEHOUSE_AUDIT_QUERY_VALUE_REDACTION="[unclosed",
     )
 
     found = problems(environ)
@@ -144,10 +145,46 @@ def test_broken_environment_reports_every_problem_at_once() -> None:
         "GATEHOUSE_AUTHORIZER_TTL_SECONDS must be a number",
         "GATEHOUSE_ASSERTION_TTL_SECONDS must be between 1 and 300",
         "GATEHOUSE_AUDIT_QUERY_REDACTION is not a valid regular expression",
+        "GATEHOUSE_AUDIT_QUERY_VALUE_REDACTION is not a valid regular expression",
     ]
     for fragment in expected:
         assert any(fragment in problem for problem in found), (fragment, found)
     assert len(found) == len(expected)
+
+
+JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
+
+
+@pytest.mark.parametrize(
+    ("raw", "finds"),
+    [
+        pytest.param(None, {JWT: True, "AKIAIOSFODNN7EXAMPLE": True, "blue": False}, id="unset"),
+        pytest.param("^internal-", {"internal-7": True, JWT: False}, id="custom"),
+        pytest.param("", None, id="empty: off"),
+        pytest.param("  ", None, id="blank: off"),
+    ],
+)
+def test_query_value_redaction_is_on_unless_emptied(
+    raw: str | None, finds: dict[str, bool] | None
+) -> None:
+    settings = Settings.from_environment(environment(GATEHOUSE_AUDIT_QUERY_VALUE_REDACTION=raw))
+
+    rule = settings.audit_query_value_redaction
+    if finds is None:
+        assert rule is None
+    else:
+        assert rule is not None
+        assert {value: rule.search(value) is not None for value in finds} == finds
+
+
+@pytest.mark.parametrize("raw", ["[unclosed", "(?P<x>a)(?P<x>b)", "a{2,1}"])
+def test_a_broken_query_value_rule_is_a_settings_problem(raw: str) -> None:
+    found = problems(environment(GATEHOUSE_AUDIT_QUERY_VALUE_REDACTION=raw))
+
+    assert len(found) == 1
+    assert found[0].startswith(
+        "GATEHOUSE_AUDIT_QUERY_VALUE_REDACTION is not a valid regular expression"
+    )
 
 
 def test_settings_error_message_lists_all_problems() -> None:

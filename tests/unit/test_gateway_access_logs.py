@@ -13,15 +13,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chalicelib.audit.emitter import serialize_event
 from chalicelib.audit.gateway_events import (
+    CLIENT_FIELDS,
+    END_MARKER,
+    FORMAT_KEYS,
+    GATEWAY_FIELDS,
     LOG_FIELDS,
     AccessLogInvalid,
     gateway_event,
     gateway_events,
     parse_subscription_payload,
 )
-from chalicelib.audit.schema import ResponseRecord, build_admin_event, principal_record
+from chalicelib.audit.schema import (
+    TRUNCATED,
+    ResponseRecord,
+    build_admin_event,
+    principal_record,
+)
 from chalicelib.identity import Identity
+from gatehouse.deploy.templates import access_log_format
+from gatehouse.dev.gateway import render_access_log
 from tests.helpers import AUDIENCE, ISSUER
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -386,13 +398,251 @@ def test_format_logs_exactly_the_allow_list_and_no_header() -> None:
     text = FORMAT_FILE.read_text(encoding="utf-8")
     fmt = json.loads(text)
 
-    assert set(fmt) == set(LOG_FIELDS)
+    assert list(fmt) == list(FORMAT_KEYS)
+    assert {key for key in fmt if not key.endswith(END_MARKER)} == set(LOG_FIELDS)
     assert fmt["requestTime"] == "$context.requestTimeEpoch"
     for key, variable in fmt.items():
         assert re.fullmatch(r"\$context\.[A-Za-z_.]+", variable), key
         assert not re.search(r"header|authorization|cookie|apiKey|caller|user\b", variable, re.I)
     # The stage setting takes one line; API Gateway writes one record per line.
-    assert "\n" not in json.dumps(fmt, separators=(",", ":"))
+    one_line = json.dumps(fmt, separators=(",", ":"))
+    assert "\n" not in one_line
+    # API Gateway refuses an access-log template over 3 KB.
+    assert len(one_line.encode()) < 3 * 1024
+
+
+def test_client_text_comes_last_each_value_closed_by_the_request_id() -> None:
+    fmt = json.loads(FORMAT_FILE.read_text(encoding="utf-8"))
+    keys = list(fmt)
+
+    assert keys[: len(GATEWAY_FIELDS)] == list(GATEWAY_FIELDS)
+    # Every variable that can carry text a client (or an IdP, or an error quoting a
+    # request) chose is a client field.
+    assert {fmt[name] for name in CLIENT_FIELDS} == {
+        "$context.xrayTraceId",
+        "$context.error.message",
+        "$context.authorizer.error",
+        "$context.authorizer.principalId",
+        "$context.domainName",
+        "$context.path",
+        "$context.identity.userAgent",
+    }
+    for name in CLIENT_FIELDS[:-1]:
+        assert keys[keys.index(name) + 1] == name + END_MARKER
+        assert fmt[name + END_MARKER] == fmt["requestId"] == "$context.requestId"
+    assert keys[-1] == CLIENT_FIELDS[-1]
+
+
+# --- client text in the line -------------------------------------------------
+#
+# API Gateway puts each $context value into the format unescaped. Every line
+# below is written that way (the local gateway's writer, from the deployed
+# format), with hostile text in one client-controlled field.
+
+LOG_FORMAT = access_log_format(ROOT)
+BASELINE = {
+    key: value
+    for key, value in json.loads(fixture_lines("allowed_authorizer_called")[0]).items()
+    if not key.endswith(END_MARKER)
+}
+# Where each client field lands in the event, and how much of it is kept.
+CLIENT_TEXT = {
+    "xrayTraceId": ("request.trace_id", 256),
+    "errorMessage": ("gateway.error_message", 200),
+    "authorizerError": ("gateway.authorizer_error", 200),
+    "principalId": ("principal.subject", 128),
+    "domainName": ("resource.host", 256),
+    "path": ("resource.path", 4096),
+    "userAgent": ("source.user_agent", 512),
+}
+NOT_JSON = ["access_log_not_json"]
+# (sent, recorded, anomalies): recorded is what the line's JSON says when the
+# line is still JSON in the format's shape, else the text as written.
+HOSTILE = [
+    pytest.param('Mozilla "quoted"', 'Mozilla "quoted"', NOT_JSON, id="quote"),
+    pytest.param("C:\\dir\\", "C:\\dir\\", NOT_JSON, id="trailing backslash"),
+    pytest.param("a\\tb", "a\tb", [], id="backslash escape read as JSON"),
+    pytest.param("a\\xffb", "a\\xffb", NOT_JSON, id="invalid JSON escape"),
+    pytest.param("a\nb\r\nc", "a\nb\r\nc", [], id="newline"),
+    pytest.param("a\x1b[31mred\x1b[0m", "a\x1b[31mred\x1b[0m", [], id="ESC"),
+    pytest.param("a\u2028b\u2029c", "a\u2028b\u2029c", [], id="line separators"),
+    pytest.param("bad \udcff byte", "bad \udcff byte", [], id="invalid UTF-8 as a surrogate"),
+    pytest.param("bad \ufffd byte", "bad \ufffd byte", [], id="invalid UTF-8 replaced"),
+    pytest.param('", "status": "200', '", "status": "200', NOT_JSON, id="JSON injection"),
+    pytest.param(
+        'x","status":"200","requestId":"forged","sourceIp":"6.6.6.6',
+        'x","status":"200","requestId":"forged","sourceIp":"6.6.6.6',
+        NOT_JSON,
+        id="compact injection",
+    ),
+    pytest.param(
+        'x","pathEnd":"00000000-0000-4000-8000-000000000000","userAgent":"y',
+        'x","pathEnd":"00000000-0000-4000-8000-000000000000","userAgent":"y',
+        NOT_JSON,
+        id="forged end marker",
+    ),
+    pytest.param(
+        'x"}\n{"requestId":"forged', 'x"}\n{"requestId":"forged', NOT_JSON, id="second line"
+    ),
+    pytest.param("A" * 10_000, "A" * 10_000, [], id="10 kB"),
+    pytest.param('A"' * 5_000, 'A"' * 5_000, NOT_JSON, id="10 kB of quotes"),
+]
+
+
+def hostile_line(field: str, text: str) -> str:
+    sent = f"/dev/api/{text}" if field == "path" else text
+    return render_access_log(LOG_FORMAT, {**BASELINE, field: sent})
+
+
+def kept(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - len(TRUNCATED)] + TRUNCATED
+
+
+@pytest.mark.parametrize("field", CLIENT_FIELDS)
+@pytest.mark.parametrize(("sent", "recorded", "anomalies"), HOSTILE)
+def test_hostile_client_text_never_costs_the_event_nor_what_the_gateway_vouches_for(
+    field: str, sent: str, recorded: str, anomalies: list[str]
+) -> None:
+    events, rejected = gateway_events(subscription_event([hostile_line(field, sent)]), stage="dev")
+
+    assert rejected == []
+    (event,) = events
+    honest = one_event("allowed_authorizer_called")
+    for trusted in (
+        "event_id",
+        "event_time",
+        "request.id",
+        "request.extended_id",
+        "request.decision_id",
+        "source.ip",
+        "resource.method",
+        "action",
+        "outcome",
+        "gateway.authorizer_status",
+        "gateway.integration_status",
+        "gateway.policy_version",
+        "gateway.resource_path",
+        "gateway.served_by",
+    ):
+        assert dig(event, trusted) == dig(honest, trusted), trusted
+    where, limit = CLIENT_TEXT[field]
+    if field == "path":  # capped as logged, then without the stage
+        expected = kept(f"/dev/api/{recorded}", limit).removeprefix("/dev")
+    else:
+        expected = kept(recorded, limit)
+    assert dig(event, where) == expected
+    assert event["anomalies"] == anomalies
+    # The event can be sent and stored as it is.
+    assert json.loads(serialize_event(event))["request"]["id"] == honest["request"]["id"]
+
+
+# Fragments of the format itself, and characters that matter to JSON, among any.
+HOSTILE_TEXT = st.lists(
+    st.sampled_from(['"', "\\", '","', '":"', '"}', "{", "-", "\n", "\x1b", "\u2028", "\udcff"])
+    | st.sampled_from([f'","{name}":"' for name in FORMAT_KEYS])
+    | st.characters(),
+    max_size=20,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.fixed_dictionaries({name: HOSTILE_TEXT for name in CLIENT_FIELDS}))
+def test_any_text_in_every_client_field_at_once(texts: dict[str, str]) -> None:
+    sent = {**texts, "path": "/p/" + texts["path"]}
+    line = render_access_log(LOG_FORMAT, {**BASELINE, **sent})
+
+    events, rejected = gateway_events(subscription_event([line]), stage="dev")
+
+    assert rejected == []
+    (event,) = events
+    assert event["request"]["id"] == BASELINE["requestId"]
+    assert event["outcome"]["status"] == int(BASELINE["status"])
+    assert event["source"]["ip"] == BASELINE["sourceIp"]
+    assert event["request"]["decision_id"] == BASELINE["decisionId"]
+    assert event["anomalies"] in ([], NOT_JSON)
+    if event["anomalies"]:  # read as written: every value exactly as sent
+        for name, (where, limit) in CLIENT_TEXT.items():
+            expected = None if sent[name] in ("", "-") else kept(sent[name], limit)
+            section, key = where.split(".")
+            assert (event[section] or {}).get(key) == expected, name
+
+
+def test_text_in_several_client_fields_at_once_stays_in_its_own_field() -> None:
+    # Together valid JSON when written unescaped, with the old layout's keys.
+    host, agent = 'h", "path": {"a":"', 'ua"}, "userAgent": "z'
+    line = render_access_log(LOG_FORMAT, {**BASELINE, "domainName": host, "userAgent": agent})
+
+    events, rejected = gateway_events(subscription_event([line]), stage="dev")
+
+    assert rejected == []
+    (event,) = events
+    assert (event["resource"]["host"], event["source"]["user_agent"]) == (host, agent)
+    assert event["resource"]["path"] == BASELINE["path"]
+    assert event["anomalies"] == NOT_JSON
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        pytest.param(lambda line: line[:-2], id="no closing"),
+        pytest.param(lambda line: line[: line.index('"path":')], id="cut before the path"),
+        pytest.param(lambda line: line.replace('"pathEnd"', '"pathStop"'), id="marker missing"),
+    ],
+)
+def test_a_line_cut_short_keeps_what_the_gateway_vouches_for_and_names_what_is_lost(
+    cut: Any,
+) -> None:
+    line = cut(hostile_line("userAgent", 'say "hi"'))
+
+    events, rejected = gateway_events(subscription_event([line]), stage="dev")
+
+    assert rejected == []
+    (event,) = events
+    assert event["request"]["id"] == BASELINE["requestId"]
+    assert event["outcome"]["status"] == int(BASELINE["status"])
+    assert event["source"]["ip"] == BASELINE["sourceIp"]
+    assert event["source"]["user_agent"] is None
+    assert event["anomalies"][0] == "access_log_not_json"
+    assert "access_log_unrecovered:userAgent" in event["anomalies"]
+
+
+def test_end_markers_are_not_trusted_when_the_request_id_could_be_guessed() -> None:
+    line = render_access_log(
+        LOG_FORMAT, {**BASELINE, "requestId": "1", "path": '/x","pathEnd":"1","userAgent":"y'}
+    )
+
+    (event,), rejected = gateway_events(subscription_event([line]), stage="dev")
+
+    assert rejected == []
+    assert event["request"]["id"] == "1"
+    assert event["resource"]["path"] is None
+    assert event["source"]["user_agent"] is None
+    assert event["anomalies"] == [
+        "access_log_not_json",
+        *(f"access_log_unrecovered:{name}" for name in CLIENT_FIELDS),
+    ]
+
+
+def test_a_line_in_the_layout_before_the_format_changed_is_still_read() -> None:
+    old_layout = {key: BASELINE[key] for key in sorted(BASELINE)}
+
+    (event,), rejected = gateway_events(subscription_event([json.dumps(old_layout)]), stage="dev")
+
+    assert rejected == []
+    assert event["request"]["id"] == BASELINE["requestId"]
+    assert event["source"]["user_agent"] == BASELINE["userAgent"]
+    assert event["anomalies"] == []
+
+
+def test_a_line_cut_inside_what_the_gateway_vouches_for_is_rejected() -> None:
+    line = hostile_line("userAgent", "curl/8")
+
+    batch = parse_subscription_payload(subscription_event([line[: line.index('"status":')]]))
+
+    assert batch.records == []
+    [(event_id, reason)] = batch.rejected
+    assert event_id == log_event_id(0)
+    assert reason.startswith("message is not JSON")
 
 
 # --- envelopes and lines -------------------------------------------------------

@@ -8,7 +8,6 @@ import functools
 import json
 import re
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -580,18 +579,20 @@ def test_the_authorizer_alarm_watches_the_metric_the_code_emits_when_it_cannot_d
     from aws_lambda_powertools import Metrics
 
     from chalicelib import entrypoints, observability
-    from chalicelib.authorize import handler
+    from chalicelib.reasons import Reason
 
     alarm = _template()["Resources"]["AuthorizerCannotDecideAlarm"]["Properties"]
-    # The name the authorizer counts each verdict it cannot reach under (and no other).
+    # The name every handler counts each decision it cannot reach under (and no other).
     counted: dict[Any, set[str]] = {}
-    for reason in handler.Reason:
+    for reason in Reason:
         recorder = _MetricsRecorder()
-        handler.Authorizer._count(SimpleNamespace(_metrics=recorder), handler.Verdict(reason))  # type: ignore[arg-type]
+        observability.count_decision(recorder, reason, allowed=False, break_glass=False)
         counted[reason] = set(recorder.names)
-    assert {r for r, names in counted.items() if alarm["MetricName"] in names} == set(
-        handler._CANNOT_DECIDE
-    )
+    assert {r for r, names in counted.items() if alarm["MetricName"] in names} == {
+        Reason.POLICY_UNAVAILABLE,
+        Reason.ISSUER_UNAVAILABLE,
+        Reason.NO_IDENTITY_CONTEXT,
+    }
     assert alarm["MetricName"] == "DecisionFailed"
     # Namespace and dimensions as Powertools writes them for the service's metrics object.
     emitted = Metrics(namespace=observability.NAMESPACE, service=observability.SERVICE)
@@ -610,6 +611,69 @@ def test_the_authorizer_alarm_watches_the_metric_the_code_emits_when_it_cannot_d
     assert message is not None
     assert f'log.error("{message.group(1)}"' in inspect.getsource(entrypoints.authorize)
     assert audit["LogGroupName"] == {"Ref": "AuthorizerLogGroup"}
+
+
+def _emf_directive(metric: str) -> dict[str, Any]:
+    """The EMF directive Powertools writes for ``metric`` of the service's metrics object."""
+    from aws_lambda_powertools import Metrics
+
+    from chalicelib import observability
+
+    emitted = Metrics(namespace=observability.NAMESPACE, service=observability.SERVICE)
+    emitted.add_metric(name=metric, unit="Count", value=1)
+    [directive] = emitted.serialize_metric_set()["_aws"]["CloudWatchMetrics"]
+    emitted.clear_metrics()
+    return dict(directive)
+
+
+# Alarms on metrics the code emits: (metric, period, threshold, comparison).
+CODE_METRIC_ALARMS = {
+    "BreakGlassUsedAlarm": ("BreakGlassUsed", 60, 1, "GreaterThanOrEqualToThreshold"),
+    "AccessLogLinesRejectedAlarm": ("AccessLogLinesRejected", 300, 0, "GreaterThanThreshold"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CODE_METRIC_ALARMS))
+def test_code_metric_alarms_watch_what_the_code_emits_and_alert_the_topic(name: str) -> None:
+    from chalicelib import observability
+
+    alarm = _template()["Resources"][name]
+    properties = alarm["Properties"]
+    metric, period, threshold, comparison = CODE_METRIC_ALARMS[name]
+    directive = _emf_directive(metric)
+
+    assert alarm["Type"] == "AWS::CloudWatch::Alarm"
+    assert properties["MetricName"] == metric
+    assert properties["Namespace"] == directive["Namespace"] == "Gatehouse"
+    [dimension_names] = directive["Dimensions"]
+    assert [d["Name"] for d in properties["Dimensions"]] == dimension_names == ["service"]
+    assert [d["Value"] for d in properties["Dimensions"]] == [observability.SERVICE]
+    assert (properties["Statistic"], properties["Period"]) == ("Sum", period)
+    assert (properties["Threshold"], properties["ComparisonOperator"]) == (threshold, comparison)
+    assert (properties["EvaluationPeriods"], properties.get("DatapointsToAlarm", 1)) == (1, 1)
+    assert properties["TreatMissingData"] == "notBreaching"
+    assert properties["AlarmActions"] == [{"Ref": "AlertTopic"}]
+    assert properties["AlarmName"] == {"Fn::Sub": f"gatehouse-${{Stage}}-{_kebab(metric)}"}
+
+
+def _kebab(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+
+
+@pytest.mark.parametrize("allowed", [True, False], ids=["allowed", "not allowed"])
+def test_every_break_glass_decision_and_no_other_reaches_the_break_glass_alarm(
+    allowed: bool,
+) -> None:
+    from chalicelib import observability
+    from chalicelib.reasons import Reason
+
+    metric = _template()["Resources"]["BreakGlassUsedAlarm"]["Properties"]["MetricName"]
+    for reason in Reason:
+        for break_glass in (True, False):
+            recorder = _MetricsRecorder()
+            observability.count_decision(recorder, reason, allowed=allowed, break_glass=break_glass)
+            # One use is one data point: the alarm's threshold of 1 in a minute.
+            assert recorder.names.count(metric) == int(break_glass), (reason, break_glass)
 
 
 # --- tampering with the controls --------------------------------------------------------------
@@ -778,8 +842,47 @@ def test_every_customised_gateway_response_is_a_type_api_gateway_knows() -> None
     assert set(DEFAULT_GATEWAY_RESPONSES) <= GATEWAY_RESPONSE_TYPES
 
 
-def test_the_local_gateway_logs_the_stage_access_log_format() -> None:
-    from gatehouse.dev.gateway import ACCESS_LOG_KEYS
+def test_the_local_gateway_writes_the_stage_access_log_as_api_gateway_does() -> None:
+    import app
+    from chalicelib.audit.gateway_events import LOG_FIELDS, gateway_events
+    from gatehouse.deploy.templates import access_log_format
+    from gatehouse.dev.gateway import (
+        ACCESS_LOG_KEYS,
+        ApiGatewayEmulator,
+        IncomingRequest,
+        load_api_definition,
+    )
+    from tests.unit.test_gateway_access_logs import subscription_event
 
-    declared = json.loads((TEMPLATE.parent / "access_log_format.json").read_text())
-    assert list(declared) == list(ACCESS_LOG_KEYS)
+    assert set(ACCESS_LOG_KEYS) == set(LOG_FIELDS)
+    definition = load_api_definition(app, GATEWAY_RESPONSES)
+    with pytest.raises(ValueError, match="access_log_format"):
+        ApiGatewayEmulator(definition, app.app, access_log=print)
+    lines: list[str] = []
+    emulator = ApiGatewayEmulator(
+        definition,
+        app.app,
+        access_log=lines.append,
+        access_log_format=access_log_format(TEMPLATE.parents[1]),
+    )
+    agent = 'curl/8 ", "status": "200'
+    # The JWKS route takes GET only: API Gateway answers a PUT by itself.
+    request = IncomingRequest(
+        "PUT",
+        "/.well-known/gatehouse/jwks.json",
+        "",
+        [("Host", "localhost"), ("User-Agent", agent)],
+        b"",
+        "203.0.113.9",
+    )
+
+    answer = emulator.handle(request)
+
+    [line] = lines
+    assert f'"userAgent":"{agent}"}}' in line  # unescaped, as API Gateway writes it
+    (event,), rejected = gateway_events(subscription_event(lines), stage="dev")
+    assert rejected == []
+    assert event["request"]["id"] == dict(answer.headers)["x-amzn-RequestId"]
+    assert event["outcome"]["status"] == answer.status
+    assert event["source"] == {"ip": "203.0.113.9", "user_agent": agent}
+    assert event["anomalies"] == ["access_log_not_json"]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.policy import AmbiguousPath, normalize_path
+from chalicelib.policy import AmbiguousPath, RequestTarget, normalize_path, parse_target
 from chalicelib.policy.globs import InvalidGlob, compile_glob, glob_to_arn_paths
+from chalicelib.policy.paths import fold_case
 
 # --- normalize_path ----------------------------------------------------------------------
 
@@ -54,6 +55,20 @@ AMBIGUOUS_PATHS = [
     pytest.param("/" + "a" * 4096, id="longer than 4096 characters"),
     pytest.param("/a" * 129, id="more than 128 segments"),
     pytest.param("/admin%3bx/secret", id="encoded path parameter"),
+    pytest.param("/api/billing#x", id="raw fragment mark"),
+    pytest.param("/admin#", id="raw fragment mark at the end"),
+    pytest.param("/files/x.xlsx#.pdf", id="fragment mark hiding a suffix"),
+    pytest.param("/api/billing%23x", id="encoded fragment mark"),
+    pytest.param("/api/billing?x", id="raw question mark"),
+    pytest.param("/api/billing%3Fx", id="encoded question mark"),
+    pytest.param("/api/billing%3fx", id="encoded question mark lower"),
+    pytest.param("/admin%E2%80%AE", id="bidi override"),
+    pytest.param("/ad%E2%80%8Bmin", id="zero-width space"),
+    pytest.param("/admin%EF%BB%BF", id="byte order mark"),
+    pytest.param("/admin%C2%A0x", id="no-break space"),
+    pytest.param("/admin%E2%80%A8x", id="line separator"),
+    pytest.param("/admin%EE%80%80", id="private use"),
+    pytest.param("/admin%C2%85", id="C1 next line"),
 ]
 
 
@@ -104,7 +119,8 @@ def test_path_of_safe_segments_normalises_to_itself(path: str) -> None:
 
 
 # Any text segment, percent-encoded as a client would: exercises the decoder broadly.
-ENCODED_PATH = st.lists(st.text(max_size=6), min_size=1, max_size=4).map(
+PRINTABLE = st.characters(blacklist_categories=("Cs", "Cc", "Cf", "Co", "Cn", "Zl", "Zp"))
+ENCODED_PATH = st.lists(st.text(PRINTABLE, max_size=6), min_size=1, max_size=4).map(
     lambda segments: "/" + "/".join(quote(segment, safe="") for segment in segments)
 )
 
@@ -278,6 +294,8 @@ def _is_normal(path: str) -> bool:
         and "%" not in path
         and "\\" not in path
         and ";" not in path
+        and "?" not in path
+        and "#" not in path
         and not any(ord(char) < 0x20 or ord(char) == 0x7F for char in path)
         and all(segment not in (".", "..") for segment in segments)
         and all(not segment.endswith((".", " ")) for segment in segments)
@@ -435,3 +453,122 @@ def test_case_insensitive_matching_does_not_depend_on_how_a_glob_is_matched(
     assert by_segments.regex is None
 
     assert by_regex.matches(path) is by_segments.matches(path)
+
+
+# --- the request target: decided, recorded and forwarded as one ---------------------------
+
+# Every character a raw path could carry, in every spelling: raw, encoded (both
+# cases), UTF-8 encoded, plus the URL delimiters that would move the path's end.
+TARGET_PIECES = st.one_of(
+    st.sampled_from(["/", "a", "Z", "9", "-", ".", "~", "%", "#", "?", "&", "=", "+", ":", "@"]),
+    st.characters(codec="utf-8").map(lambda char: quote(char, safe="")),
+    st.characters(codec="utf-8").map(lambda char: quote(char, safe="").lower()),
+    st.characters(codec="utf-8"),
+)
+RAW_TARGET = st.lists(TARGET_PIECES, max_size=12).map(lambda pieces: "/" + "".join(pieces))
+
+
+def _backend_path(wire_path: str) -> str:
+    """What a backend makes of the path it receives: cut at ? and #, then percent-decode."""
+    for delimiter in "?#":
+        wire_path = wire_path.split(delimiter, 1)[0]
+    return unquote_to_bytes(wire_path).decode("utf-8")
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(RAW_TARGET, HOSTILE_PATH, ENCODED_PATH))
+@example("/api/billing#x")
+@example("/files/x.xlsx%23.pdf")
+@example("/admin%3F")
+@example("/caf%C3%A9/a%20b")
+def test_the_upstream_reads_exactly_the_path_that_was_decided(raw_path: str) -> None:
+    try:
+        target = parse_target(raw_path)
+    except AmbiguousPath:
+        return
+    assert target.path == normalize_path(raw_path)
+    assert _backend_path(target.wire_path) == target.path
+    assert set(target.wire_path) <= WIRE_CHARACTERS  # nothing a URL parser would split on
+    assert parse_target(target.wire_path) == target  # the wire form is canonical
+
+
+WIRE_CHARACTERS = set(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*,=:@/%"
+)
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "path", "wire_path"),
+    [
+        pytest.param("/api/x", "/api/x", "/api/x", id="plain path is its own wire form"),
+        pytest.param("/a%20b", "/a b", "/a%20b", id="space encoded again"),
+        pytest.param("/%41pi", "/Api", "/Api", id="needless encoding dropped"),
+        pytest.param("/caf%c3%a9", "/café", "/caf%C3%A9", id="UTF-8 in upper-case hex"),
+        pytest.param("/café", "/café", "/caf%C3%A9", id="raw UTF-8 encoded"),
+        pytest.param("/a%21b", "/a!b", "/a!b", id="sub-delimiters kept literal"),
+        pytest.param("/a+b", "/a+b", "/a%2Bb", id="plus encoded (S3 reads it as a space)"),
+        pytest.param('/a"b<c>', '/a"b<c>', "/a%22b%3Cc%3E", id="unsafe ASCII encoded"),
+    ],
+)
+def test_target_has_one_canonical_wire_form(raw_path: str, path: str, wire_path: str) -> None:
+    assert parse_target(raw_path) == RequestTarget(path, wire_path)
+
+
+# Characters whose case mappings differ between common backend stacks (Java,
+# .NET, Go, Python, ICU, Turkish locales) or that NFKC turns into ASCII.
+CASE_MAPPING_HAZARDS = [
+    pytest.param("\u0131", id="dotless i upper-cases to I"),
+    pytest.param("\u0130", id="dotted capital I lower-cases to i + dot"),
+    pytest.param("\u017f", id="long s upper-cases to S"),
+    pytest.param("\u212a", id="Kelvin sign lower-cases to k"),
+    pytest.param("\u00df", id="sharp s upper-cases to SS"),
+    pytest.param("\u1e9e", id="capital sharp s folds to ss"),
+    pytest.param("\ufb00", id="ff ligature upper-cases to FF"),
+    pytest.param("\u0149", id="n preceded by apostrophe upper-cases to N"),
+    pytest.param("\u01f0", id="j with caron upper-cases to J + caron"),
+    pytest.param("\uff41", id="fullwidth a is a after NFKC"),
+    pytest.param("\u1d00", id="small capital A-like letter"),
+    pytest.param("\U0001d41a", id="mathematical bold a"),
+    pytest.param("\u2170", id="small roman numeral one is i after NFKC"),
+]
+
+
+@pytest.mark.parametrize("char", CASE_MAPPING_HAZARDS)
+@pytest.mark.parametrize("spelling", ["raw", "encoded"])
+def test_letter_some_stack_reads_as_ascii_is_refused(char: str, spelling: str) -> None:
+    path = f"/adm{char}n"
+    raw_path = path if spelling == "raw" else quote(path)
+    if char == "\u1d00":
+        # U+1D00 has no mapping to ASCII: it must stay accepted (no false refusal).
+        assert normalize_path(raw_path) == path
+        return
+    with pytest.raises(AmbiguousPath, match="ASCII letter"):
+        normalize_path(raw_path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/caf\u00e9", id="e acute"),
+        pytest.param("/\u043f\u0440\u0438\u0432\u0435\u0442", id="Cyrillic"),
+        pytest.param("/\u6587\u4ef6", id="CJK"),
+        pytest.param("/\u03c3\u03b1\u03c2", id="Greek with final sigma"),
+        pytest.param("/na\u00efve", id="i with diaeresis"),
+    ],
+)
+def test_non_ascii_letters_that_stay_non_ascii_are_accepted(path: str) -> None:
+    assert normalize_path(path) == path
+
+
+@pytest.mark.parametrize(
+    ("glob_text", "path"),
+    [
+        pytest.param("/admin/**", "/ADMIN/x", id="ASCII upper"),
+        pytest.param("/stra\u00dfe/**", "/STRASSE/x", id="sharp s against SS"),
+        pytest.param("/\u03c3\u03b1\u03c2/**", "/\u03a3\u0391\u03a3/x", id="final sigma"),
+        pytest.param("/caf\u00e9/**", "/CAF\u00c9", id="accented capital"),
+    ],
+)
+def test_case_insensitive_globs_fold_both_sides_alike(glob_text: str, path: str) -> None:
+    assert compile_glob(glob_text, ignore_case=True).matches(path)
+    assert fold_case(glob_text.rstrip("/*")) == fold_case(path.split("/x")[0])

@@ -46,7 +46,7 @@ def test_csv_cells_are_defused_and_numbers_stay_numbers() -> None:
         ("\u2066x\u2069", "\\u2066x\\u2069"),
         ("del\x7f c1\x9b", "del\\x7f c1\\x9b"),
         ("caf\u00e9 \u65e5\u672c", "caf\u00e9 \u65e5\u672c"),
-        ("lone\udc80", "lone\ufffd"),
+        ("lone\udc80", "lone\\udc80"),
     ],
     ids=repr,
 )
