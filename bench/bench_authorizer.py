@@ -1,4 +1,4 @@
-"""Authorizer decision cost (issue 2 budgets).
+"""Authorizer decision cost (against its budgets).
 
 - Warm decision for a fresh RS256 token with 100 rules <= 2.0x the raw
   ``cryptography`` RSA verify of the same token (the floor).
@@ -42,7 +42,7 @@ from bench.common import (
     moto_policy_store,
 )
 from chalicelib.audit import AuditEmitter, SqsAuditSink
-from chalicelib.authorize import Authorizer, Unauthorized
+from chalicelib.authorize import Authorizer, Decider, Unauthorized
 from chalicelib.config import DEFAULT_QUERY_REDACTION, TrustedIssuer
 from chalicelib.identity import JwksCache, TokenVerifier
 from chalicelib.identity.keys import b64url_decode
@@ -98,7 +98,9 @@ def main() -> None:
 
         def build(sink: Any) -> Authorizer:
             return Authorizer(
-                verifier=TokenVerifier([issuer], keys, cache_size=100_000),
+                decider=Decider(
+                    verifier=TokenVerifier([issuer], keys, cache_size=100_000), policy=policy
+                ),
                 policy=policy,
                 emitter=AuditEmitter(sink),
                 query_redaction=re.compile(DEFAULT_QUERY_REDACTION),

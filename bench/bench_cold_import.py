@@ -1,4 +1,4 @@
-"""Cold import cost (issue 2 budget: authorizer module <= 150 ms over a bare interpreter).
+"""Cold import cost (budget: authorizer module <= 150 ms over a bare interpreter).
 
 Each figure is the best of several fresh interpreters (``python -c``), so the
 operating system's file cache is warm but Python's module cache is empty,

@@ -1,4 +1,4 @@
-"""Proxy handler added latency (issue 2 budget: <= 150 µs over the floor).
+"""Proxy handler added latency (budget: <= 150 µs over the floor).
 
 Floor: an ``http.client`` keep-alive request to the same backend, with the
 same method, path, headers and body, measured in the same run. Measured: the
@@ -36,13 +36,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from moto import mock_aws
 
 from bench.common import figure, gateway_event, measure, moto_policy_store
-from chalicelib.apigw.context import authorizer_context
 from chalicelib.audit import AuditEmitter
+from chalicelib.authorize import Decider
+from chalicelib.authorize.context import authorizer_context
+from chalicelib.aws.signers import KmsSigner, LocalSigner
 from chalicelib.config import DEFAULT_QUERY_REDACTION
 from chalicelib.identity import Identity
 from chalicelib.policy import AccessRequest, ActivePolicy, PolicyVersions
 from chalicelib.proxy import Proxy
-from chalicelib.proxy.assertion import AssertionIssuer, KmsSigner, LocalSigner
+from chalicelib.proxy.assertion import AssertionIssuer
 from chalicelib.proxy.upstream import UpstreamClient, UpstreamResponse
 
 BODY = b'{"name": "demo", "items": [1, 2, 3]}'
@@ -198,7 +200,7 @@ def main() -> None:
 
         def build(signer: Any, upstream: Any = None) -> Proxy:
             return Proxy(
-                active_policy=active,
+                decider=Decider(verifier=None, policy=active),
                 versions=PolicyVersions(store),
                 assertions=AssertionIssuer(
                     signer, issuer="https://gatehouse.example.com", ttl_seconds=60

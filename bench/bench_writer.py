@@ -1,4 +1,4 @@
-"""The ledger writer's cost per event (issue 4 budgets: <= 20 µs per event end to end
+"""The ledger writer's cost per event (budgets: <= 20 µs per event end to end
 excluding network, >= 10,000 events/s for one writer).
 
 Batches of 1,000 realistic events (about 1.3 KB of JSON each) go through

@@ -30,13 +30,14 @@ LAMBDA_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
 # Query parameter names whose values never reach the audit trail: anything
-# token-, secret-, password-, signature-, credential-, session- or key-like,
-# and OAuth's code/state. Redacting a harmless parameter costs little; keeping
-# a secret costs a lot.
+# token-, secret-, pass-, signature-, credential-, session- or key-like (also
+# camelCase ``accessKey``), one-time codes (``totp``, ``mfa_code``, OAuth's
+# ``code`` and ``state``), and bearer/authorization. Redacting a harmless
+# parameter (``compass``, ``zipcode``) costs little; keeping a secret costs a lot.
 DEFAULT_QUERY_REDACTION = (
-    r"(?i)(token|secret|passw|pwd|signature|credential|session|assertion|saml|jwt|verifier"
-    r"|ticket|nonce|private|api[-_]?key|(^|[-_.])(key|otp|pin|sid|sig)($|[-_.])"
-    r"|^code$|^state$|^auth)"
+    r"(?i)(token|secret|pass|pwd|signature|credential|session|assertion|saml|jwt|verifier"
+    r"|ticket|nonce|private|api[-_]?key|bearer|authoriz|(^|[-_.])(key|otp|pin|sid|sig)($|[-_.])"
+    r"|key$|code$|(^|[-_.])(totp|hotp|mfa|2fa)|^state$|^auth)"
 )
 # Query values (and names) that look like credentials whatever their parameter
 # is called, each a run of token characters: a JWS/JWE/JWT (a base64url JSON
@@ -54,6 +55,10 @@ DEFAULT_QUERY_VALUE_REDACTION = (
     r"[A-Za-z0-9+/_-]{32,}"
     r")"
     r"|(?<![0-9A-Fa-f])(?=[0-9A-Fa-f]*?[0-9])(?=[0-9A-Fa-f]*?[A-Fa-f])[0-9A-Fa-f]{32,}"
+    # A URL with a password in it (``https://bob:hunter2@host``), and a query
+    # nested in a value (``next=/cb?password=...``) naming a secret.
+    r"|://[^/@\s:]*:[^/@\s]*@"
+    r"|(?i:(?:^|[?&;#])[^=&?#;]*(?:passw|secret|token|signature|api[-_]?key|credential)[^=&?#;]*=)"
 )
 
 

@@ -16,9 +16,11 @@ if TYPE_CHECKING:
     from chalicelib.audit import AuditEmitter, AuditWriter
     from chalicelib.authorize import Authorizer
     from chalicelib.aws.sessions import RoleSessions
+    from chalicelib.aws.signers import Signer
     from chalicelib.config import Settings
     from chalicelib.grants import ActiveGrants, GrantStore
     from chalicelib.grants.api import GrantApi
+    from chalicelib.grants.usage import GrantUseRecorder
     from chalicelib.identity import JwksCache, TokenVerifier
     from chalicelib.identity.jwks import FetchJson
     from chalicelib.ledger import LedgerState
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from chalicelib.observability import MetricsRecorder
     from chalicelib.policy import ActivePolicy, PolicyStore, PolicyVersions
     from chalicelib.proxy import Proxy
-    from chalicelib.proxy.assertion import AssertionIssuer, AssertionSigner
+    from chalicelib.proxy.assertion import AssertionIssuer
     from chalicelib.proxy.upstream import UpstreamClient
 
 
@@ -52,7 +54,7 @@ class Container:
         settings: Settings,
         clients: AwsClients | None = None,
         *,
-        signer: AssertionSigner | None = None,
+        signer: Signer | None = None,
         fetch_json: FetchJson | None = None,
         metrics: MetricsRecorder | None = None,
     ) -> None:
@@ -138,7 +140,8 @@ class Container:
     @cached_property
     def assertions(self) -> AssertionIssuer:
         """Issues identity assertions."""
-        from chalicelib.proxy.assertion import AssertionIssuer, KmsSigner
+        from chalicelib.aws.signers import KmsSigner
+        from chalicelib.proxy.assertion import AssertionIssuer
 
         signer = self._signer or KmsSigner(self.clients.kms, self.settings.assertion_key_id)
         return AssertionIssuer(
@@ -167,29 +170,38 @@ class Container:
 
     @cached_property
     def authorizer(self) -> Authorizer:
-        """The REQUEST authorizer."""
-        from chalicelib.authorize import Authorizer
+        """The REQUEST authorizer: decides on the bearer token it verifies."""
+        from chalicelib.authorize import Authorizer, Decider
 
         return Authorizer(
-            verifier=self.verifier,
+            decider=Decider(
+                verifier=self.verifier, policy=self.active_policy, grants=self.active_grants
+            ),
             policy=self.active_policy,
             emitter=self.emitter,
             query_redaction=self.settings.audit_query_redaction,
             query_value_redaction=self.settings.audit_query_value_redaction,
             ttl_seconds=self.settings.authorizer_ttl_seconds,
-            grants=self.active_grants,
-            grant_store=self.grant_store,
-            stage=self.settings.stage,
             metrics=self.metrics,
         )
 
     @cached_property
+    def grant_uses(self) -> GrantUseRecorder:
+        """Records the first use of each grant (called from the authorizer's entry point)."""
+        from chalicelib.grants.usage import GrantUseRecorder
+
+        return GrantUseRecorder(
+            store=self.grant_store, emitter=self.emitter, stage=self.settings.stage
+        )
+
+    @cached_property
     def proxy(self) -> Proxy:
-        """The proxy."""
+        """The proxy: decides again, on the identity a cached answer carries."""
+        from chalicelib.authorize import Decider
         from chalicelib.proxy import Proxy
 
         return Proxy(
-            active_policy=self.active_policy,
+            decider=Decider(verifier=None, policy=self.active_policy, grants=self.active_grants),
             versions=self.policy_versions,
             assertions=self.assertions,
             upstream=self.upstream,
@@ -197,7 +209,6 @@ class Container:
             query_redaction=self.settings.audit_query_redaction,
             query_value_redaction=self.settings.audit_query_value_redaction,
             max_request_body_bytes=self.settings.max_request_body_bytes,
-            grants=self.active_grants,
             metrics=self.metrics,
             aws_sessions=self.aws_sessions,
         )
@@ -225,8 +236,8 @@ class Container:
     @cached_property
     def digest_writer(self) -> DigestWriter:
         """Signs the ledger's digests with the stage's key, and anchors them."""
+        from chalicelib.aws.signers import KmsSigner
         from chalicelib.ledger.digest import DigestWriter, S3Anchor
-        from chalicelib.proxy.assertion import KmsSigner
 
         anchor = None
         if self.settings.ledger_anchor:

@@ -57,7 +57,10 @@ def authorize(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     log = observability.powertools_logger()
     try:
-        return container().authorizer.handle(event, _lambda_request_id(context))
+        answer = container().authorizer.handle(event, _lambda_request_id(context))
+        if answer.grant_use is not None:
+            container().grant_uses.record(answer.grant_use)
+        return answer.response
     except AuditUnavailable as exc:
         log.error("denying: the decision could not be audited", extra={"error": str(exc)})
         raise AuthorizerFailure("audit unavailable") from exc
@@ -79,7 +82,7 @@ def proxy(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def gateway_jwks(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """``GET /.well-known/gatehouse/jwks.json``: the assertion signing keys, unauthenticated."""
-    from chalicelib.proxy.errors import SigningError
+    from chalicelib.aws.errors import SigningError
 
     try:
         document = container().assertions.jwks()

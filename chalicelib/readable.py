@@ -58,3 +58,20 @@ def describe_character(char: str) -> str:
     """``"U+202E RIGHT-TO-LEFT OVERRIDE"``: a character named without being shown."""
     name = unicodedata.name(char, "")
     return f"U+{ord(char):04X}" + (f" {name}" if name else "")
+
+
+# Client-controlled text is capped so that no request can inflate a record
+# that will be kept for years under Object Lock.
+MAX_USER_AGENT = 512
+MAX_HOST = 256
+MAX_PATH = 4096
+MAX_QUERY = 4096
+MAX_JUSTIFICATION = 500
+TRUNCATED = "...[truncated]"
+
+
+def capped(text: str | None, limit: int) -> str | None:
+    """``text`` cut to ``limit`` characters, marked when cut."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - len(TRUNCATED)] + TRUNCATED

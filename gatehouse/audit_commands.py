@@ -140,8 +140,8 @@ def _dlq_url(target: Target) -> str:
 
 def sign_digest(target: Target) -> Checkpoint:
     """Sign the ledger's next digest now, as the hourly schedule does (local stack)."""
+    from chalicelib.aws.signers import KmsSigner
     from chalicelib.ledger.digest import DigestWriter
-    from chalicelib.proxy.assertion import KmsSigner
 
     writer = DigestWriter(
         target.client("s3"),

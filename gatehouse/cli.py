@@ -405,14 +405,20 @@ def _check_proof(audit_commands: Any, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"gatehouse: {args.proof} is not JSON: {exc}", file=sys.stderr)
         return 2
+    from gatehouse.terminal import visible
+
     problems = check_proof(proof, public_key)
     if problems:
         for problem in problems:
-            print(f"INVALID: {problem}")
+            # A proof file is anyone's: its text reaches the terminal escaped.
+            print(visible(f"INVALID: {problem}"))
         return 1
     print(
-        f"valid: event at leaf {proof['leaf_index']} of the tree of {proof['tree_size']} "
-        f"(root {proof['root'][:16]}...), signed in {proof['digest_key']}"
+        visible(
+            f"valid: event at leaf {proof['leaf_index']} of the tree of {proof['tree_size']} "
+            f"(root {str(proof['root'])[:16]}...), signed in {proof.get('digest_key')} "
+            "(the digest named is not checked: the signature and root are)"
+        )
     )
     return 0
 

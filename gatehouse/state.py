@@ -1,4 +1,4 @@
-"""The local stack's state file (``.gatehouse/dev.json``, DESIGN.md section 6).
+"""The local stack's state file (``.gatehouse/dev.json``; docs/architecture.md).
 
 Operator commands find a running local stack through it, unless flags or
 environment variables point them elsewhere.

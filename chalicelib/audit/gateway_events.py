@@ -76,16 +76,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.audit.schema import (
-    MAX_HOST,
-    MAX_PATH,
-    MAX_USER_AGENT,
-    SCHEMA_VERSION,
-    action_for_method,
-    capped,
-    utc_timestamp,
-    uuid7,
-)
+from chalicelib.audit.schema import SCHEMA_VERSION, action_for_method, utc_timestamp, uuid7
+from chalicelib.readable import MAX_HOST, MAX_PATH, MAX_USER_AGENT, capped
 
 EVENT_TYPE = "gateway"
 ABSENT = "-"

@@ -20,11 +20,18 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 from chalicelib.config import DEFAULT_QUERY_VALUE_REDACTION
+from chalicelib.readable import (
+    MAX_HOST,
+    MAX_JUSTIFICATION,
+    MAX_PATH,
+    MAX_QUERY,
+    MAX_USER_AGENT,
+    capped,
+)
 
 if TYPE_CHECKING:
     from chalicelib.apigw.events import GatewayRequest
     from chalicelib.identity import Identity
-    from chalicelib.policy import Decision, RequestTarget
     from chalicelib.reasons import Reason
 
 SCHEMA_VERSION = 1
@@ -68,22 +75,6 @@ def utc_timestamp(epoch_seconds: float | None = None) -> str:
     total_ms = time.time_ns() // 1_000_000 if epoch_seconds is None else epoch_millis(epoch_seconds)
     whole, millis = divmod(total_ms, 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
-
-
-# Client-controlled text is capped so that no request can inflate a record
-# that will be kept for years under Object Lock.
-MAX_USER_AGENT = 512
-MAX_HOST = 256
-MAX_PATH = 4096
-MAX_QUERY = 4096
-TRUNCATED = "...[truncated]"
-
-
-def capped(text: str | None, limit: int) -> str | None:
-    """``text`` cut to ``limit`` characters, marked when cut."""
-    if text is None or len(text) <= limit:
-        return text
-    return text[: limit - len(TRUNCATED)] + TRUNCATED
 
 
 # The default of ``Settings.audit_query_value_redaction`` (re.compile caches: one object).
@@ -153,15 +144,15 @@ class RequestRecord:
         request: GatewayRequest,
         lambda_request_id: str | None,
         redaction: re.Pattern[str],
-        target: RequestTarget | None = None,
+        path: str | None = None,
         *,
         value_redaction: re.Pattern[str] | None = QUERY_VALUE_REDACTION,
     ) -> RequestRecord:
         """The facts of ``request`` for its events: capped, query secrets redacted.
 
-        ``path`` is the decided path of ``target`` when the path could be
-        parsed (so the record names what was decided and forwarded), else the
-        raw path as API Gateway reported it. Query values are redacted by
+        ``path`` is the decided path when the request's path could be parsed
+        (so the record names what was decided and forwarded); without it the
+        raw path as API Gateway reported it is recorded. Query values are redacted by
         their names (``redaction``) and by what they look like
         (``value_redaction``, see :func:`redact_query`).
         """
@@ -175,7 +166,7 @@ class RequestRecord:
             user_agent=capped(request.user_agent, MAX_USER_AGENT),
             host=capped(request.host, MAX_HOST) or "",
             method=request.method,
-            path=capped(target.path if target else request.path, MAX_PATH) or "",
+            path=capped(path if path is not None else request.path, MAX_PATH) or "",
             query=capped(redact_query(request.query, redaction, value_redaction), MAX_QUERY),
         )
 
@@ -203,9 +194,6 @@ def _principal_record(identity: Identity) -> dict[str, Any]:
     }
 
 
-MAX_JUSTIFICATION = 500
-
-
 @dataclass(frozen=True, slots=True)
 class ElevationRecord:
     """The ``elevation`` section: access beyond the standing rules."""
@@ -214,19 +202,6 @@ class ElevationRecord:
     approver: str | None = None
     justification: str | None = None
     break_glass: bool = False
-
-    @classmethod
-    def from_decision(cls, decision: Decision) -> ElevationRecord | None:
-        """The elevation a decision used, or None when the standing rules decided."""
-        grant = decision.grant
-        if grant is None and not decision.break_glass:
-            return None
-        return cls(
-            grant_id=grant.id if grant else None,
-            approver=grant.approver if grant else None,
-            justification=grant.justification if grant else decision.justification,
-            break_glass=decision.break_glass,
-        )
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON-ready section."""
@@ -251,19 +226,6 @@ class DecisionRecord:
     cached: bool = False
     detail: str | None = None
     elevation: ElevationRecord | None = None
-
-    @classmethod
-    def from_decision(cls, decision: Decision, **extra: Any) -> DecisionRecord:
-        """Build from a policy decision."""
-        return cls(
-            outcome="allow" if decision.allowed else "deny",
-            reasons=decision.reasons,
-            matched_rules=decision.matched_rules,
-            policy_version=decision.policy_version,
-            policy_checksum=decision.policy_checksum,
-            elevation=ElevationRecord.from_decision(decision),
-            **extra,
-        )
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON-ready section."""

@@ -36,3 +36,7 @@ class SessionTagTooLong(AwsUpstreamError):
     """The principal's groups do not fit in an STS session tag: the session is not opened."""
 
     client_message = "the principal's groups do not fit in the AWS session tags"
+
+
+class SigningError(Exception):
+    """A P-256 signing key could not sign (or publish its public key)."""

@@ -28,8 +28,8 @@ from chalicelib.grants.errors import (
     GrantsUnavailable,
 )
 from chalicelib.grants.lifecycle import GrantDesk, actor_name, redeliver_outbox, sweep_expired
-from chalicelib.grants.model import Grant
 from chalicelib.grants.store import GrantStore
+from chalicelib.policy.grant import Grant
 
 __all__ = [
     "ActiveGrants",

@@ -50,9 +50,9 @@ from chalicelib.policy.errors import PolicyError
 if TYPE_CHECKING:
     from chalicelib.apigw.events import GatewayRequest
     from chalicelib.audit import AuditEmitter
-    from chalicelib.grants.model import Grant
     from chalicelib.grants.store import GrantStore
     from chalicelib.identity import Identity, TokenVerifier
+    from chalicelib.policy.grant import Grant
     from chalicelib.policy.store import ActivePolicy
 
 PREFIX = "/.gatehouse/grants"
@@ -172,10 +172,10 @@ class GrantApi:
         return _answer(status, body, request)
 
     def _caller(self, request: GatewayRequest) -> Identity:
-        from chalicelib.authorize.handler import bearer_token
+        from chalicelib.identity.bearer import bearer_token
 
         try:
-            return self._verifier.verify(bearer_token(request))
+            return self._verifier.verify(bearer_token(request.headers.get_all("authorization")))
         except TokenRejected as exc:
             raise _Refusal(401, f"the token was refused: {exc.reason.value}") from exc
 

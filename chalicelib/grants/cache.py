@@ -15,8 +15,8 @@ from chalicelib.grants.errors import GrantsUnavailable
 from chalicelib.refresh import Refreshing
 
 if TYPE_CHECKING:
-    from chalicelib.grants.model import Grant
     from chalicelib.grants.store import GrantStore
+    from chalicelib.policy.grant import Grant
 
 Principal = tuple[str, str]
 

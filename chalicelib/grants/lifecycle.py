@@ -25,7 +25,9 @@ end (the CLI today) enforces the same ones:
 from __future__ import annotations
 
 import contextlib
+import re
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +39,9 @@ from chalicelib.grants.errors import (
     GrantNotAudited,
     GrantsUnavailable,
 )
-from chalicelib.grants.model import Grant
 from chalicelib.grants.store import state_conflict
 from chalicelib.policy.globs import InvalidGlob, PathGlob, compile_glob
+from chalicelib.policy.grant import Grant
 from chalicelib.policy.model import HTTP_METHODS, parse_duration
 from chalicelib.readable import describe_character, unreadable_character
 
@@ -316,10 +318,11 @@ class GrantDesk:
             groups = ", ".join(sorted(self._settings().approver_groups))
             raise GrantForbidden(f"only members of {groups} may approve or deny grants")
         # Two accounts with one verified mailbox are one person.
+        approver_mailbox = mailbox(approver.email) if approver.email else None
         same_mailbox = (
-            approver.email is not None
+            approver_mailbox is not None
             and grant.email is not None
-            and mailbox(approver.email) == mailbox(grant.email)
+            and approver_mailbox == mailbox(grant.email)
         )
         if (approver.issuer, approver.subject) == grant.principal or same_mailbox:
             raise GrantForbidden("nobody approves or denies their own grant")
@@ -358,16 +361,34 @@ def deliver(
         store.clear_outbox(str(event["event_id"]))
 
 
-def mailbox(email: str) -> str:
-    """The mailbox an address delivers to: ``Erin+x@Example.COM`` -> ``erin@example.com``.
+def mailbox(email: str) -> str | None:
+    """The mailbox an address delivers to: ``Erin+x@Example.COM.`` -> ``erin@example.com``.
 
-    The local part counts up to its first ``+`` (sub-addressing delivers
-    ``erin+anything`` to ``erin``), and the whole address case-insensitively.
+    The address is NFC-normalised; the local part counts up to its first
+    ``+`` (sub-addressing delivers ``erin+anything`` to ``erin``); the domain
+    loses a trailing root dot and is compared in its IDNA (``xn--``) form; the
+    whole compares case-insensitively. None when the address is not a plain
+    ``local@host`` (quoted local parts, address literals, ``%`` or ``!``
+    routing, several ``@``): such an address cannot be compared reliably.
     """
-    local, at, domain = email.strip().rpartition("@")
-    if not at:
-        return email.strip().casefold()
-    return f"{local.split('+', 1)[0].casefold()}@{domain.casefold()}"
+    text = unicodedata.normalize("NFC", email.strip())
+    local, at, domain = text.partition("@")
+    if not at or not local or not domain or not _PLAIN_LOCAL.fullmatch(local):
+        return None
+    domain = domain.removesuffix(".")
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+    if not _HOST_NAME.fullmatch(ascii_domain):
+        return None
+    return f"{local.split('+', 1)[0].casefold()}@{ascii_domain.casefold()}"
+
+
+# A dot-atom local part (RFC 5322) that may carry non-ASCII letters (RFC 6531), and
+# a host name: what one mailbox can be recognised by.
+_PLAIN_LOCAL = re.compile(r"[^\s\"@%!\[\]()<>,;:\\.][^\s\"@%!\[\]()<>,;:\\]*")
+_HOST_NAME = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9-]+")
 
 
 def _check_mailboxes_known(grant: Grant, approver: Identity) -> None:
@@ -377,7 +398,13 @@ def _check_mailboxes_known(grant: Grant, approver: Identity) -> None:
     with two accounts. (Denying needs no such proof: it grants nothing.)
     """
     if grant.email and approver.email:
-        return
+        if mailbox(grant.email) is not None and mailbox(approver.email) is not None:
+            return
+        raise GrantForbidden(
+            f"grant {grant.id} cannot be approved: an email of the requester or the approver "
+            "is not a plain address (quoted, an address literal or routed), so one person, "
+            "one mailbox cannot be established"
+        )
     if not grant.email and not approver.email:
         who = "neither its requester nor the approver has"
     elif not grant.email:

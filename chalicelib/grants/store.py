@@ -29,8 +29,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from chalicelib.grants.errors import GrantConflict, GrantNotFound, GrantsUnavailable
-from chalicelib.grants.model import GRANT_STATUSES, Grant, GrantStatus
 from chalicelib.policy.globs import compile_glob
+from chalicelib.policy.grant import GRANT_STATUSES, Grant, GrantStatus
 
 _PK = "GRANT"
 _LIVE = "GRANT-LIVE"

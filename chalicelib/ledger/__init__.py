@@ -1,4 +1,4 @@
-"""The tamper-evident ledger over the audit trail (issue 4; in progress).
+"""The tamper-evident ledger over the audit trail.
 
 - :mod:`chalicelib.ledger.merkle`: RFC 9162 Merkle hashing, the compact range
   the writer carries, inclusion and consistency proofs;

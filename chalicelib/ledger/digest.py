@@ -29,8 +29,8 @@ from chalicelib.ledger.errors import LedgerBusy, LedgerUnavailable
 from chalicelib.ledger.merkle import EMPTY_ROOT
 
 if TYPE_CHECKING:
+    from chalicelib.aws.signers import Signer
     from chalicelib.ledger.state import LedgerState, ObjectRecord
-    from chalicelib.proxy.assertion import AssertionSigner
 
 DIGESTS_PREFIX = "audit/v1/digests/"
 EVENTS_PREFIX = "audit/v1/events/"
@@ -238,7 +238,7 @@ class DigestWriter:
         s3: Any,
         bucket: str,
         state: LedgerState,
-        signer: AssertionSigner,
+        signer: Signer,
         *,
         stage: str,
         anchor: S3Anchor | None,

@@ -16,6 +16,7 @@ Exceptions::
     AmbiguousPath            (ValueError) a request path that cannot be matched safely
 """
 
+from chalicelib.policy.document import AwsUpstream, PolicyDocument, Route, Rule
 from chalicelib.policy.engine import AccessRequest, CompiledPolicy, Decision, Permission
 from chalicelib.policy.errors import (
     PolicyArchiveError,
@@ -25,7 +26,7 @@ from chalicelib.policy.errors import (
     PolicyProblem,
     PolicyUnavailable,
 )
-from chalicelib.policy.model import AwsUpstream, PolicyDocument, Route, Rule, parse_policy
+from chalicelib.policy.parser import parse_policy
 from chalicelib.policy.paths import AmbiguousPath, RequestTarget, normalize_path, parse_target
 from chalicelib.policy.store import ActivePolicy, PolicyRecord, PolicyStore, PolicyVersions
 

@@ -21,7 +21,7 @@ from chalicelib.audit.schema import build_admin_event
 from chalicelib.policy.archive import activation_key, version_key
 from chalicelib.policy.diff import PolicyDiff, diff_documents
 from chalicelib.policy.errors import PolicyError, PolicyUnavailable
-from chalicelib.policy.model import parse_policy
+from chalicelib.policy.parser import parse_policy
 
 if TYPE_CHECKING:
     from chalicelib.audit import AuditEmitter

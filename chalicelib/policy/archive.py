@@ -11,7 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.policy.errors import PolicyArchiveError
-from chalicelib.policy.model import canonical_json
+from chalicelib.policy.parser import canonical_json
 
 if TYPE_CHECKING:
     from chalicelib.policy.store import Activation, PolicyRecord

@@ -12,9 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from chalicelib.policy.conditions import Facts
-from chalicelib.policy.globs import glob_to_arn_paths
-from chalicelib.policy.model import (
+from chalicelib.policy.document import (
     HTTP_METHODS,
     MAX_GRANT_DURATION_SECONDS,
     PolicyDocument,
@@ -23,23 +21,25 @@ from chalicelib.policy.model import (
     claim_key,
     is_reserved_path,
 )
+from chalicelib.policy.globs import glob_to_arn_paths
 from chalicelib.policy.paths import fold_case
+from chalicelib.policy.subjects import (
+    EMAIL,
+    USER,
+    SubjectKey,
+    claims_match,
+    identity_claim_keys,
+    identity_subject_keys,
+    rule_subject_keys,
+)
 from chalicelib.reasons import Reason
 
 if TYPE_CHECKING:
-    from chalicelib.grants.model import Grant
     from chalicelib.identity import Identity
+    from chalicelib.policy.grant import Grant
 
-_ANYONE = ("*", "")
-# Deny rules that name emails/domains (groups, a claim) also apply to
-# principals whose token carries no verified email (no groups claim, not
-# that claim): a caller must not escape a deny by asking the IdP for a token
-# without the claim it matches on.
-_UNKNOWN_EMAIL = ("?e", "")
-_UNKNOWN_GROUPS = ("?g", "")
 _MEMO_SIZE = 8192
 _REASON_ORDER = {reason: position for position, reason in enumerate(Reason)}
-SubjectKey = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +164,7 @@ class CompiledPolicy:
             by_method = self._index.setdefault(route_id, {})
             for method in rule.actions:
                 by_subject = by_method.setdefault(method, {})
-                for key in _rule_subject_keys(rule):
+                for key in rule_subject_keys(rule):
                     by_subject.setdefault(key, []).append(rule)
 
     def route_for(self, host: str, path: str) -> Route | None:
@@ -216,15 +216,15 @@ class CompiledPolicy:
         route = match.route
         if route is None:
             return self._decision(False, (Reason.NO_ROUTE,), (), None)
-        facts = Facts(request.at, request.source_ip)
-        denies = [rule for rule in match.denies if rule.conditions.deny_applies(identity, facts)]
+        # The request carries the facts conditions read (time, source): no copy.
+        denies = [rule for rule in match.denies if rule.conditions.deny_applies(identity, request)]
         if denies:
             return self._built(match, False, (Reason.DENY_RULE_MATCHED,), denies)
         allows: list[Rule] = []
         unmet: list[Rule] = []
         failures: set[Reason] = set()
         for rule in match.allows:
-            failed = rule.conditions.allow_failures(identity, facts)
+            failed = rule.conditions.allow_failures(identity, request)
             (unmet if failed else allows).append(rule)
             failures.update(failed)
         if allows:
@@ -303,14 +303,14 @@ class CompiledPolicy:
         email = identity.email
         by_subject = path_rules.by_subject
         person: tuple[object, ...] | None = None
-        if ("u", identity.subject) in by_subject or (
-            email is not None and ("e", email.lower()) in by_subject
+        if (USER, identity.subject) in by_subject or (
+            email is not None and (EMAIL, email.lower()) in by_subject
         ):
             person = (identity.subject, email)
         if email is None:
             domain: str | None = None
         else:
-            # As _identity_subject_keys derives it: an email without "@" has no domain.
+            # As identity_subject_keys derives it: an email without "@" has no domain.
             domain = email.lower().rsplit("@", 1)[1] if "@" in email else None
         return (
             identity.issuer,
@@ -430,28 +430,19 @@ class CompiledPolicy:
             return []
         lookup = by_subject.get
         found: dict[str, Rule] = {}
-        for key in _identity_subject_keys(identity):
+        for key in identity_subject_keys(identity):
             rules = lookup(key)
             if rules:
                 for rule in rules:
                     found[rule.id] = rule
         if self._indexed_claims:
-            for key in self._identity_claim_keys(identity):
+            for key in identity_claim_keys(identity, self._indexed_claims):
                 rules = lookup(key)
                 if rules:
                     for rule in rules:
-                        if rule.id not in found and _claims_match(rule, identity):
+                        if rule.id not in found and claims_match(rule, identity):
                             found[rule.id] = rule
         return list(found.values())
-
-    def _identity_claim_keys(self, identity: Identity) -> Iterator[SubjectKey]:
-        for name in self._indexed_claims:
-            value = identity.claims.get(name)
-            if value is None:
-                yield ("?c", name)
-                continue
-            for item in value if isinstance(value, list) else (value,):
-                yield ("c", f"{name}={claim_key(item)}")
 
     def _ids(self, rules: list[Rule]) -> tuple[str, ...]:
         return tuple(sorted((rule.id for rule in rules), key=self._order.__getitem__))
@@ -493,20 +484,6 @@ def _claim_text(value: object) -> object:
     return claim_key(value)
 
 
-def _claims_match(rule: Rule, identity: Identity) -> bool:
-    """Whether every claim the rule names matches (for a deny, or is absent)."""
-    for name, accepted in rule.subjects.claims:
-        value = identity.claims.get(name)
-        if value is None:
-            if rule.effect == "deny":
-                continue
-            return False
-        items = value if isinstance(value, list) else (value,)
-        if not any(claim_key(item) in accepted for item in items):
-            return False
-    return True
-
-
 def _covering_prefixes(path: str) -> Iterator[str]:
     """Every route prefix that covers ``path``, longest first.
 
@@ -527,56 +504,3 @@ def _covering_prefixes(path: str) -> Iterator[str]:
 
 def _prefix_glob(path_prefix: str) -> str:
     return "/**" if path_prefix == "/" else path_prefix.rstrip("/") + "/**"
-
-
-def _rule_subject_keys(rule: Rule) -> Iterator[SubjectKey]:
-    subjects = rule.subjects
-    if subjects.anyone:
-        yield _ANYONE
-        return
-    names_email = bool(subjects.domains)
-    for user in subjects.users:
-        # An entry with "@" names a verified email (case-insensitive), any
-        # other entry a subject (exact): a sub never matches an email entry.
-        if "@" in user:
-            names_email = True
-            yield ("e", user.lower())
-        else:
-            yield ("u", user)
-    yield from (("g", group) for group in subjects.groups)
-    yield from (("d", domain) for domain in subjects.domains)
-    yield from (("i", issuer) for issuer in subjects.issuers)
-    yield from _rule_claim_keys(rule)
-    if rule.effect == "deny":
-        if names_email:
-            yield _UNKNOWN_EMAIL
-        if subjects.groups:
-            yield _UNKNOWN_GROUPS
-
-
-def _rule_claim_keys(rule: Rule) -> Iterator[SubjectKey]:
-    """A claims selector is indexed by its first claim; the rest is checked on lookup."""
-    if not rule.subjects.claims:
-        return
-    name, accepted = rule.subjects.claims[0]
-    for value in accepted:
-        yield ("c", f"{name}={value}")
-    if rule.effect == "deny":
-        yield ("?c", name)
-
-
-def _identity_subject_keys(identity: Identity) -> Iterator[SubjectKey]:
-    yield _ANYONE
-    yield ("u", identity.subject)
-    yield ("i", identity.issuer.rstrip("/"))
-    if identity.email is not None:
-        email = identity.email.lower()
-        yield ("e", email)
-        if "@" in email:
-            yield ("d", email.rsplit("@", 1)[1])
-    else:
-        yield _UNKNOWN_EMAIL
-    if not identity.groups_claimed and not identity.groups:
-        yield _UNKNOWN_GROUPS
-    for group in identity.groups:
-        yield ("g", group)

@@ -14,6 +14,8 @@ from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from chalicelib.policy.criterion import FAILS, HOLDS, Facts, RequestFacts, Verdict
+
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MINUTES_PER_DAY = 24 * 60
 
@@ -66,14 +68,24 @@ class Hours:
 
     def contains(self, epoch_seconds: float) -> bool:
         """Whether the instant falls inside a window."""
-        weekday, minute = local_weekday_minute(self.zone, int(epoch_seconds // 60))
+        return self.check(None, Facts(epoch_seconds, "")) is HOLDS
+
+    def check(self, identity: object, facts: RequestFacts) -> Verdict:
+        """The ``hours`` condition's verdict for a request: HOLDS inside a window, else FAILS.
+
+        The window arithmetic lives here, not in :meth:`contains`: this runs
+        on every request a rule with ``hours`` matches, as one call.
+        """
+        weekday, minute = local_weekday_minute(self.zone, int(facts.at // 60))
         if self.start < self.end:
-            return weekday in self.days and self.start <= minute < self.end
-        # Crosses midnight: the late part belongs to today's window, the
-        # early part to yesterday's.
-        if minute >= self.start:
-            return weekday in self.days
-        return minute < self.end and (weekday - 1) % 7 in self.days
+            inside = weekday in self.days and self.start <= minute < self.end
+        elif minute >= self.start:
+            # Crosses midnight: the late part belongs to today's window, the
+            # early part to yesterday's.
+            inside = weekday in self.days
+        else:
+            inside = minute < self.end and (weekday - 1) % 7 in self.days
+        return HOLDS if inside else FAILS
 
 
 @lru_cache(maxsize=1024)

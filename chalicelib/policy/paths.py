@@ -10,11 +10,13 @@ segments ending in a dot or a space (which IIS strips), ``?`` and ``#``
 raw or decoded (a URL parser downstream would cut the path there, so
 ``/api/billing#x`` would be decided as one path and served as
 ``/api/billing``), invisible characters (format, separator and private-use
-code points), non-ASCII letters that some stack turns into ASCII ones
+code points), non-ASCII characters that some stack turns into ASCII ones
 (dotless i, U+0131, upper-cases to ``I``; the Kelvin sign lower-cases to
-``k``; fullwidth a, U+FF41, is ``a`` after NFKC), and paths too long to match in
-bounded time. Refusing is what keeps ``/admin/../public`` or ``/admin%2Fx``
-from matching a rule one way and reaching the upstream another.
+``k``), paths that Unicode normalisation would change (fullwidth solidus,
+U+FF0F, is ``/`` after NFKC; a decomposed accent is joined by NFC), and
+paths too long to match in bounded time. Refusing is what keeps
+``/admin/../public`` or ``/admin%2Fx`` from matching a rule one way and
+reaching the upstream another.
 
 What is accepted becomes a :class:`RequestTarget`: the decoded ``path`` the
 policy decides on and the trail records, and its one canonical encoding,
@@ -135,26 +137,24 @@ def _check_non_ascii(path: str) -> None:
             continue
         if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
             raise AmbiguousPath(f"invisible character U+{ord(char):04X} in path")
-        if _becomes_ascii_letter(char):
-            raise AmbiguousPath(
-                f"U+{ord(char):04X} becomes an ASCII letter under some case mapping or NFKC"
-            )
+        if _case_maps_to_ascii(char):
+            raise AmbiguousPath(f"U+{ord(char):04X} becomes ASCII under some case mapping")
+    if unicodedata.normalize("NFKC", path) != path:
+        # Decomposed accents (NFC joins them), fullwidth and compatibility forms
+        # (NFKC turns "\uff0f" into "/", "\uff14\uff12" into "42"): a backend that
+        # normalises would serve another path than the one decided.
+        raise AmbiguousPath("path is not in Unicode normal form NFKC")
 
 
 @lru_cache(maxsize=4096)
-def _becomes_ascii_letter(char: str) -> bool:
-    """Whether a stack could read the non-ASCII ``char`` as an ASCII letter.
+def _case_maps_to_ascii(char: str) -> bool:
+    """Whether upper-casing, lower-casing or case folding turns the non-ASCII ``char`` ASCII.
 
-    Upper-casing (Java, .NET, Go, Python), lower-casing, case folding and
-    NFKC compatibility normalisation (IIS, some WAFs) are the mappings
-    backends apply before routing; any that yields an ASCII letter would let
-    ``/adm\u0131n`` or ``/\uff41dmin`` escape a deny on ``/admin`` and still reach it.
+    Backends (Java, .NET, Go, Python, ICU; Turkish locales) apply these before
+    routing: ``/adm\u0131n`` upper-cases to ``/ADMIN`` and would escape a deny on
+    ``/admin`` yet reach it.
     """
-    compatible = unicodedata.normalize("NFKC", char)
-    for form in (char.upper(), char.lower(), char.casefold(), compatible, compatible.casefold()):
-        if any(c.isascii() and c.isalpha() for c in form):
-            return True
-    return False
+    return any(c.isascii() for form in (char.upper(), char.lower(), char.casefold()) for c in form)
 
 
 def _check_segments(segments: list[str]) -> None:

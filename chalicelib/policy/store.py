@@ -26,7 +26,7 @@ from typing import Any
 
 from chalicelib.policy.engine import CompiledPolicy
 from chalicelib.policy.errors import PolicyConflict, PolicyInvalid, PolicyUnavailable
-from chalicelib.policy.model import canonical_json, parse_policy
+from chalicelib.policy.parser import canonical_json, parse_policy
 from chalicelib.refresh import Refreshing
 
 _PK = "POLICY"

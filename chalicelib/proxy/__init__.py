@@ -8,7 +8,8 @@ Exceptions::
      │    ├── UpstreamUnavailable      502
      │    ├── UpstreamRequestInvalid   400
      │    └── UpstreamResponseTooLarge 502
-     └── SigningError                  the assertion could not be signed (503)
+    SigningError                       the assertion could not be signed (503; the
+                                       signing key's error, from chalicelib.aws)
 """
 
 from chalicelib.proxy.errors import (

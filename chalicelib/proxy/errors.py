@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from chalicelib.aws.errors import SigningError
+
 
 class ProxyError(Exception):
     """Base class for proxy failures."""
@@ -33,5 +35,14 @@ class UpstreamResponseTooLarge(UpstreamError):
     """The upstream's response does not fit in a Lambda response."""
 
 
-class SigningError(ProxyError):
-    """The identity assertion could not be signed."""
+# SigningError (the signing key's error) is chalicelib.aws's: the assertion is
+# signed by a key of chalicelib.aws.signers, as the ledger's digests are.
+__all__ = [
+    "ProxyError",
+    "SigningError",
+    "UpstreamError",
+    "UpstreamRequestInvalid",
+    "UpstreamResponseTooLarge",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+]

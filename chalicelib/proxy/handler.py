@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from chalicelib.apigw.context import GrantedAccess, MissingContext, granted_access
 from chalicelib.apigw.events import (
     JUSTIFICATION_HEADER,
     GatewayRequest,
@@ -38,10 +37,11 @@ from chalicelib.audit.schema import (
     build_event,
     uuid7,
 )
-from chalicelib.authorize.handler import access_request, live_grants
+from chalicelib.authorize.context import GrantedAccess, MissingContext, granted_access
+from chalicelib.authorize.decider import decision_record, parse_request_target
 from chalicelib.aws.errors import AwsUpstreamError
 from chalicelib.observability import count_decision
-from chalicelib.policy import AmbiguousPath, PolicyUnavailable, RequestTarget, parse_target
+from chalicelib.policy import AmbiguousPath, PolicyUnavailable, RequestTarget
 from chalicelib.proxy.errors import SigningError, UpstreamError
 from chalicelib.proxy.headers import (
     ForwardedFor,
@@ -56,11 +56,11 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from chalicelib.audit import AuditEmitter
+    from chalicelib.authorize.decider import Decider
     from chalicelib.aws.sessions import RoleSessions
-    from chalicelib.grants import ActiveGrants
     from chalicelib.identity import Identity
     from chalicelib.observability import MetricsRecorder
-    from chalicelib.policy import ActivePolicy, PolicyVersions, Route
+    from chalicelib.policy import PolicyVersions, Route
     from chalicelib.proxy.assertion import AssertionIssuer
     from chalicelib.proxy.upstream import UpstreamClient, UpstreamResponse
 
@@ -134,12 +134,20 @@ class _Refused(Exception):
 
 
 class Proxy:
-    """Handles Lambda proxy integration events for authorized requests."""
+    """Handles Lambda proxy integration events for authorized requests.
+
+    Parameters
+    ----------
+    decider:
+        Decides again what API Gateway let through on a cached answer.
+    versions:
+        The policy versions a decision may name (its route is looked up there).
+    """
 
     def __init__(
         self,
         *,
-        active_policy: ActivePolicy,
+        decider: Decider,
         versions: PolicyVersions,
         assertions: AssertionIssuer,
         upstream: UpstreamClient,
@@ -147,13 +155,11 @@ class Proxy:
         query_redaction: re.Pattern[str],
         query_value_redaction: re.Pattern[str] | None = QUERY_VALUE_REDACTION,
         max_request_body_bytes: int,
-        grants: ActiveGrants | None = None,
         metrics: MetricsRecorder | None = None,
         aws_sessions: RoleSessions | None = None,
     ) -> None:
-        self._grants = grants
+        self._decider = decider
         self._aws_sessions = aws_sessions
-        self._active_policy = active_policy
         self._versions = versions
         self._assertions = assertions
         self._upstream = upstream
@@ -175,13 +181,13 @@ class Proxy:
                 request_id
             )
         # Parsed once: the path decided here is the path recorded and forwarded.
-        parsed = _parse_target(request)
+        parsed = parse_request_target(request)
         target = parsed if isinstance(parsed, RequestTarget) else None
         record = RequestRecord.from_request(
             request,
             lambda_request_id,
             self._redaction,
-            target,
+            target.path if target else None,
             value_redaction=self._value_redaction,
         )
         try:
@@ -379,32 +385,13 @@ class Proxy:
     def _decide_again(
         self, request: GatewayRequest, identity: Identity, parsed: RequestTarget | AmbiguousPath
     ) -> _Redecision:
-        by_proxy: dict[str, Any] = {"decided_by": "proxy", "cached": True}
-        if identity.expires_at <= time.time():
-            expired = DecisionRecord("deny", (Reason.TOKEN_EXPIRED,), **by_proxy)
-            return _Redecision(expired, status=401, message="token expired")
-        ambiguity = str(parsed) if isinstance(parsed, AmbiguousPath) else None
-        reason = Reason.AMBIGUOUS_PATH
-        if ambiguity is None:
-            ambiguity, reason = method_override(request), Reason.AMBIGUOUS_REQUEST
-        if ambiguity is not None or not isinstance(parsed, RequestTarget):
-            ambiguous = DecisionRecord("deny", (reason,), detail=ambiguity, **by_proxy)
-            status, message = _refusal_answer(reason)
-            return _Redecision(ambiguous, status=status, message=message)
-        try:
-            grants, _ = live_grants(self._grants, identity)
-            decision = self._active_policy.current().evaluate(
-                identity, access_request(request, parsed), grants
-            )
-        except PolicyUnavailable as exc:
-            failed = DecisionRecord(
-                "error", (Reason.POLICY_UNAVAILABLE,), detail=str(exc), **by_proxy
-            )
-            return _Redecision(failed, status=503, message="policy unavailable")
-        record = DecisionRecord.from_decision(decision, **by_proxy)
-        if decision.allowed and decision.route is not None:
+        outcome = self._decider.decide(request, identity=identity, parsed=parsed)
+        record = decision_record(outcome, decided_by="proxy", cached=True)
+        decision = outcome.decision
+        if decision is not None and decision.allowed and decision.route is not None:
             return _Redecision(record, route=decision.route)
-        return _Redecision(record)
+        status, message = _refusal_answer(outcome.reason)
+        return _Redecision(record, status=status, message=message)
 
     def _forward(
         self,
@@ -534,18 +521,14 @@ _AMBIGUOUS_MESSAGES = {
 }
 
 
-def _parse_target(request: GatewayRequest) -> RequestTarget | AmbiguousPath:
-    """The request's target, or why it has none (refused, and recorded with the raw path)."""
-    try:
-        return parse_target(request.path)
-    except AmbiguousPath as exc:
-        return exc
-
-
 def _refusal_answer(reason: Reason) -> tuple[int, str]:
     """Status and message for a request refused for ``reason``."""
     if reason.is_ambiguous:
         return 400, _AMBIGUOUS_MESSAGES[reason]
+    if reason.is_credential_failure:
+        return 401, "token expired" if reason is Reason.TOKEN_EXPIRED else "unauthorized"
+    if reason.is_decision_failure:
+        return 503, "policy unavailable" if reason is Reason.POLICY_UNAVAILABLE else "unavailable"
     return 403, "forbidden"
 
 

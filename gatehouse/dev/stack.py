@@ -3,7 +3,7 @@
 Everything binds 127.0.0.1 and runs offline. :class:`LocalStack` starts the
 parts in dependency order, loads ``app.py`` the way Lambda would (its
 settings come from environment variables), seeds the demo policy, and writes
-the state file that operator commands read (DESIGN.md section 6).
+the state file that operator commands read (``.gatehouse/dev.json``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Querying the audit trail with Athena SQL: on Athena, or locally on DuckDB (issue 5).
+"""Querying the audit trail with Athena SQL: on Athena, or locally on DuckDB.
 
 Public API (the query contract)::
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from gatehouse.query.errors import QueryError, QueryParamError
-from gatehouse.query.text import replace_surrogates, visible
+from gatehouse.query.text import visible
 from gatehouse.report.render_csv import defuse as defuse_cell
 
 if TYPE_CHECKING:
@@ -179,7 +179,8 @@ def _cell(value: Any) -> str:
 def _csv_cell(value: Any) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return value  # a number, negative ones included, is not a formula
-    return defuse_cell(replace_surrogates(_cell(value)))
+    # Control and bidi characters shown as escapes: CSV is read on terminals too.
+    return defuse_cell(visible(_cell(value)))
 
 
 def write_result(result: QueryResult, fmt: str, out: TextIO) -> None:
@@ -194,7 +195,7 @@ def write_result(result: QueryResult, fmt: str, out: TextIO) -> None:
         # Cells come from clients: defused so a spreadsheet shows them as text.
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow([defuse_cell(replace_surrogates(name)) for name in result.columns])
+        writer.writerow([defuse_cell(visible(name)) for name in result.columns])
         writer.writerows([_csv_cell(value) for value in row] for row in result.rows)
         out.write(buffer.getvalue())
         return

@@ -1,7 +1,7 @@
 """End-to-end tier: the real ``gatehouse dev`` process, real sockets, real tokens.
 
 The stack runs as a subprocess exactly as an operator starts it. Tests talk
-to it only through ``dev.json`` (DESIGN.md section 6), HTTP on the gateway
+to it only through ``dev.json`` (docs/architecture.md), HTTP on the gateway
 port, the ``gatehouse`` CLI, and the emulated AWS endpoint it publishes.
 """
 

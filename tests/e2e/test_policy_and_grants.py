@@ -1,4 +1,4 @@
-"""Issue 3 end to end: a policy change taking effect, and a JIT grant being used.
+"""End to end: a policy change taking effect, and a JIT grant being used.
 
 Everything goes through the running ``gatehouse dev`` process: HTTP on the
 gateway port, the ``gatehouse`` CLI as an operator runs it, and the audit

@@ -183,6 +183,10 @@ def _check_any(index: AuditIndex, exchange: Exchange) -> None:
     if decision["outcome"] == "allow":
         assert len(responses) == 1, f"{exchange}: {len(responses)} response events"
         assert responses[0]["outcome"]["status"] == exchange.status, str(exchange)
+    elif any(Reason(r).is_ambiguous for r in decision["reasons"]):
+        # Let through to the proxy, which refuses it with 400 and records that answer.
+        assert [r["outcome"]["status"] for r in responses] == [400], str(exchange)
+        assert exchange.status == 400, str(exchange)
     else:
         assert responses == [], str(exchange)
         credential_failure = all(Reason(r).is_credential_failure for r in decision["reasons"])

@@ -1,4 +1,4 @@
-"""Issue 3 through the real handlers: conditions, claims, break-glass, ambiguous paths.
+"""Conditions, claims, break-glass and ambiguous paths through the real handlers.
 
 The authorizer and the proxy run as Lambda handlers on API Gateway events;
 tokens are signed with real keys, the policy is read from DynamoDB (moto),
@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import app
+from gatehouse.dev.lambda_context import LambdaContext
 from tests.functional.conftest import policy_document, queued_events
-from tests.functional.test_authorizer import LambdaContext, authorizer_event, rebuild_container
+from tests.functional.test_authorizer import authorizer_event, rebuild_container
 from tests.functional.test_proxy import (
     API,
     REQUEST_ID,
@@ -58,7 +59,9 @@ def decide(token: str, *, path: str = "/admin/console", **headers: str) -> dict[
     for name, value in headers.items():
         event["headers"][name] = value
         event["multiValueHeaders"][name] = [value]
-    answer: dict[str, Any] = app.gatehouse_authorizer(event, LambdaContext("lambda-auth"))
+    answer: dict[str, Any] = app.gatehouse_authorizer(
+        event, LambdaContext(aws_request_id="lambda-auth")
+    )
     return answer
 
 

@@ -13,7 +13,6 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -24,6 +23,7 @@ from chalicelib import entrypoints, observability
 from chalicelib.authorize import AuthorizerFailure
 from chalicelib.config import Settings
 from chalicelib.container import Container
+from gatehouse.dev.lambda_context import LambdaContext
 from tests.functional.conftest import queued_events
 from tests.helpers import AUDIENCE, ISSUER, FakeIdp, claims, load_event, make_token
 
@@ -35,13 +35,6 @@ REQUEST_ID = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
 TRACE_ID = "Root=1-6748a3b1-1f2e3d4c5b6a79880a1b2c3d"
 ALL_METHODS = ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
 UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
-
-
-@dataclass(frozen=True)
-class LambdaContext:
-    """The one attribute of the Lambda context object the handlers read."""
-
-    aws_request_id: str
 
 
 def authorizer_event(
@@ -132,7 +125,7 @@ def test_allow_is_exact_for_the_method_arn_and_audited_once(
     token = make_token(rsa_key, "RS256", "rsa-1", payload)
     event = authorizer_event([f"Bearer {token}"])
 
-    answer = app.gatehouse_authorizer(event, LambdaContext("lambda-auth-1"))
+    answer = app.gatehouse_authorizer(event, LambdaContext(aws_request_id="lambda-auth-1"))
 
     assert answer["principalId"] == "alice"
     # TTL 0: the answer names exactly this request's method ARN, nothing broader.
@@ -241,7 +234,7 @@ def test_policy_denial_is_an_explicit_deny_for_the_method_arn(
             token = make_token(rsa_key, "RS256", "rsa-1", claims(groups=groups))
             event = authorizer_event([f"Bearer {token}"], method=method, path=path)
 
-            answer = app.gatehouse_authorizer(event, LambdaContext("lambda-auth-2"))
+            answer = app.gatehouse_authorizer(event, LambdaContext(aws_request_id="lambda-auth-2"))
 
             assert answer["principalId"] == "alice"
             assert answer["policyDocument"] == policy(statement("Deny", [event["methodArn"]]))
@@ -298,7 +291,7 @@ def test_credential_failure_is_unauthorized_and_audited_without_the_secret(
             event = authorizer_event(authorization)
 
             with pytest.raises(Exception) as raised:  # noqa: PT011 (the message is the contract)
-                app.gatehouse_authorizer(event, LambdaContext("lambda-auth-3"))
+                app.gatehouse_authorizer(event, LambdaContext(aws_request_id="lambda-auth-3"))
 
             # API Gateway answers 401 only for this exact message.
             assert str(raised.value) == "Unauthorized"
@@ -338,7 +331,9 @@ def test_unauditable_decision_fails_closed_and_is_logged_without_the_token(
             event = authorizer_event(authorization)
 
             with pytest.raises(AuthorizerFailure) as raised:
-                app.gatehouse_authorizer(event, LambdaContext(f"lambda-auth-fc-{case}"))
+                app.gatehouse_authorizer(
+                    event, LambdaContext(aws_request_id=f"lambda-auth-fc-{case}")
+                )
 
             # Not "Unauthorized": API Gateway maps any other failure to AUTHORIZER_FAILURE (503).
             assert str(raised.value) != "Unauthorized"
@@ -395,7 +390,8 @@ def test_policy_unavailable_fails_closed_with_an_error_event(
 
             with pytest.raises(AuthorizerFailure) as raised:
                 app.gatehouse_authorizer(
-                    authorizer_event([f"Bearer {token}"]), LambdaContext("lambda-auth-pu")
+                    authorizer_event([f"Bearer {token}"]),
+                    LambdaContext(aws_request_id="lambda-auth-pu"),
                 )
 
             assert str(raised.value) != "Unauthorized"
@@ -456,7 +452,9 @@ def test_cached_answer_describes_the_whole_api(
             token = make_token(rsa_key, "RS256", "rsa-1", claims(groups=groups))
             event = authorizer_event([f"Bearer {token}"], method=method, path=path)
 
-            answer = app.gatehouse_authorizer(event, LambdaContext("lambda-auth-ttl"))
+            answer = app.gatehouse_authorizer(
+                event, LambdaContext(aws_request_id="lambda-auth-ttl")
+            )
 
             assert answer["policyDocument"] == expected(event["methodArn"])
             assert len(queued_events(aws)) == 1
@@ -524,7 +522,7 @@ def test_cached_answer_lets_through_everything_the_policy_allows(
             queued_events(aws)
             token = make_token(rsa_key, "RS256", "rsa-1", claims(groups=groups))
             event = authorizer_event([f"Bearer {token}"], path=decided_path)
-            answer = app.gatehouse_authorizer(event, LambdaContext("lambda-ttl"))
+            answer = app.gatehouse_authorizer(event, LambdaContext(aws_request_id="lambda-ttl"))
 
             effects = {
                 (method, path): _iam_effect(answer["policyDocument"], f"{API}/{method}{path}")
@@ -556,7 +554,7 @@ def test_handler_sees_headers_source_ip_and_request_id_of_the_event(
     event["multiValueQueryStringParameters"] = {"view": ["full", "short"], "sig": ["abc"]}
     event["queryStringParameters"] = {"view": "short", "sig": "abc"}
 
-    answer = app.gatehouse_authorizer(event, LambdaContext("lambda-probe-7"))
+    answer = app.gatehouse_authorizer(event, LambdaContext(aws_request_id="lambda-probe-7"))
 
     assert answer["context"]["decided_for"] == "0f6a2d4e-1111-4c3b-9d8e-a1b2c3d4e5f6"
     [decision] = queued_events(aws)

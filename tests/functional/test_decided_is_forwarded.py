@@ -9,6 +9,7 @@ request is refused as ambiguous (400, audited) and never forwarded.
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,17 +20,15 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-import app
 from chalicelib.config import Settings
 from chalicelib.container import Container
 from tests.functional.conftest import policy_document, queued_events
-from tests.functional.test_authorizer import LambdaContext
 from tests.functional.test_proxy import (
-    API,
     REBUILT,
     REQUEST_ID,
     as_gateway_context,
     authorize,
+    authorizer_answer,
     invoke,
     proxy_event,
     set_header,
@@ -156,26 +155,6 @@ def test_deny_on_billing_holds_in_every_letter_case(
     queued_events(aws)
 
 
-def authorizer_answer(event: dict[str, Any]) -> dict[str, Any]:
-    """The real authorizer's answer for the request of a proxy event."""
-    request = {
-        "type": "REQUEST",
-        "methodArn": f"{API}/GET{event['path']}",
-        "resource": event["resource"],
-        "path": event["path"],
-        "httpMethod": event["httpMethod"],
-        "headers": event["headers"],
-        "multiValueHeaders": event["multiValueHeaders"],
-        "queryStringParameters": event["queryStringParameters"],
-        "multiValueQueryStringParameters": event["multiValueQueryStringParameters"],
-        "pathParameters": event["pathParameters"],
-        "stageVariables": None,
-        "requestContext": {k: v for k, v in event["requestContext"].items() if k != "authorizer"},
-    }
-    answer: dict[str, Any] = app.gatehouse_authorizer(request, LambdaContext("lambda-auth"))
-    return answer
-
-
 # --- routes match prefixes ignoring case -----------------------------------------------------
 
 
@@ -242,6 +221,32 @@ def test_method_override_in_the_query_is_refused_by_the_authorizer_and_the_proxy
         pytest.param(
             "application/x-www-form-urlencoded", b"X-HTTP-Method-Override=PUT", id="asp.net form"
         ),
+        pytest.param(None, b"_method=DELETE", id="no content type (Rack reads a form)"),
+        pytest.param(
+            "application/x-www-form-urlencoded, text/plain", b"_method=DELETE", id="type list"
+        ),
+        pytest.param(
+            "application/x-www-form-urlencoded charset=utf-8", b"_method=DELETE", id="no ;"
+        ),
+        pytest.param("text/json", b'{"_method": "DELETE"}', id="text/json"),
+        pytest.param("application/x-www-form-urlencoded", b".method=DELETE", id="php dot"),
+        pytest.param("application/x-www-form-urlencoded", b"_method%00x=DELETE", id="php NUL"),
+        pytest.param("application/x-www-form-urlencoded", b"+_method=DELETE", id="php space"),
+        pytest.param(
+            "multipart/form-data; boundary=b",
+            b"--b\r\nContent-Disposition: form-data; name='_method'\r\n\r\nDELETE\r\n--b--\r\n",
+            id="multipart single quotes",
+        ),
+        pytest.param(
+            "multipart/form-data; boundary=b",
+            b"--b\r\nContent-Disposition: form-data; name*=utf-8''%5Fmethod\r\n\r\nX\r\n--b--\r\n",
+            id="multipart RFC 5987 name",
+        ),
+        pytest.param(
+            "application/json",
+            b'\xff\xfe{\x00"\x00_\x00m\x00e\x00t\x00h\x00o\x00d\x00"\x00:\x001\x00}\x00',
+            id="json utf-16",
+        ),
     ],
 )
 def test_method_override_in_the_body_is_refused_by_the_proxy(
@@ -249,12 +254,12 @@ def test_method_override_in_the_body_is_refused_by_the_proxy(
     aws: Resources,
     backend: DemoBackend,
     rsa_key: Any,
-    content_type: str,
+    content_type: str | None,
     body: bytes,
 ) -> None:
     token = make_token(rsa_key, "RS256", "rsa-1")
     event = proxy_event(token, method="POST", body=body, query={})
-    set_header(event, "Content-Type", [content_type])
+    set_header(event, "Content-Type", [content_type] if content_type else None)
     authorize(event)
 
     reply = invoke(event)
@@ -382,3 +387,44 @@ def test_query_value_redaction_setting_reaches_the_authorizer_and_the_proxy(
     decision, response = _events_for(aws, REQUEST_ID)
     for audited in (decision, response):
         assert audited["resource"]["query"] == f"next={quote(recorded, safe='')}"
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "refused"),
+    [
+        pytest.param(
+            {"Content-Encoding": ["gzip"]},
+            gzip.compress(b"_method=DELETE"),
+            True,
+            id="gzip form with an override",
+        ),
+        pytest.param(
+            {"Content-Encoding": ["gzip"]}, gzip.compress(b"name=x"), False, id="gzip form"
+        ),
+        pytest.param({"Content-Encoding": ["br"]}, b"\x8b\x03\x80x\x03", True, id="unreadable"),
+        pytest.param(
+            {"Content-Type": ["text/plain", "application/x-www-form-urlencoded"]},
+            b"name=x",
+            True,
+            id="two content types",
+        ),
+    ],
+)
+def test_a_body_the_gateway_cannot_read_as_the_upstream_will_is_refused(
+    stage: Container,
+    aws: Resources,
+    backend: DemoBackend,
+    rsa_key: Any,
+    headers: dict[str, list[str]],
+    body: bytes,
+    refused: bool,
+) -> None:
+    token = make_token(rsa_key, "RS256", "rsa-1")
+    event = proxy_event(token, method="POST", body=body, query={})
+    set_header(event, "Content-Type", ["application/x-www-form-urlencoded"])
+    for name, values in headers.items():
+        set_header(event, name, values)
+    authorize(event)
+
+    assert invoke(event).status == (400 if refused else 200)
+    queued_events(aws)

@@ -3,7 +3,7 @@
 The grant code runs against moto with a DynamoDB client that records each
 request as IAM authorises it: one action per item of a transaction, with the
 item's partition key (``dynamodb:LeadingKeys``). The calls the authorizer makes
-are those of ``Authorizer._record_first_use`` (mark the first use, enqueue its
+are those of ``GrantUseRecorder.record`` (mark the first use, enqueue its
 event, clear it from the outbox; a lost race re-reads the grant) and of the
 live grants it loads; the sweeper's those of ``entrypoints.sweep_grants``.
 """

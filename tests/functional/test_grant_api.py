@@ -20,6 +20,7 @@ from chalicelib.grants import Grant, redeliver_outbox
 from chalicelib.grants.lifecycle import OUTBOX_GRACE_SECONDS
 from chalicelib.grants.store import grant_item
 from chalicelib.policy.globs import compile_glob
+from gatehouse.dev.lambda_context import LambdaContext
 from tests.functional.conftest import policy_document, queued_events
 from tests.functional.test_access_policy import decide, effect
 from tests.functional.test_grants import GRANTS, store
@@ -38,10 +39,6 @@ REQUEST_BODY = {
     "duration": "2h",
     "justification": "TICKET-9: customer escalation",
 }
-
-
-class LambdaContext:
-    aws_request_id = "lambda-grants"
 
 
 @pytest.fixture
@@ -87,7 +84,9 @@ def grant_event(
 
 
 def call(method: str, path: str, token: str | None, body: Any = None) -> tuple[int, Any]:
-    response = app.app(grant_event(method, path, token, body), LambdaContext())
+    response = app.app(
+        grant_event(method, path, token, body), LambdaContext(aws_request_id="lambda-grants")
+    )
     assert response["headers"]["Content-Type"] == "application/json"
     assert response["headers"]["Cache-Control"] == "no-store"
     return response["statusCode"], json.loads(response["body"])
@@ -165,7 +164,8 @@ def test_an_approval_without_a_token_the_stage_trusts_is_refused_and_audited(
         token = token_for(other_rsa_key, "sam", ["security"])
 
     response = app.app(
-        grant_event("POST", f"/.gatehouse/grants/{pending['id']}/approve", token), LambdaContext()
+        grant_event("POST", f"/.gatehouse/grants/{pending['id']}/approve", token),
+        LambdaContext(aws_request_id="lambda-grants"),
     )
 
     assert response["statusCode"] == 401

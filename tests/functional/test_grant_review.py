@@ -36,11 +36,11 @@ from chalicelib.grants import Grant
 from chalicelib.grants.store import grant_item
 from chalicelib.policy.globs import compile_glob
 from gatehouse import cli
+from gatehouse.dev.lambda_context import LambdaContext
 from tests.functional.conftest import policy_document, queued_events
 from tests.functional.test_access_policy import decide
 from tests.functional.test_grant_api import (
     REQUEST_BODY,
-    LambdaContext,
     call,
     grant_event,
     grant_events,
@@ -51,7 +51,7 @@ from tests.helpers import ISSUER, claims, make_token
 
 if TYPE_CHECKING:
     from chalicelib.container import Container
-    from chalicelib.grants.model import GrantStatus
+    from chalicelib.policy.grant import GrantStatus
     from gatehouse.dev.backend import DemoBackend
     from gatehouse.dev.bootstrap import Resources
 
@@ -248,6 +248,26 @@ def test_a_reason_with_an_escape_sequence_is_refused(
             "their own grant",
             id="tagged and shouting",
         ),
+        pytest.param(
+            "erin@example.com", "erin@example.com.", 403, "their own grant", id="root dot"
+        ),
+        pytest.param(
+            "erin@b\u00fccher.example",
+            "erin@xn--bcher-kva.example",
+            403,
+            "their own grant",
+            id="IDN spelled two ways",
+        ),
+        pytest.param(
+            "erin@example.com",
+            '"erin"@example.com',
+            403,
+            "is not a plain address",
+            id="quoted local part",
+        ),
+        pytest.param(
+            "erin@[127.0.0.1]", "sam@example.com", 403, "is not a plain address", id="literal"
+        ),
         pytest.param("erin@example.com", "sam@example.com", 200, None, id="different people"),
         pytest.param(
             "erin@example.com", "erinx+erin@example.com", 200, None, id="a tag is not a prefix"
@@ -328,7 +348,7 @@ class _ToTheHandler(BaseHTTPRequestHandler):
         if query:
             event["queryStringParameters"] = query
             event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()}
-        response = app.app(event, LambdaContext())
+        response = app.app(event, LambdaContext(aws_request_id="lambda-grants"))
         payload = response["body"].encode()
         self.send_response(response["statusCode"])
         for name, value in response["headers"].items():

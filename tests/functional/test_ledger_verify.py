@@ -20,10 +20,10 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from moto.s3.models import s3_backends
 
+from chalicelib.aws.signers import KmsSigner
 from chalicelib.ledger import LedgerState
 from chalicelib.ledger.digest import DIGESTS_PREFIX, DigestWriter, S3Anchor, canonical
 from chalicelib.ledger.verify import LedgerVerifier, Report
-from chalicelib.proxy.assertion import KmsSigner
 from tests.functional.test_ledger_writer import deliver, events
 
 if TYPE_CHECKING:

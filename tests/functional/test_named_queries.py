@@ -42,8 +42,8 @@ from chalicelib.audit.schema import (
     utc_timestamp,
 )
 from chalicelib.grants.lifecycle import grant_details
-from chalicelib.grants.model import Grant
 from chalicelib.identity import Identity
+from chalicelib.policy.grant import Grant
 from chalicelib.reasons import Reason
 from gatehouse.dev.cloudtrail import IssuedSession, upstream_call_record
 from gatehouse.query import LocalEngine, QueryError, load_named_query, named_queries

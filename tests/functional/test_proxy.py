@@ -27,12 +27,13 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 import app
 from chalicelib import entrypoints, observability
-from chalicelib.apigw.context import authorizer_context
 from chalicelib.audit.schema import uuid7
+from chalicelib.authorize.context import authorizer_context
 from chalicelib.config import Settings
 from chalicelib.container import Container
 from chalicelib.identity import Identity
 from chalicelib.policy import AccessRequest
+from gatehouse.dev.lambda_context import LambdaContext
 from tests.functional.conftest import GATEWAY_ISSUER, policy_document, queued_events
 from tests.helpers import AUDIENCE, ISSUER, FakeIdp, b64url, claims, load_event, make_token
 
@@ -45,13 +46,6 @@ REQUEST_ID = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
 JWKS_PATH = "/.well-known/gatehouse/jwks.json"
 FIXTURE_BODY = base64.b64decode("AAECA//+/fxnemlwAAAA")
 EVERY_BYTE = bytes(range(256)) * 3
-
-
-@dataclass(frozen=True)
-class LambdaContext:
-    """The one attribute of the Lambda context object the handlers read."""
-
-    aws_request_id: str
 
 
 @dataclass(frozen=True)
@@ -126,13 +120,12 @@ def as_gateway_context(answer: dict[str, Any]) -> dict[str, Any]:
     return context
 
 
-def authorize(event: dict[str, Any]) -> dict[str, Any]:
-    """Run the real authorizer on the request of ``event``; put its context into ``event``."""
+def authorizer_answer(event: dict[str, Any]) -> dict[str, Any]:
+    """The real authorizer's answer for the request of the proxy event ``event``."""
     context = {k: v for k, v in event["requestContext"].items() if k != "authorizer"}
-    method_arn = f"{API}/{event['httpMethod']}{event['path']}"
     request = {
         "type": "REQUEST",
-        "methodArn": method_arn,
+        "methodArn": f"{API}/{event['httpMethod']}{event['path']}",
         "resource": event["resource"],
         "path": event["path"],
         "httpMethod": event["httpMethod"],
@@ -144,7 +137,16 @@ def authorize(event: dict[str, Any]) -> dict[str, Any]:
         "stageVariables": None,
         "requestContext": context,
     }
-    answer = app.gatehouse_authorizer(request, LambdaContext("lambda-authorizer"))
+    answer: dict[str, Any] = app.gatehouse_authorizer(
+        request, LambdaContext(aws_request_id="lambda-authorizer")
+    )
+    return answer
+
+
+def authorize(event: dict[str, Any]) -> dict[str, Any]:
+    """Run the real authorizer on the request of ``event``; put its context into ``event``."""
+    answer = authorizer_answer(event)
+    method_arn = f"{API}/{event['httpMethod']}{event['path']}"
     effects = [(s["Effect"], s["Resource"]) for s in answer["policyDocument"]["Statement"]]
     assert effects == [("Allow", [method_arn])]
     gateway_context = as_gateway_context(answer)
@@ -153,7 +155,7 @@ def authorize(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def invoke(event: dict[str, Any], lambda_request_id: str = "lambda-proxy-1") -> Reply:
-    response = app.app(event, LambdaContext(lambda_request_id))
+    response = app.app(event, LambdaContext(aws_request_id=lambda_request_id))
     body = response.get("body") or ""
     raw = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
     headers = response.get("multiValueHeaders") or {
@@ -746,7 +748,7 @@ def test_a_denial_under_a_cached_answer_reaches_the_proxy_and_its_retry_is_decid
     first = proxy_event(oncall, method="GET", request_id="glass-first")
     request = {k: v for k, v in first.items() if k not in ("body", "isBase64Encoded")}
     request["type"], request["methodArn"] = "REQUEST", f"{API}/GET{first['path']}"
-    answer = app.gatehouse_authorizer(request, LambdaContext("lambda-authorizer"))
+    answer = app.gatehouse_authorizer(request, LambdaContext(aws_request_id="lambda-authorizer"))
     [(effect, resources)] = [
         (s["Effect"], s["Resource"]) for s in answer["policyDocument"]["Statement"]
     ]

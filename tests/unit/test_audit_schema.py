@@ -11,9 +11,7 @@ import pytest
 
 from chalicelib.apigw.events import parse_authorizer_event, parse_proxy_event
 from chalicelib.audit.schema import (
-    MAX_JUSTIFICATION,
     REDACTED,
-    TRUNCATED,
     DecisionRecord,
     ElevationRecord,
     RequestRecord,
@@ -27,11 +25,13 @@ from chalicelib.audit.schema import (
     uuid7,
 )
 from chalicelib.audit.writer import object_key
+from chalicelib.authorize.decider import Outcome, decision_record
 from chalicelib.config import DEFAULT_QUERY_REDACTION, DEFAULT_QUERY_VALUE_REDACTION
-from chalicelib.grants.model import Grant
 from chalicelib.identity import Identity
 from chalicelib.policy import Decision
 from chalicelib.policy.globs import compile_glob
+from chalicelib.policy.grant import Grant
+from chalicelib.readable import MAX_JUSTIFICATION, TRUNCATED
 from chalicelib.reasons import Reason
 from tests.helpers import AUDIENCE, ISSUER, load_event
 
@@ -587,7 +587,7 @@ ELEVATION_CASES = [
 def test_elevation_section_comes_from_the_decision(
     the_decision: Decision, section: dict[str, object] | None
 ) -> None:
-    record = DecisionRecord.from_decision(the_decision)
+    record = decision_record(Outcome(the_decision.reasons[0], decision=the_decision))
     event = build_event(
         "decision", request(), identity=ALICE, decision=record, resource=ResourceRecord("demo")
     )
@@ -702,3 +702,29 @@ def test_admin_events_get_distinct_ids() -> None:
         for _ in range(100)
     }
     assert len(ids) == 100
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "kept"),
+    [
+        pytest.param("pass", "hunter2", False, id="pass"),
+        pytest.param("passphrase", "correct horse", False, id="passphrase"),
+        pytest.param("totp", "123456", False, id="totp"),
+        pytest.param("mfa_code", "123456", False, id="mfa code"),
+        pytest.param("oauth_code", "abc", False, id="oauth code"),
+        pytest.param("accessKey", "abc", False, id="camelCase key"),
+        pytest.param("bearer", "abc", False, id="bearer"),
+        pytest.param("redirect", "https://bob:hunter2@example.com/", False, id="userinfo"),
+        pytest.param("next", "/cb?password=hunter2", False, id="nested query"),
+        pytest.param("next", "/cb?page=2", True, id="nested harmless query"),
+        pytest.param("q", "quarterly report 2026", True, id="search words"),
+        pytest.param("page", "2", True, id="page"),
+    ],
+)
+def test_credentials_by_name_shape_and_nesting_are_redacted(
+    name: str, value: str, kept: bool
+) -> None:
+    names = re.compile(DEFAULT_QUERY_REDACTION)
+    recorded = redact_query([(name, value)], names, re.compile(DEFAULT_QUERY_VALUE_REDACTION))
+    assert recorded is not None
+    assert (REDACTED not in recorded) is kept

@@ -1,4 +1,4 @@
-"""Issue 3 criteria through ``CompiledPolicy.evaluate``: claims, issuers, conditions,
+"""Access criteria through ``CompiledPolicy.evaluate``: claims, issuers, conditions,
 grants, break-glass, the order they apply in, and the memo never leaking between
 principals, times or source addresses.
 """
@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.grants.model import Grant
 from chalicelib.identity import Identity
 from chalicelib.policy import AccessRequest, CompiledPolicy, parse_policy
 from chalicelib.policy.globs import compile_glob
+from chalicelib.policy.grant import Grant
 from chalicelib.reasons import Reason
 from tests.helpers import AUDIENCE, ISSUER
 

@@ -26,12 +26,12 @@ from chalicelib.audit.gateway_events import (
     parse_subscription_payload,
 )
 from chalicelib.audit.schema import (
-    TRUNCATED,
     ResponseRecord,
     build_admin_event,
     principal_record,
 )
 from chalicelib.identity import Identity
+from chalicelib.readable import TRUNCATED
 from gatehouse.deploy.templates import access_log_format
 from gatehouse.dev.gateway import render_access_log
 from tests.helpers import AUDIENCE, ISSUER

@@ -542,7 +542,24 @@ def test_letter_some_stack_reads_as_ascii_is_refused(char: str, spelling: str) -
         # U+1D00 has no mapping to ASCII: it must stay accepted (no false refusal).
         assert normalize_path(raw_path) == path
         return
-    with pytest.raises(AmbiguousPath, match="ASCII letter"):
+    with pytest.raises(AmbiguousPath, match=r"ASCII|NFKC"):
+        normalize_path(raw_path)
+
+
+@pytest.mark.parametrize(
+    "raw_path",
+    [
+        pytest.param("/api/billing%EF%BC%8Finvoices", id="fullwidth solidus"),
+        pytest.param("/api/%EF%BC%8E%EF%BC%8E/admin", id="fullwidth full stops"),
+        pytest.param("/api/projects/%EF%BC%94%EF%BC%92", id="fullwidth digits"),
+        pytest.param("/api/%EF%BC%85", id="fullwidth percent"),
+        pytest.param("/api/%C2%B2", id="superscript two"),
+        pytest.param("/api/cafe%CC%81", id="decomposed e acute (NFC joins it)"),
+        pytest.param("/api/%E2%84%AB", id="Angstrom sign (NFC is A with ring)"),
+    ],
+)
+def test_path_that_unicode_normalisation_would_change_is_refused(raw_path: str) -> None:
+    with pytest.raises(AmbiguousPath):
         normalize_path(raw_path)
 
 

@@ -22,8 +22,8 @@ from chalicelib.policy.conditions import (
     Conditions,
     Facts,
     Verdict,
-    shows_second_factor,
 )
+from chalicelib.policy.criteria.mfa import shows_second_factor
 from chalicelib.policy.hours import DAY_NAMES, Hours, parse_clock
 from chalicelib.reasons import Reason
 from tests.helpers import AUDIENCE, ISSUER

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.grants.model import Grant
 from chalicelib.identity import Identity
 from chalicelib.policy import AccessRequest, CompiledPolicy, Decision, parse_policy
 from chalicelib.policy.globs import compile_glob
+from chalicelib.policy.grant import Grant
 from chalicelib.reasons import Reason
 from tests.helpers import AUDIENCE, ISSUER
 

@@ -1129,7 +1129,7 @@ def test_checksum_changes_when_content_changes(path: tuple[Any, ...], value: Any
     assert parse_policy(mutated(path, value)).checksum != original
 
 
-# --- issue 3 fields, accepted ------------------------------------------------------------
+# --- claims, issuers, conditions, grants, break-glass, accepted -----------------------------------
 
 
 def test_conditions_claims_issuers_grants_and_break_glass_are_parsed() -> None:
@@ -1435,3 +1435,59 @@ def test_an_unquoted_yaml_end_time_is_refused_not_misread() -> None:
     where, message = problems[0]
     assert where.startswith("rules[office].when.hours")
     assert "quoted" in message
+
+
+def test_route_prefixes_differing_only_in_case_are_refused() -> None:
+    document = valid_document()
+    shadowing = dict(document["routes"][1], id="shouting", path_prefix="/ADMIN")
+    document["routes"].append(shadowing)
+
+    with pytest.raises(
+        PolicyInvalid,
+        match=r"routes\[shouting\]\.path_prefix: ./ADMIN. differs .* only in letter case",
+    ):
+        parse_policy(document)
+
+
+def test_route_prefixes_equal_under_case_on_other_hosts_are_fine() -> None:
+    document = valid_document()
+    document["routes"].append(
+        dict(document["routes"][1], id="other", host="*", path_prefix="/ADMIN")
+    )
+
+    assert [route.id for route in parse_policy(document).routes][-1] == "other"
+
+
+DENY_FORMAT_SUFFIX = [
+    pytest.param("/api/billing.json", True, id="format suffix"),
+    pytest.param("/api/billing.csv/", True, id="format suffix and slash"),
+    pytest.param("/api/BILLING.JSON", True, id="any case"),
+    pytest.param("/api/billing/x.json", True, id="below, with a suffix"),
+    pytest.param("/api/billingx.json", False, id="another name"),
+    pytest.param("/api/billing.json.x/y", False, id="not the last segment"),
+]
+
+
+@pytest.mark.parametrize(("path", "denied"), DENY_FORMAT_SUFFIX)
+def test_a_deny_also_matches_its_paths_with_a_format_suffix(path: str, denied: bool) -> None:
+    document = valid_document()
+    document["rules"] = [
+        {
+            "id": "no-billing",
+            "effect": "deny",
+            "routes": ["demo"],
+            "actions": ["GET"],
+            "paths": ["/api/billing/**"],
+        },
+        {
+            "id": "exact-allow",
+            "effect": "allow",
+            "routes": ["demo"],
+            "actions": ["GET"],
+            "paths": ["/api/billing"],
+        },
+    ]
+    deny, allow = parse_policy(document).rules
+
+    assert deny.matches_path(path) is denied
+    assert not allow.matches_path("/api/billing.json")  # allows stay exact

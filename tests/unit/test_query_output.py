@@ -32,8 +32,17 @@ def test_csv_cells_are_defused_and_numbers_stay_numbers() -> None:
         "-3",
         "2.5",
         "plain",
-        "a\ufffd",
+        "a\\udc80",
     ]
+
+
+def test_csv_cells_show_terminal_controls_as_escapes() -> None:
+    out = io.StringIO()
+    write_result(result(OSC8), "csv", out)
+    [cell] = csv_cells(out.getvalue())
+    assert "\x1b" not in cell
+    assert "\r" not in out.getvalue()
+    assert cell == "curl\\x1b]8;;http://evil.example\\x07click\\x1b]8;;\\x07\\x1b[2K\\x0dok"
 
 
 @pytest.mark.parametrize(

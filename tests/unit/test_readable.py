@@ -143,9 +143,28 @@ def test_visible_escapes_exactly_the_unreadable_characters(text: str, shown: str
         pytest.param("erin@example.com", "erin@example.org", False, id="other domain"),
         pytest.param("erin@example.com", "erinx@example.com", False, id="other local part"),
         pytest.param("erin@example.com", "x+erin@example.com", False, id="tag is not the box"),
-        pytest.param("erin@a+b.example", "erin@a.example", False, id="plus in the domain"),
-        pytest.param("not-an-address", "NOT-AN-ADDRESS", True, id="no @: whole, any case"),
+        pytest.param("erin@example.com", "erin@example.com.", True, id="root dot"),
+        pytest.param("erin@b\u00fccher.example", "erin@xn--bcher-kva.example", True, id="IDN"),
+        pytest.param("\u00e9rin@example.com", "e\u0301rin@example.com", True, id="NFC"),
+        pytest.param("erin@example.com", "erin@example.com.evil", False, id="longer domain"),
     ],
 )
 def test_mailboxes(one: str, other: str, same: bool) -> None:
+    assert mailbox(one) is not None
     assert (mailbox(one) == mailbox(other)) is same
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        pytest.param("not-an-address", id="no @"),
+        pytest.param('"erin"@example.com', id="quoted local part"),
+        pytest.param("erin@[127.0.0.1]", id="address literal"),
+        pytest.param("erin%example.com@example.com", id="percent routing"),
+        pytest.param("erin@a+b.example", id="plus in the domain"),
+        pytest.param("erin@x@example.com", id="two @"),
+        pytest.param("@example.com", id="no local part"),
+    ],
+)
+def test_address_that_cannot_be_compared_has_no_mailbox(address: str) -> None:
+    assert mailbox(address) is None

@@ -1,7 +1,5 @@
-"""Regression tests for the first security review of the foundation.
-
-Each test names the finding it guards (H = high, M = medium, L = low).
-"""
+"""Security regressions of the foundation: header hygiene, the authorizer context,
+issuer availability, the identity assertion, and what client text reaches the trail."""
 
 from __future__ import annotations
 
@@ -14,13 +12,15 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from chalicelib.apigw.context import authorizer_context, granted_access
 from chalicelib.apigw.events import parse_authorizer_event
-from chalicelib.audit.schema import MAX_USER_AGENT, TRUNCATED, RequestRecord, redact_query
+from chalicelib.audit.schema import RequestRecord, redact_query
+from chalicelib.authorize.context import authorizer_context, granted_access
+from chalicelib.aws.signers import LocalSigner
 from chalicelib.config import DEFAULT_QUERY_REDACTION, TrustedIssuer
 from chalicelib.identity import Identity, JwksCache, TokenRejected
-from chalicelib.proxy.assertion import AssertionIssuer, LocalSigner
+from chalicelib.proxy.assertion import AssertionIssuer
 from chalicelib.proxy.headers import ForwardedFor, client_response_headers, upstream_request_headers
+from chalicelib.readable import MAX_USER_AGENT, TRUNCATED
 from chalicelib.reasons import Reason
 from tests.helpers import ISSUER, load_event
 
@@ -38,7 +38,7 @@ def _sent(headers: list[tuple[str, str]]) -> dict[str, list[str]]:
     return sent
 
 
-# M3 ----------------------------------------------------------------------------------------
+# --- headers that change the method, path or client --------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_forwarded_proto_is_the_gateways_not_the_clients() -> None:
     assert _sent([("X-Forwarded-Proto", "http")])["x-forwarded-proto"] == ["https"]
 
 
-# L5 ----------------------------------------------------------------------------------------
+# --- header names servers read as others -------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -99,7 +99,7 @@ def test_underscore_spelling_of_the_gateway_namespace_is_reported_as_spoofing() 
     assert result.spoofed == ("x_gatehouse_user",)
 
 
-# L4 ----------------------------------------------------------------------------------------
+# --- upstream response headers -----------------------------------------------------------------
 
 
 def test_folded_upstream_header_values_are_unfolded_and_request_id_is_the_gateways() -> None:
@@ -116,7 +116,7 @@ def test_folded_upstream_header_values_are_unfolded_and_request_id_is_the_gatewa
     assert headers["Set-Cookie"] == ["a=1"]
 
 
-# L1 ----------------------------------------------------------------------------------------
+# --- the authorizer context --------------------------------------------------------------------
 
 
 def test_a_context_without_a_decision_is_complete_and_readable_by_the_proxy() -> None:
@@ -129,7 +129,7 @@ def test_a_context_without_a_decision_is_complete_and_readable_by_the_proxy() ->
     assert access.identity.groups == frozenset({"eng"})
 
 
-# M1 round trip --------------------------------------------------------------------------------
+# --- the authorizer context, round trip --------------------------------------------------------
 
 
 @pytest.mark.parametrize("claimed", [True, False])
@@ -141,7 +141,7 @@ def test_whether_groups_were_claimed_survives_the_authorizer_context(claimed: bo
     assert granted_access(context).identity.groups_claimed is claimed
 
 
-# L2 ----------------------------------------------------------------------------------------
+# --- issuer availability -----------------------------------------------------------------------
 
 
 def test_a_jwks_fetch_that_raises_anything_keeps_the_issuer_merely_unavailable() -> None:
@@ -157,7 +157,7 @@ def test_a_jwks_fetch_that_raises_anything_keeps_the_issuer_merely_unavailable()
     assert rejected.value.reason is Reason.ISSUER_UNAVAILABLE
 
 
-# L6, L8 -------------------------------------------------------------------------------------
+# --- the identity assertion --------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +211,7 @@ def test_a_claim_orjson_refuses_is_still_signed(signer: LocalSigner) -> None:
     assert claims["sub"] == "alice"
 
 
-# L7 ----------------------------------------------------------------------------------------
+# --- query redaction ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -233,7 +233,7 @@ def test_more_secret_looking_query_values_are_redacted(name: str) -> None:
     assert redact_query([(name, "s3cr3t")], REDACTION) == f"{name}=REDACTED"
 
 
-# L9 ----------------------------------------------------------------------------------------
+# --- client text is capped ---------------------------------------------------------------------
 
 
 def test_client_text_in_audit_records_is_capped() -> None:

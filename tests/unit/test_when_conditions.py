@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from chalicelib.identity import Identity
 from chalicelib.policy.cidrs import CidrSet, InvalidCidr, parse_address, parse_cidr
-from chalicelib.policy.conditions import Conditions, Facts, shows_second_factor
+from chalicelib.policy.conditions import Conditions, Facts
+from chalicelib.policy.criteria.mfa import shows_second_factor
 from chalicelib.policy.hours import Hours, InvalidHours, parse_clock
 from chalicelib.reasons import Reason
 from tests.helpers import AUDIENCE, ISSUER

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.audit.schema import MAX_JUSTIFICATION, capped
 from chalicelib.identity import Identity
+from chalicelib.readable import MAX_JUSTIFICATION, capped
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -1,0 +1,226 @@
+"""The decision core: one parsed request in, one :class:`Outcome` out.
+
+Both handlers decide through :class:`Decider`: the authorizer on the bearer
+token it verifies, the proxy (on a request API Gateway let through on a
+cached answer) on the identity the cached answer carries. Each only
+translates the outcome: the authorizer into an IAM answer, ``Unauthorized``
+or a failure; the proxy into a response. Deciding is kept apart from
+answering, so both answer one question the same way.
+
+The order of a decision: credentials, then the request's target (an
+ambiguous path or a method-override parameter is refused before any rule
+is read), then the active policy with the principal's live grants.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.apigw.overrides import method_override
+from chalicelib.audit.schema import DecisionRecord, ElevationRecord
+from chalicelib.grants.errors import GrantError
+from chalicelib.identity import TokenRejected
+from chalicelib.identity.bearer import bearer_token
+from chalicelib.policy import (
+    AccessRequest,
+    AmbiguousPath,
+    PolicyUnavailable,
+    RequestTarget,
+    parse_target,
+)
+from chalicelib.reasons import Reason
+
+if TYPE_CHECKING:
+    from chalicelib.apigw.events import GatewayRequest
+    from chalicelib.audit.schema import Outcome as AuditOutcome
+    from chalicelib.grants import ActiveGrants
+    from chalicelib.identity import Identity, TokenVerifier
+    from chalicelib.policy import ActivePolicy, Decision
+    from chalicelib.policy.grant import Grant
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What was decided about one request, before it is turned into an answer.
+
+    Attributes
+    ----------
+    reason:
+        The first reason code (the decision's, or why there is no decision).
+    identity:
+        The principal, once established.
+    decision:
+        The policy's decision, when the policy was evaluated.
+    target:
+        The parsed path, when it could be parsed.
+    detail:
+        Free text for humans (never a secret).
+    claim_names:
+        The claims the policy's rules name (they travel with a cached answer).
+    grants:
+        The principal's grants as the decision saw them.
+    """
+
+    reason: Reason
+    identity: Identity | None = None
+    decision: Decision | None = None
+    target: RequestTarget | None = None
+    detail: str | None = None
+    claim_names: tuple[str, ...] = ()
+    grants: tuple[Grant, ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        """True when the policy allowed the request."""
+        return self.decision is not None and self.decision.allowed
+
+    @property
+    def break_glass(self) -> bool:
+        """True when the request was allowed by break-glass."""
+        return self.decision is not None and self.decision.break_glass
+
+
+def decision_record(outcome: Outcome, **extra: Any) -> DecisionRecord:
+    """The ``decision`` section of the audit event for ``outcome``.
+
+    Without a policy decision the outcome is an ``error`` when Gatehouse could
+    not decide, else a ``deny``; ``extra`` sets who decided and whether on a
+    cached answer.
+    """
+    decision = outcome.decision
+    if decision is not None:
+        return DecisionRecord(
+            outcome="allow" if decision.allowed else "deny",
+            reasons=decision.reasons,
+            matched_rules=decision.matched_rules,
+            policy_version=decision.policy_version,
+            policy_checksum=decision.policy_checksum,
+            elevation=elevation_record(decision),
+            detail=outcome.detail,
+            **extra,
+        )
+    kind: AuditOutcome = "error" if outcome.reason.is_decision_failure else "deny"
+    return DecisionRecord(kind, (outcome.reason,), detail=outcome.detail, **extra)
+
+
+def elevation_record(decision: Decision) -> ElevationRecord | None:
+    """The elevation a decision used, or None when the standing rules decided."""
+    grant = decision.grant
+    if grant is None and not decision.break_glass:
+        return None
+    return ElevationRecord(
+        grant_id=grant.id if grant else None,
+        approver=grant.approver if grant else None,
+        justification=grant.justification if grant else decision.justification,
+        break_glass=decision.break_glass,
+    )
+
+
+def parse_request_target(request: GatewayRequest) -> RequestTarget | AmbiguousPath:
+    """The request's target, or why it has none (parsed once per invocation)."""
+    try:
+        return parse_target(request.path)
+    except AmbiguousPath as exc:
+        return exc
+
+
+class Decider:
+    """Decides requests against the active policy and the principal's live grants.
+
+    Parameters
+    ----------
+    verifier:
+        Verifies bearer tokens (for requests that present one).
+    policy:
+        The active policy of this container.
+    grants:
+        The live just-in-time grants of this container (none: grants are not honoured).
+    """
+
+    def __init__(
+        self,
+        *,
+        verifier: TokenVerifier | None,
+        policy: ActivePolicy,
+        grants: ActiveGrants | None = None,
+    ) -> None:
+        self._verifier = verifier
+        self._policy = policy
+        self._grants = grants
+
+    def decide(
+        self,
+        request: GatewayRequest,
+        *,
+        identity: Identity | None = None,
+        parsed: RequestTarget | AmbiguousPath | None = None,
+    ) -> Outcome:
+        """Decide ``request``.
+
+        Parameters
+        ----------
+        request:
+            The request as API Gateway reported it.
+        identity:
+            The principal, already verified (a cached answer's); None to verify
+            the request's bearer token.
+        parsed:
+            The request's target when the caller parsed it already.
+        """
+        if identity is None:
+            try:
+                identity = self._verify(request)
+            except TokenRejected as exc:
+                return Outcome(exc.reason, detail=exc.detail)
+        elif identity.expires_at <= time.time():
+            return Outcome(Reason.TOKEN_EXPIRED, identity)
+        if parsed is None:
+            parsed = parse_request_target(request)
+        if isinstance(parsed, AmbiguousPath):
+            return Outcome(Reason.AMBIGUOUS_PATH, identity, detail=str(parsed))
+        override = method_override(request)
+        if override is not None:
+            return Outcome(Reason.AMBIGUOUS_REQUEST, identity, detail=override, target=parsed)
+        try:
+            policy = self._policy.current()
+        except PolicyUnavailable as exc:
+            return Outcome(Reason.POLICY_UNAVAILABLE, identity, detail=str(exc), target=parsed)
+        grants, detail = self._live_grants(identity)
+        decision = policy.evaluate(identity, _access_request(request, parsed), grants)
+        if decision.allowed:
+            detail = None  # grants being unavailable changed nothing
+        return Outcome(
+            decision.reasons[0], identity, decision, parsed, detail, policy.claim_names, grants
+        )
+
+    def _verify(self, request: GatewayRequest) -> Identity:
+        if self._verifier is None:
+            raise TokenRejected(Reason.MISSING_CREDENTIALS, "this handler verifies no tokens")
+        return self._verifier.verify(bearer_token(request.headers.get_all("authorization")))
+
+    def _live_grants(self, identity: Identity) -> tuple[tuple[Grant, ...], str | None]:
+        """The principal's live grants, and why there are none when they cannot be read.
+
+        Grants can only turn a deny into an allow, so when they are unavailable
+        the decision goes on without them (fail closed) and says so.
+        """
+        if self._grants is None:
+            return (), None
+        try:
+            return tuple(self._grants.for_principal(identity.issuer, identity.subject)), None
+        except GrantError as exc:
+            return (), f"grants unavailable: {exc}"
+
+
+def _access_request(request: GatewayRequest, target: RequestTarget) -> AccessRequest:
+    """What ``request`` asks for, now, at its parsed ``target``."""
+    return AccessRequest(
+        request.host,
+        request.method,
+        target.path,
+        source_ip=request.source_ip,
+        at=time.time(),
+        justification=request.justification,
+    )

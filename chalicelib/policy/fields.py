@@ -1,0 +1,401 @@
+"""The policy format's field tables: every field of every object, declared once.
+
+The parser takes each object's known field names from here (anything else is
+refused as an unknown field), and the published JSON schema and the
+reference (``docs/policy.schema.json``, ``docs/policy.md``, see
+:mod:`chalicelib.policy.reference`) are generated from the same tables and
+from the registry of ``when`` conditions. Each field carries the JSON schema
+of its value, a summary and an example; the examples, put together, form a
+document the parser accepts (a unit test checks it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.policy.criterion import registered
+from chalicelib.policy.document import HTTP_METHODS, REFUSED_AWS_SERVICES, SCHEMA_VERSION
+from chalicelib.policy.durations import DURATION_PATTERN
+
+# HTTP_METHODS in the order people read them.
+METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+assert frozenset(METHOD_ORDER) == HTTP_METHODS
+
+STRINGS = {"$ref": "#/$defs/strings"}
+DURATION = {"$ref": "#/$defs/duration"}
+
+# Shared definitions, referenced by fields and by conditions' schemas.
+SHARED_DEFS: Mapping[str, Any] = {
+    "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,63}$"},
+    "strings": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+    "duration": {
+        "description": 'Seconds, or a duration such as "90s", "30m", "4h", "1d", "1h30m".',
+        "oneOf": [
+            {"type": "integer", "minimum": 1},
+            {"type": "string", "pattern": DURATION_PATTERN},
+        ],
+    },
+    "claim_value": {"type": ["string", "integer", "boolean"]},
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a policy object.
+
+    Attributes
+    ----------
+    name:
+        The key.
+    summary:
+        One line: what it means.
+    schema:
+        The JSON schema of its value (empty when ``section`` describes it).
+    example:
+        A value as a policy would write it (None when ``section`` gives it).
+    required:
+        Whether the object must have it.
+    section:
+        The name of the :class:`Section` describing its value, when it is an object.
+    notes:
+        Further paragraphs for the reference.
+    """
+
+    name: str
+    summary: str
+    schema: Mapping[str, Any] = field(default_factory=dict)
+    example: object = None
+    required: bool = False
+    section: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Section:
+    """One object of the format: where it sits, and its fields.
+
+    Attributes
+    ----------
+    name:
+        The section's name (``route``), also its ``$defs`` key when ``shared``.
+    location:
+        Where it sits in a document (``routes[]``).
+    summary:
+        What it is.
+    fields:
+        Its fields, in document order.
+    extra_schema:
+        Schema keywords beyond the fields (``minProperties``, ``if``/``then``).
+    shared:
+        Whether the schema defines it once under ``$defs`` (it is a list's items).
+    """
+
+    name: str
+    location: str
+    summary: str
+    fields: tuple[Field, ...]
+    extra_schema: Mapping[str, Any] = field(default_factory=dict)
+    shared: bool = False
+
+    @property
+    def names(self) -> set[str]:
+        """The field names, for the parser's unknown-field check."""
+        return {f.name for f in self.fields}
+
+
+BOOLEAN_FALSE = {"type": "boolean", "default": False}
+
+DOCUMENT = Section(
+    name="document",
+    location="",
+    summary=(
+        "Default deny; any matching deny beats every allow, grant and break-glass. "
+        "`gatehouse policy validate` checks more than this schema can say (route references, "
+        "glob syntax, CIDR host bits, time zones) and names the rule and field of every problem."
+    ),
+    fields=(
+        Field("version", "The format's version.", {"const": SCHEMA_VERSION}, 1, required=True),
+        Field(
+            "routes",
+            "Where requests go: at least one route.",
+            {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/route"}},
+            required=True,
+            section="route",
+        ),
+        Field(
+            "rules",
+            "Who may do what; without rules, every request is denied.",
+            {"type": "array", "items": {"$ref": "#/$defs/rule"}},
+            section="rule",
+        ),
+        Field(
+            "grants", "Just-in-time access: who approves, for how long at most.", section="grants"
+        ),
+        Field(
+            "break_glass",
+            "Members of these groups pass any denial except a deny rule, with a justification "
+            "(header X-Gatehouse-Justification); every use is flagged.",
+            section="break_glass",
+        ),
+    ),
+)
+
+ROUTE = Section(
+    name="route",
+    location="routes[]",
+    summary="Where requests for a host and path prefix go.",
+    shared=True,
+    fields=(
+        Field(
+            "id",
+            "Names the route in rules, grants and the audit log.",
+            {"$ref": "#/$defs/id"},
+            "orders",
+            required=True,
+        ),
+        Field(
+            "host",
+            'A lower-case host name, or "*" for any host (an exact host wins).',
+            {"type": "string", "default": "*"},
+            "orders.example.com",
+        ),
+        Field(
+            "path_prefix",
+            "Requests under this path (on a segment boundary, any letter case); the longest "
+            "prefix wins. Two routes of one host may not differ only in case.",
+            {"type": "string", "pattern": "^/", "default": "/"},
+            "/orders",
+        ),
+        Field(
+            "upstream",
+            "The backend's base URL (http or https, no query or fragment).",
+            {"type": "string", "pattern": "^https?://"},
+            "https://orders.internal:8443",
+            required=True,
+        ),
+        Field(
+            "audience",
+            "The `aud` of the assertion Gatehouse signs for the backend.",
+            {"type": "string", "minLength": 1},
+            "orders-api",
+            required=True,
+        ),
+        Field(
+            "pass_authorization",
+            "Forward the caller's Authorization header to the backend.",
+            BOOLEAN_FALSE,
+            False,
+        ),
+        Field(
+            "sensitive",
+            "Record request details for every decision on this route.",
+            BOOLEAN_FALSE,
+            True,
+        ),
+        Field(
+            "aws",
+            "An AWS upstream (IAM-authorised API, Lambda function URL, ...): requests are "
+            "SigV4-signed with an STS session of this role per principal, SourceIdentity = the "
+            "principal. The upstream must be https (http only on loopback) and "
+            "pass_authorization false.",
+            section="aws",
+        ),
+    ),
+    extra_schema={
+        "if": {"required": ["aws"]},
+        "then": {"properties": {"pass_authorization": {"const": False}}},
+    },
+)
+
+AWS = Section(
+    name="aws",
+    location="routes[].aws",
+    summary="The IAM role, signing name and region of an AWS upstream.",
+    fields=(
+        Field(
+            "role_arn",
+            "The role assumed per principal; its name starts with gatehouse-upstream-.",
+            {
+                "type": "string",
+                "pattern": "^arn:(aws|aws-cn|aws-us-gov):iam::[0-9]{12}:role/"
+                "([\\x21-\\x29\\x2b-\\x3e\\x40-\\x7e]{0,510}/)?"
+                "gatehouse-upstream-[A-Za-z0-9_+=,.@-]{1,45}$",
+            },
+            "arn:aws:iam::123456789012:role/gatehouse-upstream-orders",
+            required=True,
+        ),
+        Field(
+            "service",
+            "The SigV4 signing name; not one whose answers are credentials, nor s3.",
+            {
+                "type": "string",
+                "pattern": "^[a-z][a-z0-9-]{0,30}[a-z0-9]$",
+                "not": {"enum": sorted(REFUSED_AWS_SERVICES)},
+            },
+            "execute-api",
+            required=True,
+        ),
+        Field(
+            "region",
+            "The signing region, in the role's partition.",
+            {"type": "string", "pattern": "^[a-z]{2}(-[a-z]+){1,2}-[0-9]{1,2}$"},
+            "eu-central-1",
+            required=True,
+        ),
+    ),
+)
+
+RULE = Section(
+    name="rule",
+    location="rules[]",
+    summary="One allow or deny rule: who, on which routes, which methods and paths, when.",
+    shared=True,
+    fields=(
+        Field(
+            "id",
+            "Names the rule in decisions and the audit log.",
+            {"$ref": "#/$defs/id"},
+            "orders-read",
+            required=True,
+        ),
+        Field(
+            "effect",
+            "allow, or deny (any matching deny beats every allow).",
+            {"enum": ["allow", "deny"]},
+            "allow",
+            required=True,
+        ),
+        Field("routes", "The ids of the routes it covers.", STRINGS, ["orders"], required=True),
+        Field(
+            "subjects",
+            "Any listed kind may match (OR); omitted means anyone signed in.",
+            section="subjects",
+        ),
+        Field(
+            "actions",
+            'HTTP methods, or "*" for all; a deny on GET also denies HEAD.',
+            {"type": "array", "minItems": 1, "items": {"enum": [*METHOD_ORDER, "*"]}},
+            ["GET", "HEAD"],
+            required=True,
+        ),
+        Field(
+            "paths",
+            "Path globs (`*` one segment, `**` any depth); omitted means every path of the "
+            "routes. Deny globs ignore letter case and also match a last segment with a "
+            "format suffix (`/billing.json`); allow globs are exact.",
+            {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^/"}},
+            ["/orders/**", "/orders/*/detail"],
+        ),
+        Field("when", "Every listed condition must hold (AND).", section="when"),
+    ),
+)
+
+SUBJECTS = Section(
+    name="subjects",
+    location="rules[].subjects",
+    summary="Who a rule applies to; any listed kind may match.",
+    fields=(
+        Field(
+            "users",
+            "Verified emails (with @, any case) or subjects (`sub`, exact).",
+            STRINGS,
+            ["alice@example.com", "00u1abc"],
+        ),
+        Field("groups", "Group names from the token's groups claim.", STRINGS, ["engineering"]),
+        Field("domains", "Domains of verified emails.", STRINGS, ["example.com"]),
+        Field(
+            "issuers",
+            "Issuer URLs: everyone an identity provider signs in.",
+            STRINGS,
+            ["https://idp.example.com"],
+        ),
+        Field(
+            "claims",
+            "Every named claim must match: equal to the value, or (list claim) containing it; "
+            "a list of values accepts any of them.",
+            {
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": {
+                    "oneOf": [
+                        {"$ref": "#/$defs/claim_value"},
+                        {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"$ref": "#/$defs/claim_value"},
+                        },
+                    ]
+                },
+            },
+            {"department": ["security", "it"], "level": 3},
+            notes=(
+                "Registered claims (`iss`, `sub`, `aud`, `exp`, ...) and claims with a subject "
+                "kind of their own (`email`, `email_verified`, `groups`) cannot be named here.",
+            ),
+        ),
+    ),
+    extra_schema={"minProperties": 1},
+)
+
+GRANTS = Section(
+    name="grants",
+    location="grants",
+    summary="Just-in-time access: who approves, for how long at most.",
+    fields=(
+        Field(
+            "approver_groups",
+            "Members of these groups approve grant requests.",
+            STRINGS,
+            ["security"],
+            required=True,
+        ),
+        Field(
+            "max_duration",
+            "The longest a grant lasts (at most 7d); shortening it shortens "
+            "grants already approved.",
+            DURATION,
+            "4h",
+            required=True,
+        ),
+    ),
+)
+
+BREAK_GLASS = Section(
+    name="break_glass",
+    location="break_glass",
+    summary="Emergency access for on-call members, flagged in the audit log.",
+    fields=(
+        Field(
+            "groups", "Members of these groups may break glass.", STRINGS, ["oncall"], required=True
+        ),
+        Field(
+            "require_justification",
+            "Refuse break-glass without an X-Gatehouse-Justification header.",
+            {"type": "boolean", "default": True},
+            True,
+        ),
+    ),
+)
+
+
+def when_section() -> Section:
+    """The ``when`` block, from the registry of conditions."""
+    return Section(
+        name="when",
+        location="rules[].when",
+        summary="Every listed condition must hold (AND).",
+        fields=tuple(
+            Field(c.name, c.summary, c.schema, c.example, notes=c.notes) for c in registered()
+        ),
+        extra_schema={"minProperties": 1},
+    )
+
+
+def sections() -> dict[str, Section]:
+    """Every section by name, in reference order."""
+    return {
+        s.name: s
+        for s in (DOCUMENT, ROUTE, AWS, RULE, SUBJECTS, when_section(), GRANTS, BREAK_GLASS)
+    }
