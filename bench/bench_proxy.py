@@ -26,8 +26,7 @@ import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -47,6 +46,9 @@ from chalicelib.proxy import Proxy
 from chalicelib.proxy.assertion import AssertionIssuer
 from chalicelib.proxy.upstream import UpstreamClient, UpstreamResponse
 
+if TYPE_CHECKING:
+    from chalicelib.proxy.origin import Origin
+
 BODY = b'{"name": "demo", "items": [1, 2, 3]}'
 
 
@@ -63,7 +65,9 @@ class MemorySink:
 class CannedUpstream:
     """Answers like the backend without a socket: isolates the handler's own work."""
 
-    def send(self, method: str, url: str, headers: Any, body: bytes) -> UpstreamResponse:
+    def send(
+        self, method: str, origin: Origin, target: str, headers: Any, body: bytes
+    ) -> UpstreamResponse:
         return UpstreamResponse(200, [("Content-Type", "application/json")], b'{"ok":true}', 0.0)
 
 
@@ -124,10 +128,9 @@ def record_upstream_request(proxy: Proxy, event: dict[str, Any]) -> SentRequest:
     recorded: list[SentRequest] = []
     original = client.send
 
-    def recording(method: str, url: str, headers: Any, body: bytes) -> Any:
-        parts = urlsplit(url)
-        recorded.append(SentRequest(method, f"{parts.path}?{parts.query}", list(headers), body))
-        return original(method, url, headers, body)
+    def recording(method: str, origin: Origin, target: str, headers: Any, body: bytes) -> Any:
+        recorded.append(SentRequest(method, target, list(headers), body))
+        return original(method, origin, target, headers, body)
 
     client.send = recording  # type: ignore[method-assign]
     try:

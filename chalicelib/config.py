@@ -55,10 +55,6 @@ DEFAULT_QUERY_VALUE_REDACTION = (
     r"[A-Za-z0-9+/_-]{32,}"
     r")"
     r"|(?<![0-9A-Fa-f])(?=[0-9A-Fa-f]*?[0-9])(?=[0-9A-Fa-f]*?[A-Fa-f])[0-9A-Fa-f]{32,}"
-    # A URL with a password in it (``https://bob:hunter2@host``), and a query
-    # nested in a value (``next=/cb?password=...``) naming a secret.
-    r"|://[^/@\s:]*:[^/@\s]*@"
-    r"|(?i:(?:^|[?&;#])[^=&?#;]*(?:passw|secret|token|signature|api[-_]?key|credential)[^=&?#;]*=)"
 )
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from chalicelib.config import DEFAULT_QUERY_VALUE_REDACTION
 from chalicelib.readable import (
@@ -111,11 +111,33 @@ def redact_query(
     for name, value in pairs:
         if looks_secret(name):
             parts.append(f"{REDACTED}={REDACTED}")
-        elif secret_names.search(name) or looks_secret(value):
+        elif (
+            secret_names.search(name) or looks_secret(value) or _carries_secret(value, secret_names)
+        ):
             parts.append(f"{quote(name, safe='')}={REDACTED}")
         else:
             parts.append(f"{quote(name, safe='')}={quote(value, safe='')}")
     return "&".join(parts) if parts else None
+
+
+_USERINFO_PASSWORD = re.compile(r"://[^/@\s:]*:[^/@\s]*@")
+
+
+def _carries_secret(value: str, secret_names: re.Pattern[str]) -> bool:
+    """A URL with a password (``https://bob:pw@host``), or a query nested in the value
+    (``next=/cb?password=...``) with a parameter the name rule redacts.
+
+    Both tests start with a substring check, so an ordinary value costs nothing.
+    """
+    if "@" in value and "://" in value and _USERINFO_PASSWORD.search(value):
+        return True
+    if "=" not in value:
+        return False
+    nested = value.split("?", 1)[-1].split("#", 1)[0]
+    return any(
+        secret_names.search(name)
+        for name, _ in parse_qsl(nested, keep_blank_values=True, max_num_fields=100)
+    )
 
 
 def _never(text: str) -> None:
