@@ -29,6 +29,7 @@ from chalicelib.audit.schema import (
 from chalicelib.authorize.context import authorizer_context
 from chalicelib.authorize.decider import Decider, Outcome, decision_record
 from chalicelib.authorize.iam import MethodArn, policy_document, whole_api_resources
+from chalicelib.authorize.iam import permissions as iam_permissions
 from chalicelib.grants.usage import GrantUse
 from chalicelib.observability import count_decision
 from chalicelib.policy import PolicyUnavailable
@@ -188,7 +189,7 @@ class Authorizer:
             except PolicyUnavailable as exc:
                 raise AuthorizerFailure(Reason.POLICY_UNAVAILABLE.value) from exc
             # Allows only: a superset; the proxy re-decides cached answers.
-            permissions = policy.permissions(identity, outcome.grants)
+            permissions = iam_permissions(policy.reach(identity, outcome.grants))
             allow = whole_api_resources(method_arn, permissions) + allow
         answer: dict[str, Any] = {
             "principalId": identity.subject,

@@ -1,4 +1,9 @@
-"""The IAM policy a Lambda authorizer returns to API Gateway."""
+"""The IAM policy a Lambda authorizer returns to API Gateway.
+
+A cached answer covers the whole API: what the policy engine says a principal
+may reach at most (:class:`~chalicelib.policy.engine.Reach`, as path globs)
+is translated here into ``execute-api`` method ARNs.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,23 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.policy.model import HTTP_METHODS
 
 if TYPE_CHECKING:
-    from chalicelib.policy import Permission
+    from chalicelib.policy.engine import Reach
+
+
+@dataclass(frozen=True, slots=True)
+class Permission:
+    """An IAM-expressible superset of what a scope lets a principal do."""
+
+    methods: frozenset[str]
+    arn_paths: tuple[str, ...]
+
+
+def permissions(reach: Reach) -> list[Permission]:
+    """The method-ARN permissions covering everything in ``reach``."""
+    if reach.everything:
+        return [Permission(HTTP_METHODS, ("*",))]
+    return [Permission(scope.methods, glob_to_arn_paths(scope.glob)[0]) for scope in reach.scopes]
+
 
 # API Gateway refuses authorizer policies much above 8 KB; stay well below.
 MAX_RESOURCES_PER_EFFECT = 64
@@ -76,3 +97,30 @@ def whole_api_resources(method_arn: MethodArn, permissions: Iterable[Permission]
     if len(allow) > MAX_RESOURCES_PER_EFFECT:
         allow = {method_arn.resource("*", "*")}
     return sorted(allow)
+
+
+def glob_to_arn_paths(pattern: str) -> tuple[tuple[str, ...], bool]:
+    """Translate a glob into ``execute-api`` ARN resource paths.
+
+    IAM's ``*`` also crosses ``/``, so a translation may match more than the
+    glob. Returns ``(arn_paths, exact)``: the paths (without the leading
+    ``/``, as in method ARNs) match a superset of the glob, and ``exact`` says
+    whether they match precisely the glob. Only literal paths and a literal
+    stem followed by ``/**`` translate exactly.
+    """
+    body = pattern[1:]
+    if body == "**":
+        return ("*",), True
+    if body.endswith("/**"):
+        stem = body[: -len("/**")]
+        if not _has_wildcard(stem):
+            return (stem, stem + "/*"), True
+    elif not _has_wildcard(body):
+        return (body, body + "/") if body else (body,), True
+    # Anything else: everything from the first wildcard on becomes one IAM "*".
+    first = min(index for index in (body.find("*"), body.find("?")) if index >= 0)
+    return (body[:first] + "*",), False
+
+
+def _has_wildcard(text: str) -> bool:
+    return "*" in text or "?" in text

@@ -17,7 +17,7 @@ Exceptions::
 """
 
 from chalicelib.policy.document import AwsUpstream, PolicyDocument, Route, Rule
-from chalicelib.policy.engine import AccessRequest, CompiledPolicy, Decision, Permission
+from chalicelib.policy.engine import AccessRequest, CompiledPolicy, Decision, Reach, Scope
 from chalicelib.policy.errors import (
     PolicyArchiveError,
     PolicyConflict,
@@ -37,7 +37,6 @@ __all__ = [
     "AwsUpstream",
     "CompiledPolicy",
     "Decision",
-    "Permission",
     "PolicyArchiveError",
     "PolicyConflict",
     "PolicyDocument",
@@ -48,9 +47,11 @@ __all__ = [
     "PolicyStore",
     "PolicyUnavailable",
     "PolicyVersions",
+    "Reach",
     "RequestTarget",
     "Route",
     "Rule",
+    "Scope",
     "normalize_path",
     "parse_policy",
     "parse_target",

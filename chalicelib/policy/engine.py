@@ -21,7 +21,6 @@ from chalicelib.policy.document import (
     claim_key,
     is_reserved_path,
 )
-from chalicelib.policy.globs import glob_to_arn_paths
 from chalicelib.policy.paths import fold_case
 from chalicelib.policy.subjects import (
     EMAIL,
@@ -87,11 +86,19 @@ class Decision:
 
 
 @dataclass(frozen=True, slots=True)
-class Permission:
-    """An IAM-expressible superset of what an allow rule lets a principal do."""
+class Scope:
+    """Methods on the paths of one glob: part of what a principal may reach at most."""
 
     methods: frozenset[str]
-    arn_paths: tuple[str, ...]
+    glob: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """What a principal may reach at most: every path (break-glass), or these scopes."""
+
+    everything: bool
+    scopes: tuple[Scope, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,21 +374,20 @@ class CompiledPolicy:
             decision = self._decision(True, (Reason.ALLOW_RULE_MATCHED,), ids, route)
         return _Match(route, tuple(denies), tuple(allows), decision)
 
-    def permissions(self, identity: Identity, grants: Sequence[Grant] = ()) -> list[Permission]:
-        """A superset of what ``identity`` may do, as IAM-expressible permissions.
+    def reach(self, identity: Identity, grants: Sequence[Grant] = ()) -> Reach:
+        """A superset of what ``identity`` may do: the allows and grants in force, as globs.
 
-        Used when API Gateway caches the authorizer's answer for a whole API.
-        Only allows are listed, over-approximated: method ARNs carry neither
-        host nor route, so no deny can be translated without also blocking
-        something another route allows. Soundness comes from the proxy, which
-        re-decides (and audits) every request served from a cached answer.
-        Grants count while they are in force; a break-glass member may reach
-        anything (with a justification), so gets the whole API.
+        For an answer API Gateway caches for a whole API (the authorizer turns
+        it into IAM resources). Only allows count, over-approximated: a deny
+        cannot be expressed without also blocking something another route
+        allows. Soundness comes from the proxy, which decides again (and
+        audits) every request served from a cached answer. A break-glass
+        member may reach anything (with a justification).
         """
         break_glass = self.document.break_glass
         if break_glass is not None and identity.groups & break_glass.groups:
-            return [Permission(HTTP_METHODS, ("*",))]
-        permissions = list(self._grant_permissions(grants))
+            return Reach(everything=True)
+        scopes = list(self._grant_scopes(grants))
         seen: set[str] = set()
         for route_id in self._index:
             for method in HTTP_METHODS:
@@ -389,10 +395,10 @@ class CompiledPolicy:
                     if rule.id in seen:
                         continue
                     seen.add(rule.id)
-                    permissions.extend(self._rule_permissions(rule))
-        return permissions
+                    scopes.extend(self._rule_scopes(rule))
+        return Reach(everything=False, scopes=tuple(scopes))
 
-    def _grant_permissions(self, grants: Sequence[Grant]) -> Iterator[Permission]:
+    def _grant_scopes(self, grants: Sequence[Grant]) -> Iterator[Scope]:
         settings = self.document.grants
         if settings is None:
             return
@@ -410,9 +416,9 @@ class CompiledPolicy:
                     continue
                 patterns = [glob.pattern for glob in grant.paths]
                 for pattern in patterns or [_prefix_glob(route.path_prefix)]:
-                    yield Permission(grant.actions, glob_to_arn_paths(pattern)[0])
+                    yield Scope(grant.actions, pattern)
 
-    def _rule_permissions(self, rule: Rule) -> Iterator[Permission]:
+    def _rule_scopes(self, rule: Rule) -> Iterator[Scope]:
         if rule.effect != "allow":
             return
         for route_id in rule.routes:
@@ -421,7 +427,7 @@ class CompiledPolicy:
                 continue
             patterns = [glob.pattern for glob in rule.paths] or [_prefix_glob(route.path_prefix)]
             for pattern in patterns:
-                yield Permission(rule.actions, glob_to_arn_paths(pattern)[0])
+                yield Scope(rule.actions, pattern)
 
     def _candidates(
         self, identity: Identity, by_subject: Mapping[SubjectKey, Sequence[Rule]]

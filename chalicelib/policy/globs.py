@@ -153,30 +153,3 @@ def _match_segment(glob: str, text: str) -> bool:
     while g < len(glob) and glob[g] == "*":
         g += 1
     return g == len(glob)
-
-
-def glob_to_arn_paths(pattern: str) -> tuple[tuple[str, ...], bool]:
-    """Translate a glob into ``execute-api`` ARN resource paths.
-
-    IAM's ``*`` also crosses ``/``, so a translation may match more than the
-    glob. Returns ``(arn_paths, exact)``: the paths (without the leading
-    ``/``, as in method ARNs) match a superset of the glob, and ``exact`` says
-    whether they match precisely the glob. Only literal paths and a literal
-    stem followed by ``/**`` translate exactly.
-    """
-    body = pattern[1:]
-    if body == "**":
-        return ("*",), True
-    if body.endswith("/**"):
-        stem = body[: -len("/**")]
-        if not _has_wildcard(stem):
-            return (stem, stem + "/*"), True
-    elif not _has_wildcard(body):
-        return (body, body + "/") if body else (body,), True
-    # Anything else: everything from the first wildcard on becomes one IAM "*".
-    first = min(index for index in (body.find("*"), body.find("?")) if index >= 0)
-    return (body[:first] + "*",), False
-
-
-def _has_wildcard(text: str) -> bool:
-    return "*" in text or "?" in text

@@ -42,7 +42,7 @@ from chalicelib.authorize.decider import decision_record, parse_request_target
 from chalicelib.aws.errors import AwsUpstreamError
 from chalicelib.observability import count_decision
 from chalicelib.policy import AmbiguousPath, PolicyUnavailable, RequestTarget
-from chalicelib.proxy.errors import SigningError, UpstreamError
+from chalicelib.proxy.errors import Refusal, SigningError, UpstreamError
 from chalicelib.proxy.headers import (
     ForwardedFor,
     client_response_headers,
@@ -124,13 +124,15 @@ class _AwsCall:
     record: AwsRecord
 
 
-class _Refused(Exception):
-    """The request is answered by the proxy itself, without going upstream."""
+@dataclass(slots=True)
+class _Served:
+    """How far one request got, for its record: access, route, AWS call, answer or refusal."""
 
-    def __init__(self, response: ProxyResponse, error: str | None = None) -> None:
-        self.response = response
-        self.error = error
-        super().__init__(response.status)
+    access: GrantedAccess | None = None
+    destination: _Destination | None = None
+    aws_call: _AwsCall | None = None
+    upstream: UpstreamResponse | None = None
+    refusal: Refusal | None = None
 
 
 class Proxy:
@@ -204,93 +206,102 @@ class Proxy:
         parsed: RequestTarget | AmbiguousPath,
         started: float,
     ) -> ProxyResponse:
+        served = _Served()
         try:
-            access = granted_access(request.authorizer)
-        except MissingContext:
-            failure = DecisionRecord("error", (Reason.NO_IDENTITY_CONTEXT,), decided_by="proxy")
-            self._audit_decision(record, None, failure, ResourceRecord())
-            return error_response(500, "gateway misconfigured", request.request_id)
-        try:
-            destination = self._destination(request, record, access, parsed)
-        except _Refused as refused:
-            return refused.response
-        assert isinstance(parsed, RequestTarget)  # an ambiguous request was refused above
-        upstream_response: UpstreamResponse | None = None
-        aws = destination.route.aws
-        aws_call = (
-            None if aws is None else _AwsCall(AwsRecord(aws.role_arn, aws.region, aws.service))
-        )
-        try:
-            upstream_response = self._forward(request, parsed, access, destination, aws_call)
-            response = ProxyResponse(
-                upstream_response.status,
-                client_response_headers(upstream_response.headers),
-                upstream_response.body,
+            served.access = self._granted_access(request)
+            served.destination = self._destination(request, record, served.access, parsed)
+            assert isinstance(parsed, RequestTarget)  # an ambiguous request was refused above
+            aws = served.destination.route.aws
+            if aws is not None:
+                served.aws_call = _AwsCall(AwsRecord(aws.role_arn, aws.region, aws.service))
+            upstream = self._forward(
+                request, parsed, served.access, served.destination, served.aws_call
             )
-            error = None
-        except _Refused as refused:
-            response, error = refused.response, refused.error
+            served.upstream = upstream
+            response = ProxyResponse(
+                upstream.status, client_response_headers(upstream.headers), upstream.body
+            )
+        except Refusal as refusal:
+            served.refusal = refusal
+            response = error_response(refusal.status, refusal.message, request.request_id)
+        self._record(request, record, served, response, started)
+        return response
+
+    def _granted_access(self, request: GatewayRequest) -> GrantedAccess:
+        try:
+            return granted_access(request.authorizer)
+        except MissingContext as exc:
+            raise Refusal(
+                500,
+                "gateway misconfigured",
+                reason=Reason.NO_IDENTITY_CONTEXT,
+                recorded_as="decision",
+            ) from exc
+
+    def _record(
+        self,
+        request: GatewayRequest,
+        record: RequestRecord,
+        served: _Served,
+        response: ProxyResponse,
+        started: float,
+    ) -> None:
+        """Record what was answered: the one place a refusal reaches the trail."""
+        refusal, access, destination = served.refusal, served.access, served.destination
+        if refusal is not None and refusal.recorded_as == "decided":
+            return  # the decision event that refused it says everything
+        if refusal is not None and refusal.recorded_as == "decision":
+            failure = DecisionRecord(
+                "error",
+                (refusal.reason or Reason.POLICY_UNAVAILABLE,),
+                policy_version=access.policy_version if access else None,
+                decided_by="proxy",
+                detail=refusal.detail,
+            )
+            identity = access.identity if access else None
+            self._audit_decision(record, identity, failure, ResourceRecord())
+            return
+        assert access is not None  # a response is recorded only once access was granted
         outcome = ResponseRecord(
             status=response.status,
             bytes_in=len(request.body),
             bytes_out=len(response.body),
             latency_ms=(time.perf_counter() - started) * 1000,
-            upstream_latency_ms=upstream_response.elapsed_ms if upstream_response else None,
-            error=error,
+            upstream_latency_ms=served.upstream.elapsed_ms if served.upstream else None,
+            error=refusal.error if refusal else None,
         )
-        served_under = DecisionRecord(
-            "allow",
-            (),
-            policy_version=destination.policy_version,
-            decided_by="proxy",
-            cached=destination.cached,
-            elevation=destination.elevation,
-        )
-        self._audit_response(
-            request,
-            record,
-            access,
-            served_under,
-            _resource(destination.route),
-            outcome,
-            destination,
-            aws_call.record if aws_call else None,
-        )
-        return response
-
-    def _audit_response(
-        self,
-        request: GatewayRequest,
-        record: RequestRecord,
-        access: GrantedAccess,
-        served_under: DecisionRecord,
-        resource: ResourceRecord,
-        outcome: ResponseRecord,
-        destination: _Destination | None = None,
-        aws: AwsRecord | None = None,
-    ) -> None:
+        if destination is not None:
+            decision = DecisionRecord(
+                "allow",
+                (),
+                policy_version=destination.policy_version,
+                decided_by="proxy",
+                cached=destination.cached,
+                elevation=destination.elevation,
+            )
+            resource = _resource(destination.route)
+        else:
+            # Refused before any route was chosen: the refusal is the proxy's decision.
+            assert refusal is not None and refusal.reason is not None
+            decision = DecisionRecord(
+                "deny", (refusal.reason,), decided_by="proxy", detail=refusal.detail
+            )
+            resource = ResourceRecord()
         event = build_event(
             "response",
             record,
             identity=access.identity,
-            decision=served_under,
+            decision=decision,
             resource=resource,
             decision_id=destination.decision_id if destination else access.decision_id,
             response=outcome,
             anomalies=_anomalies(request),
-            aws=aws,
+            aws=served.aws_call.record if served.aws_call else None,
         )
         self._emitter.emit(event)
 
-    def _refuse(
-        self,
-        request: GatewayRequest,
-        record: RequestRecord,
-        access: GrantedAccess,
-        refusal: str,
-        detail: str | None = None,
-    ) -> _Refused:
-        """Answer what the authorizer decided against but let through, and record the response.
+    def _refusal(self, refusal: str, detail: str | None = None) -> Refusal:
+        """What the authorizer decided against but let through to the proxy.
 
         An ambiguous request gets 400 (API Gateway has only 403 for a Deny); a
         denial let through because the answer is cached gets 403 here.
@@ -300,18 +311,7 @@ class Proxy:
         except ValueError:
             reason = Reason.NO_MATCHING_RULE
         status, message = _refusal_answer(reason)
-        response = error_response(status, message, request.request_id)
-        refused = DecisionRecord("deny", (reason,), decided_by="proxy", detail=detail or refusal)
-        outcome = ResponseRecord(
-            status=status,
-            bytes_in=len(request.body),
-            bytes_out=len(response.body),
-            latency_ms=0.0,
-            upstream_latency_ms=None,
-            error=reason.value,
-        )
-        self._audit_response(request, record, access, refused, ResourceRecord(), outcome)
-        return _Refused(response)
+        return Refusal(status, message, reason=reason, error=reason.value, detail=detail or refusal)
 
     def _destination(
         self,
@@ -325,26 +325,24 @@ class Proxy:
         # The authorizer's checks, repeated on what is about to be forwarded:
         # it never saw the body, and an ambiguous request is never forwarded.
         if isinstance(parsed, AmbiguousPath):
-            raise self._refuse(request, record, access, Reason.AMBIGUOUS_PATH.value, str(parsed))
+            raise self._refusal(Reason.AMBIGUOUS_PATH.value, str(parsed))
         override = method_override(request)
         if override is not None:
-            raise self._refuse(request, record, access, Reason.AMBIGUOUS_REQUEST.value, override)
+            raise self._refusal(Reason.AMBIGUOUS_REQUEST.value, override)
         if access.refusal:
-            raise self._refuse(request, record, access, access.refusal)
+            raise self._refusal(access.refusal)
         try:
             route = self._versions.get(access.policy_version).document.route(access.route_id)
         except PolicyUnavailable:
             route = None
         if route is None:
-            failure = DecisionRecord(
-                "error",
-                (Reason.POLICY_UNAVAILABLE,),
-                policy_version=access.policy_version,
-                decided_by="proxy",
+            raise Refusal(
+                503,
+                "policy unavailable",
+                reason=Reason.POLICY_UNAVAILABLE,
                 detail=f"route {access.route_id!r} of v{access.policy_version} is unavailable",
+                recorded_as="decision",
             )
-            self._audit_decision(record, access.identity, failure, ResourceRecord())
-            raise _Refused(error_response(503, "policy unavailable", request.request_id))
         elevation = _elevation(access.elevation)
         return _Destination(
             route, access.decision_id, access.policy_version, cached=False, elevation=elevation
@@ -371,9 +369,7 @@ class Proxy:
         resource = _resource(route) if route else ResourceRecord()
         self._audit_decision(record, access.identity, redecision.record, resource, decision_id)
         if route is None:
-            raise _Refused(
-                error_response(redecision.status, redecision.message, request.request_id)
-            )
+            raise Refusal(redecision.status, redecision.message, recorded_as="decided")
         return _Destination(
             route,
             decision_id,
@@ -402,8 +398,7 @@ class Proxy:
         aws_call: _AwsCall | None = None,
     ) -> UpstreamResponse:
         if len(request.body) > self._max_request_body:
-            too_large = error_response(413, "request body too large", request.request_id)
-            raise _Refused(too_large, "request_too_large")
+            raise Refusal(413, "request body too large", error="request_too_large")
         route = destination.route
         try:
             assertion = self._assertions.issue(
@@ -415,8 +410,7 @@ class Proxy:
                 url=f"https://{request.host}{target.wire_path}",
             )
         except SigningError as exc:
-            unsigned = error_response(503, "cannot sign identity assertion", request.request_id)
-            raise _Refused(unsigned, str(exc)) from exc
+            raise Refusal(503, "cannot sign identity assertion", error=str(exc)) from exc
         forwarded = ForwardedFor(
             client_ip=request.source_ip,
             proto="https",  # API Gateway endpoints only speak HTTPS
@@ -446,9 +440,7 @@ class Proxy:
         except UpstreamError as exc:
             self._count("UpstreamErrors")
             message = _UPSTREAM_MESSAGES.get(exc.status, "upstream unavailable")
-            raise _Refused(
-                error_response(exc.status, message, request.request_id), str(exc)
-            ) from exc
+            raise Refusal(exc.status, message, error=str(exc)) from exc
 
     def _sign_for_aws(
         self,
@@ -488,8 +480,7 @@ class Proxy:
             )
         except AwsUpstreamError as exc:
             self._count("AwsUpstreamErrors")
-            failed = error_response(exc.status, exc.client_message, request.request_id)
-            raise _Refused(failed, str(exc)) from exc
+            raise Refusal(exc.status, exc.client_message, error=str(exc)) from exc
 
     def _audit_decision(
         self,

@@ -7,10 +7,10 @@ import pytest
 from chalicelib.authorize.iam import (
     MAX_RESOURCES_PER_EFFECT,
     MethodArn,
+    Permission,
     policy_document,
     whole_api_resources,
 )
-from chalicelib.policy import Permission
 from chalicelib.policy.model import HTTP_METHODS
 
 BASE = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/dev"

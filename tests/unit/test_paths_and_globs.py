@@ -8,8 +8,9 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
+from chalicelib.authorize.iam import glob_to_arn_paths
 from chalicelib.policy import AmbiguousPath, RequestTarget, normalize_path, parse_target
-from chalicelib.policy.globs import InvalidGlob, compile_glob, glob_to_arn_paths
+from chalicelib.policy.globs import InvalidGlob, compile_glob
 from chalicelib.policy.paths import fold_case
 
 # --- normalize_path ----------------------------------------------------------------------

@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chalicelib.authorize.iam import Permission
+from chalicelib.authorize.iam import permissions as iam_permissions
 from chalicelib.identity import Identity
 from chalicelib.policy import AccessRequest, CompiledPolicy, Decision, PolicyDocument, parse_policy
 from chalicelib.policy.model import HTTP_METHODS, Route, Rule
@@ -58,6 +60,11 @@ def get(path: str = "/", method: str = "GET", host: str = "app.example.com") -> 
 
 def allowed(policy: CompiledPolicy, identity: Identity, request: AccessRequest) -> bool:
     return policy.evaluate(identity, request).allowed
+
+
+def permissions_of(policy: CompiledPolicy, identity: Identity) -> list[Permission]:
+    """What a cached answer allows ``identity``: the engine's reach in IAM terms."""
+    return iam_permissions(policy.reach(identity))
 
 
 # --- subjects: users ---------------------------------------------------------------------
@@ -601,7 +608,7 @@ PERMISSION_CASES = [
 
 @pytest.mark.parametrize(("entry", "expected"), PERMISSION_CASES)
 def test_permission_of_one_allow_rule(entry: dict[str, Any], expected: tuple[Any, ...]) -> None:
-    (permission,) = compiled([entry]).permissions(person())
+    (permission,) = permissions_of(compiled([entry]), person())
 
     assert (permission.methods, permission.arn_paths) == expected
 
@@ -616,7 +623,7 @@ def test_denies_are_never_listed(paths: list[str]) -> None:
     # what another route allows; cached answers are re-decided by the proxy.
     policy = compiled([rule("allow-all"), rule("d", "deny", paths=paths)])
 
-    (permission,) = policy.permissions(person())
+    (permission,) = permissions_of(policy, person())
 
     assert permission.arn_paths == ("*",)
 
@@ -624,7 +631,7 @@ def test_denies_are_never_listed(paths: list[str]) -> None:
 def test_rule_without_paths_covers_its_route_prefix() -> None:
     policy = compiled([rule("r", actions=["GET"])], routes=[route("app", "*", "/api")])
 
-    (permission,) = policy.permissions(person())
+    (permission,) = permissions_of(policy, person())
 
     assert permission.arn_paths == ("api", "api/*")
 
@@ -635,7 +642,7 @@ def test_permissions_only_include_the_principals_rules() -> None:
         rule("theirs", actions=["GET"], paths=["/theirs/**"], subjects={"groups": ["ops"]}),
         rule("not-me", "deny", paths=["/mine/secret"], subjects={"groups": ["eng"]}),
     ]
-    permissions = compiled(rules).permissions(person(groups=("eng",)))
+    permissions = permissions_of(compiled(rules), person(groups=("eng",)))
 
     assert [p.arn_paths for p in permissions] == [("mine", "mine/*")]
 
@@ -643,14 +650,14 @@ def test_permissions_only_include_the_principals_rules() -> None:
 def test_permission_for_a_principal_without_rules_is_empty() -> None:
     policy = compiled([rule("ops", subjects={"groups": ["ops"]})])
 
-    assert policy.permissions(person()) == []
+    assert permissions_of(policy, person()) == []
 
 
 def test_rule_on_two_routes_yields_a_permission_per_route() -> None:
     routes = [route("app", "*", "/app"), route("api", "*", "/api")]
     entry = rule("r", actions=["GET"]) | {"routes": ["app", "api"]}
 
-    permissions = compiled([entry], routes=routes).permissions(person())
+    permissions = permissions_of(compiled([entry], routes=routes), person())
 
     assert sorted(p.arn_paths for p in permissions) == [("api", "api/*"), ("app", "app/*")]
 
@@ -693,7 +700,7 @@ def test_listed_deny_never_blocks_what_the_policy_allows(
     request = AccessRequest("b.example", "GET", "/admin/users")
     assert policy.evaluate(person(), request).allowed
 
-    permissions = policy.permissions(person())
+    permissions = permissions_of(policy, person())
 
     assert covering(permissions, "GET", request.path), "the allowed request must stay reachable"
 
@@ -704,7 +711,7 @@ def test_permissions_allow_every_request_the_policy_allows(
     document: PolicyDocument, identity: Identity
 ) -> None:
     policy = CompiledPolicy(document, 1)
-    permissions = policy.permissions(identity)
+    permissions = permissions_of(policy, identity)
 
     for host in ("a.example", "b.example", "c.example"):
         for path in REQUEST_PATHS:
