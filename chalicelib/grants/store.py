@@ -28,13 +28,33 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from chalicelib.aws.table import (
+    GRANT,
+    GRANT_LIVE,
+    GRANT_OUTBOX,
+    CorruptItem,
+    Item,
+    ItemKind,
+    Table,
+    TableError,
+    WriteRefused,
+    deserialize,
+    integer,
+    number,
+    optional_number,
+    optional_text,
+    serialize,
+    text,
+)
 from chalicelib.grants.errors import GrantConflict, GrantNotFound, GrantsUnavailable
 from chalicelib.policy.globs import compile_glob
 from chalicelib.policy.grant import GRANT_STATUSES, Grant, GrantStatus
 
-_PK = "GRANT"
-_LIVE = "GRANT-LIVE"
-_OUTBOX = "GRANT-OUTBOX"
+# The partitions this store writes (infra/ lets only the grant functions write them).
+_PK = GRANT.partition
+_LIVE = GRANT_LIVE.partition
+_OUTBOX = GRANT_OUTBOX.partition
+_KINDS = {kind.partition: kind for kind in (GRANT, GRANT_LIVE)}
 # Ids come from people's command lines: anything that is not UUID-shaped is
 # "not found" rather than a DynamoDB validation error (empty key, 1 KiB+ key).
 _GRANT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -63,8 +83,7 @@ class GrantStore:
     """
 
     def __init__(self, dynamodb: Any, table: str) -> None:
-        self._dynamodb = dynamodb
-        self._table = table
+        self._table = Table(dynamodb, table)
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -81,15 +100,14 @@ class GrantStore:
         if not _GRANT_ID.fullmatch(grant_id):
             raise GrantNotFound(f"no grant {grant_id[:64]!r}")
         try:
-            response = self._dynamodb.get_item(
-                TableName=self._table, Key=_key(_PK, grant_id), ConsistentRead=True
-            )
-        except Exception as exc:  # botocore raises many unrelated types; all mean unavailable
+            item = self._table.get(GRANT.key(grant_id))
+        except CorruptItem as exc:
+            raise GrantsUnavailable(f"grant item {grant_id} is corrupt: {exc}") from exc
+        except TableError as exc:
             raise GrantsUnavailable(f"cannot read grant {grant_id}: {exc}") from exc
-        item = response.get("Item")
         if item is None:
             raise GrantNotFound(f"no grant {grant_id}")
-        return grant_from_item(item)
+        return _grant(item)
 
     def live_grants(self) -> list[Grant]:
         """Every approved grant not yet revoked or swept (some may be past expiry).
@@ -153,39 +171,32 @@ class GrantStore:
         statuses: tuple[str, ...] | None = None,
         principal: tuple[str, str] | None = None,
     ) -> Iterator[Grant]:
-        values: dict[str, Any] = {":pk": {"S": pk}}
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
-            "ScanIndexForward": not newest_first,
-            "ConsistentRead": True,
-        }
         # Filters only save transfer: the caller's view is the same without them.
         filters: list[str] = []
         names: dict[str, str] = {}
+        values: Item = {}
         if statuses:
             names["#status"] = "status"
-            values.update({f":s{i}": {"S": status} for i, status in enumerate(statuses)})
+            values.update({f":s{i}": status for i, status in enumerate(statuses)})
             filters.append(f"#status IN ({', '.join(f':s{i}' for i in range(len(statuses)))})")
         if principal is not None:
             names.update({"#issuer": "issuer", "#subject": "subject"})
-            values.update({":issuer": {"S": principal[0]}, ":subject": {"S": principal[1]}})
+            values.update({":issuer": principal[0], ":subject": principal[1]})
             filters.append("#issuer = :issuer AND #subject = :subject")
-        kwargs["ExpressionAttributeValues"] = values
-        if filters:
-            kwargs["FilterExpression"] = " AND ".join(filters)
-            kwargs["ExpressionAttributeNames"] = names
-        while True:
-            try:
-                response = self._dynamodb.query(**kwargs)
-            except Exception as exc:
-                raise GrantsUnavailable(f"cannot read grants: {exc}") from exc
-            for item in response.get("Items", []):
-                yield grant_from_item(item)
-            last = response.get("LastEvaluatedKey")
-            if not last:
-                return
-            kwargs["ExclusiveStartKey"] = last
+        items = self._table.query(
+            _KINDS[pk],
+            newest_first=newest_first,
+            filter_expression=" AND ".join(filters) if filters else None,
+            names=names,
+            values=values,
+        )
+        try:
+            for item in items:
+                yield _grant(item)
+        except CorruptItem as exc:
+            raise GrantsUnavailable(f"a grant item is corrupt: {exc}") from exc
+        except TableError as exc:
+            raise GrantsUnavailable(f"cannot read grants: {exc}") from exc
 
     # --- transitions ---------------------------------------------------------------------
     # Each transition is one transaction conditional on the state it leaves;
@@ -201,13 +212,9 @@ class GrantStore:
         GrantsUnavailable
             When DynamoDB cannot be written.
         """
-        put = {
-            "TableName": self._table,
-            "Item": grant_item(_PK, grant),
-            "ConditionExpression": "attribute_not_exists(sk)",
-        }
         try:
-            self._write([{"Put": put}], event)
+            # A new id: no grant is ever overwritten.
+            self._write([self._table.put_new(_grant_values(GRANT, grant))], event)
         except _ConditionFailed as exc:
             raise GrantConflict(f"grant {grant.id} already exists") from exc
 
@@ -226,15 +233,11 @@ class GrantStore:
             When DynamoDB cannot be written.
         """
         approved = grant.approved_by(approver, now)
-        live = grant_item(_LIVE, approved)
+        live = _grant_values(GRANT_LIVE, approved)
         # For DynamoDB's eventual clean-up only; expiry is enforced by the engine.
-        live["ttl"] = {"N": str(int(now + grant.duration_seconds + _TTL_GRACE_SECONDS))}
-        put_live = {
-            "TableName": self._table,
-            "Item": live,
-            "ConditionExpression": "attribute_not_exists(sk)",
-        }
-        actions = [self._update(approved, "pending"), {"Put": put_live}]
+        live["ttl"] = int(now + grant.duration_seconds + _TTL_GRACE_SECONDS)
+        # No live copy yet: a grant is approved once.
+        actions = [self._update(approved, "pending"), self._table.put_new(live)]
         self._transition(actions, grant, now, verb="approve", event=event)
         return approved
 
@@ -307,17 +310,13 @@ class GrantStore:
         GrantsUnavailable
             When DynamoDB cannot be written.
         """
-        update = {
-            "Update": {
-                "TableName": self._table,
-                "Key": _key(_PK, grant_id),
-                "UpdateExpression": "SET first_used_at = :at",
-                "ConditionExpression": (
-                    "attribute_exists(sk) AND attribute_not_exists(first_used_at)"
-                ),
-                "ExpressionAttributeValues": {":at": {"N": repr(at)}},
-            }
-        }
+        # The grant exists and was never used: the first use is recorded once.
+        update = self._table.update_action(
+            GRANT.key(grant_id),
+            "SET first_used_at = :at",
+            condition="attribute_exists(sk) AND attribute_not_exists(first_used_at)",
+            values={":at": at},
+        )
         try:
             self._write([update], event)
         except _ConditionFailed as exc:
@@ -342,29 +341,20 @@ class GrantStore:
             When DynamoDB cannot be read or an entry is corrupt.
         """
         events = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": _OUTBOX}},
-            "ConsistentRead": True,
-        }
-        while True:
-            try:
-                response = self._dynamodb.query(**kwargs)
-            except Exception as exc:
-                raise GrantsUnavailable(f"cannot read the grant outbox: {exc}") from exc
-            for item in response.get("Items", []):
+        try:
+            for item in self._table.query(GRANT_OUTBOX):
                 try:
-                    written = float(item["written_at"]["N"])
-                    event = json.loads(item["event"]["S"])
-                except (KeyError, ValueError) as exc:
+                    written = number(item, "written_at")
+                    event = json.loads(text(item, "event"))
+                except (CorruptItem, ValueError) as exc:
                     raise GrantsUnavailable(f"corrupt outbox entry {item.get('sk')}") from exc
                 if written < written_before:
                     events.append(event)
-            last = response.get("LastEvaluatedKey")
-            if not last:
-                return events
-            kwargs["ExclusiveStartKey"] = last
+        except CorruptItem as exc:
+            raise GrantsUnavailable(f"corrupt outbox entry: {exc}") from exc
+        except TableError as exc:
+            raise GrantsUnavailable(f"cannot read the grant outbox: {exc}") from exc
+        return events
 
     def clear_outbox(self, event_id: str) -> None:
         """Forget an event once it is enqueued.
@@ -375,8 +365,8 @@ class GrantStore:
             When DynamoDB cannot be written (the event will be enqueued again).
         """
         try:
-            self._dynamodb.delete_item(TableName=self._table, Key=_key(_OUTBOX, event_id))
-        except Exception as exc:
+            self._table.delete(GRANT_OUTBOX.key(event_id))
+        except TableError as exc:
             raise GrantsUnavailable(f"cannot clear outbox entry {event_id}: {exc}") from exc
 
     def _transition(
@@ -410,73 +400,57 @@ class GrantStore:
         An update, not a put: it must not erase ``first_used_at``, which the
         authorizer may set at any moment.
         """
-        fields: dict[str, Any] = {"status": {"S": grant.status}}
-        texts = {"approver": grant.approver, "ended_by": grant.ended_by}
-        fields.update({name: {"S": value} for name, value in texts.items() if value is not None})
-        moments = {
+        lifecycle: dict[str, Any] = {
+            "status": grant.status,
+            "approver": grant.approver,
+            "ended_by": grant.ended_by,
             "approved_at": grant.approved_at,
             "expires_at": grant.expires_at,
             "ended_at": grant.ended_at,
         }
-        fields.update(
-            {name: {"N": repr(value)} for name, value in moments.items() if value is not None}
-        )
+        fields = {name: value for name, value in lifecycle.items() if value is not None}
         names = {f"#{name}": name for name in fields}
         values = {f":{name}": value for name, value in fields.items()}
-        values[":from"] = {"S": from_status}
+        values[":from"] = from_status
+        # The grant is still in the state this transition leaves (and, when
+        # asked, still in force): of two writers, one wins.
         condition = "#status = :from"
         if still_in_force_at is not None:
             names["#expires_at"] = "expires_at"
-            values[":in_force_at"] = {"N": repr(still_in_force_at)}
+            values[":in_force_at"] = still_in_force_at
             condition += " AND #expires_at > :in_force_at"
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": _key(_PK, grant.id),
-                "UpdateExpression": "SET " + ", ".join(f"#{n} = :{n}" for n in fields),
-                "ConditionExpression": condition,
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values,
-            }
-        }
+        return self._table.update_action(
+            GRANT.key(grant.id),
+            "SET " + ", ".join(f"#{n} = :{n}" for n in fields),
+            condition=condition,
+            names=names,
+            values=values,
+        )
 
     def _outbox_put(self, event: dict[str, Any]) -> dict[str, Any]:
         item = {
-            **_key(_OUTBOX, str(event["event_id"])),
-            "event": {"S": json.dumps(event, separators=(",", ":"), ensure_ascii=False)},
-            "written_at": {"N": repr(time.time())},
+            **GRANT_OUTBOX.key(str(event["event_id"])),
+            "event": json.dumps(event, separators=(",", ":"), ensure_ascii=False),
+            "written_at": time.time(),
         }
-        return {
-            "Put": {
-                "TableName": self._table,
-                "Item": item,
-                "ConditionExpression": "attribute_not_exists(sk)",
-            }
-        }
+        # A new event id: an event is in the outbox once.
+        return self._table.put_new(item)
 
     def _delete_live(self, grant_id: str) -> dict[str, Any]:
-        return {
-            "Delete": {
-                "TableName": self._table,
-                "Key": _key(_LIVE, grant_id),
-                "ConditionExpression": "attribute_exists(sk)",
-            }
-        }
+        # The live copy is still there: of two sweepers (or a sweeper and a
+        # revoker), only one ends the grant.
+        return self._table.delete_action(GRANT_LIVE.key(grant_id), condition="attribute_exists(sk)")
 
     def _write(self, actions: list[dict[str, Any]], event: dict[str, Any] | None = None) -> None:
-        from botocore.exceptions import ClientError
-
         if event is not None:
             actions = [*actions, self._outbox_put(event)]
         try:
-            self._dynamodb.transact_write_items(TransactItems=actions)
-        except ClientError as exc:
-            # Cancelled: a condition failed, or another transaction held the item.
-            code = exc.response["Error"]["Code"]
-            if code in ("TransactionCanceledException", "ConditionalCheckFailedException"):
-                raise _ConditionFailed from exc
-            raise GrantsUnavailable(f"cannot write the grant: {exc}") from exc
-        except Exception as exc:
+            self._table.transact(actions)
+        except WriteRefused as exc:
+            # Whatever the reasons: a condition failed, or another transaction
+            # held the item; the caller re-reads the grant to tell which.
+            raise _ConditionFailed from exc
+        except TableError as exc:
             raise GrantsUnavailable(f"cannot write the grant: {exc}") from exc
 
 
@@ -494,53 +468,44 @@ def state_conflict(grant: Grant, verb: str, at: float) -> GrantConflict:
     return GrantConflict(f"cannot {verb} grant {grant.id}: it {phrase}")
 
 
-def _key(pk: str, sk: str) -> dict[str, Any]:
-    return {"pk": {"S": pk}, "sk": {"S": sk}}
-
-
 def grant_item(pk: str, grant: Grant) -> dict[str, Any]:
-    """The DynamoDB item for ``grant`` under partition ``pk``."""
-    item: dict[str, Any] = {
-        **_key(pk, grant.id),
-        "issuer": {"S": grant.issuer},
-        "subject": {"S": grant.subject},
-        "scope": {
-            "S": json.dumps(
-                {
-                    "routes": list(grant.routes),
-                    "actions": sorted(grant.actions),
-                    "paths": [glob.pattern for glob in grant.paths],
-                },
-                separators=(",", ":"),
-            )
-        },
-        "duration_seconds": {"N": str(grant.duration_seconds)},
-        "justification": {"S": grant.justification},
-        "status": {"S": grant.status},
-        "requested_at": {"N": repr(grant.requested_at)},
+    """The DynamoDB item (typed values, as the client takes it) for ``grant`` under ``pk``."""
+    return serialize(_grant_values(_KINDS[pk], grant))
+
+
+def _grant_values(kind: ItemKind, grant: Grant) -> Item:
+    item: Item = {
+        **kind.key(grant.id),
+        "issuer": grant.issuer,
+        "subject": grant.subject,
+        "scope": json.dumps(
+            {
+                "routes": list(grant.routes),
+                "actions": sorted(grant.actions),
+                "paths": [glob.pattern for glob in grant.paths],
+            },
+            separators=(",", ":"),
+        ),
+        "duration_seconds": grant.duration_seconds,
+        "justification": grant.justification,
+        "status": grant.status,
+        "requested_at": grant.requested_at,
     }
     optional = {
         "email": grant.email,
         "approver": grant.approver,
         "ended_by": grant.ended_by,
-    }
-    for name, text in optional.items():
-        if text is not None:
-            item[name] = {"S": text}
-    moments = {
         "approved_at": grant.approved_at,
         "expires_at": grant.expires_at,
         "ended_at": grant.ended_at,
         "first_used_at": grant.first_used_at,
     }
-    for name, moment in moments.items():
-        if moment is not None:
-            item[name] = {"N": repr(moment)}
+    item.update({name: value for name, value in optional.items() if value is not None})
     return item
 
 
 def grant_from_item(item: dict[str, Any]) -> Grant:
-    """Parse a stored grant.
+    """Parse a stored grant (typed values, as the client returns it).
 
     Raises
     ------
@@ -548,37 +513,44 @@ def grant_from_item(item: dict[str, Any]) -> Grant:
         When the item is corrupt (a grant that cannot be read is never honoured).
     """
     try:
-        scope = json.loads(item["scope"]["S"])
-        status = item["status"]["S"]
+        values = deserialize(item)
+    except CorruptItem as exc:
+        sk = item.get("sk")
+        raise GrantsUnavailable(f"grant item {sk} is corrupt: {exc}") from exc
+    return _grant(values)
+
+
+def _grant(item: Item) -> Grant:
+    """Parse a stored grant (plain values, as :class:`Table` returns it).
+
+    Raises
+    ------
+    GrantsUnavailable
+        When the item is corrupt.
+    """
+    try:
+        scope = json.loads(text(item, "scope"))
+        status = text(item, "status")
         if status not in GRANT_STATUSES:
             raise ValueError(f"unknown status {status!r}")
-
-        def text(name: str) -> str | None:
-            value = item.get(name)
-            return None if value is None else str(value["S"])
-
-        def number(name: str) -> float | None:
-            value = item.get(name)
-            return None if value is None else float(value["N"])
-
         return Grant(
-            id=item["sk"]["S"],
-            issuer=item["issuer"]["S"],
-            subject=item["subject"]["S"],
-            email=text("email"),
+            id=text(item, "sk"),
+            issuer=text(item, "issuer"),
+            subject=text(item, "subject"),
+            email=optional_text(item, "email"),
             routes=tuple(scope["routes"]),
             actions=frozenset(scope["actions"]),
             paths=tuple(compile_glob(pattern) for pattern in scope["paths"]),
-            duration_seconds=int(item["duration_seconds"]["N"]),
-            justification=item["justification"]["S"],
+            duration_seconds=integer(item, "duration_seconds"),
+            justification=text(item, "justification"),
             status=status,
-            requested_at=float(item["requested_at"]["N"]),
-            approved_at=number("approved_at"),
-            expires_at=number("expires_at"),
-            ended_at=number("ended_at"),
-            approver=text("approver"),
-            ended_by=text("ended_by"),
-            first_used_at=number("first_used_at"),
+            requested_at=number(item, "requested_at"),
+            approved_at=optional_number(item, "approved_at"),
+            expires_at=optional_number(item, "expires_at"),
+            ended_at=optional_number(item, "ended_at"),
+            approver=optional_text(item, "approver"),
+            ended_by=optional_text(item, "ended_by"),
+            first_used_at=optional_number(item, "first_used_at"),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (CorruptItem, KeyError, TypeError, ValueError) as exc:
         raise GrantsUnavailable(f"grant item {item.get('sk')} is corrupt: {exc}") from exc

@@ -4,29 +4,38 @@ Only asymmetric algorithms are accepted, one per key type: RS256 for RSA
 (>= 2048 bits), ES256 for P-256, EdDSA for Ed25519. A key advertises exactly
 one algorithm, and a token's ``alg`` must equal it: this is what stops the
 "HS256 signed with the RSA public key" and "ES256 token, RSA key" attacks.
+
+JWKs are parsed here, strictly (canonical base64url members, minimum RSA
+size, P-256 points on the curve); the signature itself is checked by joserfc's
+JWS algorithm of the key's ``alg``, with the parsed key imported into joserfc.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from joserfc.jwk import ECKey, OKPKey, RSAKey
+from joserfc.jws import JWSRegistry
 
 SUPPORTED_ALGORITHMS = frozenset({"RS256", "ES256", "EdDSA"})
 # RFC 9864 names the Ed25519 algorithm "Ed25519"; JOSE's older name is "EdDSA".
 ALGORITHM_ALIASES = {"Ed25519": "EdDSA"}
 MIN_RSA_BITS = 2048
 
-_SHA256 = hashes.SHA256()
-_PKCS1V15 = padding.PKCS1v15()
-_ECDSA_SHA256 = ec.ECDSA(_SHA256)
+# joserfc's implementation of each accepted algorithm, resolved once. Gatehouse's
+# "EdDSA" is Ed25519 only, which is exactly RFC 9864's fully specified "Ed25519";
+# joserfc's polymorphic "EdDSA" would also take Ed448 and warns on every use.
+_JWS = JWSRegistry(algorithms=["RS256", "ES256", "Ed25519"])
+_JWS_ALGORITHMS = {
+    "RS256": _JWS.get_alg("RS256"),
+    "ES256": _JWS.get_alg("ES256"),
+    "EdDSA": _JWS.get_alg("Ed25519"),
+}
 _TO_STANDARD = str.maketrans("-_", "+/")
 _B64URL_VALUES = {
     char: value
@@ -34,6 +43,7 @@ _B64URL_VALUES = {
 }
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | Ed25519PublicKey
+JoseKey = RSAKey | ECKey | OKPKey
 
 
 class InvalidKey(ValueError):
@@ -83,24 +93,33 @@ class VerificationKey:
     kid: str
     alg: str
     public_key: PublicKey
+    # The same key as joserfc's JWS algorithms take it; derived, so callers
+    # keep building a key from kid, alg and a cryptography public key.
+    jose_key: JoseKey = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "jose_key", _jose_key(self.public_key))
 
     def verify(self, signing_input: bytes, signature: bytes) -> bool:
-        """Return whether ``signature`` over ``signing_input`` is valid for this key."""
-        key = self.public_key
-        try:
-            if isinstance(key, rsa.RSAPublicKey):
-                key.verify(signature, signing_input, _PKCS1V15, _SHA256)
-            elif isinstance(key, ec.EllipticCurvePublicKey):
-                if len(signature) != 64:
-                    return False
-                r = int.from_bytes(signature[:32], "big")
-                s = int.from_bytes(signature[32:], "big")
-                key.verify(encode_dss_signature(r, s), signing_input, _ECDSA_SHA256)
-            else:
-                key.verify(signature, signing_input)
-        except InvalidSignature:
+        """Return whether ``signature`` over ``signing_input`` is valid for this key.
+
+        The check is joserfc's JWS algorithm named by the key's ``alg``. An
+        algorithm Gatehouse does not accept verifies nothing.
+        """
+        algorithm = _JWS_ALGORITHMS.get(self.alg)
+        if algorithm is None:
             return False
-        return True
+        return algorithm.verify(signing_input, signature, self.jose_key)
+
+
+def _jose_key(public_key: PublicKey) -> JoseKey:
+    # Importing the already-validated cryptography key (not the JWK dict) keeps
+    # Gatehouse's strict JWK parsing the only one that decides which keys count.
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return RSAKey.import_key(public_key)
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return ECKey.import_key(public_key)
+    return OKPKey.import_key(public_key)
 
 
 def parse_jwk(jwk: Any) -> VerificationKey:

@@ -13,6 +13,13 @@ Order of checks, each failure with its own reason code:
 
 Header parameters that point at keys (``jku``, ``x5u``, ``jwk``, ``x5c``) are
 ignored: keys come only from the issuer's configured key set.
+
+Steps 1 to 3 and the type of every claim are Gatehouse's own checks; the
+signature (step 4) and the registered-claim checks of step 5 are joserfc's
+(the JWS algorithm of the key, ``JWTClaimsRegistry``). joserfc's
+``jws.deserialize_compact`` is not used: it would parse every token a second
+time and refuse header members (``x5c``, ``jku``, unknown names) that
+Gatehouse ignores.
 """
 
 from __future__ import annotations
@@ -23,7 +30,10 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
+
+from joserfc.errors import ClaimError
+from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
 
 from chalicelib.identity.errors import TokenRejected
 from chalicelib.identity.keys import SUPPORTED_ALGORITHMS, b64url_decode, canonical_algorithm
@@ -81,6 +91,12 @@ class TokenVerifier:
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
         self._headers: dict[str, dict[str, Any]] = {}
+        # An empty audience is an ordinary mismatch here (wrong_audience), not
+        # joserfc's "blank claim" error.
+        self._audience_options: dict[str, ClaimsOption] = {
+            issuer.issuer: {"values": list(issuer.audiences), "allow_blank": True}
+            for issuer in self._issuers.values()
+        }
 
     def verify(self, token: str) -> Identity:
         """Return the identity a valid token proves.
@@ -174,20 +190,35 @@ class TokenVerifier:
     def _identity(
         self, claims: Mapping[str, Any], issuer: TrustedIssuer, now: float
     ) -> tuple[Identity, float]:
+        # joserfc has one leeway per registry: exp is strict, nbf and iat get
+        # the clock skew. joserfc only compares ``now``, so a float keeps
+        # sub-second precision (an exp of 1000.3 expires before 1001).
+        strict = JWTClaimsRegistry(now=cast("int", now), leeway=0)
+        skewed = JWTClaimsRegistry(
+            now=cast("int", now), leeway=self._skew, aud=self._audience_options[issuer.issuer]
+        )
         exp = _numeric_date(claims, "exp", required=True)
         assert exp is not None  # required=True
-        if exp <= now:
-            raise TokenRejected(Reason.TOKEN_EXPIRED, "token has expired")
-        for name in ("nbf", "iat"):
+        _registered(strict.validate_exp, exp, Reason.TOKEN_EXPIRED, "token has expired")
+        for name, validate in (("nbf", skewed.validate_nbf), ("iat", skewed.validate_iat)):
             moment = _numeric_date(claims, name, required=False)
-            if moment is not None and moment > now + self._skew:
-                raise TokenRejected(Reason.TOKEN_NOT_YET_VALID, f"{name} is in the future")
-        audience = _matching_audience(claims, issuer.audiences)
+            if moment is not None:
+                _registered(
+                    validate, moment, Reason.TOKEN_NOT_YET_VALID, f"{name} is in the future"
+                )
+        aud = claims.get("aud")
+        if aud is None:
+            raise TokenRejected(Reason.MISSING_CLAIM, "token has no aud")
+        if not isinstance(aud, str | list) or not all(isinstance(a, str) for a in aud):
+            raise TokenRejected(Reason.INVALID_CLAIM, "aud is not a string or a list of strings")
+        _registered(
+            skewed.validate_aud, aud, Reason.WRONG_AUDIENCE, "token is not for this audience"
+        )
+        audience = _matching_audience(aud, issuer.audiences)
         subject = claims.get("sub")
         if subject is None or subject == "":
             raise TokenRejected(Reason.MISSING_CLAIM, "token has no sub")
-        if not isinstance(subject, str):
-            raise TokenRejected(Reason.INVALID_CLAIM, "sub is not a string")
+        _registered(skewed.validate_sub, subject, Reason.INVALID_CLAIM, "sub is not a string")
         identity = Identity(
             issuer=issuer.issuer,
             subject=subject,
@@ -267,13 +298,26 @@ def _numeric_date(claims: Mapping[str, Any], name: str, *, required: bool) -> fl
     return moment
 
 
-def _matching_audience(claims: Mapping[str, Any], accepted: tuple[str, ...]) -> str:
-    aud = claims.get("aud")
-    if aud is None:
-        raise TokenRejected(Reason.MISSING_CLAIM, "token has no aud")
+def _registered(validate: Callable[[Any], None], value: Any, reason: Reason, detail: str) -> None:
+    """Run one of joserfc's registered-claim checks, its failure as ``reason``.
+
+    The claim's type was checked before, so joserfc can fail for one reason
+    only: expired, in the future, not this audience, or (sub) not a string.
+
+    Raises
+    ------
+    TokenRejected
+        With ``reason`` when joserfc refuses the claim.
+    """
+    try:
+        validate(value)
+    except ClaimError as exc:  # ExpiredTokenError, InvalidClaimError
+        raise TokenRejected(reason, detail) from exc
+
+
+def _matching_audience(aud: str | list[str], accepted: tuple[str, ...]) -> str:
+    # joserfc said some configured audience is in the token; name the first one.
     audiences = [aud] if isinstance(aud, str) else aud
-    if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
-        raise TokenRejected(Reason.INVALID_CLAIM, "aud is not a string or a list of strings")
     for candidate in accepted:
         if candidate in audiences:
             return candidate

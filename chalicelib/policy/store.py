@@ -24,22 +24,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.aws.table import (
+    POLICY_ACTIVATION,
+    POLICY_ACTIVE,
+    POLICY_CHECKSUM,
+    POLICY_VERSION,
+    CorruptItem,
+    Item,
+    ItemKind,
+    Table,
+    TableError,
+    WriteRefused,
+    integer,
+    text,
+)
 from chalicelib.policy.engine import CompiledPolicy
 from chalicelib.policy.errors import PolicyConflict, PolicyInvalid, PolicyUnavailable
 from chalicelib.policy.parser import canonical_json, parse_policy
 from chalicelib.refresh import Refreshing
 
-_PK = "POLICY"
-_ACTIVE = "ACTIVE"
 _VERSION_RACE_RETRIES = 5
-
-
-def _version_sk(version: int) -> str:
-    return f"VERSION#{version:010d}"
-
-
-def _activation_sk(activation: int) -> str:
-    return f"ACTIVATION#{activation:010d}"
 
 
 def now_text() -> str:
@@ -103,8 +107,7 @@ class PolicyStore:
     """
 
     def __init__(self, dynamodb: Any, table: str) -> None:
-        self._dynamodb = dynamodb
-        self._table = table
+        self._table = Table(dynamodb, table)
 
     def load_active(self) -> PolicyRecord | None:
         """The active policy, or None when none was ever activated.
@@ -114,18 +117,35 @@ class PolicyStore:
         PolicyUnavailable
             When DynamoDB cannot be read or the item is corrupt.
         """
-        item = self._get(_ACTIVE)
-        return None if item is None else _record(item, _ACTIVE)
+        item = self._get(POLICY_ACTIVE.key())
+        return None if item is None else _record(item)
 
     def load_version(self, version: int) -> PolicyRecord | None:
-        """A stored version, or None when it does not exist."""
-        item = self._get(_version_sk(version))
-        return None if item is None else _record(item, _version_sk(version))
+        """A stored version, or None when it does not exist.
+
+        Raises
+        ------
+        PolicyUnavailable
+            When DynamoDB cannot be read or the item is corrupt.
+        """
+        item = self._get(POLICY_VERSION.key(version))
+        return None if item is None else _record(item)
 
     def version_with_checksum(self, checksum: str) -> int | None:
-        """The version holding exactly this document, if one does."""
-        item = self._get(f"CHECKSUM#{checksum}")
-        return None if item is None else int(item["version"]["N"])
+        """The version holding exactly this document, if one does.
+
+        Raises
+        ------
+        PolicyUnavailable
+            When DynamoDB cannot be read or the item is corrupt.
+        """
+        item = self._get(POLICY_CHECKSUM.key(checksum))
+        if item is None:
+            return None
+        try:
+            return integer(item, "version")
+        except CorruptItem as exc:
+            raise PolicyUnavailable(f"policy item {item.get('sk')} is corrupt") from exc
 
     def store_version(self, document: dict[str, Any], actor: str) -> tuple[PolicyRecord, bool]:
         """Store ``document`` as a new immutable version unless one already holds it.
@@ -147,16 +167,14 @@ class PolicyStore:
                 return record, False
             version = self._latest_version() + 1
             record = PolicyRecord(version, parsed.checksum, document, now_text(), actor)
-            checksum_item = {
-                "pk": {"S": _PK},
-                "sk": {"S": f"CHECKSUM#{parsed.checksum}"},
-                "version": {"N": str(version)},
-            }
+            checksum_item = {**POLICY_CHECKSUM.key(parsed.checksum), "version": version}
             try:
+                # Both new (put_new): the number is this writer's, and the
+                # document is stored once, or neither item is written.
                 self._transact(
                     [
-                        _put(self._table, _item(_version_sk(version), record, "created")),
-                        _put(self._table, checksum_item),
+                        self._table.put_new(_item(POLICY_VERSION.key(version), record, "created")),
+                        self._table.put_new(checksum_item),
                     ]
                 )
             except PolicyConflict:
@@ -205,25 +223,28 @@ class PolicyStore:
             actor,
             activation=counter,
         )
-        pointer = _put(self._table, _item(_ACTIVE, active, "activated"), condition=False)
+        pointer_item = _item(POLICY_ACTIVE.key(), active, "activated")
         if expected is None:
-            pointer["Put"]["ConditionExpression"] = "attribute_not_exists(sk)"
+            # No pointer yet: the first activation happens once.
+            pointer = self._table.put_new(pointer_item)
         else:
-            pointer["Put"]["ConditionExpression"] = (
-                "activation = :expected OR (attribute_not_exists(activation) AND version = :v)"
+            # The pointer is still the one ``expected`` read (its counter; a
+            # pointer written before counters existed, by its version).
+            pointer = self._table.put(
+                pointer_item,
+                condition=(
+                    "activation = :expected OR (attribute_not_exists(activation) AND version = :v)"
+                ),
+                values={":expected": expected.activation, ":v": expected.version},
             )
-            pointer["Put"]["ExpressionAttributeValues"] = {
-                ":expected": {"N": str(expected.activation)},
-                ":v": {"N": str(expected.version)},
-            }
-        log = {
-            "pk": {"S": _PK},
-            "sk": {"S": _activation_sk(counter)},
-            "record": {"S": canonical_json(activation.as_dict())},
+        log: Item = {
+            **POLICY_ACTIVATION.key(counter),
+            "record": canonical_json(activation.as_dict()),
         }
         if event is not None:
-            log["pending_event"] = {"S": canonical_json(event(activation))}
-        self._transact([pointer, _put(self._table, log)])
+            log["pending_event"] = canonical_json(event(activation))
+        # The activation number is new: one record per activation, never overwritten.
+        self._transact([pointer, self._table.put_new(log)])
         return activation
 
     def pending_events(self, limit: int = 10) -> list[tuple[int, dict[str, Any]]]:
@@ -235,12 +256,15 @@ class PolicyStore:
             When the table cannot be read or an event is corrupt.
         """
         pending = []
-        for item in self._query("ACTIVATION#", limit=limit):
+        for item in self._query(POLICY_ACTIVATION, limit=limit):
             if "pending_event" in item:
-                number = int(item["sk"]["S"].removeprefix("ACTIVATION#"))
                 try:
-                    pending.append((number, json.loads(item["pending_event"]["S"])))
-                except ValueError as exc:
+                    number = POLICY_ACTIVATION.number(item)
+                except CorruptItem as exc:
+                    raise PolicyUnavailable(f"activation item {item.get('sk')} is corrupt") from exc
+                try:
+                    pending.append((number, json.loads(text(item, "pending_event"))))
+                except (CorruptItem, ValueError) as exc:
                     raise PolicyUnavailable(f"activation {number}'s event is corrupt") from exc
         return sorted(pending, key=lambda entry: entry[0])
 
@@ -253,12 +277,8 @@ class PolicyStore:
             When the table cannot be written (the event will be enqueued again).
         """
         try:
-            self._dynamodb.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": _PK}, "sk": {"S": _activation_sk(activation)}},
-                UpdateExpression="REMOVE pending_event",
-            )
-        except Exception as exc:
+            self._table.update(POLICY_ACTIVATION.key(activation), "REMOVE pending_event")
+        except TableError as exc:
             raise PolicyUnavailable(f"cannot update activation {activation}: {exc}") from exc
 
     def publish(self, document: dict[str, Any], actor: str) -> PolicyRecord:
@@ -276,113 +296,77 @@ class PolicyStore:
 
     def activations(self, limit: int = 50) -> list[Activation]:
         """The newest ``limit`` activations, newest first."""
-        response = self._query("ACTIVATION#", limit=limit)
         activations = []
-        for item in response:
+        for item in self._query(POLICY_ACTIVATION, limit=limit):
             try:
-                activations.append(Activation(**json.loads(item["record"]["S"])))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise PolicyUnavailable(f"activation item {item['sk']['S']} is corrupt") from exc
+                activations.append(Activation(**json.loads(text(item, "record"))))
+            except (CorruptItem, TypeError, ValueError) as exc:
+                raise PolicyUnavailable(f"activation item {item.get('sk')} is corrupt") from exc
         return activations
 
     def _latest_version(self) -> int:
-        items = self._query("VERSION#", limit=1)
-        return int(items[0]["version"]["N"]) if items else 0
-
-    def _query(self, prefix: str, *, limit: int) -> list[dict[str, Any]]:
+        items = self._query(POLICY_VERSION, limit=1)
+        if not items:
+            return 0
         try:
-            response = self._dynamodb.query(
-                TableName=self._table,
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-                ExpressionAttributeValues={":pk": {"S": _PK}, ":prefix": {"S": prefix}},
-                ScanIndexForward=False,
-                Limit=limit,
-                ConsistentRead=True,
-            )
-        except Exception as exc:
+            return integer(items[0], "version")
+        except CorruptItem as exc:
+            raise PolicyUnavailable(f"policy item {items[0].get('sk')} is corrupt") from exc
+
+    def _query(self, kind: ItemKind, *, limit: int) -> list[Item]:
+        """The newest ``limit`` items of ``kind``."""
+        try:
+            return list(self._table.query(kind, newest_first=True, limit=limit))
+        except CorruptItem as exc:
+            raise PolicyUnavailable(f"a policy item is corrupt: {exc}") from exc
+        except TableError as exc:
             raise PolicyUnavailable(f"cannot read policy items: {exc}") from exc
-        items: list[dict[str, Any]] = response.get("Items", [])
-        return items
 
     def _transact(self, actions: list[dict[str, Any]]) -> None:
-        from botocore.exceptions import ClientError
-
         try:
-            self._dynamodb.transact_write_items(TransactItems=actions)
-        except ClientError as exc:
-            if _lost_race(exc.response):
+            self._table.transact(actions)
+        except WriteRefused as exc:
+            if exc.lost_race:
                 raise PolicyConflict(
                     "the policy changed concurrently; look again and retry"
                 ) from exc
             raise PolicyUnavailable(f"cannot write the policy: {exc}") from exc
-        except Exception as exc:
+        except TableError as exc:
             raise PolicyUnavailable(f"cannot write the policy: {exc}") from exc
 
-    def _get(self, sk: str) -> dict[str, Any] | None:
+    def _get(self, key: Item) -> Item | None:
         try:
-            response = self._dynamodb.get_item(
-                TableName=self._table,
-                Key={"pk": {"S": _PK}, "sk": {"S": sk}},
-                ConsistentRead=True,
-            )
-        except Exception as exc:  # botocore raises many unrelated types; all mean "unavailable"
+            return self._table.get(key)
+        except CorruptItem as exc:
+            raise PolicyUnavailable(f"policy item {key['sk']} is corrupt") from exc
+        except TableError as exc:
             raise PolicyUnavailable(f"cannot read the policy: {exc}") from exc
-        item: dict[str, Any] | None = response.get("Item")
-        return item
 
 
-_RACE_REASONS = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
-
-
-def _lost_race(response: dict[str, Any]) -> bool:
-    """Whether a refused write lost to another writer (rather than failed for another reason).
-
-    A cancelled transaction says why per item: a failed condition or a
-    concurrent transaction on the same item is a lost race; anything else
-    (throttling, validation, capacity) is not, and retrying as if another
-    operator had won would hide it.
-    """
-    code = response.get("Error", {}).get("Code")
-    if code == "ConditionalCheckFailedException":
-        return True
-    if code != "TransactionCanceledException":
-        return False
-    codes = {reason.get("Code") for reason in response.get("CancellationReasons", ())}
-    return bool(codes & _RACE_REASONS) and codes <= _RACE_REASONS | {"None"}
-
-
-def _record(item: dict[str, Any], sk: str) -> PolicyRecord:
+def _record(item: Item) -> PolicyRecord:
     try:
         return PolicyRecord(
-            version=int(item["version"]["N"]),
-            checksum=item["checksum"]["S"],
-            document=json.loads(item["document"]["S"]),
-            recorded_at=item.get("recorded_at", {}).get("S", ""),
-            recorded_by=item.get("recorded_by", {}).get("S", ""),
-            activation=int(item.get("activation", {}).get("N", "0")),
+            version=integer(item, "version"),
+            checksum=text(item, "checksum"),
+            document=json.loads(text(item, "document")),
+            recorded_at=text(item, "recorded_at", ""),
+            recorded_by=text(item, "recorded_by", ""),
+            activation=integer(item, "activation", 0),
         )
-    except (KeyError, ValueError, TypeError) as exc:
-        raise PolicyUnavailable(f"policy item {sk} is corrupt") from exc
+    except (CorruptItem, ValueError) as exc:
+        raise PolicyUnavailable(f"policy item {item.get('sk')} is corrupt") from exc
 
 
-def _put(table: str, item: dict[str, Any], *, condition: bool = True) -> dict[str, Any]:
-    put: dict[str, Any] = {"TableName": table, "Item": item}
-    if condition:
-        put["ConditionExpression"] = "attribute_not_exists(sk)"
-    return {"Put": put}
-
-
-def _item(sk: str, record: PolicyRecord, verb: str) -> dict[str, Any]:
+def _item(key: Item, record: PolicyRecord, verb: str) -> Item:
     return {
-        "pk": {"S": _PK},
-        "sk": {"S": sk},
-        "version": {"N": str(record.version)},
-        "checksum": {"S": record.checksum},
-        "document": {"S": canonical_json(record.document)},
-        "recorded_at": {"S": record.recorded_at},
-        "recorded_by": {"S": record.recorded_by},
-        "activation": {"N": str(record.activation)},
-        "verb": {"S": verb},
+        **key,
+        "version": record.version,
+        "checksum": record.checksum,
+        "document": canonical_json(record.document),
+        "recorded_at": record.recorded_at,
+        "recorded_by": record.recorded_by,
+        "activation": record.activation,
+        "verb": verb,
     }
 
 

@@ -567,6 +567,49 @@ def test_times_within_tolerance_are_accepted(
     assert identity.expires_at == int(payload(**overrides)["exp"])
 
 
+# --- where joserfc's own rules differ, Gatehouse's decide ------------------------------------
+# joserfc checks the signature and the registered claims, but on its own it would refuse a
+# blank aud as invalid_claim, refuse a non-string jti, compare against a whole-second now, and
+# report whichever claim comes first in the token. None of that may change a decision.
+
+JOSE_DIFFERENCE_CASES: list[tuple[str, dict[str, Any], float, Reason | None]] = [
+    ("aud-empty-string", {"aud": ""}, 0, Reason.WRONG_AUDIENCE),
+    ("sub-number", {"sub": 42}, 0, Reason.INVALID_CLAIM),
+    ("sub-list", {"sub": ["alice"]}, 0, Reason.INVALID_CLAIM),
+    ("jti-number-ignored", {"jti": 7}, 0, None),
+    ("jti-empty-ignored", {"jti": ""}, 0, None),
+    ("exp-before-a-wrong-aud", {"aud": "another-app", "exp": NOW - 1}, 0, Reason.TOKEN_EXPIRED),
+    ("exp-before-a-bad-nbf", {"nbf": "soon", "exp": NOW - 1}, 0, Reason.TOKEN_EXPIRED),
+    ("nbf-before-a-bad-sub", {"sub": 42, "nbf": NOW + 120}, 0, Reason.TOKEN_NOT_YET_VALID),
+    ("exp-fraction-passed", {"exp": NOW + 0.3}, 0.5, Reason.TOKEN_EXPIRED),
+    ("exp-fraction-ahead", {"exp": NOW + 0.7}, 0.5, None),
+    ("nbf-fraction-over-skew", {"nbf": NOW + SKEW + 0.6}, 0.5, Reason.TOKEN_NOT_YET_VALID),
+    ("nbf-fraction-within-skew", {"nbf": NOW + SKEW + 0.4}, 0.5, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "elapsed", "reason"),
+    [(overrides, elapsed, reason) for _, overrides, elapsed, reason in JOSE_DIFFERENCE_CASES],
+    ids=[name for name, _, _, _ in JOSE_DIFFERENCE_CASES],
+)
+def test_gatehouse_rules_decide_where_joserfc_differs(
+    verifier: TokenVerifier,
+    wall: Clock,
+    k: Keys,
+    overrides: dict[str, Any],
+    elapsed: float,
+    reason: Reason | None,
+) -> None:
+    wall.advance(elapsed)
+    result = outcome(verifier, token(k.rsa, body=payload(**overrides)))
+    if reason is None:
+        assert isinstance(result, Identity)
+        assert result.token_id is None or result.token_id == overrides.get("jti")
+    else:
+        assert result == reason
+
+
 # --- size: refused before parsing -------------------------------------------------------------
 
 
