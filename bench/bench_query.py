@@ -37,6 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from chalicelib.ledger.layout import EVENTS_PREFIX
 from gatehouse.query.dataset import Dataset, Partition, raw_name
 from gatehouse.query.local import LocalEngine, connect
 from gatehouse.query.schema import AUDIT_EVENTS
@@ -162,7 +163,7 @@ def generate(dataset: Dataset, events: int, seed: int = 7) -> tuple[int, Path]:
         data = gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=6)
         compressed += len(data)
         partition = Partition((("dt", DAY), ("hour", hour_of_batch)))
-        key = f"audit/v1/events/dt={DAY}/hour={hour_of_batch:02d}/{seq:016d}.ndjson.gz"
+        key = f"{EVENTS_PREFIX}dt={DAY}/hour={hour_of_batch:02d}/{seq:016d}.ndjson.gz"
         dataset.add_raw(AUDIT_EVENTS, partition, raw_name(key, "v1"), data)
         lines = []
 

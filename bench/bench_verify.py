@@ -40,18 +40,17 @@ def main() -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
     from moto import mock_aws
 
-    from chalicelib.audit.writer import object_key
     from chalicelib.aws.signers import LocalSigner
-    from chalicelib.ledger.digest import DigestWriter, canonical, digest_key
+    from chalicelib.ledger.layout import canonical, digest_key, object_key, with_sequence
     from chalicelib.ledger.merkle import CompactRange, leaf_hash
+    from chalicelib.ledger.records import Digest, DigestEntry, DigestLink
     from chalicelib.ledger.verify import LedgerVerifier
 
     private = ec.generate_private_key(ec.SECP256R1())
     signer = LocalSigner(private)
     lines: list[bytes] = []
     for n in range(OBJECTS * PER_OBJECT):
-        body = event_body(n)
-        lines.append(f'{body[:-1]},"ledger":{{"sequence":{n}}}}}'.encode())
+        lines.append(with_sequence(event_body(n), n))
     print(f"ledger: {OBJECTS} objects x {PER_OBJECT} events, {len(lines[0])} bytes per line")
 
     started = time.perf_counter()
@@ -65,9 +64,9 @@ def main() -> None:
         bucket = "gatehouse-bench-audit"
         s3_raw.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
         tree = CompactRange()
-        previous: dict[str, Any] | None = None
+        previous: DigestLink | None = None
         per_digest = OBJECTS // DIGESTS
-        entries: list[dict[str, Any]] = []
+        entries: list[DigestEntry] = []
         for index in range(OBJECTS):
             chunk = lines[index * PER_OBJECT : (index + 1) * PER_OBJECT]
             payload = gzip.compress(b"".join(line + b"\n" for line in chunk), mtime=0)
@@ -78,31 +77,29 @@ def main() -> None:
             for line in chunk:
                 tree.append(leaf_hash(line))
             entries.append(
-                {
-                    "key": key,
-                    "version_id": put["VersionId"],
-                    "sha256": hashlib.sha256(payload).hexdigest(),
-                    "first_sequence": index * PER_OBJECT,
-                    "count": len(chunk),
-                    "tree_size": tree.size,
-                    "root": tree.root().hex(),
-                }
+                DigestEntry(
+                    key=key,
+                    version_id=put["VersionId"],
+                    sha256=hashlib.sha256(payload).hexdigest(),
+                    first_sequence=index * PER_OBJECT,
+                    count=len(chunk),
+                    tree_size=tree.size,
+                    root=tree.root().hex(),
+                )
             )
             if len(entries) == per_digest:
                 end = 1_800_000_000 + index
-                digest = {
-                    "format": 1,
-                    "stage": "bench",
-                    "period": {"start": None, "end": f"2027-01-15T{index:02d}:00:00Z"},
-                    "tree": {
-                        "size": tree.size,
-                        "root": tree.root().hex(),
-                        "frontier": [list(e) for e in tree.to_json()],
-                    },
-                    "objects": entries,
-                    "previous": previous,
-                    "signing_key": {"kid": signer.jwk()["kid"], "alg": "ES256"},
-                }
+                digest = Digest(
+                    stage="bench",
+                    start=None,
+                    end=f"2027-01-15T{index:02d}:00:00Z",
+                    tree_size=tree.size,
+                    root=tree.root().hex(),
+                    frontier=tuple((size, value.hex()) for size, value in tree.subtrees),
+                    objects=tuple(entries),
+                    previous=previous,
+                    signing_kid=signer.jwk()["kid"],
+                ).to_document()
                 signature = base64.b64encode(signer.sign(canonical(digest))).decode()
                 key = digest_key(end, tree.size)
                 s3_raw.put_object(
@@ -111,9 +108,8 @@ def main() -> None:
                     Body=canonical({"digest": digest, "signature": signature}),
                     ChecksumAlgorithm="SHA256",
                 )
-                previous = {"key": key, "signature": signature}
+                previous = DigestLink(key, signature)
                 entries = []
-        assert DigestWriter is not None  # the format above is the digest writer's
         started = time.perf_counter()
         report = LedgerVerifier(s3_raw, bucket, private.public_key()).verify()
         with_moto = time.perf_counter() - started

@@ -35,8 +35,9 @@ DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 # ``code`` and ``state``), and bearer/authorization. Redacting a harmless
 # parameter (``compass``, ``zipcode``) costs little; keeping a secret costs a lot.
 DEFAULT_QUERY_REDACTION = (
-    r"(?i)(token|secret|pass|pwd|signature|credential|session|assertion|saml|jwt|verifier"
-    r"|ticket|nonce|private|api[-_]?key|bearer|authoriz|(^|[-_.])(key|otp|pin|sid|sig)($|[-_.])"
+    r"(?i)(token|secret|pass|pwd|signature|credential|sess|assertion|saml|jwt|verifier"
+    r"|ticket|nonce|private|api[-_]?key|bearer|authoriz|hmac|reset|invite|magic"
+    r"|(^|[-_.])(key|otp|otc|pin|sid|sig|pw)($|[-_.])"
     r"|key$|code$|(^|[-_.])(totp|hotp|mfa|2fa)|^state$|^auth)"
 )
 # Query values (and names) that look like credentials whatever their parameter
@@ -53,6 +54,8 @@ DEFAULT_QUERY_VALUE_REDACTION = (
     r"|(?:gh[pousr]_|github_pat_|xox[abposr]-|[rs]k_live_|glpat-|npm_)[A-Za-z0-9_-]{16,}"
     r"|(?=[A-Za-z0-9+/_-]*?[a-z])(?=[A-Za-z0-9+/_-]*?[A-Z])(?=[A-Za-z0-9+/_-]*?[0-9])"
     r"[A-Za-z0-9+/_-]{32,}"
+    # 32 or more lower-case letters and digits, both present (session ids, magic links).
+    r"|(?=[a-z0-9]*?[a-z])(?=[a-z0-9]*?[0-9])[a-z0-9]{32,}(?![A-Za-z0-9+/_-])"
     r")"
     r"|(?<![0-9A-Fa-f])(?=[0-9A-Fa-f]*?[0-9])(?=[0-9A-Fa-f]*?[A-Fa-f])[0-9A-Fa-f]{32,}"
 )

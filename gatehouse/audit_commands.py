@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
     from chalicelib.ledger import LedgerState
-    from chalicelib.ledger.digest import Checkpoint, S3Anchor
-    from chalicelib.ledger.verify import Report
+    from chalicelib.ledger.digest import S3Anchor
+    from chalicelib.ledger.findings import Report
+    from chalicelib.ledger.records import Checkpoint
     from gatehouse.report import Window, WrittenReport
     from gatehouse.target import Target
 

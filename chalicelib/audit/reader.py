@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from chalicelib.ledger.digest import EVENTS_PREFIX
+from chalicelib.ledger.layout import EVENTS_PREFIX
 
 
 def list_event_objects(

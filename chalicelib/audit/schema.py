@@ -133,10 +133,12 @@ def _carries_secret(value: str, secret_names: re.Pattern[str]) -> bool:
         return True
     if "=" not in value:
         return False
-    nested = value.split("?", 1)[-1].split("#", 1)[0]
+    # The query and the fragment (where OAuth's implicit flow puts tokens) both count.
+    nested = re.split(r"[?#]", value)
     return any(
         secret_names.search(name)
-        for name, _ in parse_qsl(nested, keep_blank_values=True, max_num_fields=100)
+        for part in nested
+        for name, _ in parse_qsl(part, keep_blank_values=True, max_num_fields=100)
     )
 
 

@@ -8,7 +8,8 @@ day and hour, named by the first sequence number they hold::
 Each stored line is the event with its ledger position appended
 (``"ledger":{"sequence":N}``); sequences run from 0 without gaps. Every PUT
 carries ``ChecksumAlgorithm="SHA256"`` and ``If-None-Match: *`` and never
-sets retention: the bucket's default applies to each new version.
+sets retention: the bucket's default applies to each new version. Keys and
+lines are built by :mod:`chalicelib.ledger.layout`, which every reader shares.
 
 One batch, step by step (a crash between any two loses and duplicates nothing):
 
@@ -41,14 +42,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.audit.errors import AuditStorageError
-from chalicelib.ledger.digest import EVENTS_PREFIX, FENCE
 from chalicelib.ledger.errors import LedgerBusy, LedgerCorrupt, LedgerError
+from chalicelib.ledger.layout import FENCE, object_key, sequence_of, with_sequence
 from chalicelib.ledger.merkle import leaf_hash
-from chalicelib.ledger.state import ObjectRecord
+from chalicelib.ledger.records import ObjectRecord
 
 if TYPE_CHECKING:
     from chalicelib.ledger.merkle import CompactRange
-    from chalicelib.ledger.state import LedgerHead, LedgerState, Reservation
+    from chalicelib.ledger.records import LedgerHead, Reservation
+    from chalicelib.ledger.state import LedgerState
 
 # Far longer than a writer takes from reserving to committing, and shorter than the
 # queue's visibility timeout (60 s locally, 300 s deployed): the batch SQS delivers again
@@ -83,12 +85,6 @@ class BatchResult:
     def as_lambda_response(self) -> dict[str, Any]:
         """The partial-batch response understood by the SQS event source mapping."""
         return {"batchItemFailures": [{"itemIdentifier": mid} for mid in self.failed_message_ids]}
-
-
-def object_key(epoch_seconds: float, first_sequence: int, reservation: int) -> str:
-    """The key of the object whose lines start at ``first_sequence`` (head ``reservation``)."""
-    partition = time.strftime("dt=%Y-%m-%d/hour=%H", time.gmtime(epoch_seconds))
-    return f"{EVENTS_PREFIX}{partition}/{first_sequence:016d}-r{reservation}.ndjson.gz"
 
 
 class AuditWriter:
@@ -191,7 +187,7 @@ class AuditWriter:
         reservation = self._state.reserve(head, len(new), key, now)
         self._state.index_events(reservation, [event_id for event_id, _ in new])
         lines = [
-            _with_sequence(body, reservation.start + offset) for offset, (_, body) in enumerate(new)
+            with_sequence(body, reservation.start + offset) for offset, (_, body) in enumerate(new)
         ]
         payload = gzip.compress(b"".join(line + b"\n" for line in lines), compresslevel=6, mtime=0)
         version_id = self._put(key, payload)
@@ -247,7 +243,7 @@ class AuditWriter:
             self._state.abandon(reservation, found.get("VersionId"))
             return
         expected = range(reservation.start, reservation.start + reservation.count)
-        if [_sequence_of(line) for line in lines] != list(expected):
+        if [sequence_of(line) for line in lines] != list(expected):
             raise LedgerCorrupt(
                 f"{reservation.key} does not hold sequences {expected.start}..{expected.stop - 1}"
             )
@@ -331,17 +327,3 @@ def message_problem(body: str) -> tuple[str | None, str | None]:
         # first must be the id a parser sees (no second "event_id", no reordering).
         return event_id, 'does not open with {"schema_version":1,"event_id":...} as emitted'
     return event_id, None
-
-
-def _with_sequence(body: str, sequence: int) -> bytes:
-    """The event line with its ledger position as the last member."""
-    text = body.strip()
-    return f'{text[:-1]},"ledger":{{"sequence":{sequence}}}}}'.encode()
-
-
-def _sequence_of(line: bytes) -> int | None:
-    try:
-        value = json.loads(line)
-        return int(value["ledger"]["sequence"])
-    except (ValueError, KeyError, TypeError):
-        return None

@@ -367,7 +367,8 @@ def mailbox(email: str) -> str | None:
     The address is NFC-normalised; the local part counts up to its first
     ``+`` (sub-addressing delivers ``erin+anything`` to ``erin``); the domain
     loses a trailing root dot and is compared in its IDNA (``xn--``) form; the
-    whole compares case-insensitively. None when the address is not a plain
+    whole compares case-insensitively; at Gmail, dots in the local part do not
+    count and googlemail.com is gmail.com. None when the address is not a plain
     ``local@host`` (quoted local parts, address literals, ``%`` or ``!``
     routing, several ``@``): such an address cannot be compared reliably.
     """
@@ -382,7 +383,14 @@ def mailbox(email: str) -> str | None:
         return None
     if not _HOST_NAME.fullmatch(ascii_domain):
         return None
-    return f"{local.split('+', 1)[0].casefold()}@{ascii_domain.casefold()}"
+    box, domain_name = local.split("+", 1)[0].casefold(), ascii_domain.casefold()
+    if domain_name in _DOTLESS_DOMAINS:
+        # Gmail ignores dots in the local part and serves googlemail.com as gmail.com.
+        box, domain_name = box.replace(".", ""), "gmail.com"
+    return f"{box}@{domain_name}"
+
+
+_DOTLESS_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 
 
 # A dot-atom local part (RFC 5322) that may carry non-ASCII letters (RFC 6531), and

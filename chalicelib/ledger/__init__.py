@@ -1,5 +1,9 @@
 """The tamper-evident ledger over the audit trail.
 
+- :mod:`chalicelib.ledger.layout`: where objects and digests are stored in
+  the bucket, the stored line's form, canonical JSON;
+- :mod:`chalicelib.ledger.records`: the ledger's records (head, reservation,
+  object, digest, checkpoint) and their stored forms;
 - :mod:`chalicelib.ledger.merkle`: RFC 9162 Merkle hashing, the compact range
   the writer carries, inclusion and consistency proofs;
 - :mod:`chalicelib.ledger.state`: where the log stands (sequence, tree,
@@ -17,7 +21,8 @@ Exceptions::
 """
 
 from chalicelib.ledger.errors import LedgerBusy, LedgerCorrupt, LedgerError, LedgerUnavailable
-from chalicelib.ledger.state import LedgerHead, LedgerState, ObjectRecord, Reservation
+from chalicelib.ledger.records import LedgerHead, ObjectRecord, Reservation
+from chalicelib.ledger.state import LedgerState
 
 __all__ = [
     "LedgerBusy",

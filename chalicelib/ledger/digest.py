@@ -17,89 +17,20 @@ covers the canonical JSON (sorted keys, no spaces) of the ``digest`` member.
 from __future__ import annotations
 
 import base64
-import gzip
 import json
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.ledger.errors import LedgerBusy, LedgerUnavailable
+from chalicelib.ledger.layout import canonical, digest_key, utc_text
 from chalicelib.ledger.merkle import EMPTY_ROOT
+from chalicelib.ledger.records import Checkpoint, Digest, DigestEntry, DigestLink
 
 if TYPE_CHECKING:
     from chalicelib.aws.signers import Signer
-    from chalicelib.ledger.state import LedgerState, ObjectRecord
-
-DIGESTS_PREFIX = "audit/v1/digests/"
-EVENTS_PREFIX = "audit/v1/events/"
-_OBJECT_NAME = re.compile(r"/([0-9]{16})-r[0-9]+\.ndjson\.gz\Z")
-
-
-def object_first_sequence(key: str) -> int | None:
-    """The first sequence a ledger object's key names (see the writer's ``object_key``)."""
-    match = _OBJECT_NAME.search(key)
-    return int(match.group(1)) if match else None
-
-
-# What the writer leaves at the key of a reservation it abandoned after a crash
-# (an empty gzip member, put with If-None-Match so the object can never land).
-FENCE = gzip.compress(b"", mtime=0)
-DIGEST_FORMAT = 1
-
-
-def canonical(value: Any) -> bytes:
-    """The bytes a digest signature covers."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def utc_text(epoch: float) -> str:
-    """``2026-11-28T15:00:00Z``."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-def digest_key(end: float, tree_size: int) -> str:
-    """Where the digest ending at ``end`` (epoch seconds) for ``tree_size`` leaves is stored."""
-    moment = time.gmtime(end)
-    partition = time.strftime("dt=%Y-%m-%d/hour=%H", moment)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", moment)
-    return f"{DIGESTS_PREFIX}{partition}/{stamp}-{tree_size:016d}.json"
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """The newest digest, as the ledger state and the anchor remember it."""
-
-    key: str
-    signature: str
-    tree_size: int
-    root: str
-    end: str
-    frontier: tuple[tuple[int, str], ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "signature": self.signature,
-            "tree_size": self.tree_size,
-            "root": self.root,
-            "end": self.end,
-            "frontier": [list(entry) for entry in self.frontier],
-        }
-
-    @classmethod
-    def from_dict(cls, value: dict[str, Any]) -> Checkpoint:
-        return cls(
-            key=str(value["key"]),
-            signature=str(value["signature"]),
-            tree_size=int(value["tree_size"]),
-            root=str(value["root"]),
-            end=str(value["end"]),
-            frontier=tuple(
-                (int(size), str(digest)) for size, digest in value.get("frontier") or ()
-            ),
-        )
+    from chalicelib.ledger.records import ObjectRecord
+    from chalicelib.ledger.state import LedgerState
 
 
 class S3Anchor:
@@ -270,37 +201,21 @@ class DigestWriter:
         tree_size = last.tree_size if last else start_size
         root = last.root if last else (previous.root if previous else EMPTY_ROOT.hex())
         carried = last.frontier if last else (previous.frontier if previous else ())
-        jwk = self._signer.jwk()
-        digest = {
-            "format": DIGEST_FORMAT,
-            "stage": self._stage,
-            "period": {"start": previous.end if previous else None, "end": utc_text(now)},
-            # The compact range of the tree: a verifier can start here without earlier leaves.
-            "tree": {
-                "size": tree_size,
-                "root": root,
-                "frontier": [list(entry) for entry in carried],
-            },
-            "objects": [
-                {
-                    "key": record.key,
-                    "version_id": record.version_id,
-                    "sha256": record.sha256,
-                    "first_sequence": record.first_sequence,
-                    "count": record.count,
-                    "tree_size": record.tree_size,
-                    "root": record.root,
-                }
-                for record in objects
-            ],
-            "previous": (
-                {"key": previous.key, "signature": previous.signature} if previous else None
-            ),
-            "signing_key": {"kid": jwk["kid"], "alg": "ES256"},
-        }
-        signature = base64.b64encode(self._signer.sign(canonical(digest))).decode("ascii")
+        digest = Digest(
+            stage=self._stage,
+            start=previous.end if previous else None,
+            end=utc_text(now),
+            tree_size=tree_size,
+            root=root,
+            frontier=carried,
+            objects=tuple(DigestEntry.of(record) for record in objects),
+            previous=DigestLink(previous.key, previous.signature) if previous else None,
+            signing_kid=self._signer.jwk()["kid"],
+        )
+        document = digest.to_document()
+        signature = base64.b64encode(self._signer.sign(canonical(document))).decode("ascii")
         key = digest_key(now, tree_size)
-        self._store(key, {"digest": digest, "signature": signature})
+        self._store(key, {"digest": document, "signature": signature})
         checkpoint = Checkpoint(key, signature, tree_size, root, utc_text(now), carried)
         self._state.advance_checkpoint(chain_version, checkpoint)
         if self._anchor is not None:

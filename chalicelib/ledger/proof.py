@@ -18,7 +18,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.ledger.digest import DIGESTS_PREFIX
+from chalicelib.ledger.layout import DIGESTS_PREFIX, line_position
 from chalicelib.ledger.merkle import (
     ProofError,
     leaf_hash,
@@ -167,7 +167,7 @@ class Prover:
         LedgerUnavailable
             When the table cannot be read.
         """
-        from chalicelib.ledger.verify import line_position, version_kwargs
+        from chalicelib.ledger.verify import version_kwargs
 
         record = self._state.object_holding(event_id)
         if record is None:

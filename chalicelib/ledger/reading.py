@@ -1,7 +1,8 @@
 """Reading one stored object for the verifier: the part that can run anywhere.
 
-:func:`read_object` is pure and imports only the standard library and
-:mod:`chalicelib.ledger.merkle` (which imports nothing else), so that
+:func:`read_object` is pure and imports only the standard library,
+:mod:`chalicelib.ledger.layout` and :mod:`chalicelib.ledger.merkle` (which
+import nothing else), so that
 the verifier can hand objects to worker processes (hashing and gunzip are
 most of a verification, and they spread over cores) and keep only the
 ordered part, the tree and the set of event ids, in its own process.
@@ -13,11 +14,8 @@ import hashlib
 import zlib
 from dataclasses import dataclass
 
+from chalicelib.ledger.layout import LINE_HEAD, LINE_TAIL
 from chalicelib.ledger.merkle import aligned_subtrees
-
-# The writer stores every line as ``{"schema_version":1,"event_id":"<id>",...,
-# "ledger":{"sequence":N}}`` (it refuses events that open any other way).
-LINE_HEAD = b'{"schema_version":1,"event_id":"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +80,7 @@ def read_object(payload: bytes, first_sequence: int) -> ObjectReading:
         return ObjectReading(digest, 0, gzip_error=str(exc))
     start = len(LINE_HEAD)
     if not all(
-        line.startswith(LINE_HEAD) and line.endswith(b',"ledger":{"sequence":%d}}' % sequence)
+        line.startswith(LINE_HEAD) and line.endswith(LINE_TAIL % sequence)
         for sequence, line in enumerate(lines, first_sequence)
     ):
         return ObjectReading(digest, len(lines))

@@ -24,16 +24,14 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from chalicelib.ledger.errors import LedgerBusy, LedgerUnavailable
 from chalicelib.ledger.merkle import CompactRange
+from chalicelib.ledger.records import LEDGER_PARTITION as _PK
+from chalicelib.ledger.records import Checkpoint, LedgerHead, ObjectRecord, Reservation
+from chalicelib.ledger.records import object_sort_key as _object_sk
 
-if TYPE_CHECKING:
-    from chalicelib.ledger.digest import Checkpoint
-
-_PK = "LEDGER"
 _EVENTS = "LEDGER-EVENT"
 _HEAD = "HEAD"
 _DIGESTS = "DIGESTS"
@@ -44,107 +42,6 @@ _UNPROCESSED_ATTEMPTS = 8
 
 _Chunk = TypeVar("_Chunk")
 _Done = TypeVar("_Done")
-
-
-def _object_sk(start: int) -> str:
-    return f"OBJECT#{start:016d}"
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """A range of sequence numbers held for one object about to be written."""
-
-    version: int  # the HEAD version that holds it
-    start: int
-    count: int
-    key: str
-    reserved_at: float = 0.0
-
-    def as_json(self) -> str:
-        return json.dumps(
-            {
-                "version": self.version,
-                "start": self.start,
-                "count": self.count,
-                "key": self.key,
-                "reserved_at": self.reserved_at,
-            }
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> Reservation:
-        value = json.loads(text)
-        return cls(
-            int(value["version"]),
-            int(value["start"]),
-            int(value["count"]),
-            value["key"],
-            float(value.get("reserved_at", 0.0)),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerHead:
-    """Where the log stands."""
-
-    version: int
-    next_sequence: int
-    tree: CompactRange
-    objects: int
-    pending: Reservation | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectRecord:
-    """One stored object, as the ledger committed it."""
-
-    key: str
-    version_id: str | None
-    sha256: str
-    first_sequence: int
-    count: int
-    tree_size: int
-    root: str
-    reservation: int
-    written_at: float
-    # The compact range after this object (its subtrees' sizes and hashes): lets a
-    # digest, and a verifier starting from it, carry on without every earlier leaf.
-    frontier: tuple[tuple[int, str], ...] = ()
-
-    def as_item(self) -> dict[str, Any]:
-        item: dict[str, Any] = {
-            "pk": {"S": _PK},
-            "sk": {"S": _object_sk(self.first_sequence)},
-            "key": {"S": self.key},
-            "sha256": {"S": self.sha256},
-            "first_sequence": {"N": str(self.first_sequence)},
-            "count": {"N": str(self.count)},
-            "tree_size": {"N": str(self.tree_size)},
-            "root": {"S": self.root},
-            "reservation": {"N": str(self.reservation)},
-            "written_at": {"N": repr(self.written_at)},
-            "frontier": {"S": json.dumps([list(entry) for entry in self.frontier])},
-        }
-        if self.version_id is not None:
-            item["version_id"] = {"S": self.version_id}
-        return item
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> ObjectRecord:
-        return cls(
-            key=item["key"]["S"],
-            version_id=item["version_id"]["S"] if "version_id" in item else None,
-            sha256=item["sha256"]["S"],
-            first_sequence=int(item["first_sequence"]["N"]),
-            count=int(item["count"]["N"]),
-            tree_size=int(item["tree_size"]["N"]),
-            root=item["root"]["S"],
-            reservation=int(item["reservation"]["N"]),
-            written_at=float(item["written_at"]["N"]),
-            frontier=tuple(
-                (int(size), str(digest)) for size, digest in json.loads(item["frontier"]["S"])
-            ),
-        )
 
 
 class LedgerState:
@@ -426,8 +323,6 @@ class LedgerState:
         LedgerUnavailable
             When the table cannot be read or the item is corrupt.
         """
-        from chalicelib.ledger.digest import Checkpoint
-
         item = self._call("read the digest chain", "get_item", Key=_key(_PK, _DIGESTS)).get("Item")
         if item is None:
             return None, 0

@@ -56,8 +56,10 @@ def claim_key(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-# A last segment's format suffix (".json", ".csv/"): what format-aware routers strip.
-_FORMAT_SUFFIX = re.compile(r"(?<=[^/])\.[A-Za-z0-9]{1,10}/?$")
+# A last segment's suffixes from its first dot on (".json", ".json.gz", ".a_b/"): what
+# format-aware routers strip (Rails takes any [^/.?]+, Spring ".*"). Over-matching
+# is the safe direction for a deny.
+_FORMAT_SUFFIX = re.compile(r"(?<=[^/.])\.[^/]*/?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +175,8 @@ class Rule:
     def matches_path(self, path: str) -> bool:
         """Whether the rule's path globs (none means every path) match.
 
-        A deny also matches its paths with a format suffix (``/billing.json``):
-        Rails, Django REST framework and others route it like ``/billing``.
+        A deny also matches its paths with format suffixes (``/billing.json``,
+        ``/billing.json.gz``): Rails, Spring and others route them like ``/billing``.
         """
         if not self.paths:
             return True

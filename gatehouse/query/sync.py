@@ -22,7 +22,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.ledger.digest import DIGESTS_PREFIX, EVENTS_PREFIX, object_first_sequence
+from chalicelib.ledger.errors import DigestFormatError
+from chalicelib.ledger.layout import DIGESTS_PREFIX, EVENTS_PREFIX, object_first_sequence
+from chalicelib.ledger.records import Digest
 from gatehouse.query.dataset import Dataset, Partition, raw_name
 from gatehouse.query.errors import CacheSyncError
 from gatehouse.query.schema import AUDIT_EVENTS, CLOUDTRAIL_LOGS
@@ -122,13 +124,10 @@ def _digested(dataset: Dataset, s3: Any, bucket: str) -> tuple[frozenset[str], i
         else:
             body = s3.get_object(Bucket=bucket, Key=key, VersionId=version)["Body"].read()
             try:
-                digest = json.loads(body)["digest"]
-                listed = {
-                    "keys": [str(entry["key"]) for entry in digest["objects"]],
-                    "size": int(digest["tree"]["size"]),
-                }
-            except (ValueError, KeyError, TypeError):
+                digest = Digest.from_document(json.loads(body)["digest"])
+            except (ValueError, KeyError, TypeError, DigestFormatError):
                 continue  # not a digest: verify says so
+            listed = {"keys": [entry.key for entry in digest.objects], "size": digest.tree_size}
             memo.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             memo.write_text(json.dumps(listed))
         named.update(listed["keys"])

@@ -247,6 +247,33 @@ def test_method_override_in_the_query_is_refused_by_the_authorizer_and_the_proxy
             b'\xff\xfe{\x00"\x00_\x00m\x00e\x00t\x00h\x00o\x00d\x00"\x00:\x001\x00}\x00',
             id="json utf-16",
         ),
+        pytest.param(
+            "application/x-www-form-urlencoded",
+            b"\x00\x00&_method=DELETE&",
+            id="NULs in front (read as sent, not as UTF-16)",
+        ),
+        pytest.param("application/x-www-form-urlencoded", b"_method[]=DELETE", id="array"),
+        pytest.param("application/x-www-form-urlencoded", b"_method[0]=DELETE", id="index"),
+        pytest.param(
+            "application/json; charset=utf-7",
+            b'{"+AF8AbQBlAHQAaABvAGQ-":"DELETE"}',
+            id="json utf-7",
+        ),
+        pytest.param(
+            "application/json", b'{"x":"\xff","_method":"DELETE"}', id="json invalid utf-8"
+        ),
+        pytest.param(
+            "multipart/form-data; boundary=b",
+            b'--b\r\nContent-Disposition: form-data; name="=?UTF-8?B?X21ldGhvZA==?="'
+            b"\r\n\r\nDELETE\r\n--b--\r\n",
+            id="multipart RFC 2047 name",
+        ),
+        pytest.param(
+            "multipart/form-data; boundary=b",
+            b'--b\r\nContent-Disposition: form-data; name*0="_met"; name*1="hod"'
+            b"\r\n\r\nDELETE\r\n--b--\r\n",
+            id="multipart RFC 2231 continuations",
+        ),
     ],
 )
 def test_method_override_in_the_body_is_refused_by_the_proxy(
@@ -402,6 +429,24 @@ def test_query_value_redaction_setting_reaches_the_authorizer_and_the_proxy(
             {"Content-Encoding": ["gzip"]}, gzip.compress(b"name=x"), False, id="gzip form"
         ),
         pytest.param({"Content-Encoding": ["br"]}, b"\x8b\x03\x80x\x03", True, id="unreadable"),
+        pytest.param(
+            {"Content-Encoding": ["gzip"]},
+            gzip.compress(b"a=1") + gzip.compress(b"&_method=DELETE"),
+            True,
+            id="gzip, override in the second member",
+        ),
+        pytest.param(
+            {"Content-Encoding": ["identity", "gzip"]},
+            gzip.compress(b"_method=DELETE"),
+            True,
+            id="two content encodings",
+        ),
+        pytest.param(
+            {"Content-Type": ["application/json; charset=x-unheard-of"]},
+            b'{"a": 1}',
+            True,
+            id="unknown charset",
+        ),
         pytest.param(
             {"Content-Type": ["text/plain", "application/x-www-form-urlencoded"]},
             b"name=x",

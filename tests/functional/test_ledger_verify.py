@@ -22,11 +22,13 @@ from moto.s3.models import s3_backends
 
 from chalicelib.aws.signers import KmsSigner
 from chalicelib.ledger import LedgerState
-from chalicelib.ledger.digest import DIGESTS_PREFIX, DigestWriter, S3Anchor, canonical
-from chalicelib.ledger.verify import LedgerVerifier, Report
+from chalicelib.ledger.digest import DigestWriter, S3Anchor
+from chalicelib.ledger.layout import DIGESTS_PREFIX, canonical
+from chalicelib.ledger.verify import LedgerVerifier
 from tests.functional.test_ledger_writer import deliver, events
 
 if TYPE_CHECKING:
+    from chalicelib.ledger.findings import Report
     from gatehouse.dev.bootstrap import Resources
 
 ANCHOR_BUCKET = "gatehouse-test-anchor"
@@ -331,7 +333,7 @@ def test_a_delete_marker_on_a_digested_object_is_a_hidden_version(ledger: Ledger
 
 def forge(ledger: Ledger, first_sequence: int, body: bytes) -> str:
     """Put an object at a new key among the ledger's, as anyone allowed to PutObject could."""
-    from chalicelib.audit.writer import object_key
+    from chalicelib.ledger.layout import object_key
 
     key = object_key(1_800_000_000, first_sequence, 99)
     event = {"schema_version": 1, "event_id": "forged", "ledger": {"sequence": first_sequence}}
@@ -355,7 +357,7 @@ def test_an_object_no_digest_names_is_an_unledgered_object(ledger: Ledger) -> No
 
 
 def test_a_fence_is_not_an_unledgered_object(ledger: Ledger) -> None:
-    from chalicelib.ledger.digest import FENCE
+    from chalicelib.ledger.layout import FENCE
 
     forge(ledger, 3, FENCE)
 
@@ -535,10 +537,10 @@ def test_an_event_not_yet_digested_has_no_proof_yet(ledger: Ledger) -> None:
 @pytest.fixture
 def many_objects(aws: Resources) -> Ledger:
     """Enough objects (18, in two digests) for the verifier to read them in worker processes."""
-    from chalicelib.ledger.verify import _POOL_MIN_OBJECTS
+    from chalicelib.ledger.feed import POOL_MIN_OBJECTS
 
     built = Ledger(aws)
-    for n in range(_POOL_MIN_OBJECTS + 2):
+    for n in range(POOL_MIN_OBJECTS + 2):
         built.write(1 + n % 3)
         if n == 8:
             built.digest()

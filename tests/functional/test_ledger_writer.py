@@ -22,7 +22,7 @@ import pytest
 from chalicelib.audit import AuditWriter
 from chalicelib.audit.schema import uuid7
 from chalicelib.ledger import LedgerBusy, LedgerState
-from chalicelib.ledger.digest import EVENTS_PREFIX, FENCE
+from chalicelib.ledger.layout import EVENTS_PREFIX, FENCE
 from chalicelib.ledger.merkle import leaf_hash, root
 from tests.functional.test_writer import sqs_event
 

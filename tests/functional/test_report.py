@@ -29,8 +29,8 @@ from chalicelib.audit.schema import (
     build_admin_event,
     build_event,
 )
-from chalicelib.audit.writer import _with_sequence
 from chalicelib.identity import Identity
+from chalicelib.ledger.layout import with_sequence
 from chalicelib.reasons import Reason
 from gatehouse.query import LocalEngine
 from gatehouse.query.dataset import Dataset, Partition, raw_name, write_records
@@ -829,7 +829,7 @@ def test_a_report_over_unreadable_objects_is_produced_with_an_alert(tmp_path: Pa
         resource=ResourceRecord(),
     )
     event["event_time"] = "2026-03-02T09:07:00.000Z"
-    line = _with_sequence(serialize_event(event), 12345)
+    line = with_sequence(serialize_event(event), 12345)
     bad = {
         "writer": gzip.compress(line + b"\n", mtime=0),
         "not-json": gzip.compress(b"{not json\n"),

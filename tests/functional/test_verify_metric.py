@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chalicelib.ledger.verify import Report
+from chalicelib.ledger.findings import Report
 from gatehouse.audit_commands import (
     VERIFY_METRIC_NAME,
     VERIFY_METRIC_NAMESPACE,

@@ -26,12 +26,13 @@ from chalicelib import entrypoints
 from chalicelib.audit.schema import uuid7
 from chalicelib.config import Settings
 from chalicelib.container import Container
+from chalicelib.ledger.layout import EVENTS_PREFIX
 from tests.helpers import FakeIdp, claims, load_event, make_token
 
 if TYPE_CHECKING:
     from gatehouse.dev.bootstrap import Resources
 
-PREFIX = "audit/v1/events/"
+PREFIX = EVENTS_PREFIX
 KEY = re.compile(r"audit/v1/events/dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/(\d{16})-r(\d+)\.ndjson\.gz")
 
 

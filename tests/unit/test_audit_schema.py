@@ -24,10 +24,10 @@ from chalicelib.audit.schema import (
     utc_timestamp,
     uuid7,
 )
-from chalicelib.audit.writer import object_key
 from chalicelib.authorize.decider import Outcome, decision_record
 from chalicelib.config import DEFAULT_QUERY_REDACTION, DEFAULT_QUERY_VALUE_REDACTION
 from chalicelib.identity import Identity
+from chalicelib.ledger.layout import object_key
 from chalicelib.policy import Decision
 from chalicelib.policy.globs import compile_glob
 from chalicelib.policy.grant import Grant
@@ -717,6 +717,12 @@ def test_admin_events_get_distinct_ids() -> None:
         pytest.param("redirect", "https://bob:hunter2@example.com/", False, id="userinfo"),
         pytest.param("next", "/cb?password=hunter2", False, id="nested query"),
         pytest.param("next", "/cb?page=2", True, id="nested harmless query"),
+        pytest.param("next", "/cb#access_token=abc", False, id="token in a nested fragment"),
+        pytest.param("pw", "hunter2", False, id="pw"),
+        pytest.param("PHPSESSID", "q3lm8v0c2k4j6h8g0f2d4s6a8p", False, id="php session id"),
+        pytest.param("hmac", "abc", False, id="hmac"),
+        pytest.param("magic", "q3lm8v0c2k4j6h8g0f2d4s6a8pq3lm8v0c2", False, id="lower-case link"),
+        pytest.param("order", "1234567890", True, id="a number"),
         pytest.param("q", "quarterly report 2026", True, id="search words"),
         pytest.param("page", "2", True, id="page"),
     ],

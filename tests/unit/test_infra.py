@@ -276,7 +276,7 @@ def test_the_writer_may_make_every_call_the_ledger_makes(stage: str) -> None:
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_the_digest_signs_and_stores_only_digests_and_the_anchor(stage: str) -> None:
-    from chalicelib.ledger.digest import DIGESTS_PREFIX, EVENTS_PREFIX
+    from chalicelib.ledger.layout import DIGESTS_PREFIX, EVENTS_PREFIX
 
     statements = _statements(stage, "ledger_digest")
     assert statements["DigestStore"]["Resource"].endswith(f"/{DIGESTS_PREFIX}*")
@@ -525,7 +525,7 @@ def test_the_trail_buckets_use_s3_managed_keys_and_refuse_kms_objects() -> None:
 
 
 def test_only_the_ledger_functions_add_objects_under_the_ledgers_prefixes() -> None:
-    from chalicelib.ledger.digest import DIGESTS_PREFIX, EVENTS_PREFIX
+    from chalicelib.ledger.layout import DIGESTS_PREFIX, EVENTS_PREFIX
 
     statements = _template()["Resources"]["AuditBucketPolicy"]["Properties"]["PolicyDocument"][
         "Statement"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.ledger.verify import _parsed_position, line_position
+from chalicelib.ledger.layout import line_position, parsed_position
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
@@ -40,7 +40,7 @@ def test_the_shortcut_agrees_with_the_parser(
     event.pop("ledger", None)
     line = stored(event, sequence, ascii_only=ascii_only)
 
-    assert line_position(line) == _parsed_position(line)
+    assert line_position(line) == parsed_position(line)
     assert line_position(line) == (event["event_id"], sequence) or "event_id" in rest
 
 
@@ -78,7 +78,7 @@ def test_events_a_reader_could_read_two_ways_never_reach_the_ledger(body: str) -
     ],
 )
 def test_lines_the_shortcut_cannot_read_are_parsed(line: bytes) -> None:
-    assert line_position(line) == _parsed_position(line)
+    assert line_position(line) == parsed_position(line)
 
 
 # --- reading a whole object (what worker processes do) ---------------------------------------

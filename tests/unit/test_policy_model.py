@@ -1465,6 +1465,10 @@ DENY_FORMAT_SUFFIX = [
     pytest.param("/api/billing/x.json", True, id="below, with a suffix"),
     pytest.param("/api/billingx.json", False, id="another name"),
     pytest.param("/api/billing.json.x/y", False, id="not the last segment"),
+    pytest.param("/api/billing.a_b", True, id="any suffix characters"),
+    pytest.param("/api/billing.abcdefghijkl", True, id="long suffix"),
+    pytest.param("/api/billing.j\u00e9", True, id="non-ASCII suffix"),
+    pytest.param("/api/billing.json.gz", True, id="two suffixes"),
 ]
 
 

@@ -147,6 +147,8 @@ def test_visible_escapes_exactly_the_unreadable_characters(text: str, shown: str
         pytest.param("erin@b\u00fccher.example", "erin@xn--bcher-kva.example", True, id="IDN"),
         pytest.param("\u00e9rin@example.com", "e\u0301rin@example.com", True, id="NFC"),
         pytest.param("erin@example.com", "erin@example.com.evil", False, id="longer domain"),
+        pytest.param("e.rin@gmail.com", "erin@googlemail.com", True, id="gmail dots and alias"),
+        pytest.param("e.rin@example.com", "erin@example.com", False, id="dots count elsewhere"),
     ],
 )
 def test_mailboxes(one: str, other: str, same: bool) -> None:
