@@ -76,7 +76,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.audit.schema import SCHEMA_VERSION, action_for_method, utc_timestamp, uuid7
+from chalicelib.audit.schema import (
+    SCHEMA_VERSION,
+    AuditEvent,
+    action_for_method,
+    utc_timestamp,
+    uuid7,
+)
 from chalicelib.readable import MAX_HOST, MAX_PATH, MAX_USER_AGENT, capped
 
 EVENT_TYPE = "gateway"
@@ -264,25 +270,25 @@ def gateway_event(record: Mapping[str, Any], *, stage: str) -> dict[str, Any]:
     integration_status = log.integer("integrationStatus")
     integration_latency = log.integer("integrationLatency")
     authorizer_invoked = authorizer_status is not None or authorizer_integration_status is not None
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "event_id": _stable_event_id(log.integer("requestTime"), log.text("requestId", MAX_ID)),
-        "event_type": EVENT_TYPE,
-        "event_time": _event_time(log.integer("requestTime")),
-        "stage": stage,
-        "request": {
+    return AuditEvent(
+        schema_version=SCHEMA_VERSION,
+        event_id=_stable_event_id(log.integer("requestTime"), log.text("requestId", MAX_ID)),
+        event_type=EVENT_TYPE,
+        event_time=_event_time(log.integer("requestTime")),
+        stage=stage,
+        request={
             "id": log.text("requestId", MAX_ID),
             "extended_id": log.text("extendedRequestId", MAX_ID),
             "lambda_request_id": None,
             "trace_id": log.text("xrayTraceId", MAX_ID * 2),
             "decision_id": log.text("decisionId", MAX_ID),
         },
-        "principal": _principal(principal_id),
-        "source": {
+        principal=_principal(principal_id),
+        source={
             "ip": log.text("sourceIp", MAX_IP),
             "user_agent": log.text("userAgent", MAX_USER_AGENT),
         },
-        "resource": {
+        resource={
             "host": log.text("domainName", MAX_HOST),
             "method": method,
             "path": _request_path(log, stage),
@@ -291,9 +297,9 @@ def gateway_event(record: Mapping[str, Any], *, stage: str) -> dict[str, Any]:
             "upstream": None,
             "sensitive": None,
         },
-        "action": action_for_method(method) if method else None,
-        "decision": None,
-        "outcome": {
+        action=action_for_method(method) if method else None,
+        decision=None,
+        outcome={
             "status": log.integer("status"),
             "bytes_in": None,
             "bytes_out": log.integer("responseLength"),
@@ -301,12 +307,12 @@ def gateway_event(record: Mapping[str, Any], *, stage: str) -> dict[str, Any]:
             "upstream_latency_ms": integration_latency,
             "error": log.text("errorResponseType", MAX_TOKEN),
         },
-        "elevation": None,
-        "aws": None,
-        "anomalies": list(record.anomalies) if isinstance(record, AccessLogRecord) else [],
-        "policy_change": None,
-        "grant": None,
-        "gateway": {
+        elevation=None,
+        aws=None,
+        anomalies=list(record.anomalies) if isinstance(record, AccessLogRecord) else [],
+        policy_change=None,
+        grant=None,
+        gateway={
             "response_type": log.text("errorResponseType", MAX_TOKEN),
             "error_message": log.text("errorMessage", MAX_MESSAGE),
             "authorizer_status": authorizer_status,
@@ -325,7 +331,7 @@ def gateway_event(record: Mapping[str, Any], *, stage: str) -> dict[str, Any]:
             ),
             "cached_authorizer": principal_id is not None and not authorizer_invoked,
         },
-    }
+    ).as_dict()
 
 
 def gateway_events(

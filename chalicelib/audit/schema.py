@@ -74,7 +74,13 @@ def utc_timestamp(epoch_seconds: float | None = None) -> str:
     """RFC 3339 UTC timestamp with milliseconds, e.g. ``2026-11-28T15:50:37.123Z``."""
     total_ms = time.time_ns() // 1_000_000 if epoch_seconds is None else epoch_millis(epoch_seconds)
     whole, millis = divmod(total_ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+    return f"{_utc_second(whole)}.{millis:03d}Z"
+
+
+@lru_cache(maxsize=64)
+def _utc_second(whole: int) -> str:
+    """``2026-11-28T15:50:37`` for whole seconds since the epoch (events share seconds)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
 
 
 # The default of ``Settings.audit_query_value_redaction`` (re.compile caches: one object).
@@ -339,6 +345,110 @@ class AwsRecord:
         }
 
 
+_SET_FIELD = object.__setattr__
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class AuditEvent:
+    """One audit event. The fields, in order, are the wire form's members, in order.
+
+    Every producer builds one (:func:`build_event`, :func:`build_admin_event`,
+    :func:`chalicelib.audit.gateway_events.gateway_event`) and :meth:`as_dict`
+    is the only place an event becomes the dict that is serialised. The
+    sections are already JSON-ready (each record's ``as_dict``). The order is
+    the stored bytes' order: the ledger hashes those bytes, so never reorder,
+    rename or insert a field; ``tests/unit/test_audit_wire.py`` holds the lines.
+    """
+
+    schema_version: int
+    event_id: str
+    event_type: str
+    event_time: str
+    stage: str
+    request: dict[str, Any] | None
+    principal: dict[str, Any] | None
+    source: dict[str, Any] | None
+    resource: dict[str, Any] | None
+    action: str | None
+    decision: dict[str, Any] | None
+    outcome: dict[str, Any] | None
+    elevation: dict[str, Any] | None
+    aws: dict[str, Any] | None
+    anomalies: list[str]
+    policy_change: dict[str, Any] | None
+    grant: dict[str, Any] | None
+    # Gateway events only: absent from the wire form of every other event.
+    gateway: dict[str, Any] | None = None
+
+    def __init__(
+        self,
+        schema_version: int,
+        event_id: str,
+        event_type: str,
+        event_time: str,
+        stage: str,
+        request: dict[str, Any] | None,
+        principal: dict[str, Any] | None,
+        source: dict[str, Any] | None,
+        resource: dict[str, Any] | None,
+        action: str | None,
+        decision: dict[str, Any] | None,
+        outcome: dict[str, Any] | None,
+        elevation: dict[str, Any] | None,
+        aws: dict[str, Any] | None,
+        anomalies: list[str],
+        policy_change: dict[str, Any] | None,
+        grant: dict[str, Any] | None,
+        gateway: dict[str, Any] | None = None,
+    ) -> None:
+        # The generated __init__ looks ``object.__setattr__`` up once per field; one
+        # local lookup instead saves ~0.4 µs on every request.
+        init = _SET_FIELD
+        init(self, "schema_version", schema_version)
+        init(self, "event_id", event_id)
+        init(self, "event_type", event_type)
+        init(self, "event_time", event_time)
+        init(self, "stage", stage)
+        init(self, "request", request)
+        init(self, "principal", principal)
+        init(self, "source", source)
+        init(self, "resource", resource)
+        init(self, "action", action)
+        init(self, "decision", decision)
+        init(self, "outcome", outcome)
+        init(self, "elevation", elevation)
+        init(self, "aws", aws)
+        init(self, "anomalies", anomalies)
+        init(self, "policy_change", policy_change)
+        init(self, "grant", grant)
+        init(self, "gateway", gateway)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The wire form: one member per field, in field order (``gateway`` only when set)."""
+        wire: dict[str, Any] = {
+            "schema_version": self.schema_version,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "event_time": self.event_time,
+            "stage": self.stage,
+            "request": self.request,
+            "principal": self.principal,
+            "source": self.source,
+            "resource": self.resource,
+            "action": self.action,
+            "decision": self.decision,
+            "outcome": self.outcome,
+            "elevation": self.elevation,
+            "aws": self.aws,
+            "anomalies": self.anomalies,
+            "policy_change": self.policy_change,
+            "grant": self.grant,
+        }
+        if self.gateway is not None:
+            wire["gateway"] = self.gateway
+        return wire
+
+
 def build_event(
     event_type: EventType,
     request: RequestRecord,
@@ -359,22 +469,23 @@ def build_event(
     ``aws`` is the AWS upstream call the request made, if its route has one.
     """
     event_id = event_id or uuid7()
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "event_id": event_id,
-        "event_type": event_type,
-        "event_time": utc_timestamp(),
-        "stage": request.stage,
-        "request": {
+    return AuditEvent(
+        # Positional, in field order: keywords would cost ~0.5 µs on every request.
+        SCHEMA_VERSION,  # schema_version
+        event_id,  # event_id
+        event_type,  # event_type
+        utc_timestamp(),  # event_time
+        request.stage,  # stage
+        {  # request
             "id": request.request_id,
             "extended_id": request.extended_request_id,
             "lambda_request_id": request.lambda_request_id,
             "trace_id": request.trace_id,
             "decision_id": decision_id or event_id,
         },
-        "principal": principal_record(identity),
-        "source": {"ip": request.source_ip, "user_agent": request.user_agent},
-        "resource": {
+        principal_record(identity),  # principal
+        {"ip": request.source_ip, "user_agent": request.user_agent},  # source
+        {  # resource
             "host": request.host,
             "method": request.method,
             "path": request.path,
@@ -383,15 +494,15 @@ def build_event(
             "upstream": resource.upstream,
             "sensitive": resource.sensitive,
         },
-        "action": action_for_method(request.method),
-        "decision": decision.as_dict(),
-        "outcome": None if response is None else response.as_dict(),
-        "elevation": decision.elevation.as_dict() if decision.elevation else None,
-        "aws": None if aws is None else aws.as_dict(),
-        "anomalies": list(anomalies),
-        "policy_change": None,
-        "grant": None,
-    }
+        action_for_method(request.method),  # action
+        decision.as_dict(),  # decision
+        None if response is None else response.as_dict(),  # outcome
+        decision.elevation.as_dict() if decision.elevation else None,  # elevation
+        None if aws is None else aws.as_dict(),  # aws
+        list(anomalies),  # anomalies
+        None,  # policy_change
+        None,  # grant
+    ).as_dict()
 
 
 def build_admin_event(
@@ -419,13 +530,13 @@ def build_admin_event(
         The API request that carried the action (grant API): its ids and source.
     """
     event_id = event_id or uuid7()
-    event: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "event_id": event_id,
-        "event_type": event_type,
-        "event_time": utc_timestamp(),
-        "stage": stage,
-        "request": None
+    return AuditEvent(
+        schema_version=SCHEMA_VERSION,
+        event_id=event_id,
+        event_type=event_type,
+        event_time=utc_timestamp(),
+        stage=stage,
+        request=None
         if request is None
         else {
             "id": request.request_id,
@@ -434,19 +545,17 @@ def build_admin_event(
             "trace_id": request.trace_id,
             "decision_id": None,
         },
-        "principal": principal_record(identity),
-        "source": None
+        principal=principal_record(identity),
+        source=None
         if request is None
         else {"ip": request.source_ip, "user_agent": request.user_agent},
-        "resource": None,
-        "action": "admin",
-        "decision": None,
-        "outcome": None,
-        "elevation": None,
-        "aws": {"caller_arn": operator} if operator else None,
-        "anomalies": [],
-        "policy_change": None,
-        "grant": None,
-    }
-    event[event_type] = details
-    return event
+        resource=None,
+        action="admin",
+        decision=None,
+        outcome=None,
+        elevation=None,
+        aws={"caller_arn": operator} if operator else None,
+        anomalies=[],
+        policy_change=details if event_type == "policy_change" else None,
+        grant=details if event_type == "grant" else None,
+    ).as_dict()
