@@ -1,8 +1,6 @@
-"""``diff_documents`` and order: when it decides (route ties) and when it only changes the checksum.
-
-The per-field cases live in ``test_policy_diffs.py``; these are the cases
-where two documents hold the same entries in another order.
-"""
+"""``diff_documents``: what ``policy diff`` prints, what ``policy_change`` events
+summarise, and order (when it decides, for route ties, and when it only changes the
+checksum)."""
 
 from __future__ import annotations
 
@@ -116,3 +114,67 @@ def test_no_order_note_without_an_order_change(old: dict[str, Any] | None) -> No
 
     assert diff.order_only is False
     assert not any("order" in line for line in diff.lines())
+
+
+# --- the changes each field makes ----------------------------------------------------------
+
+
+def base() -> dict[str, Any]:
+    return {
+        "version": 1,
+        "routes": [{"id": "app", "upstream": "http://a:1", "audience": "app"}],
+        "rules": [
+            {"id": "read", "effect": "allow", "routes": ["app"], "actions": ["GET"]},
+            {"id": "no-admin", "effect": "deny", "routes": ["app"], "actions": ["*"]},
+        ],
+    }
+
+
+def changed(edit: Any) -> dict[str, Any]:
+    document = copy.deepcopy(base())
+    edit(document)
+    return document
+
+
+@pytest.mark.parametrize(
+    ("edit", "lines"),
+    [
+        (lambda d: None, []),
+        (
+            lambda d: d["rules"].append({"id": "new", "effect": "allow", "routes": ["app"]}),
+            ["+ rule new"],
+        ),
+        (lambda d: d["rules"].pop(0), ["- rule read"]),
+        (
+            lambda d: d["rules"][0].update(actions=["GET", "HEAD"], paths=["/x"]),
+            ["~ rule read: actions, paths"],
+        ),
+        (lambda d: d["routes"][0].update(upstream="http://b:1"), ["~ route app: upstream"]),
+        (lambda d: d.update(grants={"approver_groups": ["s"], "max_duration": "1h"}), ["~ grants"]),
+        (
+            lambda d: (d["rules"].reverse(), d.update(break_glass={"groups": ["oncall"]})),
+            ["~ break_glass"],  # reordering rules changes nothing: order does not decide
+        ),
+    ],
+    ids=["same", "rule added", "rule removed", "rule fields", "route", "grants", "break-glass"],
+)
+def test_lines_name_each_change(edit: Any, lines: list[str]) -> None:
+    diff = diff_documents(base(), changed(edit))
+
+    assert diff.lines() == lines
+    assert diff.empty is (lines == [])
+
+
+def test_summary_for_the_audit_event() -> None:
+    new = changed(lambda d: (d["rules"].pop(1), d["rules"][0].update(actions=["*"])))
+
+    assert diff_documents(base(), new).summary() == {
+        "routes": {"added": [], "removed": [], "changed": {}},
+        "rules": {"added": [], "removed": ["no-admin"], "changed": {"read": ["actions"]}},
+        "blocks_changed": [],
+    }
+
+
+def test_against_nothing_everything_is_added() -> None:
+    diff = diff_documents(None, base())
+    assert diff.lines() == ["+ route app", "+ rule read", "+ rule no-admin"]
