@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.apigw.overrides import method_override
-from chalicelib.audit.schema import DecisionRecord, ElevationRecord
+from chalicelib.audit.schema import DecisionRecord, ElevationRecord, ResourceRecord
 from chalicelib.grants.errors import GrantError
 from chalicelib.identity import TokenRejected
 from chalicelib.identity.bearer import bearer_token
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from chalicelib.audit.schema import Outcome as AuditOutcome
     from chalicelib.grants import ActiveGrants
     from chalicelib.identity import Identity, TokenVerifier
-    from chalicelib.policy import ActivePolicy, Decision
+    from chalicelib.policy import ActivePolicy, Decision, Route
     from chalicelib.policy.grant import Grant
 
 
@@ -103,6 +103,13 @@ def decision_record(outcome: Outcome, **extra: Any) -> DecisionRecord:
         )
     kind: AuditOutcome = "error" if outcome.reason.is_decision_failure else "deny"
     return DecisionRecord(kind, (outcome.reason,), detail=outcome.detail, **extra)
+
+
+def resource_record(route: Route | None) -> ResourceRecord:
+    """The ``resource`` section for the route a decision chose (empty without one)."""
+    if route is None:
+        return ResourceRecord()
+    return ResourceRecord(route.id, route.upstream, route.sensitive)
 
 
 def elevation_record(decision: Decision) -> ElevationRecord | None:

@@ -22,12 +22,11 @@ from chalicelib.apigw.events import GatewayRequest, MalformedEvent, parse_author
 from chalicelib.audit.schema import (
     QUERY_VALUE_REDACTION,
     RequestRecord,
-    ResourceRecord,
     build_event,
     uuid7,
 )
 from chalicelib.authorize.context import authorizer_context
-from chalicelib.authorize.decider import Decider, Outcome, decision_record
+from chalicelib.authorize.decider import Decider, Outcome, decision_record, resource_record
 from chalicelib.authorize.iam import MethodArn, policy_document, whole_api_resources
 from chalicelib.authorize.iam import permissions as iam_permissions
 from chalicelib.grants.usage import GrantUse
@@ -144,7 +143,6 @@ class Authorizer:
     ) -> None:
         record = decision_record(outcome)
         route = outcome.decision.route if outcome.decision is not None else None
-        resource = ResourceRecord(route.id, route.upstream, route.sensitive) if route else None
         event = build_event(
             "decision",
             RequestRecord.from_request(
@@ -156,7 +154,7 @@ class Authorizer:
             ),
             identity=outcome.identity,
             decision=record,
-            resource=resource or ResourceRecord(),
+            resource=resource_record(route),
             event_id=decision_id,
         )
         self._emitter.emit(event)  # AuditUnavailable propagates: no audit, no access

@@ -38,7 +38,7 @@ from chalicelib.audit.schema import (
     uuid7,
 )
 from chalicelib.authorize.context import GrantedAccess, MissingContext, granted_access
-from chalicelib.authorize.decider import decision_record, parse_request_target
+from chalicelib.authorize.decider import decision_record, parse_request_target, resource_record
 from chalicelib.aws.errors import AwsUpstreamError
 from chalicelib.observability import count_decision
 from chalicelib.policy import AmbiguousPath, PolicyUnavailable, RequestTarget
@@ -279,7 +279,7 @@ class Proxy:
                 cached=destination.cached,
                 elevation=destination.elevation,
             )
-            resource = _resource(destination.route)
+            resource = resource_record(destination.route)
         else:
             # Refused before any route was chosen: the refusal is the proxy's decision.
             assert refusal is not None and refusal.reason is not None
@@ -366,7 +366,7 @@ class Proxy:
                 break_glass=decided.elevation is not None and decided.elevation.break_glass,
             )
         route = redecision.route
-        resource = _resource(route) if route else ResourceRecord()
+        resource = resource_record(route)
         self._audit_decision(record, access.identity, redecision.record, resource, decision_id)
         if route is None:
             raise Refusal(redecision.status, redecision.message, recorded_as="decided")
@@ -532,10 +532,6 @@ def _elevation(context: Mapping[str, Any] | None) -> ElevationRecord | None:
         justification=context.get("justification"),
         break_glass=context.get("break_glass") is True,
     )
-
-
-def _resource(route: Route) -> ResourceRecord:
-    return ResourceRecord(route.id, route.upstream, route.sensitive)
 
 
 def _anomalies(request: GatewayRequest) -> list[str]:

@@ -75,11 +75,11 @@ def test_no_package_of_chalicelib_imports_one_that_imports_it_back() -> None:
         pytest.param("aws", "proxy", id="AWS adapters below the proxy"),
         pytest.param("aws", "ledger", id="AWS adapters below the ledger"),
         pytest.param("readable", "audit", id="text rules below the audit record"),
+        pytest.param("ledger", "proxy", id="the ledger signs without the proxy"),
     ],
 )
 def test_lower_layers_never_import_higher_ones(low: str, high: str) -> None:
     assert high not in package_graph().get(low, set())
-    assert "proxy" not in package_graph().get("ledger", set())
 
 
 def test_the_graph_sees_type_checking_and_function_local_imports(tmp_path: Path) -> None:
