@@ -149,7 +149,7 @@ def main() -> None:
         s3 = Timed(boto3.client("s3", region_name="us-east-1"), spent)
         dynamodb = Timed(boto3.client("dynamodb", region_name="us-east-1"), spent)
         writer = AuditWriter(
-            s3, resources.audit_bucket, LedgerState(dynamodb, resources.policy_table)
+            s3, resources.audit_bucket, LedgerState(dynamodb, resources.state_table)
         )
         warm = [event_body(n) for n in range(10)]
         writer.write([(body, json.loads(body)["event_id"]) for body in warm])
@@ -215,7 +215,7 @@ def with_network(per_event_cpu: float, rtt: float = 0.010) -> None:
             s3 = Counted(boto3.client("s3", region_name="us-east-1"), counts)
             dynamodb = Counted(boto3.client("dynamodb", region_name="us-east-1"), counts)
             writer = AuditWriter(
-                s3, resources.audit_bucket, LedgerState(dynamodb, resources.policy_table)
+                s3, resources.audit_bucket, LedgerState(dynamodb, resources.state_table)
             )
             events = [event_body(n) for n in range(size)]
             stored, _ = writer.write([(body, json.loads(body)["event_id"]) for body in events])

@@ -173,6 +173,6 @@ def moto_policy_store(policy: dict[str, Any]) -> tuple[Any, Any]:
         lambda service: boto3.client(service, region_name="us-east-1"),
         ResourceNames("bench", "123456789012", "us-east-1"),
     )
-    store = PolicyStore(boto3.client("dynamodb", region_name="us-east-1"), resources.policy_table)
+    store = PolicyStore(boto3.client("dynamodb", region_name="us-east-1"), resources.state_table)
     store.publish(policy, actor="bench")
     return resources, store

@@ -104,7 +104,7 @@ class Settings:
     stage: str
     region: str
     aws_endpoint_url: str | None
-    policy_table: str
+    state_table: str
     audit_bucket: str
     audit_queue_url: str
     assertion_key_id: str
@@ -185,7 +185,7 @@ class _SettingsReader:
             stage=self._optional("STAGE", "dev"),
             region=region or "",
             aws_endpoint_url=self._environ.get(f"{ENV_PREFIX}AWS_ENDPOINT_URL") or None,
-            policy_table=self._required("POLICY_TABLE"),
+            state_table=self._renamed("STATE_TABLE", "POLICY_TABLE"),
             audit_bucket=self._required("AUDIT_BUCKET"),
             audit_queue_url=self._required("AUDIT_QUEUE_URL"),
             assertion_key_id=self._required("ASSERTION_KEY_ID"),
@@ -244,6 +244,18 @@ class _SettingsReader:
         if not value:
             self.problems.append(f"{ENV_PREFIX}{name} is not set")
         return value
+
+    def _renamed(self, name: str, old_name: str) -> str:
+        """A required variable that had another name: say so rather than "not set"."""
+        if not self._environ.get(ENV_PREFIX + name, "").strip() and self._environ.get(
+            ENV_PREFIX + old_name
+        ):
+            self.problems.append(
+                f"{ENV_PREFIX}{old_name} is now called {ENV_PREFIX}{name} (the table holds "
+                "policies, grants and the ledger's state); set that instead"
+            )
+            return ""
+        return self._required(name)
 
     def _int(self, name: str, default: int, low: int, high: int) -> int:
         raw = self._environ.get(ENV_PREFIX + name)

@@ -100,7 +100,7 @@ class Container:
         """The DynamoDB policy store."""
         from chalicelib.policy import PolicyStore
 
-        return PolicyStore(self.clients.dynamodb, self.settings.policy_table)
+        return PolicyStore(self.clients.dynamodb, self.settings.state_table)
 
     @cached_property
     def active_policy(self) -> ActivePolicy:
@@ -121,7 +121,7 @@ class Container:
         """Just-in-time grants in DynamoDB."""
         from chalicelib.grants import GrantStore
 
-        return GrantStore(self.clients.dynamodb, self.settings.policy_table)
+        return GrantStore(self.clients.dynamodb, self.settings.state_table)
 
     @cached_property
     def active_grants(self) -> ActiveGrants:
@@ -231,7 +231,7 @@ class Container:
         """The ledger's state in DynamoDB."""
         from chalicelib.ledger import LedgerState
 
-        return LedgerState(self.clients.dynamodb, self.settings.policy_table)
+        return LedgerState(self.clients.dynamodb, self.settings.state_table)
 
     @cached_property
     def digest_writer(self) -> DigestWriter:

@@ -284,7 +284,7 @@ def _p256(key: Any) -> EllipticCurvePublicKey:
 def _ledger_state(target: Target) -> LedgerState:
     from chalicelib.ledger import LedgerState
 
-    return LedgerState(target.client("dynamodb"), target.policy_table)
+    return LedgerState(target.client("dynamodb"), target.state_table)
 
 
 def _anchor(target: Target) -> S3Anchor | None:

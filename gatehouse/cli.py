@@ -337,7 +337,7 @@ def _explain(args: argparse.Namespace, target: Any) -> int:
         justification=args.justification,
     )
     policy = pc.load_policy(target, args.version)
-    store = GrantStore(target.client("dynamodb"), target.policy_table)
+    store = GrantStore(target.client("dynamodb"), target.state_table)
     grants = store.grants_for_principal(identity.issuer, identity.subject)
     decision = pc.explain(policy, identity, request, grants)
     if args.json:

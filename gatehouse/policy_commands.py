@@ -53,7 +53,7 @@ def admin(target: Target) -> PolicyAdmin:
     from chalicelib.policy.archive import PolicyArchive
 
     return PolicyAdmin(
-        PolicyStore(target.client("dynamodb"), target.policy_table),
+        PolicyStore(target.client("dynamodb"), target.state_table),
         PolicyArchive(target.client("s3"), target.audit_bucket),
         AuditEmitter(SqsAuditSink(target.client("sqs"), target.audit_queue_url)),
         stage=target.stage,
@@ -190,7 +190,7 @@ def explain_identity(
 
 def load_policy(target: Target, version: int | None) -> CompiledPolicy:
     """The active policy, or version ``version`` (decision replay)."""
-    store = PolicyStore(target.client("dynamodb"), target.policy_table)
+    store = PolicyStore(target.client("dynamodb"), target.state_table)
     if version is not None:
         return PolicyVersions(store).get(version)
     record = store.load_active()

@@ -1,7 +1,7 @@
 """Names of the stateful AWS resources, shared by the local bootstrap and ``infra/``.
 
 The CloudFormation template builds the same names from its ``Stage``
-parameter; ``tests/unit/test_resources.py`` keeps the two in step.
+parameter; ``tests/unit/test_infra.py`` keeps the two in step.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ class ResourceNames:
     region: str
 
     @property
-    def policy_table(self) -> str:
-        return f"gatehouse-{self.stage}-policy"
+    def state_table(self) -> str:
+        return f"gatehouse-{self.stage}-state"
 
     @property
     def audit_bucket(self) -> str:

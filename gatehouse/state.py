@@ -34,7 +34,7 @@ class DevState:
     idp_alg: str
     backend_url: str
     audit_bucket: str
-    policy_table: str
+    state_table: str
     audit_queue_url: str
     audit_dlq_url: str = ""
     signing_key_id: str = ""

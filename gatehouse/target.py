@@ -31,7 +31,7 @@ class Target:
     audit_bucket: str
     audit_queue_url: str
     audit_dlq_url: str | None
-    policy_table: str
+    state_table: str
     local: bool
     stage: str = "dev"
     issuer: str | None = None
@@ -109,7 +109,7 @@ def resolve_target(state_dir: Path | None = None) -> Target:
         if not bucket:
             raise NoTarget(
                 f"{local_error}; or set GATEHOUSE_AUDIT_BUCKET, GATEHOUSE_AUDIT_QUEUE_URL and "
-                "GATEHOUSE_POLICY_TABLE to act on a deployed stage"
+                "GATEHOUSE_STATE_TABLE to act on a deployed stage"
             ) from local_error
         return Target(
             region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1",
@@ -117,7 +117,7 @@ def resolve_target(state_dir: Path | None = None) -> Target:
             audit_bucket=bucket,
             audit_queue_url=environ.get("GATEHOUSE_AUDIT_QUEUE_URL", ""),
             audit_dlq_url=environ.get("GATEHOUSE_AUDIT_DLQ_URL"),
-            policy_table=environ.get("GATEHOUSE_POLICY_TABLE", ""),
+            state_table=environ.get("GATEHOUSE_STATE_TABLE", ""),
             local=False,
             stage=environ.get("GATEHOUSE_STAGE") or "dev",
             gateway_url=environ.get("GATEHOUSE_GATEWAY_URL") or None,
@@ -134,7 +134,7 @@ def resolve_target(state_dir: Path | None = None) -> Target:
         audit_bucket=state.audit_bucket,
         audit_queue_url=state.audit_queue_url,
         audit_dlq_url=state.audit_dlq_url or None,
-        policy_table=state.policy_table,
+        state_table=state.state_table,
         local=True,
         stage=state.stage,
         issuer=state.issuer,

@@ -1,4 +1,4 @@
-"""Grants in DynamoDB (the policy table), and their state changes as conditional writes.
+"""Grants in DynamoDB (the state table), and their state changes as conditional writes.
 
 Item layout (partition key ``pk``, sort key ``sk``)::
 
@@ -79,7 +79,7 @@ class GrantStore:
     dynamodb:
         A low-level boto3 DynamoDB client.
     table:
-        The policy table name.
+        The state table name.
     """
 
     def __init__(self, dynamodb: Any, table: str) -> None:

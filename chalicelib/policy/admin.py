@@ -205,7 +205,7 @@ class PolicyAdmin:
         except AuditError as exc:
             problems.append(
                 f"its policy_change audit event was not enqueued yet ({exc}); it is kept with "
-                f"activation {activation.activation} in the policy table, and any later "
+                f"activation {activation.activation} in the state table, and any later "
                 "`gatehouse policy apply`, `rollback` or `history` enqueues it"
             )
         if problems:

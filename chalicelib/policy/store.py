@@ -103,7 +103,7 @@ class PolicyStore:
     dynamodb:
         A low-level boto3 DynamoDB client.
     table:
-        The policy table name.
+        The state table name.
     """
 
     def __init__(self, dynamodb: Any, table: str) -> None:

@@ -8,7 +8,7 @@ results bucket emptied first: it holds copies, not the trail), the infra
 stack. Deleting the infra stack removes the CloudTrail trail, both queues,
 the alarms, the tampering rules, the alert topic and its key, and the log
 groups. The stateful resources are ``Retain`` in the template and stay: the
-policy table (with deletion protection), the audit, anchor and trail buckets
+state table (with deletion protection), the audit, anchor and trail buckets
 with their bucket policies, and the signing key with its alias (its public key
 verifies the digests).
 """
@@ -255,7 +255,7 @@ def _say_what_stays(
     for report in reports:
         say(f"  {report}")
     for name, what in (
-        ("PolicyTable", "table (deletion protection on; its PITR backups expire by themselves)"),
+        ("StateTable", "table (deletion protection on; its PITR backups expire by themselves)"),
         (
             "TrailBucket",
             "bucket of CloudTrail log files (not locked; delete when no longer needed)",

@@ -27,7 +27,7 @@ from gatehouse.resources import (
 class Resources:
     """What the bootstrap created (or found)."""
 
-    policy_table: str
+    state_table: str
     audit_bucket: str
     audit_queue_url: str
     audit_dlq_url: str
@@ -53,7 +53,7 @@ def bootstrap(client: Callable[[str], Any], names: ResourceNames) -> Resources:
     names:
         The stage's resource names.
     """
-    _policy_table(client("dynamodb"), names.policy_table)
+    _state_table(client("dynamodb"), names.state_table)
     _audit_bucket(client("s3"), names)
     _locked_bucket(client("s3"), names, names.anchor_bucket)
     _trail_bucket(client("s3"), names)
@@ -61,7 +61,7 @@ def bootstrap(client: Callable[[str], Any], names: ResourceNames) -> Resources:
     dlq_url, queue_url = _audit_queues(client("sqs"), names)
     key_id = _signing_key(client("kms"), names.signing_key_alias)
     return Resources(
-        policy_table=names.policy_table,
+        state_table=names.state_table,
         audit_bucket=names.audit_bucket,
         audit_queue_url=queue_url,
         audit_dlq_url=dlq_url,
@@ -146,7 +146,7 @@ def _trail_bucket(s3: Any, names: ResourceNames) -> None:
     )
 
 
-def _policy_table(dynamodb: Any, table: str) -> None:
+def _state_table(dynamodb: Any, table: str) -> None:
     try:
         dynamodb.create_table(
             TableName=table,

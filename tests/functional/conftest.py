@@ -93,7 +93,7 @@ def environment(resources: Resources, **overrides: str) -> dict[str, str]:
     values = {
         "AWS_REGION": "us-east-1",
         "GATEHOUSE_STAGE": "test",
-        "GATEHOUSE_POLICY_TABLE": resources.policy_table,
+        "GATEHOUSE_STATE_TABLE": resources.state_table,
         "GATEHOUSE_AUDIT_BUCKET": resources.audit_bucket,
         "GATEHOUSE_AUDIT_QUEUE_URL": resources.audit_queue_url,
         "GATEHOUSE_ASSERTION_KEY_ID": resources.signing_key_alias,

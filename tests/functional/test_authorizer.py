@@ -386,7 +386,7 @@ def test_policy_unavailable_fails_closed_with_an_error_event(
     for case, break_policy in breakages:
         with subtests.test(case):
             queued_events(aws)
-            break_policy(dynamodb, aws.policy_table)
+            break_policy(dynamodb, aws.state_table)
 
             with pytest.raises(AuthorizerFailure) as raised:
                 app.gatehouse_authorizer(

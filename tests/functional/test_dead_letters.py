@@ -26,7 +26,7 @@ def cli(aws: Resources, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list
     monkeypatch.setenv("GATEHOUSE_AUDIT_BUCKET", aws.audit_bucket)
     monkeypatch.setenv("GATEHOUSE_AUDIT_QUEUE_URL", aws.audit_queue_url)
     monkeypatch.setenv("GATEHOUSE_AUDIT_DLQ_URL", aws.audit_dlq_url)
-    monkeypatch.setenv("GATEHOUSE_POLICY_TABLE", aws.policy_table)
+    monkeypatch.setenv("GATEHOUSE_STATE_TABLE", aws.state_table)
     return ["--state-dir", str(tmp_path / "no-local-stack")]
 
 

@@ -84,7 +84,7 @@ def _grant(grant_id: str, duration_seconds: int) -> Grant:
 
 def _approved(aws: Resources, grant_id: str, duration_seconds: int = 600) -> Grant:
     """A grant requested and approved through an unrecorded client (the grant API's part)."""
-    setup = GrantStore(boto3.client("dynamodb", region_name="us-east-1"), aws.policy_table)
+    setup = GrantStore(boto3.client("dynamodb", region_name="us-east-1"), aws.state_table)
     grant = _grant(grant_id, duration_seconds)
     setup.create(grant)
     return setup.approve(grant, "sam", T0)
@@ -98,7 +98,7 @@ def _emitter(aws: Resources) -> AuditEmitter:
 
 def _recording_store(aws: Resources, recorded: RecordedCalls) -> GrantStore:
     client = recorded.attach(boto3.client("dynamodb", region_name="us-east-1"))
-    return GrantStore(client, aws.policy_table)
+    return GrantStore(client, aws.state_table)
 
 
 def _used_event(grant: Grant) -> dict[str, Any]:
@@ -135,7 +135,7 @@ def test_the_sweeper_may_make_exactly_the_grant_calls_it_makes(aws: Resources, s
     _approved(aws, "01a00000-0000-7000-8000-000000000002", duration_seconds=60)
     # A lifecycle event its request could not enqueue, left in the outbox.
     stuck = _approved(aws, "01a00000-0000-7000-8000-000000000003", duration_seconds=3600)
-    GrantStore(boto3.client("dynamodb", region_name="us-east-1"), aws.policy_table).mark_used(
+    GrantStore(boto3.client("dynamodb", region_name="us-east-1"), aws.state_table).mark_used(
         stuck.id, T0 + 1, event=_used_event(stuck)
     )
     recorded = RecordedCalls()

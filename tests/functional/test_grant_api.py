@@ -381,7 +381,7 @@ def live_item(aws: Resources, grant: Grant) -> None:
 
     dynamodb = boto3.client("dynamodb", region_name="us-east-1")
     for item in (grant_item("GRANT", grant), grant_item("GRANT-LIVE", grant)):
-        dynamodb.put_item(TableName=aws.policy_table, Item=item)
+        dynamodb.put_item(TableName=aws.state_table, Item=item)
 
 
 @pytest.mark.parametrize(

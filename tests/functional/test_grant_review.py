@@ -442,7 +442,7 @@ def hostile_grant(status: GrantStatus = "pending") -> Grant:
 
 def store_directly(aws: Resources, grant: Grant) -> None:
     boto3.client("dynamodb", region_name="us-east-1").put_item(
-        TableName=aws.policy_table, Item=grant_item("GRANT", grant)
+        TableName=aws.state_table, Item=grant_item("GRANT", grant)
     )
 
 

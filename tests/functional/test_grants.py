@@ -93,7 +93,7 @@ def people(idp: FakeIdp, rsa_key: Any) -> dict[str, Identity]:
 
 def store(aws: Resources, dynamodb: Any = None) -> GrantStore:
     return GrantStore(
-        dynamodb or boto3.client("dynamodb", region_name="us-east-1"), aws.policy_table
+        dynamodb or boto3.client("dynamodb", region_name="us-east-1"), aws.state_table
     )
 
 
@@ -138,7 +138,7 @@ def live_item(aws: Resources, grant_id: str) -> dict[str, Any] | None:
     dynamodb = boto3.client("dynamodb", region_name="us-east-1")
     key = {"pk": {"S": "GRANT-LIVE"}, "sk": {"S": grant_id}}
     item: dict[str, Any] | None = dynamodb.get_item(
-        TableName=aws.policy_table, Key=key, ConsistentRead=True
+        TableName=aws.state_table, Key=key, ConsistentRead=True
     ).get("Item")
     return item
 
@@ -764,8 +764,8 @@ def test_active_grants_serve_stale_then_fail_closed_then_recover(
     cache = ActiveGrants(store(aws), refresh_seconds=10, max_stale_seconds=60, clock=monotonic)
     assert [g.id for g in cache.for_principal(ISSUER, "erin")] == [pending.id]
     dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-    table = dynamodb.describe_table(TableName=aws.policy_table)["Table"]
-    dynamodb.delete_table(TableName=aws.policy_table)
+    table = dynamodb.describe_table(TableName=aws.state_table)["Table"]
+    dynamodb.delete_table(TableName=aws.state_table)
 
     monotonic.now += 59.9  # refreshes fail; the last good set serves
     assert [g.id for g in cache.for_principal(ISSUER, "erin")] == [pending.id]
@@ -774,7 +774,7 @@ def test_active_grants_serve_stale_then_fail_closed_then_recover(
         cache.for_principal(ISSUER, "erin")
 
     dynamodb.create_table(
-        TableName=aws.policy_table,
+        TableName=aws.state_table,
         KeySchema=table["KeySchema"],
         AttributeDefinitions=table["AttributeDefinitions"],
         BillingMode="PAY_PER_REQUEST",
@@ -807,9 +807,9 @@ def test_active_grants_load_every_page(aws: Resources) -> None:
             {"PutRequest": {"Item": grant_item("GRANT-LIVE", replace(template, id=grant_id))}}
             for grant_id in ids[start : start + 25]
         ]
-        dynamodb.batch_write_item(RequestItems={aws.policy_table: requests})
+        dynamodb.batch_write_item(RequestItems={aws.state_table: requests})
     first_page = dynamodb.query(
-        TableName=aws.policy_table,
+        TableName=aws.state_table,
         KeyConditionExpression="pk = :pk",
         ExpressionAttributeValues={":pk": {"S": "GRANT-LIVE"}},
     )
@@ -879,7 +879,7 @@ def target(aws: Resources, dev_issuer: DevIssuer) -> Target:
     document = policy_document("http://127.0.0.1:9")
     document["grants"] = GRANTS
     dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-    PolicyStore(dynamodb, aws.policy_table).publish(document, actor="test")
+    PolicyStore(dynamodb, aws.state_table).publish(document, actor="test")
     return local_target(aws, dev_issuer)
 
 
@@ -890,7 +890,7 @@ def local_target(aws: Resources, dev_issuer: DevIssuer) -> Target:
         audit_bucket=aws.audit_bucket,
         audit_queue_url=aws.audit_queue_url,
         audit_dlq_url=None,
-        policy_table=aws.policy_table,
+        state_table=aws.state_table,
         local=True,
         stage="test",
         issuer=dev_issuer.url,

@@ -51,9 +51,7 @@ class Ledger:
         self.signer = KmsSigner(kms, aws.signing_key_alias)
         der = kms.get_public_key(KeyId=aws.signing_key_alias)["PublicKey"]
         self.public_key: Any = load_der_public_key(der)
-        self.state = LedgerState(
-            boto3.client("dynamodb", region_name="us-east-1"), aws.policy_table
-        )
+        self.state = LedgerState(boto3.client("dynamodb", region_name="us-east-1"), aws.state_table)
         self.anchor = S3Anchor.from_uri(s3(), f"s3://{ANCHOR_BUCKET}/ledger", "test")
         self.clock = 1_800_000_000.0
         self.messages: list[tuple[str, str]] = []
@@ -398,7 +396,7 @@ def cli(ledger: Ledger, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> list[
     monkeypatch.setenv("GATEHOUSE_STAGE", "test")
     monkeypatch.setenv("GATEHOUSE_AUDIT_BUCKET", aws.audit_bucket)
     monkeypatch.setenv("GATEHOUSE_AUDIT_QUEUE_URL", aws.audit_queue_url)
-    monkeypatch.setenv("GATEHOUSE_POLICY_TABLE", aws.policy_table)
+    monkeypatch.setenv("GATEHOUSE_STATE_TABLE", aws.state_table)
     monkeypatch.setenv("GATEHOUSE_ASSERTION_KEY_ID", aws.signing_key_alias)
     monkeypatch.setenv("GATEHOUSE_LEDGER_ANCHOR", f"s3://{ANCHOR_BUCKET}/ledger")
     return ["--state-dir", str(tmp_path / "no-local-stack")]

@@ -94,7 +94,7 @@ def writer(aws: Resources, calls: Calls | None = None, *, stale_after: float = 0
     s3, dynamodb = clients()
     if calls is not None:
         s3, dynamodb = Faulty(s3, calls), Faulty(dynamodb, calls)
-    state = LedgerState(dynamodb, aws.policy_table)
+    state = LedgerState(dynamodb, aws.state_table)
     return AuditWriter(s3, aws.audit_bucket, state, stale_after_seconds=stale_after)
 
 
@@ -126,7 +126,7 @@ def deliver(
 def assert_ledger_holds_exactly(aws: Resources, messages: list[tuple[str, str]]) -> None:
     """The ledger is sound and holds each of ``messages``' events exactly once."""
     s3, dynamodb = clients()
-    state = LedgerState(dynamodb, aws.policy_table)
+    state = LedgerState(dynamodb, aws.state_table)
     head = state.head()
     assert head.pending is None
     records = state.objects()
@@ -236,7 +236,7 @@ def test_repeats_within_a_batch_and_across_batches_are_stored_once(aws: Resource
 def test_a_writer_that_lost_the_head_commits_nothing(aws: Resources) -> None:
     # Two writers read the same head; the second to reserve must not write over the first.
     _, dynamodb = clients()
-    state = LedgerState(dynamodb, aws.policy_table)
+    state = LedgerState(dynamodb, aws.state_table)
     seen = state.head()
     state.reserve(seen, 2, "k1")
 
@@ -251,17 +251,17 @@ def test_an_object_written_before_a_crash_is_committed_by_the_next_writer(
     # Dies right after the PUT (call 5): the object is there, the head does not know it.
     deliver(aws, batch, Calls(5))
     s3, dynamodb = clients()
-    pending = LedgerState(dynamodb, aws.policy_table).head().pending
+    pending = LedgerState(dynamodb, aws.state_table).head().pending
     assert pending is not None
     landed = s3.get_object(Bucket=aws.audit_bucket, Key=pending.key)["Body"].read()
     assert landed != FENCE
 
     assert deliver(aws, events(1))  # any next batch settles the reservation first
 
-    [first, _] = LedgerState(dynamodb, aws.policy_table).objects()
+    [first, _] = LedgerState(dynamodb, aws.state_table).objects()
     assert (first.key, first.count) == (pending.key, 4)
     assert deliver(aws, batch)  # the redelivery finds them stored
-    assert LedgerState(dynamodb, aws.policy_table).head().next_sequence == 5
+    assert LedgerState(dynamodb, aws.state_table).head().next_sequence == 5
 
 
 def test_a_reservation_whose_object_never_landed_is_fenced_and_abandoned(
@@ -270,7 +270,7 @@ def test_a_reservation_whose_object_never_landed_is_fenced_and_abandoned(
     batch = events(4)
     deliver(aws, batch, Calls(4))  # dies after indexing, before the PUT
     s3, dynamodb = clients()
-    pending = LedgerState(dynamodb, aws.policy_table).head().pending
+    pending = LedgerState(dynamodb, aws.state_table).head().pending
     assert pending is not None
 
     assert deliver(aws, batch)
@@ -346,7 +346,7 @@ def test_a_thousand_events_are_indexed_in_parallel_and_stored_once(aws: Resource
     assert counted.names.count("batch_get_item") == 10  # 100 keys a request
     assert deliver(aws, messages)  # SQS delivers it all again: nothing new is stored
     assert_ledger_holds_exactly(aws, messages)
-    state = LedgerState(clients()[1], aws.policy_table)
+    state = LedgerState(clients()[1], aws.state_table)
     assert [record.count for record in state.objects()] == [1000]
 
 
@@ -386,7 +386,7 @@ class Throttled:
 def test_items_left_unprocessed_are_retried_until_indexed(aws: Resources) -> None:
     s3, dynamodb = clients()
     throttled = Throttled(dynamodb)
-    state = LedgerState(throttled, aws.policy_table)
+    state = LedgerState(throttled, aws.state_table)
     messages = events(4)
 
     answer = AuditWriter(s3, aws.audit_bucket, state).handle_sqs_batch(sqs_event(messages))
@@ -403,7 +403,7 @@ def test_a_table_that_never_processes_the_index_fails_the_batch_for_a_later_deli
 
     s3, dynamodb = clients()
     throttled = Throttled(dynamodb, forever=True)
-    state = LedgerState(throttled, aws.policy_table)
+    state = LedgerState(throttled, aws.state_table)
     messages = events(3)
 
     answer = AuditWriter(s3, aws.audit_bucket, state).handle_sqs_batch(sqs_event(messages))

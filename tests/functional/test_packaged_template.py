@@ -217,7 +217,7 @@ def test_each_function_has_its_own_role_named_as_the_table_policy_expects(
         resources[ROLE_LOGICAL_IDS[function]]["Properties"]["RoleName"] for function in FUNCTIONS
     }
     assert names == {f"gatehouse-{STAGE}-{function}" for function in FUNCTIONS}
-    statements = resources["PolicyTable"]["Properties"]["ResourcePolicy"]["PolicyDocument"][
+    statements = resources["StateTable"]["Properties"]["ResourcePolicy"]["PolicyDocument"][
         "Statement"
     ]
     exempted = {

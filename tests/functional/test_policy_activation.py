@@ -57,7 +57,7 @@ def test_apply_stores_archives_activates_and_audits(aws: Resources) -> None:
     assert (first.record.version, second.record.version) == (1, 2)
     assert second.activation is not None
     assert second.activation.activation == 2
-    store = PolicyStore(client("dynamodb"), aws.policy_table)
+    store = PolicyStore(client("dynamodb"), aws.state_table)
     active = store.load_active()
     assert active is not None
     assert (active.version, active.checksum) == (2, second.record.checksum)
@@ -108,7 +108,7 @@ def test_an_invalid_document_writes_nothing(aws: Resources) -> None:
         admin.apply(bad, source_name="bad.yaml")
 
     assert "bad.yaml: rules[auditors].when.hours.tz" in str(caught.value)
-    store = PolicyStore(client("dynamodb"), aws.policy_table)
+    store = PolicyStore(client("dynamodb"), aws.state_table)
     assert store.load_version(2) is None
     assert [a.activation for a in store.activations()] == [1]
     listing = client("s3").list_objects_v2(Bucket=aws.audit_bucket, Prefix="policy/v1/versions/")
@@ -139,20 +139,20 @@ def test_rollback_refuses_a_version_this_release_cannot_enforce(aws: Resources) 
     # Version 1 as an older release stored it: "deny when MFA", refused today.
     dynamodb = client("dynamodb")
     key = {"pk": {"S": "POLICY"}, "sk": {"S": "VERSION#0000000001"}}
-    item = dynamodb.get_item(TableName=aws.policy_table, Key=key)["Item"]
+    item = dynamodb.get_item(TableName=aws.state_table, Key=key)["Item"]
     document = json.loads(item["document"]["S"])
     document["rules"].append(
         {"id": "odd", "effect": "deny", "routes": ["demo"], "actions": ["GET"],
          "when": {"mfa": True}}
     )  # fmt: skip
     item["document"] = {"S": json.dumps(document)}
-    dynamodb.put_item(TableName=aws.policy_table, Item=item)
+    dynamodb.put_item(TableName=aws.state_table, Item=item)
     policy_changes(aws)  # drain the queue
 
     with pytest.raises(PolicyError, match=r"(?s)version 1 cannot be rolled back to: .*deny rule"):
         admin.rollback(1)
 
-    active = PolicyStore(dynamodb, aws.policy_table).load_active()
+    active = PolicyStore(dynamodb, aws.state_table).load_active()
     assert active is not None
     assert active.version == 2
     assert policy_changes(aws) == []
@@ -162,8 +162,8 @@ def test_rollback_refuses_a_version_this_release_cannot_enforce(aws: Resources) 
 # transact_write_items is not thread-safe (it deep-copies tables while other
 # threads write), so a threaded test would measure moto, not the condition.
 def test_two_operators_racing_cannot_both_win(aws: Resources) -> None:
-    first_operator = PolicyStore(client("dynamodb"), aws.policy_table)
-    second_operator = PolicyStore(client("dynamodb"), aws.policy_table)
+    first_operator = PolicyStore(client("dynamodb"), aws.state_table)
+    second_operator = PolicyStore(client("dynamodb"), aws.state_table)
     first_operator.publish(policy_document(UPSTREAM), actor="seed")
     seen_by_first = first_operator.load_active()
     seen_by_second = second_operator.load_active()
@@ -186,7 +186,7 @@ def test_two_operators_racing_cannot_both_win(aws: Resources) -> None:
 
 
 def test_a_stale_reader_cannot_win_after_a_b_a(aws: Resources) -> None:
-    store = PolicyStore(client("dynamodb"), aws.policy_table)
+    store = PolicyStore(client("dynamodb"), aws.state_table)
     store.publish(policy_document(UPSTREAM), actor="seed")
     stale = store.load_active()
     v2 = store.publish(second_document(), actor="x")
@@ -206,7 +206,7 @@ def test_an_unaudited_activation_is_reported_and_the_archive_repaired(aws: Resou
     with pytest.raises(PolicyChangeIncomplete, match=r"activation 2 .* is in force"):
         admin.apply(second_document())
 
-    store = PolicyStore(client("dynamodb"), aws.policy_table)
+    store = PolicyStore(client("dynamodb"), aws.state_table)
     active = store.load_active()
     assert active is not None
     assert active.version == 2
@@ -226,7 +226,7 @@ def cli_env(aws: Resources, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> l
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     monkeypatch.setenv("GATEHOUSE_AUDIT_BUCKET", aws.audit_bucket)
     monkeypatch.setenv("GATEHOUSE_AUDIT_QUEUE_URL", aws.audit_queue_url)
-    monkeypatch.setenv("GATEHOUSE_POLICY_TABLE", aws.policy_table)
+    monkeypatch.setenv("GATEHOUSE_STATE_TABLE", aws.state_table)
     monkeypatch.setenv("GATEHOUSE_STAGE", "test")
     monkeypatch.setenv(
         "GATEHOUSE_TRUSTED_ISSUERS",
@@ -296,4 +296,4 @@ def test_cli_refuses_an_invalid_file_naming_file_rule_and_field(
 def aws_table(cli_env: list[str]) -> str:
     import os
 
-    return os.environ["GATEHOUSE_POLICY_TABLE"]
+    return os.environ["GATEHOUSE_STATE_TABLE"]

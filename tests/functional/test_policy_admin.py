@@ -46,7 +46,7 @@ def client(service: str) -> Any:
 
 def make_admin(aws: Resources, s3: Any = None) -> PolicyAdmin:
     return PolicyAdmin(
-        PolicyStore(client("dynamodb"), aws.policy_table),
+        PolicyStore(client("dynamodb"), aws.state_table),
         PolicyArchive(s3 or client("s3"), aws.audit_bucket),
         AuditEmitter(SqsAuditSink(client("sqs"), aws.audit_queue_url)),
         stage="test",
@@ -108,7 +108,7 @@ def test_a_version_that_cannot_be_archived_is_not_activated(aws: Resources) -> N
             with_auditors(policy_document(UPSTREAM))
         )
 
-    store = PolicyStore(client("dynamodb"), aws.policy_table)
+    store = PolicyStore(client("dynamodb"), aws.state_table)
     active = store.load_active()
     assert active is not None
     assert active.version == 1
@@ -151,7 +151,7 @@ def test_both_failures_are_reported_together(aws: Resources) -> None:
     message = str(caught.value)
     assert "archive copy was not written" in message
     assert "policy_change audit event was not enqueued" in message
-    assert "kept with activation 2 in the policy table" in message
+    assert "kept with activation 2 in the state table" in message
 
 
 def test_an_event_the_queue_could_not_take_is_enqueued_by_the_next_command(
@@ -165,7 +165,7 @@ def test_an_event_the_queue_could_not_take_is_enqueued_by_the_next_command(
     client("sqs").delete_queue(QueueUrl=aws.audit_queue_url)
     with pytest.raises(PolicyChangeIncomplete, match="not enqueued yet"):
         make_admin(aws).apply(with_auditors(policy_document(UPSTREAM)))
-    store = PolicyStore(client("dynamodb"), aws.policy_table)
+    store = PolicyStore(client("dynamodb"), aws.state_table)
     [(number, kept)] = store.pending_events()
     assert (number, kept["policy_change"]["to_version"]) == (2, 2)
 
@@ -188,7 +188,7 @@ def test_repair_archives_the_version_of_an_activation_made_without_the_archive(
     aws: Resources,
 ) -> None:
     # `gatehouse dev` seeds its first policy with PolicyStore.publish (no archive).
-    store = PolicyStore(client("dynamodb"), aws.policy_table)
+    store = PolicyStore(client("dynamodb"), aws.state_table)
     seeded = store.publish(policy_document(UPSTREAM), actor="gatehouse dev (initial policy)")
     assert keys(aws, "policy/") == []
 
@@ -214,7 +214,7 @@ def test_an_archived_copy_that_differs_from_the_record_stops_the_change(aws: Res
     with pytest.raises(PolicyArchiveError, match="differs from the record"):
         make_admin(aws).apply(with_auditors(policy_document(UPSTREAM)))
 
-    active = PolicyStore(client("dynamodb"), aws.policy_table).load_active()
+    active = PolicyStore(client("dynamodb"), aws.state_table).load_active()
     assert active is not None
     assert active.version == 1
     assert archived(aws, version_key(2))["checksum"] == "sha256:other"  # never overwritten
@@ -271,7 +271,7 @@ def cli(aws: Resources, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     monkeypatch.setenv("GATEHOUSE_AUDIT_BUCKET", aws.audit_bucket)
     monkeypatch.setenv("GATEHOUSE_AUDIT_QUEUE_URL", aws.audit_queue_url)
-    monkeypatch.setenv("GATEHOUSE_POLICY_TABLE", aws.policy_table)
+    monkeypatch.setenv("GATEHOUSE_STATE_TABLE", aws.state_table)
     monkeypatch.setenv("GATEHOUSE_STAGE", "test")
     return ["--state-dir", str(tmp_path / "no-local-stack")]
 

@@ -80,7 +80,7 @@ def cli(aws: Resources, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     monkeypatch.setenv("GATEHOUSE_AUDIT_BUCKET", aws.audit_bucket)
     monkeypatch.setenv("GATEHOUSE_AUDIT_QUEUE_URL", aws.audit_queue_url)
-    monkeypatch.setenv("GATEHOUSE_POLICY_TABLE", aws.policy_table)
+    monkeypatch.setenv("GATEHOUSE_STATE_TABLE", aws.state_table)
     monkeypatch.setenv("GATEHOUSE_STAGE", "test")
     return ["--state-dir", str(tmp_path / "no-local-stack")]
 
@@ -139,7 +139,7 @@ def test_diff_and_apply_refuse_a_repeated_key_and_change_nothing(
 
     out, err = capsys.readouterr()
     assert (out, err) == ("", refusal_of(path, line))
-    store = PolicyStore(client("dynamodb"), aws.policy_table)
+    store = PolicyStore(client("dynamodb"), aws.state_table)
     active = store.load_active()
     assert active is not None
     assert active.version == 1

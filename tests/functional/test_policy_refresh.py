@@ -45,7 +45,7 @@ def test_a_new_version_is_in_force_exactly_when_the_bound_elapses(
 ) -> None:
     import boto3
 
-    store = PolicyStore(boto3.client("dynamodb", region_name="us-east-1"), aws.policy_table)
+    store = PolicyStore(boto3.client("dynamodb", region_name="us-east-1"), aws.state_table)
     first = policy_document("http://127.0.0.1:9")
     store.publish(first, actor="test")
     clock = Clock()
@@ -68,13 +68,13 @@ def test_a_store_outage_serves_the_last_version_only_up_to_the_stale_limit(
     import boto3
 
     client = boto3.client("dynamodb", region_name="us-east-1")
-    store = PolicyStore(client, aws.policy_table)
+    store = PolicyStore(client, aws.state_table)
     store.publish(policy_document("http://127.0.0.1:9"), actor="test")
     clock = Clock()
     cache = ActivePolicy(store, refresh_seconds=1.0, max_stale_seconds=60.0, clock=clock)
     assert cache.current().version == 1
 
-    client.delete_table(TableName=aws.policy_table)
+    client.delete_table(TableName=aws.state_table)
     clock.now += 59.0
     assert cache.current().version == 1
     clock.now += 1.0

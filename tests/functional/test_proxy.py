@@ -638,7 +638,7 @@ def test_vanished_policy_version_is_a_503_and_audited(
     authorize(event)
     queued_events(aws)
     boto3.client("dynamodb", region_name="us-east-1").delete_item(
-        TableName=aws.policy_table,
+        TableName=aws.state_table,
         Key={"pk": {"S": "POLICY"}, "sk": {"S": "VERSION#0000000001"}},
     )
 

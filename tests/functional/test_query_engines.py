@@ -265,7 +265,7 @@ def store(aws: Resources, events: list[dict[str, Any]]) -> None:
         boto3.client("s3", region_name=REGION),
         boto3.client("dynamodb", region_name=REGION),
     )
-    writer = AuditWriter(s3, aws.audit_bucket, LedgerState(dynamodb, aws.policy_table))
+    writer = AuditWriter(s3, aws.audit_bucket, LedgerState(dynamodb, aws.state_table))
     stored, _ = writer.write([(json.dumps(event), event["event_id"]) for event in events])
     assert stored is not None
 
@@ -577,7 +577,7 @@ def store_hostile_objects(aws: Resources) -> tuple[str, list[str]]:
     """
     s3 = boto3.client("s3", region_name=REGION)
     dynamodb = boto3.client("dynamodb", region_name=REGION)
-    writer = AuditWriter(s3, aws.audit_bucket, LedgerState(dynamodb, aws.policy_table))
+    writer = AuditWriter(s3, aws.audit_bucket, LedgerState(dynamodb, aws.state_table))
     hostile = request_event("req-surrogate", "/api/s")
     hostile["source"]["user_agent"] = "curl/\udc80"
     good = [request_event(f"req-{n}", f"/api/{n}") for n in range(3)]

@@ -26,7 +26,7 @@ def _target(stage: str) -> Target:
         audit_bucket="b",
         audit_queue_url="q",
         audit_dlq_url=None,
-        policy_table="t",
+        state_table="t",
         local=False,
         stage=stage,
     )

@@ -33,7 +33,7 @@ def cli(aws: Resources, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> list[
     monkeypatch.setenv("GATEHOUSE_STAGE", "test")
     monkeypatch.setenv("GATEHOUSE_AUDIT_BUCKET", aws.audit_bucket)
     monkeypatch.setenv("GATEHOUSE_AUDIT_QUEUE_URL", aws.audit_queue_url)
-    monkeypatch.setenv("GATEHOUSE_POLICY_TABLE", aws.policy_table)
+    monkeypatch.setenv("GATEHOUSE_STATE_TABLE", aws.state_table)
     monkeypatch.setenv("GATEHOUSE_ASSERTION_KEY_ID", aws.signing_key_alias)
     monkeypatch.setenv("GATEHOUSE_LEDGER_ANCHOR", f"s3://{ANCHOR_BUCKET}/ledger")
     return ["--state-dir", str(tmp_path / "no-local-stack"), "audit", "verify"]

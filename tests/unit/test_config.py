@@ -30,7 +30,7 @@ def environment(**overrides: str | None) -> dict[str, str]:
     base = {
         "AWS_REGION": "eu-central-1",
         "GATEHOUSE_STAGE": "prod",
-        "GATEHOUSE_POLICY_TABLE": "gatehouse-policy",
+        "GATEHOUSE_STATE_TABLE": "gatehouse-state",
         "GATEHOUSE_AUDIT_BUCKET": "gatehouse-audit",
         "GATEHOUSE_AUDIT_QUEUE_URL": "https://sqs.eu-central-1.amazonaws.com/1/audit",
         "GATEHOUSE_ASSERTION_KEY_ID": "alias/gatehouse-assertion",
@@ -57,7 +57,7 @@ def test_complete_environment_builds_settings() -> None:
     assert settings.stage == "prod"
     assert settings.region == "eu-central-1"
     assert settings.aws_endpoint_url is None
-    assert settings.policy_table == "gatehouse-policy"
+    assert settings.state_table == "gatehouse-state"
     assert settings.audit_bucket == "gatehouse-audit"
     assert settings.audit_queue_url == "https://sqs.eu-central-1.amazonaws.com/1/audit"
     assert settings.assertion_key_id == "alias/gatehouse-assertion"
@@ -97,7 +97,7 @@ def test_settings_are_read_from_os_environ_by_default(monkeypatch: pytest.Monkey
 
     settings = Settings.from_environment()
 
-    assert settings.policy_table == "gatehouse-policy"
+    assert settings.state_table == "gatehouse-state"
     assert settings.authorizer_ttl_seconds == 120
 
 
@@ -124,7 +124,7 @@ def test_tunable_values_are_read() -> None:
 def test_broken_environment_reports_every_problem_at_once() -> None:
     environ = environment(
         AWS_REGION=None,
-        GATEHOUSE_POLICY_TABLE=None,
+        GATEHOUSE_STATE_TABLE=None,
         GATEHOUSE_AUDIT_BUCKET="   ",
         GATEHOUSE_GATEWAY_ISSUER="gatehouse.example.com",
         GATEHOUSE_TRUSTED_ISSUERS="not json",
@@ -138,7 +138,7 @@ def test_broken_environment_reports_every_problem_at_once() -> None:
 
     expected = [
         "AWS_REGION",
-        "GATEHOUSE_POLICY_TABLE is not set",
+        "GATEHOUSE_STATE_TABLE is not set",
         "GATEHOUSE_AUDIT_BUCKET is not set",
         "GATEHOUSE_GATEWAY_ISSUER must be an https URL",
         "GATEHOUSE_TRUSTED_ISSUERS is not JSON",
@@ -188,13 +188,13 @@ def test_a_broken_query_value_rule_is_a_settings_problem(raw: str) -> None:
 
 
 def test_settings_error_message_lists_all_problems() -> None:
-    environ = environment(GATEHOUSE_POLICY_TABLE=None, GATEHOUSE_AUDIT_BUCKET=None)
+    environ = environment(GATEHOUSE_STATE_TABLE=None, GATEHOUSE_AUDIT_BUCKET=None)
 
     with pytest.raises(SettingsError) as caught:
         Settings.from_environment(environ)
 
     assert isinstance(caught.value, ValueError)
-    assert "GATEHOUSE_POLICY_TABLE is not set" in str(caught.value)
+    assert "GATEHOUSE_STATE_TABLE is not set" in str(caught.value)
     assert "GATEHOUSE_AUDIT_BUCKET is not set" in str(caught.value)
 
 
@@ -203,7 +203,7 @@ def test_empty_environment_names_every_required_variable() -> None:
 
     for name in (
         "AWS_REGION",
-        "GATEHOUSE_POLICY_TABLE",
+        "GATEHOUSE_STATE_TABLE",
         "GATEHOUSE_AUDIT_BUCKET",
         "GATEHOUSE_AUDIT_QUEUE_URL",
         "GATEHOUSE_ASSERTION_KEY_ID",
@@ -423,3 +423,14 @@ def test_a_ledger_anchor_that_is_no_s3_location_is_refused(raw: str) -> None:
     found = problems(environment(GATEHOUSE_LEDGER_ANCHOR=raw))
 
     assert found == ["GATEHOUSE_LEDGER_ANCHOR must be s3://bucket[/prefix]"]
+
+
+def test_the_old_table_variable_is_named_with_its_new_name() -> None:
+    found = problems(
+        environment(GATEHOUSE_STATE_TABLE=None, GATEHOUSE_POLICY_TABLE="gatehouse-prod-policy")
+    )
+
+    assert found == [
+        "GATEHOUSE_POLICY_TABLE is now called GATEHOUSE_STATE_TABLE (the table holds "
+        "policies, grants and the ledger's state); set that instead"
+    ]

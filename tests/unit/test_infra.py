@@ -46,8 +46,8 @@ def test_template_names_match_the_bootstrap(stage: str) -> None:
     resources = _template()["Resources"]
     names = ResourceNames(stage, "123456789012", "eu-west-1")
     rendered = {
-        "PolicyTable": _render(
-            resources["PolicyTable"]["Properties"]["TableName"], stage, "123456789012", "eu-west-1"
+        "StateTable": _render(
+            resources["StateTable"]["Properties"]["TableName"], stage, "123456789012", "eu-west-1"
         ),
         "AuditBucket": _render(
             resources["AuditBucket"]["Properties"]["BucketName"], stage, "123456789012", "eu-west-1"
@@ -78,7 +78,7 @@ def test_template_names_match_the_bootstrap(stage: str) -> None:
         ),
     }
     assert rendered == {
-        "PolicyTable": names.policy_table,
+        "StateTable": names.state_table,
         "AuditBucket": names.audit_bucket,
         "AuditQueue": names.audit_queue,
         "AnchorBucket": names.anchor_bucket,
@@ -134,7 +134,7 @@ def test_only_the_functions_that_write_a_partition_may_write_it() -> None:
 
     assert {store._PK, store._LIVE, store._OUTBOX} == GRANT_PARTITIONS
     assert {state._PK, state._EVENTS} == LEDGER_PARTITIONS
-    table = _template()["Resources"]["PolicyTable"]["Properties"]
+    table = _template()["Resources"]["StateTable"]["Properties"]
     grants, live, ledger, blind = table["ResourcePolicy"]["PolicyDocument"]["Statement"]
     for deny in (grants, live, ledger, blind):
         assert (deny["Effect"], deny["Principal"]) == ("Deny", "*")
@@ -173,7 +173,7 @@ def _writes(statement: dict[str, Any]) -> set[str]:
 
 def _table_denies(function: str, partition: str) -> bool:
     """Whether the table's resource policy refuses ``function``'s item writes to ``partition``."""
-    table = _template()["Resources"]["PolicyTable"]["Properties"]
+    table = _template()["Resources"]["StateTable"]["Properties"]
     for deny in table["ResourcePolicy"]["PolicyDocument"]["Statement"]:
         keys = deny["Condition"].get("ForAnyValue:StringLike", {}).get("dynamodb:LeadingKeys", [])
         if partition in keys and function not in _roles(deny):
@@ -203,7 +203,7 @@ def grant_rights(stage: str, function: str) -> set[tuple[str, str]]:
     for statement in _statements(stage, function).values():
         leading = statement.get("Condition", {}).get("ForAllValues:StringEquals", {})
         for partition in set(leading.get("dynamodb:LeadingKeys", [])) & GRANT_PARTITIONS:
-            assert statement["Resource"].endswith(f":table/gatehouse-{stage}-policy")
+            assert statement["Resource"].endswith(f":table/gatehouse-{stage}-state")
             rights |= {(action, partition) for action in statement["Action"]}
     return rights
 
@@ -242,7 +242,7 @@ def test_the_grant_api_may_make_every_grant_write_the_store_makes(stage: str) ->
 
     # TransactWriteItems is authorised per item: Put, Update, Delete and ConditionCheck.
     assert set(lifecycle["Action"]) == ITEM_WRITES | {"dynamodb:ConditionCheckItem"}
-    assert lifecycle["Resource"].endswith(f":table/gatehouse-{stage}-policy")
+    assert lifecycle["Resource"].endswith(f":table/gatehouse-{stage}-state")
     leading = lifecycle["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
     assert set(leading) == GRANT_PARTITIONS
 
@@ -731,7 +731,7 @@ def test_tampering_with_the_controls_reaches_the_alert_topic() -> None:
     assert detail["TamperingWithTheSigningKeyRule"]["resources"] == {
         "ARN": [{"Fn::GetAtt": ["SigningKey", "Arn"]}]
     }
-    assert {"requestParameters": {"tableName": [{"Ref": "PolicyTable"}]}} in detail[
+    assert {"requestParameters": {"tableName": [{"Ref": "StateTable"}]}} in detail[
         "TamperingWithTheTableRule"
     ]["$or"]
     assert _resolve(
