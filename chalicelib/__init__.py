@@ -16,7 +16,8 @@ Packages, one per concern, dependencies flowing down this list:
 - ``aws``       lazily built boto3 clients, STS sessions, SigV4, P-256 signers.
 
 Shared leaves: ``readable`` (text a person reads, caps), ``reasons`` (reason codes),
-``config`` (settings), ``observability`` (logs, metrics), ``refresh`` (refresh timing);
+``variables`` (the environment variables: names, defaults, ranges), ``config`` (settings),
+``observability`` (logs, metrics), ``refresh`` (refresh timing);
 ``container`` builds the objects and ``entrypoints`` are the Lambda handlers.
 
 Nothing here imports ``app``; ``app.py`` only wires these to Chalice.

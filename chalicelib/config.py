@@ -15,19 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from chalicelib.variables import PREFIX, VARIABLES, Variable
+
 _T = TypeVar("_T")
-
-ENV_PREFIX = "GATEHOUSE_"
-AUTHORIZER_TTL_VARIABLE = "GATEHOUSE_AUTHORIZER_TTL_SECONDS"
-
-# API Gateway caps an authorizer's result TTL at one hour.
-MAX_AUTHORIZER_TTL_SECONDS = 3600
-# The issue caps the identity assertion's lifetime at five minutes.
-MAX_ASSERTION_TTL_SECONDS = 300
-# Lambda's synchronous payload limit is 6 MB for the whole event/response;
-# binary bodies travel base64-encoded (x4/3), so the raw body must stay lower.
-LAMBDA_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
-DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
 # Query parameter names whose values never reach the audit trail: anything
 # token-, secret-, pass-, signature-, credential-, session- or key-like (also
@@ -110,26 +100,27 @@ class Settings:
     assertion_key_id: str
     gateway_issuer: str
     trusted_issuers: tuple[TrustedIssuer, ...]
-    authorizer_ttl_seconds: int = 0
-    policy_refresh_seconds: float = 10.0
-    jwks_refresh_cooldown_seconds: float = 30.0
-    jwks_max_age_seconds: float = 3600.0
-    jwks_fetch_timeout_seconds: float = 2.0
-    clock_skew_seconds: int = 60
-    max_token_bytes: int = 8192
-    assertion_ttl_seconds: int = 60
-    upstream_connect_timeout_seconds: float = 2.0
-    upstream_read_timeout_seconds: float = 25.0
-    max_request_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    max_response_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    audit_query_redaction: re.Pattern[str] = re.compile(DEFAULT_QUERY_REDACTION)
+    # The defaults and ranges of what follows are in chalicelib.variables.
+    authorizer_ttl_seconds: int
+    policy_refresh_seconds: float
+    jwks_refresh_cooldown_seconds: float
+    jwks_max_age_seconds: float
+    jwks_fetch_timeout_seconds: float
+    clock_skew_seconds: int
+    max_token_bytes: int
+    assertion_ttl_seconds: int
+    upstream_connect_timeout_seconds: float
+    upstream_read_timeout_seconds: float
+    max_request_body_bytes: int
+    max_response_body_bytes: int
+    audit_query_redaction: re.Pattern[str]
     # None: values are redacted by their parameter's name only.
-    audit_query_value_redaction: re.Pattern[str] | None = re.compile(DEFAULT_QUERY_VALUE_REDACTION)
+    audit_query_value_redaction: re.Pattern[str] | None
     # s3://bucket[/prefix]: where the newest ledger checkpoint also goes (None: nowhere).
-    ledger_anchor: str | None = None
+    ledger_anchor: str | None
     # STS only (AWS upstreams' sessions); the local stack puts its CloudTrail
     # recorder here, in front of moto. None: aws_endpoint_url, else AWS's own.
-    sts_endpoint_url: str | None = None
+    sts_endpoint_url: str | None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -149,9 +140,10 @@ def authorizer_ttl_from_environment() -> int:
     Chalice exports the stage's ``environment_variables`` before it loads
     ``app.py``, so ``chalice package --stage prod`` sees the prod value.
     """
-    raw = os.environ.get(AUTHORIZER_TTL_VARIABLE) or "0"
+    variable = VARIABLES["AUTHORIZER_TTL_SECONDS"]
+    raw = os.environ.get(variable.env) or str(variable.int_default())
     problems: list[str] = []
-    ttl = _parse_int(AUTHORIZER_TTL_VARIABLE, raw, 0, MAX_AUTHORIZER_TTL_SECONDS, problems)
+    ttl = _parse_int(variable.env, raw, int(variable.low or 0), int(variable.high or 0), problems)
     if problems:
         raise SettingsError(problems)
     return ttl
@@ -165,9 +157,10 @@ class _SettingsReader:
         self.problems: list[str] = []
         # Plain-http issuers are for the local stack only; anywhere else an
         # attacker on the path could swap the keys that prove identity.
+        allow_http = VARIABLES["ALLOW_HTTP_ISSUERS"]
         self._schemes: tuple[str, ...] = (
             ("https://", "http://")
-            if environ.get(f"{ENV_PREFIX}ALLOW_HTTP_ISSUERS", "").lower() == "true"
+            if (environ.get(allow_http.env) or str(allow_http.default)).lower() == "true"
             else ("https://",)
         )
         self._scheme_text = "an http(s) URL" if len(self._schemes) == 2 else "an https URL"
@@ -179,110 +172,102 @@ class _SettingsReader:
         gateway_issuer = self._required("GATEWAY_ISSUER")
         if gateway_issuer and not gateway_issuer.startswith(self._schemes):
             self.problems.append(
-                f"{ENV_PREFIX}GATEWAY_ISSUER must be {self._scheme_text}, got {gateway_issuer!r}"
+                f"{PREFIX}GATEWAY_ISSUER must be {self._scheme_text}, got {gateway_issuer!r}"
             )
         settings = Settings(
-            stage=self._optional("STAGE", "dev"),
+            stage=self._optional("STAGE"),
             region=region or "",
-            aws_endpoint_url=self._environ.get(f"{ENV_PREFIX}AWS_ENDPOINT_URL") or None,
+            aws_endpoint_url=self._optional("AWS_ENDPOINT_URL") or None,
             state_table=self._renamed("STATE_TABLE", "POLICY_TABLE"),
             audit_bucket=self._required("AUDIT_BUCKET"),
             audit_queue_url=self._required("AUDIT_QUEUE_URL"),
             assertion_key_id=self._required("ASSERTION_KEY_ID"),
             gateway_issuer=gateway_issuer.rstrip("/"),
             trusted_issuers=self._issuers(),
-            authorizer_ttl_seconds=self._int(
-                "AUTHORIZER_TTL_SECONDS", 0, 0, MAX_AUTHORIZER_TTL_SECONDS
-            ),
-            policy_refresh_seconds=self._float("POLICY_REFRESH_SECONDS", 10.0, 0.0, 300.0),
-            jwks_refresh_cooldown_seconds=self._float(
-                "JWKS_REFRESH_COOLDOWN_SECONDS", 30.0, 1.0, 3600.0
-            ),
-            jwks_max_age_seconds=self._float("JWKS_MAX_AGE_SECONDS", 3600.0, 60.0, 86400.0),
-            jwks_fetch_timeout_seconds=self._float("JWKS_FETCH_TIMEOUT_SECONDS", 2.0, 0.1, 10.0),
-            clock_skew_seconds=self._int("CLOCK_SKEW_SECONDS", 60, 0, 60),
-            max_token_bytes=self._int("MAX_TOKEN_BYTES", 8192, 512, 65536),
-            assertion_ttl_seconds=self._int(
-                "ASSERTION_TTL_SECONDS", 60, 1, MAX_ASSERTION_TTL_SECONDS
-            ),
-            upstream_connect_timeout_seconds=self._float(
-                "UPSTREAM_CONNECT_TIMEOUT_SECONDS", 2.0, 0.1, 10.0
-            ),
-            upstream_read_timeout_seconds=self._float(
-                "UPSTREAM_READ_TIMEOUT_SECONDS", 25.0, 0.1, 28.0
-            ),
-            max_request_body_bytes=self._int(
-                "MAX_REQUEST_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 0, LAMBDA_PAYLOAD_LIMIT_BYTES
-            ),
-            max_response_body_bytes=self._int(
-                "MAX_RESPONSE_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 0, DEFAULT_MAX_BODY_BYTES
-            ),
+            authorizer_ttl_seconds=self._int("AUTHORIZER_TTL_SECONDS"),
+            policy_refresh_seconds=self._float("POLICY_REFRESH_SECONDS"),
+            jwks_refresh_cooldown_seconds=self._float("JWKS_REFRESH_COOLDOWN_SECONDS"),
+            jwks_max_age_seconds=self._float("JWKS_MAX_AGE_SECONDS"),
+            jwks_fetch_timeout_seconds=self._float("JWKS_FETCH_TIMEOUT_SECONDS"),
+            clock_skew_seconds=self._int("CLOCK_SKEW_SECONDS"),
+            max_token_bytes=self._int("MAX_TOKEN_BYTES"),
+            assertion_ttl_seconds=self._int("ASSERTION_TTL_SECONDS"),
+            upstream_connect_timeout_seconds=self._float("UPSTREAM_CONNECT_TIMEOUT_SECONDS"),
+            upstream_read_timeout_seconds=self._float("UPSTREAM_READ_TIMEOUT_SECONDS"),
+            max_request_body_bytes=self._int("MAX_REQUEST_BODY_BYTES"),
+            max_response_body_bytes=self._int("MAX_RESPONSE_BODY_BYTES"),
             audit_query_redaction=self._pattern("AUDIT_QUERY_REDACTION", DEFAULT_QUERY_REDACTION),
             audit_query_value_redaction=self._optional_pattern(
                 "AUDIT_QUERY_VALUE_REDACTION", DEFAULT_QUERY_VALUE_REDACTION
             ),
             ledger_anchor=self._anchor(),
-            sts_endpoint_url=self._environ.get(f"{ENV_PREFIX}STS_ENDPOINT_URL") or None,
+            sts_endpoint_url=self._optional("STS_ENDPOINT_URL") or None,
         )
         if self.problems:
             raise SettingsError(self.problems)
         return settings
 
     def _anchor(self) -> str | None:
-        value = self._environ.get(ENV_PREFIX + "LEDGER_ANCHOR", "").strip()
+        value = self._environ.get(PREFIX + "LEDGER_ANCHOR", "").strip()
         if not value:
             return None
         if not value.startswith("s3://") or not value[5:].split("/", 1)[0]:
-            self.problems.append(f"{ENV_PREFIX}LEDGER_ANCHOR must be s3://bucket[/prefix]")
+            self.problems.append(f"{PREFIX}LEDGER_ANCHOR must be s3://bucket[/prefix]")
         return value
 
-    def _optional(self, name: str, default: str) -> str:
-        return self._environ.get(ENV_PREFIX + name) or default
+    def _optional(self, name: str) -> str:
+        variable = VARIABLES[name]
+        return self._environ.get(variable.env) or str(variable.default or "")
 
     def _required(self, name: str) -> str:
-        value = self._environ.get(ENV_PREFIX + name, "").strip()
+        variable = VARIABLES[name]
+        value = self._environ.get(variable.env, "").strip()
         if not value:
-            self.problems.append(f"{ENV_PREFIX}{name} is not set")
+            self.problems.append(f"{variable.env} is not set")
         return value
 
     def _renamed(self, name: str, old_name: str) -> str:
         """A required variable that had another name: say so rather than "not set"."""
-        if not self._environ.get(ENV_PREFIX + name, "").strip() and self._environ.get(
-            ENV_PREFIX + old_name
+        if not self._environ.get(PREFIX + name, "").strip() and self._environ.get(
+            PREFIX + old_name
         ):
             self.problems.append(
-                f"{ENV_PREFIX}{old_name} is now called {ENV_PREFIX}{name} (the table holds "
+                f"{PREFIX}{old_name} is now called {PREFIX}{name} (the table holds "
                 "policies, grants and the ledger's state); set that instead"
             )
             return ""
         return self._required(name)
 
-    def _int(self, name: str, default: int, low: int, high: int) -> int:
-        raw = self._environ.get(ENV_PREFIX + name)
+    def _int(self, name: str) -> int:
+        variable = VARIABLES[name]
+        raw = self._environ.get(variable.env)
         if raw is None or raw == "":
-            return default
-        return _parse_int(ENV_PREFIX + name, raw, low, high, self.problems)
+            return variable.int_default()
+        low, high = _bounds(variable)
+        return _parse_int(variable.env, raw, int(low), int(high), self.problems)
 
-    def _float(self, name: str, default: float, low: float, high: float) -> float:
-        raw = self._environ.get(ENV_PREFIX + name)
+    def _float(self, name: str) -> float:
+        variable = VARIABLES[name]
+        raw = self._environ.get(variable.env)
         if raw is None or raw == "":
-            return default
-        value = _parse(ENV_PREFIX + name, raw, float, self.problems)
+            return variable.float_default()
+        value = _parse(variable.env, raw, float, self.problems)
+        low, high = _bounds(variable)
         if value is not None and not low <= value <= high:
-            self.problems.append(f"{ENV_PREFIX}{name} must be between {low} and {high}, got {raw}")
-        return default if value is None else value
+            self.problems.append(f"{variable.env} must be between {low} and {high}, got {raw}")
+        return variable.float_default() if value is None else value
 
     def _pattern(self, name: str, default: str) -> re.Pattern[str]:
-        raw = self._environ.get(ENV_PREFIX + name) or default
+        raw = self._environ.get(PREFIX + name) or default
         try:
             return re.compile(raw)
         except re.error as exc:
-            self.problems.append(f"{ENV_PREFIX}{name} is not a valid regular expression: {exc}")
+            self.problems.append(f"{PREFIX}{name} is not a valid regular expression: {exc}")
             return re.compile(default)
 
     def _optional_pattern(self, name: str, default: str) -> re.Pattern[str] | None:
         """``default`` when the variable is unset; None (the rule is off) when it is empty."""
-        raw = self._environ.get(ENV_PREFIX + name)
+        raw = self._environ.get(PREFIX + name)
         if raw is None:
             return re.compile(default)
         if not raw.strip():
@@ -290,14 +275,14 @@ class _SettingsReader:
         try:
             return re.compile(raw)
         except re.error as exc:
-            self.problems.append(f"{ENV_PREFIX}{name} is not a valid regular expression: {exc}")
+            self.problems.append(f"{PREFIX}{name} is not a valid regular expression: {exc}")
             return None
 
     def _issuers(self) -> tuple[TrustedIssuer, ...]:
         raw = self._required("TRUSTED_ISSUERS")
         if not raw:
             return ()
-        name = ENV_PREFIX + "TRUSTED_ISSUERS"
+        name = PREFIX + "TRUSTED_ISSUERS"
         try:
             document = json.loads(raw)
         except ValueError as exc:
@@ -364,6 +349,11 @@ class _SettingsReader:
             groups_claim=str(groups_claim),
             email_verified_required=email_verified_required,
         )
+
+
+def _bounds(variable: Variable) -> tuple[float, float]:
+    assert variable.low is not None and variable.high is not None  # numbers have ranges
+    return variable.low, variable.high
 
 
 def _parse(name: str, raw: str, convert: Callable[[str], _T], problems: list[str]) -> _T | None:

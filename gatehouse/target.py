@@ -7,6 +7,7 @@ then the same ``GATEHOUSE_*`` environment variables the functions use.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -104,29 +105,31 @@ def resolve_target(state_dir: Path | None = None) -> Target:
     try:
         state = find_state(state_dir)
     except NoLocalStack as local_error:
-        environ = os.environ
-        bucket = environ.get("GATEHOUSE_AUDIT_BUCKET")
+        setting = _deployed_stage_setting(os.environ)
+        bucket = setting("AUDIT_BUCKET")
         if not bucket:
             raise NoTarget(
-                f"{local_error}; or set GATEHOUSE_AUDIT_BUCKET, GATEHOUSE_AUDIT_QUEUE_URL and "
-                "GATEHOUSE_STATE_TABLE to act on a deployed stage"
+                f"{local_error}; or set {_names('AUDIT_BUCKET', 'AUDIT_QUEUE_URL', 'STATE_TABLE')} "
+                "to act on a deployed stage"
             ) from local_error
         return Target(
-            region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-            endpoint_url=environ.get("GATEHOUSE_AWS_ENDPOINT_URL") or None,
+            region=os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or "us-east-1",
+            endpoint_url=setting("AWS_ENDPOINT_URL"),
             audit_bucket=bucket,
-            audit_queue_url=environ.get("GATEHOUSE_AUDIT_QUEUE_URL", ""),
-            audit_dlq_url=environ.get("GATEHOUSE_AUDIT_DLQ_URL"),
-            state_table=environ.get("GATEHOUSE_STATE_TABLE", ""),
+            audit_queue_url=setting("AUDIT_QUEUE_URL") or "",
+            audit_dlq_url=setting("AUDIT_DLQ_URL"),
+            state_table=setting("STATE_TABLE") or "",
             local=False,
-            stage=environ.get("GATEHOUSE_STAGE") or "dev",
-            gateway_url=environ.get("GATEHOUSE_GATEWAY_URL") or None,
-            signing_key_id=environ.get("GATEHOUSE_ASSERTION_KEY_ID") or None,
-            ledger_anchor=environ.get("GATEHOUSE_LEDGER_ANCHOR") or None,
-            trail_bucket=environ.get("GATEHOUSE_TRAIL_BUCKET") or None,
-            account_id=environ.get("GATEHOUSE_TRAIL_ACCOUNT_ID") or None,
-            athena_workgroup=environ.get("GATEHOUSE_ATHENA_WORKGROUP") or None,
-            athena_database=environ.get("GATEHOUSE_ATHENA_DATABASE") or None,
+            stage=setting("STAGE") or "",
+            gateway_url=setting("GATEWAY_URL"),
+            signing_key_id=setting("ASSERTION_KEY_ID"),
+            ledger_anchor=setting("LEDGER_ANCHOR"),
+            trail_bucket=setting("TRAIL_BUCKET"),
+            account_id=setting("TRAIL_ACCOUNT_ID"),
+            athena_workgroup=setting("ATHENA_WORKGROUP"),
+            athena_database=setting("ATHENA_DATABASE"),
         )
     return Target(
         region=state.region,
@@ -144,6 +147,26 @@ def resolve_target(state_dir: Path | None = None) -> Target:
         ledger_anchor=state.ledger_anchor or None,
         trail_bucket=state.trail_bucket or None,
         account_id=state.account_id or None,
-        athena_workgroup=os.environ.get("GATEHOUSE_ATHENA_WORKGROUP") or None,
-        athena_database=os.environ.get("GATEHOUSE_ATHENA_DATABASE") or None,
+        athena_workgroup=_deployed_stage_setting(os.environ)("ATHENA_WORKGROUP"),
+        athena_database=_deployed_stage_setting(os.environ)("ATHENA_DATABASE"),
+    )
+
+
+def _deployed_stage_setting(environ: Mapping[str, str]) -> Callable[[str], str | None]:
+    """Reads one variable of the functions' table (its default when unset; None if none)."""
+    from chalicelib.variables import VARIABLES
+
+    def setting(name: str) -> str | None:
+        variable = VARIABLES[name]
+        value = environ.get(variable.env) or variable.default
+        return None if value is None else str(value)
+
+    return setting
+
+
+def _names(*names: str) -> str:
+    from chalicelib.variables import VARIABLES
+
+    return (
+        ", ".join(VARIABLES[name].env for name in names[:-1]) + f" and {VARIABLES[names[-1]].env}"
     )

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from chalicelib.config import (
-    DEFAULT_MAX_BODY_BYTES,
     Settings,
     SettingsError,
     TrustedIssuer,
     authorizer_ttl_from_environment,
 )
+from chalicelib.variables import DEFAULT_MAX_BODY_BYTES, REFERENCE_PATH, VARIABLES, reference
 
 ISSUERS = [
     {
@@ -434,3 +434,22 @@ def test_the_old_table_variable_is_named_with_its_new_name() -> None:
         "GATEHOUSE_POLICY_TABLE is now called GATEHOUSE_STATE_TABLE (the table holds "
         "policies, grants and the ledger's state); set that instead"
     ]
+
+
+def test_every_number_setting_defaults_to_the_table_and_is_held_to_its_range() -> None:
+    settings = Settings.from_environment(environment())
+    numbers = [v for v in VARIABLES.values() if v.low is not None]
+    assert len(numbers) >= 10
+
+    for variable in numbers:
+        assert getattr(settings, variable.name.lower()) == variable.default, variable.env
+        assert variable.low is not None and variable.high is not None
+        below = problems(environment(**{variable.env: str(variable.low - 1)}))
+        above = problems(environment(**{variable.env: str(variable.high + 1)}))
+        assert [p.split(" must ")[0] for p in below + above] == [variable.env] * 2
+
+
+def test_the_configuration_reference_is_generated_from_the_table() -> None:
+    assert REFERENCE_PATH.read_text() == reference(), "run python -m chalicelib.variables"
+    for variable in VARIABLES.values():
+        assert f"`{variable.env}`" in reference()
