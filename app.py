@@ -35,6 +35,11 @@ def gateway_jwks(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return entrypoints.gateway_jwks(event, context)
 
 
+@app.raw_route(["/.well-known/gatehouse/key-certificates.json"], methods=["GET"])
+def gateway_key_certificates(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return entrypoints.gateway_key_certificates(event, context)
+
+
 @app.raw_route(["/.gatehouse/grants"], methods=["GET", "POST"])
 def grants_api(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return entrypoints.grants_api(event, context)

@@ -176,3 +176,28 @@ def moto_policy_store(policy: dict[str, Any]) -> tuple[Any, Any]:
     store = PolicyStore(boto3.client("dynamodb", region_name="us-east-1"), resources.state_table)
     store.publish(policy, actor="bench")
     return resources, store
+
+
+def local_stack_environment() -> dict[str, str]:
+    """This process's environment pointed at nothing real, for a local stack subprocess.
+
+    As the e2e tier runs ``gatehouse dev``: fake credentials, no AWS config files.
+    """
+    import os
+
+    isolated = ("AWS_", "GATEHOUSE_", "POWERTOOLS_", "BOTO_")
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith(isolated)
+    }
+    environment.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return environment

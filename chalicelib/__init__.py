@@ -10,6 +10,8 @@ Packages, one per concern, dependencies flowing down this list:
 - ``policy``    the policy document, its conditions, the decision engine, request paths,
                 the DynamoDB store.
 - ``identity``  verifies bearer tokens against trusted OIDC issuers.
+- ``signing``   the proxy's delegated assertion keys: certified by KMS once, registered
+                in the state table (the JWKS), recorded, rotated.
 - ``audit``     the audit event, the SQS emitter, the ledger writer, access-log events.
 - ``ledger``    the tamper-evident ledger: state, Merkle tree, digests, verification.
 - ``apigw``     API Gateway events parsed once, method overrides, the Chalice adapter.

@@ -98,6 +98,7 @@ class Settings:
     audit_bucket: str
     audit_queue_url: str
     assertion_key_id: str
+    digest_key_id: str
     gateway_issuer: str
     trusted_issuers: tuple[TrustedIssuer, ...]
     # The defaults and ranges of what follows are in chalicelib.variables.
@@ -182,6 +183,7 @@ class _SettingsReader:
             audit_bucket=self._required("AUDIT_BUCKET"),
             audit_queue_url=self._required("AUDIT_QUEUE_URL"),
             assertion_key_id=self._required("ASSERTION_KEY_ID"),
+            digest_key_id=self._required("DIGEST_KEY_ID"),
             gateway_issuer=gateway_issuer.rstrip("/"),
             trusted_issuers=self._issuers(),
             authorizer_ttl_seconds=self._int("AUTHORIZER_TTL_SECONDS"),

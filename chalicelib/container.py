@@ -7,6 +7,7 @@ when ``app.py`` is imported.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,6 @@ if TYPE_CHECKING:
     from chalicelib.audit import AuditEmitter, AuditWriter
     from chalicelib.authorize import Authorizer
     from chalicelib.aws.sessions import RoleSessions
-    from chalicelib.aws.signers import Signer
     from chalicelib.config import Settings
     from chalicelib.grants import ActiveGrants, GrantStore
     from chalicelib.grants.api import GrantApi
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from chalicelib.proxy import Proxy
     from chalicelib.proxy.assertion import AssertionIssuer
     from chalicelib.proxy.upstream import UpstreamClient
+    from chalicelib.signing.delegated import DelegatedKeys, KeyEvent
+    from chalicelib.signing.registry import KeyRegistry
 
 
 class Container:
@@ -41,8 +43,6 @@ class Container:
         The stage's settings.
     clients:
         AWS clients; built from the settings when omitted.
-    signer:
-        The assertion key; the KMS key named in the settings when omitted.
     fetch_json:
         How key sets are fetched; HTTP when omitted.
     metrics:
@@ -54,7 +54,6 @@ class Container:
         settings: Settings,
         clients: AwsClients | None = None,
         *,
-        signer: Signer | None = None,
         fetch_json: FetchJson | None = None,
         metrics: MetricsRecorder | None = None,
     ) -> None:
@@ -63,7 +62,6 @@ class Container:
         self.clients = clients or AwsClients(
             settings.region, settings.aws_endpoint_url, endpoint_overrides=sts_endpoint
         )
-        self._signer = signer
         self._fetch_json = fetch_json
         self.metrics = metrics
 
@@ -138,14 +136,41 @@ class Container:
         return AuditEmitter(SqsAuditSink(self.clients.sqs, self.settings.audit_queue_url))
 
     @cached_property
+    def key_registry(self) -> KeyRegistry:
+        """The state table's record of live assertion keys (what the JWKS serves)."""
+        from chalicelib.aws.table import Table
+        from chalicelib.signing.registry import KeyRegistry
+
+        return KeyRegistry(Table(self.clients.dynamodb, self.settings.state_table))
+
+    @cached_property
+    def key_events(self) -> Callable[[KeyEvent], None]:
+        """Puts an assertion key's issuance, rotation or expiry into the audit trail."""
+        from chalicelib.signing.events import key_event_recorder
+
+        return key_event_recorder(self.emitter, self.settings.stage)
+
+    @cached_property
+    def assertion_keys(self) -> DelegatedKeys:
+        """This container's assertion keys, certified by the stage's KMS key once each."""
+        from chalicelib.aws.signers import KmsSigner
+        from chalicelib.signing.delegated import DelegatedKeys
+
+        return DelegatedKeys(
+            KmsSigner(self.clients.kms, self.settings.assertion_key_id),
+            self.key_registry,
+            self.key_events,
+            issuer=self.settings.gateway_issuer,
+            stage=self.settings.stage,
+        )
+
+    @cached_property
     def assertions(self) -> AssertionIssuer:
         """Issues identity assertions."""
-        from chalicelib.aws.signers import KmsSigner
         from chalicelib.proxy.assertion import AssertionIssuer
 
-        signer = self._signer or KmsSigner(self.clients.kms, self.settings.assertion_key_id)
         return AssertionIssuer(
-            signer,
+            self.assertion_keys,
             issuer=self.settings.gateway_issuer,
             ttl_seconds=self.settings.assertion_ttl_seconds,
         )
@@ -248,7 +273,7 @@ class Container:
             self.clients.s3,
             self.settings.audit_bucket,
             self.ledger_state,
-            self._signer or KmsSigner(self.clients.kms, self.settings.assertion_key_id),
+            KmsSigner(self.clients.kms, self.settings.digest_key_id),
             stage=self.settings.stage,
             anchor=anchor,
         )

@@ -81,17 +81,36 @@ def proxy(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def gateway_jwks(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """``GET /.well-known/gatehouse/jwks.json``: the assertion signing keys, unauthenticated."""
-    from chalicelib.aws.errors import SigningError
+    """``GET /.well-known/gatehouse/jwks.json``: every live assertion key, unauthenticated.
+
+    Read from the state table on each request (consistently): a key is
+    registered before it signs, so a backend that meets an unknown ``kid``
+    and fetches again always finds it.
+    """
+    from chalicelib.signing.documents import jwks_document
+
+    return _keys_document(jwks_document)
+
+
+def gateway_key_certificates(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """``GET /.well-known/gatehouse/key-certificates.json``: each live key's KMS certificate."""
+    from chalicelib.signing.documents import certificates_document
+
+    return _keys_document(certificates_document)
+
+
+def _keys_document(render: Any) -> dict[str, Any]:
+    from chalicelib.signing import KeyRegistryError
 
     try:
-        document = container().assertions.jwks()
-    except SigningError as exc:
+        document = render(container().assertion_keys.live())
+    except KeyRegistryError as exc:
         observability.powertools_logger().error(
-            "cannot publish the JWKS", extra={"error": str(exc)}
+            "cannot publish the signing keys", extra={"error": str(exc)}
         )
         return _json_response(503, {"message": "signing keys unavailable"})
-    return _json_response(200, document, cache_seconds=300)
+    # Short: a new container's key appears at its first request.
+    return _json_response(200, document, cache_seconds=60)
 
 
 def grants_api(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -122,28 +141,35 @@ def write_audit_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def sweep_grants() -> None:
-    """The scheduled Lambda that ends expired grants, and enqueues what the outbox holds.
+    """The scheduled Lambda that ends expired grants and records expired signing keys.
 
     Expiry is enforced at every decision regardless; this records it (each
-    ``expired`` event once), and enqueues lifecycle events whose enqueue
-    failed when they were written.
+    ``expired`` event once), enqueues grant lifecycle events whose enqueue
+    failed when they were written, and records each assertion key whose
+    certificate ended.
     """
     import time
 
     from chalicelib.grants import redeliver_outbox, sweep_expired
+    from chalicelib.signing.delegated import record_expired_keys
 
     log = observability.powertools_logger()
     built = container()
     now = time.time()
     try:
-        redelivered = redeliver_outbox(built.grant_store, built.emitter, now)
+        try:
+            redelivered = redeliver_outbox(built.grant_store, built.emitter, now)
+        finally:
+            # Expiry is recorded even when older events are still stuck.
+            expired = sweep_expired(built.grant_store, built.emitter, built.settings.stage, now)
     finally:
-        # Expiry is recorded even when older events are still stuck.
-        expired = sweep_expired(built.grant_store, built.emitter, built.settings.stage, now)
+        ended = record_expired_keys(built.key_registry, built.key_events, now)
     if redelivered:
         log.warning("grant events enqueued from the outbox", extra={"event_ids": redelivered})
     if expired:
         log.info("grants expired", extra={"grant_ids": expired})
+    if ended:
+        log.info("assertion keys expired", extra={"count": ended})
 
 
 def ingest_access_logs(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -113,7 +113,12 @@ VARIABLES: Final = _table(
     Variable("AUDIT_DLQ_URL", "The audit queue's dead-letter queue.", Reader.CLI),
     Variable(
         "ASSERTION_KEY_ID",
-        "The KMS key (id, ARN or alias) that signs identity assertions and ledger digests.",
+        "The KMS key (id, ARN or alias) that certifies the proxy's short-lived assertion keys.",
+        required=True,
+    ),
+    Variable(
+        "DIGEST_KEY_ID",
+        "The KMS key (id, ARN or alias) that signs ledger digests; `audit verify` reads it.",
         Reader.BOTH,
         required=True,
     ),

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import click
+
 from gatehouse.dev.process import StackStartFailed, start_dev_process
 
 if TYPE_CHECKING:
@@ -49,6 +51,15 @@ class Exchange:
     status: int
     request_id: str
     body: dict[str, Any]
+
+
+@click.command("demo", short_help="start the local stack, send real traffic, show what happened")
+def demo() -> int:
+    """Start the local stack, send real traffic through it, and show what happened.
+
+    Exit status 0 only if every request ended the way it should have.
+    """
+    return run_demo()
 
 
 def run_demo() -> int:

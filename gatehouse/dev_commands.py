@@ -2,18 +2,65 @@
 
 from __future__ import annotations
 
-import argparse
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import click
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gatehouse.state import default_state_dir, find_state
 
+if TYPE_CHECKING:
+    from gatehouse.cli import CliContext
 
-def run(args: argparse.Namespace) -> int:
+
+@click.group(
+    "dev",
+    invoke_without_command=True,
+    short_help="run the local stack in the foreground (Ctrl-C stops it)",
+)
+@click.option(
+    "--port", type=int, default=8787, show_default=True, help="gateway port (0: any free port)"
+)
+@click.option(
+    "--authorizer-ttl",
+    type=int,
+    default=0,
+    show_default=True,
+    help="authorizer result cache TTL, seconds",
+)
+@click.option(
+    "--policy",
+    type=click.Path(path_type=Path, readable=False),
+    help="initial policy (default: the demo policy)",
+)
+@click.option("--metrics", is_flag=True, help="print EMF metrics lines")
+@click.pass_context
+def dev(
+    ctx: click.Context, port: int, authorizer_ttl: int, policy: Path | None, metrics: bool
+) -> int | None:
+    """Run the local stack in the foreground (Ctrl-C stops it).
+
+    With a subcommand (dev token), the stack is not started.
+    """
+    if ctx.invoked_subcommand is not None:
+        return None
+    obj: CliContext = ctx.obj
+    return run(
+        state_dir=obj.state_dir,
+        port=port,
+        authorizer_ttl=authorizer_ttl,
+        policy=policy,
+        metrics=metrics,
+    )
+
+
+def run(
+    *, state_dir: Path | None, port: int, authorizer_ttl: int, policy: Path | None, metrics: bool
+) -> int:
     """Start the stack, print where everything is, and wait for Ctrl-C.
 
     Raises
@@ -24,18 +71,18 @@ def run(args: argparse.Namespace) -> int:
     """
     from gatehouse.dev.stack import LocalStack, StackOptions, initial_policy
 
-    if args.policy is not None:
+    if policy is not None:
         # Any URL will do here: only the file's reading is checked now.
-        initial_policy(args.policy, backend_url="http://127.0.0.1")
+        initial_policy(policy, backend_url="http://127.0.0.1")
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
     options = StackOptions(
-        state_dir=args.state_dir or default_state_dir(),
-        gateway_port=args.port,
-        authorizer_ttl_seconds=args.authorizer_ttl,
-        policy_file=args.policy,
-        metrics=args.metrics,
+        state_dir=state_dir or default_state_dir(),
+        gateway_port=port,
+        authorizer_ttl_seconds=authorizer_ttl,
+        policy_file=policy,
+        metrics=metrics,
     )
     stack = LocalStack(options)
     state = stack.start()
@@ -60,12 +107,43 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_token(args: argparse.Namespace) -> int:
+@dev.command("token", short_help="print a token signed by the dev issuer")
+@click.option("--sub", required=True, help="the token's subject (sub claim)")
+@click.option("--email", help="the email claim")
+@click.option("--groups", default="", help="comma-separated group names")
+@click.option("--amr", default="", help="comma-separated authentication methods, e.g. pwd,mfa")
+@click.option(
+    "--ttl",
+    type=int,
+    default=3600,
+    show_default=True,
+    help="seconds until exp (negative: already expired)",
+)
+@click.option(
+    "--alg",
+    type=click.Choice(["RS256", "ES256"]),
+    default="RS256",
+    show_default=True,
+    help="signing algorithm (the dev issuer holds a key for each)",
+)
+@click.option("--aud", help="audience (default: the gateway's)")
+@click.pass_obj
+def print_token(
+    obj: CliContext,
+    *,
+    sub: str,
+    email: str | None,
+    groups: str,
+    amr: str,
+    ttl: int,
+    alg: str,
+    aud: str | None,
+) -> int:
     """Print a token signed by the running stack's dev issuer."""
     from gatehouse.dev.idp import SigningKey, mint_token
 
-    state = find_state(args.state_dir)
-    key_info = state.idp_keys.get(args.alg) or {
+    state = find_state(obj.state_dir)
+    key_info = state.idp_keys.get(alg) or {
         "path": state.idp_private_key_path,
         "kid": state.idp_kid,
     }
@@ -75,14 +153,14 @@ def print_token(args: argparse.Namespace) -> int:
     if not isinstance(private_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise ValueError(f"{key_info['path']} does not hold a signing key")
     token = mint_token(
-        SigningKey(args.alg, key_info["kid"], private_key, Path(key_info["path"])),
+        SigningKey(alg, key_info["kid"], private_key, Path(key_info["path"])),
         issuer=state.issuer,
-        audience=args.aud or state.audience,
-        subject=args.sub,
-        email=args.email,
-        groups=[g for g in args.groups.split(",") if g],
-        amr=[a for a in args.amr.split(",") if a],
-        ttl_seconds=args.ttl,
+        audience=aud or state.audience,
+        subject=sub,
+        email=email,
+        groups=[g for g in groups.split(",") if g],
+        amr=[a for a in amr.split(",") if a],
+        ttl_seconds=ttl,
     )
     print(token)
     return 0

@@ -15,17 +15,21 @@ per line, and asks before acting (``--yes`` to act without asking).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+
+import click
 
 from gatehouse.terminal import visible
 
 if TYPE_CHECKING:
     from chalicelib.identity import Identity
+    from gatehouse.cli import CliContext
     from gatehouse.target import Target
 
 TOKEN_VARIABLE = "GATEHOUSE_TOKEN"  # noqa: S105 - the name of a variable, not a secret
@@ -35,101 +39,168 @@ class GrantCommandError(RuntimeError):
     """A grant command cannot run or was refused (no token, the API said no, no API)."""
 
 
-def add_grant_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``grant`` and its subcommands."""
-    grant = commands.add_parser("grant", help="just-in-time access grants")
-    actions = grant.add_subparsers(dest="grant_command", required=True)
-    request = actions.add_parser("request", help="ask for temporary access (prints the id)")
-    request.add_argument("--route", action="append", required=True, help="route id (repeatable)")
-    request.add_argument("--path", action="append", default=[], help="path glob (repeatable)")
-    request.add_argument(
-        "--action", action="append", default=[], help="HTTP method (repeatable; default GET,HEAD)"
-    )
-    request.add_argument("--duration", required=True, help='e.g. "30m", "2h"')
-    request.add_argument("--justification", required=True)
-    for name, text in (
-        ("show", "show one grant's scope (approvers: any; others: their own)"),
-        ("approve", "show a pending grant's scope, ask, approve (never your own)"),
-        ("deny", "deny a pending grant"),
-        ("revoke", "end a grant now (its requester or an approver)"),
-    ):
-        sub = actions.add_parser(name, help=text)
-        sub.add_argument("grant_id")
-        if name in ("deny", "revoke"):
-            sub.add_argument("--reason")
-    actions.choices["approve"].add_argument(
-        "--yes",
-        "-y",
-        action="store_true",
-        help="approve the scope shown without asking (needed when stdin is not a terminal)",
-    )
-    listing = actions.add_parser("list", help="recent grants")
-    listing.add_argument("--all", action="store_true", help="include ended grants")
-    listing.add_argument("--json", action="store_true", help="one JSON array")
-    listing.add_argument("-n", type=int, default=50, help="how many")
-    for sub in actions.choices.values():
-        sub.add_argument(
-            "--token",
-            help=f"your OIDC token; - reads it from stdin (default ${TOKEN_VARIABLE}, "
-            "which unlike an argument does not show in the process list)",
-        )
+_TOKEN_HELP = (
+    f"your OIDC token; - reads it from stdin (default ${TOKEN_VARIABLE}, "
+    "which unlike an argument does not show in the process list)"
+)
+_token_option = click.option("--token", help=_TOKEN_HELP)
+_grant_id_argument = click.argument("grant_id", help="the grant's id (as request printed it)")
 
 
-def run_grant_command(args: argparse.Namespace, target: Target | None = None) -> int:
-    """Run one ``grant`` subcommand through the stage's grant API; return the exit status.
+@click.group("grant", short_help="just-in-time access grants")
+def grant() -> None:
+    """Just-in-time access grants, through the stage's grant API with your OIDC token."""
 
-    ``target`` defaults to the stage ``args.state_dir`` (or the environment)
-    points at. Refusals raise :class:`GrantCommandError` with the API's reason.
-    A change whose audit event is still on its way (the API's 202) succeeds
-    with a note on stderr: the stage's sweeper enqueues that event.
+
+@grant.command("request", short_help="ask for temporary access (prints the id)")
+@click.option("--route", "routes", multiple=True, required=True, help="route id (repeatable)")
+@click.option("--path", "paths", multiple=True, help="path glob (repeatable)")
+@click.option(
+    "--action",
+    "actions",
+    multiple=True,
+    help="HTTP method (repeatable; default GET,HEAD)",
+)
+@click.option("--duration", required=True, help='e.g. "30m", "2h"')
+@click.option("--justification", required=True, help="why (shown to approvers, audited)")
+@_token_option
+@click.pass_obj
+def request_command(
+    obj: CliContext,
+    *,
+    routes: tuple[str, ...],
+    paths: tuple[str, ...],
+    actions: tuple[str, ...],
+    duration: str,
+    justification: str,
+    token: str | None,
+) -> int:
+    """Ask for temporary access; prints the new grant's id."""
+    api = grant_api(obj, token)
+    body = {
+        "routes": list(routes),
+        "actions": list(actions),
+        "paths": list(paths),
+        "duration": duration,
+        "justification": justification,
+    }
+    with _audit_pending_noted():
+        requested = api.call("POST", "", body=body)
+        _say(f"grant {requested['id']} requested (pending approval)")
+    return 0
+
+
+@grant.command("show", short_help="show one grant's scope (approvers: any; others: their own)")
+@_grant_id_argument
+@_token_option
+@click.pass_obj
+def show_command(obj: CliContext, grant_id: str, token: str | None) -> int:
+    """Show one grant's scope (approvers: any grant; others: their own)."""
+    _say(*describe_grant(fetch_grant(grant_api(obj, token), grant_id)))
+    return 0
+
+
+@grant.command("approve", short_help="show a pending grant's scope, ask, approve (never your own)")
+@_grant_id_argument
+@click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="approve the scope shown without asking (needed when stdin is not a terminal)",
+)
+@_token_option
+@click.pass_obj
+def approve_command(obj: CliContext, grant_id: str, yes: bool, token: str | None) -> int:
+    """Show a pending grant's scope, ask, and approve it (never your own).
+
+    Exit status 1 when the answer is not yes (nothing changed).
+    """
+    api = grant_api(obj, token)
+    with _audit_pending_noted():
+        return _approve(api, grant_id, assume_yes=yes)
+    return 0
+
+
+@grant.command("deny", short_help="deny a pending grant")
+@_grant_id_argument
+@click.option("--reason", help="why (kept with the grant, audited)")
+@_token_option
+@click.pass_obj
+def deny_command(obj: CliContext, grant_id: str, reason: str | None, token: str | None) -> int:
+    """Deny a pending grant."""
+    return _end(grant_api(obj, token), "deny", grant_id, reason)
+
+
+@grant.command("revoke", short_help="end a grant now (its requester or an approver)")
+@_grant_id_argument
+@click.option("--reason", help="why (kept with the grant, audited)")
+@_token_option
+@click.pass_obj
+def revoke_command(obj: CliContext, grant_id: str, reason: str | None, token: str | None) -> int:
+    """End a grant now (its requester or an approver)."""
+    return _end(grant_api(obj, token), "revoke", grant_id, reason)
+
+
+@grant.command("list", short_help="recent grants")
+@click.option("--all", "include_ended", is_flag=True, help="include ended grants")
+@click.option("--json", "as_json", is_flag=True, help="one JSON array")
+@click.option("-n", "count", type=int, default=50, show_default=True, help="how many")
+@_token_option
+@click.pass_obj
+def list_command(
+    obj: CliContext, *, include_ended: bool, as_json: bool, count: int, token: str | None
+) -> int:
+    """Recent grants: pending and active ones, or every one with --all."""
+    api = grant_api(obj, token)
+    query = {"limit": str(count), "all": "1" if include_ended else "0"}
+    return _list(api.call("GET", "", query=query), include_ended=include_ended, as_json=as_json)
+
+
+def grant_api(obj: CliContext, token: str | None, target: Target | None = None) -> GrantApiClient:
+    """A client of the grant API of ``target`` (default: the stage ``obj.state_dir`` or the
+    environment points at), acting with ``token`` (``-``: read from stdin; default
+    ``$GATEHOUSE_TOKEN``).
+
+    Raises
+    ------
+    GrantCommandError
+        When there is no token, or the stage's API URL is missing or not https.
     """
     if target is None:
         from gatehouse.target import resolve_target
 
-        target = resolve_target(getattr(args, "state_dir", None))
-    from_stdin = args.token == "-"  # noqa: S105 - the stdin marker, not a secret
-    token = sys.stdin.readline() if from_stdin else args.token
-    token = (token or os.environ.get(TOKEN_VARIABLE) or "").strip()
-    if not token:
+        target = resolve_target(obj.state_dir)
+    from_stdin = token == "-"  # noqa: S105 - the stdin marker, not a secret
+    given = sys.stdin.readline() if from_stdin else token
+    given = (given or os.environ.get(TOKEN_VARIABLE) or "").strip()
+    if not given:
         raise GrantCommandError(
             f"grant commands need your OIDC token: --token or ${TOKEN_VARIABLE}"
         )
-    api = GrantApiClient(_api_url(target), token)
-    if args.grant_command == "list":
-        query = {"limit": str(args.n), "all": "1" if args.all else "0"}
-        return _list(api.call("GET", "", query=query), include_ended=args.all, as_json=args.json)
-    if args.grant_command == "show":
-        _say(*describe_grant(fetch_grant(api, args.grant_id)))
-        return 0
+    return GrantApiClient(_api_url(target), given)
+
+
+@contextmanager
+def _audit_pending_noted() -> Iterator[None]:
+    """A change whose audit event is still on its way (the API's 202) succeeds with a note:
+    the stage's sweeper enqueues that event."""
     try:
-        return _act(api, args)
+        yield
     except _AuditPending as pending:
         print(f"gatehouse: note: {visible(str(pending))}", file=sys.stderr)
+
+
+def _end(api: GrantApiClient, action: str, grant_id: str, reason: str | None) -> int:
+    """``deny`` or ``revoke`` the grant."""
+    body = {"reason": reason} if reason else {}
+    with _audit_pending_noted():
+        ended = api.call("POST", f"/{_id_segment(grant_id)}/{action}", body=body)
+        _say(f"grant {ended['id']} {'denied' if action == 'deny' else 'revoked'}")
     return 0
 
 
 class _AuditPending(Exception):
     """The API made the change; its audit event is kept for the sweeper to enqueue."""
-
-
-def _act(api: GrantApiClient, args: argparse.Namespace) -> int:
-    if args.grant_command == "request":
-        body = {
-            "routes": args.route,
-            "actions": args.action,
-            "paths": args.path,
-            "duration": args.duration,
-            "justification": args.justification,
-        }
-        grant = api.call("POST", "", body=body)
-        _say(f"grant {grant['id']} requested (pending approval)")
-    elif args.grant_command == "approve":
-        return _approve(api, args.grant_id, assume_yes=args.yes)
-    else:
-        body = {"reason": args.reason} if args.reason else {}
-        grant = api.call("POST", f"/{_id_segment(args.grant_id)}/{args.grant_command}", body=body)
-        _say(f"grant {grant['id']} {'denied' if args.grant_command == 'deny' else 'revoked'}")
-    return 0
 
 
 def _approve(api: GrantApiClient, grant_id: str, *, assume_yes: bool) -> int:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import click
 
 from chalicelib.identity import Identity
 from chalicelib.policy import (
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from chalicelib.policy import PolicyDocument
     from chalicelib.policy.admin import ChangeResult, PolicyAdmin
     from chalicelib.policy.store import Activation
+    from gatehouse.cli import CliContext
     from gatehouse.target import Target
 
 
@@ -248,3 +252,187 @@ def decision_json(decision: Decision) -> dict[str, Any]:
         "grant_id": decision.grant.id if decision.grant else None,
         "break_glass": decision.break_glass,
     }
+
+
+# --- the commands ----------------------------------------------------------------------------
+
+_POLICY_FILE = click.Path(path_type=Path, readable=False)
+
+
+@click.group(
+    "policy",
+    short_help="validate, apply, inspect and replay policies",
+    help="Validate, apply, inspect and replay policies.\n\n"
+    "Exit status: 0 done; 1 explain denied; 2 refused or failed, nothing "
+    "changed; 3 the policy was activated but its archive copy or audit event was not "
+    "written (the message says which).",
+)
+def policy() -> None:
+    """``gatehouse policy ...``."""
+
+
+@policy.command("validate", short_help="check a policy file; change nothing")
+@click.argument("file", type=_POLICY_FILE, help="the policy file (YAML or JSON)")
+def validate_command(file: Path) -> int:
+    """Check a policy file; change nothing."""
+    document = validate(file)
+    counts = f"{len(document.routes)} routes, {len(document.rules)} rules"
+    print(f"{file}: valid ({counts}, {document.checksum})")
+    return 0
+
+
+@policy.command("apply", short_help="validate, store, archive and activate (audited)")
+@click.argument("file", type=_POLICY_FILE, help="the policy file (YAML or JSON)")
+@click.pass_obj
+def apply_command(obj: CliContext, file: Path) -> int:
+    """Validate, store, archive and activate the policy in FILE (audited)."""
+    from chalicelib.policy.admin import PolicyChangeIncomplete
+    from gatehouse.target import resolve_target
+
+    target = resolve_target(obj.state_dir)
+    admin(target)  # a stage description without the table or queue fails before the file is read
+    try:
+        result = apply(target, file)
+    except PolicyChangeIncomplete as exc:
+        # Not exit 2: the change is in force, and a script must not retry it as if not.
+        print(f"gatehouse: {exc}", file=sys.stderr)
+        return 3
+    print("\n".join(describe_change(result, str(file))))
+    return 0
+
+
+@policy.command("diff", short_help="what applying the file would change")
+@click.argument("file", type=_POLICY_FILE, help="the policy file (YAML or JSON)")
+@click.pass_obj
+def diff_command(obj: CliContext, file: Path) -> int:
+    """What applying the policy in FILE would change."""
+    from gatehouse.target import resolve_target
+
+    policy_admin = admin(resolve_target(obj.state_dir))
+    validate(file)
+    lines = policy_admin.diff(load_policy_file(file)).lines()
+    print("\n".join(map(visible, lines)) if lines else "no changes")
+    return 0
+
+
+@policy.command("history", short_help="activations, newest first")
+@click.option("-n", "count", type=int, default=20, show_default=True, help="how many")
+@click.pass_obj
+def history_command(obj: CliContext, count: int) -> int:
+    """Activations, newest first."""
+    from gatehouse.target import resolve_target
+
+    print("\n".join(format_history(admin(resolve_target(obj.state_dir)).history(count))))
+    return 0
+
+
+@policy.command("rollback", short_help="activate an earlier version again")
+@click.argument("version", type=int, help="the version to activate again")
+@click.pass_obj
+def rollback_command(obj: CliContext, version: int) -> int:
+    """Activate an earlier VERSION again (audited)."""
+    from chalicelib.policy.admin import PolicyChangeIncomplete
+    from gatehouse.target import resolve_target
+
+    try:
+        result = admin(resolve_target(obj.state_dir)).rollback(version)
+    except PolicyChangeIncomplete as exc:
+        print(f"gatehouse: {exc}", file=sys.stderr)
+        return 3
+    print("\n".join(describe_change(result, f"rollback to {version}")))
+    return 0
+
+
+@policy.command(
+    "explain",
+    short_help="the decision for a request, with reasons and matched rules (exit 0 allow, 1 deny)",
+)
+@click.option("--sub", required=True, help="the principal's subject")
+@click.option("--issuer", help="default: the stage's issuer")
+@click.option("--email", help="taken as verified")
+@click.option("--groups", default="", help="comma-separated")
+@click.option("--claims", help="name=value,... or a JSON object")
+@click.option("--amr", default="", help="comma-separated, e.g. pwd,mfa")
+@click.option("--auth-time", help="epoch seconds or ISO 8601 (UTC if no offset)")
+@click.option("--method", required=True, help="the request's HTTP method")
+@click.option("--host", required=True, help="the request's Host")
+@click.option("--path", required=True, help="the request's path")
+@click.option("--ip", default="", help="source address")
+@click.option("--at", help="when (epoch seconds or ISO 8601, UTC if no offset; default now)")
+@click.option("--justification", help="X-Gatehouse-Justification (break-glass)")
+@click.option("--version", type=int, help="a historical version (decision replay)")
+@click.option("--json", "as_json", is_flag=True, help="the decision as JSON")
+@click.pass_obj
+def explain_command(
+    obj: CliContext,
+    *,
+    sub: str,
+    issuer: str | None,
+    email: str | None,
+    groups: str,
+    claims: str | None,
+    amr: str,
+    auth_time: str | None,
+    method: str,
+    host: str,
+    path: str,
+    ip: str,
+    at: str | None,
+    justification: str | None,
+    version: int | None,
+    as_json: bool,
+) -> int:
+    """The decision for a request, with reasons and matched rules.
+
+    Exit status 0 when the request is allowed, 1 when it is denied.
+    """
+    from chalicelib.grants import GrantStore
+    from gatehouse.target import resolve_target
+
+    target = resolve_target(obj.state_dir)
+    principal_issuer = _explain_issuer(target, issuer)
+    authenticated_at = parse_time(auth_time, option="--auth-time") if auth_time else None
+    identity = explain_identity(
+        issuer=principal_issuer,
+        subject=sub,
+        email=email,
+        groups=[g for g in groups.split(",") if g],
+        claims=parse_claims(claims),
+        amr=[m for m in amr.split(",") if m],
+        auth_time=authenticated_at,
+    )
+    normalised = normalised_or_refusal(path)
+    if normalised is None:
+        print(visible(f"DENY  {method} {host}{path}"))
+        print("  reasons:       ambiguous_path (400)")
+        return 1
+    request = AccessRequest(
+        host,
+        method.upper(),
+        normalised,
+        source_ip=parse_source_ip(ip),
+        at=parse_time(at),
+        justification=justification,
+    )
+    compiled = load_policy(target, version)
+    store = GrantStore(target.client("dynamodb"), target.state_table)
+    grants = store.grants_for_principal(identity.issuer, identity.subject)
+    decision = explain(compiled, identity, request, grants)
+    if as_json:
+        print(json.dumps(decision_json(decision), indent=2))
+    else:
+        print("\n".join(format_decision(decision, request)))
+    return 0 if decision.allowed else 1
+
+
+def _explain_issuer(target: Target, issuer: str | None) -> str:
+    """``--issuer``, else the stage's issuer, else its first trusted issuer."""
+    chosen = issuer or target.issuer
+    if chosen:
+        return chosen
+    from gatehouse.target import NoTarget
+
+    try:
+        return target.trusted_issuers[0].issuer
+    except NoTarget as exc:
+        raise NoTarget(f"pass --issuer ({exc})") from exc

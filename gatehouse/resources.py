@@ -44,7 +44,18 @@ class ResourceNames:
         return f"gatehouse-{self.stage}-audit-dlq"
 
     @property
+    def assertion_key_alias(self) -> str:
+        """The key that certifies the proxy's assertion keys (only ``api_handler`` signs)."""
+        return f"alias/gatehouse-{self.stage}-assertion"
+
+    @property
+    def digest_key_alias(self) -> str:
+        """The key that signs the ledger digests (only ``ledger_digest`` signs)."""
+        return f"alias/gatehouse-{self.stage}-digest"
+
+    @property
     def signing_key_alias(self) -> str:
+        """The digest key's former alias, from when one key signed both (no policy names it)."""
         return f"alias/gatehouse-{self.stage}-signing"
 
 

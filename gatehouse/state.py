@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 STATE_FILE_NAME = "dev.json"
+# What the running local stack's background pollers and gateway have counted
+# (runs, errors and the last error of each poller; throttled requests).
+STATUS_FILE_NAME = "dev-status.json"
 STATE_DIR_VARIABLE = "GATEHOUSE_STATE_DIR"
 
 
@@ -37,7 +40,7 @@ class DevState:
     state_table: str
     audit_queue_url: str
     audit_dlq_url: str = ""
-    signing_key_id: str = ""
+    digest_key_id: str = ""
     ledger_anchor: str = ""
     trail_bucket: str = ""  # the emulated CloudTrail trail's files (AWSLogs/...)
     account_id: str = ""
@@ -69,6 +72,23 @@ class DevState:
             ) from exc
         except (TypeError, ValueError) as exc:
             raise NoLocalStack(f"{path} is not a Gatehouse state file: {exc}") from exc
+
+
+def write_status(path: Path, status: dict[str, Any]) -> None:
+    """Write the local stack's status file atomically."""
+    temporary = path.with_suffix(".tmp-status")
+    temporary.write_text(json.dumps(status, indent=2, sort_keys=True) + "\n")
+    temporary.replace(path)
+
+
+def read_status(state_dir: Path | None = None) -> dict[str, Any]:
+    """The running local stack's status (empty when it has written none)."""
+    path = (state_dir or default_state_dir()) / STATUS_FILE_NAME
+    try:
+        status: dict[str, Any] = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return status
 
 
 def default_state_dir() -> Path:

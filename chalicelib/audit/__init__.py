@@ -13,10 +13,10 @@ from chalicelib.audit.schema import (
     DecisionRecord,
     RequestRecord,
     ResourceRecord,
-    ResponseRecord,
     build_event,
     uuid7,
 )
+from chalicelib.audit.sections import ResponseRecord
 from chalicelib.audit.writer import AuditWriter, BatchResult, StoredObject
 
 __all__ = [

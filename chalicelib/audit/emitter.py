@@ -8,6 +8,7 @@ nothing is lost even when SQS is down.
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any, Protocol
 
 import orjson
@@ -45,18 +46,95 @@ def serialize_event(event: AuditEvent | dict[str, Any]) -> str:
 
 
 class SqsAuditSink:
-    """Sends each event as one SQS message."""
+    """Sends events to the audit queue; concurrent senders share one batch call.
+
+    A Lambda container handles one request at a time, so there each event is
+    one ``SendMessage``. Where one process serves many requests at once (the
+    local stack), events sent while a call is in flight wait for it and then
+    go together in one ``SendMessageBatch`` (group commit): no sender waits for
+    anyone who is not already sending, and each returns only once SQS has
+    taken its own event, so failing closed is unchanged.
+    """
 
     def __init__(self, sqs: Any, queue_url: str) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
+        self._lock = threading.Lock()
+        self._pending: list[_Pending] = []
+        self._sending = False
 
     def send(self, line: str) -> None:
         """Send ``line``; raise :class:`AuditUnavailable` on any failure."""
+        entry = _Pending(line)
+        with self._lock:
+            self._pending.append(entry)
+            lead = not self._sending
+            if lead:
+                self._sending = True
+        if lead:
+            self._send_until_empty()
+        entry.done.wait()
+        if entry.error is not None:
+            raise AuditUnavailable(entry.error)
+
+    def _send_until_empty(self) -> None:
+        while True:
+            with self._lock:
+                batch = _take_batch(self._pending)
+                if not batch:
+                    self._sending = False
+                    return
+            self._send_batch(batch)
+
+    def _send_batch(self, batch: list[_Pending]) -> None:
         try:
-            self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=line)
+            if len(batch) == 1:
+                self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=batch[0].line)
+                failed: dict[str, str] = {}
+            else:
+                answer = self._sqs.send_message_batch(
+                    QueueUrl=self._queue_url,
+                    Entries=[
+                        {"Id": str(index), "MessageBody": entry.line}
+                        for index, entry in enumerate(batch)
+                    ],
+                )
+                failed = {f["Id"]: f.get("Code", "failed") for f in answer.get("Failed", [])}
         except Exception as exc:  # botocore's error types are many; every one means "not stored"
-            raise AuditUnavailable(f"audit queue rejected the event: {type(exc).__name__}") from exc
+            failed = {str(index): type(exc).__name__ for index in range(len(batch))}
+        for index, entry in enumerate(batch):
+            code = failed.get(str(index))
+            if code is not None:
+                entry.error = f"audit queue rejected the event: {code}"
+            entry.done.set()
+
+
+class _Pending:
+    __slots__ = ("done", "error", "line")
+
+    def __init__(self, line: str) -> None:
+        self.line = line
+        self.error: str | None = None
+        self.done = threading.Event()
+
+
+# SendMessageBatch takes at most 10 messages and 256 KiB in all.
+_BATCH_MESSAGES = 10
+_BATCH_BYTES = 200 * 1024
+
+
+def _take_batch(pending: list[_Pending]) -> list[_Pending]:
+    """Remove and return the first events of ``pending`` that fit in one batch call."""
+    size = 0
+    count = 0
+    for entry in pending[:_BATCH_MESSAGES]:
+        size += len(entry.line.encode("utf-8", "surrogatepass"))
+        if count and size > _BATCH_BYTES:
+            break
+        count += 1
+    batch = pending[:count]
+    del pending[:count]
+    return batch
 
 
 class AuditEmitter:

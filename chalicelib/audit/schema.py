@@ -1,10 +1,15 @@
 """The audit event (schema version 1): one JSON object per line.
 
 Every field is always present (``null`` when unknown) so that the Athena table
-and every reader see one stable shape. Secrets never enter an event: tokens,
-cookies and ``Authorization`` values are not fields at all, and query string
-values whose names match the redaction rule, or that look like credentials
-themselves, are replaced.
+and every reader see one stable shape. An event (:class:`AuditEvent`) holds
+the typed sections of :mod:`chalicelib.audit.sections`; the builders here
+make them from what a handler knows (:class:`RequestRecord`,
+:class:`DecisionRecord`, :class:`ResourceRecord`, :class:`AwsRecord`).
+
+Secrets never enter an event: tokens, cookies and ``Authorization`` values
+are not fields at all, and query string values whose names match the
+redaction rule, or that look like credentials themselves, are replaced
+(:mod:`chalicelib.audit.redaction`).
 """
 
 from __future__ import annotations
@@ -13,16 +18,33 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qsl, quote
 
-from chalicelib.config import DEFAULT_QUERY_VALUE_REDACTION
+from chalicelib.audit.redaction import QUERY_VALUE_REDACTION, redact_query
+from chalicelib.audit.sections import (
+    OMIT_NONE,
+    AwsSection,
+    DecisionSection,
+    ElevationRecord,
+    GatewaySection,
+    GrantRefusalSection,
+    OperatorSection,
+    PolicyChangeSection,
+    PrincipalSection,
+    RequestSection,
+    ResourceSection,
+    ResponseRecord,
+    SigningKeySection,
+    SourceSection,
+    WireRecord,
+    as_wire,
+    principal_section,
+)
 from chalicelib.readable import (
     MAX_HOST,
-    MAX_JUSTIFICATION,
     MAX_PATH,
     MAX_QUERY,
     MAX_USER_AGENT,
@@ -35,12 +57,14 @@ if TYPE_CHECKING:
     from chalicelib.reasons import Reason
 
 SCHEMA_VERSION = 1
-REDACTED = "REDACTED"
 _MAX_DETAIL = 200
 
 EventType = Literal["decision", "response"]
-AdminEventType = Literal["policy_change", "grant"]
+AdminEventType = Literal["policy_change", "grant", "signing_key"]
 Outcome = Literal["allow", "deny", "error"]
+# The ``policy_change`` or ``grant`` section of an admin event: typed, or a
+# mapping already in wire form (a grant's lifecycle details).
+AdminDetails = PolicyChangeSection | GrantRefusalSection | SigningKeySection | Mapping[str, Any]
 
 _ACTIONS = {"GET": "read", "HEAD": "read", "OPTIONS": "read", "DELETE": "delete"}
 
@@ -81,75 +105,6 @@ def utc_timestamp(epoch_seconds: float | None = None) -> str:
 def _utc_second(whole: int) -> str:
     """``2026-11-28T15:50:37`` for whole seconds since the epoch (events share seconds)."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-
-
-# The default of ``Settings.audit_query_value_redaction`` (re.compile caches: one object).
-QUERY_VALUE_REDACTION = re.compile(DEFAULT_QUERY_VALUE_REDACTION)
-
-
-def redact_query(
-    pairs: Iterable[tuple[str, str]],
-    secret_names: re.Pattern[str],
-    secret_values: re.Pattern[str] | None = QUERY_VALUE_REDACTION,
-) -> str | None:
-    """The query string for the record, with secret-looking values replaced.
-
-    Parameters
-    ----------
-    pairs:
-        The query's ``(name, value)`` pairs, decoded, in order.
-    secret_names:
-        Parameter names whose values are replaced, whatever they look like.
-    secret_values:
-        Text that looks like a credential, searched for in each decoded value
-        and name: found in a value, the value is replaced; found in a name,
-        both are (``?<token>`` arrives as a name with an empty value). None:
-        names decide alone.
-
-    Returns
-    -------
-    str or None
-        ``name=value`` pairs joined with ``&``, each percent-encoded, a
-        replaced one as ``REDACTED``; None for no pairs.
-    """
-    looks_secret = secret_values.search if secret_values is not None else _never
-    parts = []
-    for name, value in pairs:
-        if looks_secret(name):
-            parts.append(f"{REDACTED}={REDACTED}")
-        elif (
-            secret_names.search(name) or looks_secret(value) or _carries_secret(value, secret_names)
-        ):
-            parts.append(f"{quote(name, safe='')}={REDACTED}")
-        else:
-            parts.append(f"{quote(name, safe='')}={quote(value, safe='')}")
-    return "&".join(parts) if parts else None
-
-
-_USERINFO_PASSWORD = re.compile(r"://[^/@\s:]*:[^/@\s]*@")
-
-
-def _carries_secret(value: str, secret_names: re.Pattern[str]) -> bool:
-    """A URL with a password (``https://bob:pw@host``), or a query nested in the value
-    (``next=/cb?password=...``) with a parameter the name rule redacts.
-
-    Both tests start with a substring check, so an ordinary value costs nothing.
-    """
-    if "@" in value and "://" in value and _USERINFO_PASSWORD.search(value):
-        return True
-    if "=" not in value:
-        return False
-    # The query and the fragment (where OAuth's implicit flow puts tokens) both count.
-    nested = re.split(r"[?#]", value)
-    return any(
-        secret_names.search(name)
-        for part in nested
-        for name, _ in parse_qsl(part, keep_blank_values=True, max_num_fields=100)
-    )
-
-
-def _never(text: str) -> None:
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,50 +157,17 @@ class RequestRecord:
 
 
 def principal_record(identity: Identity | None) -> dict[str, Any] | None:
-    """The ``principal`` section for ``identity`` (shared: callers must not mutate it)."""
-    if identity is None:
-        return None
-    return _principal_record(identity)
+    """The wire form of the ``principal`` section for ``identity``.
 
-
-@lru_cache(maxsize=4096)
-def _principal_record(identity: Identity) -> dict[str, Any]:
-    return {
-        "issuer": identity.issuer,
-        "subject": identity.subject,
-        "email": identity.email,
-        "groups": sorted(identity.groups),
-        "amr": list(identity.amr),
-        "auth_time": identity.auth_time,
-        "client_id": identity.client_id,
-        "session_id": identity.session_id,
-        "token_id": identity.token_id,
-        "token_expires_at": identity.expires_at,
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class ElevationRecord:
-    """The ``elevation`` section: access beyond the standing rules."""
-
-    grant_id: str | None = None
-    approver: str | None = None
-    justification: str | None = None
-    break_glass: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON-ready section."""
-        return {
-            "grant_id": self.grant_id,
-            "approver": self.approver,
-            "justification": capped(self.justification, MAX_JUSTIFICATION),
-            "break_glass": self.break_glass,
-        }
+    See :func:`~chalicelib.audit.sections.principal_section` (the typed section).
+    """
+    section = principal_section(identity)
+    return None if section is None else as_wire(section)
 
 
 @dataclass(frozen=True, slots=True)
 class DecisionRecord:
-    """The ``decision`` section."""
+    """What was decided: becomes the ``decision`` section (and ``elevation``, when set)."""
 
     outcome: Outcome
     reasons: Sequence[Reason]
@@ -257,48 +179,23 @@ class DecisionRecord:
     detail: str | None = None
     elevation: ElevationRecord | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON-ready section."""
-        return {
-            "outcome": self.outcome,
-            "reasons": [reason.value for reason in self.reasons],
-            "matched_rules": list(self.matched_rules),
-            "policy_version": self.policy_version,
-            "policy_checksum": self.policy_checksum,
-            "decided_by": self.decided_by,
-            "cached": self.cached,
-            "detail": self.detail[:_MAX_DETAIL] if self.detail else None,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseRecord:
-    """The ``outcome`` section of a response event."""
-
-    status: int
-    bytes_in: int
-    bytes_out: int
-    latency_ms: float
-    upstream_latency_ms: float | None
-    error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON-ready section."""
-        return {
-            "status": self.status,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "latency_ms": round(self.latency_ms, 3),
-            "upstream_latency_ms": (
-                None if self.upstream_latency_ms is None else round(self.upstream_latency_ms, 3)
-            ),
-            "error": self.error,
-        }
+    def section(self) -> DecisionSection:
+        """The ``decision`` section: reasons as their codes, the detail capped."""
+        return DecisionSection(
+            self.outcome,
+            [reason.value for reason in self.reasons],
+            list(self.matched_rules),
+            self.policy_version,
+            self.policy_checksum,
+            self.decided_by,
+            self.cached,
+            self.detail[:_MAX_DETAIL] if self.detail else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class ResourceRecord:
-    """The ``resource`` section: where the request was going."""
+    """Where the request was going: the route part of the ``resource`` section."""
 
     route_id: str | None = None
     upstream: str | None = None
@@ -307,7 +204,7 @@ class ResourceRecord:
 
 @dataclass(frozen=True, slots=True)
 class AwsRecord:
-    """The ``aws`` section of a request event whose route has an AWS upstream.
+    """The AWS upstream call of a request whose route has one: its ``aws`` section.
 
     Shape (every key always present, ``null`` when unknown)::
 
@@ -332,32 +229,33 @@ class AwsRecord:
     source_identity: str | None = None
     access_key_id: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON-ready section."""
-        return {
-            "caller_arn": None,
-            "role_arn": self.role_arn,
-            "session_name": self.session_name,
-            "source_identity": self.source_identity,
-            "access_key_id": self.access_key_id,
-            "region": self.region,
-            "service": self.service,
-        }
+    def section(self) -> AwsSection:
+        """The ``aws`` section (in its wire order)."""
+        return AwsSection(
+            None,
+            self.role_arn,
+            self.session_name,
+            self.source_identity,
+            self.access_key_id,
+            self.region,
+            self.service,
+        )
 
 
 _SET_FIELD = object.__setattr__
 
 
 @dataclass(frozen=True, slots=True, init=False)
-class AuditEvent:
+class AuditEvent(WireRecord):
     """One audit event. The fields, in order, are the wire form's members, in order.
 
     Every producer builds one (:func:`build_event`, :func:`build_admin_event`,
-    :func:`chalicelib.audit.gateway_events.gateway_event`) and :meth:`as_dict`
-    is the only place an event becomes the dict that is serialised. The
-    sections are already JSON-ready (each record's ``as_dict``). The order is
-    the stored bytes' order: the ledger hashes those bytes, so never reorder,
-    rename or insert a field; ``tests/unit/test_audit_wire.py`` holds the lines.
+    :func:`chalicelib.audit.gateway_events.gateway_event`) from the typed
+    sections of :mod:`chalicelib.audit.sections`, and :meth:`as_dict`
+    (:func:`~chalicelib.audit.sections.as_wire`) is the only place an event
+    becomes the dict that is serialised. The order is the stored bytes'
+    order: the ledger hashes those bytes, so never reorder, rename or insert
+    a field; ``tests/unit/test_audit_wire.py`` holds the lines.
     """
 
     schema_version: int
@@ -365,20 +263,22 @@ class AuditEvent:
     event_type: str
     event_time: str
     stage: str
-    request: dict[str, Any] | None
-    principal: dict[str, Any] | None
-    source: dict[str, Any] | None
-    resource: dict[str, Any] | None
+    request: RequestSection | None
+    principal: PrincipalSection | None
+    source: SourceSection | None
+    resource: ResourceSection | None
     action: str | None
-    decision: dict[str, Any] | None
-    outcome: dict[str, Any] | None
-    elevation: dict[str, Any] | None
-    aws: dict[str, Any] | None
+    decision: DecisionSection | None
+    outcome: ResponseRecord | None
+    elevation: ElevationRecord | None
+    aws: AwsSection | OperatorSection | None
     anomalies: list[str]
-    policy_change: dict[str, Any] | None
-    grant: dict[str, Any] | None
+    policy_change: AdminDetails | None
+    grant: AdminDetails | None
     # Gateway events only: absent from the wire form of every other event.
-    gateway: dict[str, Any] | None = None
+    gateway: GatewaySection | None = field(default=None, metadata=OMIT_NONE)
+    # Signing key events only (an assertion key's issuance, rotation or expiry).
+    signing_key: SigningKeySection | None = field(default=None, metadata=OMIT_NONE)
 
     def __init__(
         self,
@@ -387,19 +287,20 @@ class AuditEvent:
         event_type: str,
         event_time: str,
         stage: str,
-        request: dict[str, Any] | None,
-        principal: dict[str, Any] | None,
-        source: dict[str, Any] | None,
-        resource: dict[str, Any] | None,
+        request: RequestSection | None,
+        principal: PrincipalSection | None,
+        source: SourceSection | None,
+        resource: ResourceSection | None,
         action: str | None,
-        decision: dict[str, Any] | None,
-        outcome: dict[str, Any] | None,
-        elevation: dict[str, Any] | None,
-        aws: dict[str, Any] | None,
+        decision: DecisionSection | None,
+        outcome: ResponseRecord | None,
+        elevation: ElevationRecord | None,
+        aws: AwsSection | OperatorSection | None,
         anomalies: list[str],
-        policy_change: dict[str, Any] | None,
-        grant: dict[str, Any] | None,
-        gateway: dict[str, Any] | None = None,
+        policy_change: AdminDetails | None,
+        grant: AdminDetails | None,
+        gateway: GatewaySection | None = None,
+        signing_key: SigningKeySection | None = None,
     ) -> None:
         # The generated __init__ looks ``object.__setattr__`` up once per field; one
         # local lookup instead saves ~0.4 µs on every request.
@@ -422,31 +323,7 @@ class AuditEvent:
         init(self, "policy_change", policy_change)
         init(self, "grant", grant)
         init(self, "gateway", gateway)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The wire form: one member per field, in field order (``gateway`` only when set)."""
-        wire: dict[str, Any] = {
-            "schema_version": self.schema_version,
-            "event_id": self.event_id,
-            "event_type": self.event_type,
-            "event_time": self.event_time,
-            "stage": self.stage,
-            "request": self.request,
-            "principal": self.principal,
-            "source": self.source,
-            "resource": self.resource,
-            "action": self.action,
-            "decision": self.decision,
-            "outcome": self.outcome,
-            "elevation": self.elevation,
-            "aws": self.aws,
-            "anomalies": self.anomalies,
-            "policy_change": self.policy_change,
-            "grant": self.grant,
-        }
-        if self.gateway is not None:
-            wire["gateway"] = self.gateway
-        return wire
+        init(self, "signing_key", signing_key)
 
 
 def build_event(
@@ -462,7 +339,7 @@ def build_event(
     event_id: str | None = None,
     aws: AwsRecord | None = None,
 ) -> dict[str, Any]:
-    """Assemble one audit event.
+    """Assemble one audit event, in its wire form.
 
     ``decision_id`` links a response event to the decision that let it
     through; a decision event is its own decision (``decision_id`` = its id).
@@ -476,29 +353,29 @@ def build_event(
         event_type,  # event_type
         utc_timestamp(),  # event_time
         request.stage,  # stage
-        {  # request
-            "id": request.request_id,
-            "extended_id": request.extended_request_id,
-            "lambda_request_id": request.lambda_request_id,
-            "trace_id": request.trace_id,
-            "decision_id": decision_id or event_id,
-        },
-        principal_record(identity),  # principal
-        {"ip": request.source_ip, "user_agent": request.user_agent},  # source
-        {  # resource
-            "host": request.host,
-            "method": request.method,
-            "path": request.path,
-            "query": request.query,
-            "route_id": resource.route_id,
-            "upstream": resource.upstream,
-            "sensitive": resource.sensitive,
-        },
+        RequestSection(  # request
+            request.request_id,
+            request.extended_request_id,
+            request.lambda_request_id,
+            request.trace_id,
+            decision_id or event_id,
+        ),
+        principal_section(identity),  # principal
+        SourceSection(request.source_ip, request.user_agent),  # source
+        ResourceSection(  # resource
+            request.host,
+            request.method,
+            request.path,
+            request.query,
+            resource.route_id,
+            resource.upstream,
+            resource.sensitive,
+        ),
         action_for_method(request.method),  # action
-        decision.as_dict(),  # decision
-        None if response is None else response.as_dict(),  # outcome
-        decision.elevation.as_dict() if decision.elevation else None,  # elevation
-        None if aws is None else aws.as_dict(),  # aws
+        decision.section(),  # decision
+        response,  # outcome
+        decision.elevation,  # elevation
+        None if aws is None else aws.section(),  # aws
         list(anomalies),  # anomalies
         None,  # policy_change
         None,  # grant
@@ -509,7 +386,7 @@ def build_admin_event(
     event_type: AdminEventType,
     *,
     stage: str,
-    details: dict[str, Any],
+    details: AdminDetails,
     operator: str | None,
     identity: Identity | None = None,
     event_id: str | None = None,
@@ -521,13 +398,24 @@ def build_admin_event(
     ----------
     event_type:
         ``policy_change`` or ``grant``; ``details`` becomes the section of that name.
+    details:
+        The section: a :class:`~chalicelib.audit.sections.PolicyChangeSection`,
+        a :class:`~chalicelib.audit.sections.GrantRefusalSection`, or a
+        mapping already in wire form (a grant's lifecycle details).
     operator:
         The AWS caller identity (ARN) that made the change, recorded as
         ``aws.caller_arn`` (the other keys of :class:`AwsRecord` are request-only).
     identity:
         The verified OIDC principal acting (a grant's requester or approver), if any.
+    event_id:
+        The event's id (a fresh UUIDv7 when None).
     request:
         The API request that carried the action (grant API): its ids and source.
+
+    Returns
+    -------
+    dict
+        The event in its wire form.
     """
     event_id = event_id or uuid7()
     return AuditEvent(
@@ -538,24 +426,21 @@ def build_admin_event(
         stage=stage,
         request=None
         if request is None
-        else {
-            "id": request.request_id,
-            "extended_id": request.extended_request_id,
-            "lambda_request_id": None,
-            "trace_id": request.trace_id,
-            "decision_id": None,
-        },
-        principal=principal_record(identity),
-        source=None
-        if request is None
-        else {"ip": request.source_ip, "user_agent": request.user_agent},
+        else RequestSection(
+            request.request_id, request.extended_request_id, None, request.trace_id, None
+        ),
+        principal=principal_section(identity),
+        source=None if request is None else SourceSection(request.source_ip, request.user_agent),
         resource=None,
         action="admin",
         decision=None,
         outcome=None,
         elevation=None,
-        aws={"caller_arn": operator} if operator else None,
+        aws=OperatorSection(operator) if operator else None,
         anomalies=[],
         policy_change=details if event_type == "policy_change" else None,
         grant=details if event_type == "grant" else None,
+        signing_key=details
+        if event_type == "signing_key" and isinstance(details, SigningKeySection)
+        else None,
     ).as_dict()

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.apigw.overrides import method_override
-from chalicelib.audit.schema import DecisionRecord, ElevationRecord, ResourceRecord
+from chalicelib.audit.schema import DecisionRecord, ResourceRecord
+from chalicelib.audit.sections import ElevationRecord
 from chalicelib.grants.errors import GrantError
 from chalicelib.identity import TokenRejected
 from chalicelib.identity.bearer import bearer_token

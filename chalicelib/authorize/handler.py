@@ -19,12 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.apigw.events import GatewayRequest, MalformedEvent, parse_authorizer_event
-from chalicelib.audit.schema import (
-    QUERY_VALUE_REDACTION,
-    RequestRecord,
-    build_event,
-    uuid7,
-)
+from chalicelib.audit.redaction import QUERY_VALUE_REDACTION
+from chalicelib.audit.schema import RequestRecord, build_event, uuid7
 from chalicelib.authorize.context import authorizer_context
 from chalicelib.authorize.decider import Decider, Outcome, decision_record, resource_record
 from chalicelib.authorize.iam import MethodArn, policy_document, whole_api_resources

@@ -59,6 +59,15 @@ class LocalSigner:
         """The public JWK."""
         return dict(self._jwk)
 
+    @property
+    def kid(self) -> str:
+        """The key's id (its RFC 7638 thumbprint)."""
+        return self._jwk["kid"]
+
+    def current(self) -> LocalSigner:
+        """This key, as a key source that never rotates (tests, benchmarks)."""
+        return self
+
     def sign(self, message: bytes) -> bytes:
         """Sign ``message``."""
         return _raw_signature(self._private_key.sign(message, ec.ECDSA(hashes.SHA256())))

@@ -1,17 +1,21 @@
-"""The one DynamoDB table (policy versions, grants, ledger state): values, keys and errors.
+"""The one DynamoDB table (policy versions, grants, ledger state): reads, writes, errors.
 
 Every store of the table goes through :class:`Table`, which
 
-- converts values with boto3's ``TypeSerializer``/``TypeDeserializer``: the
-  stores write and read plain ``str``, ``int``, ``float`` and ``Decimal``;
+- converts values with boto3's ``TypeSerializer``/``TypeDeserializer``
+  (:mod:`chalicelib.aws.table_items`): the stores write and read plain
+  ``str``, ``int``, ``float`` and ``Decimal``;
 - builds partition and sort keys with one :class:`ItemKind` per kind of
-  item, all declared here, so the table's layout is read in one place;
-- maps botocore's errors once: a refused condition or a cancelled
-  transaction is :class:`WriteRefused` (with each action's cancellation
-  reason), an unreadable item :class:`CorruptItem`, anything else
-  :class:`TableUnavailable`. The stores turn these into their own errors.
+  item, all declared in :mod:`chalicelib.aws.table_layout`, so the table's
+  layout is read in one place;
+- maps botocore's errors once (:func:`_table_error`): a refused condition
+  or a cancelled transaction is :class:`WriteRefused` (with each action's
+  cancellation reason), an unreadable item :class:`CorruptItem`, anything
+  else :class:`TableUnavailable` (:mod:`chalicelib.aws.table_errors`). The
+  stores turn these into their own errors.
 
-Condition expressions stay with the stores, next to what they guarantee.
+Condition expressions stay with the stores, next to what they guarantee;
+so do retry policies (how long to keep retrying what a batch left unprocessed).
 
 boto3 is imported on the first conversion, never when this module is
 loaded: the authorizer imports the stores on a cold start.
@@ -19,246 +23,14 @@ loaded: the authorizer imports the stores on a cold start.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-Item = dict[str, Any]
-"""An item or expression values as the stores see them: attribute name -> plain value."""
+from chalicelib.aws.table_errors import TableError, TableUnavailable, WriteRefused
+from chalicelib.aws.table_items import Item, deserialize, serialize
 
-_RACE_REASONS = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
-
-
-class TableError(Exception):
-    """The table could not serve a request; ``str()`` is the underlying error's message."""
-
-
-class TableUnavailable(TableError):
-    """The table cannot be read or written (network, throttling, validation, permissions)."""
-
-
-class WriteRefused(TableError):
-    """A conditional write or a transaction was refused.
-
-    ``reasons`` holds a cancelled transaction's reason code per action
-    (``"None"`` for an action that was not the cause); a single conditional
-    write refused by its condition has ``("ConditionalCheckFailed",)``.
-    """
-
-    def __init__(self, message: str, reasons: tuple[str, ...]) -> None:
-        super().__init__(message)
-        self.reasons = reasons
-
-    @property
-    def lost_race(self) -> bool:
-        """Whether the write lost to another writer, rather than failed for another reason.
-
-        A failed condition or a concurrent transaction on the same item is a
-        lost race; anything else among the reasons (throttling, validation,
-        capacity) is not, and retrying as if another writer had won would hide it.
-        """
-        codes = set(self.reasons)
-        return bool(codes & _RACE_REASONS) and codes <= _RACE_REASONS | {"None"}
-
-
-class CorruptItem(TableError):
-    """A stored item (or one of its attributes) cannot be read as its kind requires."""
-
-
-@dataclass(frozen=True, slots=True)
-class ItemKind:
-    """How the keys of one kind of item are built.
-
-    Parameters
-    ----------
-    partition:
-        The partition key (``pk``) every item of the kind shares.
-    prefix:
-        What every sort key (``sk``) of the kind starts with.
-    digits:
-        For numbered items: the sort key is the number zero-padded to this
-        many digits, so that sort-key order is numeric order.
-    """
-
-    partition: str
-    prefix: str = ""
-    digits: int = 0
-
-    def sort_key(self, name: str | int = "") -> str:
-        """The sort key of the item ``name`` (a number for numbered kinds)."""
-        if self.digits:
-            return f"{self.prefix}{int(name):0{self.digits}d}"
-        return f"{self.prefix}{name}"
-
-    def key(self, name: str | int = "") -> Item:
-        """The primary key of the item ``name``."""
-        return {"pk": self.partition, "sk": self.sort_key(name)}
-
-    def name(self, item: Mapping[str, Any]) -> str:
-        """The item's name: its sort key without the prefix.
-
-        Raises
-        ------
-        CorruptItem
-            When the item has no text sort key of this kind.
-        """
-        sk = item.get("sk")
-        if not isinstance(sk, str) or not sk.startswith(self.prefix):
-            raise CorruptItem(f"item {sk!r} is not a {self.partition} {self.prefix!r} item")
-        return sk.removeprefix(self.prefix)
-
-    def number(self, item: Mapping[str, Any]) -> int:
-        """A numbered item's number.
-
-        Raises
-        ------
-        CorruptItem
-            When the sort key does not end in a number.
-        """
-        name = self.name(item)
-        if not name.isdigit():
-            raise CorruptItem(f"item {item.get('sk')!r} is not numbered")
-        return int(name)
-
-
-# The table's layout: every kind of item in it (infra/ denies writes per partition).
-POLICY_VERSION = ItemKind("POLICY", "VERSION#", digits=10)
-"""An immutable policy version."""
-POLICY_CHECKSUM = ItemKind("POLICY", "CHECKSUM#")
-"""A document's checksum -> the version holding it."""
-POLICY_ACTIVE = ItemKind("POLICY", "ACTIVE")
-"""The pointer to the active version (one item: its name is empty)."""
-POLICY_ACTIVATION = ItemKind("POLICY", "ACTIVATION#", digits=10)
-"""One activation record per activation."""
-GRANT = ItemKind("GRANT")
-"""A grant and its whole life, named by grant id."""
-GRANT_LIVE = ItemKind("GRANT-LIVE")
-"""The copy of an approved grant the authorizer loads."""
-GRANT_OUTBOX = ItemKind("GRANT-OUTBOX")
-"""A grant lifecycle event not yet known to be enqueued, named by event id."""
-
-
-def serialize(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Plain values -> DynamoDB's typed values (``{"S": ...}``, ``{"N": ...}``).
-
-    A ``float`` is written as the shortest text that reads back as the same
-    float (``repr``), so a moment survives the round trip exactly.
-
-    Raises
-    ------
-    TypeError
-        For a value DynamoDB cannot store (a non-finite number, an unsupported type).
-    """
-    from boto3.dynamodb.types import TypeSerializer
-
-    serializer = TypeSerializer()
-    return {name: serializer.serialize(_storable(value)) for name, value in values.items()}
-
-
-def deserialize(item: Mapping[str, Any]) -> Item:
-    """DynamoDB's typed values -> plain values (numbers as ``Decimal``).
-
-    Raises
-    ------
-    CorruptItem
-        When an attribute is not a well-formed typed value, or a number is
-        not a finite number.
-    """
-    from boto3.dynamodb.types import TypeDeserializer
-
-    deserializer = TypeDeserializer()
-    plain: Item = {}
-    for name, value in item.items():
-        try:
-            plain[name] = deserializer.deserialize(value)
-        except (ArithmeticError, TypeError, ValueError, AttributeError) as exc:
-            raise CorruptItem(f"attribute {name!r} cannot be read: {exc}") from exc
-        # The deserializer reads "two hours" as NaN rather than refusing it.
-        if isinstance(plain[name], Decimal) and not plain[name].is_finite():
-            raise CorruptItem(f"attribute {name!r} is not a number")
-    return plain
-
-
-def _storable(value: Any) -> Any:
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise TypeError(f"cannot store the number {value!r}")
-        return Decimal(repr(value))
-    return value
-
-
-# --- typed reads of a deserialized item ----------------------------------------------------
-
-
-def text(item: Mapping[str, Any], name: str, default: str | None = None) -> str:
-    """Attribute ``name`` as text (``default`` when absent, if given).
-
-    Raises
-    ------
-    CorruptItem
-        When it is missing (and there is no default) or not text.
-    """
-    value = item.get(name, default)
-    if not isinstance(value, str):
-        raise CorruptItem(f"attribute {name!r} is not text")
-    return value
-
-
-def optional_text(item: Mapping[str, Any], name: str) -> str | None:
-    """Attribute ``name`` as text, or None when absent.
-
-    Raises
-    ------
-    CorruptItem
-        When it is present but not text.
-    """
-    return None if name not in item else text(item, name)
-
-
-def integer(item: Mapping[str, Any], name: str, default: int | None = None) -> int:
-    """Attribute ``name`` as a whole number (``default`` when absent, if given).
-
-    Raises
-    ------
-    CorruptItem
-        When it is missing (and there is no default) or not a whole number.
-    """
-    if name not in item and default is not None:
-        return default
-    value = item.get(name)
-    if not isinstance(value, Decimal) or value != value.to_integral_value():
-        raise CorruptItem(f"attribute {name!r} is not a whole number")
-    return int(value)
-
-
-def number(item: Mapping[str, Any], name: str) -> float:
-    """Attribute ``name`` as a float.
-
-    Raises
-    ------
-    CorruptItem
-        When it is missing or not a number.
-    """
-    value = item.get(name)
-    if not isinstance(value, Decimal):
-        raise CorruptItem(f"attribute {name!r} is not a number")
-    return float(value)
-
-
-def optional_number(item: Mapping[str, Any], name: str) -> float | None:
-    """Attribute ``name`` as a float, or None when absent.
-
-    Raises
-    ------
-    CorruptItem
-        When it is present but not a number.
-    """
-    return None if name not in item else number(item, name)
-
-
-# --- the table -----------------------------------------------------------------------------
+if TYPE_CHECKING:
+    from chalicelib.aws.table_layout import ItemKind
 
 
 class Table:
@@ -304,11 +76,14 @@ class Table:
         filter_expression: str | None = None,
         names: Mapping[str, str] | None = None,
         values: Mapping[str, Any] | None = None,
+        between: tuple[str, str] | None = None,
     ) -> Iterator[Item]:
         """The items of ``kind``, in sort-key order (reversed when ``newest_first``).
 
         With ``limit``, one request of at most that many items; without it,
         every page. A filter only saves transfer: it applies after ``limit``.
+        With ``between`` (two sort keys, both included), only the items in
+        that range rather than every item with the kind's prefix.
 
         Raises
         ------
@@ -319,7 +94,10 @@ class Table:
         """
         condition = "pk = :pk"
         key_values: Item = {":pk": kind.partition}
-        if kind.prefix:
+        if between is not None:
+            condition += " AND sk BETWEEN :low AND :high"
+            key_values.update({":low": between[0], ":high": between[1]})
+        elif kind.prefix:
             condition += " AND begins_with(sk, :prefix)"
             key_values[":prefix"] = kind.prefix
         request: dict[str, Any] = {
@@ -344,17 +122,30 @@ class Table:
                 return
             request["ExclusiveStartKey"] = last
 
-    def update(self, key: Mapping[str, Any], expression: str) -> None:
-        """Apply ``expression`` (unconditionally) to the item under ``key``.
+    def update(
+        self,
+        key: Mapping[str, Any],
+        expression: str,
+        *,
+        condition: str | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Apply ``expression`` to the item under ``key`` (only if ``condition``, when given).
 
         Raises
         ------
+        WriteRefused
+            When ``condition`` failed.
         TableUnavailable
             When the table cannot be written.
         """
-        self._call(
-            "update_item", TableName=self.name, Key=serialize(key), UpdateExpression=expression
-        )
+        request: dict[str, Any] = {
+            "TableName": self.name,
+            "Key": serialize(key),
+            "UpdateExpression": expression,
+        }
+        _conditional(request, condition, None, values)
+        self._call("update_item", **request)
 
     def delete(self, key: Mapping[str, Any]) -> None:
         """Delete the item under ``key`` (unconditionally; absent is fine).
@@ -365,6 +156,59 @@ class Table:
             When the table cannot be written.
         """
         self._call("delete_item", TableName=self.name, Key=serialize(key))
+
+    # Batches: one request each; ``attempts`` (the caller's retry policy, which
+    # may sleep between its steps) bounds how often what DynamoDB left
+    # unprocessed is sent again.
+
+    def batch_put(self, items: Sequence[Mapping[str, Any]], attempts: Iterable[object]) -> None:
+        """Write ``items`` (each holding its key; at most 25) unconditionally, in one batch.
+
+        Raises
+        ------
+        TableUnavailable
+            When the table cannot be written, or items are still unprocessed
+            when ``attempts`` runs out.
+        """
+        requests = [{"PutRequest": {"Item": serialize(item)}} for item in items]
+        pending: dict[str, Any] = {self.name: requests}
+        tries = 0
+        for _attempt in attempts:
+            tries += 1
+            response = self._call("batch_write_item", RequestItems=pending)
+            pending = response.get("UnprocessedItems") or {}
+            if not pending:
+                return
+        raise TableUnavailable(f"DynamoDB left items unprocessed {tries} times")
+
+    def batch_get(
+        self, keys: Sequence[Mapping[str, Any]], attempts: Iterable[object]
+    ) -> list[Item]:
+        """The items under ``keys`` (at most 100) that exist, in no particular order.
+
+        Strongly consistent, like every read here.
+
+        Raises
+        ------
+        TableUnavailable
+            When the table cannot be read, or keys are still unprocessed when
+            ``attempts`` runs out.
+        CorruptItem
+            When an item cannot be read.
+        """
+        found: list[Item] = []
+        request: dict[str, Any] = {
+            self.name: {"Keys": [serialize(key) for key in keys], "ConsistentRead": True}
+        }
+        tries = 0
+        for _attempt in attempts:
+            tries += 1
+            response = self._call("batch_get_item", RequestItems=request)
+            found.extend(map(deserialize, response.get("Responses", {}).get(self.name, [])))
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return found
+        raise TableUnavailable(f"DynamoDB left items unprocessed {tries} times")
 
     # Actions of a transaction: built here, written together by :meth:`transact`.
 

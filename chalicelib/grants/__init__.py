@@ -17,6 +17,8 @@ Exceptions::
      └── GrantNotAudited     the change was stored but its audit event could not be enqueued
 """
 
+from typing import TYPE_CHECKING, Any
+
 from chalicelib.grants.cache import ActiveGrants
 from chalicelib.grants.errors import (
     GrantConflict,
@@ -27,9 +29,34 @@ from chalicelib.grants.errors import (
     GrantNotFound,
     GrantsUnavailable,
 )
-from chalicelib.grants.lifecycle import GrantDesk, actor_name, redeliver_outbox, sweep_expired
 from chalicelib.grants.store import GrantStore
 from chalicelib.policy.grant import Grant
+
+if TYPE_CHECKING:
+    from chalicelib.grants.lifecycle import GrantDesk, actor_name
+    from chalicelib.grants.sweeper import redeliver_outbox, sweep_expired
+
+# What the grant routes and the sweeper use, loaded when first asked for: the
+# authorizer imports this package on its cold start and needs none of it.
+_LAZY = {
+    "GrantDesk": "chalicelib.grants.lifecycle",
+    "actor_name": "chalicelib.grants.lifecycle",
+    "redeliver_outbox": "chalicelib.grants.sweeper",
+    "sweep_expired": "chalicelib.grants.sweeper",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load a name of :data:`_LAZY` from its module on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ActiveGrants",

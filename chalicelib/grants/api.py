@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.apigw.events import MalformedEvent, parse_proxy_event
 from chalicelib.audit.errors import AuditUnavailable
 from chalicelib.audit.schema import build_admin_event
+from chalicelib.audit.sections import GrantRefusalSection
 from chalicelib.grants.errors import (
     GrantConflict,
     GrantError,
@@ -275,13 +276,13 @@ class GrantApi:
         request: GatewayRequest,
         refusal: _Refusal,
     ) -> None:
-        details = {
-            "action": "refused",
-            "attempted": attempted or f"{request.method} {request.path[:200]}",
-            "grant_id": grant_id,
-            "status": refusal.status,
-            "reason": str(refusal)[:500],
-        }
+        details = GrantRefusalSection(
+            action="refused",
+            attempted=attempted or f"{request.method} {request.path[:200]}",
+            grant_id=grant_id,
+            status=refusal.status,
+            reason=str(refusal)[:500],
+        )
         event = build_admin_event(
             "grant",
             stage=self._stage,

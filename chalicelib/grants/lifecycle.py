@@ -17,28 +17,26 @@ end (the CLI today) enforces the same ones:
 - a revoker is the requester or an approver;
 - every transition is stored together with its audit event (the outbox,
   one transaction), then the event is enqueued; what cannot be enqueued
-  now is enqueued by the sweeper (:func:`redeliver_outbox`), so no
-  transition goes unrecorded. The expiry sweeper (:func:`sweep_expired`)
-  records each ending exactly once.
+  now is enqueued by the sweeper
+  (:func:`~chalicelib.grants.sweeper.redeliver_outbox`), so no transition
+  goes unrecorded. The expiry sweeper
+  (:func:`~chalicelib.grants.sweeper.sweep_expired`) records each ending
+  exactly once.
+
+Who counts as the same person is :mod:`chalicelib.grants.mailboxes`; the
+events' grant section and their delivery, :mod:`chalicelib.grants.events`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import re
 import time
-import unicodedata
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.audit.errors import AuditUnavailable
-from chalicelib.audit.schema import build_admin_event, utc_timestamp, uuid7
-from chalicelib.grants.errors import (
-    GrantForbidden,
-    GrantInvalid,
-    GrantNotAudited,
-    GrantsUnavailable,
-)
+from chalicelib.audit.schema import build_admin_event, uuid7
+from chalicelib.grants.errors import GrantForbidden, GrantInvalid
+from chalicelib.grants.events import deliver, grant_details
+from chalicelib.grants.mailboxes import check_mailboxes_known, same_person
 from chalicelib.grants.store import state_conflict
 from chalicelib.policy.globs import InvalidGlob, PathGlob, compile_glob
 from chalicelib.policy.grant import Grant
@@ -214,7 +212,7 @@ class GrantDesk:
         """
         grant = self._store.get(grant_id)
         self._check_approver(grant, approver)
-        _check_mailboxes_known(grant, approver)
+        check_mailboxes_known(grant, approver)
         now = self._clock()
         if grant.status != "pending":
             raise state_conflict(grant, "approve", now)
@@ -317,14 +315,7 @@ class GrantDesk:
         if not self._is_approver(approver):
             groups = ", ".join(sorted(self._settings().approver_groups))
             raise GrantForbidden(f"only members of {groups} may approve or deny grants")
-        # Two accounts with one verified mailbox are one person.
-        approver_mailbox = mailbox(approver.email) if approver.email else None
-        same_mailbox = (
-            approver_mailbox is not None
-            and grant.email is not None
-            and approver_mailbox == mailbox(grant.email)
-        )
-        if (approver.issuer, approver.subject) == grant.principal or same_mailbox:
+        if same_person(grant, approver):
             raise GrantForbidden("nobody approves or denies their own grant")
 
     def _event(self, action: str, grant: Grant, actor: Identity, **extra: Any) -> dict[str, Any]:
@@ -339,90 +330,6 @@ class GrantDesk:
 
     def _deliver(self, event: dict[str, Any], action: str, grant: Grant) -> None:
         deliver(self._store, self._emitter, event, action, grant.id)
-
-
-def deliver(
-    store: GrantStore, emitter: AuditEmitter, event: dict[str, Any], action: str, grant_id: str
-) -> None:
-    """Enqueue a lifecycle event already in the outbox, then clear it from there.
-
-    Raises
-    ------
-    GrantNotAudited
-        When the event cannot be enqueued (it stays in the outbox for the sweeper).
-    """
-    try:
-        emitter.emit(event)
-    except AuditUnavailable as exc:
-        raise _not_audited(action, (grant_id,), exc) from exc
-    # Should the clear fail, the sweeper enqueues the event again under the
-    # same id: a duplicate the trail can tell apart, never a gap.
-    with contextlib.suppress(GrantsUnavailable):
-        store.clear_outbox(str(event["event_id"]))
-
-
-def mailbox(email: str) -> str | None:
-    """The mailbox an address delivers to: ``Erin+x@Example.COM.`` -> ``erin@example.com``.
-
-    The address is NFC-normalised; the local part counts up to its first
-    ``+`` (sub-addressing delivers ``erin+anything`` to ``erin``); the domain
-    loses a trailing root dot and is compared in its IDNA (``xn--``) form; the
-    whole compares case-insensitively; at Gmail, dots in the local part do not
-    count and googlemail.com is gmail.com. None when the address is not a plain
-    ``local@host`` (quoted local parts, address literals, ``%`` or ``!``
-    routing, several ``@``): such an address cannot be compared reliably.
-    """
-    text = unicodedata.normalize("NFC", email.strip())
-    local, at, domain = text.partition("@")
-    if not at or not local or not domain or not _PLAIN_LOCAL.fullmatch(local):
-        return None
-    domain = domain.removesuffix(".")
-    try:
-        ascii_domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        return None
-    if not _HOST_NAME.fullmatch(ascii_domain):
-        return None
-    box, domain_name = local.split("+", 1)[0].casefold(), ascii_domain.casefold()
-    if domain_name in _DOTLESS_DOMAINS:
-        # Gmail ignores dots in the local part and serves googlemail.com as gmail.com.
-        box, domain_name = box.replace(".", ""), "gmail.com"
-    return f"{box}@{domain_name}"
-
-
-_DOTLESS_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
-
-
-# A dot-atom local part (RFC 5322) that may carry non-ASCII letters (RFC 6531), and
-# a host name: what one mailbox can be recognised by.
-_PLAIN_LOCAL = re.compile(r"[^\s\"@%!\[\]()<>,;:\\.][^\s\"@%!\[\]()<>,;:\\]*")
-_HOST_NAME = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9-]+")
-
-
-def _check_mailboxes_known(grant: Grant, approver: Identity) -> None:
-    """Refuse an approval where either side's verified email is unknown.
-
-    Without both, nothing shows that the two identities are not one person
-    with two accounts. (Denying needs no such proof: it grants nothing.)
-    """
-    if grant.email and approver.email:
-        if mailbox(grant.email) is not None and mailbox(approver.email) is not None:
-            return
-        raise GrantForbidden(
-            f"grant {grant.id} cannot be approved: an email of the requester or the approver "
-            "is not a plain address (quoted, an address literal or routed), so one person, "
-            "one mailbox cannot be established"
-        )
-    if not grant.email and not approver.email:
-        who = "neither its requester nor the approver has"
-    elif not grant.email:
-        who = "its requester has"
-    else:
-        who = "the approver has"
-    raise GrantForbidden(
-        f"grant {grant.id} cannot be approved: {who} no verified email, so one person, "
-        "one mailbox cannot be established (a token with a verified email is needed)"
-    )
 
 
 def _unreadable(label: str, value: str, problems: list[str], *, allow_spaces: bool = False) -> bool:
@@ -505,100 +412,3 @@ def _reason(reason: str | None) -> str | None:
     if len(text) > MAX_JUSTIFICATION:
         raise GrantInvalid(f"a reason must be at most {MAX_JUSTIFICATION} characters")
     return text
-
-
-def _not_audited(action: str, grant_ids: tuple[str, ...], cause: Exception) -> GrantNotAudited:
-    ids = ", ".join(grant_ids)
-    return GrantNotAudited(
-        f"grant {ids} {action}, but the audit event could not be enqueued yet ({cause}); "
-        "the change stands and its event is kept with it: the grant sweeper enqueues it",
-        grant_ids=grant_ids,
-        action=action,
-    )
-
-
-def grant_details(action: str, grant: Grant, **extra: Any) -> dict[str, Any]:
-    """The ``grant`` section of a lifecycle event."""
-    details: dict[str, Any] = {
-        "action": action,
-        "grant_id": grant.id,
-        "requester": {"issuer": grant.issuer, "subject": grant.subject, "email": grant.email},
-        "routes": list(grant.routes),
-        "actions": sorted(grant.actions),
-        "paths": [glob.pattern for glob in grant.paths],
-        "duration_seconds": grant.duration_seconds,
-        "justification": grant.justification,
-        "approver": grant.approver,
-        "expires_at": utc_timestamp(grant.expires_at) if grant.expires_at else None,
-    }
-    details.update({name: value for name, value in extra.items() if value is not None})
-    return details
-
-
-def sweep_expired(store: GrantStore, emitter: AuditEmitter, stage: str, now: float) -> list[str]:
-    """End every live grant past its expiry and audit each ``expired`` event exactly once.
-
-    Each grant is ended by one conditional transaction; of concurrent
-    sweepers only the one whose transaction wins emits the event. Expiry is
-    enforced at every decision regardless: sweeping only records it.
-
-    Returns
-    -------
-    list[str]
-        The ids this call expired (a concurrent sweeper gets the others).
-
-    Raises
-    ------
-    GrantNotAudited
-        When an ``expired`` event could not be enqueued. The sweep stops
-        there (no more unrecorded endings); the next run picks up the rest.
-    GrantsUnavailable
-        When DynamoDB cannot be read or written.
-    """
-    expired: list[str] = []
-    for grant in store.live_grants():
-        if grant.expires_at is None or grant.expires_at > now:
-            continue
-        event = build_admin_event(
-            "grant",
-            stage=stage,
-            details=grant_details("expired", grant, ended_at=utc_timestamp(now)),
-            operator=None,
-        )
-        if not store.expire(grant, now, event=event):
-            continue
-        deliver(store, emitter, event, "expired", grant.id)
-        expired.append(grant.id)
-    return expired
-
-
-# Younger outbox entries are probably being enqueued by the request that wrote them.
-OUTBOX_GRACE_SECONDS = 60.0
-
-
-def redeliver_outbox(
-    store: GrantStore,
-    emitter: AuditEmitter,
-    now: float,
-    grace_seconds: float = OUTBOX_GRACE_SECONDS,
-) -> list[str]:
-    """Enqueue every lifecycle event left in the outbox for ``grace_seconds`` or more.
-
-    Returns
-    -------
-    list[str]
-        The event ids enqueued.
-
-    Raises
-    ------
-    GrantNotAudited
-        When the queue is still unavailable (the rest waits for the next run).
-    GrantsUnavailable
-        When DynamoDB cannot be read.
-    """
-    enqueued = []
-    for event in store.outbox(written_before=now - grace_seconds):
-        details = event.get("grant") or {}
-        deliver(store, emitter, event, str(details.get("action")), str(details.get("grant_id")))
-        enqueued.append(str(event["event_id"]))
-    return enqueued

@@ -12,49 +12,33 @@ the authorizer reads every grant in force with one ``Query`` and never sees
 a grant whose record says otherwise. Every transition is conditional on the
 state it leaves: two approvers, or two sweepers, cannot both win.
 
-Each transition also writes its audit event to the outbox, in the same
-transaction: the change and the record of it are durable together. The
-event is deleted from the outbox once enqueued; the sweeper enqueues what
-is left (an enqueue failed, or the function died in between), so no
-lifecycle event is lost. Redelivery keeps the event id: consumers see a
-duplicate, never a gap.
+Each transition also writes its audit event to the outbox
+(:mod:`chalicelib.grants.outbox`), in the same transaction. How a grant is
+stored as an item is :mod:`chalicelib.grants.items`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.aws.table import (
-    GRANT,
-    GRANT_LIVE,
-    GRANT_OUTBOX,
-    CorruptItem,
-    Item,
-    ItemKind,
-    Table,
-    TableError,
-    WriteRefused,
-    deserialize,
-    integer,
-    number,
-    optional_number,
-    optional_text,
-    serialize,
-    text,
-)
+from chalicelib.aws.table import Table
+from chalicelib.aws.table_errors import CorruptItem, TableError, WriteRefused
+from chalicelib.aws.table_layout import GRANT, GRANT_LIVE, GRANT_OUTBOX
 from chalicelib.grants.errors import GrantConflict, GrantNotFound, GrantsUnavailable
-from chalicelib.policy.globs import compile_glob
-from chalicelib.policy.grant import GRANT_STATUSES, Grant, GrantStatus
+from chalicelib.grants.items import GRANT_KINDS, grant_from_values, grant_values
+from chalicelib.grants.outbox import GrantOutbox
+
+if TYPE_CHECKING:
+    from chalicelib.aws.table_items import Item
+    from chalicelib.policy.grant import Grant, GrantStatus
 
 # The partitions this store writes (infra/ lets only the grant functions write them).
 _PK = GRANT.partition
 _LIVE = GRANT_LIVE.partition
 _OUTBOX = GRANT_OUTBOX.partition
-_KINDS = {kind.partition: kind for kind in (GRANT, GRANT_LIVE)}
 # Ids come from people's command lines: anything that is not UUID-shaped is
 # "not found" rather than a DynamoDB validation error (empty key, 1 KiB+ key).
 _GRANT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -84,6 +68,7 @@ class GrantStore:
 
     def __init__(self, dynamodb: Any, table: str) -> None:
         self._table = Table(dynamodb, table)
+        self._outbox = GrantOutbox(self._table)
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -107,7 +92,7 @@ class GrantStore:
             raise GrantsUnavailable(f"cannot read grant {grant_id}: {exc}") from exc
         if item is None:
             raise GrantNotFound(f"no grant {grant_id}")
-        return _grant(item)
+        return grant_from_values(item)
 
     def live_grants(self) -> list[Grant]:
         """Every approved grant not yet revoked or swept (some may be past expiry).
@@ -184,7 +169,7 @@ class GrantStore:
             values.update({":issuer": principal[0], ":subject": principal[1]})
             filters.append("#issuer = :issuer AND #subject = :subject")
         items = self._table.query(
-            _KINDS[pk],
+            GRANT_KINDS[pk],
             newest_first=newest_first,
             filter_expression=" AND ".join(filters) if filters else None,
             names=names,
@@ -192,7 +177,7 @@ class GrantStore:
         )
         try:
             for item in items:
-                yield _grant(item)
+                yield grant_from_values(item)
         except CorruptItem as exc:
             raise GrantsUnavailable(f"a grant item is corrupt: {exc}") from exc
         except TableError as exc:
@@ -214,7 +199,7 @@ class GrantStore:
         """
         try:
             # A new id: no grant is ever overwritten.
-            self._write([self._table.put_new(_grant_values(GRANT, grant))], event)
+            self._write([self._table.put_new(grant_values(GRANT, grant))], event)
         except _ConditionFailed as exc:
             raise GrantConflict(f"grant {grant.id} already exists") from exc
 
@@ -233,7 +218,7 @@ class GrantStore:
             When DynamoDB cannot be written.
         """
         approved = grant.approved_by(approver, now)
-        live = _grant_values(GRANT_LIVE, approved)
+        live = grant_values(GRANT_LIVE, approved)
         # For DynamoDB's eventual clean-up only; expiry is enforced by the engine.
         live["ttl"] = int(now + grant.duration_seconds + _TTL_GRACE_SECONDS)
         # No live copy yet: a grant is approved once.
@@ -340,21 +325,7 @@ class GrantStore:
         GrantsUnavailable
             When DynamoDB cannot be read or an entry is corrupt.
         """
-        events = []
-        try:
-            for item in self._table.query(GRANT_OUTBOX):
-                try:
-                    written = number(item, "written_at")
-                    event = json.loads(text(item, "event"))
-                except (CorruptItem, ValueError) as exc:
-                    raise GrantsUnavailable(f"corrupt outbox entry {item.get('sk')}") from exc
-                if written < written_before:
-                    events.append(event)
-        except CorruptItem as exc:
-            raise GrantsUnavailable(f"corrupt outbox entry: {exc}") from exc
-        except TableError as exc:
-            raise GrantsUnavailable(f"cannot read the grant outbox: {exc}") from exc
-        return events
+        return self._outbox.written_before(written_before)
 
     def clear_outbox(self, event_id: str) -> None:
         """Forget an event once it is enqueued.
@@ -364,10 +335,7 @@ class GrantStore:
         GrantsUnavailable
             When DynamoDB cannot be written (the event will be enqueued again).
         """
-        try:
-            self._table.delete(GRANT_OUTBOX.key(event_id))
-        except TableError as exc:
-            raise GrantsUnavailable(f"cannot clear outbox entry {event_id}: {exc}") from exc
+        self._outbox.clear(event_id)
 
     def _transition(
         self,
@@ -427,15 +395,6 @@ class GrantStore:
             values=values,
         )
 
-    def _outbox_put(self, event: dict[str, Any]) -> dict[str, Any]:
-        item = {
-            **GRANT_OUTBOX.key(str(event["event_id"])),
-            "event": json.dumps(event, separators=(",", ":"), ensure_ascii=False),
-            "written_at": time.time(),
-        }
-        # A new event id: an event is in the outbox once.
-        return self._table.put_new(item)
-
     def _delete_live(self, grant_id: str) -> dict[str, Any]:
         # The live copy is still there: of two sweepers (or a sweeper and a
         # revoker), only one ends the grant.
@@ -443,7 +402,7 @@ class GrantStore:
 
     def _write(self, actions: list[dict[str, Any]], event: dict[str, Any] | None = None) -> None:
         if event is not None:
-            actions = [*actions, self._outbox_put(event)]
+            actions = [*actions, self._outbox.put_action(event)]
         try:
             self._table.transact(actions)
         except WriteRefused as exc:
@@ -466,91 +425,3 @@ def state_conflict(grant: Grant, verb: str, at: float) -> GrantConflict:
     """
     phrase = _STATE_PHRASES[grant.effective_status(at)]
     return GrantConflict(f"cannot {verb} grant {grant.id}: it {phrase}")
-
-
-def grant_item(pk: str, grant: Grant) -> dict[str, Any]:
-    """The DynamoDB item (typed values, as the client takes it) for ``grant`` under ``pk``."""
-    return serialize(_grant_values(_KINDS[pk], grant))
-
-
-def _grant_values(kind: ItemKind, grant: Grant) -> Item:
-    item: Item = {
-        **kind.key(grant.id),
-        "issuer": grant.issuer,
-        "subject": grant.subject,
-        "scope": json.dumps(
-            {
-                "routes": list(grant.routes),
-                "actions": sorted(grant.actions),
-                "paths": [glob.pattern for glob in grant.paths],
-            },
-            separators=(",", ":"),
-        ),
-        "duration_seconds": grant.duration_seconds,
-        "justification": grant.justification,
-        "status": grant.status,
-        "requested_at": grant.requested_at,
-    }
-    optional = {
-        "email": grant.email,
-        "approver": grant.approver,
-        "ended_by": grant.ended_by,
-        "approved_at": grant.approved_at,
-        "expires_at": grant.expires_at,
-        "ended_at": grant.ended_at,
-        "first_used_at": grant.first_used_at,
-    }
-    item.update({name: value for name, value in optional.items() if value is not None})
-    return item
-
-
-def grant_from_item(item: dict[str, Any]) -> Grant:
-    """Parse a stored grant (typed values, as the client returns it).
-
-    Raises
-    ------
-    GrantsUnavailable
-        When the item is corrupt (a grant that cannot be read is never honoured).
-    """
-    try:
-        values = deserialize(item)
-    except CorruptItem as exc:
-        sk = item.get("sk")
-        raise GrantsUnavailable(f"grant item {sk} is corrupt: {exc}") from exc
-    return _grant(values)
-
-
-def _grant(item: Item) -> Grant:
-    """Parse a stored grant (plain values, as :class:`Table` returns it).
-
-    Raises
-    ------
-    GrantsUnavailable
-        When the item is corrupt.
-    """
-    try:
-        scope = json.loads(text(item, "scope"))
-        status = text(item, "status")
-        if status not in GRANT_STATUSES:
-            raise ValueError(f"unknown status {status!r}")
-        return Grant(
-            id=text(item, "sk"),
-            issuer=text(item, "issuer"),
-            subject=text(item, "subject"),
-            email=optional_text(item, "email"),
-            routes=tuple(scope["routes"]),
-            actions=frozenset(scope["actions"]),
-            paths=tuple(compile_glob(pattern) for pattern in scope["paths"]),
-            duration_seconds=integer(item, "duration_seconds"),
-            justification=text(item, "justification"),
-            status=status,
-            requested_at=number(item, "requested_at"),
-            approved_at=optional_number(item, "approved_at"),
-            expires_at=optional_number(item, "expires_at"),
-            ended_at=optional_number(item, "ended_at"),
-            approver=optional_text(item, "approver"),
-            ended_by=optional_text(item, "ended_by"),
-            first_used_at=optional_number(item, "first_used_at"),
-        )
-    except (CorruptItem, KeyError, TypeError, ValueError) as exc:
-        raise GrantsUnavailable(f"grant item {item.get('sk')} is corrupt: {exc}") from exc

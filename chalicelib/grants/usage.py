@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from chalicelib.audit.schema import build_admin_event
 from chalicelib.grants.errors import GrantError, GrantNotAudited
-from chalicelib.grants.lifecycle import deliver, grant_details
+from chalicelib.grants.events import deliver, grant_details
 
 if TYPE_CHECKING:
     from chalicelib.audit import AuditEmitter

@@ -36,7 +36,8 @@ _JWS_ALGORITHMS = {
     "ES256": _JWS.get_alg("ES256"),
     "EdDSA": _JWS.get_alg("Ed25519"),
 }
-_TO_STANDARD = str.maketrans("-_", "+/")
+# bytes.translate: several times faster than str.translate on every token segment.
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _B64URL_VALUES = {
     char: value
     for value, char in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -75,7 +76,7 @@ def b64url_decode(segment: str) -> bytes:
     if remainder and _B64URL_VALUES.get(segment[-1], 0) & (0xF if remainder == 2 else 0x3):
         raise ValueError("non-canonical base64url")
     try:
-        padded = segment.translate(_TO_STANDARD) + "==="[: (4 - remainder) % 4]
+        padded = segment.encode("ascii").translate(_TO_STANDARD) + b"==="[: (4 - remainder) % 4]
         return binascii.a2b_base64(padded, strict_mode=True)
     except binascii.Error as exc:
         raise ValueError("not base64url") from exc

@@ -93,10 +93,24 @@ class TokenVerifier:
         self._headers: dict[str, dict[str, Any]] = {}
         # An empty audience is an ordinary mismatch here (wrong_audience), not
         # joserfc's "blank claim" error.
-        self._audience_options: dict[str, ClaimsOption] = {
+        audience_options: dict[str, ClaimsOption] = {
             issuer.issuer: {"values": list(issuer.audiences), "allow_blank": True}
             for issuer in self._issuers.values()
         }
+        # joserfc's registries read "now" through a callable: built once, they
+        # see each verification's own moment (per thread: the local stack
+        # verifies on several at once). exp is strict; nbf and iat get the skew.
+        self._moment = threading.local()
+        now = cast("Callable[[], int]", self._now_of_this_verification)
+        self._strict = JWTClaimsRegistry(now=now, leeway=0)
+        self._skewed = {
+            name: JWTClaimsRegistry(now=now, leeway=self._skew, aud=options)
+            for name, options in audience_options.items()
+        }
+
+    def _now_of_this_verification(self) -> float:
+        now: float = self._moment.now
+        return now
 
     def verify(self, token: str) -> Identity:
         """Return the identity a valid token proves.
@@ -190,13 +204,10 @@ class TokenVerifier:
     def _identity(
         self, claims: Mapping[str, Any], issuer: TrustedIssuer, now: float
     ) -> tuple[Identity, float]:
-        # joserfc has one leeway per registry: exp is strict, nbf and iat get
-        # the clock skew. joserfc only compares ``now``, so a float keeps
-        # sub-second precision (an exp of 1000.3 expires before 1001).
-        strict = JWTClaimsRegistry(now=cast("int", now), leeway=0)
-        skewed = JWTClaimsRegistry(
-            now=cast("int", now), leeway=self._skew, aud=self._audience_options[issuer.issuer]
-        )
+        # joserfc only compares ``now``, so a float keeps sub-second
+        # precision (an exp of 1000.3 expires before 1001).
+        self._moment.now = now
+        strict, skewed = self._strict, self._skewed[issuer.issuer]
         exp = _numeric_date(claims, "exp", required=True)
         assert exp is not None  # required=True
         _registered(strict.validate_exp, exp, Reason.TOKEN_EXPIRED, "token has expired")

@@ -24,14 +24,6 @@ if TYPE_CHECKING:
     from chalicelib.ledger.merkle import CompactRange
 
 DIGEST_FORMAT = 1
-# The partition of the ledger's items in the stage's table, and the sort key
-# of an object's item (see chalicelib.ledger.state).
-LEDGER_PARTITION = "LEDGER"
-
-
-def object_sort_key(start: int) -> str:
-    """The sort key of the item of the object whose first sequence is ``start``."""
-    return f"OBJECT#{start:016d}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,41 +86,6 @@ class ObjectRecord:
     # The compact range after this object (its subtrees' sizes and hashes): lets a
     # digest, and a verifier starting from it, carry on without every earlier leaf.
     frontier: tuple[tuple[int, str], ...] = ()
-
-    def as_item(self) -> dict[str, Any]:
-        item: dict[str, Any] = {
-            "pk": {"S": LEDGER_PARTITION},
-            "sk": {"S": object_sort_key(self.first_sequence)},
-            "key": {"S": self.key},
-            "sha256": {"S": self.sha256},
-            "first_sequence": {"N": str(self.first_sequence)},
-            "count": {"N": str(self.count)},
-            "tree_size": {"N": str(self.tree_size)},
-            "root": {"S": self.root},
-            "reservation": {"N": str(self.reservation)},
-            "written_at": {"N": repr(self.written_at)},
-            "frontier": {"S": json.dumps([list(entry) for entry in self.frontier])},
-        }
-        if self.version_id is not None:
-            item["version_id"] = {"S": self.version_id}
-        return item
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> ObjectRecord:
-        return cls(
-            key=item["key"]["S"],
-            version_id=item["version_id"]["S"] if "version_id" in item else None,
-            sha256=item["sha256"]["S"],
-            first_sequence=int(item["first_sequence"]["N"]),
-            count=int(item["count"]["N"]),
-            tree_size=int(item["tree_size"]["N"]),
-            root=item["root"]["S"],
-            reservation=int(item["reservation"]["N"]),
-            written_at=float(item["written_at"]["N"]),
-            frontier=tuple(
-                (int(size), str(digest)) for size, digest in json.loads(item["frontier"]["S"])
-            ),
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.audit.errors import AuditError
 from chalicelib.audit.schema import build_admin_event
+from chalicelib.audit.sections import ArchiveKeys, PolicyChangeSection
 from chalicelib.policy.archive import activation_key, version_key
 from chalicelib.policy.diff import PolicyDiff, diff_documents
 from chalicelib.policy.errors import PolicyError, PolicyUnavailable
@@ -239,19 +240,19 @@ class PolicyAdmin:
             self._store.clear_event(activation)
 
     def _event(self, activation: Activation) -> dict[str, Any]:
-        details = {
-            "action": activation.action,
-            "activation": activation.activation,
-            "from_version": activation.previous_version,
-            "from_checksum": activation.previous_checksum,
-            "to_version": activation.version,
-            "to_checksum": activation.checksum,
-            "summary": activation.summary,
-            "archive": {
-                "version": version_key(activation.version),
-                "activation": activation_key(activation.activation),
-            },
-        }
+        details = PolicyChangeSection(
+            action=activation.action,
+            activation=activation.activation,
+            from_version=activation.previous_version,
+            from_checksum=activation.previous_checksum,
+            to_version=activation.version,
+            to_checksum=activation.checksum,
+            summary=activation.summary,
+            archive=ArchiveKeys(
+                version=version_key(activation.version),
+                activation=activation_key(activation.activation),
+            ),
+        )
         return build_admin_event(
             "policy_change", stage=self._stage, details=details, operator=self._operator
         )

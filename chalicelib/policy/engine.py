@@ -1,8 +1,10 @@
 """Access decisions: default deny, any matching deny beats every allow.
 
-A :class:`CompiledPolicy` indexes rules by route, method and subject, so a
-decision looks only at rules that could apply to this principal for this
-method, however many rules the policy holds.
+A :class:`CompiledPolicy` finds the request's route (:mod:`chalicelib.policy.routing`)
+and looks only at the rules indexed under it for this principal and this
+method (:mod:`chalicelib.policy.rule_index`), however many rules the policy
+holds; which rules match is memoised, conditions, grants and break-glass
+are evaluated on every request.
 """
 
 from __future__ import annotations
@@ -19,18 +21,10 @@ from chalicelib.policy.document import (
     Route,
     Rule,
     claim_key,
-    is_reserved_path,
 )
-from chalicelib.policy.paths import fold_case
-from chalicelib.policy.subjects import (
-    EMAIL,
-    USER,
-    SubjectKey,
-    claims_match,
-    identity_claim_keys,
-    identity_subject_keys,
-    rule_subject_keys,
-)
+from chalicelib.policy.routing import RouteTable
+from chalicelib.policy.rule_index import RuleIndex
+from chalicelib.policy.subjects import EMAIL, USER, SubjectKey
 from chalicelib.reasons import Reason
 
 if TYPE_CHECKING:
@@ -145,13 +139,8 @@ class CompiledPolicy:
         self.document = document
         self.version = version
         self.checksum = document.checksum
-        # host -> path prefix -> route (the first in document order wins a tie)
-        self._routes_by_host: dict[str, dict[str, Route]] = {}
-        for route in document.routes:
-            prefix = fold_case(route.path_prefix)
-            self._routes_by_host.setdefault(route.host, {}).setdefault(prefix, route)
-        # route id -> method -> subject key -> rules (in document order)
-        self._index: dict[str, dict[str, dict[SubjectKey, list[Rule]]]] = {}
+        self._routes = RouteTable(document.routes)
+        self._rules = RuleIndex(document.rules)
         self._order = {rule.id: position for position, rule in enumerate(document.rules)}
         self._memo: dict[tuple[object, ...], _Match] = {}
         self._path_memo: dict[tuple[str, str, str], _PathRules] = {}
@@ -159,42 +148,10 @@ class CompiledPolicy:
         self.claim_names: tuple[str, ...] = tuple(
             sorted({name for rule in document.rules for name, _ in rule.subjects.claims})
         )
-        # Claims rules are indexed by their first claim.
-        self._indexed_claims = tuple(
-            sorted({rule.subjects.claims[0][0] for rule in document.rules if rule.subjects.claims})
-        )
-        for rule in document.rules:
-            self._add_to_index(rule)
-
-    def _add_to_index(self, rule: Rule) -> None:
-        for route_id in rule.routes:
-            by_method = self._index.setdefault(route_id, {})
-            for method in rule.actions:
-                by_subject = by_method.setdefault(method, {})
-                for key in rule_subject_keys(rule):
-                    by_subject.setdefault(key, []).append(rule)
 
     def route_for(self, host: str, path: str) -> Route | None:
-        """The route for a request: exact host before ``*``, then longest prefix.
-
-        Prefixes match ignoring letter case, as deny globs do: a backend that
-        routes ``/Admin`` like ``/admin`` must not be reached through another
-        route (and its rules) by changing case. Paths under ``/.gatehouse``
-        have none: the gateway sends paths it does not match exactly
-        (``/.gatehouse/grants/``, ``/.gatehouse/x``) to the proxy.
-        """
-        if is_reserved_path(path):
-            return None
-        bare_host = host.split(":", 1)[0].lower().rstrip(".")
-        folded = fold_case(path)
-        for by_prefix in (self._routes_by_host.get(bare_host), self._routes_by_host.get("*")):
-            if not by_prefix:
-                continue
-            for prefix in _covering_prefixes(folded):
-                route = by_prefix.get(prefix)
-                if route is not None:
-                    return route
-        return None
+        """The route for a request (see :meth:`RouteTable.route_for`)."""
+        return self._routes.route_for(host, path)
 
     def evaluate(
         self, identity: Identity, request: AccessRequest, grants: Sequence[Grant] = ()
@@ -346,7 +303,7 @@ class CompiledPolicy:
         route = self.route_for(request.host, request.path)
         if route is None:
             return _PathRules(None, {})
-        return _PathRules(route, self._index.get(route.id, {}).get(request.method) or {})
+        return _PathRules(route, self._rules.rules_for(route.id, request.method))
 
     def _compute_match(
         self, identity: Identity, request: AccessRequest, path_rules: _PathRules
@@ -357,7 +314,7 @@ class CompiledPolicy:
         allows: list[Rule] = []
         denies: list[Rule] = []
         path_matches = path_rules.path_matches
-        for rule in self._candidates(identity, path_rules.by_subject):
+        for rule in self._rules.candidates(identity, path_rules.by_subject):
             hit = path_matches.get(rule.id)
             if hit is None:
                 hit = path_matches[rule.id] = rule.matches_path(request.path)
@@ -389,9 +346,10 @@ class CompiledPolicy:
             return Reach(everything=True)
         scopes = list(self._grant_scopes(grants))
         seen: set[str] = set()
-        for route_id in self._index:
+        for route_id in self._rules.route_ids():
             for method in HTTP_METHODS:
-                for rule in self._candidates(identity, self._index[route_id].get(method, {})):
+                by_subject = self._rules.rules_for(route_id, method)
+                for rule in self._rules.candidates(identity, by_subject):
                     if rule.id in seen:
                         continue
                     seen.add(rule.id)
@@ -428,27 +386,6 @@ class CompiledPolicy:
             patterns = [glob.pattern for glob in rule.paths] or [_prefix_glob(route.path_prefix)]
             for pattern in patterns:
                 yield Scope(rule.actions, pattern)
-
-    def _candidates(
-        self, identity: Identity, by_subject: Mapping[SubjectKey, Sequence[Rule]]
-    ) -> list[Rule]:
-        if not by_subject:
-            return []
-        lookup = by_subject.get
-        found: dict[str, Rule] = {}
-        for key in identity_subject_keys(identity):
-            rules = lookup(key)
-            if rules:
-                for rule in rules:
-                    found[rule.id] = rule
-        if self._indexed_claims:
-            for key in identity_claim_keys(identity, self._indexed_claims):
-                rules = lookup(key)
-                if rules:
-                    for rule in rules:
-                        if rule.id not in found and claims_match(rule, identity):
-                            found[rule.id] = rule
-        return list(found.values())
 
     def _ids(self, rules: list[Rule]) -> tuple[str, ...]:
         return tuple(sorted((rule.id for rule in rules), key=self._order.__getitem__))
@@ -488,24 +425,6 @@ def _claim_text(value: object) -> object:
     if type(value) is list:
         return tuple(_claim_text(item) for item in value)
     return claim_key(value)
-
-
-def _covering_prefixes(path: str) -> Iterator[str]:
-    """Every route prefix that covers ``path``, longest first.
-
-    ``/a/b`` is covered by ``/a/b``, ``/a/``, ``/a`` and ``/`` (see
-    :meth:`Route.covers_path`): one dict lookup per segment, however many
-    routes there are.
-    """
-    yield path
-    end = len(path)
-    while end > 0:
-        end = path.rfind("/", 0, end)
-        if end < 0:
-            return
-        yield path[: end + 1]
-        if end:
-            yield path[:end]
 
 
 def _prefix_glob(path_prefix: str) -> str:

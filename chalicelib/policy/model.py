@@ -1,7 +1,8 @@
 """The policy document: its types and its parser, under the name callers have always used.
 
 The types live in :mod:`chalicelib.policy.document`, the parser in
-:mod:`chalicelib.policy.parser`, the field tables in
+:mod:`chalicelib.policy.parser` (its sections in :mod:`chalicelib.policy.route_parser`
+and :mod:`chalicelib.policy.rule_parser`), the field tables in
 :mod:`chalicelib.policy.fields` and the ``when`` conditions in
 :mod:`chalicelib.policy.criteria`; this module re-exports what other
 packages import from here.
@@ -26,12 +27,8 @@ from chalicelib.policy.document import (
     is_reserved_path,
 )
 from chalicelib.policy.durations import parse_duration
-from chalicelib.policy.parser import (
-    UPSTREAM_ROLE_PREFIX,
-    canonical_json,
-    document_checksum,
-    parse_policy,
-)
+from chalicelib.policy.parser import canonical_json, document_checksum, parse_policy
+from chalicelib.policy.route_parser import UPSTREAM_ROLE_PREFIX
 
 __all__ = [
     "HTTP_METHODS",

@@ -24,19 +24,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.aws.table import (
+from chalicelib.aws.table import Table
+from chalicelib.aws.table_errors import CorruptItem, TableError, WriteRefused
+from chalicelib.aws.table_items import Item, integer, text
+from chalicelib.aws.table_layout import (
     POLICY_ACTIVATION,
     POLICY_ACTIVE,
     POLICY_CHECKSUM,
     POLICY_VERSION,
-    CorruptItem,
-    Item,
     ItemKind,
-    Table,
-    TableError,
-    WriteRefused,
-    integer,
-    text,
 )
 from chalicelib.policy.engine import CompiledPolicy
 from chalicelib.policy.errors import PolicyConflict, PolicyInvalid, PolicyUnavailable

@@ -12,6 +12,7 @@ Exceptions::
                                        signing key's error, from chalicelib.aws)
 """
 
+from chalicelib.proxy.answers import ProxyResponse
 from chalicelib.proxy.errors import (
     ProxyError,
     SigningError,
@@ -20,7 +21,7 @@ from chalicelib.proxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from chalicelib.proxy.handler import Proxy, ProxyResponse
+from chalicelib.proxy.handler import Proxy
 
 __all__ = [
     "Proxy",

@@ -1,10 +1,12 @@
 """The signed identity assertion sent upstream in ``X-Gatehouse-Assertion``.
 
 An ES256 JWT (RFC 7519) that tells the upstream who the caller is, for which
-audience, for which request, signed by the gateway's P-256 key: the KMS key
-``ECC_NIST_P256`` in AWS, a local key when offline. Upstreams verify it with
-the public keys at ``/.well-known/gatehouse/jwks.json`` and any standard JWT
-library; they must check ``iss``, ``aud`` and ``exp``.
+audience, for which request, signed by this container's short-lived P-256 key
+(:mod:`chalicelib.signing.delegated`: certified by the stage's KMS key once,
+never a KMS call per request). Upstreams verify it with the public keys at
+``/.well-known/gatehouse/jwks.json`` and any standard JWT library, fetching
+the set again when they meet a ``kid`` they do not know; they must check
+``iss``, ``aud`` and ``exp``.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from chalicelib.audit.schema import uuid7
 from chalicelib.identity.keys import b64url_encode
 
 if TYPE_CHECKING:
-    from chalicelib.aws.signers import Signer
     from chalicelib.identity import Identity
+    from chalicelib.signing.delegated import KeySource
 
 
 class AssertionIssuer:
@@ -29,8 +31,9 @@ class AssertionIssuer:
 
     Parameters
     ----------
-    signer:
-        The gateway's key.
+    keys:
+        The container's assertion keys (:class:`~chalicelib.signing.delegated.DelegatedKeys`;
+        a fixed :class:`~chalicelib.aws.signers.LocalSigner` in tests).
     issuer:
         ``iss`` of every assertion (the gateway's URL).
     ttl_seconds:
@@ -39,17 +42,17 @@ class AssertionIssuer:
 
     def __init__(
         self,
-        signer: Signer,
+        keys: KeySource,
         *,
         issuer: str,
         ttl_seconds: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._signer = signer
+        self._keys = keys
         self._issuer = issuer
         self._ttl = ttl_seconds
         self._clock = clock
-        self._header: str | None = None
+        self._header: tuple[str, str] | None = None  # (kid, encoded header)
 
     def issue(
         self,
@@ -90,20 +93,16 @@ class AssertionIssuer:
             "decision_id": decision_id,
             "jti": uuid7(),
         }
-        signing_input = self._header_segment() + "." + _segment(claims)
-        signature = self._signer.sign(signing_input.encode("ascii"))
+        key = self._keys.current()
+        signing_input = self._header_segment(key.kid) + "." + _segment(claims)
+        signature = key.sign(signing_input.encode("ascii"))
         return f"{signing_input}.{b64url_encode(signature)}"
 
-    def _header_segment(self) -> str:
-        # The header only changes with the key: encode it once.
-        if self._header is None:
-            header = {"alg": "ES256", "typ": "JWT", "kid": self._signer.jwk()["kid"]}
-            self._header = _segment(header)
-        return self._header
-
-    def jwks(self) -> dict[str, Any]:
-        """The gateway's public key set."""
-        return {"keys": [self._signer.jwk()]}
+    def _header_segment(self, kid: str) -> str:
+        # The header only changes with the key: encode it once per key.
+        if self._header is None or self._header[0] != kid:
+            self._header = (kid, _segment({"alg": "ES256", "typ": "JWT", "kid": kid}))
+        return self._header[1]
 
 
 def _segment(value: dict[str, Any]) -> str:

@@ -6,55 +6,53 @@ gets 503 instead of the upstream's answer. When API Gateway served the
 authorizer's answer from its cache (the answer was made for another request
 id) the proxy re-decides against the active policy and audits that decision,
 so cached answers can neither outlive a policy change nor go unrecorded.
+
+This module decides what to forward and forwards it; the answers live in
+:mod:`chalicelib.proxy.answers` and the audit events in
+:mod:`chalicelib.proxy.recording`.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from chalicelib.apigw.events import (
-    JUSTIFICATION_HEADER,
-    GatewayRequest,
-    MalformedEvent,
-    parse_proxy_event,
-)
+from chalicelib.apigw.events import GatewayRequest, MalformedEvent, parse_proxy_event
 from chalicelib.apigw.overrides import method_override
 from chalicelib.audit import AuditUnavailable
-from chalicelib.audit.schema import (
-    QUERY_VALUE_REDACTION,
-    AwsRecord,
-    DecisionRecord,
-    ElevationRecord,
-    RequestRecord,
-    ResourceRecord,
-    ResponseRecord,
-    build_event,
-    uuid7,
-)
+from chalicelib.audit.redaction import QUERY_VALUE_REDACTION
+from chalicelib.audit.schema import AwsRecord, DecisionRecord, RequestRecord, uuid7
 from chalicelib.authorize.context import GrantedAccess, MissingContext, granted_access
 from chalicelib.authorize.decider import decision_record, parse_request_target, resource_record
 from chalicelib.aws.errors import AwsUpstreamError
 from chalicelib.observability import count_decision
 from chalicelib.policy import AmbiguousPath, PolicyUnavailable, RequestTarget
+from chalicelib.proxy.answers import (
+    UPSTREAM_MESSAGES,
+    ProxyResponse,
+    error_response,
+    refusal_answer,
+)
 from chalicelib.proxy.errors import Refusal, SigningError, UpstreamError
 from chalicelib.proxy.headers import (
     ForwardedFor,
     client_response_headers,
-    is_gatehouse_header,
     upstream_request_headers,
 )
 from chalicelib.proxy.origin import parse_upstream
+from chalicelib.proxy.recording import (
+    AwsCall,
+    Destination,
+    Recorder,
+    Served,
+    elevation_from_context,
+)
 from chalicelib.reasons import Reason
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from chalicelib.audit import AuditEmitter
     from chalicelib.authorize.decider import Decider
     from chalicelib.aws.sessions import RoleSessions
@@ -66,48 +64,6 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
-class ProxyResponse:
-    """A response to hand back to API Gateway."""
-
-    status: int
-    headers: dict[str, list[str]]
-    body: bytes
-
-    def as_lambda_response(self, request_id: str | None) -> dict[str, Any]:
-        """The Lambda proxy integration response (always base64: binary-safe)."""
-        headers = dict(self.headers)
-        if request_id:
-            headers["X-Request-Id"] = [request_id]
-        return {
-            "statusCode": self.status,
-            "multiValueHeaders": headers,
-            "body": base64.b64encode(self.body).decode("ascii"),
-            "isBase64Encoded": True,
-        }
-
-
-def error_response(
-    status: int, message: str, request_id: str | None, **extra: str
-) -> ProxyResponse:
-    """A short JSON error carrying the request id."""
-    body = json.dumps({"message": message, "request_id": request_id}).encode("utf-8")
-    headers = {"Content-Type": ["application/json"]}
-    headers.update({name: [value] for name, value in extra.items()})
-    return ProxyResponse(status, headers, body)
-
-
-@dataclass(frozen=True, slots=True)
-class _Destination:
-    """An authorized request's route, and the decision that allowed it."""
-
-    route: Route
-    decision_id: str
-    policy_version: int | None
-    cached: bool
-    elevation: ElevationRecord | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class _Redecision:
     """The proxy's own decision on a request let through by a cached answer."""
 
@@ -115,24 +71,6 @@ class _Redecision:
     route: Route | None = None
     status: int = 403
     message: str = "forbidden"
-
-
-@dataclass(slots=True)
-class _AwsCall:
-    """What is known of a request's AWS upstream call, for its response event."""
-
-    record: AwsRecord
-
-
-@dataclass(slots=True)
-class _Served:
-    """How far one request got, for its record: access, route, AWS call, answer or refusal."""
-
-    access: GrantedAccess | None = None
-    destination: _Destination | None = None
-    aws_call: _AwsCall | None = None
-    upstream: UpstreamResponse | None = None
-    refusal: Refusal | None = None
 
 
 class Proxy:
@@ -165,7 +103,7 @@ class Proxy:
         self._versions = versions
         self._assertions = assertions
         self._upstream = upstream
-        self._emitter = emitter
+        self._recorder = Recorder(emitter)
         self._redaction = query_redaction
         self._value_redaction = query_value_redaction
         self._max_request_body = max_request_body_bytes
@@ -206,14 +144,14 @@ class Proxy:
         parsed: RequestTarget | AmbiguousPath,
         started: float,
     ) -> ProxyResponse:
-        served = _Served()
+        served = Served()
         try:
             served.access = self._granted_access(request)
             served.destination = self._destination(request, record, served.access, parsed)
             assert isinstance(parsed, RequestTarget)  # an ambiguous request was refused above
             aws = served.destination.route.aws
             if aws is not None:
-                served.aws_call = _AwsCall(AwsRecord(aws.role_arn, aws.region, aws.service))
+                served.aws_call = AwsCall(AwsRecord(aws.role_arn, aws.region, aws.service))
             upstream = self._forward(
                 request, parsed, served.access, served.destination, served.aws_call
             )
@@ -224,7 +162,7 @@ class Proxy:
         except Refusal as refusal:
             served.refusal = refusal
             response = error_response(refusal.status, refusal.message, request.request_id)
-        self._record(request, record, served, response, started)
+        self._recorder.record(request, record, served, response, started)
         return response
 
     def _granted_access(self, request: GatewayRequest) -> GrantedAccess:
@@ -238,68 +176,6 @@ class Proxy:
                 recorded_as="decision",
             ) from exc
 
-    def _record(
-        self,
-        request: GatewayRequest,
-        record: RequestRecord,
-        served: _Served,
-        response: ProxyResponse,
-        started: float,
-    ) -> None:
-        """Record what was answered: the one place a refusal reaches the trail."""
-        refusal, access, destination = served.refusal, served.access, served.destination
-        if refusal is not None and refusal.recorded_as == "decided":
-            return  # the decision event that refused it says everything
-        if refusal is not None and refusal.recorded_as == "decision":
-            failure = DecisionRecord(
-                "error",
-                (refusal.reason or Reason.POLICY_UNAVAILABLE,),
-                policy_version=access.policy_version if access else None,
-                decided_by="proxy",
-                detail=refusal.detail,
-            )
-            identity = access.identity if access else None
-            self._audit_decision(record, identity, failure, ResourceRecord())
-            return
-        assert access is not None  # a response is recorded only once access was granted
-        outcome = ResponseRecord(
-            status=response.status,
-            bytes_in=len(request.body),
-            bytes_out=len(response.body),
-            latency_ms=(time.perf_counter() - started) * 1000,
-            upstream_latency_ms=served.upstream.elapsed_ms if served.upstream else None,
-            error=refusal.error if refusal else None,
-        )
-        if destination is not None:
-            decision = DecisionRecord(
-                "allow",
-                (),
-                policy_version=destination.policy_version,
-                decided_by="proxy",
-                cached=destination.cached,
-                elevation=destination.elevation,
-            )
-            resource = resource_record(destination.route)
-        else:
-            # Refused before any route was chosen: the refusal is the proxy's decision.
-            assert refusal is not None and refusal.reason is not None
-            decision = DecisionRecord(
-                "deny", (refusal.reason,), decided_by="proxy", detail=refusal.detail
-            )
-            resource = ResourceRecord()
-        event = build_event(
-            "response",
-            record,
-            identity=access.identity,
-            decision=decision,
-            resource=resource,
-            decision_id=destination.decision_id if destination else access.decision_id,
-            response=outcome,
-            anomalies=_anomalies(request),
-            aws=served.aws_call.record if served.aws_call else None,
-        )
-        self._emitter.emit(event)
-
     def _refusal(self, refusal: str, detail: str | None = None) -> Refusal:
         """What the authorizer decided against but let through to the proxy.
 
@@ -310,7 +186,7 @@ class Proxy:
             reason = Reason(refusal)
         except ValueError:
             reason = Reason.NO_MATCHING_RULE
-        status, message = _refusal_answer(reason)
+        status, message = refusal_answer(reason)
         return Refusal(status, message, reason=reason, error=reason.value, detail=detail or refusal)
 
     def _destination(
@@ -319,7 +195,7 @@ class Proxy:
         record: RequestRecord,
         access: GrantedAccess,
         parsed: RequestTarget | AmbiguousPath,
-    ) -> _Destination:
+    ) -> Destination:
         if access.decided_for != request.request_id:
             return self._redecide(request, record, access, parsed)
         # The authorizer's checks, repeated on what is about to be forwarded:
@@ -343,8 +219,8 @@ class Proxy:
                 detail=f"route {access.route_id!r} of v{access.policy_version} is unavailable",
                 recorded_as="decision",
             )
-        elevation = _elevation(access.elevation)
-        return _Destination(
+        elevation = elevation_from_context(access.elevation)
+        return Destination(
             route, access.decision_id, access.policy_version, cached=False, elevation=elevation
         )
 
@@ -354,7 +230,7 @@ class Proxy:
         record: RequestRecord,
         access: GrantedAccess,
         parsed: RequestTarget | AmbiguousPath,
-    ) -> _Destination:
+    ) -> Destination:
         decision_id = uuid7()
         redecision = self._decide_again(request, access.identity, parsed)
         if self._metrics is not None:
@@ -367,10 +243,10 @@ class Proxy:
             )
         route = redecision.route
         resource = resource_record(route)
-        self._audit_decision(record, access.identity, redecision.record, resource, decision_id)
+        self._recorder.decision(record, access.identity, redecision.record, resource, decision_id)
         if route is None:
             raise Refusal(redecision.status, redecision.message, recorded_as="decided")
-        return _Destination(
+        return Destination(
             route,
             decision_id,
             redecision.record.policy_version,
@@ -386,7 +262,7 @@ class Proxy:
         decision = outcome.decision
         if decision is not None and decision.allowed and decision.route is not None:
             return _Redecision(record, route=decision.route)
-        status, message = _refusal_answer(outcome.reason)
+        status, message = refusal_answer(outcome.reason)
         return _Redecision(record, status=status, message=message)
 
     def _forward(
@@ -394,8 +270,8 @@ class Proxy:
         request: GatewayRequest,
         target: RequestTarget,
         access: GrantedAccess,
-        destination: _Destination,
-        aws_call: _AwsCall | None = None,
+        destination: Destination,
+        aws_call: AwsCall | None = None,
     ) -> UpstreamResponse:
         if len(request.body) > self._max_request_body:
             raise Refusal(413, "request body too large", error="request_too_large")
@@ -439,14 +315,14 @@ class Proxy:
             )
         except UpstreamError as exc:
             self._count("UpstreamErrors")
-            message = _UPSTREAM_MESSAGES.get(exc.status, "upstream unavailable")
+            message = UPSTREAM_MESSAGES.get(exc.status, "upstream unavailable")
             raise Refusal(exc.status, message, error=str(exc)) from exc
 
     def _sign_for_aws(
         self,
         request: GatewayRequest,
         access: GrantedAccess,
-        aws_call: _AwsCall,
+        aws_call: AwsCall,
         url: str,
         headers: list[tuple[str, str]],
     ) -> list[tuple[str, str]]:
@@ -482,65 +358,6 @@ class Proxy:
             self._count("AwsUpstreamErrors")
             raise Refusal(exc.status, exc.client_message, error=str(exc)) from exc
 
-    def _audit_decision(
-        self,
-        record: RequestRecord,
-        identity: Identity | None,
-        decision: DecisionRecord,
-        resource: ResourceRecord,
-        decision_id: str | None = None,
-    ) -> None:
-        event = build_event(
-            "decision",
-            record,
-            identity=identity,
-            decision=decision,
-            resource=resource,
-            event_id=decision_id,
-        )
-        self._emitter.emit(event)
-
     def _count(self, name: str) -> None:
         if self._metrics is not None:
             self._metrics.add_metric(name=name, unit="Count", value=1)
-
-
-_UPSTREAM_MESSAGES = {504: "upstream timed out", 400: "bad request"}
-_AMBIGUOUS_MESSAGES = {
-    Reason.AMBIGUOUS_PATH: "ambiguous path",
-    Reason.AMBIGUOUS_REQUEST: "ambiguous request: method override parameter",
-}
-
-
-def _refusal_answer(reason: Reason) -> tuple[int, str]:
-    """Status and message for a request refused for ``reason``."""
-    if reason.is_ambiguous:
-        return 400, _AMBIGUOUS_MESSAGES[reason]
-    if reason.is_credential_failure:
-        return 401, "token expired" if reason is Reason.TOKEN_EXPIRED else "unauthorized"
-    if reason.is_decision_failure:
-        return 503, "policy unavailable" if reason is Reason.POLICY_UNAVAILABLE else "unavailable"
-    return 403, "forbidden"
-
-
-def _elevation(context: Mapping[str, Any] | None) -> ElevationRecord | None:
-    if not context:
-        return None
-    return ElevationRecord(
-        grant_id=context.get("grant_id"),
-        approver=context.get("approver"),
-        justification=context.get("justification"),
-        break_glass=context.get("break_glass") is True,
-    )
-
-
-def _anomalies(request: GatewayRequest) -> list[str]:
-    """Signs of tampering worth an alert: a client speaking in the gateway's header namespace.
-
-    The break-glass justification is the one header clients are meant to send there.
-    """
-    spoofed = any(
-        is_gatehouse_header(name) and name.lower() != JUSTIFICATION_HEADER
-        for name, _ in request.headers
-    )
-    return ["client_sent_gatehouse_header"] if spoofed else []

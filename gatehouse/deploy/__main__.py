@@ -12,6 +12,7 @@ from gatehouse.deploy.errors import DeployError
 from gatehouse.deploy.settings import (
     DEFAULT_BATCHING_WINDOW_SECONDS,
     DEFAULT_EVENTS_PER_OBJECT,
+    DIGEST_KEY_POLICIES,
     STAGES,
     StageSettings,
     WriterSource,
@@ -48,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--key-admin-role-arn",
             default="",
-            help="the break-glass role that alone may change the signing key's policy and alias",
+            help="the break-glass role that alone may change the keys' policies and aliases",
         )
         command.add_argument(
             "--operator-role-arn",
@@ -62,6 +63,15 @@ def _parser() -> argparse.ArgumentParser:
             default=[],
             metavar="NAME=VALUE",
             help="a function environment variable (e.g. GATEHOUSE_TRUSTED_ISSUERS)",
+        )
+        commands.choices[name].add_argument(
+            "--digest-key-policy",
+            choices=DIGEST_KEY_POLICIES,
+            help=(
+                "who the ledger digest key's policy lets sign: narrow (ledger_digest) or legacy "
+                "(api_handler too, for a stage whose key policy cannot change); default: narrow "
+                "for a new stack, what the existing stack needs otherwise"
+            ),
         )
     commands.choices["destroy"].add_argument(
         "--confirm", required=True, help="the stage's name again: destroying is not undone"
@@ -86,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             alert_email=args.alert_email,
             key_admin_role_arn=args.key_admin_role_arn,
             operator_role_arn=args.operator_role_arn,
+            digest_key_policy=getattr(args, "digest_key_policy", None),
         )
         return _run(args, settings)
     except DeployError as exc:

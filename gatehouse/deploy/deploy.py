@@ -27,7 +27,7 @@ from gatehouse.deploy.settings import (
     function_name,
     infra_stack_name,
 )
-from gatehouse.deploy.stacks import StackResult, deploy_stack
+from gatehouse.deploy.stacks import StackResult, deploy_stack, stack_parameters
 from gatehouse.deploy.templates import (
     ATHENA_PARAMETERS_FROM_INFRA,
     access_log_format,
@@ -50,8 +50,32 @@ class DeployReport:
     wiring: list[Change] = field(default_factory=list)
 
 
-def infra_parameters(settings: StageSettings) -> dict[str, str]:
-    """The infra stack's parameters for the stage."""
+def digest_key_policy(settings: StageSettings, existing: Mapping[str, str] | None) -> str:
+    """The infra stack's ``DigestKeyPolicy``: ``narrow`` unless the key policy cannot change.
+
+    ``existing`` is the parameters of the infra stack as deployed (None: no stack
+    yet). The ``--digest-key-policy`` setting wins. Otherwise a new stack is
+    ``narrow`` (CloudFormation creates the key with its policy in one call); a
+    stack that already has the parameter keeps its value (changing it changes
+    the key policy, which is the key admin role's to do, on purpose); a stack
+    from before the assertion key, whose digest key policy still lets both
+    functions sign, is ``legacy``. Without a ``KeyAdminRoleArn`` nobody may put
+    that key's policy, so an update that changed it would fail; with one, only
+    an update run as that role could, and narrowing the policy before Chalice
+    has moved the proxy to the assertion key would stop the proxy signing
+    until it has. The key admin role narrows it on a later deploy.
+    """
+    if settings.digest_key_policy:
+        return settings.digest_key_policy
+    if existing is None:
+        return "narrow"
+    return existing.get("DigestKeyPolicy") or "legacy"
+
+
+def infra_parameters(
+    settings: StageSettings, existing: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The infra stack's parameters for the stage (``existing``: the deployed stack's)."""
     return {
         "Stage": settings.stage,
         "AuditRetentionDays": str(settings.audit_retention_days),
@@ -60,7 +84,40 @@ def infra_parameters(settings: StageSettings) -> dict[str, str]:
         "ManageApiGatewayAccount": "false",
         "KeyAdminRoleArn": settings.key_admin_role_arn,
         "OperatorRoleArn": settings.operator_role_arn,
+        "DigestKeyPolicy": digest_key_policy(settings, existing),
     }
+
+
+def _say_digest_key_policy(
+    say: Say, parameters: Mapping[str, str], existing: Mapping[str, str] | None
+) -> None:
+    """Say what the update does to the digest key's policy, when it is not simply narrow."""
+    if existing is None:
+        return
+    chosen, before = parameters["DigestKeyPolicy"], existing.get("DigestKeyPolicy", "")
+    admin = existing.get("KeyAdminRoleArn", "")
+    if chosen == "legacy":
+        later = (
+            f"; to narrow it, deploy again as {admin} with --digest-key-policy narrow"
+            if admin
+            else ""
+        )
+        say(
+            "note: DigestKeyPolicy=legacy: the ledger digest key's policy (SigningKey) also "
+            "lets api_handler sign, as before the assertion key; the functions' IAM policies "
+            f"let only ledger_digest sign with it (docs/deploy.md, Upgrades){later}"
+        )
+    elif chosen != before:
+        who = (
+            f"it must run as the key admin role {admin}"
+            if admin
+            else "this stage has no key admin role, so CloudFormation cannot and the update "
+            "will fail"
+        )
+        say(
+            f"note: this update narrows the ledger digest key's policy (DigestKeyPolicy "
+            f"{before or 'unset'} -> {chosen}): {who}; --digest-key-policy legacy keeps it"
+        )
 
 
 def athena_parameters(
@@ -154,12 +211,15 @@ def deploy(
         )
     report = DeployReport()
     cfn = client("cloudformation")
+    existing = stack_parameters(cfn, infra_stack_name(stage))
+    parameters = infra_parameters(settings, existing)
+    _say_digest_key_policy(say, parameters, existing)
     say(f"infra stack {infra_stack_name(stage)} ...")
     infra = deploy_stack(
         cfn,
         infra_stack_name(stage),
         settings.infra_template,
-        infra_parameters(settings),
+        parameters,
         termination_protection=stage == "prod",
     )
     report.stacks.append(infra)

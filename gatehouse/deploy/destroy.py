@@ -9,8 +9,8 @@ stack. Deleting the infra stack removes the CloudTrail trail, both queues,
 the alarms, the tampering rules, the alert topic and its key, and the log
 groups. The stateful resources are ``Retain`` in the template and stay: the
 state table (with deletion protection), the audit, anchor and trail buckets
-with their bucket policies, and the signing key with its alias (its public key
-verifies the digests).
+with their bucket policies, the ledger digest key with its aliases (its public
+key verifies the digests) and the assertion key with its alias.
 """
 
 from __future__ import annotations
@@ -262,7 +262,13 @@ def _say_what_stays(
         ),
         (
             "SigningKeyArn",
-            "KMS key (and its alias): export its public key before scheduling its deletion",
+            "KMS key that signs the ledger digests (and its aliases): export its public key "
+            "before scheduling its deletion",
+        ),
+        (
+            "AssertionKeyArn",
+            "KMS key that certifies the proxy's assertion keys (and its alias): nothing needs "
+            "it once the stage is gone",
         ),
     ):
         if outputs.get(name):

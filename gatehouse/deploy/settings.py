@@ -42,6 +42,9 @@ MAX_BATCHING_WINDOW_SECONDS = 300
 WRITER_MAX_CONCURRENCY = 2
 
 PLACEHOLDER_PREFIX = "REPLACE_WITH_STACK_OUTPUT_"
+# The infra template's DigestKeyPolicy values: who the ledger digest key's policy
+# lets sign (narrow: ledger_digest; legacy: api_handler too, as before the split).
+DIGEST_KEY_POLICIES = ("narrow", "legacy")
 # prod's shortest audit retention; the infra template's rule refuses less too.
 MIN_PROD_RETENTION_DAYS = 365
 
@@ -95,10 +98,19 @@ class StageSettings:
     alert_email: str = ""
     key_admin_role_arn: str = ""
     operator_role_arn: str = ""
+    # None: the deploy decides from the existing stack (deploy.digest_key_policy).
+    digest_key_policy: str | None = None
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise DeployError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
+        if self.digest_key_policy is not None and (
+            self.digest_key_policy not in DIGEST_KEY_POLICIES
+        ):
+            raise DeployError(
+                f"the digest key policy must be one of {', '.join(DIGEST_KEY_POLICIES)}, "
+                f"got {self.digest_key_policy!r}"
+            )
         if self.retention_days is not None and self.retention_days < 1:
             raise DeployError(f"retention must be 1 day or more, got {self.retention_days}")
         if self.stage == "prod" and self.audit_retention_days < MIN_PROD_RETENTION_DAYS:

@@ -36,6 +36,24 @@ def stack_status(cfn: Any, name: str) -> str | None:
     return str(stacks[0]["StackStatus"]) if stacks else None
 
 
+def stack_parameters(cfn: Any, name: str) -> dict[str, str] | None:
+    """The parameters the stack was last deployed with, or None when there is no such stack."""
+    from botocore.exceptions import ClientError
+
+    try:
+        stacks = cfn.describe_stacks(StackName=name)["Stacks"]
+    except ClientError as exc:
+        if "does not exist" in str(exc):
+            return None
+        raise
+    if not stacks:
+        return None
+    return {
+        parameter["ParameterKey"]: parameter.get("ParameterValue", "")
+        for parameter in stacks[0].get("Parameters", [])
+    }
+
+
 def stack_outputs(cfn: Any, name: str) -> dict[str, str]:
     """The stack's outputs by key."""
     stack = cfn.describe_stacks(StackName=name)["Stacks"][0]

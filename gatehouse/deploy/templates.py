@@ -8,7 +8,7 @@ deploy's wiring step, so the packaged template stands on its own:
 
 - the roles Chalice generates get the names ``chalice deploy`` gives them
   (``gatehouse-<stage>-<function>``), which the table's resource policy, the
-  queue policy and the signing key's policy name;
+  queue policy and the signing keys' policies name;
 - the functions get the names ``chalice deploy`` gives them too (``chalice
   package`` leaves them to CloudFormation), which the log groups, the roles'
   log permissions and the alarms name;
@@ -192,6 +192,7 @@ def merge_template(
         ("AlertEmail", settings.alert_email),
         ("KeyAdminRoleArn", settings.key_admin_role_arn),
         ("OperatorRoleArn", settings.operator_role_arn),
+        ("DigestKeyPolicy", settings.digest_key_policy or ""),
     ):
         if value:
             parameters[name] = {**parameters[name], "Default": value}

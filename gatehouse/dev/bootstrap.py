@@ -31,8 +31,9 @@ class Resources:
     audit_bucket: str
     audit_queue_url: str
     audit_dlq_url: str
-    signing_key_id: str
-    signing_key_alias: str
+    digest_key_id: str  # signs ledger digests
+    digest_key_alias: str
+    assertion_key_alias: str  # certifies the proxy's assertion keys
     anchor_bucket: str = ""
     trail_bucket: str = ""
     upstream_role_arn: str = ""
@@ -59,14 +60,17 @@ def bootstrap(client: Callable[[str], Any], names: ResourceNames) -> Resources:
     _trail_bucket(client("s3"), names)
     role_arn = _upstream_role(client("iam"), names)
     dlq_url, queue_url = _audit_queues(client("sqs"), names)
-    key_id = _signing_key(client("kms"), names.signing_key_alias)
+    kms = client("kms")
+    digest_key_id = _signing_key(kms, names.digest_key_alias, "ledger digest signing key")
+    _signing_key(kms, names.assertion_key_alias, "assertion key certifying key")
     return Resources(
         state_table=names.state_table,
         audit_bucket=names.audit_bucket,
         audit_queue_url=queue_url,
         audit_dlq_url=dlq_url,
-        signing_key_id=key_id,
-        signing_key_alias=names.signing_key_alias,
+        digest_key_id=digest_key_id,
+        digest_key_alias=names.digest_key_alias,
+        assertion_key_alias=names.assertion_key_alias,
         anchor_bucket=names.anchor_bucket,
         trail_bucket=names.trail_bucket,
         upstream_role_arn=role_arn,
@@ -234,7 +238,7 @@ def _audit_queues(sqs: Any, names: ResourceNames) -> tuple[str, str]:
     return dlq_url, queue_url
 
 
-def _signing_key(kms: Any, alias: str) -> str:
+def _signing_key(kms: Any, alias: str, what: str) -> str:
     try:
         return str(kms.describe_key(KeyId=alias)["KeyMetadata"]["KeyId"])
     except ClientError as exc:
@@ -244,7 +248,7 @@ def _signing_key(kms: Any, alias: str) -> str:
         kms.create_key(
             KeySpec="ECC_NIST_P256",
             KeyUsage="SIGN_VERIFY",
-            Description="Gatehouse identity assertion and audit digest signing key",
+            Description=f"Gatehouse {what}",
         )["KeyMetadata"]["KeyId"]
     )
     kms.create_alias(AliasName=alias, TargetKeyId=key_id)

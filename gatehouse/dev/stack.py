@@ -12,6 +12,8 @@ import importlib.util
 import json
 import os
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
@@ -21,6 +23,7 @@ from typing import Any
 import boto3
 
 from gatehouse.deploy.templates import access_log_format
+from gatehouse.dev.aws_server import AwsServer
 from gatehouse.dev.aws_upstream import AwsUpstream
 from gatehouse.dev.backend import DemoBackend
 from gatehouse.dev.bootstrap import Resources, bootstrap
@@ -30,6 +33,8 @@ from gatehouse.dev.event_source import (
     EventSourcePoller,
     drain_queue,
     log_subscription_event,
+    print_poller_error,
+    queue_arn_of,
     scheduled_event,
 )
 from gatehouse.dev.gateway import ApiGatewayEmulator, GatewayServer, load_api_definition
@@ -37,7 +42,7 @@ from gatehouse.dev.idp import DevIssuer, SigningKey, load_or_create_key
 from gatehouse.dev.sts_recorder import StsRecorder
 from gatehouse.policy_files import is_json, parse_policy_text, read_policy_text
 from gatehouse.resources import ResourceNames
-from gatehouse.state import STATE_FILE_NAME, DevState
+from gatehouse.state import STATE_FILE_NAME, STATUS_FILE_NAME, DevState, write_status
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEMO_POLICY = Path(__file__).with_name("demo-policy.yaml")
@@ -77,8 +82,13 @@ class StackOptions:
     region: str = "us-east-1"
     authorizer_ttl_seconds: int = 0
     policy_file: Path | None = None
-    writer_interval_seconds: float = 1.0
+    # The writer long-polls: it wakes when events arrive rather than once a second.
+    writer_interval_seconds: float = 0.0
+    writer_wait_seconds: int = 2
     metrics: bool = False
+    # Requests the gateway serves at once; more get 429 THROTTLED at once, as a
+    # saturated API Gateway answers, instead of queueing without bound.
+    max_in_flight: int = 32
 
 
 class LocalStack:
@@ -97,6 +107,9 @@ class LocalStack:
         self.resources: Resources | None = None
         self.state: DevState | None = None
         self.poller: EventSourcePoller | None = None
+        self.pollers: list[EventSourcePoller] = []
+        self._audit_queue_arn: str | None = None
+        self._status_lock = threading.Lock()
         self._access_log_lines: list[str] = []
         self._shipped = 0
 
@@ -145,21 +158,56 @@ class LocalStack:
                 account=ACCOUNT,
                 access_log=self._access_log_lines.append,
                 access_log_format=access_log_format(PROJECT_DIR),
+                max_in_flight=options.max_in_flight,
             )
         )
         gateway.start()
         self.backend.trust_gateway(gateway.url, issuer=gateway.url)
         self._seed_policy()
-        self.poller = EventSourcePoller(self.drain_audit_queue, options.writer_interval_seconds)
-        self.poller.start()
-        self._stoppers.append(self.poller)
-        self._started(EventSourcePoller(self.sweep_grants, 1.0, name="grant-sweeper"))
+        self.poller = self._poller(
+            self.drain_audit_queue, options.writer_interval_seconds, "audit-writer"
+        )
+        self._poller(self.sweep_grants, 1.0, "grant-sweeper")
         # The stage's access log, delivered by its CloudWatch Logs subscription.
-        self._started(EventSourcePoller(self.ship_access_logs, 1.0, name="access-log"))
+        self._poller(self.ship_access_logs, 1.0, "access-log")
         # Hourly in AWS; every half minute here, so the trail is always nearly all digested.
-        self._started(EventSourcePoller(self.sign_digest, 30.0, name="ledger-digest"))
+        self._poller(self.sign_digest, 30.0, "ledger-digest")
         self.state = self._write_state(endpoint, keys)
+        self._write_status()
         return self.state
+
+    def _poller(
+        self, drain: Callable[[], object], interval_seconds: float, name: str
+    ) -> EventSourcePoller:
+        poller = EventSourcePoller(drain, interval_seconds, name=name, report=self._poller_error)
+        self.pollers.append(poller)
+        self._started(poller)
+        return poller
+
+    def _poller_error(self, name: str, message: str) -> None:
+        """A background poller failed: one line on the console, counted in the status file."""
+        print_poller_error(name, message)
+        self._write_status()
+
+    def status(self) -> dict[str, Any]:
+        """What the pollers and the gateway have counted so far."""
+        emulator = self.gateway.emulator if self.gateway is not None else None
+        return {
+            "pid": os.getpid(),
+            "pollers": {
+                poller.name: {
+                    "runs": poller.runs,
+                    "errors": poller.errors,
+                    "last_error": poller.last_error,
+                }
+                for poller in self.pollers
+            },
+            "gateway": {"throttled": getattr(emulator, "throttled", 0)},
+        }
+
+    def _write_status(self) -> None:
+        with self._status_lock:
+            write_status(self.options.state_dir / STATUS_FILE_NAME, self.status())
 
     def _started(self, server: Any) -> Any:
         server.start()
@@ -167,13 +215,10 @@ class LocalStack:
         return server
 
     def _start_moto(self) -> str:
-        from moto.server import ThreadedMotoServer
-
-        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.moto.start()
-        self._stoppers.append(self.moto)
-        host, port = self.moto.get_host_and_port()
-        return f"http://{host}:{port}"
+        # In a process of its own: moto's request handling would otherwise share
+        # this interpreter (and its GIL) with the gateway and every handler.
+        self.moto = self._started(AwsServer())
+        return str(self.moto.url)
 
     def _configure_environment(self, endpoint: str, gateway_url: str) -> None:
         """The Lambda functions' environment, as ``.chalice/config.json`` would set it."""
@@ -190,7 +235,8 @@ class LocalStack:
                 "GATEHOUSE_STATE_TABLE": resources.state_table,
                 "GATEHOUSE_AUDIT_BUCKET": resources.audit_bucket,
                 "GATEHOUSE_AUDIT_QUEUE_URL": resources.audit_queue_url,
-                "GATEHOUSE_ASSERTION_KEY_ID": resources.signing_key_alias,
+                "GATEHOUSE_ASSERTION_KEY_ID": resources.assertion_key_alias,
+                "GATEHOUSE_DIGEST_KEY_ID": resources.digest_key_alias,
                 "GATEHOUSE_LEDGER_ANCHOR": resources.ledger_anchor,
                 "GATEHOUSE_GATEWAY_ISSUER": gateway_url,
                 "GATEHOUSE_TRUSTED_ISSUERS": json.dumps(
@@ -232,11 +278,17 @@ class LocalStack:
 
         assert self.resources is not None and self.app_module is not None
         container = entrypoints.container()
+        sqs = container.clients.sqs
+        queue_url = self.resources.audit_queue_url
+        if self._audit_queue_arn is None:
+            self._audit_queue_arn = queue_arn_of(sqs, queue_url)
         return drain_queue(
-            container.clients.sqs,
-            self.resources.audit_queue_url,
+            sqs,
+            queue_url,
             self.app_module.audit_writer,
             region=self.options.region,
+            wait_seconds=self.options.writer_wait_seconds,
+            queue_arn=self._audit_queue_arn,
         )
 
     def sweep_grants(self) -> None:
@@ -247,6 +299,7 @@ class LocalStack:
     def ship_access_logs(self) -> None:
         """Deliver the gateway's new access-log lines to their Lambda, as the subscription would."""
         assert self.app_module is not None
+        self._write_status()  # every second: the pollers' run counts stay current
         lines, self._access_log_lines[:] = list(self._access_log_lines), []
         if lines:
             event = log_subscription_event(
@@ -280,7 +333,7 @@ class LocalStack:
             state_table=self.resources.state_table,
             audit_queue_url=self.resources.audit_queue_url,
             audit_dlq_url=self.resources.audit_dlq_url,
-            signing_key_id=self.resources.signing_key_id,
+            digest_key_id=self.resources.digest_key_id,
             ledger_anchor=self.resources.ledger_anchor,
             trail_bucket=self.resources.trail_bucket,
             account_id=ACCOUNT,
@@ -296,6 +349,7 @@ class LocalStack:
         state_file = self.options.state_dir / STATE_FILE_NAME
         if self.state is not None and state_file.exists():
             state_file.unlink()
+        (self.options.state_dir / STATUS_FILE_NAME).unlink(missing_ok=True)
         while self._stoppers:
             part = self._stoppers.pop()
             try:

@@ -6,7 +6,6 @@ gatehouse audit query (SQL | --named NAME --param k=v ...) [--engine athena|loca
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -18,11 +17,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+import click
+
 from gatehouse.query.errors import QueryError, QueryParamError
 from gatehouse.query.text import visible
 from gatehouse.report.render_csv import defuse as defuse_cell
 
 if TYPE_CHECKING:
+    from gatehouse.cli import CliContext
     from gatehouse.query.result import QueryResult
     from gatehouse.target import Target
 
@@ -33,34 +35,57 @@ ENGINE_HELP = (
 )
 
 
-def add_query_parser(audit_commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``audit query`` under ``gatehouse audit``."""
-    query = audit_commands.add_parser(
-        "query",
-        help="run Athena SQL or a named query (infra/athena/queries) over the trail",
-        description="Run Athena SQL, or a named query with --named, over audit_events and "
-        "cloudtrail_logs.",
-    )
-    query.add_argument("sql", nargs="?", help="Athena SQL (one read-only query); or use --named")
-    query.add_argument("--named", metavar="NAME", help="a named query (see --list)")
-    query.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="K=V",
-        help="a parameter value (repeat); timestamps as 'YYYY-MM-DD HH:MM:SS' UTC",
-    )
-    query.add_argument("--engine", choices=("athena", "local"), help=ENGINE_HELP)
-    query.add_argument(
-        "--format", choices=("table", "json", "csv"), default="table", help="output (default table)"
-    )
-    query.add_argument(
-        "--list", action="store_true", help="list the named queries and their params"
-    )
-    query.add_argument(
-        "--cache-dir",
-        type=Path,
-        help="the local engine's cache (default ~/.cache/gatehouse/query/<audit bucket>)",
+@click.command(
+    "query",
+    short_help="run Athena SQL or a named query (infra/athena/queries) over the trail",
+)
+@click.argument("sql", required=False, help="Athena SQL (one read-only query); or use --named")
+@click.option("--named", metavar="NAME", help="a named query (see --list)")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="K=V",
+    help="a parameter value (repeat); timestamps as 'YYYY-MM-DD HH:MM:SS' UTC",
+)
+@click.option("--engine", type=click.Choice(["athena", "local"]), help=ENGINE_HELP)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    help="output (default table)",
+)
+@click.option(
+    "--list", "list_queries", is_flag=True, help="list the named queries and their params"
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path, readable=False),
+    help="the local engine's cache (default ~/.cache/gatehouse/query/<audit bucket>)",
+)
+@click.pass_obj
+def query(
+    obj: CliContext,
+    *,
+    sql: str | None,
+    named: str | None,
+    params: tuple[str, ...],
+    engine: str | None,
+    fmt: str,
+    list_queries: bool,
+    cache_dir: Path | None,
+) -> int:
+    """Run Athena SQL, or a named query with --named, over audit_events and cloudtrail_logs."""
+    return run_query_command(
+        state_dir=obj.state_dir,
+        sql=sql,
+        named=named,
+        params=params,
+        engine=engine,
+        fmt=fmt,
+        list_queries=list_queries,
+        cache_dir=cache_dir,
     )
 
 
@@ -84,27 +109,39 @@ def parse_params(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def run_query_command(
-    args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None
+    *,
+    state_dir: Path | None,
+    sql: str | None,
+    named: str | None,
+    params: Sequence[str] = (),
+    engine: str | None = None,
+    fmt: str = "table",
+    list_queries: bool = False,
+    cache_dir: Path | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
 ) -> int:
     """Run ``gatehouse audit query``; 0 on success (errors raise :class:`QueryError`)."""
     out = out or sys.stdout
     err = err or sys.stderr
-    if args.list:
+    if list_queries:
         print_named_queries(out)
         return 0
-    if bool(args.sql) == bool(args.named):
+    if bool(sql) == bool(named):
         raise QueryError("give either SQL or --named NAME (see --list)")
-    params = parse_params(args.param)
+    values = parse_params(params)
     from gatehouse.query.params import load_named_query, parse_statement, require_query
 
     # Refuse what no engine would run before syncing anything or calling AWS.
-    require_query(parse_statement(load_named_query(args.named).sql if args.named else args.sql))
+    statement = load_named_query(named).sql if named else sql
+    assert statement is not None  # exactly one of the two, checked above
+    require_query(parse_statement(statement))
     from gatehouse.target import resolve_target
 
-    target = resolve_target(args.state_dir)
-    engine = build_engine(target, args.engine, args.cache_dir)
-    result = engine.run_named(args.named, params) if args.named else engine.run(args.sql, params)
-    write_result(result, args.format, out)
+    target = resolve_target(state_dir)
+    runner = build_engine(target, engine, cache_dir)
+    result = runner.run_named(named, values) if named else runner.run(sql, values)
+    write_result(result, fmt, out)
     for warning in getattr(result, "warnings", ()):
         print(f"warning: {visible(warning)}", file=err)
     if result.bytes_scanned is not None:

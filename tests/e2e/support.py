@@ -317,7 +317,8 @@ class AuditSnapshot:
 
     raw: str
     by_request: AuditIndex
-    admin: list[dict[str, Any]] = field(default_factory=list)  # policy_change and grant events
+    # policy_change, grant and signing_key events
+    admin: list[dict[str, Any]] = field(default_factory=list)
 
 
 def read_audit(state_dir: Path) -> AuditSnapshot:
@@ -329,7 +330,7 @@ def read_audit(state_dir: Path) -> AuditSnapshot:
     for line in raw.splitlines():
         if line.strip():
             event = json.loads(line)
-            if event["event_type"] in ("policy_change", "grant"):
+            if event["event_type"] in ("policy_change", "grant", "signing_key"):
                 admin.append(event)
             else:
                 index.setdefault(event["request"]["id"], []).append(event)

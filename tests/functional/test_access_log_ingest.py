@@ -17,7 +17,7 @@ import app
 from gatehouse.deploy.templates import load_template
 from gatehouse.dev.gateway import render_access_log
 from tests.functional.conftest import queued_events
-from tests.functional.test_writer import sqs_event
+from tests.functional.test_audit_writer import sqs_event
 from tests.unit.test_gateway_access_logs import LOG_FORMAT, fixture_lines, subscription_event
 
 if TYPE_CHECKING:

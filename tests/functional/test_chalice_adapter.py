@@ -136,6 +136,7 @@ def test_proxy_routes_take_every_method_behind_the_authorizer(
         "/",
         "/{proxy+}",
         "/.well-known/gatehouse/jwks.json",
+        "/.well-known/gatehouse/key-certificates.json",
         *grant_routes,
     }
     # The grant API verifies tokens itself: a grant action is not access to a route.
@@ -152,9 +153,10 @@ def test_proxy_routes_take_every_method_behind_the_authorizer(
             integration = operation["x-amazon-apigateway-integration"]
             assert integration["type"] == "aws_proxy"
             assert "APIHandler.Arn" in integration["uri"]["Fn::Sub"]
-    jwks = definition["paths"]["/.well-known/gatehouse/jwks.json"]
-    assert set(jwks) == {"get"}
-    assert "security" not in jwks["get"]
+    for published in ("jwks.json", "key-certificates.json"):
+        keys = definition["paths"][f"/.well-known/gatehouse/{published}"]
+        assert set(keys) == {"get"}
+        assert "security" not in keys["get"]
     assert definition["x-amazon-apigateway-binary-media-types"] == ["*/*"]
     assert template["Resources"]["APIHandler"]["Properties"]["Handler"] == "app.app"
 

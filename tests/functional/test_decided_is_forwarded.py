@@ -48,7 +48,7 @@ def _publish(container: Container, upstream: str, *rules: dict[str, Any], **bloc
 
 
 def _events_for(aws: Resources, request_id: str) -> list[dict[str, Any]]:
-    return [event for event in queued_events(aws) if event["request"]["id"] == request_id]
+    return [e for e in queued_events(aws) if (e["request"] or {}).get("id") == request_id]
 
 
 def _backend_reads(target: str) -> str:

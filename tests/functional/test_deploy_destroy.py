@@ -36,6 +36,10 @@ Outputs:
     Value: !Ref AuditQueue
   AuditDeadLetterQueueUrl:
     Value: !Ref AuditDeadLetterQueue
+  SigningKeyArn:
+    Value: arn:aws:kms:us-east-1:123456789012:key/digest
+  AssertionKeyArn:
+    Value: arn:aws:kms:us-east-1:123456789012:key/assertion
 """
 
 
@@ -101,6 +105,9 @@ def test_forced_destroy_says_what_it_removed(
     assert "the CloudTrail trail gatehouse-dev" in text
     assert "the audit queue and its dead-letter queue" in text
     assert "each bucket with its bucket policy" in text
+    # Both signing keys are Retain: destroy says they stay, and what each is.
+    assert "key/digest: KMS key that signs the ledger digests" in text
+    assert "key/assertion: KMS key that certifies the proxy's assertion keys" in text
 
 
 def test_empty_queues_let_destroy_go_on(client: Any, stage: StageSettings) -> None:

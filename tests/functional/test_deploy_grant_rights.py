@@ -19,7 +19,8 @@ import pytest
 from chalicelib.audit import AuditEmitter, SqsAuditSink
 from chalicelib.audit.schema import build_admin_event
 from chalicelib.grants import ActiveGrants, Grant, GrantStore, redeliver_outbox, sweep_expired
-from chalicelib.grants.lifecycle import OUTBOX_GRACE_SECONDS, deliver, grant_details
+from chalicelib.grants.events import deliver, grant_details
+from chalicelib.grants.sweeper import OUTBOX_GRACE_SECONDS
 from tests.unit.test_infra import AUTHORIZER_GRANT_CALLS, SWEEPER_GRANT_CALLS, grant_rights
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from gatehouse.deploy.stacks import delete_stack, deploy_stack, stack_status
+from gatehouse.deploy.stacks import delete_stack, deploy_stack, stack_parameters, stack_status
 
 TEMPLATE = """
 AWSTemplateFormatVersion: "2010-09-09"
@@ -58,3 +58,43 @@ def test_create_then_nothing_then_update_then_delete(cfn: Any, tmp_path: Path) -
 
     assert delete_stack(cfn, "gatehouse-dev-infra", waiter_delay=1) is True
     assert stack_status(cfn, "gatehouse-dev-infra") in (None, "DELETE_COMPLETE")
+
+
+# A stack as deployed before the assertion key: no DigestKeyPolicy parameter yet.
+PRE_SPLIT = """
+AWSTemplateFormatVersion: "2010-09-09"
+Parameters:
+  Stage: {Type: String}
+  KeyAdminRoleArn: {Type: String, Default: ""}
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: gatehouse-prod-audit
+"""
+
+
+@pytest.mark.parametrize(
+    ("key_admin", "chosen"),
+    [("", "legacy"), ("arn:aws:iam::123456789012:role/break-glass", "legacy")],
+)
+def test_the_deploy_reads_the_existing_stack_to_keep_the_digest_key_policy(
+    cfn: Any, tmp_path: Path, key_admin: str, chosen: str
+) -> None:
+    from gatehouse.deploy.deploy import infra_parameters
+    from gatehouse.deploy.settings import StageSettings
+
+    template = tmp_path / "t.yaml"
+    template.write_text(PRE_SPLIT)
+    settings = StageSettings("prod", tmp_path)
+    assert stack_parameters(cfn, "gatehouse-prod-infra") is None
+    assert infra_parameters(settings, None)["DigestKeyPolicy"] == "narrow"
+
+    parameters = {"Stage": "prod", "KeyAdminRoleArn": key_admin}
+    deploy_stack(cfn, "gatehouse-prod-infra", template, parameters, waiter_delay=1)
+    existing = stack_parameters(cfn, "gatehouse-prod-infra")
+
+    assert existing is not None
+    assert existing.get("KeyAdminRoleArn", "") == key_admin
+    assert "DigestKeyPolicy" not in existing
+    assert infra_parameters(settings, existing)["DigestKeyPolicy"] == chosen

@@ -5,6 +5,10 @@ trusts their token to be, and every time comes from the function's clock.
 Tokens are real (signed, verified through the container's JWKS cache),
 DynamoDB and SQS are moto, and every answer is checked against what the
 table and the audit queue hold afterwards, refusals included.
+
+The rules behind each answer are in ``test_grant_lifecycle.py``; what the
+authorizer makes of a grant in ``test_grant_authorizer.py``. ``test_grant_review.py``
+reuses this file's request helpers.
 """
 
 from __future__ import annotations
@@ -13,22 +17,18 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+import boto3
 import pytest
 
 import app
-from chalicelib.grants import Grant, redeliver_outbox
-from chalicelib.grants.lifecycle import OUTBOX_GRACE_SECONDS
-from chalicelib.grants.store import grant_item
-from chalicelib.policy.globs import compile_glob
+from chalicelib.grants import redeliver_outbox
+from chalicelib.grants.sweeper import OUTBOX_GRACE_SECONDS
 from gatehouse.dev.lambda_context import LambdaContext
-from tests.functional.conftest import policy_document, queued_events
-from tests.functional.test_access_policy import decide, effect
-from tests.functional.test_grants import GRANTS, store
+from tests.functional.conftest import grant_events, queued_events, store
 from tests.helpers import ISSUER, claims, load_event, make_token
 
 if TYPE_CHECKING:
     from chalicelib.container import Container
-    from gatehouse.dev.backend import DemoBackend
     from gatehouse.dev.bootstrap import Resources
 
 SOURCE_IP = "203.0.113.7"
@@ -39,15 +39,6 @@ REQUEST_BODY = {
     "duration": "2h",
     "justification": "TICKET-9: customer escalation",
 }
-
-
-@pytest.fixture
-def granting(stage: Container, backend: DemoBackend) -> Container:
-    """The stage with a ``grants`` block in its active policy."""
-    document = policy_document(backend.url)
-    document["grants"] = GRANTS
-    stage.policy_store.publish(document, actor="test")
-    return stage
 
 
 def token_for(key: Any, sub: str, groups: list[str], **extra: Any) -> str:
@@ -90,10 +81,6 @@ def call(method: str, path: str, token: str | None, body: Any = None) -> tuple[i
     assert response["headers"]["Content-Type"] == "application/json"
     assert response["headers"]["Cache-Control"] == "no-store"
     return response["statusCode"], json.loads(response["body"])
-
-
-def grant_events(aws: Resources) -> list[dict[str, Any]]:
-    return [e for e in queued_events(aws) if e["event_type"] == "grant"]
 
 
 def test_a_grant_is_requested_approved_listed_and_revoked_through_the_api(
@@ -337,8 +324,6 @@ def test_grants_are_refused_while_the_policy_has_no_grants_block(
 def test_a_change_the_queue_cannot_take_is_kept_with_its_event_and_enqueued_later(
     granting: Container, aws: Resources, rsa_key: Any
 ) -> None:
-    import boto3
-
     sqs = boto3.client("sqs", region_name="us-east-1")
     attributes = sqs.get_queue_attributes(QueueUrl=aws.audit_queue_url, AttributeNames=["All"])
     sqs.delete_queue(QueueUrl=aws.audit_queue_url)
@@ -369,79 +354,6 @@ def test_a_change_the_queue_cannot_take_is_kept_with_its_event_and_enqueued_late
 
     [event] = grant_events(aws)
     assert event == kept
-
-
-# --- what the authorizer honours --------------------------------------------------------
-
-
-def live_item(aws: Resources, grant: Grant) -> None:
-    """Write a grant's record and live copy straight into the table, as an attacker with
-    table access would (bypassing the grant API)."""
-    import boto3
-
-    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-    for item in (grant_item("GRANT", grant), grant_item("GRANT-LIVE", grant)):
-        dynamodb.put_item(TableName=aws.state_table, Item=item)
-
-
-@pytest.mark.parametrize(
-    ("changes", "honoured"),
-    [
-        pytest.param({}, True, id="as the API writes it"),
-        pytest.param({"approver": None}, False, id="no approver"),
-        pytest.param({"approver": ""}, False, id="empty approver"),
-        pytest.param({"expires_at": 3650 * 86400.0}, False, id="ten years"),
-        pytest.param(
-            {"expires_at": 8 * 86400.0, "duration_seconds": 8 * 86400},
-            False,
-            id="beyond the 7-day hard maximum",
-        ),
-        # Longer than the policy's max_duration now allows: capped to it, not voided.
-        pytest.param(
-            {"expires_at": 6 * 3600.0, "duration_seconds": 6 * 3600}, True, id="capped, within"
-        ),
-        pytest.param(
-            {"expires_at": 6 * 3600.0, "duration_seconds": 6 * 3600, "approved_at": -5 * 3600.0},
-            False,
-            id="capped, past the policy's max_duration",
-        ),
-        pytest.param({"expires_at": 2 * 3600 + 1.0}, False, id="longer than it asked for"),
-        pytest.param({"requested_at": 60.0}, False, id="approved before it was requested"),
-    ],
-)
-def test_the_authorizer_honours_only_grants_an_approval_could_have_written(
-    granting: Container, aws: Resources, rsa_key: Any, changes: dict[str, Any], honoured: bool
-) -> None:
-    approved_at = time.time() - 60
-    fields: dict[str, Any] = {
-        "id": "01a00000-0000-7000-8000-0000000000aa",
-        "issuer": ISSUER,
-        "subject": "erin",
-        "email": "erin@example.com",
-        "routes": ("demo",),
-        "actions": frozenset({"GET"}),
-        "paths": (compile_glob("/api/customers/**"),),
-        "duration_seconds": 7200,
-        "justification": "forged?",
-        "status": "approved",
-        "requested_at": approved_at - 30,
-        "approved_at": approved_at,
-        "expires_at": 7200.0,
-        "approver": f"{ISSUER}|sam (sam@example.com)",
-    }
-    for name, value in changes.items():
-        fields[name] = value
-    if "approved_at" in changes:  # an offset from a minute ago
-        fields["approved_at"] = approved_at + changes["approved_at"]
-        fields["requested_at"] = fields["approved_at"] - 30
-    fields["expires_at"] += fields["approved_at"]  # offsets from the approval
-    if "requested_at" in changes:
-        fields["requested_at"] += approved_at
-    live_item(aws, Grant(**fields))
-
-    answer = decide(token_for(rsa_key, "erin", ["support"]), path="/api/customers/42")
-
-    assert effect(answer) == ("Allow" if honoured else "Deny")
 
 
 def test_requests_waiting_for_a_decision_are_bounded_per_person(

@@ -33,11 +33,11 @@ import pytest
 
 import app
 from chalicelib.grants import Grant
-from chalicelib.grants.store import grant_item
+from chalicelib.grants.items import grant_item
 from chalicelib.policy.globs import compile_glob
 from gatehouse import cli
 from gatehouse.dev.lambda_context import LambdaContext
-from tests.functional.conftest import policy_document, queued_events
+from tests.functional.conftest import queued_events, store
 from tests.functional.test_access_policy import decide
 from tests.functional.test_grant_api import (
     REQUEST_BODY,
@@ -46,27 +46,16 @@ from tests.functional.test_grant_api import (
     grant_events,
     token_for,
 )
-from tests.functional.test_grants import GRANTS, store
 from tests.helpers import ISSUER, claims, make_token
 
 if TYPE_CHECKING:
     from chalicelib.container import Container
     from chalicelib.policy.grant import GrantStatus
-    from gatehouse.dev.backend import DemoBackend
     from gatehouse.dev.bootstrap import Resources
 
 GRANTS_PATH = "/.gatehouse/grants"
 # Characters that rewrite, reorder or hide what a terminal shows: never printed raw.
 HOSTILE = "\x1b\r\x07\u202e\u2066\u2069\u200b"
-
-
-@pytest.fixture
-def granting(stage: Container, backend: DemoBackend) -> Container:
-    """The stage with a ``grants`` block in its active policy."""
-    document = policy_document(backend.url)
-    document["grants"] = GRANTS
-    stage.policy_store.publish(document, actor="test")
-    return stage
 
 
 def person(key: Any, sub: str, groups: list[str], email: str | None) -> str:

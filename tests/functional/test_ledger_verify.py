@@ -25,7 +25,7 @@ from chalicelib.ledger import LedgerState
 from chalicelib.ledger.digest import DigestWriter, S3Anchor
 from chalicelib.ledger.layout import DIGESTS_PREFIX, canonical
 from chalicelib.ledger.verify import LedgerVerifier
-from tests.functional.test_ledger_writer import deliver, events
+from tests.functional.test_audit_writer import deliver, events
 
 if TYPE_CHECKING:
     from chalicelib.ledger.findings import Report
@@ -48,8 +48,8 @@ class Ledger:
             Bucket=ANCHOR_BUCKET, VersioningConfiguration={"Status": "Enabled"}
         )
         kms = boto3.client("kms", region_name="us-east-1")
-        self.signer = KmsSigner(kms, aws.signing_key_alias)
-        der = kms.get_public_key(KeyId=aws.signing_key_alias)["PublicKey"]
+        self.signer = KmsSigner(kms, aws.digest_key_alias)
+        der = kms.get_public_key(KeyId=aws.digest_key_alias)["PublicKey"]
         self.public_key: Any = load_der_public_key(der)
         self.state = LedgerState(boto3.client("dynamodb", region_name="us-east-1"), aws.state_table)
         self.anchor = S3Anchor.from_uri(s3(), f"s3://{ANCHOR_BUCKET}/ledger", "test")
@@ -397,7 +397,7 @@ def cli(ledger: Ledger, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> list[
     monkeypatch.setenv("GATEHOUSE_AUDIT_BUCKET", aws.audit_bucket)
     monkeypatch.setenv("GATEHOUSE_AUDIT_QUEUE_URL", aws.audit_queue_url)
     monkeypatch.setenv("GATEHOUSE_STATE_TABLE", aws.state_table)
-    monkeypatch.setenv("GATEHOUSE_ASSERTION_KEY_ID", aws.signing_key_alias)
+    monkeypatch.setenv("GATEHOUSE_DIGEST_KEY_ID", aws.digest_key_alias)
     monkeypatch.setenv("GATEHOUSE_LEDGER_ANCHOR", f"s3://{ANCHOR_BUCKET}/ledger")
     return ["--state-dir", str(tmp_path / "no-local-stack")]
 
@@ -417,9 +417,7 @@ def test_verify_exits_0_only_when_all_holds_and_names_each_finding(
     assert report["ok"] is False
     assert [finding["kind"] for finding in report["findings"]] == ["truncated_tail"]
 
-    with pytest.raises(SystemExit) as refused:
-        main([*cli, "audit", "verify", "--jobs", "0"])
-    assert refused.value.code == 2
+    assert main([*cli, "audit", "verify", "--jobs", "0"]) == 2
     assert "'0' is not a whole number of at least 1" in capsys.readouterr().err
 
 

@@ -41,7 +41,7 @@ from chalicelib.audit.schema import (
     build_event,
     utc_timestamp,
 )
-from chalicelib.grants.lifecycle import grant_details
+from chalicelib.grants.events import grant_details
 from chalicelib.identity import Identity
 from chalicelib.policy.grant import Grant
 from chalicelib.reasons import Reason

@@ -137,6 +137,7 @@ def test_routes_methods_and_who_guards_them(api: dict[str, Any]) -> None:
         "/",
         "/{proxy+}",
         "/.well-known/gatehouse/jwks.json",
+        "/.well-known/gatehouse/key-certificates.json",
         "/.gatehouse/grants",
         "/.gatehouse/grants/{grant_id}/approve",
         "/.gatehouse/grants/{grant_id}/deny",
@@ -149,8 +150,12 @@ def test_routes_methods_and_who_guards_them(api: dict[str, Any]) -> None:
     assert set(paths["/.gatehouse/grants"]) == {"get", "post"}
     for action in ("approve", "deny", "revoke"):
         assert set(paths[f"/.gatehouse/grants/{{grant_id}}/{action}"]) == {"post"}
-    # The grant API verifies tokens itself; the JWKS is public.
-    for path in ("/.gatehouse/grants", "/.well-known/gatehouse/jwks.json"):
+    # The grant API verifies tokens itself; the JWKS and the key certificates are public.
+    for path in (
+        "/.gatehouse/grants",
+        "/.well-known/gatehouse/jwks.json",
+        "/.well-known/gatehouse/key-certificates.json",
+    ):
         assert all("security" not in operation for operation in paths[path].values()), path
 
 
@@ -353,7 +358,7 @@ def test_the_security_review_fixes_survive_packaging(template: dict[str, Any]) -
     resources = template["Resources"]
     assert "ProdKeepsTheAuditTrailAtLeastAYear" in template["Rules"]
     keys = {name for name, r in resources.items() if r.get("Type") == "AWS::KMS::Key"}
-    assert keys == {"SigningKey", "AlertTopicKey"}
+    assert keys == {"SigningKey", "AssertionKey", "AlertTopicKey"}
     for bucket in ("AuditBucket", "AnchorBucket", "TrailBucket"):
         [rule] = resources[bucket]["Properties"]["BucketEncryption"][
             "ServerSideEncryptionConfiguration"
@@ -367,8 +372,51 @@ def test_the_security_review_fixes_survive_packaging(template: dict[str, Any]) -
     rules = [r for r in resources.values() if r.get("Type") == "AWS::Events::Rule"]
     tampering = [r for r in rules if "tampering" in _rendered(r["Properties"].get("Name", ""))]
     assert len(tampering) == 4
-    signing = resources["SigningKey"]["Properties"]["KeyPolicy"]["Statement"]
-    assert any(s.get("Sid") == "NobodyGrants" for s in signing if isinstance(s, dict))
+    for key in ("SigningKey", "AssertionKey"):
+        statements = resources[key]["Properties"]["KeyPolicy"]["Statement"]
+        assert any(s.get("Sid") == "NobodyGrants" for s in statements if isinstance(s, dict))
+        assert resources[key]["DeletionPolicy"] == "Retain", key
+    # The digest key's policy is narrow unless the stack is told otherwise.
+    parameter = template["Parameters"]["DigestKeyPolicy"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("narrow", ["narrow", "legacy"])
+    outputs = template["Outputs"]
+    assert {"AssertionKeyAlias", "AssertionKeyArn", "DigestKeyAlias", "SigningKeyArn"} <= set(
+        outputs
+    )
+
+
+# Each signing key's alias and the one function whose role may sign with it.
+SIGNING_ALIASES = {
+    f"alias/gatehouse-{STAGE}-assertion": "api_handler",
+    f"alias/gatehouse-{STAGE}-digest": "ledger_digest",
+}
+
+
+def test_each_role_signs_only_with_its_own_key(template: dict[str, Any]) -> None:
+    from gatehouse.resources import ResourceNames
+
+    names = ResourceNames(STAGE, "123456789012", "eu-west-1")
+    assert set(SIGNING_ALIASES) == {names.assertion_key_alias, names.digest_key_alias}
+    resources = template["Resources"]
+    signs: dict[str, set[str]] = {}
+    for function in FUNCTIONS:
+        [policy] = resources[ROLE_LOGICAL_IDS[function]]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]:
+            actions = _as_list(statement["Action"])
+            if not any(action.startswith("kms:") for action in actions):
+                continue
+            assert set(actions) == {"kms:Sign", "kms:GetPublicKey"}, function
+            aliases = statement["Condition"]["ForAnyValue:StringEquals"]["kms:ResourceAliases"]
+            for alias in _as_list(aliases):
+                signs.setdefault(alias, set()).add(function)
+    assert signs == {alias: {function} for alias, function in SIGNING_ALIASES.items()}
+    # The functions find the keys by those aliases.
+    for function in FUNCTIONS:
+        variables = resources[FUNCTION_LOGICAL_IDS[function]]["Properties"]["Environment"][
+            "Variables"
+        ]
+        assert variables["GATEHOUSE_ASSERTION_KEY_ID"] == names.assertion_key_alias
+        assert variables["GATEHOUSE_DIGEST_KEY_ID"] == names.digest_key_alias
 
 
 def test_cfn_lint_passes_on_the_packaged_template(packaged: tuple[dict[str, Any], Path]) -> None:

@@ -165,10 +165,14 @@ def invoke(event: dict[str, Any], lambda_request_id: str = "lambda-proxy-1") -> 
 
 
 def rebuild_container(idp: FakeIdp, monkeypatch: pytest.MonkeyPatch, **env: str) -> Container:
-    """Reconfigure the stage (environment only) and install a freshly built container."""
+    """Reconfigure the stage (environment only) and install a freshly built, warm container.
+
+    Its assertion key's issuance event is on the queue: the next drain takes it.
+    """
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     container = Container(Settings.from_environment(), fetch_json=idp)
+    container.assertion_keys.current()
     entrypoints.use_container(container)
     REBUILT.append(container)
     return container
@@ -326,31 +330,44 @@ def b64url_int(text: str) -> int:
     return int.from_bytes(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), "big")
 
 
-def test_assertion_is_an_es256_jwt_signed_by_the_kms_key_and_published_in_the_jwks(
+def certificates_event() -> dict[str, Any]:
+    event = jwks_event()
+    path = "/.well-known/gatehouse/key-certificates.json"
+    event["resource"] = event["requestContext"]["resourcePath"] = event["path"] = path
+    event["requestContext"]["path"] = f"/dev{path}"
+    return event
+
+
+def test_assertions_are_signed_by_a_container_key_the_jwks_serves_and_kms_certified(
     stage: Container, aws: Resources, backend: DemoBackend, token: str
 ) -> None:
-    published = invoke(jwks_event())
-    assert published.status == 200
-    assert published.header("Content-Type") == ["application/json"]
-    [key] = published.json()["keys"]
-    assert key["kty"] == "EC"
-    assert key["crv"] == "P-256"
-    assert "d" not in key
-    assert key["kid"] == rfc7638_thumbprint(key)
-    der = boto3.client("kms", region_name="us-east-1").get_public_key(KeyId=aws.signing_key_id)
-    kms_key = load_der_public_key(der["PublicKey"])
-    numbers = kms_key.public_numbers()  # type: ignore[union-attr]
-    assert (b64url_int(key["x"]), b64url_int(key["y"])) == (numbers.x, numbers.y)
+    warm = stage.assertion_keys.current().kid  # the fixture's container is warm
+    kms_signs: list[str] = []
+    stage.clients.kms.meta.events.register(
+        "before-call.kms.Sign", lambda **kwargs: kms_signs.append("Sign")
+    )
 
     event = proxy_event(token)
     context = authorize(event)
     before = int(time.time())
-    seen = invoke(event).json()
-    [assertion] = sent(seen, "X-Gatehouse-Assertion")
+    [assertion] = sent(invoke(event).json(), "X-Gatehouse-Assertion")
+    for _ in range(3):
+        again = proxy_event(token)
+        authorize(again)
+        [later] = sent(invoke(again).json(), "X-Gatehouse-Assertion")
+        assert jwt.get_unverified_header(later)["kid"] == warm
+    assert kms_signs == []  # KMS certified the key once, before; never per request
 
+    published = invoke(jwks_event())
+    assert published.status == 200
+    assert published.header("Content-Type") == ["application/json"]
+    [key] = published.json()["keys"]
+    assert key["kid"] == warm
+    assert (key["kty"], key["crv"], key["alg"]) == ("EC", "P-256", "ES256")
+    assert "d" not in key
+    assert key["kid"] == rfc7638_thumbprint(key)
     header = jwt.get_unverified_header(assertion)
-    assert header["alg"] == "ES256"
-    assert header["kid"] == key["kid"]
+    assert (header["alg"], header["kid"]) == ("ES256", key["kid"])
     verified = jwt.decode(
         assertion,
         jwt.PyJWK.from_dict(key).key,
@@ -358,9 +375,6 @@ def test_assertion_is_an_es256_jwt_signed_by_the_kms_key_and_published_in_the_jw
         audience="demo",
         issuer=GATEWAY_ISSUER,
         options={"require": ["iss", "aud", "exp", "iat", "sub"]},
-    )
-    assert verified == jwt.decode(
-        assertion, kms_key, algorithms=["ES256"], audience="demo", issuer=GATEWAY_ISSUER
     )
     assert verified["sub"] == "alice"
     assert verified["email"] == "alice@example.com"
@@ -371,7 +385,28 @@ def test_assertion_is_an_es256_jwt_signed_by_the_kms_key_and_published_in_the_jw
     assert 0 < verified["exp"] - verified["iat"] <= 300
     assert before - 5 <= verified["iat"] <= int(time.time()) + 5
     with pytest.raises(jwt.InvalidAudienceError):
-        jwt.decode(assertion, kms_key, algorithms=["ES256"], audience=AUDIENCE)
+        jwt.decode(assertion, jwt.PyJWK.from_dict(key).key, algorithms=["ES256"], audience=AUDIENCE)
+
+    # The key goes back to the KMS key: its certificate verifies under the KMS
+    # public key, read from KMS (never from the gateway), with any JWT library.
+    der = boto3.client("kms", region_name="us-east-1").get_public_key(KeyId=aws.assertion_key_alias)
+    kms_key = load_der_public_key(der["PublicKey"])
+    [entry] = invoke(certificates_event()).json()["certificates"]
+    assert entry["kid"] == key["kid"]
+    certified = jwt.decode(
+        entry["certificate"], kms_key, algorithms=["ES256"], options={"verify_exp": False}
+    )
+    assert certified["jwk"] == key
+    assert (certified["iss"], certified["stage"], certified["sub"]) == (
+        GATEWAY_ISSUER,
+        "test",
+        key["kid"],
+    )
+    assert certified["nbf"] <= verified["iat"] < certified["exp"] <= certified["nbf"] + 6 * 3600
+    with pytest.raises(jwt.InvalidSignatureError):  # the assertion key is not the KMS key
+        jwt.decode(assertion, kms_key, algorithms=["ES256"], audience="demo")
+
+    assert json.dumps(queued_events(aws)).count(assertion) == 0  # never in the trail
 
 
 # --- the response event ----------------------------------------------------------------------

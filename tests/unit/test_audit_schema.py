@@ -10,8 +10,8 @@ import uuid
 import pytest
 
 from chalicelib.apigw.events import parse_authorizer_event, parse_proxy_event
+from chalicelib.audit.redaction import REDACTED, redact_query
 from chalicelib.audit.schema import (
-    REDACTED,
     DecisionRecord,
     ElevationRecord,
     RequestRecord,
@@ -20,7 +20,6 @@ from chalicelib.audit.schema import (
     action_for_method,
     build_admin_event,
     build_event,
-    redact_query,
     utc_timestamp,
     uuid7,
 )

@@ -23,8 +23,9 @@ from typing import Any
 
 import pytest
 
+from chalicelib.audit.access_logs import LOG_FIELDS
 from chalicelib.audit.emitter import serialize_event
-from chalicelib.audit.gateway_events import LOG_FIELDS, gateway_event
+from chalicelib.audit.gateway_events import gateway_event
 from chalicelib.audit.schema import (
     AuditEvent,
     AwsRecord,
@@ -207,6 +208,25 @@ def _grant_by_api() -> dict[str, Any]:
     )
 
 
+def _signing_key() -> dict[str, Any]:
+    from chalicelib.audit.sections import SigningKeySection
+
+    return build_admin_event(
+        "signing_key",
+        stage="prod",
+        details=SigningKeySection(
+            action="rotated",
+            kid="kid-2",
+            certified_by="kms-kid",
+            not_before=1_900_000_000,
+            not_after=1_900_010_800,
+            certificate_sha256="c" * 64,
+            replaces="kid-1",
+        ),
+        operator=None,
+    )
+
+
 def _gateway(name: str) -> Callable[[], dict[str, Any]]:
     def build() -> dict[str, Any]:
         line = (ACCESS_LOGS / f"{name}.ndjson").read_text(encoding="utf-8").splitlines()[0]
@@ -229,6 +249,7 @@ CASES: dict[str, Callable[[], dict[str, Any]]] = {
     "policy_change": _policy_change,
     "grant": _grant,
     "grant_by_api": _grant_by_api,
+    "signing_key": _signing_key,
     "gateway_all_dashes": _gateway_all_dashes,
     **{
         f"gateway_{path.stem}": _gateway(path.stem)
@@ -294,8 +315,10 @@ def test_the_field_order_is_the_wire_member_order() -> None:
 def test_every_producer_emits_the_fields_in_order(name: str) -> None:
     members = list(CASES[name]())
 
-    # ``gateway`` is the last field, and only gateway events carry it.
-    expected = FIELD_NAMES if name.startswith("gateway") else FIELD_NAMES[:-1]
+    # ``gateway`` and ``signing_key`` close the event, and only their own events carry them.
+    optional = {"gateway", "signing_key"}
+    assert FIELD_NAMES[-len(optional) :] == ["gateway", "signing_key"]
+    expected = [n for n in FIELD_NAMES if n not in optional or name.startswith(n)]
     assert members == expected
 
 

@@ -34,6 +34,7 @@ def environment(**overrides: str | None) -> dict[str, str]:
         "GATEHOUSE_AUDIT_BUCKET": "gatehouse-audit",
         "GATEHOUSE_AUDIT_QUEUE_URL": "https://sqs.eu-central-1.amazonaws.com/1/audit",
         "GATEHOUSE_ASSERTION_KEY_ID": "alias/gatehouse-assertion",
+        "GATEHOUSE_DIGEST_KEY_ID": "alias/gatehouse-digest",
         "GATEHOUSE_GATEWAY_ISSUER": "https://gatehouse.example.com/",
         "GATEHOUSE_TRUSTED_ISSUERS": json.dumps(ISSUERS),
     }
@@ -207,6 +208,7 @@ def test_empty_environment_names_every_required_variable() -> None:
         "GATEHOUSE_AUDIT_BUCKET",
         "GATEHOUSE_AUDIT_QUEUE_URL",
         "GATEHOUSE_ASSERTION_KEY_ID",
+        "GATEHOUSE_DIGEST_KEY_ID",
         "GATEHOUSE_GATEWAY_ISSUER",
         "GATEHOUSE_TRUSTED_ISSUERS",
     ):
@@ -443,7 +445,8 @@ def test_every_number_setting_defaults_to_the_table_and_is_held_to_its_range() -
 
     for variable in numbers:
         assert getattr(settings, variable.name.lower()) == variable.default, variable.env
-        assert variable.low is not None and variable.high is not None
+        assert variable.low is not None
+        assert variable.high is not None
         below = problems(environment(**{variable.env: str(variable.low - 1)}))
         above = problems(environment(**{variable.env: str(variable.high + 1)}))
         assert [p.split(" must ")[0] for p in below + above] == [variable.env] * 2

@@ -265,3 +265,93 @@ def test_the_break_glass_and_operator_roles_reach_the_infra_stack(project: Path)
     merged = merge_template(settings)
     assert merged["Parameters"]["OperatorRoleArn"]["Default"] == parameters["OperatorRoleArn"]
     assert infra_parameters(StageSettings("dev", project))["KeyAdminRoleArn"] == ""
+
+
+# --- the digest key's policy --------------------------------------------------------------
+
+BREAK_GLASS = "arn:aws:iam::123456789012:role/break-glass"
+
+
+@pytest.mark.parametrize(
+    ("existing", "chosen"),
+    [
+        # A new stack: the key is created with the narrow policy in one call.
+        (None, "narrow"),
+        # A stack from before the assertion key, without a key admin role: nobody may put
+        # the key's policy, so it stays as it is.
+        ({"Stage": "prod", "KeyAdminRoleArn": ""}, "legacy"),
+        ({"Stage": "prod"}, "legacy"),
+        # ... with one too: narrowing it is the key admin's own, later deploy (the proxy
+        # keeps signing until Chalice has moved it to the assertion key).
+        ({"Stage": "prod", "KeyAdminRoleArn": BREAK_GLASS}, "legacy"),
+        # A stack that has the parameter keeps its value.
+        ({"KeyAdminRoleArn": "", "DigestKeyPolicy": "narrow"}, "narrow"),
+        ({"KeyAdminRoleArn": BREAK_GLASS, "DigestKeyPolicy": "legacy"}, "legacy"),
+    ],
+)
+def test_the_deploy_keeps_a_digest_key_policy_nobody_may_change(
+    project: Path, existing: dict[str, str] | None, chosen: str
+) -> None:
+    parameters = infra_parameters(StageSettings("prod", project), existing)
+
+    assert parameters["DigestKeyPolicy"] == chosen
+    # Whatever the key policy says, the digest key is only ledger_digest's in IAM.
+    for stage in ("dev", "prod"):
+        policy = (project / ".chalice" / f"policy-{stage}-api_handler.json").read_text()
+        assert f"alias/gatehouse-{stage}-digest" not in policy
+
+
+def test_an_explicit_digest_key_policy_wins_and_reaches_the_packaged_template(
+    project: Path,
+) -> None:
+    pre_split = {"Stage": "prod", "KeyAdminRoleArn": ""}
+    for value in ("narrow", "legacy"):
+        settings = StageSettings("prod", project, digest_key_policy=value)
+        assert infra_parameters(settings, pre_split)["DigestKeyPolicy"] == value
+        assert infra_parameters(settings)["DigestKeyPolicy"] == value
+        assert merge_template(settings)["Parameters"]["DigestKeyPolicy"]["Default"] == value
+    default = merge_template(StageSettings("prod", project))["Parameters"]["DigestKeyPolicy"]
+    assert default["Default"] == "narrow"
+    with pytest.raises(DeployError, match="digest key policy"):
+        StageSettings("prod", project, digest_key_policy="wide")
+
+
+def test_the_deploy_says_when_the_digest_key_policy_is_legacy_or_narrows(project: Path) -> None:
+    from gatehouse.deploy.deploy import _say_digest_key_policy
+
+    def said(existing: dict[str, str] | None, **options: Any) -> str:
+        lines: list[str] = []
+        parameters = infra_parameters(StageSettings("prod", project, **options), existing)
+        _say_digest_key_policy(lines.append, parameters, existing)
+        return "\n".join(lines)
+
+    assert said(None) == ""
+    assert said({"KeyAdminRoleArn": "", "DigestKeyPolicy": "narrow"}) == ""
+    assert "DigestKeyPolicy=legacy" in said({"KeyAdminRoleArn": ""})
+    assert "--digest-key-policy narrow" not in said({"KeyAdminRoleArn": ""})
+    legacy = said({"KeyAdminRoleArn": BREAK_GLASS})
+    assert f"deploy again as {BREAK_GLASS} with --digest-key-policy narrow" in legacy
+    narrowing = said({"KeyAdminRoleArn": BREAK_GLASS}, digest_key_policy="narrow")
+    assert "narrows" in narrowing
+    assert BREAK_GLASS in narrowing
+    doomed = said({"KeyAdminRoleArn": ""}, digest_key_policy="narrow")
+    assert "will fail" in doomed
+    assert "--digest-key-policy legacy" in doomed
+
+
+def test_the_infra_outputs_name_both_keys_and_the_config_names_their_aliases(
+    project: Path,
+) -> None:
+    from gatehouse.resources import ResourceNames
+
+    merged = merge_template(StageSettings("dev", project))
+    outputs = merged["Outputs"]
+    assert outputs["AssertionKeyAlias"]["Value"] == {"Ref": "AssertionKeyAlias"}
+    assert outputs["AssertionKeyArn"]["Value"] == {"Fn::GetAtt": ["AssertionKey", "Arn"]}
+    assert outputs["DigestKeyAlias"]["Value"] == {"Ref": "DigestKeyAlias"}
+    assert outputs["SigningKeyArn"]["Value"] == {"Fn::GetAtt": ["SigningKey", "Arn"]}
+    names = ResourceNames("dev", "1", "r")
+    generated = filled_config(_config(), "dev", OUTPUTS, {})
+    variables = generated["stages"]["dev"]["environment_variables"]
+    assert variables["GATEHOUSE_ASSERTION_KEY_ID"] == names.assertion_key_alias
+    assert variables["GATEHOUSE_DIGEST_KEY_ID"] == names.digest_key_alias

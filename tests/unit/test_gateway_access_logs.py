@@ -13,18 +13,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.audit.emitter import serialize_event
-from chalicelib.audit.gateway_events import (
+from chalicelib.audit.access_logs import (
     CLIENT_FIELDS,
     END_MARKER,
     FORMAT_KEYS,
     GATEWAY_FIELDS,
     LOG_FIELDS,
     AccessLogInvalid,
-    gateway_event,
-    gateway_events,
     parse_subscription_payload,
 )
+from chalicelib.audit.emitter import serialize_event
+from chalicelib.audit.gateway_events import gateway_event, gateway_events
 from chalicelib.audit.schema import (
     ResponseRecord,
     build_admin_event,

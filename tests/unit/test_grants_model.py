@@ -14,8 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.grants import Grant, GrantConflict, GrantsUnavailable
-from chalicelib.grants.lifecycle import format_duration, grant_details
-from chalicelib.grants.store import grant_from_item, grant_item, state_conflict
+from chalicelib.grants.events import grant_details
+from chalicelib.grants.items import grant_from_item, grant_item
+from chalicelib.grants.lifecycle import format_duration
+from chalicelib.grants.store import state_conflict
 from chalicelib.policy.globs import compile_glob
 from chalicelib.policy.model import MAX_GRANT_DURATION_SECONDS, parse_duration
 

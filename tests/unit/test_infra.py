@@ -73,6 +73,18 @@ def test_template_names_match_the_bootstrap(stage: str) -> None:
             "123456789012",
             "eu-west-1",
         ),
+        "AssertionKeyAlias": _render(
+            resources["AssertionKeyAlias"]["Properties"]["AliasName"],
+            stage,
+            "123456789012",
+            "eu-west-1",
+        ),
+        "DigestKeyAlias": _render(
+            resources["DigestKeyAlias"]["Properties"]["AliasName"],
+            stage,
+            "123456789012",
+            "eu-west-1",
+        ),
         "TrailBucket": _render(
             resources["TrailBucket"]["Properties"]["BucketName"], stage, "123456789012", "eu-west-1"
         ),
@@ -84,6 +96,8 @@ def test_template_names_match_the_bootstrap(stage: str) -> None:
         "AnchorBucket": names.anchor_bucket,
         "AuditDeadLetterQueue": names.audit_dlq,
         "SigningKeyAlias": names.signing_key_alias,
+        "AssertionKeyAlias": names.assertion_key_alias,
+        "DigestKeyAlias": names.digest_key_alias,
         "TrailBucket": names.trail_bucket,
     }
 
@@ -97,8 +111,13 @@ def test_template_settings_match_the_bootstrap() -> None:
     assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
     mode = bucket["ObjectLockConfiguration"]["Rule"]["DefaultRetention"]["Mode"]["Fn::If"]
     assert mode == ["IsProd", AUDIT_RETENTION_MODE["prod"], AUDIT_RETENTION_MODE["dev"]]
-    key = resources["SigningKey"]["Properties"]
-    assert (key["KeySpec"], key["KeyUsage"]) == ("ECC_NIST_P256", "SIGN_VERIFY")
+    for name in SIGNING_KEYS:
+        key = resources[name]["Properties"]
+        assert (key["KeySpec"], key["KeyUsage"]) == ("ECC_NIST_P256", "SIGN_VERIFY"), name
+        assert (resources[name]["DeletionPolicy"], resources[name]["UpdateReplacePolicy"]) == (
+            "Retain",
+            "Retain",
+        ), name
 
 
 def test_gateway_responses_carry_the_request_id_and_fail_closed_with_503() -> None:
@@ -129,14 +148,16 @@ def _roles(statement: dict[str, Any]) -> set[str]:
 
 
 def test_only_the_functions_that_write_a_partition_may_write_it() -> None:
+    from chalicelib.aws.table_layout import SIGNING_KEY
     from chalicelib.grants import store
     from chalicelib.ledger import state
 
     assert {store._PK, store._LIVE, store._OUTBOX} == GRANT_PARTITIONS
     assert {state._PK, state._EVENTS} == LEDGER_PARTITIONS
     table = _template()["Resources"]["StateTable"]["Properties"]
-    grants, live, ledger, blind = table["ResourcePolicy"]["PolicyDocument"]["Statement"]
-    for deny in (grants, live, ledger, blind):
+    statements = table["ResourcePolicy"]["PolicyDocument"]["Statement"]
+    grants, live, ledger, signing_keys, blind = statements
+    for deny in statements:
         assert (deny["Effect"], deny["Principal"]) == ("Deny", "*")
         # Every way to write an item, one at a time, in batches, or through PartiQL.
         assert set(deny["Action"]) == ITEM_WRITES | {
@@ -157,6 +178,11 @@ def test_only_the_functions_that_write_a_partition_may_write_it() -> None:
         LEDGER_PARTITIONS
     )
     assert _roles(ledger) == LEDGER_WRITERS
+    # Only the proxy adds a key to the JWKS; the sweeper notes expiries.
+    assert signing_keys["Condition"]["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"] == [
+        SIGNING_KEY.partition
+    ]
+    assert _roles(signing_keys) == {"api_handler", "grant_sweeper"}
     # Writes whose partition keys IAM cannot see are refused to all but the writers.
     assert blind["Condition"]["Null"] == {"dynamodb:LeadingKeys": "true"}
     assert _roles(blind) == GRANT_WRITERS | LEDGER_WRITERS
@@ -284,9 +310,10 @@ def test_the_digest_signs_and_stores_only_digests_and_the_anchor(stage: str) -> 
         f"/{EVENTS_PREFIX}*"
     )
     assert statements["LedgerAnchor"]["Resource"].endswith(f"/ledger/{stage}/checkpoint.json")
-    assert set(statements["SigningKey"]["Action"]) == {"kms:Sign", "kms:GetPublicKey"}
-    assert statements["SigningKey"]["Condition"]["ForAnyValue:StringEquals"] == {
-        "kms:ResourceAliases": f"alias/gatehouse-{stage}-signing"
+    names = ResourceNames(stage, ACCOUNT, "eu-west-1")
+    assert set(statements["DigestKey"]["Action"]) == {"kms:Sign", "kms:GetPublicKey"}
+    assert statements["DigestKey"]["Condition"]["ForAnyValue:StringEquals"] == {
+        "kms:ResourceAliases": names.digest_key_alias
     }
 
 
@@ -302,6 +329,7 @@ def _resolve(value: Any, parameters: dict[str, str]) -> Any:
         "HasKeyAdminRole": bool(parameters.get("KeyAdminRoleArn")),
         "HasOperatorRole": bool(parameters.get("OperatorRoleArn")),
         "IsProd": parameters.get("Stage") == "prod",
+        "DigestKeyPolicyIsLegacy": parameters.get("DigestKeyPolicy", "narrow") == "legacy",
     }
     variables = {"AWS::Partition": "aws", "AWS::AccountId": ACCOUNT, "AWS::Region": "eu-west-1"}
     variables.update(parameters)
@@ -344,18 +372,32 @@ def _principals(statement: dict[str, Any]) -> list[str]:
     return ["*"] if principal == "*" else _as_list(principal.get("AWS", []))
 
 
+def _key_policy(
+    key: str, *, key_admin: str = "", stage: str = "prod", digest_key_policy: str = "narrow"
+) -> dict[str, Any]:
+    """The key's policy as CloudFormation would put it."""
+    policy: dict[str, Any] = _resolve(
+        _template()["Resources"][key]["Properties"]["KeyPolicy"],
+        {"Stage": stage, "KeyAdminRoleArn": key_admin, "DigestKeyPolicy": digest_key_policy},
+    )
+    return policy
+
+
 def key_policy_decision(
-    principal: str, action: str, *, key_admin: str = "", stage: str = "prod"
+    principal: str,
+    action: str,
+    *,
+    key_admin: str = "",
+    stage: str = "prod",
+    key: str = "SigningKey",
+    digest_key_policy: str = "narrow",
 ) -> str:
-    """What the signing key's policy says to ``principal`` (a role) doing ``action``.
+    """What ``key``'s policy says to ``principal`` (a role) doing ``action``.
 
     ``allow`` when a statement lets it (the account root's statements: when IAM also
     allows), ``deny`` on an explicit deny, ``none`` otherwise.
     """
-    policy = _resolve(
-        _template()["Resources"]["SigningKey"]["Properties"]["KeyPolicy"],
-        {"Stage": stage, "KeyAdminRoleArn": key_admin},
-    )
+    policy = _key_policy(key, key_admin=key_admin, stage=stage, digest_key_policy=digest_key_policy)
     decision = "none"
     for statement in policy["Statement"]:
         actions = _as_list(statement["Action"])
@@ -372,60 +414,180 @@ def key_policy_decision(
     return decision
 
 
-SIGNERS = {"api_handler", "ledger_digest"}
+# Each signing key, its aliases, and the one function that may sign with it.
+SIGNING_KEYS = {"AssertionKey": "api_handler", "SigningKey": "ledger_digest"}
+DIGEST_KEY_POLICIES = ("narrow", "legacy")
+
+
+def _key_aliases(key: str, stage: str) -> set[str]:
+    """The aliases the template gives ``key``."""
+    return {
+        _render(resource["Properties"]["AliasName"], stage, ACCOUNT, "eu-west-1")
+        for resource in _template()["Resources"].values()
+        if resource["Type"] == "AWS::KMS::Alias"
+        and resource["Properties"]["TargetKeyId"] == {"Ref": key}
+    }
+
+
+def iam_allows(stage: str, function: str, action: str, key: str) -> bool:
+    """Whether the function's policy allows ``action`` on ``key`` (named by alias)."""
+    aliases = _key_aliases(key, stage)
+    for statement in _statements(stage, function).values():
+        if statement["Effect"] != "Allow" or action not in _as_list(statement["Action"]):
+            continue
+        assert statement["Resource"] == "arn:aws:kms:*:*:key/*", statement["Sid"]
+        named = statement["Condition"]["ForAnyValue:StringEquals"]["kms:ResourceAliases"]
+        if set(_as_list(named)) & aliases:
+            return True
+    return False
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
-def test_only_the_proxy_and_the_digest_may_sign(stage: str) -> None:
+def test_each_key_has_its_own_aliases_named_as_the_bootstrap_and_the_config_name_them(
+    stage: str,
+) -> None:
+    names = ResourceNames(stage, ACCOUNT, "eu-west-1")
+    assert _key_aliases("AssertionKey", stage) == {names.assertion_key_alias}
+    # The digest key keeps its old alias, which no policy names any more.
+    assert _key_aliases("SigningKey", stage) == {names.digest_key_alias, names.signing_key_alias}
+    config = json.loads((TEMPLATE.parents[1] / ".chalice" / "config.json").read_text())
+    variables = config["stages"][stage]["environment_variables"]
+    assert variables["GATEHOUSE_ASSERTION_KEY_ID"] == names.assertion_key_alias
+    assert variables["GATEHOUSE_DIGEST_KEY_ID"] == names.digest_key_alias
     for function in FUNCTIONS:
-        role = f"{ROLE}gatehouse-{stage}-{function}"
-        expected = "allow" if function in SIGNERS else "deny"
-        assert key_policy_decision(role, "kms:Sign", stage=stage) == expected, function
-        if function not in SIGNERS:
-            assert "SigningKey" not in _statements(stage, function), function
-    # The other stage's signers, an administrator, the break-glass role: explicitly refused.
-    other = "dev" if stage == "prod" else "prod"
-    for someone in (f"{ROLE}gatehouse-{other}-api_handler", f"{ROLE}Admin", BREAK_GLASS):
-        assert key_policy_decision(someone, "kms:Sign", stage=stage, key_admin=BREAK_GLASS) == (
-            "deny"
-        )
+        policy = json.dumps(_statements(stage, function))
+        assert names.signing_key_alias not in policy, function
+        assert '"SigningKey"' not in policy, function
 
 
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+@pytest.mark.parametrize("digest_key_policy", DIGEST_KEY_POLICIES)
+def test_only_the_proxy_signs_assertions_and_only_the_digest_signs_digests(
+    stage: str, digest_key_policy: str
+) -> None:
+    for key, signer in SIGNING_KEYS.items():
+        for function in FUNCTIONS:
+            role = f"{ROLE}gatehouse-{stage}-{function}"
+            decision = key_policy_decision(
+                role, "kms:Sign", stage=stage, key=key, digest_key_policy=digest_key_policy
+            )
+            iam = iam_allows(stage, function, "kms:Sign", key)
+            # The key policy delegates to IAM through the account: both must allow.
+            assert (decision == "allow" and iam) == (function == signer), (key, function)
+            # IAM alone already keeps every other function from signing with the key.
+            assert iam == (function == signer), (key, function)
+            # So does each key's policy, but for the digest key's legacy policy.
+            legacy = key == "SigningKey" and digest_key_policy == "legacy"
+            allowed = {signer, "api_handler"} if legacy else {signer}
+            assert decision == ("allow" if function in allowed else "deny"), (key, function)
+        # The other stage's roles, an administrator, the break-glass role: explicitly refused.
+        other = "dev" if stage == "prod" else "prod"
+        for someone in (
+            f"{ROLE}gatehouse-{other}-{signer}",
+            f"{ROLE}gatehouse-{other}-api_handler",
+            f"{ROLE}Admin",
+            BREAK_GLASS,
+        ):
+            decision = key_policy_decision(
+                someone,
+                "kms:Sign",
+                stage=stage,
+                key=key,
+                key_admin=BREAK_GLASS,
+                digest_key_policy=digest_key_policy,
+            )
+            assert decision == "deny", (key, someone)
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_each_function_reads_only_the_public_key_it_signs_with(stage: str) -> None:
+    for key, signer in SIGNING_KEYS.items():
+        for function in FUNCTIONS:
+            assert iam_allows(stage, function, "kms:GetPublicKey", key) == (function == signer)
+
+
+def test_the_legacy_digest_key_policy_is_the_policy_from_before_the_assertion_key() -> None:
+    """What CloudFormation compares: legacy must not change the deployed key policy at all."""
+    api, digest = (f"{ROLE}gatehouse-prod-{function}" for function in SIGNER_ROLES)
+    for key_admin in ("", BREAK_GLASS):
+        legacy = _key_policy("SigningKey", key_admin=key_admin, digest_key_policy="legacy")
+        narrow = _key_policy("SigningKey", key_admin=key_admin, digest_key_policy="narrow")
+        statements = {s["Sid"]: s for s in legacy["Statement"]}
+        assert list(statements) == [
+            "AccountAdministersTheKey",
+            *(["TheKeyAdminRoleChangesThePolicyAndTheAlias"] if key_admin else []),
+            "TheSigningFunctionsSign",
+            "NobodyElseSigns",
+            "NobodyGrants",
+            "OnlyTheKeyAdminRoleChangesThePolicyOrTheAlias",
+        ]
+        assert statements["TheSigningFunctionsSign"]["Condition"] == {
+            "ArnEquals": {"aws:PrincipalArn": [api, digest]}
+        }
+        assert statements["NobodyElseSigns"]["Condition"] == {
+            "ArnNotLike": {"aws:PrincipalArn": [api, digest]}
+        }
+        # narrow differs in those two lists only.
+        for statement in narrow["Statement"]:
+            for condition in statement.get("Condition", {}).values():
+                if condition.get("aws:PrincipalArn") == [digest]:
+                    condition["aws:PrincipalArn"] = [api, digest]
+        assert narrow == legacy
+    parameter = _template()["Parameters"]["DigestKeyPolicy"]
+    assert (parameter["AllowedValues"], parameter["Default"]) == (["narrow", "legacy"], "narrow")
+
+
+SIGNER_ROLES = ("api_handler", "ledger_digest")
 KEY_TAKEOVER = ("kms:PutKeyPolicy", "kms:UpdateAlias", "kms:DeleteAlias")
 
 
-def test_nobody_may_grant_and_only_the_break_glass_role_may_rewrite_the_policy_or_alias() -> None:
+@pytest.mark.parametrize("key", sorted(SIGNING_KEYS))
+def test_nobody_may_grant_and_only_the_break_glass_role_may_rewrite_the_policy_or_alias(
+    key: str,
+) -> None:
     admin = f"{ROLE}Admin"
-    signer = f"{ROLE}gatehouse-prod-api_handler"
+    signer = f"{ROLE}gatehouse-prod-{SIGNING_KEYS[key]}"
+
+    def decision(who: str, action: str, key_admin: str = "") -> str:
+        return key_policy_decision(who, action, key=key, key_admin=key_admin)
+
     for who in (admin, signer, BREAK_GLASS):
-        # A grant would let anyone sign: refused to everyone, the signers included.
-        assert key_policy_decision(who, "kms:CreateGrant", key_admin=BREAK_GLASS) == "deny"
+        # A grant would let anyone sign: refused to everyone, the signer included.
+        assert decision(who, "kms:CreateGrant", BREAK_GLASS) == "deny"
         # Without a break-glass role nobody may take the key over.
         for action in KEY_TAKEOVER:
-            assert key_policy_decision(who, action) == "deny", (who, action)
+            assert decision(who, action) == "deny", (who, action)
     for action in KEY_TAKEOVER:
-        assert key_policy_decision(admin, action, key_admin=BREAK_GLASS) == "deny"
-        assert key_policy_decision(signer, action, key_admin=BREAK_GLASS) == "deny"
-        assert key_policy_decision(BREAK_GLASS, action, key_admin=BREAK_GLASS) == "allow"
+        assert decision(admin, action, BREAK_GLASS) == "deny"
+        assert decision(signer, action, BREAK_GLASS) == "deny"
+        assert decision(BREAK_GLASS, action, BREAK_GLASS) == "allow"
     # Administration goes on: reading, tagging, disabling (which the tampering rule reports).
     for action in ("kms:DescribeKey", "kms:GetPublicKey", "kms:DisableKey", "kms:TagResource"):
-        assert key_policy_decision(admin, action) == "allow", action
+        assert decision(admin, action) == "allow", action
 
 
-def test_the_key_administrators_have_exact_actions_and_the_key_can_be_created() -> None:
-    key = _template()["Resources"]["SigningKey"]
-    statements = key["Properties"]["KeyPolicy"]["Statement"]
+@pytest.mark.parametrize("key", sorted(SIGNING_KEYS))
+def test_the_key_administrators_have_exact_actions_and_the_key_can_be_created(key: str) -> None:
+    resource = _template()["Resources"][key]
+    statements = resource["Properties"]["KeyPolicy"]["Statement"]
     admin = next(
         s for s in statements if isinstance(s, dict) and s["Sid"] == "AccountAdministersTheKey"
     )
     assert not any("*" in action for action in admin["Action"]), admin["Action"]
     assert not {"kms:Sign", "kms:CreateGrant", *KEY_TAKEOVER} & set(admin["Action"])
+    # Both keys are administered alike.
+    other = next(name for name in SIGNING_KEYS if name != key)
+    other_statements = _template()["Resources"][other]["Properties"]["KeyPolicy"]["Statement"]
+    assert admin in other_statements
     # KMS refuses a policy its creator could not change later unless told to: by design
     # nobody (or only the break-glass role) can.
-    assert key["Properties"]["BypassPolicyLockoutSafetyCheck"] is True
-    # CloudFormation never deletes the alias (deleting it is refused to all but break-glass).
-    alias = _template()["Resources"]["SigningKeyAlias"]
-    assert (alias["DeletionPolicy"], alias["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert resource["Properties"]["BypassPolicyLockoutSafetyCheck"] is True
+    # CloudFormation never deletes an alias (deleting it is refused to all but break-glass).
+    for alias in _template()["Resources"].values():
+        if alias["Type"] == "AWS::KMS::Alias" and alias["Properties"]["TargetKeyId"] == {
+            "Ref": key
+        }:
+            assert (alias["DeletionPolicy"], alias["UpdateReplacePolicy"]) == ("Retain", "Retain")
     parameter = _template()["Parameters"]["KeyAdminRoleArn"]
     assert parameter["Default"] == ""
     assert re.fullmatch(parameter["AllowedPattern"], BREAK_GLASS)
@@ -517,7 +679,7 @@ def test_the_trail_buckets_use_s3_managed_keys_and_refuse_kms_objects() -> None:
         }
     # The one other key encrypts the alert topic only, and is no bucket's.
     keys = {name for name, r in resources.items() if r["Type"] == "AWS::KMS::Key"}
-    assert keys == {"SigningKey", "AlertTopicKey"}
+    assert keys == {*SIGNING_KEYS, "AlertTopicKey"}
     assert resources["AlertTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "AlertTopicKey"}
     assert "AlertTopicKey" not in json.dumps(
         {name: r for name, r in resources.items() if r["Type"] == "AWS::S3::Bucket"}
@@ -696,7 +858,14 @@ TAMPERING = {
     ),
     "TamperingWithTheSigningKeyRule": (
         "aws.kms",
-        {"PutKeyPolicy", "CreateGrant", "UpdateAlias", "DisableKey", "ScheduleKeyDeletion"},
+        {
+            "PutKeyPolicy",
+            "CreateGrant",
+            "UpdateAlias",
+            "DeleteAlias",
+            "DisableKey",
+            "ScheduleKeyDeletion",
+        },
     ),
     "TamperingWithTheTableRule": (
         "aws.dynamodb",
@@ -729,7 +898,7 @@ def test_tampering_with_the_controls_reaches_the_alert_topic() -> None:
         {"Ref": "TrailBucket"},
     ]
     assert detail["TamperingWithTheSigningKeyRule"]["resources"] == {
-        "ARN": [{"Fn::GetAtt": ["SigningKey", "Arn"]}]
+        "ARN": [{"Fn::GetAtt": ["SigningKey", "Arn"]}, {"Fn::GetAtt": ["AssertionKey", "Arn"]}]
     }
     assert {"requestParameters": {"tableName": [{"Ref": "StateTable"}]}} in detail[
         "TamperingWithTheTableRule"
@@ -844,7 +1013,8 @@ def test_every_customised_gateway_response_is_a_type_api_gateway_knows() -> None
 
 def test_the_local_gateway_writes_the_stage_access_log_as_api_gateway_does() -> None:
     import app
-    from chalicelib.audit.gateway_events import LOG_FIELDS, gateway_events
+    from chalicelib.audit.access_logs import LOG_FIELDS
+    from chalicelib.audit.gateway_events import gateway_events
     from gatehouse.deploy.templates import access_log_format
     from gatehouse.dev.gateway import (
         ACCESS_LOG_KEYS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.grants.lifecycle import mailbox
+from chalicelib.grants.mailboxes import mailbox
 from chalicelib.readable import describe_character, is_unreadable, unreadable_character
 from gatehouse.terminal import visible
 

@@ -13,7 +13,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from chalicelib.apigw.events import parse_authorizer_event
-from chalicelib.audit.schema import RequestRecord, redact_query
+from chalicelib.audit.redaction import redact_query
+from chalicelib.audit.schema import RequestRecord
 from chalicelib.authorize.context import authorizer_context, granted_access
 from chalicelib.aws.signers import LocalSigner
 from chalicelib.config import DEFAULT_QUERY_REDACTION, TrustedIssuer

@@ -9,18 +9,10 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from chalicelib.aws.table import (
-    GRANT,
-    POLICY_ACTIVE,
-    POLICY_VERSION,
-    CorruptItem,
-    Table,
-    TableUnavailable,
-    WriteRefused,
-    deserialize,
-    integer,
-    serialize,
-)
+from chalicelib.aws.table import Table
+from chalicelib.aws.table_errors import CorruptItem, TableUnavailable, WriteRefused
+from chalicelib.aws.table_items import deserialize, integer, serialize
+from chalicelib.aws.table_layout import GRANT, POLICY_ACTIVE, POLICY_VERSION
 
 
 def test_keys_are_built_per_kind() -> None:

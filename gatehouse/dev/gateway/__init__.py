@@ -24,7 +24,9 @@ Gateway responses (401/403/5xx bodies and headers) come from
 ``infra/gateway_responses.json``, the file the deployment installs; access-log
 lines follow ``infra/access_log_format.json``, values put in unescaped.
 
-What it does not emulate: throttling, usage plans, the 29 s integration
+Throttling is emulated as a limit on requests in flight (``max_in_flight``):
+beyond it the THROTTLED gateway response (429) answers at once. What it does
+not emulate: rate/burst token buckets, usage plans, the 29 s integration
 timeout, custom domain base paths, WAF, TLS.
 
 Modules, one job each: :mod:`.api` (the definition and the route matcher),

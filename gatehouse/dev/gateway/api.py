@@ -44,6 +44,10 @@ DEFAULT_GATEWAY_RESPONSES: dict[str, dict[str, Any]] = {
         "statusCode": 502,
         "responseTemplates": {"application/json": '{"message":"Internal server error"}'},
     },
+    "THROTTLED": {
+        "statusCode": 429,
+        "responseTemplates": {"application/json": '{"message":"Too Many Requests"}'},
+    },
     "REQUEST_TOO_LARGE": {
         "statusCode": 413,
         "responseTemplates": {"application/json": '{"message":"Request Too Long"}'},

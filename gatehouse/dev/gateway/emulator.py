@@ -36,6 +36,10 @@ class ApiGatewayEmulator:
     concurrency:
         How many invocations of the API Lambda, and of the authorizer, run
         at once.
+    max_in_flight:
+        How many requests the stage serves at once; beyond it a request is
+        refused at once with the THROTTLED gateway response (429), as API
+        Gateway throttles. None: no limit.
     access_log, access_log_format:
         Where each request's access-log line goes, and the stage's format
         (see :func:`~gatehouse.dev.gateway.access_log.render_access_log`).
@@ -59,6 +63,7 @@ class ApiGatewayEmulator:
         concurrency: int = 10,
         access_log: Callable[[str], None] | None = None,
         access_log_format: str = "",
+        max_in_flight: int | None = None,
     ) -> None:
         self._access_log = (
             AccessLogWriter(access_log, access_log_format, stage)
@@ -80,6 +85,10 @@ class ApiGatewayEmulator:
         # function's reserved concurrency. Only raw routes are served, so no
         # per-request state lives on the Chalice app object.
         self._api_slots = threading.BoundedSemaphore(concurrency)
+        self._max_in_flight = max_in_flight
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
+        self.throttled = 0
 
     @property
     def authorizer_invocations(self) -> int:
@@ -89,6 +98,35 @@ class ApiGatewayEmulator:
     def handle(self, request: IncomingRequest) -> GatewayAnswer:
         """Serve one request (and write its access-log line, as the stage's logging would)."""
         exchange = Exchange.begin()
+        if not self._admit():
+            answer = self._responses.gateway_response(
+                GatewayError("THROTTLED"), exchange.request_id
+            )
+            exchange.facts.update(errorResponseType="THROTTLED", errorMessage="Too Many Requests")
+            return self._answered(request, exchange, answer)
+        try:
+            return self._answered(request, exchange, self._serve(request, exchange))
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
+
+    def _admit(self) -> bool:
+        # A saturated stage refuses at once (429 THROTTLED) rather than queueing.
+        with self._in_flight_lock:
+            if self._max_in_flight is not None and self._in_flight >= self._max_in_flight:
+                self.throttled += 1
+                return False
+            self._in_flight += 1
+            return True
+
+    def _answered(
+        self, request: IncomingRequest, exchange: Exchange, answer: GatewayAnswer
+    ) -> GatewayAnswer:
+        if self._access_log is not None:
+            self._access_log.write(request, exchange, answer)
+        return self._responses.with_gateway_headers(answer, exchange)
+
+    def _serve(self, request: IncomingRequest, exchange: Exchange) -> GatewayAnswer:
         try:
             resource, path_parameters = self._route(request, exchange)
             event = self._events.proxy_event(request, resource, path_parameters, exchange)
@@ -98,9 +136,7 @@ class ApiGatewayEmulator:
         except GatewayError as error:
             answer = self._responses.gateway_response(error, exchange.request_id)
             exchange.facts.update(errorResponseType=error.response_type, errorMessage=error.message)
-        if self._access_log is not None:
-            self._access_log.write(request, exchange, answer)
-        return self._responses.with_gateway_headers(answer, exchange)
+        return answer
 
     def _route(
         self, request: IncomingRequest, exchange: Exchange

@@ -117,6 +117,14 @@ CREATE EXTERNAL TABLE audit_events (
         policy_version: bigint,
         served_by: string,
         cached_authorizer: boolean>,
+    signing_key struct<
+        action: string,
+        kid: string,
+        certified_by: string,
+        not_before: bigint,
+        not_after: bigint,
+        certificate_sha256: string,
+        replaces: string>,
     ledger struct<
         sequence: bigint>
 )

@@ -1,14 +1,18 @@
-"""Every criterion through ``CompiledPolicy.evaluate``, one table each.
+"""Decisions through ``CompiledPolicy.evaluate``: every rule criterion, one table each.
 
 Default deny; any applicable deny beats every allow, grant and break-glass;
 an allow whose conditions fail denies with the conditions' reason codes; then
 a grant in force, then break-glass. The memo of which rules match must never
 carry an answer from one principal, time or source address to another.
+
+The ``when`` conditions themselves, one file each, are in
+``test_policy_condition_*.py``; here they are seen only through decisions.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import given, settings
@@ -20,6 +24,9 @@ from chalicelib.policy.globs import compile_glob
 from chalicelib.policy.grant import Grant
 from chalicelib.reasons import Reason
 from tests.helpers import AUDIENCE, ISSUER
+
+if TYPE_CHECKING:
+    from chalicelib.policy import Route
 
 NOW = 1_800_000_000.0  # Friday 2027-01-15 08:00 UTC
 SATURDAY = NOW + 86_400
@@ -148,7 +155,9 @@ USER_CASES = [
 
 
 @pytest.mark.parametrize(("users", "identity", "allowed"), USER_CASES)
-def test_users(users: list[str], identity: Identity, allowed: bool) -> None:
+def test_an_allow_on_users_matches_the_sub_or_the_verified_email(
+    users: list[str], identity: Identity, allowed: bool
+) -> None:
     compiled = policy(rule("users", subjects={"users": users}))
     check(compiled.evaluate(identity, request()), allowed, "users")
 
@@ -164,7 +173,9 @@ DENY_USER_CASES = [
 
 
 @pytest.mark.parametrize(("users", "identity", "denied"), DENY_USER_CASES)
-def test_deny_users(users: list[str], identity: Identity, denied: bool) -> None:
+def test_a_deny_on_users_also_applies_while_the_email_is_unknown(
+    users: list[str], identity: Identity, denied: bool
+) -> None:
     compiled = policy(rule("everyone"), rule("not-them", "deny", subjects={"users": users}))
     decision = compiled.evaluate(identity, request())
     if denied:
@@ -186,7 +197,7 @@ GROUP_CASES = [
 
 
 @pytest.mark.parametrize(("identity", "allowed"), GROUP_CASES)
-def test_groups(identity: Identity, allowed: bool) -> None:
+def test_an_allow_on_groups_needs_exact_membership(identity: Identity, allowed: bool) -> None:
     compiled = policy(rule("eng", subjects={"groups": ["eng"]}))
     check(compiled.evaluate(identity, request()), allowed, "eng")
 
@@ -200,7 +211,9 @@ DENY_GROUP_CASES = [
 
 
 @pytest.mark.parametrize(("identity", "denied"), DENY_GROUP_CASES)
-def test_deny_groups(identity: Identity, denied: bool) -> None:
+def test_a_deny_on_groups_also_applies_while_groups_are_not_claimed(
+    identity: Identity, denied: bool
+) -> None:
     compiled = policy(
         rule("everyone"), rule("no-contractors", "deny", subjects={"groups": ["contractors"]})
     )
@@ -226,7 +239,9 @@ DOMAIN_CASES = [
 
 
 @pytest.mark.parametrize(("domains", "email", "allowed"), DOMAIN_CASES)
-def test_domains(domains: list[str], email: str | None, allowed: bool) -> None:
+def test_an_allow_on_domains_matches_the_verified_emails_domain_exactly(
+    domains: list[str], email: str | None, allowed: bool
+) -> None:
     compiled = policy(rule("domain", subjects={"domains": domains}))
     check(compiled.evaluate(person(sub="bob", email=email), request()), allowed, "domain")
 
@@ -236,7 +251,9 @@ def test_domains(domains: list[str], email: str | None, allowed: bool) -> None:
     [("x@partner.example", True), (None, True), ("x@example.com", False)],
     ids=["domain", "email unknown: applies", "other domain"],
 )
-def test_deny_domains(email: str | None, denied: bool) -> None:
+def test_a_deny_on_domains_also_applies_while_the_email_is_unknown(
+    email: str | None, denied: bool
+) -> None:
     compiled = policy(
         rule("everyone"), rule("no-partner", "deny", subjects={"domains": ["partner.example"]})
     )
@@ -297,7 +314,9 @@ CLAIM_CASES = [
 
 
 @pytest.mark.parametrize(("selector", "claims", "allowed"), CLAIM_CASES)
-def test_claims(selector: dict[str, Any], claims: dict[str, Any], allowed: bool) -> None:
+def test_an_allow_on_claims_needs_every_claim_to_match_in_value_and_type(
+    selector: dict[str, Any], claims: dict[str, Any], allowed: bool
+) -> None:
     compiled = policy(rule("claims", subjects={"claims": selector}))
     check(compiled.evaluate(person(claims=claims), request()), allowed, "claims")
 
@@ -322,7 +341,9 @@ DENY_CLAIM_CASES = [
 
 
 @pytest.mark.parametrize(("selector", "claims", "denied"), DENY_CLAIM_CASES)
-def test_deny_claims(selector: dict[str, Any], claims: dict[str, Any], denied: bool) -> None:
+def test_a_deny_on_claims_also_applies_while_a_claim_is_missing(
+    selector: dict[str, Any], claims: dict[str, Any], denied: bool
+) -> None:
     compiled = policy(rule("everyone"), rule("no-claim", "deny", subjects={"claims": selector}))
     decision = compiled.evaluate(person(claims=claims), request())
     if denied:
@@ -359,7 +380,9 @@ ISSUER_CASES = [
 
 
 @pytest.mark.parametrize(("issuers", "issuer", "allowed"), ISSUER_CASES)
-def test_issuers(issuers: list[str], issuer: str, allowed: bool) -> None:
+def test_an_allow_on_issuers_matches_the_issuer_up_to_a_trailing_slash(
+    issuers: list[str], issuer: str, allowed: bool
+) -> None:
     compiled = policy(rule("ours", subjects={"issuers": issuers}))
     check(compiled.evaluate(person(issuer=issuer), request()), allowed, "ours")
 
@@ -391,7 +414,9 @@ ACTION_CASES = [
 
 
 @pytest.mark.parametrize(("effect", "actions", "method", "applies"), ACTION_CASES)
-def test_actions(effect: str, actions: list[str], method: str, applies: bool) -> None:
+def test_rules_apply_to_their_methods_and_a_deny_on_get_covers_head(
+    effect: str, actions: list[str], method: str, applies: bool
+) -> None:
     rules = [rule("r", effect, actions=actions)]
     if effect == "deny":
         rules.insert(0, rule("everyone", actions=["*"]))
@@ -426,7 +451,9 @@ PATH_CASES = [
 
 
 @pytest.mark.parametrize(("effect", "paths", "path", "applies"), PATH_CASES)
-def test_paths(effect: str, paths: list[str], path: str, applies: bool) -> None:
+def test_rules_apply_to_their_path_globs_and_a_deny_ignores_case(
+    effect: str, paths: list[str], path: str, applies: bool
+) -> None:
     rules = [rule("r", effect, paths=paths)]
     if effect == "deny":
         rules.insert(0, rule("everyone"))
@@ -555,7 +582,9 @@ def test_conditions_on_an_allow_rule(
     allowed: bool,
     reasons: tuple[Reason, ...],
 ) -> None:
-    decision = policy(rule("guarded", when=when)).evaluate(identity, request_)
+    compiled = policy(rule("guarded", when=when))
+    decision = compiled.evaluate(identity, request_)
+    assert (decision.policy_version, decision.policy_checksum) == (VERSION, compiled.checksum)
     if allowed:
         assert_allowed_by(decision, "guarded")
     else:
@@ -601,10 +630,18 @@ def test_failed_conditions_of_several_allows_are_all_reported() -> None:
     )
 
 
-def test_an_allow_whose_conditions_hold_wins_over_one_whose_conditions_fail() -> None:
-    compiled = policy(rule("from-office", when=OFFICE), rule("with-mfa", when={"mfa": True}))
+@pytest.mark.parametrize(
+    "winner",
+    [
+        pytest.param(rule("with-mfa", when={"mfa": True}), id="its conditions hold"),
+        pytest.param(rule("open", subjects={"groups": ["eng"]}), id="it has no conditions"),
+    ],
+)
+def test_an_allow_that_applies_wins_over_one_whose_conditions_fail(winner: dict[str, Any]) -> None:
+    compiled = policy(rule("from-office", when=OFFICE), winner)
+    decision = compiled.evaluate(person(groups=("eng",)), request(ip="192.0.2.1"))
 
-    assert_allowed_by(compiled.evaluate(person(), request(ip="192.0.2.1")), "with-mfa")
+    assert_allowed_by(decision, winner["id"])
 
 
 # --- reasons and matched rules -------------------------------------------------------------
@@ -771,7 +808,9 @@ GRANT_CASES = [
 
 
 @pytest.mark.parametrize(("the_grant", "request_", "allowed"), GRANT_CASES)
-def test_grants(the_grant: Grant, request_: AccessRequest, allowed: bool) -> None:
+def test_a_grant_allows_its_scope_from_its_approval_to_its_expiry(
+    the_grant: Grant, request_: AccessRequest, allowed: bool
+) -> None:
     decision = policy(**GRANTS).evaluate(person(), request_, (the_grant,))
 
     if allowed:
@@ -860,7 +899,7 @@ BREAK_GLASS_CASES = [
 
 
 @pytest.mark.parametrize(("groups", "why", "blocks", "allowed", "recorded"), BREAK_GLASS_CASES)
-def test_break_glass(
+def test_break_glass_lets_a_member_in_who_says_why(
     groups: tuple[str, ...],
     why: str | None,
     blocks: dict[str, Any],
@@ -948,6 +987,23 @@ def test_the_same_request_from_two_addresses_gets_two_answers() -> None:
         for ip in ("192.0.2.1", "10.0.0.1", "192.0.2.1", "garbage", "2001:db9::1")
     ]
     assert answers == [True, False, True, False, True]
+
+
+def test_an_allow_and_a_deny_condition_are_read_afresh_for_each_request() -> None:
+    compiled = policy(
+        rule("office", when={"source_cidrs": ["10.0.0.0/8"]}),
+        rule("weekdays-only", "deny", when={"hours": {"tz": "UTC", "days": ["sat", "sun"]}}),
+    )
+    saturday = datetime(2026, 12, 5, 12, tzinfo=UTC).timestamp()
+    wednesday = datetime(2026, 12, 2, 12, tzinfo=UTC).timestamp()
+    alice = person()
+    answers = [
+        compiled.evaluate(alice, request(at=wednesday, ip="10.1.1.1")).allowed,
+        compiled.evaluate(alice, request(at=wednesday, ip="192.0.2.1")).allowed,
+        compiled.evaluate(alice, request(at=saturday, ip="10.1.1.1")).allowed,
+        compiled.evaluate(alice, request(at=wednesday, ip="10.1.1.1")).allowed,
+    ]
+    assert answers == [True, False, False, True]
 
 
 def test_the_same_principal_with_a_fresh_login_or_mfa_gets_its_own_answer() -> None:
@@ -1192,3 +1248,47 @@ def test_gatehouses_own_paths_are_no_backends(path: str, routed: bool) -> None:
 
     assert decision.allowed is routed
     assert decision.reasons == ((Reason.ALLOW_RULE_MATCHED,) if routed else (Reason.NO_ROUTE,))
+
+
+# --- route selection ---------------------------------------------------------------------
+
+HOSTS = st.sampled_from(["*", "a.example.com", "b.example.com"])
+SEGMENTS = st.sampled_from(["a", "b", "api", "v1"])
+PREFIXES = (
+    st.lists(SEGMENTS, max_size=3)
+    .flatmap(lambda parts: st.sampled_from(["/" + "/".join(parts), "/" + "/".join(parts) + "/"]))
+    .map(lambda prefix: prefix.replace("//", "/"))
+)
+PATHS = (
+    st.lists(SEGMENTS, min_size=0, max_size=5)
+    .flatmap(lambda parts: st.sampled_from(["/" + "/".join(parts), "/" + "/".join(parts) + "/"]))
+    .map(lambda path: path.replace("//", "/"))
+)
+
+
+def reference_route(routes: list[Route], host: str, path: str) -> Route | None:
+    """Exact host before "*", then the longest covering prefix, the first one on a tie."""
+    for wanted in (host, "*"):
+        candidates = [r for r in routes if r.host == wanted and r.covers_path(path)]
+        if candidates:
+            longest = max(len(r.path_prefix) for r in candidates)
+            return next(r for r in candidates if len(r.path_prefix) == longest)
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(HOSTS, PREFIXES), min_size=1, max_size=8),
+    st.sampled_from(["a.example.com", "b.example.com", "c.example.com"]),
+    PATHS,
+)
+def test_a_request_goes_to_the_route_the_reference_picks(
+    specs: list[tuple[str, str]], host: str, path: str
+) -> None:
+    routes = [
+        {"id": f"r{n}", "host": h, "path_prefix": p, "upstream": "http://x:1", "audience": "x"}
+        for n, (h, p) in enumerate(specs)
+    ]
+    compiled = CompiledPolicy(parse_policy({"version": 1, "routes": routes}), 1)
+    expected = reference_route(list(compiled.document.routes), host, path)
+    assert compiled.route_for(host, path) == expected

@@ -1,0 +1,338 @@
+"""``gatehouse audit digest|verify|prove|check-proof``: the signed ledger of the trail."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from gatehouse.audit_commands.stage import anchor, digest_key, ledger_state
+from gatehouse.times import accepted
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+
+    from chalicelib.ledger.findings import Report
+    from chalicelib.ledger.records import Checkpoint
+    from gatehouse.cli import CliContext
+    from gatehouse.target import Target
+
+
+def sign_digest(target: Target) -> Checkpoint:
+    """Sign the ledger's next digest now, as the hourly schedule does (local stack)."""
+    from chalicelib.aws.signers import KmsSigner
+    from chalicelib.ledger.digest import DigestWriter
+
+    writer = DigestWriter(
+        target.client("s3"),
+        target.audit_bucket,
+        ledger_state(target),
+        KmsSigner(target.client("kms"), digest_key(target)),
+        stage=target.stage,
+        anchor=anchor(target),
+    )
+    return writer.write()
+
+
+def verify(
+    target: Target,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    public_key_file: Path | None = None,
+    jobs: int | None = None,
+) -> Report:
+    """Verify the ledger from the bucket, the public key and the anchor.
+
+    Only digests whose period ends within ``since``..``until`` (inclusive,
+    either open) are checked; see :func:`gatehouse.times.parse_window`.
+    """
+    from chalicelib.ledger.verify import LedgerVerifier
+    from gatehouse.times import utc_text
+
+    if public_key_file is not None:
+        public_key = load_public_key(public_key_file.read_bytes())
+    else:
+        from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+        der = target.client("kms").get_public_key(KeyId=digest_key(target))["PublicKey"]
+        public_key = _p256(load_der_public_key(der))
+    stage_anchor = anchor(target)
+    verifier = LedgerVerifier(target.client("s3"), target.audit_bucket, public_key, jobs=jobs)
+    # The verifier compares digests' period ends as text: give it theirs.
+    return verifier.verify(
+        anchor_versions=stage_anchor.versions() if stage_anchor else (),
+        since=utc_text(since) if since is not None else None,
+        until=utc_text(until) if until is not None else None,
+    )
+
+
+# What `gatehouse audit verify --publish-metric` puts, and the stage's
+# LedgerVerifyAlarm (infra/gatehouse.yaml) watches.
+VERIFY_METRIC_NAMESPACE = "Gatehouse"
+VERIFY_METRIC_NAME = "LedgerVerifyFindings"
+
+
+def verified_nothing(report: Report) -> bool:
+    """Whether the verification checked no digest at all: it then proves nothing."""
+    return report.digests == 0
+
+
+def verify_metric_value(report: Report) -> float:
+    """The findings, plus one when nothing was verified.
+
+    The alarm fires above 0: a verification that checked nothing (an empty
+    window, no digest yet, every digest unreadable) must not report a clean
+    ledger, whatever ``--allow-empty`` did to the exit status.
+    """
+    return float(len(report.findings) + (1 if verified_nothing(report) else 0))
+
+
+def publish_verify_metric(target: Target, report: Report) -> None:
+    """Put :func:`verify_metric_value` (0 only when digests verified clean) for the alarm."""
+    target.client("cloudwatch").put_metric_data(
+        Namespace=VERIFY_METRIC_NAMESPACE,
+        MetricData=[
+            {
+                "MetricName": VERIFY_METRIC_NAME,
+                "Dimensions": [{"Name": "Stage", "Value": target.stage}],
+                "Value": verify_metric_value(report),
+                "Unit": "Count",
+            }
+        ],
+    )
+
+
+def prove(target: Target, event_id: str) -> dict[str, Any]:
+    """The inclusion proof of ``event_id`` against the signed digest listing its object."""
+    from chalicelib.ledger.proof import Prover
+
+    return Prover(target.client("s3"), target.audit_bucket, ledger_state(target)).prove(event_id)
+
+
+def load_public_key(data: bytes) -> EllipticCurvePublicKey:
+    """A P-256 public key from PEM, a JWK, or a JWKS (its first EC key).
+
+    Raises
+    ------
+    ValueError
+        When ``data`` holds none.
+    """
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    text = data.strip()
+    if text.startswith(b"-----BEGIN"):
+        return _p256(load_pem_public_key(text))
+    document = json.loads(text)
+    keys = document.get("keys", [document]) if isinstance(document, dict) else []
+    for jwk in keys:
+        if isinstance(jwk, dict) and jwk.get("kty") == "EC" and jwk.get("crv") == "P-256":
+            from chalicelib.identity.keys import parse_jwk
+
+            return _p256(parse_jwk({"kid": "ledger", **jwk}).public_key)
+    raise ValueError("no P-256 public key (PEM, JWK or JWKS) in the file")
+
+
+def _p256(key: Any) -> EllipticCurvePublicKey:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise ValueError("the ledger is signed with a P-256 key; this is not one")
+    return key
+
+
+# --- the commands ----------------------------------------------------------------------------
+
+_FILE = click.Path(path_type=Path, readable=False)
+
+
+@click.command("digest", short_help="sign the ledger's next digest now")
+@click.pass_obj
+def digest_command(obj: CliContext) -> int:
+    """Sign the ledger's next digest now, as the hourly schedule does."""
+    from gatehouse.target import resolve_target
+
+    checkpoint = sign_digest(resolve_target(obj.state_dir))
+    print(f"signed {checkpoint.key}: tree size {checkpoint.tree_size}, root {checkpoint.root}")
+    return 0
+
+
+def _at_least_one(ctx: click.Context, param: click.Parameter, text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise click.BadParameter(f"{text!r} is not a whole number of at least 1")
+    return number
+
+
+@click.command(
+    "verify",
+    short_help="re-derive the ledger from the bucket; exit 0 only when all holds",
+    help="Re-derive the ledger from the bucket; exit 0 only when all holds.\n\n"
+    "Exit status: 0 every digest checked holds; 1 findings, or nothing was "
+    "verified (no digest in the window; --allow-empty accepts that); 2 refused, nothing "
+    "checked: a time it cannot read, a window whose end is not after its start, or a "
+    "stage description that lacks the bucket or key.",
+)
+@click.option("--since", help=f"first digest period end to check: {accepted('--since')}")
+@click.option("--until", help="last digest period end to check (as --since)")
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="exit 0 when no digest was checked (the metric still counts it as a finding)",
+)
+@click.option("--json", "as_json", is_flag=True, help="the report as JSON")
+@click.option(
+    "--publish-metric",
+    is_flag=True,
+    help="also put LedgerVerifyFindings (CloudWatch namespace Gatehouse) for the alarm: "
+    "the findings, plus 1 when nothing was verified",
+)
+@click.option(
+    "--jobs",
+    callback=_at_least_one,
+    metavar="N",
+    help="processes that read objects (default: one per CPU; 1: only this one)",
+)
+@click.option(
+    "--public-key",
+    type=_FILE,
+    help="PEM, JWK or JWKS of the stage's key (default: read it from KMS)",
+)
+@click.pass_obj
+def verify_command(
+    obj: CliContext,
+    *,
+    since: str | None,
+    until: str | None,
+    allow_empty: bool,
+    as_json: bool,
+    publish_metric: bool,
+    jobs: int | None,
+    public_key: Path | None,
+) -> int:
+    """Re-derive the ledger from the bucket; see the exit statuses above."""
+    from gatehouse.target import resolve_target
+    from gatehouse.times import parse_window
+
+    target = resolve_target(obj.state_dir)
+    # Before any AWS call; an unreadable bound must not quietly check nothing.
+    start, end = parse_window(since, until, start_option="--since", end_option="--until")
+    report = verify(target, since=start, until=end, public_key_file=public_key, jobs=jobs)
+    if publish_metric:
+        publish_verify_metric(target, report)
+    empty = verified_nothing(report)
+    status = 1 if not report.ok or (empty and not allow_empty) else 0
+    if as_json:
+        # "ok" says no findings; a script must also be able to see that nothing was checked.
+        print(json.dumps({**report.as_dict(), "verified_nothing": empty}, indent=2))
+    else:
+        _print_verify_report(report, target, empty=empty)
+    if empty:
+        print(_nothing_verified(start, end, allow_empty=allow_empty), file=sys.stderr)
+    return status
+
+
+def _nothing_verified(since: Any, until: Any, *, allow_empty: bool) -> str:
+    from gatehouse.times import utc_text
+
+    if since is None and until is None:
+        where = "the bucket holds no digest that verifies (a new stage's first is signed hourly)"
+    else:
+        start = utc_text(since) if since is not None else "the first digest"
+        end = utc_text(until) if until is not None else "the newest"
+        where = f"no digest's period ends in the window {start} .. {end}"
+    if allow_empty:
+        return f"gatehouse: nothing verified: {where} (accepted: --allow-empty)"
+    return (
+        f"gatehouse: nothing verified: {where}; widen the window, or pass --allow-empty "
+        "where an empty one is expected"
+    )
+
+
+def _print_verify_report(report: Report, target: Target, *, empty: bool) -> None:
+    from gatehouse.terminal import visible
+
+    for finding in report.findings:
+        # Findings quote what is stored in the bucket, which an attacker may have written.
+        print(visible(f"{finding.kind:18} {finding.where}"))
+        print(visible(f"{'':18} {finding.detail}"))
+    verdict = "NOTHING VERIFIED" if empty else "ok"
+    if not report.ok:
+        verdict = f"FAILED: {len(report.findings)} findings"
+    print(
+        f"{verdict}: {report.digests} digests, {report.objects} objects, {report.events} "
+        f"events; tree size {report.tree_size}, root {report.root[:16]}... "
+        f"({report.seconds:.2f} s)"
+    )
+    if report.undigested_objects:
+        print(
+            f"{report.undigested_objects} object(s) stored since the newest digest are not "
+            "verified yet: the next digest names them"
+        )
+    if not target.ledger_anchor:
+        print("note: no GATEHOUSE_LEDGER_ANCHOR: deleting the newest digests would go unnoticed")
+
+
+@click.command(
+    "prove", short_help="print the inclusion proof of one event (JSON, checkable offline)"
+)
+@click.argument("event_id", help="the event's id (event_id in the trail)")
+@click.option("--out", type=_FILE, help="write the proof here instead of stdout")
+@click.pass_obj
+def prove_command(obj: CliContext, event_id: str, out: Path | None) -> int:
+    """Print the inclusion proof of one event (JSON, checkable offline with check-proof)."""
+    from gatehouse.target import resolve_target
+
+    proof = prove(resolve_target(obj.state_dir), event_id)
+    text = json.dumps(proof, indent=2)
+    if out:
+        out.write_text(text + "\n")
+        print(f"proof of {event_id} written to {out}")
+    else:
+        print(text)
+    return 0
+
+
+@click.command("check-proof", short_help="check a proof offline, with only the stage's public key")
+@click.argument("proof", type=_FILE, help="a proof file, as audit prove writes it")
+@click.option("--public-key", type=_FILE, required=True, help="PEM, JWK or JWKS of the stage's key")
+def check_proof_command(proof: Path, public_key: Path) -> int:
+    """Check a proof offline, with only the stage's public key (no stage, no AWS).
+
+    Exit status 0 valid, 1 invalid, 2 the proof is not JSON.
+    """
+    from chalicelib.ledger.proof import check_proof
+
+    key = load_public_key(public_key.read_bytes())
+    try:
+        document = json.loads(proof.read_text())
+    except ValueError as exc:
+        print(f"gatehouse: {proof} is not JSON: {exc}", file=sys.stderr)
+        return 2
+    from gatehouse.terminal import visible
+
+    problems = check_proof(document, key)
+    if problems:
+        for problem in problems:
+            # A proof file is anyone's: its text reaches the terminal escaped.
+            print(visible(f"INVALID: {problem}"))
+        return 1
+    print(
+        visible(
+            f"valid: event at leaf {document['leaf_index']} of the tree of "
+            f"{document['tree_size']} (root {str(document['root'])[:16]}...), signed in "
+            f"{document.get('digest_key')} (the digest named is not checked: the signature "
+            "and root are)"
+        )
+    )
+    return 0

@@ -1,0 +1,254 @@
+"""moto as the local stack's AWS, in a process of its own, safe for concurrent callers.
+
+``python -m gatehouse.dev.aws_server`` serves moto on 127.0.0.1 and prints
+``port <n>`` once it accepts connections; :class:`AwsServer` starts it from
+the stack and stops it. It runs apart from the gateway and the Lambda
+handlers so that moto's (pure Python, CPU-heavy) request handling does not
+compete with them for one interpreter's GIL.
+
+moto's backends are not thread-safe: under concurrent SendMessage,
+ReceiveMessage and DeleteMessageBatch calls its SQS model corrupts its own
+lists (``list.remove(x): x not in list``). Here every request to moto runs
+under one lock (:data:`MOTO_LOCK`), so each AWS call is atomic, as it is in
+AWS. ReceiveMessage with ``WaitTimeSeconds`` (long polling) waits *without*
+the lock and wakes as soon as a message is sent or becomes visible again,
+so a long-polling consumer neither blocks senders nor busy-polls. SQS
+semantics are moto's own: visibility timeout, receive counts,
+``maxReceiveCount`` -> dead-letter queue.
+
+KMS signs ``MessageType=DIGEST`` as AWS does (:mod:`gatehouse.dev.moto_kms`).
+
+Three more changes to moto, none of them to its behaviour:
+
+* its retention check on every received message computed all of the
+  queue's attributes (each a scan of the queue), making a receive
+  quadratic in the queue's depth; it reads the one attribute now;
+* the backend for a host is looked up once per host, not by matching every
+  service's URL patterns on every request;
+* no per-request log line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+# One lock for every request moto serves; long polls wait on MESSAGES_ARRIVED without it.
+MOTO_LOCK = threading.RLock()
+MESSAGES_ARRIVED = threading.Condition(MOTO_LOCK)
+# A long poll re-checks at least this often: messages whose visibility
+# timeout ran out become visible again without anyone sending.
+_RECHECK_SECONDS = 0.5
+_READY_PREFIX = "port "
+
+
+def install_sqs_serialisation() -> None:
+    """Make moto's SQS backend safe for the threaded server (see the module docstring)."""
+    from moto.core.utils import unix_time
+    from moto.sqs.models import SQSBackend
+
+    if getattr(SQSBackend, "_gatehouse_serialised", False):
+        return
+    receive = SQSBackend.receive_message
+
+    def receive_message(
+        self: SQSBackend,
+        queue_name: str,
+        count: int,
+        wait_seconds_timeout: int,
+        visibility_timeout: int,
+        message_attribute_names: list[str] | None = None,
+    ) -> Any:
+        deadline = time.monotonic() + (wait_seconds_timeout or 0)
+        with MOTO_LOCK:
+            while True:
+                result = receive(
+                    self, queue_name, count, 0, visibility_timeout, message_attribute_names
+                )
+                remaining = deadline - time.monotonic()
+                if result or remaining <= 0:
+                    return result
+                MESSAGES_ARRIVED.wait(min(remaining, _RECHECK_SECONDS))
+
+    def notifying(method: Any) -> Any:
+        def call(self: SQSBackend, *args: Any, **kwargs: Any) -> Any:
+            with MOTO_LOCK:
+                try:
+                    return method(self, *args, **kwargs)
+                finally:
+                    MESSAGES_ARRIVED.notify_all()
+
+        call.__name__ = method.__name__
+        call.__doc__ = method.__doc__
+        return call
+
+    def is_message_valid_based_on_retention_period(
+        self: SQSBackend, queue_name: str, message: Any
+    ) -> bool:
+        retention = int(self.get_queue(queue_name).message_retention_period)  # type: ignore[attr-defined]
+        return bool(retention + message.sent_timestamp / 1000 > unix_time())
+
+    SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
+    for name in ("send_message", "send_message_batch", "change_message_visibility",
+                 "change_message_visibility_batch"):  # fmt: skip
+        setattr(SQSBackend, name, notifying(getattr(SQSBackend, name)))
+    SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
+        is_message_valid_based_on_retention_period
+    )
+    SQSBackend._gatehouse_serialised = True  # type: ignore[attr-defined]
+
+
+def moto_application() -> Any:
+    """moto's WSGI application, every request under :data:`MOTO_LOCK`."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    from gatehouse.dev import moto_kms
+
+    install_sqs_serialisation()
+    moto_kms.install()
+    dispatcher = DomainDispatcherApplication(create_backend_app)
+    find_backend = dispatcher.get_backend_for_host
+    backends: dict[str | None, Any] = {}
+
+    def backend_for_host(host: str | None) -> Any:
+        if host not in backends:
+            backends[host] = find_backend(host)
+        return backends[host]
+
+    dispatcher.get_backend_for_host = backend_for_host  # type: ignore[method-assign]
+
+    def application(environ: dict[str, Any], start_response: Any) -> Any:
+        with MOTO_LOCK:
+            return dispatcher(environ, start_response)
+
+    return application
+
+
+def serve(port: int) -> None:
+    """Serve moto on 127.0.0.1:``port`` (0: any free port) until SIGTERM or SIGINT."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", port, moto_application(), threaded=True,
+                         request_handler=_quiet_handler())  # fmt: skip
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
+    thread.start()
+    print(f"{_READY_PREFIX}{server.server_address[1]}", flush=True)
+    sys.stdout = sys.stderr  # nobody reads the pipe after the port: moto's prints go to the console
+    stop.wait()
+    server.shutdown()
+
+
+def _quiet_handler() -> Any:
+    from werkzeug.serving import WSGIRequestHandler
+
+    class QuietHandler(WSGIRequestHandler):
+        disable_nagle_algorithm = True  # no 40 ms delayed-ACK stall between headers and body
+
+        def log_request(self, *args: Any, **kwargs: Any) -> None:
+            return
+
+    return QuietHandler
+
+
+class AwsServer:
+    """moto in a child process (``python -m gatehouse.dev.aws_server``).
+
+    Parameters
+    ----------
+    start_timeout_seconds:
+        How long to wait for it to accept connections.
+    """
+
+    def __init__(self, start_timeout_seconds: float = 60.0, *, in_process: bool = False) -> None:
+        self._timeout = start_timeout_seconds
+        self._process: subprocess.Popen[str] | None = None
+        self._in_process = in_process
+        self._server: Any = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        """The endpoint URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start the process and wait (bounded) for its port.
+
+        Raises
+        ------
+        RuntimeError
+            When it exits or stays silent first.
+        """
+        if self._in_process:
+            from werkzeug.serving import make_server
+
+            self._server = make_server("127.0.0.1", 0, moto_application(), threaded=True,
+                                       request_handler=_quiet_handler())  # fmt: skip
+            threading.Thread(target=self._server.serve_forever, name="moto", daemon=True).start()
+            self.port = int(self._server.server_address[1])
+            return
+        project = str(Path(__file__).resolve().parents[2])
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join(
+            [project, *filter(None, [environment.get("PYTHONPATH")])]
+        )
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "gatehouse.dev.aws_server", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=environment,
+            start_new_session=True,  # Ctrl-C reaches the stack, which stops this in order
+        )
+        assert self._process.stdout is not None
+        found: list[str] = []
+        reader = threading.Thread(
+            target=lambda: found.append(self._process.stdout.readline()),  # type: ignore[union-attr]
+            daemon=True,
+        )
+        reader.start()
+        reader.join(self._timeout)
+        line = found[0] if found else ""
+        if not line.startswith(_READY_PREFIX):
+            self.stop()
+            raise RuntimeError(f"moto did not start (its first output: {line!r})")
+        self.port = int(line[len(_READY_PREFIX) :])
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL after 10 s)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="moto for the Gatehouse local stack")
+    parser.add_argument("--port", type=int, default=0)
+    serve(parser.parse_args(argv).port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
