@@ -110,6 +110,7 @@ class Settings:
     clock_skew_seconds: int
     max_token_bytes: int
     assertion_ttl_seconds: int
+    assertion_key_rotate_seconds: int
     upstream_connect_timeout_seconds: float
     upstream_read_timeout_seconds: float
     max_request_body_bytes: int
@@ -194,6 +195,7 @@ class _SettingsReader:
             clock_skew_seconds=self._int("CLOCK_SKEW_SECONDS"),
             max_token_bytes=self._int("MAX_TOKEN_BYTES"),
             assertion_ttl_seconds=self._int("ASSERTION_TTL_SECONDS"),
+            assertion_key_rotate_seconds=self._int("ASSERTION_KEY_ROTATE_SECONDS"),
             upstream_connect_timeout_seconds=self._float("UPSTREAM_CONNECT_TIMEOUT_SECONDS"),
             upstream_read_timeout_seconds=self._float("UPSTREAM_READ_TIMEOUT_SECONDS"),
             max_request_body_bytes=self._int("MAX_REQUEST_BODY_BYTES"),

@@ -162,6 +162,9 @@ class Container:
             self.key_events,
             issuer=self.settings.gateway_issuer,
             stage=self.settings.stage,
+            use_seconds=self.settings.assertion_key_rotate_seconds,
+            # An hour beyond the last use: far more than an assertion's five minutes.
+            lifetime_seconds=self.settings.assertion_key_rotate_seconds + 3600,
         )
 
     @cached_property

@@ -196,6 +196,14 @@ VARIABLES: Final = _table(
         high=MAX_ASSERTION_TTL_SECONDS,
     ),
     Variable(
+        "ASSERTION_KEY_ROTATE_SECONDS",
+        "How long a proxy container signs with one assertion key before it makes the next "
+        "(each key's certificate lasts an hour longer).",
+        default=7200,
+        low=10,
+        high=7200,
+    ),
+    Variable(
         "UPSTREAM_CONNECT_TIMEOUT_SECONDS",
         "Timeout of the connection to a backend.",
         default=2.0,

@@ -100,9 +100,16 @@ class RunningStack:
         return self.dev.log_tail(lines)
 
 
-def start_stack(state_dir: Path, *dev_arguments: str) -> RunningStack:
-    """Start ``gatehouse dev --port 0`` and wait (bounded) for its ``dev.json``."""
-    dev = start_dev_process(state_dir, *dev_arguments, environment=stack_environment())
+def start_stack(
+    state_dir: Path, *dev_arguments: str, settings: dict[str, str] | None = None
+) -> RunningStack:
+    """Start ``gatehouse dev --port 0`` and wait (bounded) for its ``dev.json``.
+
+    ``settings``: ``GATEHOUSE_*`` variables for the stack's functions.
+    """
+    dev = start_dev_process(
+        state_dir, *dev_arguments, environment=stack_environment() | (settings or {})
+    )
     try:
         return RunningStack(dev, dev.wait_for_state(START_DEADLINE_SECONDS))
     except StackStartFailed as exc:
