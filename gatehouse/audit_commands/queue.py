@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,14 +20,20 @@ if TYPE_CHECKING:
     from gatehouse.target import Target
 
 
-def flush(target: Target) -> DrainResult:
-    """Run the audit writer now on everything queued."""
+def flush(target: Target, progress: Callable[[int], None] | None = None) -> DrainResult:
+    """Run the audit writer now on everything queued (``progress``: events stored so far)."""
     writer = AuditWriter(target.client("s3"), target.audit_bucket, ledger_state(target))
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return writer.handle_sqs_batch(event).as_lambda_response()
 
-    return drain_queue(target.client("sqs"), target.audit_queue_url, handler, region=target.region)
+    return drain_queue(
+        target.client("sqs"),
+        target.audit_queue_url,
+        handler,
+        region=target.region,
+        progress=progress,
+    )
 
 
 @dataclass(frozen=True)
@@ -140,7 +148,15 @@ def flush_command(obj: CliContext) -> int:
     """
     from gatehouse.target import resolve_target
 
-    result = flush(resolve_target(obj.state_dir))
+    counter = None
+    if sys.stderr.isatty():  # a counter on a terminal; nothing when piped
+
+        def counter(stored: int) -> None:
+            print(f"\rstored {stored} events...", end="", file=sys.stderr, flush=True)
+
+    result = flush(resolve_target(obj.state_dir), counter)
+    if counter is not None:
+        print("\r", end="", file=sys.stderr)
     print(f"stored {result.delivered} events; {result.failed} left on the queue for retry")
     return 0 if result.failed == 0 else 1
 

@@ -61,12 +61,15 @@ def drain_queue(
     max_batches: int = 1000,
     wait_seconds: int = 0,
     queue_arn: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> DrainResult:
     """Deliver everything currently on the queue to ``handler``, batch by batch.
 
     With ``wait_seconds`` the first receive long-polls: it returns as soon as
     a message arrives (or after that many seconds with nothing), so a caller
-    in a loop waits for work instead of polling every so often.
+    in a loop waits for work instead of polling every so often. ``progress``
+    is told the running count of delivered events after each batch. At most
+    ``max_batches`` batches: a queue that keeps filling never holds a caller.
     """
     if queue_arn is None:
         queue_arn = queue_arn_of(sqs, queue_url)
@@ -86,6 +89,8 @@ def drain_queue(
             sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
         delivered += len(done)
         failed += len(failures)
+        if progress is not None:
+            progress(delivered)
         if failures:
             break  # failed messages stay invisible until their timeout; do not spin on them
     return DrainResult(delivered, failed)

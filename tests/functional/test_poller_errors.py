@@ -97,3 +97,25 @@ def test_writer_batch_item_failures_are_reported_and_stay_on_the_queue(sqs: Any)
         QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
     )["Attributes"]
     assert attributes["ApproximateNumberOfMessagesNotVisible"] == "1"  # the failed one, in flight
+
+
+def test_a_drain_reports_its_progress_and_stops_at_its_batch_bound(sqs: Any) -> None:
+    queue_url = sqs.create_queue(QueueName="progress")["QueueUrl"]
+    for start in range(0, 250, 10):
+        sqs.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(n), "MessageBody": f"event {start + n}"} for n in range(10)],
+        )
+    seen: list[int] = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"batchItemFailures": []}
+
+    first = drain_queue(
+        sqs, queue_url, handler, batch_size=100, max_batches=2, progress=seen.append
+    )
+    rest = drain_queue(sqs, queue_url, handler, batch_size=100, progress=seen.append)
+
+    assert first == DrainResult(200, 0)  # bounded: a queue that keeps filling never holds it
+    assert rest == DrainResult(50, 0)
+    assert seen == [100, 200, 50]
