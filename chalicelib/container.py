@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from chalicelib.audit import AuditEmitter, AuditWriter
     from chalicelib.authorize import Authorizer
     from chalicelib.aws.sessions import RoleSessions
+    from chalicelib.aws.signers import KmsSigner
     from chalicelib.config import Settings
     from chalicelib.grants import ActiveGrants, GrantStore
     from chalicelib.grants.api import GrantApi
@@ -136,12 +137,24 @@ class Container:
         return AuditEmitter(SqsAuditSink(self.clients.sqs, self.settings.audit_queue_url))
 
     @cached_property
+    def key_certifier(self) -> KmsSigner:
+        """The stage's KMS key that certifies assertion keys (its public key read once)."""
+        from chalicelib.aws.signers import KmsSigner
+
+        return KmsSigner(self.clients.kms, self.settings.assertion_key_id)
+
+    @cached_property
     def key_registry(self) -> KeyRegistry:
         """The state table's record of live assertion keys (what the JWKS serves)."""
         from chalicelib.aws.table import Table
         from chalicelib.signing.registry import KeyRegistry
 
-        return KeyRegistry(Table(self.clients.dynamodb, self.settings.state_table))
+        return KeyRegistry(
+            Table(self.clients.dynamodb, self.settings.state_table),
+            self.key_certifier.jwk,
+            issuer=self.settings.gateway_issuer,
+            stage=self.settings.stage,
+        )
 
     @cached_property
     def key_events(self) -> Callable[[KeyEvent], None]:
@@ -153,11 +166,10 @@ class Container:
     @cached_property
     def assertion_keys(self) -> DelegatedKeys:
         """This container's assertion keys, certified by the stage's KMS key once each."""
-        from chalicelib.aws.signers import KmsSigner
         from chalicelib.signing.delegated import DelegatedKeys
 
         return DelegatedKeys(
-            KmsSigner(self.clients.kms, self.settings.assertion_key_id),
+            self.key_certifier,
             self.key_registry,
             self.key_events,
             issuer=self.settings.gateway_issuer,

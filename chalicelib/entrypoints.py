@@ -109,8 +109,9 @@ def _keys_document(render: Any) -> dict[str, Any]:
             "cannot publish the signing keys", extra={"error": str(exc)}
         )
         return _json_response(503, {"message": "signing keys unavailable"})
-    # Short: a new container's key appears at its first request.
-    return _json_response(200, document, cache_seconds=60)
+    # Never from a shared cache: a new container's key appears at its first
+    # request, and a backend that meets its kid must find it on the next fetch.
+    return _json_response(200, document, cache_control="no-cache")
 
 
 def grants_api(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -187,8 +188,7 @@ def ingest_access_logs(event: dict[str, Any], context: Any) -> dict[str, Any]:
     built = container()
     try:
         events, rejected = gateway_events(event, stage=built.settings.stage)
-        for gateway_event in events:
-            built.emitter.emit(gateway_event)
+        built.emitter.emit_all(events)
         if rejected:
             log.warning("access log lines rejected", extra={"rejected": rejected[:20]})
             observability.metrics().add_metric(
@@ -209,10 +209,12 @@ def write_digest() -> None:
     )
 
 
-def _json_response(status: int, body: dict[str, Any], cache_seconds: int = 0) -> dict[str, Any]:
+def _json_response(
+    status: int, body: dict[str, Any], cache_control: str | None = None
+) -> dict[str, Any]:
     headers = {"Content-Type": "application/json"}
-    if cache_seconds:
-        headers["Cache-Control"] = f"public, max-age={cache_seconds}"
+    if cache_control:
+        headers["Cache-Control"] = cache_control
     return {
         "statusCode": status,
         "headers": headers,

@@ -127,6 +127,12 @@ def _refused(error: BaseException) -> int:
     """130 for an interrupt, 2 (and the message) for a known refusal; re-raise anything else."""
     if isinstance(error, KeyboardInterrupt):
         return 130
+    if isinstance(
+        error, FileNotFoundError | IsADirectoryError | NotADirectoryError | PermissionError
+    ):
+        # A file or directory an operator named: say which and why, no traceback.
+        print(f"gatehouse: cannot use {error.filename!r}: {error.strerror}", file=sys.stderr)
+        return 2
     if isinstance(error, _known_errors()):
         from gatehouse.terminal import visible
 
@@ -143,6 +149,7 @@ def _known_errors() -> tuple[type[Exception], ...]:
     from chalicelib.ledger.merkle import ProofError
     from chalicelib.policy import PolicyError
     from gatehouse.audit_commands import StageIncomplete
+    from gatehouse.audit_commands.ledger import UnusableKeyFile
     from gatehouse.grant_commands import GrantCommandError
     from gatehouse.policy_commands import PolicyFileError
     from gatehouse.query.errors import QueryError
@@ -156,6 +163,7 @@ def _known_errors() -> tuple[type[Exception], ...]:
         NoTarget,
         TimeArgumentError,
         StageIncomplete,
+        UnusableKeyFile,
         LedgerError,
         ProofError,
         PolicyError,

@@ -23,7 +23,11 @@ if TYPE_CHECKING:
     short_help="run the local stack in the foreground (Ctrl-C stops it)",
 )
 @click.option(
-    "--port", type=int, default=8787, show_default=True, help="gateway port (0: any free port)"
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8787,
+    show_default=True,
+    help="gateway port (0: any free port)",
 )
 @click.option(
     "--authorizer-ttl",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -50,47 +52,80 @@ class SqsAuditSink:
 
     A Lambda container handles one request at a time, so there each event is
     one ``SendMessage``. Where one process serves many requests at once (the
-    local stack), events sent while a call is in flight wait for it and then
-    go together in one ``SendMessageBatch`` (group commit): no sender waits for
-    anyone who is not already sending, and each returns only once SQS has
-    taken its own event, so failing closed is unchanged.
+    local stack), events sent while a call is in flight wait for it, and the
+    next call takes them together in one ``SendMessageBatch`` (group commit).
+    A sender leads (makes the calls) only until its own event is answered, then
+    hands over to a waiting sender; each returns only once SQS has answered for
+    its own event, and an event counts as taken only when SQS lists it as
+    successful, so failing closed is unchanged.
     """
 
-    def __init__(self, sqs: Any, queue_url: str) -> None:
+    def __init__(self, sqs: Any, queue_url: str, *, wait_seconds: float = 30.0) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
-        self._lock = threading.Lock()
+        self._wait_seconds = wait_seconds
+        self._turn = threading.Condition()
         self._pending: list[_Pending] = []
-        self._sending = False
+        self._leading = False
 
     def send(self, line: str) -> None:
         """Send ``line``; raise :class:`AuditUnavailable` on any failure."""
         entry = _Pending(line)
-        with self._lock:
+        deadline = time.monotonic() + self._wait_seconds
+        with self._turn:
             self._pending.append(entry)
-            lead = not self._sending
-            if lead:
-                self._sending = True
-        if lead:
-            self._send_until_empty()
-        entry.done.wait()
+            while not entry.done and self._leading:
+                answered = self._turn.wait(max(0.0, deadline - time.monotonic()))
+                if not answered and entry in self._pending:  # nobody took it: give up on it
+                    self._pending.remove(entry)
+                    raise AuditUnavailable("audit queue did not answer in time")
+            if not entry.done:
+                self._leading = True
+        if not entry.done:
+            self._lead_until_answered(entry)
         if entry.error is not None:
             raise AuditUnavailable(entry.error)
 
-    def _send_until_empty(self) -> None:
-        while True:
-            with self._lock:
-                batch = _take_batch(self._pending)
-                if not batch:
-                    self._sending = False
-                    return
+    def send_all(self, lines: list[str]) -> list[tuple[str, str]]:
+        """Send ``lines`` in as few batch calls as fit; return each line not taken, with why.
+
+        For a caller with many events at once (a batch of access-log lines):
+        they go out in batch calls of their own, neither waiting for nor
+        holding up single events sent concurrently. Every line is tried even
+        when an earlier batch fails.
+        """
+        pending = [_Pending(line) for line in lines]
+        failed: list[tuple[str, str]] = []
+        while batch := _take_batch(pending):
             self._send_batch(batch)
+            failed.extend((entry.line, entry.error or "") for entry in batch if entry.error)
+        return failed
+
+    def _lead_until_answered(self, entry: _Pending) -> None:
+        batch: list[_Pending] = []
+        try:
+            while not entry.done:
+                with self._turn:
+                    batch = _take_batch(self._pending)
+                if not batch:  # cannot happen while ``entry`` waits; never spin
+                    break
+                self._send_batch(batch)
+                with self._turn:
+                    self._turn.notify_all()
+        finally:
+            with self._turn:
+                for unanswered in (*batch, entry):
+                    if not unanswered.done:
+                        unanswered.fail("audit queue send interrupted")
+                self._leading = False
+                self._turn.notify_all()
 
     def _send_batch(self, batch: list[_Pending]) -> None:
         try:
             if len(batch) == 1:
                 self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=batch[0].line)
-                failed: dict[str, str] = {}
+                taken = {"0"}
+                refused: dict[str, str] = {}
             else:
                 answer = self._sqs.send_message_batch(
                     QueueUrl=self._queue_url,
@@ -99,23 +134,39 @@ class SqsAuditSink:
                         for index, entry in enumerate(batch)
                     ],
                 )
-                failed = {f["Id"]: f.get("Code", "failed") for f in answer.get("Failed", [])}
+                taken = {str(item.get("Id")) for item in answer.get("Successful", [])}
+                refused = {
+                    str(f.get("Id")): str(f.get("Code", "failed")) for f in answer.get("Failed", [])
+                }
         except Exception as exc:  # botocore's error types are many; every one means "not stored"
-            failed = {str(index): type(exc).__name__ for index in range(len(batch))}
+            taken, refused = set(), {}
+            reason = type(exc).__name__
+        else:
+            reason = "no answer for the event"
         for index, entry in enumerate(batch):
-            code = failed.get(str(index))
-            if code is not None:
-                entry.error = f"audit queue rejected the event: {code}"
-            entry.done.set()
+            key = str(index)
+            if key in taken:
+                entry.answer(None)
+            else:
+                entry.fail(f"audit queue rejected the event: {refused.get(key, reason)}")
 
 
 class _Pending:
+    """One event waiting for SQS's answer (fields guarded by the sink's condition)."""
+
     __slots__ = ("done", "error", "line")
 
     def __init__(self, line: str) -> None:
         self.line = line
         self.error: str | None = None
-        self.done = threading.Event()
+        self.done = False
+
+    def answer(self, error: str | None) -> None:
+        self.error = error
+        self.done = True
+
+    def fail(self, error: str) -> None:
+        self.answer(error)
 
 
 # SendMessageBatch takes at most 10 messages and 256 KiB in all.
@@ -157,3 +208,23 @@ class AuditEmitter:
         except AuditUnavailable as exc:
             logger.error("audit event not enqueued (%s); event follows: %s", exc, line)
             raise
+
+    def emit_all(self, events: Sequence[AuditEvent | dict[str, Any]]) -> None:
+        """Enqueue every one of ``events``, in batch calls when the sink takes them.
+
+        Raises
+        ------
+        AuditUnavailable
+            When any event could not be enqueued (after trying all of them);
+            each such event has been logged in full.
+        """
+        send_all = getattr(self._sink, "send_all", None)
+        if send_all is None:
+            for event in events:
+                self.emit(event)
+            return
+        failed = send_all([serialize_event(event) for event in events])
+        for line, reason in failed:
+            logger.error("audit event not enqueued (%s); event follows: %s", reason, line)
+        if failed:
+            raise AuditUnavailable(f"{len(failed)} of {len(events)} events not enqueued")

@@ -103,3 +103,5 @@ LEDGER_EVENT = ItemKind("LEDGER-EVENT")
 # --- delegated assertion keys (chalicelib/signing/registry.py) ---
 SIGNING_KEY = ItemKind("SIGNING-KEY")
 """A certified assertion key, named ``<not_after, 10 digits>#<kid>`` (what the JWKS serves)."""
+SIGNING_KEY_EXPIRED = ItemKind("SIGNING-KEY-EXPIRED")
+"""The sweeper's note that a key's expiry is in the trail (the key's own sort key)."""

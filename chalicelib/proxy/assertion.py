@@ -100,9 +100,11 @@ class AssertionIssuer:
 
     def _header_segment(self, kid: str) -> str:
         # The header only changes with the key: encode it once per key.
-        if self._header is None or self._header[0] != kid:
-            self._header = (kid, _segment({"alg": "ES256", "typ": "JWT", "kid": kid}))
-        return self._header[1]
+        header = self._header  # read once: another thread may replace it meanwhile
+        if header is None or header[0] != kid:
+            header = (kid, _segment({"alg": "ES256", "typ": "JWT", "kid": kid}))
+            self._header = header
+        return header[1]
 
 
 def _segment(value: dict[str, Any]) -> str:

@@ -11,8 +11,9 @@ A backend that wants more than the JWKS checks each assertion's ``kid`` back to
 the KMS key with :func:`check_certificate` (or the same rules in any language,
 ``docs/architecture.md``): signature under the pinned KMS public key, ``typ``,
 ``iss`` and ``stage`` as expected, ``sub`` equal to the JWK's thumbprint and
-``kid``, a lifetime of at most :data:`MAX_CERTIFICATE_SECONDS`, and the
-assertion's ``iat`` inside ``nbf .. exp``.
+``kid``, a lifetime of at most :data:`MAX_CERTIFICATE_SECONDS`, valid now,
+and the assertion's ``iat`` inside ``nbf .. exp``, its ``exp`` not after the
+certificate's and at most 300 s after its ``iat``.
 """
 
 from __future__ import annotations
@@ -117,7 +118,9 @@ def check_certificate(
     *,
     issuer: str,
     stage: str,
+    now: float,
     at: float | None = None,
+    skew_seconds: float = 60.0,
 ) -> KeyCertificate:
     """The certificate ``token``, checked against the pinned KMS public key.
 
@@ -130,8 +133,15 @@ def check_certificate(
         get-public-key``), never from the gateway that the check is about.
     issuer, stage:
         The gateway expected.
+    now:
+        The current time: the certificate must be valid now (``nbf`` up to
+        ``skew_seconds`` in the future is tolerated, ``exp`` is not). An
+        expired certificate vouches for nothing, whatever an assertion claims
+        its ``iat`` to be: whoever holds a leaked key chooses that.
     at:
-        When given (an assertion's ``iat``), the key must have been valid then.
+        When given (an assertion's ``iat``), the key must also have been
+        valid then. A backend also checks that the assertion's ``exp`` is not
+        after the certificate's ``exp`` and at most 300 s after its ``iat``.
 
     Raises
     ------
@@ -155,6 +165,8 @@ def check_certificate(
         0 < not_after - not_before <= MAX_CERTIFICATE_SECONDS
     ):
         raise CertificateInvalid("its lifetime is missing or longer than allowed")
+    if not not_before - skew_seconds <= now < not_after:
+        raise CertificateInvalid("the certificate is not valid now (expired or not yet valid)")
     if at is not None and not not_before <= at < not_after:
         raise CertificateInvalid("the key was not certified at that time")
     return KeyCertificate(

@@ -11,8 +11,10 @@ Timing: a key is certified for ``lifetime_seconds`` (3 h) and used for the
 first ``use_seconds`` (2 h) of it; an assertion lives at most five minutes,
 so every assertion a key signed expires while the key is still listed. A
 failed rotation keeps the current key while it still has more than an
-assertion's lifetime left, and tries again ``retry_seconds`` later: KMS or
-DynamoDB being briefly away does not stop the stage.
+assertion's lifetime left; any failure is tried again only ``retry_seconds``
+later (requests without a usable key fail fast meanwhile), so KMS or DynamoDB
+being away neither stops a stage that has a key nor costs a KMS call per
+request.
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ class DelegatedKeys:
         self._new_key = new_key or (lambda: ec.generate_private_key(ec.SECP256R1()))
         self._active: ActiveKey | None = None
         self._retry_at = 0.0
+        self._last_failure = ""
         self._lock = threading.Lock()
 
     def current(self) -> ActiveKey:
@@ -175,16 +178,21 @@ class DelegatedKeys:
         still_usable = (
             active is not None and active.certificate.not_after - now > _MAX_ASSERTION_SECONDS
         )
-        if still_usable and now < self._retry_at:
-            assert active is not None
-            return active
+        if now < self._retry_at:
+            # A failure is retried after retry_seconds, never on every request: a
+            # down KMS, table or queue must not become one KMS call per request.
+            if still_usable:
+                assert active is not None
+                return active
+            raise SigningError(self._last_failure)
         try:
             self._active = self._issue(now, replaces=active.kid if active else None)
-        except SigningError:
+        except SigningError as exc:
+            self._retry_at = now + self._retry
+            self._last_failure = f"{exc} (tried again from {int(self._retry_at)})"
             if not still_usable:
                 raise
             assert active is not None
-            self._retry_at = now + self._retry
             return active
         return self._active
 
@@ -198,16 +206,19 @@ class DelegatedKeys:
             not_before=int(now),
             lifetime_seconds=self._lifetime,
         )
-        try:
-            self._registry.register(certificate)
-        except KeyRegistryError as exc:
-            raise SigningError(f"the new signing key was not registered: {exc}") from exc
+        # Recorded before it is published: a key the JWKS serves always has its
+        # issuance in the trail (a recorded key whose registration then fails
+        # is never used, and the trail says it was issued, nothing more).
         try:
             self._record(KeyEvent("rotated" if replaces else "issued", certificate, replaces))
         except Exception as exc:  # an unrecorded key is never used
             raise SigningError(
                 f"the new signing key's issuance was not recorded: {type(exc).__name__}"
             ) from exc
+        try:
+            self._registry.register(certificate)
+        except KeyRegistryError as exc:
+            raise SigningError(f"the new signing key was not registered: {exc}") from exc
         return ActiveKey(certificate, signer, use_until=certificate.not_before + self._use)
 
     def live(self) -> list[KeyCertificate]:
@@ -236,14 +247,10 @@ def record_expired_keys(
     KeyRegistryError
         When the registry cannot be read or noted.
     """
-    from chalicelib.signing.registry import certificate_of
-
     recorded = 0
-    for item in registry.ended(now):
-        if item.get("expiry_recorded"):
-            continue
-        record(KeyEvent("expired", certificate_of(item)))
-        if registry.mark_expiry_recorded(item):
+    for certificate in registry.ended_unrecorded(now):
+        record(KeyEvent("expired", certificate))
+        if registry.mark_expiry_recorded(certificate):
             recorded += 1
     return recorded
 
@@ -251,8 +258,8 @@ def record_expired_keys(
 class ExpiringRegistry(Protocol):
     """The registry as the sweeper uses it."""
 
-    def ended(self, now: float) -> list[dict[str, object]]:
-        """Items of keys whose certificates ended recently."""
+    def ended_unrecorded(self, now: float) -> list[KeyCertificate]:
+        """Keys whose certificates ended recently and whose expiry is not recorded yet."""
 
-    def mark_expiry_recorded(self, item: dict[str, object]) -> bool:
+    def mark_expiry_recorded(self, certificate: KeyCertificate) -> bool:
         """Note the expiry as recorded; False when another sweeper did."""

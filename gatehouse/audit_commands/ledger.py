@@ -120,9 +120,24 @@ def load_public_key(data: bytes) -> EllipticCurvePublicKey:
 
     Raises
     ------
-    ValueError
-        When ``data`` holds none.
+    UnusableKeyFile
+        When ``data`` holds none (a ValueError).
     """
+    try:
+        return _load_public_key(data)
+    except UnusableKeyFile:
+        raise
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise UnusableKeyFile(
+            f"the key file holds no P-256 public key (PEM, JWK or JWKS): {type(exc).__name__}"
+        ) from exc
+
+
+class UnusableKeyFile(ValueError):
+    """A ``--public-key`` file that holds no usable P-256 public key."""
+
+
+def _load_public_key(data: bytes) -> EllipticCurvePublicKey:
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
     text = data.strip()
@@ -135,7 +150,7 @@ def load_public_key(data: bytes) -> EllipticCurvePublicKey:
             from chalicelib.identity.keys import parse_jwk
 
             return _p256(parse_jwk({"kid": "ledger", **jwk}).public_key)
-    raise ValueError("no P-256 public key (PEM, JWK or JWKS) in the file")
+    raise UnusableKeyFile("no P-256 public key (PEM, JWK or JWKS) in the file")
 
 
 def _p256(key: Any) -> EllipticCurvePublicKey:

@@ -38,7 +38,13 @@ def install() -> None:
         algorithm = self._get_param("SigningAlgorithm")
         if self._get_param("MessageType") != "DIGEST" or algorithm not in hash_of:
             return str(original(self))
-        key = self.kms_backend.describe_key(self._get_param("KeyId"))
+        key_id = self._get_param("KeyId")
+        self._validate_key_id(key_id)  # moto's own check: unknown ids and aliases refused
+        key = self.kms_backend.describe_key(key_id)
+        if algorithm not in (key.signing_algorithms or []):
+            from moto.kms.exceptions import ValidationException
+
+            raise ValidationException(f"{algorithm} is not a signing algorithm of this key")
         digest = self._get_param("Message")
         if isinstance(digest, str):  # the JSON protocol carries blobs base64-encoded
             digest = base64.b64decode(digest)

@@ -39,6 +39,7 @@ from gatehouse.dev.event_source import (
 )
 from gatehouse.dev.gateway import ApiGatewayEmulator, GatewayServer, load_api_definition
 from gatehouse.dev.idp import DevIssuer, SigningKey, load_or_create_key
+from gatehouse.dev.loopback_sqs import LoopbackSqs
 from gatehouse.dev.sts_recorder import StsRecorder
 from gatehouse.policy_files import is_json, parse_policy_text, read_policy_text
 from gatehouse.resources import ResourceNames
@@ -109,6 +110,7 @@ class LocalStack:
         self.poller: EventSourcePoller | None = None
         self.pollers: list[EventSourcePoller] = []
         self._audit_queue_arn: str | None = None
+        self._mapping_sqs: LoopbackSqs | None = None
         self._status_lock = threading.Lock()
         self._access_log_lines: list[str] = []
         self._shipped = 0
@@ -278,12 +280,14 @@ class LocalStack:
 
         assert self.resources is not None and self.app_module is not None
         container = entrypoints.container()
-        sqs = container.clients.sqs
         queue_url = self.resources.audit_queue_url
         if self._audit_queue_arn is None:
-            self._audit_queue_arn = queue_arn_of(sqs, queue_url)
+            self._audit_queue_arn = queue_arn_of(container.clients.sqs, queue_url)
+        if self._mapping_sqs is None:
+            # The mapping's own receives and deletes: AWS makes them outside the function.
+            self._mapping_sqs = LoopbackSqs(self.moto.url, self.options.region)
         return drain_queue(
-            sqs,
+            self._mapping_sqs,
             queue_url,
             self.app_module.audit_writer,
             region=self.options.region,
@@ -356,6 +360,9 @@ class LocalStack:
                 part.stop()
             except Exception as exc:  # keep stopping the rest
                 print(f"warning: stopping {type(part).__name__} failed: {exc}", file=sys.stderr)
+        if self._mapping_sqs is not None:
+            self._mapping_sqs.close()
+            self._mapping_sqs = None
         from chalicelib import entrypoints
 
         entrypoints.use_container(None)

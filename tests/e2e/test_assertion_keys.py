@@ -88,6 +88,7 @@ def test_a_backend_verifying_with_the_jwks_accepts_assertions_across_a_rotation(
             pinned,
             issuer=rotating_stack.state.gateway_url,
             stage=rotating_stack.state.stage,
+            now=time.time(),
         )
     assert {first, second} <= {entry["kid"] for entry in certificates}
 

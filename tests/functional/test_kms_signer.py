@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -32,3 +33,26 @@ def test_a_message_of_any_size_is_signed_so_that_it_verifies(aws: Resources, siz
     public.verify(der, message, ec.ECDSA(hashes.SHA256()))
     with pytest.raises(InvalidSignature):
         public.verify(der, message + b"!", ec.ECDSA(hashes.SHA256()))
+
+
+@pytest.mark.parametrize(
+    ("key", "algorithm", "error"),
+    [
+        ("alias/no-such-key", "ECDSA_SHA_256", "NotFoundException"),
+        (None, "ECDSA_SHA_384", "ValidationException"),
+    ],
+)
+def test_a_digest_is_refused_as_aws_refuses_it(
+    aws: Resources, key: str | None, algorithm: str, error: str
+) -> None:
+    kms = boto3.client("kms", region_name="us-east-1")
+
+    with pytest.raises(ClientError) as refused:
+        kms.sign(
+            KeyId=key or aws.digest_key_alias,
+            Message=b"\x00" * 32,
+            MessageType="DIGEST",
+            SigningAlgorithm=algorithm,
+        )
+
+    assert refused.value.response["Error"]["Code"] == error

@@ -8,7 +8,6 @@ key back to the KMS key (and what it refuses).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -70,14 +69,14 @@ class Stage:
 
 
 @pytest.fixture
-def stage(aws: Resources) -> Iterator[Stage]:
+def stage(aws: Resources) -> Stage:
     dynamodb = boto3.client("dynamodb", region_name="us-east-1")
     sqs = boto3.client("sqs", region_name="us-east-1")
     kms = KmsSigner(boto3.client("kms", region_name="us-east-1"), aws.assertion_key_alias)
     return Stage(
         aws,
         Clock(),
-        KeyRegistry(Table(dynamodb, aws.state_table)),
+        KeyRegistry(Table(dynamodb, aws.state_table), kms.jwk, issuer=GATEWAY_ISSUER, stage="test"),
         key_event_recorder(AuditEmitter(SqsAuditSink(sqs, aws.audit_queue_url)), "test"),
         kms,
     )
@@ -160,6 +159,7 @@ def test_every_key_of_every_container_is_served_and_traced_to_the_kms_key(stage:
             stage.kms_public_jwk(),
             issuer=GATEWAY_ISSUER,
             stage="test",
+            now=stage.clock.now,
             at=claims["iat"],
         )
         assert certified.jwk == next(k for k in jwks["keys"] if k["kid"] == kid)
@@ -177,7 +177,8 @@ def test_every_key_of_every_container_is_served_and_traced_to_the_kms_key(stage:
         )
 
 
-def test_a_key_the_kms_key_did_not_certify_is_refused_by_the_backend_check(stage: Stage) -> None:
+def test_a_key_the_kms_key_did_not_certify_is_never_served_nor_accepted(stage: Stage) -> None:
+    genuine = stage.container_keys().current().kid
     impostor = LocalSigner(ec.generate_private_key(ec.SECP256R1()))
     forged = certify(
         impostor,
@@ -187,21 +188,29 @@ def test_a_key_the_kms_key_did_not_certify_is_refused_by_the_backend_check(stage
         not_before=int(T0),
         lifetime_seconds=3 * HOUR,
     )
-    # Even published in the registry (which only the proxy's role may write), it fails.
+    other_stage = certify(
+        stage.kms,
+        LocalSigner(ec.generate_private_key(ec.SECP256R1())).jwk(),
+        issuer=GATEWAY_ISSUER,
+        stage="prod",
+        not_before=int(T0),
+        lifetime_seconds=3 * HOUR,
+    )
+    # Written to the table as if by a role that could (only the proxy's may).
     stage.registry.register(forged)
-    [published] = [
-        c
-        for c in certificates_document(stage.registry.live(T0))["certificates"]
-        if c["kid"] == forged.kid
-    ]
+    stage.registry.register(other_stage)
+    table = boto3.client("dynamodb", region_name="us-east-1")
+    table.put_item(
+        TableName=stage.aws.state_table,
+        Item={"pk": {"S": "SIGNING-KEY"}, "sk": {"S": f"{int(T0) + HOUR:010d}#broken"}},
+    )
 
+    served = stage.registry.live(T0 + 1)
+
+    assert [c.kid for c in served] == [genuine]  # the rest left out, the set still served
     with pytest.raises(CertificateInvalid, match="not the certifying key's"):
         check_certificate(
-            published["certificate"],
-            stage.kms_public_jwk(),
-            issuer=GATEWAY_ISSUER,
-            stage="test",
-            at=T0,
+            forged.token, stage.kms_public_jwk(), issuer=GATEWAY_ISSUER, stage="test", now=T0
         )
 
 
@@ -231,6 +240,25 @@ def test_an_ended_key_is_recorded_once_by_the_sweeper(stage: Stage) -> None:
     assert (expired["event_type"], expired["signing_key"]["action"]) == ("signing_key", "expired")
     assert expired["signing_key"]["kid"] == kid
     assert json.dumps(expired).count('certificate"') == 0  # the digest, never the certificate
+    # The note is in a partition of its own: the key's item is as the proxy wrote it.
+    table = boto3.client("dynamodb", region_name="us-east-1")
+    items = table.scan(TableName=stage.aws.state_table)["Items"]
+    partitions = sorted(i["pk"]["S"] for i in items if i["pk"]["S"].startswith("SIGNING-KEY"))
+    assert partitions == ["SIGNING-KEY", "SIGNING-KEY-EXPIRED"]
+    [key_item] = [i for i in items if i["pk"]["S"] == "SIGNING-KEY"]
+    assert set(key_item) == {"pk", "sk", "kid", "certificate", "not_after", "ttl"}
+
+
+def test_an_unreadable_ended_key_does_not_stop_the_others_expiring(stage: Stage) -> None:
+    stage.container_keys().current()
+    boto3.client("dynamodb", region_name="us-east-1").put_item(
+        TableName=stage.aws.state_table,
+        Item={"pk": {"S": "SIGNING-KEY"}, "sk": {"S": f"{int(T0) + 60:010d}#broken"}},
+    )
+    queued_events(stage.aws)
+
+    stage.clock.now = T0 + 3 * HOUR + 60
+    assert record_expired_keys(stage.registry, stage.record, stage.clock.now) == 1
 
 
 def test_when_the_audit_trail_is_down_no_key_is_used(stage: Stage, aws: Resources) -> None:

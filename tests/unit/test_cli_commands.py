@@ -6,6 +6,7 @@ exits 2 with click's message on stderr; importing the CLI loads no command.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -144,10 +145,10 @@ def test_an_unknown_exception_propagates(monkeypatch: pytest.MonkeyPatch) -> Non
     from gatehouse import policy_commands
 
     def broken(path: object) -> None:
-        raise FileNotFoundError("not one of the known refusals")
+        raise RuntimeError("not one of the known refusals")
 
     monkeypatch.setattr(policy_commands, "validate", broken)
-    with pytest.raises(FileNotFoundError, match="not one of the known refusals"):
+    with pytest.raises(RuntimeError, match="not one of the known refusals"):
         main(["policy", "validate", "x.yaml"])
 
 
@@ -164,3 +165,42 @@ def test_importing_the_cli_loads_no_command_module() -> None:
     ).stdout.split()
     heavy = ("boto3", "botocore", "chalicelib", "cryptography", "gatehouse.")
     assert [name for name in loaded if name.startswith(heavy)] == ["gatehouse.cli"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["audit", "check-proof", "/nonexistent-proof", "--public-key", "/nonexistent-key"],
+            "gatehouse: cannot use '/nonexistent-key': No such file or directory",
+        ),
+        (
+            ["audit", "check-proof", "/etc/hostname", "--public-key", "/etc/hostname"],
+            "gatehouse: the key file holds no P-256 public key (PEM, JWK or JWKS)",
+        ),
+        (
+            ["--state-dir", "/etc/hostname", "audit", "tail"],
+            "gatehouse: cannot use '/etc/hostname/dev.json': Not a directory",
+        ),
+    ],
+)
+def test_a_file_an_operator_names_wrongly_is_one_line_and_exit_2(
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in [n for n in os.environ if n.startswith("GATEHOUSE_")]:
+        monkeypatch.delenv(name)
+
+    assert main(argv) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith(message), err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_a_port_outside_the_tcp_range_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dev", "--port", "-1"]) == 2
+    assert "0<=x<=65535" in capsys.readouterr().err

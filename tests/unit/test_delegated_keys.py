@@ -102,6 +102,7 @@ def test_the_key_is_registered_and_recorded_before_it_signs(stage: Stage) -> Non
         stage.kms.jwk(),
         issuer=ISSUER,
         stage="prod",
+        now=stage.clock(),
         at=stage.clock(),
     )
 
@@ -135,14 +136,38 @@ def test_without_a_key_nothing_is_signed_and_the_failure_says_why(
     stage.registry.down = failing == "registry"
     stage.record_fails[0] = failing == "audit"
 
-    with pytest.raises(
-        SigningError, match={"kms": "KMS", "registry": "registered", "audit": "recorded"}[failing]
-    ):
+    expected = {"kms": "KMS", "registry": "registered", "audit": "recorded"}[failing]
+    with pytest.raises(SigningError, match=expected):
         stage.keys.current()
 
-    if failing != "registry":
-        # A key that was not recorded never signs; its registration alone signs nothing.
+    # Recorded before published: the JWKS never serves a key the trail lacks.
+    assert stage.registry.certificates == []
+    if failing == "registry":
+        assert [e.action for e in stage.events] == ["issued"]  # issued, never used
+    else:
         assert stage.events == []
+
+
+@pytest.mark.parametrize("failing", ["kms", "registry", "audit"])
+def test_a_failure_is_retried_after_a_pause_never_on_every_request(
+    stage: Stage, failing: str
+) -> None:
+    stage.kms.down = failing == "kms"
+    stage.registry.down = failing == "registry"
+    stage.record_fails[0] = failing == "audit"
+    signatures = stage.kms.signatures
+    with pytest.raises(SigningError):
+        stage.keys.current()
+    attempts = stage.kms.signatures - signatures
+
+    for _ in range(50):  # requests within the pause fail fast, with the same reason
+        with pytest.raises(SigningError, match="tried again from"):
+            stage.keys.current()
+    assert stage.kms.signatures - signatures == attempts
+
+    stage.kms.down = stage.registry.down = stage.record_fails[0] = False
+    stage.clock.now += 30
+    assert stage.keys.current().kid in {c.kid for c in stage.registry.certificates}
 
 
 def test_a_failed_rotation_keeps_the_current_key_while_it_has_time_and_retries_later(

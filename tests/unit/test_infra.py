@@ -148,7 +148,7 @@ def _roles(statement: dict[str, Any]) -> set[str]:
 
 
 def test_only_the_functions_that_write_a_partition_may_write_it() -> None:
-    from chalicelib.aws.table_layout import SIGNING_KEY
+    from chalicelib.aws.table_layout import SIGNING_KEY, SIGNING_KEY_EXPIRED
     from chalicelib.grants import store
     from chalicelib.ledger import state
 
@@ -156,7 +156,7 @@ def test_only_the_functions_that_write_a_partition_may_write_it() -> None:
     assert {state._PK, state._EVENTS} == LEDGER_PARTITIONS
     table = _template()["Resources"]["StateTable"]["Properties"]
     statements = table["ResourcePolicy"]["PolicyDocument"]["Statement"]
-    grants, live, ledger, signing_keys, blind = statements
+    grants, live, ledger, signing_keys, key_expiries, blind = statements
     for deny in statements:
         assert (deny["Effect"], deny["Principal"]) == ("Deny", "*")
         # Every way to write an item, one at a time, in batches, or through PartiQL.
@@ -178,11 +178,15 @@ def test_only_the_functions_that_write_a_partition_may_write_it() -> None:
         LEDGER_PARTITIONS
     )
     assert _roles(ledger) == LEDGER_WRITERS
-    # Only the proxy adds a key to the JWKS; the sweeper notes expiries.
+    # Only the proxy adds a key to the JWKS; the sweeper notes expiries apart.
     assert signing_keys["Condition"]["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"] == [
         SIGNING_KEY.partition
     ]
-    assert _roles(signing_keys) == {"api_handler", "grant_sweeper"}
+    assert _roles(signing_keys) == {"api_handler"}
+    assert key_expiries["Condition"]["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"] == [
+        SIGNING_KEY_EXPIRED.partition
+    ]
+    assert _roles(key_expiries) == {"grant_sweeper"}
     # Writes whose partition keys IAM cannot see are refused to all but the writers.
     assert blind["Condition"]["Null"] == {"dynamodb:LeadingKeys": "true"}
     assert _roles(blind) == GRANT_WRITERS | LEDGER_WRITERS
@@ -1056,3 +1060,22 @@ def test_the_local_gateway_writes_the_stage_access_log_as_api_gateway_does() -> 
     assert event["outcome"]["status"] == answer.status
     assert event["source"] == {"ip": "203.0.113.9", "user_agent": agent}
     assert event["anomalies"] == ["access_log_not_json"]
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_only_the_proxy_may_write_assertion_keys_and_only_the_sweeper_their_expiry(
+    stage: str,
+) -> None:
+    writers: dict[str, set[str]] = {"SIGNING-KEY": set(), "SIGNING-KEY-EXPIRED": set()}
+    for function in FUNCTIONS:
+        for statement in _statements(stage, function).values():
+            leading = statement.get("Condition", {}).get("ForAllValues:StringEquals", {})
+            for partition in set(leading.get("dynamodb:LeadingKeys", [])) & set(writers):
+                if _writes(statement):
+                    writers[partition].add(function)
+                    # No UpdateItem: it could rewrite a served key's attributes.
+                    assert set(statement["Action"]) == {"dynamodb:PutItem"} | (
+                        {"dynamodb:Query"} if "dynamodb:Query" in statement["Action"] else set()
+                    ), (function, statement["Sid"])
+
+    assert writers == {"SIGNING-KEY": {"api_handler"}, "SIGNING-KEY-EXPIRED": {"grant_sweeper"}}

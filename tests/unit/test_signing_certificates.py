@@ -44,7 +44,7 @@ def test_a_certificate_names_the_key_the_gateway_and_its_lifetime(
     key, certificate = certified
 
     checked = check_certificate(
-        certificate.token, kms.jwk(), issuer=ISSUER, stage=STAGE, at=T0 + 60
+        certificate.token, kms.jwk(), issuer=ISSUER, stage=STAGE, now=T0 + 90, at=T0 + 60
     )
 
     assert checked.kid == key.jwk()["kid"] == certificate.kid
@@ -155,7 +155,31 @@ def test_a_certificate_that_breaks_a_rule_is_refused_saying_which(
     token, at = make(kms, certified[1].token)
 
     with pytest.raises(CertificateInvalid, match=expected):
-        check_certificate(token, kms.jwk(), issuer=ISSUER, stage=STAGE, at=at)
+        check_certificate(token, kms.jwk(), issuer=ISSUER, stage=STAGE, now=T0 + 2, at=at)
+
+
+@pytest.mark.parametrize(
+    ("now", "at"),
+    [
+        pytest.param(T0 + 3 * 3600, None, id="expired now"),
+        pytest.param(T0 + 30 * 86400, T0 + 60, id="expired, whatever iat an assertion claims"),
+        pytest.param(T0 - 61, None, id="not valid yet"),
+    ],
+)
+def test_a_certificate_vouches_only_while_it_is_valid(
+    kms: LocalSigner, certified: tuple[LocalSigner, KeyCertificate], now: float, at: float | None
+) -> None:
+    with pytest.raises(CertificateInvalid, match="not valid now"):
+        check_certificate(certified[1].token, kms.jwk(), issuer=ISSUER, stage=STAGE, now=now, at=at)
+
+
+def test_a_clock_slightly_behind_the_gateway_still_accepts_a_new_certificate(
+    kms: LocalSigner, certified: tuple[LocalSigner, KeyCertificate]
+) -> None:
+    checked = check_certificate(
+        certified[1].token, kms.jwk(), issuer=ISSUER, stage=STAGE, now=T0 - 59
+    )
+    assert checked.not_before == T0
 
 
 @pytest.mark.parametrize("lifetime", [0, -1, MAX_CERTIFICATE_SECONDS + 1])
