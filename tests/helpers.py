@@ -149,3 +149,13 @@ class FakeIdp:
     @property
     def jwks_fetches(self) -> int:
         return sum(1 for url in self.fetches if url.endswith("/jwks"))
+
+
+class Clock:
+    """Epoch (or monotonic) seconds that tests move by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -21,7 +21,7 @@ from gatehouse.dev import moto_kms
 from gatehouse.dev.backend import DemoBackend
 from gatehouse.dev.bootstrap import Resources, bootstrap
 from gatehouse.resources import ResourceNames
-from tests.helpers import AUDIENCE, ISSUER, FakeIdp, claims, jwk, make_token
+from tests.helpers import AUDIENCE, ISSUER, Clock, FakeIdp, claims, jwk, make_token
 
 GATEWAY_ISSUER = "https://gatehouse.test.example"
 
@@ -161,16 +161,6 @@ GRANTS = {"approver_groups": ["security"], "max_duration": "4h"}
 T0 = 1_800_000_000.0
 OPERATOR = "arn:aws:iam::123456789012:user/ops"
 NO_SUCH_GRANT = "01a00000-0000-7000-8000-000000000000"
-
-
-class Clock:
-    """Epoch (or monotonic) seconds that tests move by hand."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -28,20 +28,13 @@ from chalicelib.signing.documents import certificates_document, jwks_document
 from chalicelib.signing.events import key_event_recorder
 from chalicelib.signing.registry import KeyRegistry
 from tests.functional.conftest import GATEWAY_ISSUER, queued_events
+from tests.helpers import Clock
 
 if TYPE_CHECKING:
     from gatehouse.dev.bootstrap import Resources
 
 T0 = 1_900_000_000.0
 HOUR = 3600
-
-
-@dataclass
-class Clock:
-    now: float = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -75,7 +68,7 @@ def stage(aws: Resources) -> Stage:
     kms = KmsSigner(boto3.client("kms", region_name="us-east-1"), aws.assertion_key_alias)
     return Stage(
         aws,
-        Clock(),
+        Clock(T0),
         KeyRegistry(Table(dynamodb, aws.state_table), kms.jwk, issuer=GATEWAY_ISSUER, stage="test"),
         key_event_recorder(AuditEmitter(SqsAuditSink(sqs, aws.audit_queue_url)), "test"),
         kms,

@@ -15,6 +15,7 @@ from chalicelib.aws.errors import SigningError
 from chalicelib.aws.signers import LocalSigner
 from chalicelib.signing import KeyCertificate, KeyRegistryError, check_certificate
 from chalicelib.signing.delegated import DelegatedKeys, KeyEvent
+from tests.helpers import Clock
 
 ISSUER = "https://gatehouse.example.com"
 T0 = 1_800_000_000.0
@@ -53,14 +54,6 @@ class ListRegistry:
 
 
 @dataclass
-class Clock:
-    now: float = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
 class Stage:
     kms: CountingSigner
     registry: ListRegistry
@@ -72,7 +65,7 @@ class Stage:
 
 @pytest.fixture
 def stage() -> Stage:
-    kms, registry, clock, events = CountingSigner(), ListRegistry(), Clock(), []
+    kms, registry, clock, events = CountingSigner(), ListRegistry(), Clock(T0), []
     record_fails = [False]
 
     def record(event: KeyEvent) -> None:
