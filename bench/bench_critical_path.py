@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import sys
 import tempfile
 import threading
@@ -34,13 +33,12 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import botocore.client
 
-from bench.bench_local_stack import token
+from bench.bench_local_stack import load, token
 from chalicelib.audit import SqsAuditSink
 from gatehouse.dev.stack import LocalStack, StackOptions
 
@@ -116,34 +114,10 @@ class CallCounter:
         return taken
 
 
-def send(base_url: str, auth: str, count: int, concurrency: int) -> tuple[int, float]:
+def send(base_url: str, token: str, count: int, concurrency: int) -> tuple[int, float]:
     """``count`` allowed GETs over ``concurrency`` keep-alive connections; (2xx answers, s)."""
-    parts = urlsplit(base_url)
-    remaining = iter(range(count))
-    lock = threading.Lock()
-    ok = [0]
-
-    def worker() -> None:
-        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-        while True:
-            with lock:
-                if next(remaining, None) is None:
-                    break
-            connection.request("GET", PATH, headers={"Authorization": auth})
-            response = connection.getresponse()
-            response.read()
-            if 200 <= response.status < 300:
-                with lock:
-                    ok[0] += 1
-        connection.close()
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return ok[0], time.perf_counter() - started
+    run = load("load", base_url, token, count, concurrency)
+    return sum(n for status, n in run.statuses.items() if 200 <= status < 300), run.wall_seconds
 
 
 def main() -> int:
@@ -171,7 +145,7 @@ def main() -> int:
         )
         try:
             state = stack.start()
-            auth = f"Bearer {token(state)}"
+            auth = token(state)
             send(state.gateway_url, auth, 20, 1)  # warm: the key is certified, caches filled
             stack.drain_audit_queue()
             counter.take()

@@ -13,7 +13,10 @@ from typing import TYPE_CHECKING, Any
 from chalicelib import observability
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from chalicelib.container import Container
+    from chalicelib.signing import KeyCertificate
 
 _container: Container | None = None
 _container_lock = threading.Lock()
@@ -99,7 +102,7 @@ def gateway_key_certificates(event: dict[str, Any], context: Any) -> dict[str, A
     return _keys_document(certificates_document)
 
 
-def _keys_document(render: Any) -> dict[str, Any]:
+def _keys_document(render: Callable[[list[KeyCertificate]], dict[str, Any]]) -> dict[str, Any]:
     from chalicelib.signing import KeyRegistryError
 
     try:

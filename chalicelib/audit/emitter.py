@@ -116,7 +116,7 @@ class SqsAuditSink:
             with self._turn:
                 for unanswered in (*batch, entry):
                     if not unanswered.done:
-                        unanswered.fail("audit queue send interrupted")
+                        unanswered.answer("audit queue send interrupted")
                 self._leading = False
                 self._turn.notify_all()
 
@@ -148,7 +148,7 @@ class SqsAuditSink:
             if key in taken:
                 entry.answer(None)
             else:
-                entry.fail(f"audit queue rejected the event: {refused.get(key, reason)}")
+                entry.answer(f"audit queue rejected the event: {refused.get(key, reason)}")
 
 
 class _Pending:
@@ -164,9 +164,6 @@ class _Pending:
     def answer(self, error: str | None) -> None:
         self.error = error
         self.done = True
-
-    def fail(self, error: str) -> None:
-        self.answer(error)
 
 
 # SendMessageBatch takes at most 10 messages and 256 KiB in all.

@@ -185,6 +185,20 @@ def _signed_parts(
     token: str, certifying_jwk: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The header and payload of ``token``, once its signature is the certifying key's."""
+    header, payload = _parts(token)
+    signed, _, signature_segment = token.rpartition(".")
+    try:
+        key = parse_jwk({**certifying_jwk, "alg": "ES256"})
+        signature = b64url_decode(signature_segment)
+    except (InvalidKey, ValueError) as exc:
+        raise CertificateInvalid(f"unusable key or signature: {exc}") from exc
+    if not key.verify(signed.encode("ascii"), signature):
+        raise CertificateInvalid("the signature is not the certifying key's")
+    return header, payload
+
+
+def _parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and payload of a certificate, read but not checked."""
     parts = token.split(".")
     if len(parts) != 3:
         raise CertificateInvalid("not a compact JWS")
@@ -192,14 +206,32 @@ def _signed_parts(
     payload = _json_segment(parts[1], "payload")
     if header.get("alg") != "ES256" or header.get("typ") != CERTIFICATE_TYPE:
         raise CertificateInvalid("not a Gatehouse key certificate (alg or typ)")
-    try:
-        key = parse_jwk({**certifying_jwk, "alg": "ES256"})
-        signature = b64url_decode(parts[2])
-    except (InvalidKey, ValueError) as exc:
-        raise CertificateInvalid(f"unusable key or signature: {exc}") from exc
-    if not key.verify(f"{parts[0]}.{parts[1]}".encode("ascii"), signature):
-        raise CertificateInvalid("the signature is not the certifying key's")
     return header, payload
+
+
+def read_certificate(token: str) -> KeyCertificate:
+    """What ``token`` says, its signature and rules *not* checked (to name an ended key).
+
+    Raises
+    ------
+    CertificateInvalid
+        When it cannot be read.
+    """
+    header, payload = _parts(token)
+    try:
+        jwk = {str(name): str(value) for name, value in dict(payload["jwk"]).items()}
+        return KeyCertificate(
+            kid=str(payload["sub"]),
+            jwk=jwk,
+            issuer=str(payload["iss"]),
+            stage=str(payload["stage"]),
+            not_before=int(payload["nbf"]),
+            not_after=int(payload["exp"]),
+            token=token,
+            certified_by=str(header.get("kid", "")),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CertificateInvalid(f"unreadable certificate: {type(exc).__name__}") from exc
 
 
 def _segment(value: dict[str, Any]) -> str:

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 from chalicelib.aws.errors import SigningError
 from chalicelib.aws.table_errors import CorruptItem, TableError, WriteRefused
-from chalicelib.aws.table_items import Item, integer, text
+from chalicelib.aws.table_items import Item, text
 from chalicelib.aws.table_layout import SIGNING_KEY, SIGNING_KEY_EXPIRED
 from chalicelib.observability import get_logger
-from chalicelib.signing.certificate import KeyCertificate, check_certificate
+from chalicelib.signing.certificate import KeyCertificate, check_certificate, read_certificate
 from chalicelib.signing.errors import CertificateInvalid, KeyRegistryError
 
 if TYPE_CHECKING:
@@ -190,27 +190,10 @@ def certificate_of(item: Item) -> KeyCertificate:
     CorruptItem
         When the item lacks its certificate or the certificate is unreadable.
     """
-    import json
-
-    from chalicelib.identity.keys import b64url_decode
-
-    token = text(item, "certificate")
     try:
-        payload = json.loads(b64url_decode(token.split(".")[1]))
-        jwk = payload["jwk"]
-        header = json.loads(b64url_decode(token.split(".")[0]))
-        return KeyCertificate(
-            kid=text(item, "kid"),
-            jwk=dict(jwk),
-            issuer=str(payload["iss"]),
-            stage=str(payload["stage"]),
-            not_before=int(payload["nbf"]),
-            not_after=integer(item, "not_after"),
-            token=token,
-            certified_by=str(header.get("kid", "")),
-        )
-    except (ValueError, IndexError, KeyError, TypeError) as exc:
-        raise CorruptItem(f"signing key {item.get('sk')!r}: unreadable certificate") from exc
+        return read_certificate(text(item, "certificate"))
+    except CertificateInvalid as exc:
+        raise CorruptItem(f"signing key {item.get('sk')!r}: {exc}") from exc
 
 
 def _name(not_after: int, kid: str) -> str:
