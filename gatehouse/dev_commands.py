@@ -15,6 +15,7 @@ from gatehouse.state import default_state_dir, find_state
 
 if TYPE_CHECKING:
     from gatehouse.cli import CliContext
+    from gatehouse.dev.stack import LocalStack, StackOptions
 
 
 @click.group(
@@ -73,6 +74,7 @@ def run(
         When ``--policy`` names a file that cannot be read or parsed: checked
         before anything starts, so a typo costs no stack start-up.
     """
+    from gatehouse.dev.console import whole_lines
     from gatehouse.dev.stack import LocalStack, StackOptions, initial_policy
 
     if policy is not None:
@@ -88,7 +90,11 @@ def run(
         policy_file=policy,
         metrics=metrics,
     )
-    stack = LocalStack(options)
+    with whole_lines():
+        return _serve(LocalStack(options), options, stopping)
+
+
+def _serve(stack: LocalStack, options: StackOptions, stopping: threading.Event) -> int:
     state = stack.start()
     try:
         print(
