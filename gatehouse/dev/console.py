@@ -72,7 +72,7 @@ def whole_lines() -> Iterator[LineAtomicStream]:
     """Route ``sys.stdout`` through a :class:`LineAtomicStream` for the block."""
     original = sys.stdout
     stream = LineAtomicStream(original)
-    sys.stdout = stream  # type: ignore[assignment]
+    sys.stdout = stream
     try:
         yield stream
     finally:
