@@ -15,6 +15,14 @@ GRANT_ACTION_ROUTES = [
     "/.gatehouse/grants/{grant_id}/revoke",
 ]
 PROXY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+SIGN_IN_PAGES = [
+    "/.gatehouse/login",
+    "/.gatehouse/callback",
+    "/.gatehouse/refresh",
+    "/.gatehouse/signed-out",
+]
+SIGN_IN_FORMS = ["/.gatehouse/logout"]
+BACKCHANNEL_LOGOUT = ["/.gatehouse/backchannel-logout"]
 
 app = GatewayApp(app_name="gatehouse")
 app.api.binary_types = ["*/*"]
@@ -48,6 +56,21 @@ def grants_api(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @app.raw_route(GRANT_ACTION_ROUTES, methods=["POST"])
 def grant_actions(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return entrypoints.grants_api(event, context)
+
+
+@app.raw_route(SIGN_IN_PAGES, methods=["GET"])
+def sign_in_pages(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return entrypoints.sign_in(event, context)
+
+
+@app.raw_route(SIGN_IN_FORMS, methods=["GET", "POST"])
+def sign_out(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return entrypoints.sign_in(event, context)
+
+
+@app.raw_route(BACKCHANNEL_LOGOUT, methods=["POST"])
+def backchannel_logout(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return entrypoints.sign_in(event, context)
 
 
 @app.lambda_function(name="audit_writer")

@@ -94,7 +94,7 @@ def main() -> None:
 
     with mock_aws():
         resources, store = moto_policy_store(hundred_rule_policy())
-        policy = ActivePolicy(store, refresh_seconds=3600)
+        policy = ActivePolicy(store, default_issuer=ISSUER, refresh_seconds=3600)
         policy.current()
 
         def build(sink: Any) -> Authorizer:

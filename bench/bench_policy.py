@@ -133,7 +133,7 @@ def linear_scan(policy: CompiledPolicy, identity: Identity, request: AccessReque
 
 def main() -> None:
     document = parse_policy(thousand_rule_policy())
-    policy = CompiledPolicy(document, 1)
+    policy = CompiledPolicy(document, 1, default_issuer=ISSUER)
     now = time.time()
     alice = principal(7)
     path = "/app7/api/v1/items"
@@ -280,7 +280,7 @@ def main() -> None:
         floor=floor,
     )
     started = time.perf_counter()
-    CompiledPolicy(parse_policy(thousand_rule_policy()), 2)
+    CompiledPolicy(parse_policy(thousand_rule_policy()), 2, default_issuer=ISSUER)
     print(
         f"  parse + compile the 1,000-rule policy: {(time.perf_counter() - started) * 1e3:.1f} ms"
     )

@@ -194,7 +194,7 @@ def main() -> None:
     )
     with mock_aws():
         resources, store = moto_policy_store(policy_doc)
-        active = ActivePolicy(store, refresh_seconds=3600)
+        active = ActivePolicy(store, default_issuer=identity.issuer, refresh_seconds=3600)
         decision = active.current().evaluate(
             identity, AccessRequest("gatehouse.example.com", "POST", "/api/items/42")
         )
@@ -209,7 +209,7 @@ def main() -> None:
         def build(signer: Any, upstream: Any = None) -> Proxy:
             return Proxy(
                 decider=Decider(verifier=None, policy=active),
-                versions=PolicyVersions(store),
+                versions=PolicyVersions(store, default_issuer=identity.issuer),
                 assertions=AssertionIssuer(
                     signer, issuer="https://gatehouse.example.com", ttl_seconds=60
                 ),

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from chalicelib.variables import PREFIX, VARIABLES, Variable
 
@@ -78,6 +78,19 @@ class TrustedIssuer:
         Use ``email`` only when ``email_verified`` is true. Set false only for
         an issuer that verifies every address it puts in tokens and never
         sends ``email_verified``.
+    name:
+        A short name for people and URLs (the login page, ``?idp=``, audit
+        records); the issuer's host name unless set.
+    display_name:
+        What the login page calls it.
+    client_id:
+        Gatehouse's OAuth client at this issuer: browser sign-in through it
+        is offered only when set. Its ID tokens must name it in ``aud``.
+    client_secret_id:
+        The Secrets Manager secret that holds the client's secret; None for a
+        public client (PKCE alone).
+    scopes:
+        What sign-in asks for (``openid`` always among them).
     """
 
     issuer: str
@@ -85,6 +98,45 @@ class TrustedIssuer:
     jwks_uri: str | None = None
     groups_claim: str = "groups"
     email_verified_required: bool = True
+    name: str = ""
+    display_name: str = ""
+    client_id: str | None = None
+    client_secret_id: str | None = None
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", _host_name(self.issuer))
+        if not self.display_name:
+            object.__setattr__(self, "display_name", self.name)
+
+    @property
+    def offers_sign_in(self) -> bool:
+        """Whether people can sign in with a browser through this issuer."""
+        return self.client_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    """Browser sessions: how they are sealed and how long they last.
+
+    Attributes
+    ----------
+    keys_secret:
+        The Secrets Manager secret holding the cookie-sealing keys.
+    max_seconds, idle_seconds:
+        Absolute lifetime from sign-in; the longest a session may go unused.
+    refresh_seconds:
+        How long the claims of a sign-in (or of a refresh) are used.
+    revocation_refresh_seconds:
+        How often a container reads the revoked sessions.
+    """
+
+    keys_secret: str
+    max_seconds: int
+    idle_seconds: int
+    refresh_seconds: int
+    revocation_refresh_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +152,10 @@ class Settings:
     assertion_key_id: str
     digest_key_id: str
     gateway_issuer: str
+    # The first is the default issuer: policy subjects that name no issuer are its.
     trusted_issuers: tuple[TrustedIssuer, ...]
+    # None: no browser sign-in on this stage.
+    sessions: SessionSettings | None
     # The defaults and ranges of what follows are in chalicelib.variables.
     authorizer_ttl_seconds: int
     policy_refresh_seconds: float
@@ -176,6 +231,8 @@ class _SettingsReader:
             self.problems.append(
                 f"{PREFIX}GATEWAY_ISSUER must be {self._scheme_text}, got {gateway_issuer!r}"
             )
+        issuers = self._issuers()
+        ttl_seconds = self._int("AUTHORIZER_TTL_SECONDS")
         settings = Settings(
             stage=self._optional("STAGE"),
             region=region or "",
@@ -186,8 +243,9 @@ class _SettingsReader:
             assertion_key_id=self._required("ASSERTION_KEY_ID"),
             digest_key_id=self._required("DIGEST_KEY_ID"),
             gateway_issuer=gateway_issuer.rstrip("/"),
-            trusted_issuers=self._issuers(),
-            authorizer_ttl_seconds=self._int("AUTHORIZER_TTL_SECONDS"),
+            trusted_issuers=issuers,
+            sessions=self._sessions(issuers, ttl_seconds),
+            authorizer_ttl_seconds=ttl_seconds,
             policy_refresh_seconds=self._float("POLICY_REFRESH_SECONDS"),
             jwks_refresh_cooldown_seconds=self._float("JWKS_REFRESH_COOLDOWN_SECONDS"),
             jwks_max_age_seconds=self._float("JWKS_MAX_AGE_SECONDS"),
@@ -210,6 +268,41 @@ class _SettingsReader:
         if self.problems:
             raise SettingsError(self.problems)
         return settings
+
+    def _sessions(
+        self, issuers: tuple[TrustedIssuer, ...], ttl_seconds: int
+    ) -> SessionSettings | None:
+        keys_secret = self._environ.get(PREFIX + "SESSION_KEYS_SECRET", "").strip()
+        signing_in = [issuer.name for issuer in issuers if issuer.offers_sign_in]
+        if not keys_secret:
+            if signing_in:
+                self.problems.append(
+                    f"{PREFIX}TRUSTED_ISSUERS gives a client_id ({', '.join(signing_in)}) but "
+                    f"{PREFIX}SESSION_KEYS_SECRET is not set: browser sign-in needs keys to "
+                    "seal its cookies (`gatehouse session rotate-key` makes the first)"
+                )
+            return None
+        if issuers and not signing_in:
+            self.problems.append(
+                f"{PREFIX}SESSION_KEYS_SECRET is set but no issuer in {PREFIX}TRUSTED_ISSUERS "
+                "has a client_id: give the issuers people sign in with one"
+            )
+        if ttl_seconds > 0:
+            # With a TTL, API Gateway keys its cache on the Authorization header
+            # and answers 401 itself when a request has none: a browser (which
+            # sends a cookie) would never reach the authorizer.
+            self.problems.append(
+                f"browser sign-in ({PREFIX}SESSION_KEYS_SECRET) needs "
+                f"{PREFIX}AUTHORIZER_TTL_SECONDS=0: API Gateway's authorizer cache is keyed on "
+                "the Authorization header, which a browser does not send"
+            )
+        return SessionSettings(
+            keys_secret=keys_secret,
+            max_seconds=self._int("SESSION_MAX_SECONDS"),
+            idle_seconds=self._int("SESSION_IDLE_SECONDS"),
+            refresh_seconds=self._int("SESSION_REFRESH_SECONDS"),
+            revocation_refresh_seconds=self._float("SESSION_REVOCATION_REFRESH_SECONDS"),
+        )
 
     def _anchor(self) -> str | None:
         value = self._environ.get(PREFIX + "LEDGER_ANCHOR", "").strip()
@@ -297,15 +390,39 @@ class _SettingsReader:
             return ()
         issuers = [self._issuer(name, index, entry) for index, entry in enumerate(document)]
         found = [issuer for issuer in issuers if issuer is not None]
-        names = [issuer.issuer for issuer in found]
-        if len(set(names)) != len(names):
+        urls = [issuer.issuer.rstrip("/") for issuer in found]
+        if len(set(urls)) != len(urls):
             self.problems.append(f"{name} lists the same issuer twice")
-        elif len(found) > 1:
-            # Subjects and groups of two issuers would share one namespace:
-            # one IdP's "admins" would be the other's. One issuer per stage
-            # until policies can name the issuer of a subject.
-            self.problems.append(f"{name} lists {len(found)} issuers; one is supported per stage")
+        short_names = [issuer.name for issuer in found]
+        if len(set(short_names)) != len(short_names):
+            self.problems.append(
+                f"{name}: two issuers are both named {_first_repeated(short_names)!r}; "
+                "give each a distinct name"
+            )
         return tuple(found)
+
+    def _check_sign_in_fields(self, where: str, entry: dict[str, Any]) -> None:
+        """The fields of browser sign-in (and the issuer's names)."""
+        for field in ("client_id", "client_secret_id", "display_name"):
+            value = entry.get(field)
+            if value is not None and not (isinstance(value, str) and value.strip()):
+                self.problems.append(f"{where}.{field} must be a non-empty string")
+        if entry.get("client_secret_id") is not None and entry.get("client_id") is None:
+            self.problems.append(f"{where}.client_secret_id needs a client_id")
+        short_name = entry.get("name")
+        if short_name is not None and not (
+            isinstance(short_name, str) and _ISSUER_NAME.fullmatch(short_name)
+        ):
+            self.problems.append(
+                f"{where}.name must be 1-32 letters, digits, '.', '_' or '-', got {short_name!r}"
+            )
+        scopes = entry.get("scopes", ["openid"])
+        if (
+            not isinstance(scopes, list)
+            or "openid" not in scopes
+            or not all(isinstance(scope, str) and _SCOPE.fullmatch(scope) for scope in scopes)
+        ):
+            self.problems.append(f"{where}.scopes must be a list of scopes including openid")
 
     def _issuer(self, name: str, index: int, entry: object) -> TrustedIssuer | None:
         where = f"{name}[{index}]"
@@ -318,6 +435,11 @@ class _SettingsReader:
             "jwks_uri",
             "groups_claim",
             "email_verified_required",
+            "name",
+            "display_name",
+            "client_id",
+            "client_secret_id",
+            "scopes",
         }
         if unknown:
             self.problems.append(f"{where} has unknown fields: {', '.join(sorted(unknown))}")
@@ -326,16 +448,23 @@ class _SettingsReader:
         jwks_uri = entry.get("jwks_uri")
         groups_claim = entry.get("groups_claim", "groups")
         email_verified_required = entry.get("email_verified_required", True)
+        client_id = entry.get("client_id")
+        client_secret_id = entry.get("client_secret_id")
+        scopes = entry.get("scopes", ["openid", "email", "profile"])
+        short_name = entry.get("name")
+        display_name = entry.get("display_name")
         problems_before = len(self.problems)
+        self._check_sign_in_fields(where, entry)
         if not isinstance(email_verified_required, bool):
             self.problems.append(f"{where}.email_verified_required must be true or false")
         if not isinstance(issuer, str) or not issuer.startswith(self._schemes):
             self.problems.append(f"{where}.issuer must be {self._scheme_text}")
         if (
             not isinstance(audiences, list)
-            or not audiences
+            or not (audiences or client_id)
             or not all(isinstance(a, str) and a for a in audiences)
         ):
+            # An issuer only people sign in through needs no API audience.
             self.problems.append(f"{where}.audiences must be a non-empty list of strings")
         if jwks_uri is not None and not (
             isinstance(jwks_uri, str) and jwks_uri.startswith(self._schemes)
@@ -346,13 +475,38 @@ class _SettingsReader:
         if len(self.problems) != problems_before:
             return None
         assert isinstance(issuer, str) and isinstance(audiences, list)  # narrowed above
+        assert isinstance(scopes, list)
         return TrustedIssuer(
             issuer=issuer,
             audiences=tuple(audiences),
             jwks_uri=jwks_uri,
             groups_claim=str(groups_claim),
             email_verified_required=email_verified_required,
+            name=short_name or "",
+            display_name=display_name or "",
+            client_id=client_id,
+            client_secret_id=client_secret_id,
+            scopes=tuple(scopes),
         )
+
+
+_ISSUER_NAME = re.compile(r"[A-Za-z0-9._-]{1,32}")
+_SCOPE = re.compile(r"[!#-\[\]-~]+")  # RFC 6749 3.3: printable ASCII but space, " and \\
+
+
+def _host_name(url: str) -> str:
+    """``idp.example.com`` of ``https://idp.example.com/tenant``; a port becomes ``-<port>``."""
+    authority = url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+    return authority.replace(":", "-")[:32] or "issuer"
+
+
+def _first_repeated(names: list[str]) -> str:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return ""
 
 
 def _bounds(variable: Variable) -> tuple[float, float]:

@@ -15,10 +15,12 @@ from chalicelib.aws import AwsClients
 
 if TYPE_CHECKING:
     from chalicelib.audit import AuditEmitter, AuditWriter
+    from chalicelib.authenticate.credentials import SessionCredentials
+    from chalicelib.authenticate.handler import SignIn
     from chalicelib.authorize import Authorizer
     from chalicelib.aws.sessions import RoleSessions
     from chalicelib.aws.signers import KmsSigner
-    from chalicelib.config import Settings
+    from chalicelib.config import SessionSettings, Settings
     from chalicelib.grants import ActiveGrants, GrantStore
     from chalicelib.grants.api import GrantApi
     from chalicelib.grants.usage import GrantUseRecorder
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from chalicelib.proxy import Proxy
     from chalicelib.proxy.assertion import AssertionIssuer
     from chalicelib.proxy.upstream import UpstreamClient
+    from chalicelib.sessions.keys import SessionKeySource
     from chalicelib.signing.delegated import DelegatedKeys, KeyEvent
     from chalicelib.signing.registry import KeyRegistry
 
@@ -71,13 +74,8 @@ class Container:
         """Signing keys of the trusted issuers."""
         from chalicelib.identity import JwksCache
 
-        fetch = self._fetch_json
-        if fetch is None:
-            from chalicelib.identity.fetch import http_fetch_json
-
-            fetch = http_fetch_json(self.settings.jwks_fetch_timeout_seconds)
         return JwksCache(
-            fetch,
+            self._fetch(),
             cooldown_seconds=self.settings.jwks_refresh_cooldown_seconds,
             max_age_seconds=self.settings.jwks_max_age_seconds,
         )
@@ -106,14 +104,21 @@ class Container:
         """The active policy, refreshed on a bound."""
         from chalicelib.policy import ActivePolicy
 
-        return ActivePolicy(self.policy_store, refresh_seconds=self.settings.policy_refresh_seconds)
+        return ActivePolicy(
+            self.policy_store,
+            # The first trusted issuer: policy subjects that name no issuer are its.
+            default_issuer=self.settings.trusted_issuers[0].issuer,
+            refresh_seconds=self.settings.policy_refresh_seconds,
+        )
 
     @cached_property
     def policy_versions(self) -> PolicyVersions:
         """Immutable policy versions by number."""
         from chalicelib.policy import PolicyVersions
 
-        return PolicyVersions(self.policy_store)
+        return PolicyVersions(
+            self.policy_store, default_issuer=self.settings.trusted_issuers[0].issuer
+        )
 
     @cached_property
     def grant_store(self) -> GrantStore:
@@ -206,7 +211,9 @@ class Container:
         """Per-principal STS sessions of AWS upstreams' roles (the STS client is built on use)."""
         from chalicelib.aws.sessions import RoleSessions
 
-        return RoleSessions(lambda: self.clients.sts)
+        return RoleSessions(
+            lambda: self.clients.sts, default_issuer=self.settings.trusted_issuers[0].issuer
+        )
 
     @cached_property
     def authorizer(self) -> Authorizer:
@@ -215,7 +222,10 @@ class Container:
 
         return Authorizer(
             decider=Decider(
-                verifier=self.verifier, policy=self.active_policy, grants=self.active_grants
+                verifier=self.verifier,
+                policy=self.active_policy,
+                grants=self.active_grants,
+                sessions=self.session_credentials if self.settings.sessions else None,
             ),
             policy=self.active_policy,
             emitter=self.emitter,
@@ -223,7 +233,100 @@ class Container:
             query_value_redaction=self.settings.audit_query_value_redaction,
             ttl_seconds=self.settings.authorizer_ttl_seconds,
             metrics=self.metrics,
+            sign_in=self.settings.sessions is not None,
         )
+
+    @cached_property
+    def session_keys(self) -> SessionKeySource:
+        """The keys that seal session cookies (Secrets Manager, re-read on a bound)."""
+        from chalicelib.sessions.keys import SessionKeySource
+
+        sessions = self._sessions()
+        return SessionKeySource(lambda: self.clients.secretsmanager, sessions.keys_secret)
+
+    @cached_property
+    def session_credentials(self) -> SessionCredentials:
+        """Opens and checks session cookies (revocations re-read on their bound)."""
+        from chalicelib.authenticate.credentials import SessionCredentials
+        from chalicelib.aws.table import Table
+        from chalicelib.sessions.revocations import RevokedSessions
+
+        sessions = self._sessions()
+        revoked = RevokedSessions(
+            Table(self.clients.dynamodb, self.settings.state_table),
+            refresh_seconds=sessions.revocation_refresh_seconds,
+        )
+        return SessionCredentials(self.session_keys, revoked, idle_seconds=sessions.idle_seconds)
+
+    @cached_property
+    def sign_in(self) -> SignIn:
+        """The sign-in routes under /.gatehouse/."""
+        from dataclasses import replace
+
+        from chalicelib.authenticate.handler import SignIn
+        from chalicelib.authenticate.provider import Provider
+        from chalicelib.aws.table import Table
+        from chalicelib.identity import TokenVerifier
+        from chalicelib.sessions.store import SessionStore
+
+        sessions = self._sessions()
+        signing_in = [issuer for issuer in self.settings.trusted_issuers if issuer.offers_sign_in]
+        providers = {
+            issuer.name: Provider(
+                issuer,
+                self._fetch(),
+                client_secret=self._client_secret(issuer.client_secret_id),
+                timeout_seconds=self.settings.jwks_fetch_timeout_seconds,
+            )
+            for issuer in signing_in
+        }
+        # ID tokens name the client, not an API: the same rules, another audience.
+        id_tokens = TokenVerifier(
+            [replace(issuer, audiences=(str(issuer.client_id),)) for issuer in signing_in],
+            self.jwks,
+            clock_skew_seconds=self.settings.clock_skew_seconds,
+            max_token_bytes=self.settings.max_token_bytes,
+        )
+        return SignIn(
+            providers=providers,
+            id_tokens=id_tokens,
+            keys=self.session_keys,
+            store=SessionStore(
+                Table(self.clients.dynamodb, self.settings.state_table), self.session_keys
+            ),
+            credentials=self.session_credentials,
+            emitter=self.emitter,
+            settings=sessions,
+            base_url=self.settings.gateway_issuer,
+            stage=self.settings.stage,
+        )
+
+    def _sessions(self) -> SessionSettings:
+        sessions = self.settings.sessions
+        if sessions is None:
+            raise RuntimeError("this stage has no browser sign-in (GATEHOUSE_SESSION_KEYS_SECRET)")
+        return sessions
+
+    def _client_secret(self, secret_id: str | None) -> Callable[[], str | None]:
+        """Reads a sign-in client's secret on first use, then keeps it."""
+        if secret_id is None:
+            return lambda: None
+        cache: list[str] = []
+
+        def secret() -> str:
+            if not cache:
+                answer = self.clients.secretsmanager.get_secret_value(SecretId=secret_id)
+                cache.append(str(answer["SecretString"]))
+            return cache[0]
+
+        return secret
+
+    def _fetch(self) -> FetchJson:
+        if self._fetch_json is not None:
+            return self._fetch_json
+        from chalicelib.identity.fetch import http_fetch_json
+
+        return http_fetch_json(self.settings.jwks_fetch_timeout_seconds)
 
     @cached_property
     def grant_uses(self) -> GrantUseRecorder:
@@ -240,8 +343,21 @@ class Container:
         from chalicelib.authorize import Decider
         from chalicelib.proxy import Proxy
 
+        sign_in = None
+        credentials = None
+        if self.settings.sessions is not None:
+            from chalicelib.authenticate.browser import BrowserRedirects
+
+            credentials = self.session_credentials
+            sign_in = BrowserRedirects(credentials, self.settings.gateway_issuer)
         return Proxy(
-            decider=Decider(verifier=None, policy=self.active_policy, grants=self.active_grants),
+            decider=Decider(
+                verifier=None,
+                policy=self.active_policy,
+                grants=self.active_grants,
+                sessions=credentials,
+            ),
+            sign_in=sign_in,
             versions=self.policy_versions,
             assertions=self.assertions,
             upstream=self.upstream,

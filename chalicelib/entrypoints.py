@@ -130,6 +130,33 @@ def grants_api(event: dict[str, Any], context: Any) -> dict[str, Any]:
         observability.flush_metrics()
 
 
+def sign_in(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """``/.gatehouse/login``, ``callback``, ``refresh``, ``logout``, ``backchannel-logout``...
+
+    Not behind the authorizer: these routes are how a person gets credentials.
+    Every session change is audited before the browser is answered; when it
+    cannot be, the answer is 503 and no cookie.
+    """
+    from chalicelib.apigw.events import MalformedEvent, parse_proxy_event
+    from chalicelib.audit import AuditUnavailable
+
+    log = observability.powertools_logger()
+    built = container()
+    try:
+        request = parse_proxy_event(event)
+    except MalformedEvent:
+        return _json_response(400, {"message": "malformed request"})
+    if built.settings.sessions is None:
+        return _json_response(404, {"message": "this gateway has no browser sign-in"})
+    try:
+        return built.sign_in.handle(request).as_lambda_response(request.request_id)
+    except AuditUnavailable as exc:
+        log.error("sign-in step refused: it could not be audited", extra={"error": str(exc)})
+        return _json_response(503, {"message": "audit trail unavailable"})
+    finally:
+        observability.flush_metrics()
+
+
 def write_audit_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The audit writer Lambda (SQS event source with partial batch responses)."""
     observability.powertools_logger()

@@ -45,11 +45,27 @@ class Reason(StrEnum):
     WRONG_AUDIENCE = "wrong_audience"
     TOKEN_EXPIRED = "token_expired"
     TOKEN_NOT_YET_VALID = "token_not_yet_valid"
+    # A browser session cookie that cannot be used (also HTTP 401; a browser
+    # navigating is sent to sign in instead).
+    SESSION_INVALID = "session_invalid"  # tampered, truncated, or sealed by an unknown key
+    SESSION_EXPIRED = "session_expired"  # past its absolute lifetime
+    SESSION_IDLE = "session_idle"  # unused for longer than the idle limit
+    SESSION_REVOKED = "session_revoked"  # logged out, revoked by an operator or by the IdP
+    SESSION_REFRESH_REQUIRED = "session_refresh_required"  # claims due to be asked for again
+
+    # Browser sign-in failed (recorded in ``session`` events, never a decision).
+    LOGIN_EXPIRED = "login_expired"  # no (or an unusable, or an old) sign-in attempt cookie
+    LOGIN_STATE_MISMATCH = "login_state_mismatch"
+    LOGIN_NONCE_MISMATCH = "login_nonce_mismatch"
+    LOGIN_IDP_ERROR = "login_idp_error"  # the IdP answered with an error
+    LOGIN_CODE_REJECTED = "login_code_rejected"  # the token endpoint refused the code
+    LOGIN_SESSION_TOO_LARGE = "login_session_too_large"  # the claims do not fit in a cookie
 
     # Gatehouse could not decide (fail closed, HTTP 5xx).
     ISSUER_UNAVAILABLE = "issuer_unavailable"
     POLICY_UNAVAILABLE = "policy_unavailable"
     NO_IDENTITY_CONTEXT = "no_identity_context"
+    SESSIONS_UNAVAILABLE = "sessions_unavailable"  # session keys or revocations unreadable
 
     @property
     def is_ambiguous(self) -> bool:
@@ -63,12 +79,18 @@ class Reason(StrEnum):
             Reason.ISSUER_UNAVAILABLE,
             Reason.POLICY_UNAVAILABLE,
             Reason.NO_IDENTITY_CONTEXT,
+            Reason.SESSIONS_UNAVAILABLE,
         )
 
     @property
     def is_credential_failure(self) -> bool:
         """True when the caller failed to authenticate (answered with 401)."""
         return self in _CREDENTIAL_FAILURES
+
+    @property
+    def is_session_failure(self) -> bool:
+        """True when a session cookie was presented and cannot be used (a new sign-in helps)."""
+        return self in _SESSION_FAILURES
 
 
 _CREDENTIAL_FAILURES = frozenset(
@@ -86,5 +108,19 @@ _CREDENTIAL_FAILURES = frozenset(
         Reason.WRONG_AUDIENCE,
         Reason.TOKEN_EXPIRED,
         Reason.TOKEN_NOT_YET_VALID,
+        Reason.SESSION_INVALID,
+        Reason.SESSION_EXPIRED,
+        Reason.SESSION_IDLE,
+        Reason.SESSION_REVOKED,
+        Reason.SESSION_REFRESH_REQUIRED,
+    }
+)
+_SESSION_FAILURES = frozenset(
+    {
+        Reason.SESSION_INVALID,
+        Reason.SESSION_EXPIRED,
+        Reason.SESSION_IDLE,
+        Reason.SESSION_REVOKED,
+        Reason.SESSION_REFRESH_REQUIRED,
     }
 )

@@ -130,7 +130,9 @@ VARIABLES: Final = _table(
     Variable(
         "TRUSTED_ISSUERS",
         "JSON list of OIDC issuers: issuer, audiences, jwks_uri, groups_claim, "
-        "email_verified_required.",
+        "email_verified_required; for browser sign-in also name, display_name, client_id, "
+        "client_secret_id (a Secrets Manager secret) and scopes. The first is the default "
+        "issuer: policy subjects that name no issuer are its.",
         Reader.BOTH,
         required=True,
     ),
@@ -202,6 +204,41 @@ VARIABLES: Final = _table(
         default=7200,
         low=10,
         high=7200,
+    ),
+    Variable(
+        "SESSION_KEYS_SECRET",
+        "The Secrets Manager secret (name or ARN) of the keys that seal browser session "
+        "cookies; unset: no browser sign-in (`gatehouse session rotate-key` writes it).",
+        Reader.BOTH,
+    ),
+    Variable(
+        "SESSION_MAX_SECONDS",
+        "A browser session's absolute lifetime, from sign-in.",
+        default=43200,
+        low=300,
+        high=2592000,
+    ),
+    Variable(
+        "SESSION_IDLE_SECONDS",
+        "A browser session unused this long ends.",
+        default=3600,
+        low=60,
+        high=86400,
+    ),
+    Variable(
+        "SESSION_REFRESH_SECONDS",
+        "How long a session's claims are used before the identity provider is asked again "
+        "(with its refresh token, else a new sign-in).",
+        default=900,
+        low=30,
+        high=86400,
+    ),
+    Variable(
+        "SESSION_REVOCATION_REFRESH_SECONDS",
+        "How often a container reads the revoked sessions: the most a revocation waits.",
+        default=3.0,
+        low=0.0,
+        high=60.0,
     ),
     Variable(
         "UPSTREAM_CONNECT_TIMEOUT_SECONDS",

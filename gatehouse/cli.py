@@ -36,6 +36,7 @@ COMMANDS = {
     "dev": "gatehouse.dev_commands:dev",
     "policy": "gatehouse.policy_commands:policy",
     "grant": "gatehouse.grant_commands:grant",
+    "session": "gatehouse.session_commands:session",
     "audit": "gatehouse.audit_commands:audit",
     "demo": "gatehouse.demo:demo",
 }

@@ -245,6 +245,8 @@ def send(state: DevState, scenario: Scenario) -> Exchange:
 
 
 def _show(state: DevState, state_dir: Path) -> int:
+    from gatehouse.demo_sign_in import browser_session
+
     print(f"  gateway {state.gateway_url}   issuer {state.issuer}   backend {state.backend_url}\n")
     exchanges = [send(state, scenario) for scenario in scenarios(state)]
     exchanges += _administration(state, state_dir)
@@ -257,6 +259,7 @@ def _show(state: DevState, state_dir: Path) -> int:
     failures += 0 if _print_aws_correlation(state, state_dir) else 1
     failures += 0 if _write_report(state_dir) else 1
     failures += 0 if _query_trail(state_dir) else 1
+    failures += 0 if browser_session(state, state_dir) else 1
     if failures:
         print(f"\n{failures} request(s) did not end as expected.")
         return 1

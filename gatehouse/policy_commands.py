@@ -192,15 +192,54 @@ def explain_identity(
     )
 
 
-def load_policy(target: Target, version: int | None) -> CompiledPolicy:
-    """The active policy, or version ``version`` (decision replay)."""
+def load_policy(
+    target: Target, version: int | None, *, fallback_issuer: str | None = None
+) -> CompiledPolicy:
+    """The active policy, or version ``version`` (decision replay), as the stage compiles it.
+
+    Its default issuer is the stage's first trusted issuer, as in the functions
+    (``fallback_issuer`` when the stage's issuers are not known: see :func:`default_issuer`).
+    """
+    default = default_issuer(target, fallback_issuer)
     store = PolicyStore(target.client("dynamodb"), target.state_table)
     if version is not None:
-        return PolicyVersions(store).get(version)
+        return PolicyVersions(store, default_issuer=default).get(version)
     record = store.load_active()
     if record is None:
         raise PolicyError("no policy has been activated")
-    return compile_record(record)
+    return compile_record(record, default_issuer=default)
+
+
+def default_issuer(target: Target, fallback: str | None = None) -> str:
+    """The stage's default issuer: its first trusted issuer (what unqualified subjects name).
+
+    The local stack's issuer, else the first of ``GATEHOUSE_TRUSTED_ISSUERS``;
+    when neither is known, ``fallback`` (the issuer of the principal asked
+    about), said on stderr: users, groups, domains and claims that rules name
+    without ``issuers`` are then taken as that issuer's.
+
+    Raises
+    ------
+    NoTarget
+        When none is known: a decision cannot be evaluated without it.
+    """
+    from gatehouse.target import NoTarget
+
+    try:
+        return target.trusted_issuers[0].issuer
+    except NoTarget as exc:
+        if fallback:
+            print(
+                visible(
+                    f"gatehouse: the stage's trusted issuers are unknown ({exc}); taking "
+                    f"{fallback} as its default issuer (set GATEHOUSE_TRUSTED_ISSUERS)"
+                ),
+                file=sys.stderr,
+            )
+            return fallback
+        raise NoTarget(
+            f"the stage's default issuer is needed to evaluate its policy ({exc})"
+        ) from exc
 
 
 def explain(
@@ -348,7 +387,7 @@ def rollback_command(obj: CliContext, version: int) -> int:
     short_help="the decision for a request, with reasons and matched rules (exit 0 allow, 1 deny)",
 )
 @click.option("--sub", required=True, help="the principal's subject")
-@click.option("--issuer", help="default: the stage's issuer")
+@click.option("--issuer", help="default: the stage's default issuer (its first trusted issuer)")
 @click.option("--email", help="taken as verified")
 @click.option("--groups", default="", help="comma-separated")
 @click.option("--claims", help="name=value,... or a JSON object")
@@ -414,7 +453,7 @@ def explain_command(
         at=parse_time(at),
         justification=justification,
     )
-    compiled = load_policy(target, version)
+    compiled = load_policy(target, version, fallback_issuer=principal_issuer)
     store = GrantStore(target.client("dynamodb"), target.state_table)
     grants = store.grants_for_principal(identity.issuer, identity.subject)
     decision = explain(compiled, identity, request, grants)

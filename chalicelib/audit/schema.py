@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from chalicelib.audit.redaction import QUERY_VALUE_REDACTION, redact_query
 from chalicelib.audit.sections import (
+    MAX_DETAIL,
     OMIT_NONE,
     AwsSection,
     DecisionSection,
@@ -37,6 +38,7 @@ from chalicelib.audit.sections import (
     RequestSection,
     ResourceSection,
     ResponseRecord,
+    SessionSection,
     SigningKeySection,
     SourceSection,
     WireRecord,
@@ -57,10 +59,21 @@ if TYPE_CHECKING:
     from chalicelib.reasons import Reason
 
 SCHEMA_VERSION = 1
-_MAX_DETAIL = 200
+_MAX_DETAIL = MAX_DETAIL
 
 EventType = Literal["decision", "response"]
 AdminEventType = Literal["policy_change", "grant", "signing_key"]
+# Every event type the trail holds: request events, admin events, API
+# Gateway's access-log lines, and browser sessions' events.
+EVENT_TYPES = (
+    "decision",
+    "response",
+    "policy_change",
+    "grant",
+    "signing_key",
+    "gateway",
+    "session",
+)
 Outcome = Literal["allow", "deny", "error"]
 # The ``policy_change`` or ``grant`` section of an admin event: typed, or a
 # mapping already in wire form (a grant's lifecycle details).
@@ -250,6 +263,7 @@ class AuditEvent(WireRecord):
     """One audit event. The fields, in order, are the wire form's members, in order.
 
     Every producer builds one (:func:`build_event`, :func:`build_admin_event`,
+    :func:`build_session_event`,
     :func:`chalicelib.audit.gateway_events.gateway_event`) from the typed
     sections of :mod:`chalicelib.audit.sections`, and :meth:`as_dict`
     (:func:`~chalicelib.audit.sections.as_wire`) is the only place an event
@@ -279,6 +293,8 @@ class AuditEvent(WireRecord):
     gateway: GatewaySection | None = field(default=None, metadata=OMIT_NONE)
     # Signing key events only (an assertion key's issuance, rotation or expiry).
     signing_key: SigningKeySection | None = field(default=None, metadata=OMIT_NONE)
+    # Session events only (a browser session's sign-in, refresh, sign-out or revocation).
+    session: SessionSection | None = field(default=None, metadata=OMIT_NONE)
 
     def __init__(
         self,
@@ -301,6 +317,7 @@ class AuditEvent(WireRecord):
         grant: AdminDetails | None,
         gateway: GatewaySection | None = None,
         signing_key: SigningKeySection | None = None,
+        session: SessionSection | None = None,
     ) -> None:
         # The generated __init__ looks ``object.__setattr__`` up once per field; one
         # local lookup instead saves ~0.4 µs on every request.
@@ -324,6 +341,7 @@ class AuditEvent(WireRecord):
         init(self, "grant", grant)
         init(self, "gateway", gateway)
         init(self, "signing_key", signing_key)
+        init(self, "session", session)
 
 
 def build_event(
@@ -443,4 +461,65 @@ def build_admin_event(
         signing_key=details
         if event_type == "signing_key" and isinstance(details, SigningKeySection)
         else None,
+    ).as_dict()
+
+
+def build_session_event(
+    section: SessionSection,
+    *,
+    stage: str,
+    identity: Identity | None = None,
+    request: GatewayRequest | None = None,
+    operator: str | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """A ``session`` event: one step in the life of a browser session.
+
+    Parameters
+    ----------
+    section:
+        What happened (:class:`~chalicelib.audit.sections.SessionSection`).
+    stage:
+        The stage the session belongs to.
+    identity:
+        The signed-in principal, when known (a failed sign-in may know none).
+    request:
+        The request that carried the step (the sign-in callback, a sign-out):
+        its ids and source, as for :func:`build_admin_event`.
+    operator:
+        The AWS caller identity (ARN) of an operator who revoked the session,
+        recorded as ``aws.caller_arn``.
+    event_id:
+        The event's id (a fresh UUIDv7 when None).
+
+    Returns
+    -------
+    dict
+        The event in its wire form: ``resource``, ``decision`` and the other
+        request-only sections null, ``session`` last.
+    """
+    event_id = event_id or uuid7()
+    return AuditEvent(
+        schema_version=SCHEMA_VERSION,
+        event_id=event_id,
+        event_type="session",
+        event_time=utc_timestamp(),
+        stage=stage,
+        request=None
+        if request is None
+        else RequestSection(
+            request.request_id, request.extended_request_id, None, request.trace_id, None
+        ),
+        principal=principal_section(identity),
+        source=None if request is None else SourceSection(request.source_ip, request.user_agent),
+        resource=None,
+        action=None,
+        decision=None,
+        outcome=None,
+        elevation=None,
+        aws=OperatorSection(operator) if operator else None,
+        anomalies=[],
+        policy_change=None,
+        grant=None,
+        session=section,
     ).as_dict()

@@ -23,6 +23,8 @@ wire section       record
 ``grant``          :class:`GrantRefusalSection` (a refused grant API call)
 ``gateway``        :class:`GatewaySection`
 ``signing_key``    :class:`SigningKeySection`
+``session``        :class:`SessionSection` (a browser session's sign-in, refresh,
+                   sign-out or revocation)
 =================  =========================================================
 
 A grant lifecycle event's ``grant`` section is still a mapping in wire form
@@ -40,11 +42,12 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from chalicelib.readable import MAX_JUSTIFICATION, capped
+from chalicelib.reasons import Reason
 
 if TYPE_CHECKING:
     from chalicelib.identity import Identity
@@ -53,6 +56,24 @@ _Record = TypeVar("_Record")
 
 # Field metadata: a None value leaves the member out of the wire form.
 OMIT_NONE: dict[str, bool] = {"omit_none": True}
+
+# How long a free-text ``detail`` may be (a decision's, a session event's).
+MAX_DETAIL = 200
+
+# What a ``session`` event records (``session.action``): a closed set.
+SESSION_ACTIONS = frozenset(
+    {
+        "signed_in",
+        "sign_in_failed",
+        "refreshed",
+        "refresh_failed",
+        "signed_out",
+        "revoked",
+        "idp_logged_out",
+    }
+)
+# Who ended a session (``session.revoked_by``).
+SESSION_REVOKERS = frozenset({"user", "operator", "idp"})
 
 
 class WireRecord:
@@ -200,6 +221,9 @@ class PrincipalSection(WireRecord):
     session_id: str | None = None
     token_id: str | None = None
     token_expires_at: int | None = None
+    # Gatehouse's own browser session the request came with (absent for a bearer
+    # token, so those events keep their bytes).
+    browser_session_id: str | None = field(default=None, metadata=OMIT_NONE)
 
 
 def principal_section(identity: Identity | None) -> PrincipalSection | None:
@@ -222,6 +246,7 @@ def _principal_section(identity: Identity) -> PrincipalSection:
         identity.session_id,
         identity.token_id,
         identity.expires_at,
+        identity.browser_session_id,
     )
 
 
@@ -402,3 +427,44 @@ class SigningKeySection(WireRecord):
     not_after: int
     certificate_sha256: str
     replaces: str | None = None
+
+
+@_quick_init
+@dataclass(frozen=True, slots=True)
+class SessionSection(WireRecord):
+    """The ``session`` section: one step in the life of a browser session.
+
+    ``action`` is one of :data:`SESSION_ACTIONS`. ``session_id`` is Gatehouse's
+    own session id (None when a sign-in failed before there was one); every
+    decision and response made under the session names it as
+    ``principal.browser_session_id``. ``idp`` is the issuer's short name.
+    ``reason`` is a :class:`~chalicelib.reasons.Reason` code: why a sign-in or
+    refresh failed, or why the session was revoked. ``revoked_by`` is one of
+    :data:`SESSION_REVOKERS`. ``expires_at`` is when the session ends at the
+    latest (seconds since the epoch). ``detail`` is capped at
+    :data:`MAX_DETAIL` characters, as a decision's.
+
+    Raises
+    ------
+    ValueError
+        For an action, reason or revoker outside its closed set.
+    """
+
+    action: str
+    session_id: str | None = None
+    idp: str | None = None
+    reason: str | None = None
+    revoked_by: str | None = None
+    expires_at: int | None = None
+    detail: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.action not in SESSION_ACTIONS:
+            raise ValueError(f"unknown session action {self.action!r}")
+        if self.revoked_by is not None and self.revoked_by not in SESSION_REVOKERS:
+            raise ValueError(f"unknown session revoker {self.revoked_by!r}")
+        if self.reason is not None:
+            # A plain str on the wire, and only a code of the closed set.
+            object.__setattr__(self, "reason", Reason(self.reason).value)
+        if self.detail is not None and len(self.detail) > MAX_DETAIL:
+            object.__setattr__(self, "detail", self.detail[:MAX_DETAIL])

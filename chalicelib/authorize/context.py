@@ -120,6 +120,7 @@ def _principal_json(identity: Identity, claims_json: str) -> str:
         "client_id": identity.client_id,
         "sid": identity.session_id,
         "jti": identity.token_id,
+        "bsid": identity.browser_session_id,
         "claims": json.loads(claims_json) if claims_json else {},
     }
     return json.dumps(principal, separators=(",", ":"))
@@ -175,6 +176,7 @@ def _identity_from_principal(principal_json: str) -> Identity:
         client_id=principal.get("client_id"),
         session_id=principal.get("sid"),
         token_id=principal.get("jti"),
+        browser_session_id=principal.get("bsid"),
         claims=_claims(principal.get("claims")),
     )
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.apigw.overrides import method_override
 from chalicelib.audit.schema import DecisionRecord, ResourceRecord
 from chalicelib.audit.sections import ElevationRecord
+from chalicelib.authenticate.credentials import SessionEnded
 from chalicelib.grants.errors import GrantError
 from chalicelib.identity import TokenRejected
 from chalicelib.identity.bearer import bearer_token
@@ -32,10 +33,12 @@ from chalicelib.policy import (
     parse_target,
 )
 from chalicelib.reasons import Reason
+from chalicelib.sessions import SessionRejected, SessionsUnavailable
 
 if TYPE_CHECKING:
     from chalicelib.apigw.events import GatewayRequest
     from chalicelib.audit.schema import Outcome as AuditOutcome
+    from chalicelib.authenticate.credentials import SessionCredentials
     from chalicelib.grants import ActiveGrants
     from chalicelib.identity import Identity, TokenVerifier
     from chalicelib.policy import ActivePolicy, Decision, Route
@@ -145,6 +148,9 @@ class Decider:
         The active policy of this container.
     grants:
         The live just-in-time grants of this container (none: grants are not honoured).
+    sessions:
+        Reads browser session cookies (none: the stage has no browser sign-in).
+        A request with a bearer token is decided on the token alone.
     """
 
     def __init__(
@@ -153,10 +159,12 @@ class Decider:
         verifier: TokenVerifier | None,
         policy: ActivePolicy,
         grants: ActiveGrants | None = None,
+        sessions: SessionCredentials | None = None,
     ) -> None:
         self._verifier = verifier
         self._policy = policy
         self._grants = grants
+        self._sessions = sessions
 
     def decide(
         self,
@@ -180,10 +188,14 @@ class Decider:
         if identity is None:
             try:
                 identity = self._verify(request)
+            except _SessionEnded as exc:
+                return Outcome(exc.reason, exc.identity, detail=exc.detail)
             except TokenRejected as exc:
                 return Outcome(exc.reason, detail=exc.detail)
-        elif identity.expires_at <= time.time():
-            return Outcome(Reason.TOKEN_EXPIRED, identity)
+        else:
+            ended = self._still_valid(identity)
+            if ended is not None:
+                return ended
         if parsed is None:
             parsed = parse_request_target(request)
         if isinstance(parsed, AmbiguousPath):
@@ -203,10 +215,40 @@ class Decider:
             decision.reasons[0], identity, decision, parsed, detail, policy.claim_names, grants
         )
 
+    def _still_valid(self, identity: Identity) -> Outcome | None:
+        """Why a cached answer's identity no longer stands (None: it does)."""
+        if identity.expires_at <= time.time():
+            return Outcome(Reason.TOKEN_EXPIRED, identity)
+        if identity.browser_session_id is not None and self._sessions is not None:
+            # A cached answer would outlive a sign-out unless it is checked again here.
+            try:
+                if self._sessions.is_revoked(identity.browser_session_id):
+                    return Outcome(Reason.SESSION_REVOKED, identity)
+            except SessionsUnavailable as exc:
+                return Outcome(Reason.SESSIONS_UNAVAILABLE, identity, detail=str(exc))
+        return None
+
     def _verify(self, request: GatewayRequest) -> Identity:
+        authorization = request.headers.get_all("authorization")
+        if not authorization and self._sessions is not None:
+            cookies = request.headers.get_all("cookie")
+            if self._sessions.presented(cookies):
+                return self._session_identity(cookies)
         if self._verifier is None:
             raise TokenRejected(Reason.MISSING_CREDENTIALS, "this handler verifies no tokens")
-        return self._verifier.verify(bearer_token(request.headers.get_all("authorization")))
+        return self._verifier.verify(bearer_token(authorization))
+
+    def _session_identity(self, cookies: list[str]) -> Identity:
+        assert self._sessions is not None  # checked by the caller
+        try:
+            return self._sessions.session(cookies).identity()
+        except SessionEnded as exc:
+            raise _SessionEnded(exc.reason, exc.detail, exc.session.identity()) from exc
+        except SessionRejected as exc:
+            raise TokenRejected(exc.reason, exc.detail) from exc
+        except SessionsUnavailable as exc:
+            # Not the caller's fault: Gatehouse cannot decide (503), fail closed.
+            raise TokenRejected(Reason.SESSIONS_UNAVAILABLE, str(exc)) from exc
 
     def _live_grants(self, identity: Identity) -> tuple[tuple[Grant, ...], str | None]:
         """The principal's live grants, and why there are none when they cannot be read.
@@ -220,6 +262,14 @@ class Decider:
             return tuple(self._grants.for_principal(identity.issuer, identity.subject)), None
         except GrantError as exc:
             return (), f"grants unavailable: {exc}"
+
+
+class _SessionEnded(TokenRejected):
+    """A session that opened but ended: the outcome names whose it was."""
+
+    def __init__(self, reason: Reason, detail: str, identity: Identity) -> None:
+        super().__init__(reason, detail)
+        self.identity = identity
 
 
 def _access_request(request: GatewayRequest, target: RequestTarget) -> AccessRequest:

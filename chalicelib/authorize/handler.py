@@ -25,6 +25,7 @@ from chalicelib.authorize.context import authorizer_context
 from chalicelib.authorize.decider import Decider, Outcome, decision_record, resource_record
 from chalicelib.authorize.iam import MethodArn, policy_document, whole_api_resources
 from chalicelib.authorize.iam import permissions as iam_permissions
+from chalicelib.authorize.navigation import is_navigation, sign_in_answer
 from chalicelib.grants.usage import GrantUse
 from chalicelib.observability import count_decision
 from chalicelib.policy import PolicyUnavailable
@@ -74,6 +75,10 @@ class Authorizer:
         API Gateway's result-cache TTL; above 0 every answer covers the whole API.
     metrics:
         Where decision counts go.
+    sign_in:
+        Whether the stage signs people in with a browser: then a browser
+        navigating without usable credentials is let through to the proxy,
+        which sends it to sign in (API Gateway can only answer 401 itself).
     """
 
     def __init__(
@@ -86,7 +91,9 @@ class Authorizer:
         query_value_redaction: re.Pattern[str] | None = QUERY_VALUE_REDACTION,
         ttl_seconds: int,
         metrics: MetricsRecorder | None = None,
+        sign_in: bool = False,
     ) -> None:
+        self._sign_in = sign_in
         self._decider = decider
         self._policy = policy
         self._emitter = emitter
@@ -159,6 +166,8 @@ class Authorizer:
         self, request: GatewayRequest, method_arn: MethodArn, outcome: Outcome, decision_id: str
     ) -> dict[str, Any]:
         if outcome.reason.is_credential_failure:
+            if self._sign_in and is_navigation(request):
+                return sign_in_answer(method_arn, outcome.reason, decision_id, request.request_id)
             raise Unauthorized
         if outcome.reason.is_decision_failure:
             raise AuthorizerFailure(outcome.reason.value)

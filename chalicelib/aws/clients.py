@@ -65,6 +65,11 @@ class AwsClients:
         return self._client("kms")
 
     @property
+    def secretsmanager(self) -> Any:
+        """The Secrets Manager client (session keys, sign-in client secrets)."""
+        return self._client("secretsmanager")
+
+    @property
     def sts(self) -> Any:
         """The STS client (AWS upstreams' role sessions)."""
         return self._client("sts")

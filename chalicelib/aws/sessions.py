@@ -21,8 +21,19 @@ What STS is sent, deterministically:
     someone else's email does not get that person's value. An altered value
     ends with ``=`` and 16 hex digits, which no email does (its domain
     cannot hold ``=``), so it can collide only through a 64-bit hash
-    collision. Principals of different issuers with the same subject and no
-    email share a value: a stage trusts one issuer (see ``chalicelib.config``).
+    collision. All of this is for principals of the stage's *default issuer*
+    (its first trusted issuer), whose values are what they were when a
+    stage trusted one issuer. A principal of any other issuer gets an
+    altered value *always*, email or not: its email (else its subject),
+    ``_`` and the issuer's host name, cut and marked as above, with the hash
+    taken over the issuer and the email or subject (``0xFF``-separated bytes,
+    which no UTF-8 text holds, so no default-issuer value hashes the same
+    text): two issuers never share a value, not for the same subject and not
+    for the same verified email (another IdP vouching for
+    ``alice@example.com`` does not make its principal the default IdP's alice).
+    :class:`RoleSessions` is told the default issuer (``default_issuer``);
+    without it every principal is taken as the default issuer's, which is
+    right only on a stage that trusts one issuer.
 ``RoleSessionName``
     ``gh-`` + the API Gateway request id of the request that opened the
     session, characters outside the set replaced by ``_``, at most 64.
@@ -32,7 +43,9 @@ What STS is sent, deterministically:
     sorted and joined by ``:``; a name with anything but ASCII letters,
     digits and ``_.-@/`` (a ``:`` that would read as two groups, a ``+``,
     an ``=``) is altered as above, so no name can pose as another or as a
-    list. When the names do not fit in 256 characters the call is refused
+    list. Another issuer's groups are all altered, with the issuer in the
+    hash: its ``admins`` is never the default issuer's ``admins`` to an IAM
+    condition. When the names do not fit in 256 characters the call is refused
     (502, audited): a tag that silently left a group out would defeat an
     IAM condition that denies that group.
 ``DurationSeconds``
@@ -104,14 +117,49 @@ def sanitise_source_identity(text: str) -> str:
     return _altered(text, text, MAX_SOURCE_IDENTITY)
 
 
-def _altered(shown: str, hashed: str, limit: int, refused: re.Pattern[str] = _NOT_STS) -> str:
-    digest = hashlib.sha256(hashed.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_DIGITS]
+def _altered(
+    shown: str, hashed: str | bytes, limit: int, refused: re.Pattern[str] = _NOT_STS
+) -> str:
+    text = hashed if isinstance(hashed, bytes) else _utf8(hashed)
+    digest = hashlib.sha256(text).hexdigest()[:_HASH_DIGITS]
     readable = refused.sub("_", shown)[: limit - len(_ALTERED_MARK) - _HASH_DIGITS]
     return f"{readable}{_ALTERED_MARK}{digest}"
 
 
-def source_identity_of(identity: Identity) -> str:
-    """The ``SourceIdentity`` for ``identity``: its email as is when STS takes it, else altered."""
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+# Separates the parts of another issuer's hashed text: a byte no UTF-8 text holds.
+_PART = b"\xff"
+
+
+def _issuer_qualified(issuer: str, kind: bytes, text: str) -> bytes:
+    """What is hashed for another issuer's ``text``: never any default-issuer text's bytes."""
+    return _PART + _utf8(issuer.rstrip("/")) + _PART + kind + _PART + _utf8(text)
+
+
+def _is_default(identity: Identity, default_issuer: str | None) -> bool:
+    return default_issuer is None or identity.issuer.rstrip("/") == default_issuer.rstrip("/")
+
+
+def _issuer_host(issuer: str) -> str:
+    """``idp.example.com`` of ``https://idp.example.com/tenant``, for people reading CloudTrail."""
+    return issuer.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+
+
+def source_identity_of(identity: Identity, default_issuer: str | None = None) -> str:
+    """The ``SourceIdentity`` for ``identity`` (see the module docstring).
+
+    A default-issuer principal's email as is when STS takes it, else altered;
+    another issuer's principal's value is always altered, with its issuer.
+    ``default_issuer`` None: every principal is the default issuer's (a stage
+    that trusts one issuer).
+    """
+    if not _is_default(identity, default_issuer):
+        kind, text = (b"email", identity.email) if identity.email else (b"sub", identity.subject)
+        shown = f"{text}_{_issuer_host(identity.issuer)}"
+        return _altered(shown, _issuer_qualified(identity.issuer, kind, text), MAX_SOURCE_IDENTITY)
     if identity.email:
         return sanitise_source_identity(identity.email)
     return _altered(identity.subject, "sub:" + identity.subject, MAX_SOURCE_IDENTITY)
@@ -122,22 +170,31 @@ def session_name_for(request_id: str) -> str:
     return (SESSION_NAME_PREFIX + _NOT_STS.sub("_", request_id))[:MAX_SESSION_NAME]
 
 
-def group_tag_name(group: str) -> str:
-    """One group as it appears in the ``groups`` tag: as is when plain, else altered."""
+def group_tag_name(group: str, issuer: str | None = None) -> str:
+    """One group as it appears in the ``groups`` tag: as is when plain, else altered.
+
+    ``issuer``: the issuer of a principal of another issuer than the default,
+    whose groups are always altered (None: the default issuer's).
+    """
+    if issuer is not None:
+        hashed = _issuer_qualified(issuer, b"group", group)
+        return _altered(group, hashed, _MAX_ALTERED_GROUP, _NOT_PLAIN_GROUP)
     if group and _PLAIN_GROUP.fullmatch(group):
         return group
     return _altered(group, group, _MAX_ALTERED_GROUP, _NOT_PLAIN_GROUP)
 
 
-def groups_tag(groups: Iterable[str]) -> str:
+def groups_tag(groups: Iterable[str], issuer: str | None = None) -> str:
     """The ``groups`` tag value: sorted names joined by ``:``.
+
+    ``issuer`` as for :func:`group_tag_name`.
 
     Raises
     ------
     SessionTagTooLong
         When the names do not fit in one tag value (256 characters).
     """
-    joined = ":".join(sorted({group_tag_name(group) for group in groups}))
+    joined = ":".join(sorted({group_tag_name(group, issuer) for group in groups}))
     if len(joined) > MAX_TAG_VALUE:
         raise SessionTagTooLong(
             f"the principal's groups take {len(joined)} characters; an STS session tag holds "
@@ -146,17 +203,20 @@ def groups_tag(groups: Iterable[str]) -> str:
     return joined
 
 
-def session_tags(identity: Identity) -> list[dict[str, str]]:
+def session_tags(identity: Identity, default_issuer: str | None = None) -> list[dict[str, str]]:
     """The session tags: who the principal is (its ``SourceIdentity``) and their groups.
+
+    ``default_issuer`` as for :func:`source_identity_of`.
 
     Raises
     ------
     SessionTagTooLong
         When the groups do not fit in a tag.
     """
+    other_issuer = None if _is_default(identity, default_issuer) else identity.issuer
     return [
-        {"Key": PRINCIPAL_TAG, "Value": source_identity_of(identity)},
-        {"Key": GROUPS_TAG, "Value": groups_tag(identity.groups)},
+        {"Key": PRINCIPAL_TAG, "Value": source_identity_of(identity, default_issuer)},
+        {"Key": GROUPS_TAG, "Value": groups_tag(identity.groups, other_issuer)},
     ]
 
 
@@ -189,18 +249,24 @@ class RoleSessions:
     duration_seconds, renew_before_seconds, max_sessions:
         Session length asked of STS, how long before expiry a session is
         replaced, and how many sessions are kept (least recently used go first).
+    default_issuer:
+        The stage's default issuer (its first trusted issuer): its principals'
+        values are as they always were, any other issuer's are qualified (see
+        the module docstring). None only for a stage that trusts one issuer.
     """
 
     def __init__(
         self,
         sts: Callable[[], Any],
         *,
+        default_issuer: str | None = None,
         clock: Callable[[], float] = time.time,
         duration_seconds: int = SESSION_DURATION_SECONDS,
         renew_before_seconds: float = RENEW_BEFORE_EXPIRY_SECONDS,
         max_sessions: int = MAX_CACHED_SESSIONS,
     ) -> None:
         self._sts = sts
+        self._default_issuer = default_issuer
         self._clock = clock
         self._duration = duration_seconds
         self._renew_before = renew_before_seconds
@@ -223,8 +289,8 @@ class RoleSessions:
         SessionTagTooLong
             The principal's groups do not fit in a session tag (502).
         """
-        source_identity = source_identity_of(identity)
-        tags = session_tags(identity)
+        source_identity = source_identity_of(identity, self._default_issuer)
+        tags = session_tags(identity, self._default_issuer)
         # Groups are in the key: a principal whose groups changed gets a session
         # tagged with the new ones, not the old one until it expires.
         key = (role_arn, identity.issuer, identity.subject, source_identity, tags[1]["Value"])

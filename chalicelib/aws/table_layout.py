@@ -105,3 +105,8 @@ SIGNING_KEY = ItemKind("SIGNING-KEY")
 """A certified assertion key, named ``<not_after, 10 digits>#<kid>`` (what the JWKS serves)."""
 SIGNING_KEY_EXPIRED = ItemKind("SIGNING-KEY-EXPIRED")
 """The sweeper's note that a key's expiry is in the trail (the key's own sort key)."""
+# --- browser sessions (chalicelib/sessions/) ---
+SESSION = ItemKind("SESSION")
+"""A browser session (who, since when, its sealed refresh token), named by session id."""
+SESSION_REVOKED = ItemKind("SESSION-REVOKED")
+"""A revoked session, named by session id; every container reads the whole partition."""

@@ -44,7 +44,7 @@ from chalicelib.grants.errors import (
     GrantNotFound,
     GrantsUnavailable,
 )
-from chalicelib.grants.lifecycle import GrantDesk
+from chalicelib.grants.lifecycle import GrantDesk, is_approver
 from chalicelib.identity.errors import TokenRejected
 from chalicelib.policy.errors import PolicyError
 
@@ -220,14 +220,15 @@ class GrantApi:
 
     def _desk(self, request: GatewayRequest) -> GrantDesk:
         try:
-            document = self._policy.current().document
+            policy = self._policy.current()
         except PolicyError as exc:
             _log_unavailable("policy", exc)
             raise _Refusal(503, "no usable policy; try again", audited=False) from exc
         return GrantDesk(
             self._store,
-            document,
+            policy.document,
             self._emitter,
+            default_issuer=policy.default_issuer,
             stage=self._stage,
             operator=None,
             clock=self._clock,
@@ -242,11 +243,12 @@ class GrantApi:
         except ValueError as exc:
             raise _Refusal(400, "limit must be a number", audited=False) from exc
         try:
-            settings = self._policy.current().document.grants
+            policy = self._policy.current()
         except PolicyError as exc:
             _log_unavailable("policy", exc)
             raise _Refusal(503, "no usable policy; try again", audited=False) from exc
-        approver = settings is not None and bool(identity.groups & settings.approver_groups)
+        settings = policy.document.grants
+        approver = settings is not None and is_approver(identity, settings, policy.default_issuer)
         if "id" in query:
             # One grant, whatever its state (what `grant approve` shows before acting).
             grants = self._one(query["id"], identity, approver=approver)

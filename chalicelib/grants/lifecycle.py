@@ -41,6 +41,7 @@ from chalicelib.grants.store import state_conflict
 from chalicelib.policy.globs import InvalidGlob, PathGlob, compile_glob
 from chalicelib.policy.grant import Grant
 from chalicelib.policy.model import HTTP_METHODS, parse_duration
+from chalicelib.policy.subjects import normal_issuer
 from chalicelib.readable import describe_character, unreadable_character
 
 if TYPE_CHECKING:
@@ -71,6 +72,18 @@ def format_duration(seconds: int) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts) or "0s"
+
+
+def is_approver(identity: Identity, settings: GrantSettings, default_issuer: str) -> bool:
+    """Whether ``identity`` may approve grants: a member of an approver group of the default issuer.
+
+    Approver groups name the default issuer's groups, as every group a
+    policy names without ``issuers:`` does: another identity provider's
+    ``security`` group is not ours.
+    """
+    if normal_issuer(identity.issuer) != normal_issuer(default_issuer):
+        return False
+    return bool(identity.groups & settings.approver_groups)
 
 
 class GrantDesk:
@@ -107,9 +120,11 @@ class GrantDesk:
         *,
         stage: str,
         operator: str | None,
+        default_issuer: str,
         clock: Callable[[], float] = time.time,
         request: GatewayRequest | None = None,
     ) -> None:
+        self._default_issuer = default_issuer
         self._store = store
         self._request = request
         self._policy = policy
@@ -309,7 +324,7 @@ class GrantDesk:
         return tuple(dict.fromkeys(routes))
 
     def _is_approver(self, identity: Identity) -> bool:
-        return bool(identity.groups & self._settings().approver_groups)
+        return is_approver(identity, self._settings(), self._default_issuer)
 
     def _check_approver(self, grant: Grant, approver: Identity) -> None:
         if not self._is_approver(approver):

@@ -27,6 +27,11 @@ class Identity:
         a statement; a missing claim is not, and deny rules treat it so).
     amr:
         Authentication methods (``amr``), e.g. ``("pwd", "mfa")``.
+    session_id:
+        The identity provider's session (``sid``), when its token names one.
+    browser_session_id:
+        Gatehouse's own browser session the request came with (None for a
+        bearer token): every decision made under a session names it.
     claims:
         The verified claims, for criteria that look at other claims.
     """
@@ -44,6 +49,7 @@ class Identity:
     client_id: str | None = None
     session_id: str | None = None
     token_id: str | None = None
+    browser_session_id: str | None = None
     claims: Mapping[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     @property

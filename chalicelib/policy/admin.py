@@ -113,13 +113,13 @@ class PolicyAdmin:
             release can no longer enforce (activating it would leave every
             container without a usable policy: fail closed for everyone).
         """
-        from chalicelib.policy.store import compile_record
+        from chalicelib.policy.store import parse_record
 
         record = self._store.load_version(version)
         if record is None:
             raise PolicyError(f"policy version {version} does not exist")
         try:
-            compile_record(record)
+            parse_record(record)  # what every container would compile
         except PolicyUnavailable as exc:
             raise PolicyError(
                 f"policy version {version} cannot be rolled back to: {exc}; "

@@ -109,12 +109,17 @@ class Route:
 class Subjects:
     """Who a rule applies to; any listed kind may match, none listed means anyone signed in.
 
+    Users, groups, domains and claims are those of the issuers listed in
+    ``issuers``, or of the stage's default issuer when none is: ``issuers``
+    qualifies them (``chalicelib.policy.subjects``). Listed alone, ``issuers``
+    means anyone those issuers sign in.
+
     Attributes
     ----------
     users:
         Entries with ``@`` are verified emails (case-insensitive), others subjects (exact).
     groups, domains, issuers:
-        Group names, email domains (lower case), issuer URLs (exact).
+        Group names, email domains (lower case), issuer URLs (exact, without trailing slashes).
     claims:
         Claim name -> accepted values (canonical text, see :func:`claim_key`).
         Every named claim must match (a selector); a claim matches when its
@@ -131,6 +136,11 @@ class Subjects:
     def anyone(self) -> bool:
         """True when the rule applies to every authenticated principal."""
         return not (self.users or self.groups or self.domains or self.issuers or self.claims)
+
+    @property
+    def names_principals(self) -> bool:
+        """True when the rule names users, groups, domains or claims (which issuers qualify)."""
+        return bool(self.users or self.groups or self.domains or self.claims)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,13 @@ and looks only at the rules indexed under it for this principal and this
 method (:mod:`chalicelib.policy.rule_index`), however many rules the policy
 holds; which rules match is memoised, conditions, grants and break-glass
 are evaluated on every request.
+
+Subjects are issuer-qualified: a rule's users, groups, domains and claims
+are those of the issuers it lists, or of the stage's *default issuer* (the
+first trusted issuer, given to :class:`CompiledPolicy`) when it lists none;
+so a second identity provider's principals match only rules that name it,
+and a single-issuer policy means what it always meant. Break-glass groups
+are the default issuer's.
 """
 
 from __future__ import annotations
@@ -24,12 +31,12 @@ from chalicelib.policy.document import (
 )
 from chalicelib.policy.routing import RouteTable
 from chalicelib.policy.rule_index import RuleIndex
-from chalicelib.policy.subjects import EMAIL, USER, SubjectKey
 from chalicelib.reasons import Reason
 
 if TYPE_CHECKING:
     from chalicelib.identity import Identity
     from chalicelib.policy.grant import Grant
+    from chalicelib.policy.subjects import Namespace, SubjectKey
 
 _MEMO_SIZE = 8192
 _REASON_ORDER = {reason: position for position, reason in enumerate(Reason)}
@@ -133,14 +140,21 @@ class CompiledPolicy:
         The validated document.
     version:
         The version number under which it was activated.
+    default_issuer:
+        The stage's default issuer (its first trusted issuer): users, groups,
+        domains and claims that a rule names without ``issuers`` are its, and
+        so are the break-glass groups. Trailing slashes and the case of its
+        scheme and host do not count.
     """
 
-    def __init__(self, document: PolicyDocument, version: int) -> None:
+    def __init__(self, document: PolicyDocument, version: int, *, default_issuer: str) -> None:
         self.document = document
         self.version = version
         self.checksum = document.checksum
         self._routes = RouteTable(document.routes)
-        self._rules = RuleIndex(document.rules)
+        self._rules = RuleIndex(document.rules, default_issuer=default_issuer)
+        self._namespaces = self._rules.namespaces
+        self.default_issuer = self._rules.default_issuer
         self._order = {rule.id: position for position, rule in enumerate(document.rules)}
         self._memo: dict[tuple[object, ...], _Match] = {}
         self._path_memo: dict[tuple[str, str, str], _PathRules] = {}
@@ -225,9 +239,10 @@ class CompiledPolicy:
                     and grant.covers(route.id, request.method, request.path)
                 ):
                     return self._decision(True, (Reason.GRANT_MATCHED,), (), route, grant=grant)
-        break_glass = self.document.break_glass
-        if break_glass is None or not (identity.groups & break_glass.groups):
+        if not self._may_break_glass(identity):
             return None
+        break_glass = self.document.break_glass
+        assert break_glass is not None  # _may_break_glass
         justification = (request.justification or "").strip() or None
         if justification is None and break_glass.require_justification:
             return None
@@ -240,19 +255,29 @@ class CompiledPolicy:
             justification=justification,
         )
 
+    def _may_break_glass(self, identity: Identity) -> bool:
+        """Whether ``identity`` is in a break-glass group (the default issuer's groups)."""
+        break_glass = self.document.break_glass
+        return (
+            break_glass is not None
+            and not break_glass.groups.isdisjoint(identity.groups)
+            and self._rules.namespace(identity.issuer).default
+        )
+
     def _match(self, identity: Identity, request: AccessRequest) -> _Match:
         path_rules = self._path_rules(request)
-        key = self._memo_key(identity, request, path_rules)
+        space = self._namespaces.get(identity.issuer) or self._rules.namespace(identity.issuer)
+        key = self._memo_key(identity, request, path_rules, space)
         match = self._memo.get(key)
         if match is None:
-            match = self._compute_match(identity, request, path_rules)
+            match = self._compute_match(identity, request, path_rules, space)
             if len(self._memo) >= _MEMO_SIZE:
                 self._memo.clear()
             self._memo[key] = match
         return match
 
     def _memo_key(
-        self, identity: Identity, request: AccessRequest, path_rules: _PathRules
+        self, identity: Identity, request: AccessRequest, path_rules: _PathRules, space: Namespace
     ) -> tuple[object, ...]:
         """Everything the matched rules depend on, and no more.
 
@@ -267,8 +292,8 @@ class CompiledPolicy:
         email = identity.email
         by_subject = path_rules.by_subject
         person: tuple[object, ...] | None = None
-        if (USER, identity.subject) in by_subject or (
-            email is not None and (EMAIL, email.lower()) in by_subject
+        if (space.user, identity.subject) in by_subject or (
+            email is not None and (space.email, email.lower()) in by_subject
         ):
             person = (identity.subject, email)
         if email is None:
@@ -277,7 +302,7 @@ class CompiledPolicy:
             # As identity_subject_keys derives it: an email without "@" has no domain.
             domain = email.lower().rsplit("@", 1)[1] if "@" in email else None
         return (
-            identity.issuer,
+            identity.issuer,  # the namespace follows from it
             person,
             email is None,
             domain,
@@ -306,7 +331,7 @@ class CompiledPolicy:
         return _PathRules(route, self._rules.rules_for(route.id, request.method))
 
     def _compute_match(
-        self, identity: Identity, request: AccessRequest, path_rules: _PathRules
+        self, identity: Identity, request: AccessRequest, path_rules: _PathRules, space: Namespace
     ) -> _Match:
         route = path_rules.route
         if route is None:
@@ -314,7 +339,7 @@ class CompiledPolicy:
         allows: list[Rule] = []
         denies: list[Rule] = []
         path_matches = path_rules.path_matches
-        for rule in self._rules.candidates(identity, path_rules.by_subject):
+        for rule in self._rules.candidates(identity, path_rules.by_subject, space):
             hit = path_matches.get(rule.id)
             if hit is None:
                 hit = path_matches[rule.id] = rule.matches_path(request.path)
@@ -341,15 +366,15 @@ class CompiledPolicy:
         audits) every request served from a cached answer. A break-glass
         member may reach anything (with a justification).
         """
-        break_glass = self.document.break_glass
-        if break_glass is not None and identity.groups & break_glass.groups:
+        if self._may_break_glass(identity):
             return Reach(everything=True)
         scopes = list(self._grant_scopes(grants))
         seen: set[str] = set()
+        space = self._rules.namespace(identity.issuer)
         for route_id in self._rules.route_ids():
             for method in HTTP_METHODS:
                 by_subject = self._rules.rules_for(route_id, method)
-                for rule in self._rules.candidates(identity, by_subject):
+                for rule in self._rules.candidates(identity, by_subject, space):
                     if rule.id in seen:
                         continue
                     seen.add(rule.id)

@@ -270,7 +270,9 @@ RULE = Section(
         Field("routes", "The ids of the routes it covers.", STRINGS, ["orders"], required=True),
         Field(
             "subjects",
-            "Any listed kind may match (OR); omitted means anyone signed in.",
+            "Any listed user, group, domain or claim may match (OR), of the listed issuers "
+            "(none listed: the default issuer's); omitted means anyone any trusted issuer "
+            "signs in.",
             section="subjects",
         ),
         Field(
@@ -295,21 +297,40 @@ RULE = Section(
 SUBJECTS = Section(
     name="subjects",
     location="rules[].subjects",
-    summary="Who a rule applies to; any listed kind may match.",
+    summary=(
+        "Who a rule applies to: any listed users, groups, domains or claims (OR), as asserted "
+        "by the listed issuers, or by the stage's default issuer when none is listed; "
+        "issuers alone: anyone they sign in."
+    ),
     fields=(
         Field(
             "users",
-            "Verified emails (with @, any case) or subjects (`sub`, exact).",
+            "Verified emails (with @, any case) or subjects (`sub`, exact), of the rule's issuers.",
             STRINGS,
             ["alice@example.com", "00u1abc"],
         ),
-        Field("groups", "Group names from the token's groups claim.", STRINGS, ["engineering"]),
-        Field("domains", "Domains of verified emails.", STRINGS, ["example.com"]),
+        Field(
+            "groups",
+            "Group names from the groups claim of the rule's issuers' tokens.",
+            STRINGS,
+            ["engineering"],
+        ),
+        Field(
+            "domains", "Domains of emails the rule's issuers verified.", STRINGS, ["example.com"]
+        ),
         Field(
             "issuers",
-            "Issuer URLs: everyone an identity provider signs in.",
+            "Issuer URLs (trailing slashes and the case of scheme and host do not count). With "
+            "users, groups, domains or claims: whose they are. Alone: everyone those identity "
+            "providers sign in.",
             STRINGS,
             ["https://idp.example.com"],
+            notes=(
+                "Without `issuers`, the users, groups, domains and claims a rule names are "
+                "those of the stage's default issuer, the first of its trusted issuers "
+                "(`GATEHOUSE_TRUSTED_ISSUERS`). See [Several identity providers]"
+                "(#several-identity-providers).",
+            ),
         ),
         Field(
             "claims",
@@ -368,7 +389,11 @@ BREAK_GLASS = Section(
     summary="Emergency access for on-call members, flagged in the audit log.",
     fields=(
         Field(
-            "groups", "Members of these groups may break glass.", STRINGS, ["oncall"], required=True
+            "groups",
+            "Members of these groups (the default issuer's) may break glass.",
+            STRINGS,
+            ["oncall"],
+            required=True,
         ),
         Field(
             "require_justification",
@@ -377,6 +402,91 @@ BREAK_GLASS = Section(
             True,
         ),
     ),
+)
+
+
+# The reference's section on issuers: its paragraphs, and a policy that shows them.
+ISSUERS_TITLE = "Several identity providers"
+ISSUERS_GUIDE = (
+    "A stage may trust several OpenID Connect issuers (`GATEHOUSE_TRUSTED_ISSUERS`); the "
+    "first one listed is its *default issuer*. Users, groups, domains and claims belong to "
+    "the issuer that asserts them: the group `admins` of one identity provider is not the "
+    "group `admins` of another, and a subject (`sub`) or a verified email of one issuer "
+    "does not name a principal of another.",
+    "- A rule that names `users`, `groups`, `domains` or `claims` without `issuers` names "
+    "those of the default issuer only. A policy written for a stage that trusts one issuer "
+    "keeps its meaning when a second issuer is added, and the second issuer's principals "
+    "match only rules that name it.\n"
+    "- Next to `users`, `groups`, `domains` or `claims`, `issuers` says whose they are: "
+    "`{issuers: [https://okta.example.com], groups: [admins]}` matches the members of "
+    "`admins` that okta.example.com asserts, and nobody else. With two issuers listed, each "
+    "issuer's members of those groups match.\n"
+    "- `issuers` alone matches anyone those issuers sign in.\n"
+    "- A rule without `subjects` matches anyone signed in by any trusted issuer.\n"
+    "- A deny rule that names groups (emails, domains, a claim) also applies to principals "
+    "of *its* issuers whose tokens lack the groups claim (a verified email, that claim): "
+    "to the default issuer's principals when it names no issuer.\n"
+    "- Break-glass groups (`break_glass.groups`) are the default issuer's.\n"
+    "- Issuer URLs are compared without trailing slashes and with the scheme and host in "
+    "lower case: `https://IdP.example.com/` and `https://idp.example.com` are one issuer "
+    "(the path's case counts).",
+    "Before a stage trusted several issuers, `issuers` next to other subjects was one more "
+    "alternative (anyone from the issuer, or the other subjects); it now narrows them.",
+    "A stage whose default issuer is https://login.example.com that also trusts a "
+    "partner's identity provider:",
+)
+ISSUERS_EXAMPLE: Mapping[str, Any] = {
+    "version": SCHEMA_VERSION,
+    "routes": [
+        {
+            "id": "wiki",
+            "host": "wiki.example.com",
+            "upstream": "https://wiki.internal",
+            "audience": "wiki",
+        }
+    ],
+    "rules": [
+        {
+            "id": "staff-read",
+            "effect": "allow",
+            "routes": ["wiki"],
+            "subjects": {"groups": ["staff"]},
+            "actions": ["GET", "HEAD"],
+        },
+        {
+            "id": "partner-engineers-read",
+            "effect": "allow",
+            "routes": ["wiki"],
+            "subjects": {"issuers": ["https://partner-idp.example.net"], "groups": ["engineers"]},
+            "actions": ["GET", "HEAD"],
+            "paths": ["/shared/**"],
+        },
+        {
+            "id": "admins-edit",
+            "effect": "allow",
+            "routes": ["wiki"],
+            "subjects": {
+                "issuers": ["https://login.example.com", "https://partner-idp.example.net"],
+                "groups": ["wiki-admins"],
+            },
+            "actions": ["*"],
+        },
+        {
+            "id": "no-contractors",
+            "effect": "deny",
+            "routes": ["wiki"],
+            "subjects": {"groups": ["contractors"]},
+            "actions": ["*"],
+            "paths": ["/hr/**"],
+        },
+    ],
+}
+ISSUERS_EXAMPLE_NOTES = (
+    "`staff-read` and `no-contractors` are about the default issuer's `staff` and "
+    "`contractors` (the deny also covers its principals whose tokens carry no groups claim); "
+    "`partner-engineers-read` admits the partner's `engineers` only; `admins-edit` admits "
+    "the `wiki-admins` of both. A partner principal whose `sub` or group names equal "
+    "someone's at login.example.com matches none of that person's rules.",
 )
 
 

@@ -20,7 +20,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from chalicelib.policy.fields import SHARED_DEFS, Field, Section, sections
+from chalicelib.policy.fields import (
+    ISSUERS_EXAMPLE,
+    ISSUERS_EXAMPLE_NOTES,
+    ISSUERS_GUIDE,
+    ISSUERS_TITLE,
+    SHARED_DEFS,
+    Field,
+    Section,
+    sections,
+)
 
 SCHEMA_PATH = Path("docs") / "policy.schema.json"
 REFERENCE_PATH = Path("docs") / "policy.md"
@@ -69,6 +78,14 @@ def policy_reference() -> str:
         "## A complete example",
         "",
         *_yaml_block(example_document()),
+        "",
+        f"## {ISSUERS_TITLE}",
+        "",
+        *_paragraphs(ISSUERS_GUIDE),
+        "",
+        *_yaml_block(ISSUERS_EXAMPLE),
+        "",
+        *_paragraphs(ISSUERS_EXAMPLE_NOTES),
     ]
     for section in tables.values():
         lines.extend(_section_reference(section, tables))
@@ -221,6 +238,13 @@ def _schema_text(schema: Mapping[str, Any]) -> str:
     if kind == "object":
         return "mapping"
     return str(kind)
+
+
+def _paragraphs(paragraphs: Sequence[str]) -> list[str]:
+    lines: list[str] = []
+    for paragraph in paragraphs:
+        lines += [*paragraph.split("\n"), ""]
+    return lines[:-1]
 
 
 def _yaml_block(value: Mapping[str, Any]) -> list[str]:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.aws.table import Table
 from chalicelib.aws.table_errors import CorruptItem, TableError, WriteRefused
@@ -38,6 +38,9 @@ from chalicelib.policy.engine import CompiledPolicy
 from chalicelib.policy.errors import PolicyConflict, PolicyInvalid, PolicyUnavailable
 from chalicelib.policy.parser import canonical_json, parse_policy
 from chalicelib.refresh import Refreshing
+
+if TYPE_CHECKING:
+    from chalicelib.policy.document import PolicyDocument
 
 _VERSION_RACE_RETRIES = 5
 
@@ -366,8 +369,8 @@ def _item(key: Item, record: PolicyRecord, verb: str) -> Item:
     }
 
 
-def compile_record(record: PolicyRecord) -> CompiledPolicy:
-    """Parse and index a stored policy.
+def parse_record(record: PolicyRecord) -> PolicyDocument:
+    """Parse a stored policy (what :func:`compile_record` indexes).
 
     Raises
     ------
@@ -380,7 +383,18 @@ def compile_record(record: PolicyRecord) -> CompiledPolicy:
         raise PolicyUnavailable(str(exc)) from exc
     if document.checksum != record.checksum:
         raise PolicyUnavailable(f"policy version {record.version} does not match its checksum")
-    return CompiledPolicy(document, record.version)
+    return document
+
+
+def compile_record(record: PolicyRecord, *, default_issuer: str) -> CompiledPolicy:
+    """Parse and index a stored policy for a stage whose default issuer is ``default_issuer``.
+
+    Raises
+    ------
+    PolicyUnavailable
+        When the stored document no longer validates or its checksum differs.
+    """
+    return CompiledPolicy(parse_record(record), record.version, default_issuer=default_issuer)
 
 
 class ActivePolicy:
@@ -389,17 +403,20 @@ class ActivePolicy:
     A new active version is noticed within ``refresh_seconds``. When a refresh
     fails, the last good policy keeps serving for at most ``max_stale_seconds``
     after its last successful load; after that every decision fails closed.
+    ``default_issuer`` is the stage's first trusted issuer (see :class:`CompiledPolicy`).
     """
 
     def __init__(
         self,
         store: PolicyStore,
         *,
+        default_issuer: str,
         refresh_seconds: float,
         max_stale_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
+        self._default_issuer = default_issuer
         self._value = Refreshing(
             self._load,
             unavailable=PolicyUnavailable,
@@ -424,14 +441,18 @@ class ActivePolicy:
             raise PolicyUnavailable("no policy has been activated")
         if current is not None and record.version == current.version:
             return current  # unchanged: keep the compiled index and its memo
-        return compile_record(record)
+        return compile_record(record, default_issuer=self._default_issuer)
 
 
 class PolicyVersions:
-    """Immutable policy versions, cached for the life of the container."""
+    """Immutable policy versions, cached for the life of the container.
 
-    def __init__(self, store: PolicyStore) -> None:
+    ``default_issuer`` is the stage's first trusted issuer (see :class:`CompiledPolicy`).
+    """
+
+    def __init__(self, store: PolicyStore, *, default_issuer: str) -> None:
         self._store = store
+        self._default_issuer = default_issuer
         self._cache: dict[int, CompiledPolicy] = {}
 
     def get(self, version: int) -> CompiledPolicy:
@@ -448,7 +469,7 @@ class PolicyVersions:
         record = self._store.load_version(version)
         if record is None:
             raise PolicyUnavailable(f"policy version {version} does not exist")
-        compiled = compile_record(record)
+        compiled = compile_record(record, default_issuer=self._default_issuer)
         if len(self._cache) > 16:
             self._cache.clear()
         self._cache[version] = compiled

@@ -27,6 +27,7 @@ from chalicelib.audit.redaction import QUERY_VALUE_REDACTION
 from chalicelib.audit.schema import AwsRecord, DecisionRecord, RequestRecord, uuid7
 from chalicelib.authorize.context import GrantedAccess, MissingContext, granted_access
 from chalicelib.authorize.decider import decision_record, parse_request_target, resource_record
+from chalicelib.authorize.navigation import SIGN_IN_CONTEXT_KEY
 from chalicelib.aws.errors import AwsUpstreamError
 from chalicelib.observability import count_decision
 from chalicelib.policy import AmbiguousPath, PolicyUnavailable, RequestTarget
@@ -54,6 +55,7 @@ from chalicelib.reasons import Reason
 
 if TYPE_CHECKING:
     from chalicelib.audit import AuditEmitter
+    from chalicelib.authenticate.browser import BrowserRedirects
     from chalicelib.authorize.decider import Decider
     from chalicelib.aws.sessions import RoleSessions
     from chalicelib.identity import Identity
@@ -82,6 +84,9 @@ class Proxy:
         Decides again what API Gateway let through on a cached answer.
     versions:
         The policy versions a decision may name (its route is looked up there).
+    sign_in:
+        Browser sign-in (none: the stage has none): where a browser without
+        usable credentials is sent, and how a session's last use is renewed.
     """
 
     def __init__(
@@ -97,7 +102,9 @@ class Proxy:
         max_request_body_bytes: int,
         metrics: MetricsRecorder | None = None,
         aws_sessions: RoleSessions | None = None,
+        sign_in: BrowserRedirects | None = None,
     ) -> None:
+        self._sign_in = sign_in
         self._decider = decider
         self._aws_sessions = aws_sessions
         self._versions = versions
@@ -119,6 +126,14 @@ class Proxy:
             request_id = context.get("requestId") if isinstance(context, dict) else None
             return error_response(400, "malformed request", request_id).as_lambda_response(
                 request_id
+            )
+        sign_in_reason = request.authorizer.get(SIGN_IN_CONTEXT_KEY)
+        if sign_in_reason is not None:
+            # The authorizer found no usable credentials on a browser's page
+            # load and audited that decision; the answer is a redirect, never
+            # the upstream.
+            return self._sign_in_redirect(request, str(sign_in_reason)).as_lambda_response(
+                request.request_id
             )
         # Parsed once: the path decided here is the path recorded and forwarded.
         parsed = parse_request_target(request)
@@ -156,14 +171,25 @@ class Proxy:
                 request, parsed, served.access, served.destination, served.aws_call
             )
             served.upstream = upstream
-            response = ProxyResponse(
-                upstream.status, client_response_headers(upstream.headers), upstream.body
-            )
+            response_headers = client_response_headers(upstream.headers)
+            if served.access.identity.browser_session_id is not None and self._sign_in:
+                renewal = self._sign_in.renewed_cookie(
+                    request.headers.get_all("cookie"), served.access.identity.browser_session_id
+                )
+                if renewal is not None:
+                    response_headers.setdefault("Set-Cookie", []).append(renewal)
+            response = ProxyResponse(upstream.status, response_headers, upstream.body)
         except Refusal as refusal:
             served.refusal = refusal
             response = error_response(refusal.status, refusal.message, request.request_id)
         self._recorder.record(request, record, served, response, started)
         return response
+
+    def _sign_in_redirect(self, request: GatewayRequest, reason: str) -> ProxyResponse:
+        if self._sign_in is None:
+            # An authorizer of another configuration: refuse rather than guess.
+            return error_response(401, "unauthorized", request.request_id)
+        return self._sign_in.redirect(request, reason)
 
     def _granted_access(self, request: GatewayRequest) -> GrantedAccess:
         try:

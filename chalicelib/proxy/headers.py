@@ -15,11 +15,13 @@ Towards the upstream:
 - a header whose name is not an RFC 9110 token, or contains ``_`` (which some
   servers read as ``-``), is dropped, so no spelling slips past these rules;
 - ``Authorization`` and ``Cookie`` are forwarded only when the route says
-  ``pass_authorization: true``;
+  ``pass_authorization: true``, and even then without Gatehouse's own
+  cookies (``__Host-gatehouse-*``: a session is the gateway's credential);
 - ``Host`` and ``Content-Length`` are left to the HTTP client.
 
 Towards the client, hop-by-hop headers, ``Content-Length`` (API Gateway sets
-its own) and ``X-Request-Id`` (the gateway's wins) are dropped from the
+its own), ``X-Request-Id`` (the gateway's wins) and any ``Set-Cookie`` of a
+Gatehouse cookie (a backend must not plant a session) are dropped from the
 upstream's response, and folded values are unfolded onto one line.
 """
 
@@ -28,6 +30,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from chalicelib.sessions.cookies import LOGIN_COOKIE, SESSION_COOKIE, without_cookies
 
 ASSERTION_HEADER = "X-Gatehouse-Assertion"
 GATEHOUSE_PREFIX = "x-gatehouse-"
@@ -84,6 +88,8 @@ _SET_BY_GATEWAY = frozenset(
     }
 )
 _CREDENTIALS = frozenset({"authorization", "cookie"})
+GATEHOUSE_COOKIES = frozenset({SESSION_COOKIE, LOGIN_COOKIE})
+GATEHOUSE_COOKIE_PREFIX = "__host-gatehouse-"
 _NOT_TO_CLIENT = HOP_BY_HOP | {"content-length", "x-request-id"}
 
 
@@ -143,6 +149,11 @@ def upstream_request_headers(
             and not lowered.startswith(_FORWARDING_PREFIX)
             and _HEADER_NAME.fullmatch(name)
         ):
+            if lowered == "cookie":
+                # Gatehouse's own cookies (the session, a sign-in attempt) are
+                # its credentials, never the backend's, whatever the route says.
+                kept.extend((name, rest) for rest in without_cookies([value], GATEHOUSE_COOKIES))
+                continue
             kept.append((name, value))
     kept.extend(
         [
@@ -163,5 +174,13 @@ def client_response_headers(upstream_headers: Iterable[tuple[str, str]]) -> dict
     headers: dict[str, list[str]] = {}
     for name, value in pairs:
         if name.lower() not in dropped and _HEADER_NAME.fullmatch(name):
+            if name.lower() == "set-cookie" and _sets_gatehouse_cookie(value):
+                # A backend must not plant or overwrite a session (fixation).
+                continue
             headers.setdefault(name, []).append(_FOLD.sub(" ", value))
     return headers
+
+
+def _sets_gatehouse_cookie(set_cookie: str) -> bool:
+    name = set_cookie.split("=", 1)[0].strip().lower()
+    return name.startswith(GATEHOUSE_COOKIE_PREFIX)

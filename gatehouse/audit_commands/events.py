@@ -35,6 +35,8 @@ def format_event(event: dict[str, Any]) -> str:
 def _event_line(event: dict[str, Any]) -> str:
     principal = event.get("principal") or {}
     who = principal.get("email") or principal.get("subject") or "-"
+    if event.get("event_type") == "session":
+        return _session_line(event, who)
     if event.get("event_type") in ("policy_change", "grant", "signing_key"):
         return _format_admin_event(event, who)
     decision = event.get("decision") or {}
@@ -49,6 +51,20 @@ def _event_line(event: dict[str, Any]) -> str:
         f"{decision.get('outcome', ''):5}  {status!s:>3}  {who:22}  "
         f"{resource.get('method', '')} {resource.get('path', '')}  "
         f"[{reasons}]{'  !' + flags if flags else ''}  request={request_id}"
+    )
+
+
+def _session_line(event: dict[str, Any], who: str) -> str:
+    """``signed_in alice@example.com session=... idp=okta`` (with the reason of a failure)."""
+    session = event.get("session") or {}
+    reason = session.get("reason")
+    by = session.get("revoked_by")
+    operator = (event.get("aws") or {}).get("caller_arn")
+    return (
+        f"{event.get('event_time', '')}  session   {session.get('action', ''):14}  {who:22}  "
+        f"session={session.get('session_id') or '-'}  idp={session.get('idp') or '-'}"
+        + (f"  [{reason}]" if reason else "")
+        + (f"  by {operator or by}" if by else "")
     )
 
 

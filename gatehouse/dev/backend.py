@@ -17,12 +17,23 @@ A few behaviours help tests exercise the proxy, chosen with ``?behave=``:
 Paths under ``/aws-upstream`` go to the local AWS upstream when one is
 mounted (:mod:`gatehouse.dev.aws_upstream`): it requires a valid SigV4
 signature instead of an identity assertion.
+
+A browser's page load (``Sec-Fetch-Mode: navigate``, a ``GET`` or ``HEAD``)
+of ``/app`` or a path under ``/app/`` gets an HTML page instead: who the
+gateway says the user is, from the verified assertion. Its element ids are
+stable for browser tests: ``whoami`` (the subject), ``email``, ``groups``
+(comma separated), ``idp`` (the issuer), ``path``, ``assertion-error`` (only
+when the assertion did not verify) and the link ``sign-out-link`` to
+``/.gatehouse/logout``. Every value on it is HTML-escaped. Any other request
+of those paths (a script's ``fetch``, an API client, a test without
+``Sec-Fetch-*`` headers) still gets the JSON answer.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import html
 import json
 import threading
 import time
@@ -172,6 +183,68 @@ def _behaviours(
     }
 
 
+APP_PREFIX = "/app"
+_PAGE_HEADERS = [
+    ("Content-Type", "text/html; charset=utf-8"),
+    ("Cache-Control", "no-store"),
+    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'"),
+    ("X-Content-Type-Options", "nosniff"),
+]
+_PAGE_STYLE = (
+    "body { font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; "
+    "padding: 0 1rem; } dt { font-weight: bold; margin-top: .6rem; } "
+    "#assertion-error { color: #a00; }"
+)
+
+
+def wants_app_page(method: str, target: str, request_headers: Any) -> bool:
+    """Whether this is a browser's page load of ``/app`` or a path under it."""
+    path = urlsplit(target).path
+    under_app = path == APP_PREFIX or path.startswith(APP_PREFIX + "/")
+    navigating = (request_headers.get("Sec-Fetch-Mode") or "").strip().lower() == "navigate"
+    return method in ("GET", "HEAD") and under_app and navigating
+
+
+def app_page(seen: dict[str, Any]) -> bytes:
+    """The ``/app`` page: who the verified assertion says the user is (every value escaped)."""
+    assertion = seen["assertion"]
+    claims: dict[str, Any] = assertion.get("claims", {}) if assertion.get("valid") else {}
+    groups = claims.get("groups") or []
+    fields = {
+        "whoami": claims.get("sub", ""),
+        "email": claims.get("email") or "",
+        "groups": ", ".join(str(group) for group in groups) if isinstance(groups, list) else "",
+        "idp": claims.get("idp", ""),
+        "path": seen["path"],
+    }
+    rows = "\n".join(
+        f'<dt>{label}</dt><dd id="{key}">{html.escape(str(fields[key]))}</dd>'
+        for key, label in (
+            ("whoami", "Signed in as"),
+            ("email", "Email"),
+            ("groups", "Groups"),
+            ("idp", "Issuer"),
+            ("path", "Page"),
+        )
+    )
+    error = (
+        ""
+        if assertion.get("valid")
+        else f'<p id="assertion-error" role="alert">{html.escape(str(assertion.get("error")))}</p>'
+    )
+    document = (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        "<title>Demo app - Gatehouse</title>\n"
+        f"<style>{_PAGE_STYLE}</style>\n</head>\n<body>\n"
+        '<h1 id="title">Demo app</h1>\n'
+        "<p>What the gateway's identity assertion says about you:</p>\n"
+        f"{error}<dl>\n{rows}\n</dl>\n"
+        '<p><a id="sign-out-link" href="/.gatehouse/logout">Sign out</a></p>\n'
+        "</body>\n</html>\n"
+    )
+    return document.encode("utf-8")
+
+
 def _mounted(target: str) -> bool:
     from gatehouse.dev.aws_upstream import MOUNT
 
@@ -204,6 +277,9 @@ def _handler_for(backend: DemoBackend) -> type[BaseHTTPRequestHandler]:
             if behaviour == "slow":
                 time.sleep(float(query.get("seconds", "1")))
             reply = _behaviours(self.headers, body, query, seen).get(behaviour)
+            if reply is None and wants_app_page(self.command, self.path, self.headers):
+                self._reply(200, app_page(seen), _PAGE_HEADERS)
+                return
             status, payload, headers = (
                 reply() if reply else (200, json.dumps(seen).encode("utf-8"), _JSON)
             )

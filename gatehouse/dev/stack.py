@@ -50,6 +50,8 @@ DEMO_POLICY = Path(__file__).with_name("demo-policy.yaml")
 GATEWAY_RESPONSES = PROJECT_DIR / "infra" / "gateway_responses.json"
 ACCOUNT = "123456789012"
 AUDIENCE = "gatehouse"
+# The gateway's OAuth client at the dev issuer (browser sign-in).
+SIGN_IN_CLIENT_ID = "gatehouse-dev"
 _FAKE_SESSION = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -148,6 +150,10 @@ class LocalStack:
         gateway = GatewayServer(port=options.gateway_port)
         self.gateway = gateway
         self._stoppers.append(gateway)
+        if self.sign_in:
+            self._prepare_sign_in(
+                session.client("secretsmanager", endpoint_url=endpoint), gateway.url
+            )
         self._configure_environment(endpoint, gateway.url)
         self.app_module = load_app()
         definition = load_api_definition(self.app_module, GATEWAY_RESPONSES)
@@ -222,6 +228,30 @@ class LocalStack:
         self.moto = self._started(AwsServer())
         return str(self.moto.url)
 
+    @property
+    def sign_in(self) -> bool:
+        """Browser sign-in is on unless the authorizer cache is (API Gateway keys it on
+        the Authorization header, which a browser does not send)."""
+        return self.options.authorizer_ttl_seconds == 0
+
+    @property
+    def session_keys_secret(self) -> str:
+        """The Secrets Manager secret of the session keys (as a deployed stage names it)."""
+        return f"gatehouse/{self.options.stage}/session-keys"
+
+    def _prepare_sign_in(self, secretsmanager: Any, gateway_url: str) -> None:
+        """The session keys' first version, and the gateway registered at the dev issuer."""
+        from chalicelib.sessions.keys import rotate_session_keys
+
+        assert self.idp is not None
+        rotate_session_keys(secretsmanager, self.session_keys_secret)
+        self.idp.register_client(
+            SIGN_IN_CLIENT_ID,
+            redirect_uris=[f"{gateway_url}/.gatehouse/callback"],
+            post_logout_redirect_uris=[f"{gateway_url}/.gatehouse/signed-out"],
+            backchannel_logout_uri=f"{gateway_url}/.gatehouse/backchannel-logout",
+        )
+
     def _configure_environment(self, endpoint: str, gateway_url: str) -> None:
         """The Lambda functions' environment, as ``.chalice/config.json`` would set it."""
         assert self.resources is not None and self.idp is not None
@@ -241,9 +271,9 @@ class LocalStack:
                 "GATEHOUSE_DIGEST_KEY_ID": resources.digest_key_alias,
                 "GATEHOUSE_LEDGER_ANCHOR": resources.ledger_anchor,
                 "GATEHOUSE_GATEWAY_ISSUER": gateway_url,
-                "GATEHOUSE_TRUSTED_ISSUERS": json.dumps(
-                    [{"issuer": self.idp.url, "audiences": [AUDIENCE]}]
-                ),
+                "GATEHOUSE_TRUSTED_ISSUERS": json.dumps([self._dev_issuer()]),
+                # Empty: no browser sign-in (a stack with the authorizer cache on).
+                "GATEHOUSE_SESSION_KEYS_SECRET": self.session_keys_secret if self.sign_in else "",
                 "GATEHOUSE_AUTHORIZER_TTL_SECONDS": str(self.options.authorizer_ttl_seconds),
                 "GATEHOUSE_POLICY_REFRESH_SECONDS": "1",
                 "GATEHOUSE_ALLOW_HTTP_ISSUERS": "true",  # the dev issuer and gateway are plain http
@@ -252,6 +282,18 @@ class LocalStack:
                 "POWERTOOLS_LOG_LEVEL": "WARNING",
             }
         )
+
+    def _dev_issuer(self) -> dict[str, Any]:
+        assert self.idp is not None
+        issuer: dict[str, Any] = {
+            "issuer": self.idp.url,
+            "audiences": [AUDIENCE],
+            "name": "dev",
+            "display_name": "Gatehouse dev issuer",
+        }
+        if self.sign_in:
+            issuer["client_id"] = SIGN_IN_CLIENT_ID
+        return issuer
 
     def _seed_policy(self) -> None:
         from chalicelib import entrypoints

@@ -8,12 +8,15 @@ Cache layout (``cache_dir``)::
     parquet/audit_events/<partition>.parquet    one file per dt/hour, rows sorted by principal
     parquet/cloudtrail_logs/<partition>.parquet one file per region/day
     parquet/.../<partition>.json                the raw objects a Parquet file was built from,
-                                                and what could not be read of them
+                                                the columns it has, and what could not be
+                                                read of them
     keys/<raw name>                             the S3 key of a synced object (for warnings)
     duckdb-tmp/                                 DuckDB's spill directory
 
 A partition's Parquet file is rebuilt only when the set of its raw objects
-changes, so a warm cache answers without re-reading any JSON.
+changes, or the table's columns do (a column added to the DDL: the manifest
+holds :func:`schema_fingerprint`), so a warm cache answers without re-reading
+any JSON.
 
 A partition is read by DuckDB's ``read_json`` (fast). Should DuckDB refuse
 it (a malformed line, a lone surrogate, a mistyped field, a broken gzip
@@ -274,14 +277,19 @@ class Dataset:
                 )
                 target = self.parquet / table / f"{folder.name}.parquet"
                 manifest = target.with_suffix(".json")
+                columns = schema_fingerprint(table)
                 stored = _read_manifest(manifest) if target.exists() else None
-                if stored is not None and stored[0] == sources:
+                if stored is not None and stored[0] == sources and stored[2] == columns:
                     problems += stored[1]
                     continue
                 built = self._build_partition(connection, table, folder, sources, target)
                 problems += built
                 if target.exists():
-                    document = {"sources": sources, "problems": [p.as_json() for p in built]}
+                    document = {
+                        "sources": sources,
+                        "columns": columns,
+                        "problems": [p.as_json() for p in built],
+                    }
                     _atomic_write(manifest, json.dumps(document).encode())
                 else:
                     manifest.unlink(missing_ok=True)
@@ -348,12 +356,21 @@ def _listing(keys: list[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-def _read_manifest(path: Path) -> tuple[list[str], list[ReadProblem]] | None:
+def schema_fingerprint(table: str) -> str:
+    """The SHA-256 of a table's columns and types: a Parquet file built for others is stale."""
+    columns = "\n".join(
+        f"{column.name} {column.duckdb_type}" for column in table_schema(table).all_columns
+    )
+    return hashlib.sha256(columns.encode()).hexdigest()
+
+
+def _read_manifest(path: Path) -> tuple[list[str], list[ReadProblem], str | None] | None:
     try:
         document = json.loads(path.read_text())
         return (
             list(document["sources"]),
             [ReadProblem.from_json(item) for item in document.get("problems", [])],
+            document.get("columns"),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None  # absent, or from an older layout: rebuild

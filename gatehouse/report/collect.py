@@ -28,6 +28,7 @@ from gatehouse.report.model import (
     ANONYMOUS,
     NO_ROUTE,
     AnomalyEvent,
+    BrowserSessions,
     DenyEvent,
     DenyGroup,
     ElevatedAccess,
@@ -42,6 +43,7 @@ from gatehouse.report.model import (
     Report,
     RouteUsage,
     SensitiveAccess,
+    SessionCount,
     TimeBucket,
     Window,
     truncate,
@@ -365,6 +367,12 @@ def _route_usage(r: Mapping[str, Any]) -> RouteUsage:
     )
 
 
+def _session_count(r: Mapping[str, Any]) -> SessionCount:
+    return SessionCount(
+        _text(r["action"]), _opt_text(r["reason"]), _opt_text(r["revoked_by"]), _int(r["events"])
+    )
+
+
 def collect_report(
     engine: QueryEngine,
     window: Window,
@@ -413,6 +421,9 @@ def collect_report(
     anomalies = [_anomaly(r) for r in run.report("anomalies", params)]
     usage = [_route_usage(r) for r in run.named("route_usage", params)]
     ledger = _ledger(run.report("ledger_coverage", params))
+    sessions = BrowserSessions.from_counts(
+        [_session_count(r) for r in run.report("session_events", params)]
+    )
     cost = QueryCost(
         run.engine_name,
         run.queries,
@@ -439,6 +450,7 @@ def collect_report(
         anomalies=anomalies,
         route_usage=usage,
         ledger=ledger,
+        browser_sessions=sessions,
         controls=findings.controls(
             reasons=reasons,
             versions=versions,

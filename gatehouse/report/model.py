@@ -8,7 +8,7 @@ as hostile. Times are timezone-aware UTC datetimes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -278,6 +278,71 @@ class RouteUsage:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionCount:
+    """Browser session events of one action, reason and revoker (``session`` events)."""
+
+    action: str
+    reason: str | None
+    revoked_by: str | None
+    count: int
+
+
+# A failed step's reason or a revocation's revoker when its session event names none.
+UNKNOWN = "(unknown)"
+
+
+@dataclass(frozen=True, slots=True)
+class BrowserSessions:
+    """What browser sessions did in the window, from their ``session`` events.
+
+    ``failed_sign_ins`` and ``failed_refreshes`` are by reason code;
+    ``revocations`` by who revoked (``user``, ``operator``, ``idp``).
+    ``idp_logouts`` counts the identity provider's logout notices. ``counts``
+    holds every action, reason and revoker as counted.
+    """
+
+    sign_ins: int = 0
+    failed_sign_ins: Mapping[str, int] = field(default_factory=dict)
+    refreshes: int = 0
+    failed_refreshes: Mapping[str, int] = field(default_factory=dict)
+    sign_outs: int = 0
+    revocations: Mapping[str, int] = field(default_factory=dict)
+    idp_logouts: int = 0
+    counts: list[SessionCount] = field(default_factory=list)
+
+    @classmethod
+    def from_counts(cls, counts: list[SessionCount]) -> BrowserSessions:
+        """The summary of ``counts`` (rows of the report query ``session_events``)."""
+
+        def total(action: str) -> int:
+            return sum(c.count for c in counts if c.action == action)
+
+        def by(action: str, key: str) -> dict[str, int]:
+            grouped: dict[str, int] = {}
+            for c in counts:
+                if c.action == action:
+                    name = getattr(c, key) or UNKNOWN
+                    grouped[name] = grouped.get(name, 0) + c.count
+            return dict(sorted(grouped.items(), key=lambda item: (-item[1], item[0])))
+
+        return cls(
+            sign_ins=total("signed_in"),
+            failed_sign_ins=by("sign_in_failed", "reason"),
+            refreshes=total("refreshed"),
+            failed_refreshes=by("refresh_failed", "reason"),
+            sign_outs=total("signed_out"),
+            revocations=by("revoked", "revoked_by"),
+            idp_logouts=total("idp_logged_out"),
+            counts=list(counts),
+        )
+
+    @property
+    def total(self) -> int:
+        """Every session event in the window."""
+        return sum(c.count for c in self.counts)
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerCoverage:
     """Which stored events the window holds: counts and ledger sequence range."""
 
@@ -340,6 +405,7 @@ class Report:
     ledger: LedgerCoverage
     controls: list[Control]
     alerts: list[Alert]
+    browser_sessions: BrowserSessions = field(default_factory=BrowserSessions)
 
     @property
     def requests(self) -> dict[str, int]:

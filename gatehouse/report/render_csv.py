@@ -67,6 +67,11 @@ def _requests(report: Report) -> Table:
     return header, rows
 
 
+def _session_counts(report: Report) -> Table:
+    names = tuple(model.SessionCount.__dataclass_fields__)
+    return _records(report.browser_sessions.counts, names)
+
+
 def _plain(attribute: str, kind: type) -> Callable[[Report], Table]:
     names = tuple(kind.__dataclass_fields__)  # type: ignore[attr-defined]
     return lambda report: _records(getattr(report, attribute), names)
@@ -87,6 +92,7 @@ TABLES: dict[str, Callable[[Report], Table]] = {
     "new_sources.csv": _plain("new_sources", model.NewSource),
     "anomalies.csv": _plain("anomalies", model.AnomalyEvent),
     "route_usage.csv": _plain("route_usage", model.RouteUsage),
+    "browser_sessions.csv": _session_counts,
     "alerts.csv": _plain("alerts", model.Alert),
 }
 

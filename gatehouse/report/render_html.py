@@ -15,7 +15,7 @@ module's constants. Inline styles are built from numbers only.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -488,6 +488,43 @@ def _security(report: Report) -> str:
     )
 
 
+def _by(counts: Mapping[str, int], header: str, *, empty: str) -> str:
+    """A two-column table of ``{name: count}``."""
+    return _table((header, "events"), list(counts.items()), empty=empty, numeric=(1,))
+
+
+def _sessions(report: Report) -> str:
+    sessions = report.browser_sessions
+    items = [
+        ("sign-ins", sessions.sign_ins),
+        ("failed sign-ins", sum(sessions.failed_sign_ins.values())),
+        ("refreshes", sessions.refreshes),
+        ("failed refreshes", sum(sessions.failed_refreshes.values())),
+        ("sign-outs", sessions.sign_outs),
+        ("revocations", sum(sessions.revocations.values())),
+        ("IdP logouts", sessions.idp_logouts),
+    ]
+    cards = "".join(
+        f'<div class="card">{esc(name)}<b>{esc(value)}</b></div>' for name, value in items
+    )
+    return _section(
+        "sessions",
+        "Browser sessions",
+        [
+            f'<div class="cards">{cards}</div>',
+            "<h3>Failed sign-ins by reason</h3>",
+            _by(sessions.failed_sign_ins, "reason", empty="No sign-in failed in this window."),
+            "<h3>Revocations by who revoked</h3>",
+            _by(sessions.revocations, "revoked by", empty="No session was revoked in this window."),
+            "<h3>Failed refreshes by reason</h3>",
+            _by(sessions.failed_refreshes, "reason", empty="No refresh failed in this window."),
+            '<p class="muted">From the <code>session</code> events; '
+            "<code>gatehouse audit query --named session_story</code> tells one session's "
+            "whole story.</p>",
+        ],
+    )
+
+
 def _compliance(report: Report) -> str:
     ledger = report.ledger
     by_type = ", ".join(f"{kind}: {count:,}" for kind, count in sorted(ledger.by_type.items()))
@@ -645,9 +682,11 @@ def render_html(report: Report) -> str:
         f"(exclusive), UTC. Generated {esc(report.generated_at)} with the {esc(cost.engine)} "
         f"engine ({esc(cost.queries)} queries{esc(scanned)}{esc(dollars)}).</p>"
         '<nav><a href="#overview">Overview</a><a href="#security">Security</a>'
+        '<a href="#sessions">Browser sessions</a>'
         '<a href="#compliance">Compliance</a><a href="#engineering">Engineering</a></nav>'
         f"{empty}</header><main>"
-        f"{_overview(report)}{_security(report)}{_compliance(report)}{_engineering(report)}"
+        f"{_overview(report)}{_security(report)}{_sessions(report)}{_compliance(report)}"
+        f"{_engineering(report)}"
         "</main></body></html>\n"
     )
 

@@ -50,6 +50,7 @@ def report_document(report: Report) -> dict[str, Any]:
             "ledger": as_plain(report.ledger),
             "verify_with": VERIFY_COMMAND,
         },
+        "browser_sessions": as_plain(report.browser_sessions),
         "engineering": {"routes": as_plain(report.route_usage)},
         "requests_over_time": as_plain(report.requests_over_time),
         "access_matrix": as_plain(report.access_matrix),

@@ -13,9 +13,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.e2e.browser import Screenshots, fresh_page
 from tests.e2e.support import GatewayClient, RunningStack, start_stack, stop_stack
 
 if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
     from gatehouse.state import DevState
 
 
@@ -53,3 +56,16 @@ def cached_stack(tmp_path: Path) -> Iterator[RunningStack]:
     stack = start_stack(tmp_path / "state", "--authorizer-ttl", "300", "--metrics")
     yield stack
     stop_stack(stack)
+
+
+@pytest.fixture
+def browser_page() -> Iterator[Page]:
+    """A page of a fresh headless Chromium (tests/e2e/browser.py); fails if it is not installed."""
+    with fresh_page() as page:
+        yield page
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Screenshots:
+    """Numbered PNGs under the test's ``tmp_path / "screenshots"``."""
+    return Screenshots(tmp_path / "screenshots")

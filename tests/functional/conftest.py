@@ -24,6 +24,15 @@ from gatehouse.resources import ResourceNames
 from tests.helpers import AUDIENCE, ISSUER, Clock, FakeIdp, claims, jwk, make_token
 
 GATEWAY_ISSUER = "https://gatehouse.test.example"
+# The sign-in routes and their methods, as app.py declares them (none behind the authorizer).
+SIGN_IN_ROUTES = {
+    "/.gatehouse/login": {"get"},
+    "/.gatehouse/callback": {"get"},
+    "/.gatehouse/refresh": {"get"},
+    "/.gatehouse/signed-out": {"get"},
+    "/.gatehouse/logout": {"get", "post"},
+    "/.gatehouse/backchannel-logout": {"post"},
+}
 
 moto_kms.install()  # KMS signs MessageType=DIGEST as AWS does (the local stack's moto too)
 
@@ -219,6 +228,7 @@ def desk(aws: Resources, clock: Clock, grants: dict[str, Any] | None = GRANTS) -
         store(aws),
         parse_policy(document),
         emitter(aws),
+        default_issuer=ISSUER,
         stage="test",
         operator=OPERATOR,
         clock=clock,

@@ -31,7 +31,7 @@ from chalicelib.apigw.chalice_adapter import (
     AdapterVersionError,
     install_swagger_hook,
 )
-from tests.functional.conftest import queued_events
+from tests.functional.conftest import SIGN_IN_ROUTES, queued_events
 from tests.helpers import make_token
 
 if TYPE_CHECKING:
@@ -138,7 +138,13 @@ def test_proxy_routes_take_every_method_behind_the_authorizer(
         "/.well-known/gatehouse/jwks.json",
         "/.well-known/gatehouse/key-certificates.json",
         *grant_routes,
+        *SIGN_IN_ROUTES,
     }
+    # Sign-in is how a person gets credentials: never behind the authorizer.
+    for path, methods in SIGN_IN_ROUTES.items():
+        operations = definition["paths"][path]
+        assert set(operations) == methods, path
+        assert all("security" not in operation for operation in operations.values()), path
     # The grant API verifies tokens itself: a grant action is not access to a route.
     for path in grant_routes:
         operations = definition["paths"][path]

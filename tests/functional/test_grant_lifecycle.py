@@ -665,3 +665,20 @@ def test_listed_grants_can_leave_out_ended_ones_and_be_limited(
     assert [g.id for g in open_] == [pending.id, in_force.id]
     assert [g.id for g in store(aws).list_grants(2)] == [pending.id, denied.id]
     assert store(aws).list_grants(0) == []
+
+
+@pytest.mark.parametrize(
+    "issuer", ["https://other-idp.test.example", "https://idp.test.example.evil.com"]
+)
+def test_another_issuers_security_group_does_not_approve(
+    aws: Resources, people: dict[str, Identity], issuer: str
+) -> None:
+    grants = desk(aws, Clock(T0))
+    pending = ask(grants, people["erin"])
+    # Same subject, same group name, another identity provider: not our approver.
+    impostor = replace(people["sam"], issuer=issuer)
+    with pytest.raises(GrantInvalid, match="only members of security"):
+        grants.approve(pending.id, impostor)
+    # The default issuer's own, spelled with a trailing slash, still is.
+    ours = replace(people["sam"], issuer=ISSUER + "/")
+    assert grants.approve(pending.id, ours).status == "approved"

@@ -21,6 +21,7 @@ events a given path through the stack does not write.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,8 +40,10 @@ from chalicelib.audit.schema import (
     ResponseRecord,
     build_admin_event,
     build_event,
+    build_session_event,
     utc_timestamp,
 )
+from chalicelib.audit.sections import SessionSection
 from chalicelib.grants.events import grant_details
 from chalicelib.identity import Identity
 from chalicelib.policy.grant import Grant
@@ -1119,6 +1122,161 @@ def test_cloudtrail_correlation() -> None:
     ]  # fmt: skip
 
 
+# ---------------------------------------------------------------- session_story
+
+# Alice signed in twice, from two browsers: sessions bs-A and bs-B.
+ALICE_A = dataclasses.replace(ALICE, browser_session_id="bs-A")
+ALICE_B = dataclasses.replace(ALICE, browser_session_id="bs-B")
+OPERATOR = f"arn:aws:iam::{ACCOUNT}:user/ops"
+
+
+def session_event(
+    trail: Trail,
+    moment: datetime,
+    section: SessionSection,
+    who: Identity | None = None,
+    operator: str | None = None,
+) -> dict[str, Any]:
+    """A session event as the sign-in handler, the session check or an operator writes it."""
+    return trail.add(
+        build_session_event(section, stage=STAGE, identity=who, operator=operator), moment
+    )
+
+
+def session_trail() -> Trail:
+    trail = Trail()
+    # Events are placed at their own time: a decision at 09:59:59.999 is before the window.
+    trail.decision(
+        "p0", at("2026-03-10 09:59:59.999"), ALICE_A, "allow", [Reason.ALLOW_RULE_MATCHED]
+    )
+    session_event(
+        trail,
+        at("2026-03-10 10:00:00"),
+        SessionSection("signed_in", "bs-A", "okta", expires_at=1_773_165_600),
+        ALICE_A,
+    )
+    # A sign-in that failed before any session existed: no session id, not bs-A's.
+    session_event(
+        trail,
+        at("2026-03-10 10:01:00"),
+        SessionSection("sign_in_failed", None, "okta", Reason.LOGIN_STATE_MISMATCH),
+    )
+    # bs-A: a served read (its access-log line names no session), then a denied write.
+    trail.served("a1", at("2026-03-10 10:05:00"), ALICE_A)
+    trail.denied(
+        "a2", at("2026-03-10 10:10:00"), ALICE_A, [Reason.DENY_RULE_MATCHED],
+        method="POST", path="/api/orders",
+    )  # fmt: skip
+    # Alice with a bearer token, meanwhile: no browser session.
+    trail.served("t1", at("2026-03-10 10:15:00"), ALICE)
+    # Her second browser: another session.
+    session_event(
+        trail, at("2026-03-10 10:20:00"), SessionSection("signed_in", "bs-B", "okta"), ALICE_B
+    )
+    trail.served("b1", at("2026-03-10 10:25:00"), ALICE_B)
+    # bs-A: a decision and the session's refresh in the same millisecond (ledger order).
+    trail.decision("a3", at("2026-03-10 10:30:00"), ALICE_A, "allow", [Reason.ALLOW_RULE_MATCHED])
+    session_event(
+        trail, at("2026-03-10 10:30:00"), SessionSection("refreshed", "bs-A", "okta"), ALICE_A
+    )
+    # An operator revokes bs-A; the cookie's next request is refused.
+    session_event(
+        trail,
+        at("2026-03-10 10:50:00"),
+        SessionSection("revoked", "bs-A", "okta", revoked_by="operator", detail="offboarding"),
+        operator=OPERATOR,
+    )
+    trail.decision(
+        "a4", at("2026-03-10 10:51:00"), ALICE_A, "deny", [Reason.SESSION_REVOKED], route=None
+    )
+    # At the window's (exclusive) end: the IdP's logout of bs-A.
+    session_event(
+        trail,
+        at("2026-03-10 12:00:00"),
+        SessionSection("idp_logged_out", "bs-A", "okta", revoked_by="idp"),
+    )
+    return trail
+
+
+def story_row(moment: str, event_type: str, action: str, reason: str | None, **rest: Any) -> dict:
+    row = {
+        "at": ts(moment),
+        "event_type": event_type,
+        "action": action,
+        "reason": reason,
+        "method": None,
+        "path": None,
+        "status": None,
+        "route_id": None,
+        "request_id": None,
+        "principal": None,
+        "idp": None,
+        "revoked_by": None,
+        "operator": None,
+        "source_ip": None,
+    }
+    row.update(rest)
+    return row
+
+
+def request_row(
+    moment: str, event_type: str, outcome: str, reasons: str, request_id: str, **rest: Any
+) -> dict:
+    where = {
+        "method": "GET",
+        "path": "/api/orders/1",
+        "route_id": "orders",
+        "request_id": request_id,
+        "principal": "alice@example.com",
+        "source_ip": "203.0.113.7",
+    }
+    return story_row(moment, event_type, outcome, reasons, **(where | rest))
+
+
+def test_session_story_is_one_sessions_events_oldest_first() -> None:
+    rows = run("session_story", {**WINDOW, "session_id": "bs-A"}, session_trail())
+    for row in rows:  # event ids are random UUIDs: checked for presence only
+        assert row.pop("event_id")
+    assert rows == [
+        story_row("2026-03-10 10:00:00", "session", "signed_in", None, idp="okta",
+                  principal="alice@example.com"),
+        request_row("2026-03-10 10:05:00.005", "decision", "allow", "allow_rule_matched", "a1"),
+        request_row("2026-03-10 10:05:00.020", "response", "allow", "", "a1", status=200),
+        request_row("2026-03-10 10:10:00.005", "decision", "deny", "deny_rule_matched", "a2",
+                    method="POST", path="/api/orders"),
+        # Same millisecond: the decision was stored first.
+        request_row("2026-03-10 10:30:00", "decision", "allow", "allow_rule_matched", "a3"),
+        story_row("2026-03-10 10:30:00", "session", "refreshed", None, idp="okta",
+                  principal="alice@example.com"),
+        story_row("2026-03-10 10:50:00", "session", "revoked", None, idp="okta",
+                  revoked_by="operator", operator=OPERATOR),
+        request_row("2026-03-10 10:51:00", "decision", "deny", "session_revoked", "a4",
+                    route_id=None),
+    ]  # fmt: skip
+
+
+def test_session_story_of_another_session_or_none_at_all() -> None:
+    trail = session_trail()
+    other = run("session_story", {**WINDOW, "session_id": "bs-B"}, trail)
+    assert [(r["event_type"], r["action"], r["request_id"]) for r in other] == [
+        ("session", "signed_in", None),
+        ("decision", "allow", "b1"),
+        ("response", "allow", "b1"),
+    ]
+    # The failed sign-in names no session: no id, however spelled, finds it.
+    for session_id in ("", "None", "null"):
+        assert run("session_story", {**WINDOW, "session_id": session_id}, trail) == []
+    late = {"from": "2026-03-10 11:00:00", "to": "2026-03-10 13:00:00", "session_id": "bs-A"}
+    assert [(r["event_type"], r["action"]) for r in run("session_story", late, trail)] == [
+        ("session", "idp_logged_out")
+    ]
+
+
+def test_a_session_id_is_a_value_never_sql() -> None:
+    for session_id in ("bs-A' OR '1'='1", "bs-A'; DROP TABLE audit_events; --", "bs-%"):
+        assert run("session_story", {**WINDOW, "session_id": session_id}, session_trail()) == []
+
+
 # ---------------------------------------------------------------- every query, its parameters
 
 TESTED = {
@@ -1130,6 +1288,7 @@ TESTED = {
     "route_usage",
     "new_sources",
     "cloudtrail_correlation",
+    "session_story",
 }
 
 

@@ -25,6 +25,7 @@ from gatehouse.deploy.errors import ChaliceFailed
 from gatehouse.deploy.package import package
 from gatehouse.deploy.settings import FUNCTIONS, StageSettings
 from gatehouse.deploy.templates import FUNCTION_LOGICAL_IDS, ROLE_LOGICAL_IDS
+from tests.functional.conftest import SIGN_IN_ROUTES
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGE = "prod"
@@ -142,6 +143,7 @@ def test_routes_methods_and_who_guards_them(api: dict[str, Any]) -> None:
         "/.gatehouse/grants/{grant_id}/approve",
         "/.gatehouse/grants/{grant_id}/deny",
         "/.gatehouse/grants/{grant_id}/revoke",
+        *SIGN_IN_ROUTES,
     }
     for path in ("/", "/{proxy+}"):
         assert set(paths[path]) == PROXY_METHODS, path
@@ -150,11 +152,15 @@ def test_routes_methods_and_who_guards_them(api: dict[str, Any]) -> None:
     assert set(paths["/.gatehouse/grants"]) == {"get", "post"}
     for action in ("approve", "deny", "revoke"):
         assert set(paths[f"/.gatehouse/grants/{{grant_id}}/{action}"]) == {"post"}
-    # The grant API verifies tokens itself; the JWKS and the key certificates are public.
+    for path, methods in SIGN_IN_ROUTES.items():
+        assert set(paths[path]) == methods, path
+    # The grant API verifies tokens itself; the JWKS and the key certificates are public;
+    # sign-in is how a person gets credentials at all.
     for path in (
         "/.gatehouse/grants",
         "/.well-known/gatehouse/jwks.json",
         "/.well-known/gatehouse/key-certificates.json",
+        *SIGN_IN_ROUTES,
     ):
         assert all("security" not in operation for operation in paths[path].values()), path
 

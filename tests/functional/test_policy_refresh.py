@@ -14,6 +14,7 @@ import pytest
 from chalicelib.config import Settings
 from chalicelib.policy import ActivePolicy, PolicyStore, PolicyUnavailable
 from tests.functional.conftest import environment, policy_document
+from tests.helpers import ISSUER
 
 if TYPE_CHECKING:
     from gatehouse.dev.bootstrap import Resources
@@ -49,7 +50,7 @@ def test_a_new_version_is_in_force_exactly_when_the_bound_elapses(
     first = policy_document("http://127.0.0.1:9")
     store.publish(first, actor="test")
     clock = Clock()
-    cache = ActivePolicy(store, refresh_seconds=refresh, clock=clock)
+    cache = ActivePolicy(store, default_issuer=ISSUER, refresh_seconds=refresh, clock=clock)
     assert cache.current().version == 1
 
     second: dict[str, Any] = policy_document("http://127.0.0.1:9")
@@ -71,7 +72,9 @@ def test_a_store_outage_serves_the_last_version_only_up_to_the_stale_limit(
     store = PolicyStore(client, aws.state_table)
     store.publish(policy_document("http://127.0.0.1:9"), actor="test")
     clock = Clock()
-    cache = ActivePolicy(store, refresh_seconds=1.0, max_stale_seconds=60.0, clock=clock)
+    cache = ActivePolicy(
+        store, default_issuer=ISSUER, refresh_seconds=1.0, max_stale_seconds=60.0, clock=clock
+    )
     assert cache.current().version == 1
 
     client.delete_table(TableName=aws.state_table)

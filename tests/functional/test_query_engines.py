@@ -436,6 +436,37 @@ def test_from_records_partitions_by_event_time() -> None:
     ]
 
 
+def test_a_cache_built_before_a_column_was_added_is_rebuilt(tmp_path: Path) -> None:
+    import duckdb
+
+    from gatehouse.query.dataset import Dataset
+
+    event = request_event("req-1", "/api/a")
+    event["event_time"] = "2026-03-10T10:00:00.000Z"
+    event["ledger"] = {"sequence": 0}
+    cache = tmp_path / "cache"
+    write_records(Dataset(cache), [event], [])
+    LocalEngine(cache).close()
+    # What an older release left: a Parquet file without the session column, and a
+    # manifest that names its sources only.
+    (built,) = (cache / "parquet" / "audit_events").glob("*.parquet")
+    manifest = built.with_suffix(".json")
+    document = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({key: document[key] for key in ("sources", "problems")}))
+    connection = duckdb.connect()
+    older = tmp_path / "older.parquet"
+    paths = f"read_parquet('{built}')) TO '{older}'"  # tmp_path: no quote in it
+    connection.execute(f"COPY (SELECT * EXCLUDE (session) FROM {paths} (FORMAT parquet)")  # noqa: S608
+    connection.close()
+    os.replace(older, built)
+
+    engine = LocalEngine(cache)
+
+    rows = engine.run('SELECT request.id, "session".action FROM audit_events').rows
+    assert rows == [("req-1", None)]
+    assert engine.warnings == []
+
+
 # --- the CLI ------------------------------------------------------------------------------
 
 

@@ -28,7 +28,9 @@ from chalicelib.audit.schema import (
     ResponseRecord,
     build_admin_event,
     build_event,
+    build_session_event,
 )
+from chalicelib.audit.sections import SessionSection
 from chalicelib.identity import Identity
 from chalicelib.ledger.layout import with_sequence
 from chalicelib.reasons import Reason
@@ -156,6 +158,9 @@ class Trail:
             kind, stage="test", details=details, operator=operator, identity=who
         )  # type: ignore[arg-type]
         self._add(event, when)
+
+    def session(self, when: datetime, section: SessionSection, operator: str | None = None) -> None:
+        self._add(build_session_event(section, stage="test", operator=operator), when)
 
     def gateway(self, when: datetime) -> None:
         record = {
@@ -374,6 +379,23 @@ def dataset() -> list[dict[str, Any]]:
         route=None,
         ip="198.51.100.30",
     )
+    # Browser sessions (their events in time; the requests above came with bearer tokens).
+    failed = "sign_in_failed"
+    trail.session(at(7, 59), SessionSection(failed, idp="okta", reason=Reason.LOGIN_EXPIRED))
+    trail.session(at(8, 1), SessionSection("signed_in", "bs-1", "okta"))
+    trail.session(at(8, 2), SessionSection(failed, idp="okta", reason=Reason.LOGIN_STATE_MISMATCH))
+    trail.session(at(8, 3), SessionSection(failed, idp="okta", reason=Reason.LOGIN_STATE_MISMATCH))
+    trail.session(at(8, 4), SessionSection(failed, idp="okta", reason=Reason.LOGIN_IDP_ERROR))
+    trail.session(at(9, 1), SessionSection("refreshed", "bs-1", "okta"))
+    trail.session(at(10, 1), SessionSection("signed_out", "bs-1", "okta", revoked_by="user"))
+    trail.session(
+        at(10, 5),
+        SessionSection("revoked", "bs-2", "okta", revoked_by="operator"),
+        operator="arn:aws:iam::123456789012:user/ops",
+    )
+    trail.session(at(10, 6), SessionSection("idp_logged_out", "bs-3", "okta", revoked_by="idp"))
+    trail.session(at(10, 6, 0, 1), SessionSection("revoked", "bs-3", "okta", revoked_by="idp"))
+    trail.session(at(12), SessionSection("signed_in", "bs-4", "okta"))
     return trail.stored()
 
 
@@ -406,7 +428,7 @@ def test_window_and_totals(document: dict[str, Any]) -> None:
     assert document["stage"] == "test"
     assert document["empty"] is False
     assert document["query_cost"]["engine"] == "local"
-    assert document["query_cost"]["queries"] == 14
+    assert document["query_cost"]["queries"] == 15
     # allow: alice 3 + bob 1 (08h), alice's grant (09h), bob's break-glass (11h) = 6
     # deny: anonymous (08h), bob 2 + eve (09h), alice's mfa (11h) = 5; error: carol = 1
     # gateway only: the throttled request API Gateway answered alone (08h) = 1
@@ -729,14 +751,22 @@ def test_route_usage(written: Path) -> None:
 
 def test_compliance(document: dict[str, Any]) -> None:
     compliance = document["compliance"]
-    # In the window: 12 decisions, 6 responses, 3 grant events, 1 policy change, 1 gateway line.
-    # Sequences (time order): bob 02-27 = 0, alice 02-28 = 1, 07:59:59.999 = 2, then the
-    # window's 23 events = 3..25, then 12:00's decision and response.
+    # In the window: 12 decisions, 6 responses, 3 grant events, 1 policy change, 1 gateway
+    # line, 9 session events. Sequences (time order): bob 02-27 = 0, alice 02-28 = 1, the
+    # failed sign-in at 07:59 = 2, 07:59:59.999 = 3, then the window's 32 events = 4..35,
+    # then 12:00's decision, response and sign-in.
     assert compliance["ledger"] == {
-        "events": 23,
-        "first_sequence": 3,
-        "last_sequence": 25,
-        "by_type": {"decision": 12, "gateway": 1, "grant": 3, "policy_change": 1, "response": 6},
+        "events": 32,
+        "first_sequence": 4,
+        "last_sequence": 35,
+        "by_type": {
+            "decision": 12,
+            "gateway": 1,
+            "grant": 3,
+            "policy_change": 1,
+            "response": 6,
+            "session": 9,
+        },
     }
     assert compliance["verify_with"] == "gatehouse audit verify"
     controls = {c["name"]: c for c in compliance["controls"]}
@@ -747,6 +777,35 @@ def test_compliance(document: dict[str, Any]) -> None:
         "1 requests made under a grant"
     )
     assert controls["Break-glass"]["evidence"] == "1 uses, 1 with a justification"
+
+
+def test_browser_sessions(written: Path, document: dict[str, Any]) -> None:
+    sessions = document["browser_sessions"]
+    # In [08:00, 12:00): bs-1 signed in (08:01; bs-4's at 12:00 is out), three sign-ins
+    # failed (08:02-08:04; the one at 07:59 is out), bs-1 refreshed then signed out, an
+    # operator revoked bs-2, the IdP logged bs-3 out and Gatehouse revoked it.
+    assert sessions["sign_ins"] == 1
+    assert sessions["failed_sign_ins"] == {"login_state_mismatch": 2, "login_idp_error": 1}
+    assert sessions["refreshes"] == 1
+    assert sessions["failed_refreshes"] == {}
+    assert sessions["sign_outs"] == 1
+    assert sessions["revocations"] == {"idp": 1, "operator": 1}
+    assert sessions["idp_logouts"] == 1
+    assert rows(written, "browser_sessions.csv") == [
+        ["action", "reason", "revoked_by", "count"],
+        ["sign_in_failed", "login_state_mismatch", "", "2"],
+        ["idp_logged_out", "", "idp", "1"],
+        ["refreshed", "", "", "1"],
+        ["revoked", "", "idp", "1"],
+        ["revoked", "", "operator", "1"],
+        ["sign_in_failed", "login_idp_error", "", "1"],
+        ["signed_in", "", "", "1"],
+        ["signed_out", "", "user", "1"],
+    ]
+    page = (written / "report.html").read_text()
+    part = page[page.index('<section id="sessions">') : page.index('<section id="compliance">')]
+    assert '<div class="card">failed sign-ins<b>3</b></div>' in part
+    assert '<div class="card">revocations<b>2</b></div>' in part
 
 
 class _Tags(HTMLParser):
@@ -766,6 +825,7 @@ def test_html_page(written: Path) -> None:
     assert [a.get("id") for t, a in tags if t == "section"] == [
         "overview",
         "security",
+        "sessions",
         "compliance",
         "engineering",
     ]
@@ -775,6 +835,7 @@ def test_html_page(written: Path) -> None:
     assert [a["href"] for _, a in tags if "href" in a] == [
         "#overview",
         "#security",
+        "#sessions",
         "#compliance",
         "#engineering",
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,18 @@ from sqlglot import exp
 
 from chalicelib.audit.gateway_events import gateway_event
 from chalicelib.audit.schema import (
+    EVENT_TYPES,
     DecisionRecord,
     RequestRecord,
     ResourceRecord,
     build_admin_event,
     build_event,
+    build_session_event,
+)
+from chalicelib.audit.sections import (
+    PrincipalSection,
+    SessionSection,
+    SigningKeySection,
 )
 from gatehouse import infra_athena
 from gatehouse.infra_athena import (
@@ -188,13 +196,39 @@ def test_audit_columns_cover_every_top_level_field_of_an_event() -> None:
             resource=ResourceRecord(),
         ),
         build_admin_event("policy_change", stage="dev", details={}, operator="arn:x"),
+        build_admin_event(
+            "signing_key",
+            stage="dev",
+            details=SigningKeySection("issued", "k", "kms", 1, 2, "c" * 64),
+            operator=None,
+        ),
         gateway_event({"requestId": "r1", "requestTime": "1773136800000"}, stage="dev"),
+        build_session_event(SessionSection("signed_in", "bs-1"), stage="dev"),
     ]
+    assert {event["event_type"] for event in events} | {"response", "grant"} == set(EVENT_TYPES)
     columns, keys = ddl_columns(TABLES_DIR / "audit_events.sql")
     names = {column.name for column in columns}
     for event in events:
         assert set(event) | {"ledger"} <= names, set(event) - names
     assert {key.name for key in keys} == {"dt", "hour"}
+    # The columns close as the event does: its last sections, then the writer's ledger.
+    assert [column.name for column in columns][-4:] == [
+        "gateway",
+        "signing_key",
+        "session",
+        "ledger",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("column", "section"),
+    [("principal", PrincipalSection), ("session", SessionSection)],
+)
+def test_a_sections_struct_has_its_fields_in_order(column: str, section: type) -> None:
+    columns, _ = ddl_columns(TABLES_DIR / "audit_events.sql")
+    (definition,) = [c for c in columns if c.name == column]
+    members = [member.name for member in definition.args["kind"].expressions]
+    assert members == [field.name for field in dataclasses.fields(section)]
 
 
 def test_hive_types_of_nested_columns() -> None:

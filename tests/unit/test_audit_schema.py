@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -20,9 +21,11 @@ from chalicelib.audit.schema import (
     action_for_method,
     build_admin_event,
     build_event,
+    build_session_event,
     utc_timestamp,
     uuid7,
 )
+from chalicelib.audit.sections import SESSION_ACTIONS, SESSION_REVOKERS, SessionSection
 from chalicelib.authorize.decider import Outcome, decision_record
 from chalicelib.config import DEFAULT_QUERY_REDACTION, DEFAULT_QUERY_VALUE_REDACTION
 from chalicelib.identity import Identity
@@ -55,6 +58,25 @@ TOP_LEVEL_FIELDS = {
     "policy_change",
     "grant",
 }
+TOP_LEVEL_ORDER = [
+    "schema_version",
+    "event_id",
+    "event_type",
+    "event_time",
+    "stage",
+    "request",
+    "principal",
+    "source",
+    "resource",
+    "action",
+    "decision",
+    "outcome",
+    "elevation",
+    "aws",
+    "anomalies",
+    "policy_change",
+    "grant",
+]
 UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 
@@ -733,3 +755,116 @@ def test_credentials_by_name_shape_and_nesting_are_redacted(
     recorded = redact_query([(name, value)], names, re.compile(DEFAULT_QUERY_VALUE_REDACTION))
     assert recorded is not None
     assert (REDACTED not in recorded) is kept
+
+
+# --- session events ----------------------------------------------------------------------
+
+
+def test_session_actions_and_revokers_are_closed_sets() -> None:
+    assert {
+        "signed_in",
+        "sign_in_failed",
+        "refreshed",
+        "refresh_failed",
+        "signed_out",
+        "revoked",
+        "idp_logged_out",
+    } == SESSION_ACTIONS
+    assert {"user", "operator", "idp"} == SESSION_REVOKERS
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        pytest.param({"action": "logged_in"}, "session action", id="unknown action"),
+        pytest.param(
+            {"action": "revoked", "revoked_by": "admin"}, "session revoker", id="unknown revoker"
+        ),
+        pytest.param(
+            {"action": "sign_in_failed", "reason": "bad_luck"}, "bad_luck", id="not a reason code"
+        ),
+    ],
+)
+def test_a_session_section_outside_its_closed_sets_is_refused(
+    fields: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        SessionSection(**fields)
+
+
+def test_a_session_event_has_every_field_then_its_own_section() -> None:
+    request = parse_proxy_event(load_event("proxy_request"))
+    browser = dataclasses.replace(ALICE, browser_session_id="bs-9")
+
+    event = build_session_event(
+        SessionSection("signed_in", "bs-9", "okta", expires_at=1_795_900_000),
+        stage="dev",
+        identity=browser,
+        request=request,
+        event_id="event-1",
+    )
+
+    assert list(event) == [*TOP_LEVEL_ORDER, "session"]
+    assert event["event_type"] == "session"
+    assert event["event_id"] == "event-1"
+    assert TIMESTAMP.fullmatch(event["event_time"])
+    assert event["request"] == {
+        "id": request.request_id,
+        "extended_id": request.extended_request_id,
+        "lambda_request_id": None,
+        "trace_id": request.trace_id,
+        "decision_id": None,
+    }
+    assert event["source"] == {"ip": request.source_ip, "user_agent": request.user_agent}
+    assert event["principal"]["browser_session_id"] == "bs-9"
+    assert event["aws"] is None
+    for section in ("resource", "action", "decision", "outcome", "elevation", "grant"):
+        assert event[section] is None, section
+    assert event["session"] == {
+        "action": "signed_in",
+        "session_id": "bs-9",
+        "idp": "okta",
+        "reason": None,
+        "revoked_by": None,
+        "expires_at": 1_795_900_000,
+        "detail": None,
+    }
+    assert TOKEN not in json.dumps(event)
+    assert json.loads(json.dumps(event)) == event
+
+
+def test_an_operators_revocation_names_the_operator_and_a_failure_its_reason() -> None:
+    revoked = build_session_event(
+        SessionSection("revoked", "bs-9", "okta", Reason.SESSION_REVOKED, "operator"),
+        stage="prod",
+        operator="arn:aws:iam::123456789012:user/ops",
+    )
+    failed = build_session_event(
+        SessionSection("refresh_failed", "bs-9", "okta", "login_code_rejected", detail="é" * 250),
+        stage="prod",
+    )
+
+    assert revoked["aws"] == {"caller_arn": "arn:aws:iam::123456789012:user/ops"}
+    assert revoked["principal"] is None
+    assert revoked["request"] is None
+    assert revoked["source"] is None
+    assert revoked["session"]["reason"] == "session_revoked"
+    assert revoked["session"]["revoked_by"] == "operator"
+    assert failed["session"]["reason"] == "login_code_rejected"
+    assert failed["session"]["detail"] == "é" * 200
+    assert failed["aws"] is None
+
+
+def test_request_and_admin_events_carry_no_session_member() -> None:
+    admin = build_admin_event("policy_change", stage="dev", details={}, operator=None)
+    decision = build_event(
+        "decision",
+        RequestRecord("r1", None, None, None, "dev", "203.0.113.7", None, "h", "GET", "/", None),
+        identity=ALICE,
+        decision=DecisionRecord("allow", (Reason.ALLOW_RULE_MATCHED,)),
+        resource=ResourceRecord(),
+    )
+
+    assert "session" not in admin
+    assert "session" not in decision
+    assert "browser_session_id" not in decision["principal"]

@@ -36,7 +36,9 @@ from chalicelib.audit.schema import (
     ResponseRecord,
     build_admin_event,
     build_event,
+    build_session_event,
 )
+from chalicelib.audit.sections import SessionSection
 from chalicelib.identity import Identity
 from chalicelib.reasons import Reason
 from tests.helpers import AUDIENCE, ISSUER
@@ -163,6 +165,18 @@ def _lone_surrogate() -> dict[str, Any]:
     )
 
 
+def _browser_session_decision() -> dict[str, Any]:
+    # A request that came with a session cookie: its principal names the session, last.
+    return build_event(
+        "decision",
+        _request(),
+        identity=dataclasses.replace(ALICE, browser_session_id="bs-1"),
+        decision=_allowed(),
+        resource=ResourceRecord("demo", "http://127.0.0.1:9000", True),
+        event_id="0195d3a2-6b7e-7c41-9a2f-3e4d5c6b7a90",
+    )
+
+
 def _random_id_decision() -> dict[str, Any]:
     return build_event(
         "decision",
@@ -227,6 +241,40 @@ def _signing_key() -> dict[str, Any]:
     )
 
 
+def _session_signed_in() -> dict[str, Any]:
+    from chalicelib.apigw.events import parse_proxy_event
+    from tests.helpers import load_event
+
+    return build_session_event(
+        SessionSection("signed_in", "bs-1", "okta", expires_at=1_795_910_437),
+        stage="dev",
+        identity=dataclasses.replace(ALICE, browser_session_id="bs-1"),
+        request=parse_proxy_event(load_event("proxy_request")),
+    )
+
+
+def _session_sign_in_failed() -> dict[str, Any]:
+    from chalicelib.apigw.events import parse_proxy_event
+    from tests.helpers import load_event
+
+    return build_session_event(
+        SessionSection(
+            "sign_in_failed", idp="okta", reason=Reason.LOGIN_STATE_MISMATCH, detail="x" * 300
+        ),
+        stage="dev",
+        request=parse_proxy_event(load_event("proxy_request")),
+    )
+
+
+def _session_revoked_by_operator() -> dict[str, Any]:
+    return build_session_event(
+        SessionSection("revoked", "bs-1", "okta", revoked_by="operator", detail="offboarding"),
+        stage="prod",
+        identity=ALICE,
+        operator="arn:aws:sts::123456789012:assumed-role/gatehouse-cli/sam",
+    )
+
+
 def _gateway(name: str) -> Callable[[], dict[str, Any]]:
     def build() -> dict[str, Any]:
         line = (ACCESS_LOGS / f"{name}.ndjson").read_text(encoding="utf-8").splitlines()[0]
@@ -245,11 +293,15 @@ CASES: dict[str, Callable[[], dict[str, Any]]] = {
     "decision_elevated_aws": _elevated_aws_decision,
     "decision_lone_surrogate": _lone_surrogate,
     "decision_random_id": _random_id_decision,
+    "decision_browser_session": _browser_session_decision,
     "response": _response,
     "policy_change": _policy_change,
     "grant": _grant,
     "grant_by_api": _grant_by_api,
     "signing_key": _signing_key,
+    "session_signed_in": _session_signed_in,
+    "session_sign_in_failed": _session_sign_in_failed,
+    "session_revoked_by_operator": _session_revoked_by_operator,
     "gateway_all_dashes": _gateway_all_dashes,
     **{
         f"gateway_{path.stem}": _gateway(path.stem)
@@ -315,11 +367,69 @@ def test_the_field_order_is_the_wire_member_order() -> None:
 def test_every_producer_emits_the_fields_in_order(name: str) -> None:
     members = list(CASES[name]())
 
-    # ``gateway`` and ``signing_key`` close the event, and only their own events carry them.
-    optional = {"gateway", "signing_key"}
-    assert FIELD_NAMES[-len(optional) :] == ["gateway", "signing_key"]
+    # ``gateway``, ``signing_key`` and ``session`` close the event, and only their own
+    # events carry them.
+    optional = {"gateway", "signing_key", "session"}
+    assert FIELD_NAMES[-len(optional) :] == ["gateway", "signing_key", "session"]
     expected = [n for n in FIELD_NAMES if n not in optional or name.startswith(n)]
     assert members == expected
+
+
+PRINCIPAL_MEMBERS = [
+    "issuer",
+    "subject",
+    "email",
+    "groups",
+    "amr",
+    "auth_time",
+    "client_id",
+    "session_id",
+    "token_id",
+    "token_expires_at",
+]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_only_a_browser_sessions_principal_names_it_and_last(name: str) -> None:
+    principal = CASES[name]()["principal"]
+    if principal is None or name.startswith("gateway"):
+        return
+    if name in ("decision_browser_session", "session_signed_in"):
+        assert list(principal) == [*PRINCIPAL_MEMBERS, "browser_session_id"]
+        assert principal["browser_session_id"] == "bs-1"
+    else:  # a bearer token's principal: the members it always had, nothing more
+        assert list(principal) == PRINCIPAL_MEMBERS
+
+
+def test_a_bearer_decision_keeps_its_bytes_whatever_the_session_fields() -> None:
+    golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
+
+    assert "browser_session_id" not in golden["decision"]
+    assert '"session"' not in golden["decision"]
+    assert '"browser_session_id":"bs-1"}' in golden["decision_browser_session"]
+
+
+def test_a_session_event_closes_with_its_section_in_field_order(pinned: None) -> None:
+    event = _session_sign_in_failed()
+
+    assert list(event)[-2:] == ["grant", "session"]
+    assert list(event["session"]) == [
+        "action",
+        "session_id",
+        "idp",
+        "reason",
+        "revoked_by",
+        "expires_at",
+        "detail",
+    ]
+    # Every member of the section is written, null when unknown.
+    assert event["session"]["session_id"] is None
+    assert event["session"]["reason"] == "login_state_mismatch"
+    assert type(event["session"]["reason"]) is str
+    assert event["session"]["detail"] == "x" * 200
+    assert event["principal"] is None
+    assert event["action"] is None
+    assert event["request"]["id"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
 
 
 def test_gateway_is_left_out_only_when_unset() -> None:

@@ -187,6 +187,70 @@ def test_the_principal_tag_is_the_source_identity() -> None:
     assert apostrophe != session_tags(identity(email="john_smith@corp.com"))[0]["Value"]
 
 
+# --- several issuers -------------------------------------------------------------------------
+
+DEFAULT = "https://idp.example"
+PARTNER = "https://partner.example.net/tenant"
+
+
+def test_the_default_issuers_values_are_what_they_always_were() -> None:
+    for who in (
+        identity(email="alice@example.com"),
+        identity(email="jörg@example.com"),
+        identity(),
+        identity(issuer=DEFAULT + "/"),
+        identity(groups=frozenset({"ops", "admin:eng"})),
+    ):
+        for default in (DEFAULT, DEFAULT + "/"):
+            assert source_identity_of(who, default) == source_identity_of(who)
+            assert session_tags(who, default) == session_tags(who)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({}, id="same subject, no email"),
+        pytest.param({"email": "alice@example.com"}, id="same verified email"),
+        pytest.param({"subject": "alice@example.com"}, id="a subject that is the email"),
+    ],
+)
+def test_two_issuers_never_share_a_source_identity(fields: dict[str, Any]) -> None:
+    ours = identity(**fields)
+    theirs = identity(**{**fields, "issuer": PARTNER})
+    third = identity(**{**fields, "issuer": "https://third.example.org"})
+
+    values = {source_identity_of(who, DEFAULT) for who in (ours, theirs, third)}
+
+    assert len(values) == 3
+    assert "alice@example.com" not in values - {source_identity_of(ours, DEFAULT)}
+    for value in values:
+        assert STS_SET.fullmatch(value), value
+
+
+def test_another_issuers_value_names_the_principal_and_the_issuers_host() -> None:
+    value = source_identity_of(identity(issuer=PARTNER, email="bob@partner.net"), DEFAULT)
+
+    assert value.startswith("bob@partner.net_partner.example.net=")
+    assert re.fullmatch(r"[^=]+=[0-9a-f]{16}", value)
+    assert value == source_identity_of(
+        identity(issuer=PARTNER + "/", email="bob@partner.net"), DEFAULT
+    )
+
+
+def test_another_issuers_groups_are_never_the_default_issuers() -> None:
+    ours = identity(groups=frozenset({"admins", "eng"}))
+    theirs = identity(issuer=PARTNER, groups=frozenset({"admins", "eng"}))
+
+    our_groups = session_tags(ours, DEFAULT)[1]["Value"]
+    their_groups = session_tags(theirs, DEFAULT)[1]["Value"]
+
+    assert our_groups == "admins:eng"
+    assert set(their_groups.split(":")).isdisjoint({"admins", "eng"})
+    assert their_groups.startswith("admins=")
+    assert TAG_SET.fullmatch(their_groups)
+    assert session_tags(theirs, DEFAULT)[0]["Value"] == source_identity_of(theirs, DEFAULT)
+
+
 # --- signing ---------------------------------------------------------------------------------
 
 ROLE = "arn:aws:iam::123456789012:role/gatehouse-upstream-demo"
@@ -392,3 +456,41 @@ def test_a_mark_in_the_client_agent_cannot_claim_another_request() -> None:
     assert agent == "curl/8 gatehouse_/victim-request gatehouse/req-9"
     assert agent.count("gatehouse/") == 1
     assert agent.endswith("gatehouse/req-9")
+
+
+class RecordingSts:
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def assume_role(self, **call: Any) -> dict[str, Any]:
+        self.calls.append(call)
+        return {
+            "Credentials": {
+                "AccessKeyId": f"ASIA{len(self.calls):016d}",
+                "SecretAccessKey": "secret",
+                "SessionToken": "token",
+                "Expiration": datetime.now(UTC) + timedelta(minutes=15),
+            }
+        }
+
+
+def test_role_sessions_send_sts_the_issuer_qualified_values() -> None:
+    from chalicelib.aws.sessions import RoleSessions
+
+    sts = RecordingSts()
+    sessions = RoleSessions(lambda: sts, default_issuer=DEFAULT)
+    ours, theirs = (
+        identity(email="alice@example.com"),
+        identity(issuer=PARTNER, email="alice@example.com"),
+    )
+
+    mine = sessions.session_for(ROLE, ours, "req-1")
+    other = sessions.session_for(ROLE, theirs, "req-2")
+
+    assert mine.source_identity == "alice@example.com"
+    assert other.source_identity == source_identity_of(theirs, DEFAULT) != mine.source_identity
+    assert [call["SourceIdentity"] for call in sts.calls] == [
+        mine.source_identity,
+        other.source_identity,
+    ]
+    assert sts.calls[1]["Tags"] == session_tags(theirs, DEFAULT)

@@ -291,9 +291,41 @@ ISSUER_CASES = [
         id="second entry invalid",
     ),
     pytest.param(
-        json.dumps([VALID_ISSUER, {**VALID_ISSUER, "issuer": "https://login.example.org"}]),
-        "lists 2 issuers; one is supported per stage",
-        id="two issuers would share one subject namespace",
+        json.dumps([VALID_ISSUER, {**VALID_ISSUER, "issuer": "https://idp.example.com/"}]),
+        "lists the same issuer twice",
+        id="the same issuer twice (a trailing slash is no other issuer)",
+    ),
+    pytest.param(
+        json.dumps(
+            [VALID_ISSUER, {**VALID_ISSUER, "issuer": "https://idp.example.com/other-tenant"}]
+        ),
+        "two issuers are both named 'idp.example.com'; give each a distinct name",
+        id="two issuers on one host need names",
+    ),
+    pytest.param(
+        json.dumps([{**VALID_ISSUER, "name": "has space"}]),
+        "[0].name must be 1-32 letters",
+        id="name with a space",
+    ),
+    pytest.param(
+        json.dumps([{**VALID_ISSUER, "scopes": ["email"]}]),
+        "[0].scopes must be a list of scopes including openid",
+        id="scopes without openid",
+    ),
+    pytest.param(
+        json.dumps([{**VALID_ISSUER, "scopes": ["openid", "a b"]}]),
+        "[0].scopes must be a list of scopes including openid",
+        id="a scope with a space",
+    ),
+    pytest.param(
+        json.dumps([{**VALID_ISSUER, "client_secret_id": "gatehouse/okta"}]),
+        "[0].client_secret_id needs a client_id",
+        id="a secret without a client",
+    ),
+    pytest.param(
+        json.dumps([{**VALID_ISSUER, "client_id": ""}]),
+        "[0].client_id must be a non-empty string",
+        id="empty client_id",
     ),
     pytest.param(
         json.dumps([{**VALID_ISSUER, "email_verified_required": "no"}]),
@@ -438,17 +470,30 @@ def test_the_old_table_variable_is_named_with_its_new_name() -> None:
     ]
 
 
+SIGN_IN = {
+    "GATEHOUSE_TRUSTED_ISSUERS": json.dumps([{**VALID_ISSUER, "client_id": "gatehouse-web"}]),
+    "GATEHOUSE_SESSION_KEYS_SECRET": "gatehouse/prod/session-keys",
+}
+
+
 def test_every_number_setting_defaults_to_the_table_and_is_held_to_its_range() -> None:
-    settings = Settings.from_environment(environment())
+    settings = Settings.from_environment(environment(**SIGN_IN))
     numbers = [v for v in VARIABLES.values() if v.low is not None]
     assert len(numbers) >= 10
 
     for variable in numbers:
-        assert getattr(settings, variable.name.lower()) == variable.default, variable.env
+        name = variable.name.lower()
+        if name.startswith("session_"):
+            assert settings.sessions is not None
+            value = getattr(settings.sessions, name.removeprefix("session_"))
+        else:
+            value = getattr(settings, name)
+        assert value == variable.default, variable.env
         assert variable.low is not None
         assert variable.high is not None
-        below = problems(environment(**{variable.env: str(variable.low - 1)}))
-        above = problems(environment(**{variable.env: str(variable.high + 1)}))
+        stage = SIGN_IN if name.startswith("session_") else {}
+        below = problems(environment(**stage, **{variable.env: str(variable.low - 1)}))
+        above = problems(environment(**stage, **{variable.env: str(variable.high + 1)}))
         assert [p.split(" must ")[0] for p in below + above] == [variable.env] * 2
 
 
@@ -456,3 +501,50 @@ def test_the_configuration_reference_is_generated_from_the_table() -> None:
     assert REFERENCE_PATH.read_text() == reference(), "run python -m chalicelib.variables"
     for variable in VARIABLES.values():
         assert f"`{variable.env}`" in reference()
+
+
+def test_sign_in_settings_need_keys_a_client_and_no_authorizer_cache() -> None:
+    settings = Settings.from_environment(environment(**SIGN_IN))
+    assert settings.sessions is not None
+    assert settings.sessions.keys_secret == "gatehouse/prod/session-keys"
+    [issuer] = settings.trusted_issuers
+    assert (issuer.client_id, issuer.name, issuer.offers_sign_in) == (
+        "gatehouse-web",
+        "idp.example.com",
+        True,
+    )
+    assert Settings.from_environment(environment()).sessions is None
+
+    no_keys = problems(environment(GATEHOUSE_TRUSTED_ISSUERS=SIGN_IN["GATEHOUSE_TRUSTED_ISSUERS"]))
+    assert len(no_keys) == 1
+    assert "GATEHOUSE_SESSION_KEYS_SECRET is not set" in no_keys[0]
+
+    no_client = problems(environment(GATEHOUSE_SESSION_KEYS_SECRET="gatehouse/keys"))
+    assert len(no_client) == 1
+    assert "no issuer in GATEHOUSE_TRUSTED_ISSUERS has a client_id" in no_client[0]
+
+    cached = problems(environment(**SIGN_IN, GATEHOUSE_AUTHORIZER_TTL_SECONDS="300"))
+    assert len(cached) == 1
+    assert "needs GATEHOUSE_AUTHORIZER_TTL_SECONDS=0" in cached[0]
+
+
+def test_several_issuers_are_trusted_and_the_first_is_the_default() -> None:
+    okta = {"issuer": "https://corp.okta.com", "audiences": ["gatehouse"], "name": "okta"}
+    google = {
+        "issuer": "https://accounts.google.com",
+        "audiences": [],
+        "client_id": "123.apps.googleusercontent.com",
+        "client_secret_id": "gatehouse/google",
+        "display_name": "Google Workspace",
+    }
+    settings = Settings.from_environment(
+        environment(
+            GATEHOUSE_TRUSTED_ISSUERS=json.dumps([okta, google]),
+            GATEHOUSE_SESSION_KEYS_SECRET="gatehouse/keys",
+        )
+    )
+    first, second = settings.trusted_issuers
+    assert (first.name, first.display_name, first.offers_sign_in) == ("okta", "okta", False)
+    assert (second.name, second.display_name) == ("accounts.google.com", "Google Workspace")
+    assert second.audiences == ()
+    assert second.client_secret_id == "gatehouse/google"

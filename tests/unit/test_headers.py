@@ -256,3 +256,30 @@ def test_response_keeps_every_set_cookie_in_order() -> None:
 
 def test_empty_response_headers() -> None:
     assert client_response_headers([]) == {}
+
+
+def test_a_backend_cannot_set_a_gatehouse_cookie() -> None:
+    headers = client_response_headers(
+        [
+            ("Set-Cookie", "__Host-gatehouse-session=planted; Path=/; Secure"),
+            ("set-cookie", " __host-GATEHOUSE-login=x; Path=/"),
+            ("Set-Cookie", "app=1; Path=/"),
+        ]
+    )
+    assert headers["Set-Cookie"] == ["app=1; Path=/"]
+
+
+@pytest.mark.parametrize("pass_authorization", [True, False])
+def test_gatehouse_cookies_never_go_upstream(pass_authorization: bool) -> None:
+    sent = upstream_request_headers(
+        [
+            ("Cookie", "app=1; __Host-gatehouse-session=s3cr3t; theme=dark"),
+            ("Cookie", "__Host-gatehouse-login=attempt"),
+        ],
+        ForwardedFor("198.51.100.7", "https", "gatehouse.example", "r-1"),
+        pass_authorization=pass_authorization,
+        assertion="jwt",
+    ).headers
+    cookies = [value for name, value in sent if name.lower() == "cookie"]
+    assert cookies == (["app=1; theme=dark"] if pass_authorization else [])
+    assert not any("gatehouse-" in value for _, value in sent if "ookie" in value)

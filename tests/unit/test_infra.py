@@ -148,7 +148,12 @@ def _roles(statement: dict[str, Any]) -> set[str]:
 
 
 def test_only_the_functions_that_write_a_partition_may_write_it() -> None:
-    from chalicelib.aws.table_layout import SIGNING_KEY, SIGNING_KEY_EXPIRED
+    from chalicelib.aws.table_layout import (
+        SESSION,
+        SESSION_REVOKED,
+        SIGNING_KEY,
+        SIGNING_KEY_EXPIRED,
+    )
     from chalicelib.grants import store
     from chalicelib.ledger import state
 
@@ -156,16 +161,19 @@ def test_only_the_functions_that_write_a_partition_may_write_it() -> None:
     assert {state._PK, state._EVENTS} == LEDGER_PARTITIONS
     table = _template()["Resources"]["StateTable"]["Properties"]
     statements = table["ResourcePolicy"]["PolicyDocument"]["Statement"]
-    grants, live, ledger, signing_keys, key_expiries, blind = statements
+    grants, live, ledger, signing_keys, key_expiries, sessions, revocations, blind = statements
+    every_write = ITEM_WRITES | {
+        "dynamodb:BatchWriteItem",
+        "dynamodb:PartiQLInsert",
+        "dynamodb:PartiQLUpdate",
+        "dynamodb:PartiQLDelete",
+    }
     for deny in statements:
         assert (deny["Effect"], deny["Principal"]) == ("Deny", "*")
-        # Every way to write an item, one at a time, in batches, or through PartiQL.
-        assert set(deny["Action"]) == ITEM_WRITES | {
-            "dynamodb:BatchWriteItem",
-            "dynamodb:PartiQLInsert",
-            "dynamodb:PartiQLUpdate",
-            "dynamodb:PartiQLDelete",
-        }
+        # Every way to write an item, one at a time, in batches, or through PartiQL
+        # (but for the one write anyone may make: adding a revocation).
+        expected = every_write - {"dynamodb:PutItem"} if deny is revocations else every_write
+        assert set(deny["Action"]) == expected
     # ForAnyValue: one protected key in a batch is enough to refuse it.
     assert set(grants["Condition"]["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"]) == (
         GRANT_PARTITIONS - {"GRANT-LIVE"}
@@ -187,6 +195,28 @@ def test_only_the_functions_that_write_a_partition_may_write_it() -> None:
         SIGNING_KEY_EXPIRED.partition
     ]
     assert _roles(key_expiries) == {"grant_sweeper"}
+    # Only the proxy writes sessions; anyone may add a revocation (an operator's
+    # `gatehouse session revoke`), only the proxy could change or remove one.
+    assert sessions["Condition"]["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"] == [
+        SESSION.partition
+    ]
+    assert _roles(sessions) == {"api_handler"}
+    assert revocations["Condition"]["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"] == [
+        SESSION_REVOKED.partition
+    ]
+    assert _roles(revocations) == {"api_handler"}
+    assert "dynamodb:PutItem" not in revocations["Action"]
+    # ... and the proxy's own IAM policy lets it add revocations, not change them.
+    for stage in ("dev", "prod"):
+        for function in FUNCTIONS:
+            for statement in _statements(stage, function).values():
+                leading = statement.get("Condition", {}).get("ForAllValues:StringEquals", {})
+                keys = set(leading.get("dynamodb:LeadingKeys", []))
+                if SESSION_REVOKED.partition in keys and _writes(statement):
+                    assert function == "api_handler", (stage, function)
+                    assert _writes(statement) == {"dynamodb:PutItem"}, (stage, statement)
+                if SESSION.partition in keys and _writes(statement):
+                    assert function == "api_handler", (stage, function)
     # Writes whose partition keys IAM cannot see are refused to all but the writers.
     assert blind["Condition"]["Null"] == {"dynamodb:LeadingKeys": "true"}
     assert _roles(blind) == GRANT_WRITERS | LEDGER_WRITERS
@@ -618,7 +648,7 @@ def test_prod_policies_are_dev_policies_for_the_prod_stage() -> None:
         prod = (TEMPLATE.parents[1] / ".chalice" / f"policy-prod-{function}.json").read_text()
         assert prod == dev.replace("gatehouse-dev-", "gatehouse-prod-").replace(
             "/ledger/dev/", "/ledger/prod/"
-        ), function
+        ).replace(":secret:gatehouse/dev/", ":secret:gatehouse/prod/"), function
 
 
 def test_the_config_gives_each_function_its_reviewed_policy() -> None:
@@ -758,6 +788,7 @@ def test_the_authorizer_alarm_watches_the_metric_the_code_emits_when_it_cannot_d
         Reason.POLICY_UNAVAILABLE,
         Reason.ISSUER_UNAVAILABLE,
         Reason.NO_IDENTITY_CONTEXT,
+        Reason.SESSIONS_UNAVAILABLE,
     }
     assert alarm["MetricName"] == "DecisionFailed"
     # Namespace and dimensions as Powertools writes them for the service's metrics object.

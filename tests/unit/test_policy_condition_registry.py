@@ -149,7 +149,7 @@ def test_unknown_condition_names_are_refused_by_conditions() -> None:
 
 @pytest.mark.usefixtures("scheme_registered")
 def test_a_registered_condition_is_parsed_evaluated_and_published() -> None:
-    policy = CompiledPolicy(parse_policy(document({"scheme": "https"})), 1)
+    policy = CompiledPolicy(parse_policy(document({"scheme": "https"})), 1, default_issuer=ISSUER)
     alice = Identity(issuer=ISSUER, subject="alice", audience=AUDIENCE, expires_at=2_000_000_000)
 
     assert policy.evaluate(alice, AccessRequest("h", "GET", "/", at=1_001)).allowed

@@ -53,7 +53,7 @@ def document(*rules: dict[str, Any], **blocks: Any) -> dict[str, Any]:
 
 
 def policy(*rules: dict[str, Any], **blocks: Any) -> CompiledPolicy:
-    return CompiledPolicy(parse_policy(document(*rules, **blocks)), VERSION)
+    return CompiledPolicy(parse_policy(document(*rules, **blocks)), VERSION, default_issuer=ISSUER)
 
 
 def rule(rule_id: str, effect: str = "allow", **fields: Any) -> dict[str, Any]:
@@ -505,6 +505,7 @@ def test_no_route_is_refused_before_any_elevation() -> None:
     only_ops = CompiledPolicy(
         parse_policy({"version": 1, "routes": [ROUTES[2]], "rules": [], **GRANTS, **GLASS}),
         VERSION,
+        default_issuer=ISSUER,
     )
     oncall = person(groups=("oncall",))
 
@@ -695,8 +696,10 @@ def test_a_conditional_deny_that_applies_is_listed_beside_an_unconditional_one(
 
 def test_version_and_checksum_are_the_policys() -> None:
     doc = document(rule("everyone"))
-    compiled = CompiledPolicy(parse_policy(doc), 42)
-    other = CompiledPolicy(parse_policy(document(rule("everyone", actions=["POST"]))), 42)
+    compiled = CompiledPolicy(parse_policy(doc), 42, default_issuer=ISSUER)
+    other = CompiledPolicy(
+        parse_policy(document(rule("everyone", actions=["POST"]))), 42, default_issuer=ISSUER
+    )
 
     decisions = [
         compiled.evaluate(person(), request()),
@@ -1194,11 +1197,13 @@ CIRCUMSTANCES = st.tuples(
 def test_people_who_share_a_profile_share_a_memo_entry_only_where_no_rule_names_them(
     first: Identity, second: Identity, target: str
 ) -> None:
-    shared = CompiledPolicy(MEMO_POLICY, VERSION)
+    shared = CompiledPolicy(MEMO_POLICY, VERSION, default_issuer=ISSUER)
     host = "ops.example.com" if target.startswith("/ops") else "app.example.com"
     for identity in (first, second, first):
         asked = request(target, host=host)
-        fresh = CompiledPolicy(MEMO_POLICY, VERSION).evaluate(identity, asked)
+        fresh = CompiledPolicy(MEMO_POLICY, VERSION, default_issuer=ISSUER).evaluate(
+            identity, asked
+        )
         assert shared.evaluate(identity, asked) == fresh
 
 
@@ -1221,13 +1226,15 @@ def test_a_long_lived_policy_answers_like_a_fresh_one(
     # equal that of a policy that has seen no earlier call. Principals come in
     # variants that differ only in what the memo must not confuse.
     identities = [identity for variants in principals for identity in variants]
-    shared = CompiledPolicy(MEMO_POLICY, VERSION)
+    shared = CompiledPolicy(MEMO_POLICY, VERSION, default_issuer=ISSUER)
     for who, where, (at, ip, why), with_grant in calls:
         identity = identities[who % len(identities)]
         path, method, host = targets[where % len(targets)]
         request_ = request(path, method=method, host=host, at=at, ip=ip, why=why)
         grants = (grant(subject=identity.subject, paths=()),) if with_grant else ()
-        fresh = CompiledPolicy(MEMO_POLICY, VERSION).evaluate(identity, request_, grants)
+        fresh = CompiledPolicy(MEMO_POLICY, VERSION, default_issuer=ISSUER).evaluate(
+            identity, request_, grants
+        )
         assert shared.evaluate(identity, request_, grants) == fresh
 
 
@@ -1289,6 +1296,8 @@ def test_a_request_goes_to_the_route_the_reference_picks(
         {"id": f"r{n}", "host": h, "path_prefix": p, "upstream": "http://x:1", "audience": "x"}
         for n, (h, p) in enumerate(specs)
     ]
-    compiled = CompiledPolicy(parse_policy({"version": 1, "routes": routes}), 1)
+    compiled = CompiledPolicy(
+        parse_policy({"version": 1, "routes": routes}), 1, default_issuer=ISSUER
+    )
     expected = reference_route(list(compiled.document.routes), host, path)
     assert compiled.route_for(host, path) == expected

@@ -51,7 +51,7 @@ def compiled(
     rules: list[dict[str, Any]], routes: list[dict[str, Any]] | None = None, version: int = 7
 ) -> CompiledPolicy:
     document = {"version": 1, "routes": routes or [route()], "rules": rules}
-    return CompiledPolicy(parse_policy(document), version)
+    return CompiledPolicy(parse_policy(document), version, default_issuer=ISSUER)
 
 
 def get(path: str = "/", method: str = "GET", host: str = "app.example.com") -> AccessRequest:
@@ -386,14 +386,14 @@ def test_rule_matching_one_principal_twice_is_reported_once() -> None:
 
 def test_decision_carries_policy_version_and_checksum() -> None:
     document = parse_policy({"version": 1, "routes": [route()], "rules": [rule("r")]})
-    policy = CompiledPolicy(document, 42)
+    policy = CompiledPolicy(document, 42, default_issuer=ISSUER)
 
     for identity in (person(), person(sub="other", email=None)):
         decision = policy.evaluate(identity, get())
         assert decision.policy_version == 42
         assert decision.policy_checksum == document.checksum
         assert decision.policy_checksum.startswith("sha256:")
-    no_route = CompiledPolicy(document, 43).evaluate(person(), get())
+    no_route = CompiledPolicy(document, 43, default_issuer=ISSUER).evaluate(person(), get())
     assert no_route.policy_version == 43
 
 
@@ -559,7 +559,7 @@ def summary(decision: Decision) -> tuple[bool, Reason, tuple[str, ...], str | No
 def test_indexed_evaluate_agrees_with_reference(
     document: PolicyDocument, asks: list[tuple[Identity, AccessRequest]]
 ) -> None:
-    policy = CompiledPolicy(document, 1)
+    policy = CompiledPolicy(document, 1, default_issuer=ISSUER)
 
     for identity, request in asks:
         decision = policy.evaluate(identity, request)
@@ -710,7 +710,7 @@ def test_listed_deny_never_blocks_what_the_policy_allows(
 def test_permissions_allow_every_request_the_policy_allows(
     document: PolicyDocument, identity: Identity
 ) -> None:
-    policy = CompiledPolicy(document, 1)
+    policy = CompiledPolicy(document, 1, default_issuer=ISSUER)
     permissions = permissions_of(policy, identity)
 
     for host in ("a.example", "b.example", "c.example"):

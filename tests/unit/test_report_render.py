@@ -16,6 +16,7 @@ from gatehouse.report import ReportError, write_report
 from gatehouse.report.model import (
     Alert,
     AnomalyEvent,
+    BrowserSessions,
     Control,
     DenyEvent,
     DenyGroup,
@@ -31,6 +32,7 @@ from gatehouse.report.model import (
     Report,
     RouteUsage,
     SensitiveAccess,
+    SessionCount,
     TimeBucket,
     Window,
     parse_window,
@@ -127,6 +129,16 @@ def hostile_report(value: str = SCRIPT) -> Report:
         ledger=LedgerCoverage(30, 100, 129, {"decision": 14, "response": 12, value: 4}),
         controls=[Control(value, value, value)],
         alerts=[Alert(value, "high", value)],
+        browser_sessions=BrowserSessions.from_counts(
+            [
+                SessionCount("signed_in", None, None, 5),
+                SessionCount("sign_in_failed", value, None, 2),
+                SessionCount("sign_in_failed", "login_state_mismatch", None, 1),
+                SessionCount("revoked", None, "operator", 2),
+                SessionCount("revoked", None, value, 1),
+                SessionCount(value, value, value, 1),
+            ]
+        ),
     )
 
 
@@ -153,6 +165,7 @@ def empty_report() -> Report:
         ledger=LedgerCoverage(0, None, None, {}),
         controls=[],
         alerts=[],
+        browser_sessions=BrowserSessions(),
     )
 
 
@@ -214,7 +227,7 @@ def test_page_is_self_contained() -> None:
     page = render_html(hostile_report("https://evil.example/x.js"))
     tags = parsed_tags(page)
     links = [attrs["href"] for tag, attrs in tags if "href" in attrs]
-    assert links == ["#overview", "#security", "#compliance", "#engineering"]
+    assert links == ["#overview", "#security", "#sessions", "#compliance", "#engineering"]
     assert not [attrs for _, attrs in tags if "src" in attrs]
     assert not re.search(r"(?:src|href)\s*=\s*[\"']?\s*(?:https?:)?//", page, re.IGNORECASE)
     assert "@import" not in page
@@ -227,7 +240,7 @@ def test_page_is_self_contained() -> None:
 def test_page_has_every_section_and_chart() -> None:
     page = render_html(hostile_report("alice@example.com"))
     ids = [attrs.get("id") for tag, attrs in parsed_tags(page) if tag == "section"]
-    assert ids == ["overview", "security", "compliance", "engineering"]
+    assert ids == ["overview", "security", "sessions", "compliance", "engineering"]
     labels = [attrs.get("aria-label") for tag, attrs in parsed_tags(page) if tag == "svg"]
     assert labels == [
         "Requests over time by decision",
@@ -246,6 +259,9 @@ def test_page_has_every_section_and_chart() -> None:
         "Policy changes",
         "Grant events",
         "Ledger coverage",
+        "Failed sign-ins by reason",
+        "Revocations by who revoked",
+        "Failed refreshes by reason",
     ):
         assert f"<h3>{heading}" in page
     assert "<code>gatehouse audit verify</code>" in page
@@ -322,6 +338,7 @@ def test_csv_files_hold_defused_hostile_values(tmp_path: Path) -> None:
         "access_matrix.csv",
         "alerts.csv",
         "anomalies.csv",
+        "browser_sessions.csv",
         "decision_reasons.csv",
         "grant_events.csv",
         "grants_and_break_glass.csv",
@@ -343,6 +360,9 @@ def test_csv_files_hold_defused_hostile_values(tmp_path: Path) -> None:
     for path in written.csv:
         for row in read_csv(path)[1:]:
             assert not [cell for cell in row if cell.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    sessions = read_csv(tmp_path / "browser_sessions.csv")
+    assert sessions[0] == ["action", "reason", "revoked_by", "count"]
+    assert sessions[-1] == ["'" + FORMULA, "'" + FORMULA, "'" + FORMULA, "1"]
     usage = read_csv(tmp_path / "route_usage.csv")
     assert usage[1][:2] == ["'" + FORMULA, "'" + FORMULA]
     assert usage[1][11:] == ["12.5", "40.0", "100", "2000"]
@@ -388,6 +408,58 @@ def test_json_holds_everything(tmp_path: Path) -> None:
     assert document["compliance"]["elevated_access"][1]["approved_at"] == (
         "2026-03-02T01:05:00.000Z"
     )
+    sessions = document["browser_sessions"]
+    assert sessions["sign_ins"] == 5
+    assert sessions["failed_sign_ins"] == {SCRIPT: 2, "login_state_mismatch": 1}
+    assert sessions["revocations"] == {"operator": 2, SCRIPT: 1}
+    assert len(sessions["counts"]) == 6
+
+
+def test_browser_sessions_are_counted_by_reason_and_by_who() -> None:
+    sessions = BrowserSessions.from_counts(
+        [
+            SessionCount("signed_in", None, None, 7),
+            SessionCount("sign_in_failed", "login_state_mismatch", None, 2),
+            SessionCount("sign_in_failed", "login_idp_error", None, 3),
+            SessionCount("sign_in_failed", None, None, 1),
+            SessionCount("refreshed", None, None, 4),
+            SessionCount("refresh_failed", "login_code_rejected", None, 1),
+            SessionCount("signed_out", None, "user", 2),
+            SessionCount("revoked", None, "user", 1),
+            SessionCount("revoked", "session_revoked", "operator", 2),
+            SessionCount("revoked", None, "operator", 1),
+            SessionCount("revoked", None, "idp", 1),
+            SessionCount("idp_logged_out", None, "idp", 1),
+        ]
+    )
+
+    assert sessions.sign_ins == 7
+    # Most first, then by name; a failure without a reason is counted, not lost.
+    assert list(sessions.failed_sign_ins.items()) == [
+        ("login_idp_error", 3),
+        ("login_state_mismatch", 2),
+        ("(unknown)", 1),
+    ]
+    assert sessions.refreshes == 4
+    assert sessions.failed_refreshes == {"login_code_rejected": 1}
+    assert sessions.sign_outs == 2
+    assert list(sessions.revocations.items()) == [("operator", 3), ("idp", 1), ("user", 1)]
+    assert sessions.idp_logouts == 1
+    assert sessions.total == 26
+    assert BrowserSessions.from_counts([]) == BrowserSessions()
+
+
+def test_the_sessions_part_shows_its_counts() -> None:
+    page = render_html(hostile_report("alice"))
+    part = page[page.index('<section id="sessions">') : page.index('<section id="compliance">')]
+    assert "<h2>Browser sessions</h2>" in part
+    assert '<div class="card">sign-ins<b>5</b></div>' in part
+    assert '<div class="card">failed sign-ins<b>3</b></div>' in part
+    assert '<div class="card">revocations<b>3</b></div>' in part
+    assert '<td class="wrap">operator</td><td class="num">2</td>' in part
+    empty = render_html(empty_report())
+    assert "No sign-in failed in this window." in empty
+    assert "No session was revoked in this window." in empty
 
 
 def test_long_tables_are_capped_in_the_page_not_in_the_files(tmp_path: Path) -> None:

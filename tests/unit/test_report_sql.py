@@ -26,6 +26,7 @@ def test_every_report_query_is_there() -> None:
         "recent_denies",
         "requests_over_time",
         "sensitive_access",
+        "session_events",
     ]
 
 

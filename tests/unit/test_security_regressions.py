@@ -1,5 +1,6 @@
-"""Security regressions of the foundation: header hygiene, the authorizer context,
-issuer availability, the identity assertion, and what client text reaches the trail."""
+"""Security regressions of the foundation: header hygiene, the authorizer context, a second
+issuer's namesakes, issuer availability, the identity assertion, and what client text reaches
+the trail."""
 
 from __future__ import annotations
 
@@ -140,6 +141,50 @@ def test_whether_groups_were_claimed_survives_the_authorizer_context(claimed: bo
     context = authorizer_context(identity, None, decision_id="d", request_id="r")
 
     assert granted_access(context).identity.groups_claimed is claimed
+
+
+# --- a second issuer's namesakes ---------------------------------------------------------------
+
+PARTNER = "https://partner.example.net"
+
+
+def test_a_second_issuers_namesake_matches_none_of_the_first_issuers_rules() -> None:
+    from chalicelib.aws.sessions import source_identity_of
+    from chalicelib.policy import AccessRequest, CompiledPolicy, parse_policy
+
+    route = {"id": "app", "path_prefix": "/", "upstream": "http://app", "audience": "app"}
+    grant = {"effect": "allow", "routes": ["app"], "actions": ["GET"]}
+    policy = CompiledPolicy(
+        parse_policy(
+            {
+                "version": 1,
+                "routes": [route],
+                "rules": [
+                    {"id": "alice", "subjects": {"users": ["alice", "alice@corp.com"]}, **grant},
+                    {"id": "admins", "subjects": {"groups": ["admins"]}, **grant},
+                    {"id": "corp", "subjects": {"domains": ["corp.com"]}, **grant},
+                ],
+                "break_glass": {"groups": ["admins"], "require_justification": False},
+            }
+        ),
+        1,
+        default_issuer=ISSUER + "/",
+    )
+    ours = Identity(ISSUER, "alice", "app", 2_000_000_000, "alice@corp.com", frozenset({"admins"}))
+    theirs = Identity(
+        PARTNER, "alice", "app", 2_000_000_000, "alice@corp.com", frozenset({"admins"})
+    )
+    request = AccessRequest("h", "GET", "/x")
+
+    # Through the authorizer context, as the proxy decides again.
+    context = authorizer_context(theirs, None, decision_id="d", request_id="r")
+    replayed = granted_access(context).identity
+
+    assert policy.evaluate(ours, request).matched_rules == ("alice", "admins", "corp")
+    for identity in (theirs, replayed):
+        decision = policy.evaluate(identity, request)
+        assert (decision.allowed, decision.break_glass) == (False, False)
+        assert source_identity_of(identity, ISSUER) != source_identity_of(ours, ISSUER)
 
 
 # --- issuer availability -----------------------------------------------------------------------

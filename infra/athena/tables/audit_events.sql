@@ -1,8 +1,9 @@
 -- The audit trail: one JSON object per line in the ledger's NDJSON.gz objects
--- (chalicelib/audit/schema.py build_event / build_admin_event,
--- chalicelib/audit/gateway_events.py gateway_event; the writer appends
--- "ledger":{"sequence":N}). Columns are the event's top-level fields under
--- their own names; nested sections are structs with the same field names.
+-- (chalicelib/audit/schema.py build_event / build_admin_event /
+-- build_session_event, chalicelib/audit/gateway_events.py gateway_event; the
+-- writer appends "ledger":{"sequence":N}). Columns are the event's top-level
+-- fields under their own names; nested sections are structs with the same
+-- field names.
 -- policy_change.summary varies in shape: the OpenX SerDe hands a nested
 -- object declared string over as its JSON text (use json_extract on it).
 -- Partitions are the hour the writer stored the object (projection: no
@@ -30,7 +31,8 @@ CREATE EXTERNAL TABLE audit_events (
         client_id: string,
         session_id: string,
         token_id: string,
-        token_expires_at: bigint>,
+        token_expires_at: bigint,
+        browser_session_id: string>,
     source struct<
         ip: string,
         user_agent: string>,
@@ -125,6 +127,14 @@ CREATE EXTERNAL TABLE audit_events (
         not_after: bigint,
         certificate_sha256: string,
         replaces: string>,
+    session struct<
+        action: string,
+        session_id: string,
+        idp: string,
+        reason: string,
+        revoked_by: string,
+        expires_at: bigint,
+        detail: string>,
     ledger struct<
         sequence: bigint>
 )
