@@ -70,6 +70,8 @@ SESSION_ACTIONS = frozenset(
         "signed_out",
         "revoked",
         "idp_logged_out",
+        # A back-channel logout token refused (forged, replayed, not a logout token).
+        "idp_logout_refused",
     }
 )
 # Who ended a session (``session.revoked_by``).

@@ -170,12 +170,12 @@ class SessionCredentials:
             detail = "no session cookie" if not values else "several session cookies"
             raise SessionRejected(Reason.SESSION_INVALID, detail)
         session = self._opened(values[0])
-        now = self._clock()
-        problem = session.check(now, idle_seconds=self._idle_seconds)
+        # Revoked first: a revoked session's cookie is recorded as that, whatever else.
+        if self._revoked.is_revoked(session.session_id):
+            raise SessionEnded(Reason.SESSION_REVOKED, session)
+        problem = session.check(self._clock(), idle_seconds=self._idle_seconds)
         if problem is Reason.SESSION_REFRESH_REQUIRED and refresh_due_ok:
             problem = None
         if problem is not None:
             raise SessionEnded(problem, session)
-        if self._revoked.is_revoked(session.session_id):
-            raise SessionEnded(Reason.SESSION_REVOKED, session)
         return session

@@ -38,13 +38,18 @@ from chalicelib.authenticate.answers import (
     with_cookies,
 )
 from chalicelib.authenticate.attempts import SignInAttempt
+from chalicelib.authenticate.credentials import SessionEnded
 from chalicelib.authenticate.errors import ProviderUnavailable, SignInFailed, TokenRequestRefused
 from chalicelib.authenticate.id_tokens import verify_id_token
-from chalicelib.authenticate.logout_tokens import LogoutTokenRejected, verify_logout_token
+from chalicelib.authenticate.logout_tokens import (
+    LogoutTokenRejected,
+    SeenLogoutTokens,
+    verify_logout_token,
+)
 from chalicelib.authenticate.return_to import safe_return_to
 from chalicelib.identity import Identity
 from chalicelib.reasons import Reason
-from chalicelib.sessions import SessionRejected, SessionsUnavailable
+from chalicelib.sessions import SessionError, SessionRejected, SessionsUnavailable
 from chalicelib.sessions.cookies import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -130,6 +135,7 @@ class SignIn:
         self._base = base_url.rstrip("/")
         self._stage = stage
         self._clock = clock
+        self._logout_tokens = SeenLogoutTokens()
 
     # ------------------------------------------------------------------ dispatch
 
@@ -207,7 +213,20 @@ class SignIn:
             status = 503 if failure.reason is Reason.ISSUER_UNAVAILABLE else 401
             response = pages.failed(status, failure_message(failure.reason), self._base, return_to)
             return with_cookies(response, clear_cookie(LOGIN_COOKIE))
-        self._store.create(session, refresh_token=tokens.refresh_token, id_token=tokens.id_token)
+        try:
+            self._store.create(
+                session, refresh_token=tokens.refresh_token, id_token=tokens.id_token
+            )
+        except SessionError as exc:
+            self._record(
+                request,
+                SessionSection("sign_in_failed", None, session.idp,
+                               Reason.SESSIONS_UNAVAILABLE.value, None, None, short(str(exc))),
+                session.identity(),
+            )  # fmt: skip
+            response = pages.failed(503, "Sign-in is unavailable; try again shortly.",
+                                    self._base, attempt.return_to)  # fmt: skip
+            return with_cookies(response, clear_cookie(LOGIN_COOKIE))
         self._record(
             request,
             SessionSection("signed_in", session.session_id, session.idp, None, None,
@@ -235,7 +254,7 @@ class SignIn:
         provider = self._providers.get(attempt.idp)
         if provider is None:
             raise SignInFailed(Reason.LOGIN_EXPIRED, f"provider {attempt.idp!r} is gone")
-        if not hmac.compare_digest(query.get("state", ""), attempt.state):
+        if not _same(query.get("state", ""), attempt.state):
             raise SignInFailed(Reason.LOGIN_STATE_MISMATCH, "state does not match")
         if "error" in query:
             raise SignInFailed(Reason.LOGIN_IDP_ERROR, short(query["error"]))
@@ -254,9 +273,10 @@ class SignIn:
             raise SignInFailed(Reason.LOGIN_CODE_REJECTED, short(exc.error)) from exc
         except ProviderUnavailable as exc:
             raise SignInFailed(Reason.ISSUER_UNAVAILABLE, short(str(exc))) from exc
+        assert tokens.id_token is not None  # exchange_code refuses an answer without one
         identity = self._verify_id_token(tokens.id_token, provider)
         nonce = identity.claims.get("nonce")
-        if not isinstance(nonce, str) or not hmac.compare_digest(nonce, attempt.nonce):
+        if not isinstance(nonce, str) or not _same(nonce, attempt.nonce):
             raise SignInFailed(Reason.LOGIN_NONCE_MISMATCH, "nonce does not match", identity)
         session = self._new_session(identity, provider)
         try:
@@ -274,6 +294,15 @@ class SignIn:
             session = self._credentials.session(
                 request.headers.get_all("cookie"), refresh_due_ok=True
             )
+        except SessionEnded as ended:
+            # A genuine session that may not be refreshed (revoked, expired, idle).
+            self._record(
+                request,
+                SessionSection("refresh_failed", ended.session.session_id, ended.session.idp,
+                               ended.reason.value, None, ended.session.expires_at, None),
+                ended.session.identity(),
+            )  # fmt: skip
+            return redirect(pages.login_link(self._base, return_to), clear_cookie(SESSION_COOKIE))
         except SessionRejected:
             return redirect(pages.login_link(self._base, return_to), clear_cookie(SESSION_COOKIE))
         provider = self._providers.get(session.idp)
@@ -284,6 +313,10 @@ class SignIn:
             return redirect(pages.login_link(self._base, return_to, session.idp))
         try:
             tokens = provider.refresh(refresh_token)
+            if tokens.id_token is None:
+                # OIDC Core 12.2 lets a provider refresh without a new ID token:
+                # nothing to decide on, so a new sign-in (this session ends).
+                raise SignInFailed(Reason.MISSING_CLAIM, "the refresh returned no ID token")
             identity = self._verify_id_token(tokens.id_token, provider)
             if identity.subject != session.subject:
                 raise SignInFailed(
@@ -377,11 +410,24 @@ class SignIn:
 
     def backchannel_logout(self, request: GatewayRequest) -> ProxyResponse:
         """OIDC Back-Channel Logout 1.0: end the sessions a provider's logout token names."""
-        form = dict(parse_qsl(request.body.decode("utf-8", "replace"), max_num_fields=8))
-        token = form.get("logout_token", "")
         try:
-            logout = verify_logout_token(token, self._id_tokens, self._by_issuer)
+            form = parse_qsl(request.body.decode("utf-8", "replace"), max_num_fields=8)
+        except ValueError:
+            form = []
+        tokens = [value for name, value in form if name == "logout_token"]
+        try:
+            if len(tokens) != 1:
+                raise LogoutTokenRejected("exactly one logout_token is required")
+            logout = verify_logout_token(
+                tokens[0], self._id_tokens, self._by_issuer, self._logout_tokens, self._clock()
+            )
         except LogoutTokenRejected as exc:
+            self._record(
+                request,
+                SessionSection("idp_logout_refused", None, None, None, None, None,
+                               short(exc.detail)),
+                None,
+            )  # fmt: skip
             return json_answer(400, {"error": "invalid_request", "error_description": exc.detail})
         provider = self._by_issuer[logout.issuer.rstrip("/")]
         ended = 0
@@ -391,8 +437,10 @@ class SignIn:
                 logout.idp_session_id,
             ):
                 continue  # another of the person's sessions at the provider
+            if stored.signed_in_at > logout.issued_at:
+                continue  # signed in after the provider's logout: not what it ended
             self._revoke(stored.session_id, by="idp", reason=Reason.SESSION_REVOKED,
-                               expires_at=stored.expires_at)  # fmt: skip
+                         expires_at=stored.expires_at)  # fmt: skip
             principal = Identity(
                 issuer=logout.issuer,
                 subject=logout.subject,
@@ -459,3 +507,8 @@ class SignIn:
         self._emitter.emit(
             build_session_event(section, stage=self._stage, identity=identity, request=request)
         )
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time equality of two texts, whatever characters ``given`` holds."""
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))

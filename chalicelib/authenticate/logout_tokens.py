@@ -6,10 +6,16 @@ a logout token, and nothing else, is checked here (section 2.6): an
 ``events`` claim with the back-channel logout member, no ``nonce`` (an ID
 token can never pass for one), and a ``sub``. A token that names only a
 ``sid`` is refused: sessions are found by the person they belong to.
+
+A logout token is good once: its ``jti`` is remembered (per container)
+until it expires, and one issued more than :data:`MAX_LOGOUT_TOKEN_AGE_SECONDS`
+ago is refused, so a captured token cannot be replayed to sign someone out
+again later (the handler also spares sessions that began after ``iat``).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,6 +29,8 @@ if TYPE_CHECKING:
 
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 _MAX_LOGOUT_TOKEN_BYTES = 8192
+MAX_LOGOUT_TOKEN_AGE_SECONDS = 300
+_SEEN_LIMIT = 10_000
 
 
 class LogoutTokenRejected(SignInError):
@@ -40,10 +48,34 @@ class LogoutToken:
     issuer: str
     subject: str
     idp_session_id: str | None
+    issued_at: int
+
+
+class SeenLogoutTokens:
+    """The ``jti`` of every logout token this container accepted, until it expires."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def first_use(self, issuer: str, token_id: str, expires_at: float, now: float) -> bool:
+        """Remember ``token_id``; False when it was seen already."""
+        with self._lock:
+            if len(self._seen) >= _SEEN_LIMIT:
+                self._seen = {key: exp for key, exp in self._seen.items() if exp > now}
+            key = (issuer, token_id)
+            if key in self._seen:
+                return False
+            self._seen[key] = expires_at
+            return True
 
 
 def verify_logout_token(
-    token: str, verifier: TokenVerifier, providers: Mapping[str, Provider]
+    token: str,
+    verifier: TokenVerifier,
+    providers: Mapping[str, Provider],
+    seen: SeenLogoutTokens,
+    now: float,
 ) -> LogoutToken:
     """Verify ``token`` and say whose sessions it ends.
 
@@ -55,6 +87,10 @@ def verify_logout_token(
         The ID token verifier (each provider's client id as the audience).
     providers
         The sign-in providers by issuer URL (no trailing slash).
+    seen
+        The logout tokens accepted already (a replay is refused).
+    now
+        Epoch seconds.
 
     Raises
     ------
@@ -77,11 +113,20 @@ def verify_logout_token(
         raise LogoutTokenRejected("not a logout token: no back-channel logout event")
     if "nonce" in claims:
         raise LogoutTokenRejected("a logout token must not carry a nonce")
-    if not isinstance(claims.get("iat"), int | float):
+    issued_at = claims.get("iat")
+    if not isinstance(issued_at, int | float):
         raise LogoutTokenRejected("a logout token must carry iat")
+    if now - issued_at > MAX_LOGOUT_TOKEN_AGE_SECONDS:
+        raise LogoutTokenRejected("the logout token is too old")
+    token_id = claims.get("jti")
+    if not isinstance(token_id, str) or not token_id:
+        raise LogoutTokenRejected("a logout token must carry jti")
+    if not seen.first_use(identity.issuer, token_id, identity.expires_at, now):
+        raise LogoutTokenRejected("the logout token was used already")
     sid = claims.get("sid")
     return LogoutToken(
         issuer=identity.issuer,
         subject=identity.subject,
         idp_session_id=sid if isinstance(sid, str) and sid else None,
+        issued_at=int(issued_at),
     )

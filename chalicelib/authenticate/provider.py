@@ -45,9 +45,13 @@ class Endpoints:
 
 @dataclass(frozen=True, slots=True)
 class TokenResponse:
-    """A token endpoint's successful answer: the parts Gatehouse uses."""
+    """A token endpoint's successful answer: the parts Gatehouse uses.
 
-    id_token: str
+    ``id_token`` is None only for a refresh (OIDC Core 12.2 lets a provider
+    leave it out there); a code exchange without one is refused.
+    """
+
+    id_token: str | None
     refresh_token: str | None
 
 
@@ -168,7 +172,12 @@ class Provider:
             code_verifier=code_verifier,
             **self._public_client_id(),
         )
-        return self._token_request(body)
+        tokens = self._token_request(body)
+        if tokens.id_token is None:
+            raise ProviderUnavailable(
+                f"token endpoint {self.endpoints().token} returned no id_token"
+            )
+        return tokens
 
     def refresh(self, refresh_token: str) -> TokenResponse:
         """New tokens for a refresh token (the ID token's claims as the provider sees them now).
@@ -237,11 +246,10 @@ class Provider:
                 raise TokenRequestRefused(error[:64])
             raise ProviderUnavailable(f"token endpoint {url} answered HTTP {status}")
         id_token = document.get("id_token") if document else None
-        if not isinstance(id_token, str) or not id_token:
-            raise ProviderUnavailable(f"token endpoint {url} returned no id_token")
         refresh_token = document.get("refresh_token") if document else None
         return TokenResponse(
-            id_token, refresh_token if isinstance(refresh_token, str) and refresh_token else None
+            id_token if isinstance(id_token, str) and id_token else None,
+            refresh_token if isinstance(refresh_token, str) and refresh_token else None,
         )
 
 

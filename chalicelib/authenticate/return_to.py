@@ -10,7 +10,8 @@ that turn harmless-looking values into other origins: ``//evil.example``
 ``/%2F%2Fevil.example`` once a backend decodes it, tabs and newlines that
 browsers strip from URLs, ``https:evil.example``. :func:`safe_return_to`
 therefore accepts only an origin-relative path made of plain URL characters,
-whose every decoding is still such a path, and answers ``/`` otherwise.
+whose every decoding is still such a path (and has no ``.`` or ``..``
+segment a browser would resolve), and answers ``/`` otherwise.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ MAX_RETURN_TO_LENGTH = 2048
 _URL_CHARACTERS = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*")
 # A second slash, or a backslash, right after the first reads as another host.
 _ANOTHER_HOST = re.compile(r"^/[/\\]")
+# A "." or ".." segment: a browser resolves "/.//host" to "//host" and
+# "/x/../.gatehouse/logout" to a sign-in page.
+_DOT_SEGMENT = re.compile(r"(^|/)\.{1,2}(/|$|\?)")
+_STILL_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
 # How many rounds of percent-decoding are checked: each round a backend
 # (or a redirect chain) might apply must still leave a path of this origin.
 _DECODING_ROUNDS = 3
@@ -56,9 +61,13 @@ def safe_return_to(raw: str | None) -> str:
         if (
             not decoded.startswith("/")
             or decoded.startswith("/.gatehouse/")
+            or _DOT_SEGMENT.search(decoded)
             or _ANOTHER_HOST.match(decoded)
             or any(char in decoded for char in "\\\t\r\n\x00")
             or not decoded.isprintable()
         ):
             return DEFAULT_RETURN_TO
+    if _STILL_ENCODED.search(decoded):
+        # Still encoded after every round checked: a fourth decoding could hide anything.
+        return DEFAULT_RETURN_TO
     return raw

@@ -108,5 +108,8 @@ SIGNING_KEY_EXPIRED = ItemKind("SIGNING-KEY-EXPIRED")
 # --- browser sessions (chalicelib/sessions/) ---
 SESSION = ItemKind("SESSION")
 """A browser session (who, since when, its sealed refresh token), named by session id."""
-SESSION_REVOKED = ItemKind("SESSION-REVOKED")
-"""A revoked session, named by session id; every container reads the whole partition."""
+SESSION_REVOKED = ItemKind("SESSION-REVOKED", "ID#")
+"""A revoked session, named by session id (is this session revoked?)."""
+SESSION_REVOKED_AT = ItemKind("SESSION-REVOKED", "AT#")
+"""The same revocation named ``<revoked_at, 10 digits>#<session id>``: the feed every
+container reads from where it left off."""

@@ -178,6 +178,10 @@ class Proxy:
                 )
                 if renewal is not None:
                     response_headers.setdefault("Set-Cookie", []).append(renewal)
+                    # A shared cache must never hand this person's session to another.
+                    for name in [n for n in response_headers if n.lower() == "cache-control"]:
+                        del response_headers[name]
+                    response_headers["Cache-Control"] = ["private, no-store"]
             response = ProxyResponse(upstream.status, response_headers, upstream.body)
         except Refusal as refusal:
             served.refusal = refusal

@@ -182,5 +182,10 @@ def client_response_headers(upstream_headers: Iterable[tuple[str, str]]) -> dict
 
 
 def _sets_gatehouse_cookie(set_cookie: str) -> bool:
-    name = set_cookie.split("=", 1)[0].strip().lower()
+    name, _, value = set_cookie.partition("=")
+    name = name.strip().lower()
+    if not name:
+        # A nameless cookie ("=__Host-gatehouse-session=x"): older browsers
+        # read its value as name=value.
+        name = value.split(";", 1)[0].split("=", 1)[0].strip().lower()
     return name.startswith(GATEHOUSE_COOKIE_PREFIX)

@@ -40,6 +40,9 @@ SESSION_COOKIE: Final = "__Host-gatehouse-session"
 LOGIN_COOKIE: Final = "__Host-gatehouse-login"
 """A sign-in attempt in flight (state, nonce, PKCE verifier, return-to)."""
 MAX_COOKIE_BYTES: Final = 4000
+# A value sealed for a table item (a refresh or ID token): DynamoDB's 400 KB
+# item limit is far; real tokens stay under a few KB.
+MAX_STORED_BYTES: Final = 65536
 """The most ``name=value`` may take (browsers cap a cookie near 4096 bytes)."""
 
 KEY_BYTES: Final = 32  # AES-256
@@ -121,7 +124,9 @@ class Keyring:
         self._ciphers = {key.key_id: AESGCM(key.secret) for key in keys}
         self.key_ids: tuple[str, ...] = tuple(ids)
 
-    def seal(self, payload: Mapping[str, Any], *, purpose: str) -> str:
+    def seal(
+        self, payload: Mapping[str, Any], *, purpose: str, max_bytes: int = MAX_COOKIE_BYTES
+    ) -> str:
         """``payload`` as JSON, encrypted and authenticated with the newest key for ``purpose``.
 
         Parameters
@@ -131,11 +136,14 @@ class Keyring:
         purpose:
             The cookie's name (or ``refresh-token:<session id>``): the value
             opens for this purpose only.
+        max_bytes:
+            The most ``purpose=value`` may take: a cookie's, unless the value
+            is kept elsewhere (:data:`MAX_STORED_BYTES` for a table item).
 
         Raises
         ------
         CookieTooLarge
-            When ``purpose=value`` would exceed :data:`MAX_COOKIE_BYTES`.
+            When ``purpose=value`` would exceed ``max_bytes``.
         TypeError
             When ``payload`` is not JSON-serialisable.
         """
@@ -150,16 +158,21 @@ class Keyring:
         )
         value = base64.urlsafe_b64encode(header + nonce + sealed).rstrip(b"=").decode("ascii")
         size = len(purpose.encode("utf-8")) + 1 + len(value)
-        if size > MAX_COOKIE_BYTES:
+        if size > max_bytes:
             raise CookieTooLarge(
                 f"a sealed {purpose.split(':', 1)[0]} would take {size} bytes "
-                f"(at most {MAX_COOKIE_BYTES})",
+                f"(at most {max_bytes})",
                 size=size,
             )
         return value
 
-    def open(self, value: str, *, purpose: str) -> dict[str, Any]:
+    def open(
+        self, value: str, *, purpose: str, max_bytes: int = MAX_COOKIE_BYTES
+    ) -> dict[str, Any]:
         """The payload ``value`` seals, if it was sealed by a key of this ring for ``purpose``.
+
+        ``max_bytes`` bounds ``value`` before anything is decoded (a cookie's
+        bound unless the value was sealed for a table item).
 
         Raises
         ------
@@ -168,7 +181,7 @@ class Keyring:
             another format version, an unknown key, tampered with, sealed for
             another purpose, or not a JSON object.
         """
-        if len(value) > MAX_COOKIE_BYTES:  # before any decoding
+        if len(value) > max_bytes:  # before any decoding
             raise _invalid("the value is too large")
         raw = _decode(value)
         if len(raw) < _MIN_SEALED:
@@ -200,17 +213,24 @@ class Keyring:
 
 
 def sealed_key_id(value: str) -> str | None:
-    """The id of the key that sealed ``value`` as it claims (unauthenticated), or None."""
-    if len(value) > MAX_COOKIE_BYTES:
-        return None
+    """The id of the key that sealed ``value`` as it claims (unauthenticated), or None.
+
+    Only the header is decoded (a version byte, a length byte and at most
+    255 bytes of key id: the first 344 characters), not the whole value.
+    """
+    head = value[:_HEADER_CHARACTERS]
     try:
-        raw = _decode(value)
-    except SessionRejected:
+        raw = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))
+    except (binascii.Error, ValueError):
         return None
     if len(raw) < 2 or raw[0] != FORMAT_VERSION or len(raw) < 2 + raw[1]:
         return None
     key_id = raw[2 : 2 + raw[1]].decode("ascii", "replace")
     return key_id if _KEY_ID.fullmatch(key_id) else None
+
+
+# base64url characters that hold the longest header (2 + 255 bytes), a multiple of 4.
+_HEADER_CHARACTERS = 344
 
 
 def _header(key_id: str) -> bytes:

@@ -30,7 +30,13 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from chalicelib.observability import get_logger
-from chalicelib.sessions.cookies import KEY_BYTES, Keyring, SessionKey, sealed_key_id
+from chalicelib.sessions.cookies import (
+    KEY_BYTES,
+    MAX_COOKIE_BYTES,
+    Keyring,
+    SessionKey,
+    sealed_key_id,
+)
 from chalicelib.sessions.errors import SessionsUnavailable
 
 logger = get_logger(__name__)
@@ -104,7 +110,9 @@ class SessionKeySource:
                 f"the session keys cannot be read: {self._failure or 'not read yet'}"
             )
 
-    def open(self, value: str, *, purpose: str) -> dict[str, Any]:
+    def open(
+        self, value: str, *, purpose: str, max_bytes: int = MAX_COOKIE_BYTES
+    ) -> dict[str, Any]:
         """:meth:`Keyring.open` with the current ring; re-read first if the key is new to it.
 
         Raises
@@ -124,7 +132,7 @@ class SessionKeySource:
                     self._early_read_after = now + _RETRY_SECONDS
                     self._read(now)
             ring = self.keyring()
-        return ring.open(value, purpose=purpose)
+        return ring.open(value, purpose=purpose, max_bytes=max_bytes)
 
     def _read(self, now: float) -> None:
         try:

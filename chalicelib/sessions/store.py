@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from chalicelib.aws.table_errors import CorruptItem, TableError, WriteRefused
 from chalicelib.aws.table_items import integer, optional_text, text
-from chalicelib.aws.table_layout import SESSION, SESSION_REVOKED
+from chalicelib.aws.table_layout import SESSION, SESSION_REVOKED, SESSION_REVOKED_AT
 from chalicelib.reasons import Reason
+from chalicelib.sessions.cookies import MAX_STORED_BYTES
 from chalicelib.sessions.errors import SessionError, SessionRejected, SessionsUnavailable
 
 if TYPE_CHECKING:
@@ -43,7 +44,9 @@ if TYPE_CHECKING:
 # one is unknown rather than a DynamoDB validation error.
 _SESSION_ID: Final = re.compile(r"[A-Za-z0-9_-]{16,64}")
 # A revocation outlives the session it names by a day (DynamoDB's TTL).
-_REVOCATION_MARGIN_SECONDS: Final = 86_400
+# A revocation outlives its session by a little (clocks differ): after that the
+# session's cookie is refused as expired anyway.
+_REVOCATION_MARGIN_SECONDS: Final = 600
 # A revocation of a session whose end is unknown lasts past the longest
 # session there can be (GATEHOUSE_SESSION_MAX_SECONDS at most 30 days).
 _LONGEST_SESSION_SECONDS: Final = 2_592_000
@@ -52,6 +55,11 @@ _LONGEST_SESSION_SECONDS: Final = 2_592_000
 def refresh_token_purpose(session_id: str) -> str:
     """What a session's refresh token is sealed for: it opens for that session only."""
     return f"refresh-token:{session_id}"
+
+
+def revocation_entry_name(revoked_at: int, session_id: str) -> str:
+    """The name of a revocation in the feed: its time first, so the feed reads in order."""
+    return f"{revoked_at:010d}#{session_id}"
 
 
 def id_token_purpose(session_id: str) -> str:
@@ -149,7 +157,9 @@ class SessionStore:
             item["refresh_token"] = self._seal(session.session_id, refresh_token)
         if id_token is not None:
             item["id_token"] = self._keys.keyring().seal(
-                {"it": id_token}, purpose=id_token_purpose(session.session_id)
+                {"it": id_token},
+                purpose=id_token_purpose(session.session_id),
+                max_bytes=MAX_STORED_BYTES,
             )
         try:
             self._table.transact([self._table.put_new(item)])
@@ -194,7 +204,9 @@ class SessionStore:
         if self._get(SESSION_REVOKED.key(session_id)) is not None:
             return None
         sealed = _read(text, item, "refresh_token")
-        token = self._keys.open(sealed, purpose=refresh_token_purpose(session_id)).get("rt")
+        token = self._keys.open(
+            sealed, purpose=refresh_token_purpose(session_id), max_bytes=MAX_STORED_BYTES
+        ).get("rt")
         if not isinstance(token, str):
             raise SessionRejected(Reason.SESSION_INVALID, "the stored refresh token is unreadable")
         return token
@@ -210,7 +222,11 @@ class SessionStore:
             item = self._get(SESSION.key(session_id))
             if item is None or "id_token" not in item:
                 return None
-            opened = self._keys.open(str(item["id_token"]), purpose=id_token_purpose(session_id))
+            opened = self._keys.open(
+                str(item["id_token"]),
+                purpose=id_token_purpose(session_id),
+                max_bytes=MAX_STORED_BYTES,
+            )
         except SessionError:
             return None
         token = opened.get("it")
@@ -263,7 +279,7 @@ class SessionStore:
     ) -> bool:
         """Revoke the session: every container refuses it within its revocation refresh.
 
-        Writes the ``SESSION-REVOKED`` item (kept a day past the session's
+        Writes the ``SESSION-REVOKED`` items (kept ten minutes past the session's
         end) and, with ``mark_session``, marks the ``SESSION`` item (and
         drops its refresh token) in the same transaction. A session revoked
         already keeps its first revocation.
@@ -313,7 +329,12 @@ class SessionStore:
             if session is not None and isinstance(session.get(name), str):
                 revocation[name] = session[name]
         mark = mark_session and session is not None and "revoked_at" not in session
-        actions = [self._table.put_new(revocation)]
+        # The same revocation in the time-ordered feed containers read from.
+        entry: Item = {
+            **SESSION_REVOKED_AT.key(revocation_entry_name(int(moment), session_id)),
+            "ttl": revocation["ttl"],
+        }
+        actions = [self._table.put_new(revocation), self._table.put_new(entry)]
         if mark:
             actions.append(self._mark(session_id, revocation))
         try:
@@ -353,7 +374,13 @@ class SessionStore:
         try:
             if not revoked:
                 # The session item changed meanwhile (gone, or marked): the revocation alone.
-                self._table.transact([self._table.put_new(revocation)])
+                entry = {
+                    **SESSION_REVOKED_AT.key(
+                        revocation_entry_name(int(revocation["revoked_at"]), session_id)
+                    ),
+                    "ttl": revocation["ttl"],
+                }
+                self._table.transact([self._table.put_new(revocation), self._table.put_new(entry)])
             elif mark:
                 # Revoked already (by an operator): mark the session item too.
                 self._table.transact([self._mark(session_id, revocation)])
@@ -427,7 +454,11 @@ class SessionStore:
 
     def _seal(self, session_id: str, refresh_token: str) -> str:
         ring = self._keys.keyring()
-        return ring.seal({"rt": refresh_token}, purpose=refresh_token_purpose(session_id))
+        return ring.seal(
+            {"rt": refresh_token},
+            purpose=refresh_token_purpose(session_id),
+            max_bytes=MAX_STORED_BYTES,
+        )
 
 
 def _stored(item: Mapping[str, Any], revocation: Mapping[str, Any] | None) -> StoredSession:

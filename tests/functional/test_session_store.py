@@ -13,7 +13,7 @@ import pytest
 
 from chalicelib.aws.table import Table
 from chalicelib.aws.table_errors import CorruptItem
-from chalicelib.aws.table_layout import SESSION, SESSION_REVOKED
+from chalicelib.aws.table_layout import SESSION, SESSION_REVOKED, SESSION_REVOKED_AT
 from chalicelib.reasons import Reason
 from chalicelib.sessions import (
     SESSION_COOKIE,
@@ -30,6 +30,8 @@ from chalicelib.sessions import (
 )
 from chalicelib.sessions.cookies import sealed_key_id
 from chalicelib.sessions.keys import MAX_STALE_SECONDS
+from chalicelib.sessions.revocations import FULL_READ_SECONDS, OVERLAP_SECONDS
+from chalicelib.sessions.store import revocation_entry_name
 from tests.helpers import Clock
 
 if TYPE_CHECKING:
@@ -346,9 +348,13 @@ def test_revoke_marks_the_session_and_writes_the_revocation_in_one_go(
     )
     assert not stored.has_refresh_token  # dropped with the revocation
     assert store.refresh_token(session.session_id) is None
-    revocation = raw_item(aws, "SESSION-REVOKED", session.session_id)
+    revocation = raw_item(aws, "SESSION-REVOKED", f"ID#{session.session_id}")
     assert revocation is not None
-    assert int(revocation["ttl"]["N"]) == session.expires_at + 86400
+    assert int(revocation["ttl"]["N"]) == session.expires_at + 600
+    # And in the time-ordered feed containers read.
+    entry = raw_item(aws, "SESSION-REVOKED", f"AT#{int(T0):010d}#{session.session_id}")
+    assert entry is not None
+    assert entry["ttl"] == revocation["ttl"]
     # A revoked session gets no new refresh token.
     with pytest.raises(SessionRejected) as caught:
         store.replace_refresh_token(session.session_id, "again")
@@ -365,18 +371,20 @@ def test_revoking_an_unknown_session_still_writes_the_revocation(
 ) -> None:
     unknown = new_session_id()
     assert not store.revoke(unknown, by="user", reason=Reason.SESSION_REVOKED, now=T0)
-    revocation = raw_item(aws, "SESSION-REVOKED", unknown)
+    revocation = raw_item(aws, "SESSION-REVOKED", f"ID#{unknown}")
     assert revocation is not None
     assert int(revocation["ttl"]["N"]) > T0 + 30 * 86400  # outlives any session
     assert store.get(unknown) is None
     assert RevokedSessions(table, refresh_seconds=1, clock=clock).is_revoked(unknown)
-    # With the cookie's expiry, the revocation lives a day past it.
+    # With the cookie's expiry, the revocation lives ten minutes past it.
     other = new_session_id()
     store.revoke(other, by="user", reason=Reason.SESSION_REVOKED, expires_at=int(T0) + 60)
-    assert int(raw_item(aws, "SESSION-REVOKED", other)["ttl"]["N"]) == int(T0) + 60 + 86400  # type: ignore[index]
+    item = raw_item(aws, "SESSION-REVOKED", f"ID#{other}")
+    assert item is not None
+    assert int(item["ttl"]["N"]) == int(T0) + 60 + 600
     # Not shaped like a session id: nothing written.
     assert not store.revoke("x", by="user", reason=Reason.SESSION_REVOKED)
-    assert raw_item(aws, "SESSION-REVOKED", "x") is None
+    assert raw_item(aws, "SESSION-REVOKED", "ID#x") is None
 
 
 def test_an_operator_revocation_writes_only_the_revocation_and_every_read_counts_it(
@@ -474,9 +482,9 @@ def test_revocations_are_read_across_pages(
     padding = "p" * 300_000  # a few items per 1 MB page
     ids = [new_session_id() for _ in range(12)]
     for session_id in ids:
-        table.transact(
-            [table.put_new({**SESSION_REVOKED.key(session_id), "note": padding, "ttl": 1})]
-        )
+        name = revocation_entry_name(int(T0), session_id)
+        item = {**SESSION_REVOKED_AT.key(name), "note": padding, "ttl": int(T0) + 3600}
+        table.transact([table.put_new(item)])
     revoked = RevokedSessions(table, refresh_seconds=3, clock=clock)
     assert all(revoked.is_revoked(session_id) for session_id in ids)
     assert not revoked.is_revoked(new_session_id())
@@ -564,15 +572,16 @@ def test_an_opened_cookie_is_reused_yet_every_check_runs_and_a_dropped_key_ends_
     with pytest.raises(SessionRejected) as idle:
         credentials.session(header)
     assert idle.value.reason is Reason.SESSION_IDLE
-    clock.now -= 3601
     store.revoke(session.session_id, by="user", reason=Reason.SESSION_REVOKED)
     clock.now += 3
     with pytest.raises(SessionRejected) as gone:
         credentials.session(header)
+    # Revoked is said first, whatever else holds (idle too, here).
     assert gone.value.reason is Reason.SESSION_REVOKED
 
     # A key rotated out stops opening its cookies, cached or not.
-    other = browser_session("bob")
+    now = int(clock.now)
+    other = browser_session("bob", seen_at=now, refresh_at=now + 900)
     cookie = keys.keyring().seal(other.to_payload(), purpose=SESSION_COOKIE)
     header = [f"{SESSION_COOKIE}={cookie}"]
     assert credentials.session(header).subject == "bob"
@@ -581,3 +590,61 @@ def test_an_opened_cookie_is_reused_yet_every_check_runs_and_a_dropped_key_ends_
     with pytest.raises(SessionRejected) as dropped:
         credentials.session(header)
     assert dropped.value.reason is Reason.SESSION_INVALID
+
+
+def test_the_feed_is_read_from_where_it_left_off_and_wholly_every_five_minutes(
+    store: SessionStore, table: Table, dynamodb: Switch, clock: Clock
+) -> None:
+    queried: list[int] = []
+    query = table.query
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        items = list(query(*args, **kwargs))
+        queried.append(len(items))
+        return iter(items)
+
+    table.query = counting  # type: ignore[method-assign]
+    old = [new_session_id() for _ in range(30)]
+    for session_id in old:
+        store.revoke(session_id, by="user", reason=Reason.SESSION_REVOKED, now=clock.now - 3600)
+    revoked = RevokedSessions(table, refresh_seconds=3, clock=clock)
+    assert all(revoked.is_revoked(session_id) for session_id in old)
+    assert queried == [30]  # the first read is whole
+
+    clock.now += 10
+    fresh = new_session_id()
+    store.revoke(fresh, by="user", reason=Reason.SESSION_REVOKED, now=clock.now)
+    assert revoked.is_revoked(fresh)
+    assert queried[-1] == 31  # from the newest seen, less the overlap: the old ones too
+    clock.now += 3
+    newer = new_session_id()
+    store.revoke(newer, by="user", reason=Reason.SESSION_REVOKED, now=clock.now)
+    assert revoked.is_revoked(newer)
+    assert queried[-1] == 2  # now only what is new (within the overlap)
+    assert revoked.is_revoked(old[0])
+
+    # A revocation stamped by a clock far behind is missed by the small reads
+    # and healed by the next whole read.
+    late = new_session_id()
+    store.revoke(
+        late, by="operator", reason=Reason.SESSION_REVOKED, now=clock.now - 10 * OVERLAP_SECONDS
+    )
+    clock.now += 3
+    assert not revoked.is_revoked(late)
+    clock.now += FULL_READ_SECONDS
+    assert revoked.is_revoked(late)
+    assert queried[-1] == 33
+
+    # A revocation whose session has ended is dropped from the set.
+    ending = new_session_id()
+    store.revoke(
+        ending,
+        by="user",
+        reason=Reason.SESSION_REVOKED,
+        expires_at=int(clock.now) + 5,
+        now=clock.now,
+    )
+    clock.now += 3
+    assert revoked.is_revoked(ending)
+    clock.now += 700
+    assert not revoked.is_revoked(ending)

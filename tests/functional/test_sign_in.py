@@ -25,11 +25,14 @@ import pytest
 
 from chalicelib import entrypoints
 from chalicelib.authenticate.logout_tokens import BACKCHANNEL_LOGOUT_EVENT
+from chalicelib.aws.table import Table
 from chalicelib.config import Settings
 from chalicelib.container import Container
+from chalicelib.reasons import Reason
 from chalicelib.sessions.cookies import LOGIN_COOKIE, SESSION_COOKIE
 from chalicelib.sessions.keys import rotate_session_keys
 from chalicelib.sessions.model import BrowserSession
+from chalicelib.sessions.store import SessionStore
 from gatehouse.dev.idp import DevIssuer, load_or_create_key
 from tests.functional.conftest import (
     GATEWAY_ISSUER,
@@ -565,6 +568,8 @@ def test_the_proxy_renews_last_use_once_it_is_old_enough(signing_in: Container) 
     keyring = signing_in.session_keys.keyring()
     payload = keyring.open(renewed.cookies_set()[SESSION_COOKIE], purpose=SESSION_COOKIE)
     assert BrowserSession.from_payload(payload).seen_at >= int(time.time()) - 5
+    # The renewed cookie is this person's: no shared cache may keep the answer.
+    assert renewed.headers["Cache-Control"] == ["private, no-store"]
 
 
 def test_back_channel_logout_ends_the_persons_sessions(
@@ -593,16 +598,39 @@ def test_back_channel_logout_ends_the_persons_sessions(
         refused = post_logout_token(logout_token(issuer, bad))
         assert refused.status == 400
         assert json.loads(refused.body)["error"] == "invalid_request"
-    answer = post_logout_token(logout_token(issuer, claims))
+    token = logout_token(issuer, claims)
+    answer = post_logout_token(token)
     assert answer.status == 200
     assert json.loads(answer.body) == {"sessions_ended": 2}
+    # Good once: the same token again is refused, and spares a session begun since.
+    later = Browser()
+    typed_sign_in(later, "victor", "engineering")
+    assert post_logout_token(token).status == 400
+    assert later.gateway("GET", f"{GATEWAY_ISSUER}/app/reports").status == 200
+    # Two logout_token fields, or a flood of fields, are refused, not guessed at.
+    for body in (f"logout_token={token}&logout_token=x", "&".join(f"a{i}=1" for i in range(20))):
+        flooded = Browser().gateway(
+            "POST", f"{GATEWAY_ISSUER}/.gatehouse/backchannel-logout", body=body.encode()
+        )
+        assert flooded.status == 400
     for ended in (browser, other_device):
         assert ended.gateway("GET", f"{GATEWAY_ISSUER}/app/reports").status == 302
     assert someone_else.gateway("GET", f"{GATEWAY_ISSUER}/app/reports").status == 200
     events = [e for e in queued_events(aws) if e["event_type"] == "session"]
-    assert [e["session"]["action"] for e in events] == ["idp_logged_out"] * 2
-    assert {e["principal"]["subject"] for e in events} == {"victor"}
-    assert all(e["session"]["revoked_by"] == "idp" for e in events)
+    actions = [e["session"]["action"] for e in events]
+    # The three bad tokens, the two sessions ended, the sign-in since, the replay, the floods.
+    assert (
+        actions
+        == ["idp_logout_refused"] * 3
+        + ["idp_logged_out"] * 2
+        + ["signed_in"]
+        + ["idp_logout_refused"] * 3
+    )
+    ended = [e for e in events if e["session"]["action"] == "idp_logged_out"]
+    assert {e["principal"]["subject"] for e in ended} == {"victor"}
+    assert all(e["session"]["revoked_by"] == "idp" for e in ended)
+    refused = [e["session"]["detail"] for e in events if e["session"]["action"] != "idp_logged_out"]
+    assert "the logout token was used already" in refused
 
 
 def logout_token(issuer: DevIssuer, claims: dict[str, Any]) -> str:
@@ -711,3 +739,70 @@ def test_two_providers_one_chooser_and_their_alices_never_share_a_namespace(
         (issuer.url, "allow"),
     ]
     assert {d["principal"]["subject"] for d in signed} == {"alice"}
+
+
+def test_a_person_with_many_long_groups_signs_in_and_one_with_too_many_is_told_so(
+    signing_in: Container, aws: Resources
+) -> None:
+    # An ID token of ~2 KB of groups: the session cookie fits, the stored tokens need not.
+    many = ",".join(f"team-{index:02d}-" + "x" * 180 for index in range(8))
+    browser = Browser()
+    came_back = typed_sign_in(browser, "carol", many)
+    assert came_back.status == 302
+    assert SESSION_COOKIE in browser.cookies
+    assert queued_events(aws)[-1]["session"]["action"] == "signed_in"
+
+    too_many = ",".join(f"team-{index:02d}-" + "x" * 180 for index in range(20))
+    refused = typed_sign_in(Browser(), "dave", too_many)
+    assert refused.status == 401
+    [failed] = [e for e in queued_events(aws) if e["event_type"] == "session"]
+    assert failed["session"]["reason"] == "login_session_too_large"
+    assert failed["principal"]["subject"] == "dave"
+
+
+def test_a_non_ascii_state_is_a_state_mismatch_not_a_crash(
+    signing_in: Container, aws: Resources
+) -> None:
+    browser = Browser()
+    browser.gateway("GET", f"{GATEWAY_ISSUER}/.gatehouse/login?rd=/app")
+    answer = browser.gateway("GET", f"{GATEWAY_ISSUER}/.gatehouse/callback?state=%C3%A9&code=x")
+    assert answer.status == 401
+    [failed] = [e for e in queued_events(aws) if e["event_type"] == "session"]
+    assert failed["session"]["reason"] == "login_state_mismatch"
+
+
+def test_a_cached_answer_for_a_revoked_session_is_refused_by_the_proxy(
+    signing_in: Container, aws: Resources
+) -> None:
+    # API Gateway's cache replays an authorizer answer for a later request (it
+    # never calls the authorizer). The proxy decides such a request again, and a
+    # session revoked meanwhile is refused there: no cached answer outlives a sign-out.
+    browser = Browser()
+    sign_in(browser)
+    first = browser._event("GET", "/app/reports", "", BROWSER_ACCEPT, b"")
+    request = {
+        "type": "REQUEST",
+        "methodArn": f"{API}/GET/app/reports",
+        **{k: v for k, v in first.items() if k not in ("body", "isBase64Encoded")},
+    }
+    answer = entrypoints.authorize(request, None)
+    cached = {**{k: str(v) for k, v in answer["context"].items()}, "principalId": "x"}
+    session_id = json.loads(answer["context"]["principal"])["bsid"]
+
+    replayed = browser._event("GET", "/app/reports", "", BROWSER_ACCEPT, b"")
+    replayed["requestContext"]["requestId"] = "req-cached-1"
+    replayed["requestContext"]["authorizer"] = cached
+    assert _answer(entrypoints.proxy(replayed, None)).status == 200  # decided again: allowed
+
+    # An operator revokes it (this stage reads revocations on every check).
+    store = SessionStore(
+        Table(signing_in.clients.dynamodb, aws.state_table), signing_in.session_keys
+    )
+    store.revoke(session_id, by="operator", reason=Reason.SESSION_REVOKED, mark_session=False)
+    replayed["requestContext"]["requestId"] = "req-cached-2"
+    refused = _answer(entrypoints.proxy(replayed, None))
+    assert refused.status == 401
+    redecided = [e for e in queued_events(aws) if e["event_type"] == "decision"][-1]
+    assert redecided["decision"]["decided_by"] == "proxy"
+    assert redecided["decision"]["reasons"] == ["session_revoked"]
+    assert redecided["principal"]["browser_session_id"] == session_id

@@ -769,6 +769,7 @@ def test_session_actions_and_revokers_are_closed_sets() -> None:
         "signed_out",
         "revoked",
         "idp_logged_out",
+        "idp_logout_refused",
     } == SESSION_ACTIONS
     assert {"user", "operator", "idp"} == SESSION_REVOKERS
 

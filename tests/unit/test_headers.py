@@ -263,6 +263,7 @@ def test_a_backend_cannot_set_a_gatehouse_cookie() -> None:
         [
             ("Set-Cookie", "__Host-gatehouse-session=planted; Path=/; Secure"),
             ("set-cookie", " __host-GATEHOUSE-login=x; Path=/"),
+            ("Set-Cookie", "=__Host-gatehouse-session=nameless; Path=/; Secure"),
             ("Set-Cookie", "app=1; Path=/"),
         ]
     )

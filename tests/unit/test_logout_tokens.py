@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import pytest
 
 from chalicelib.authenticate.logout_tokens import (
     BACKCHANNEL_LOGOUT_EVENT,
+    MAX_LOGOUT_TOKEN_AGE_SECONDS,
     LogoutTokenRejected,
+    SeenLogoutTokens,
     verify_logout_token,
 )
 from chalicelib.authenticate.provider import Provider
@@ -37,23 +41,33 @@ def providers() -> dict[str, Provider]:
 
 
 def logout_token(key: Any, **overrides: Any) -> str:
-    payload = claims(**{"aud": CLIENT, "events": EVENTS, "sid": "idp-session-7", **overrides})
+    fresh = {"aud": CLIENT, "events": EVENTS, "sid": "idp-session-7", "jti": os.urandom(8).hex()}
+    payload = claims(**{**fresh, **overrides})
     for name in ("email", "email_verified", "groups"):
         payload.pop(name, None)
     return make_token(key, "RS256", "rsa-1", payload, header={"typ": "logout+jwt"})
 
 
+def check(
+    token: str,
+    verifier: TokenVerifier,
+    providers: dict[str, Provider],
+    seen: SeenLogoutTokens | None = None,
+) -> Any:
+    return verify_logout_token(token, verifier, providers, seen or SeenLogoutTokens(), time.time())
+
+
 def test_a_logout_token_names_the_person_and_the_provider_session(
     rsa_key: Any, verifier: TokenVerifier, providers: dict[str, Provider]
 ) -> None:
-    logout = verify_logout_token(logout_token(rsa_key), verifier, providers)
+    logout = check(logout_token(rsa_key), verifier, providers)
 
     assert (logout.issuer, logout.subject, logout.idp_session_id) == (
         ISSUER,
         "alice",
         "idp-session-7",
     )
-    without_sid = verify_logout_token(logout_token(rsa_key, sid=None), verifier, providers)
+    without_sid = check(logout_token(rsa_key, sid=None), verifier, providers)
     assert without_sid.idp_session_id is None
 
 
@@ -71,6 +85,8 @@ def test_a_logout_token_names_the_person_and_the_provider_session(
         ({"iss": "https://other.example"}, "unknown_issuer"),
         ({"exp": 1}, "token_expired"),
         ({"sub": None}, "missing_claim"),
+        ({"jti": None}, "must carry jti"),
+        ({"iat": int(time.time()) - MAX_LOGOUT_TOKEN_AGE_SECONDS - 5}, "too old"),
     ],
 )
 def test_anything_but_a_valid_logout_token_is_refused(
@@ -81,14 +97,14 @@ def test_anything_but_a_valid_logout_token_is_refused(
     message: str,
 ) -> None:
     with pytest.raises(LogoutTokenRejected, match=message):
-        verify_logout_token(logout_token(rsa_key, **overrides), verifier, providers)
+        check(logout_token(rsa_key, **overrides), verifier, providers)
 
 
 def test_a_token_signed_by_another_key_is_refused(
     other_rsa_key: Any, verifier: TokenVerifier, providers: dict[str, Provider]
 ) -> None:
     with pytest.raises(LogoutTokenRejected, match="bad_signature"):
-        verify_logout_token(logout_token(other_rsa_key), verifier, providers)
+        check(logout_token(other_rsa_key), verifier, providers)
 
 
 @pytest.mark.parametrize("token", ["", "x" * 9000, "not.a.jwt"])
@@ -96,11 +112,23 @@ def test_a_missing_oversized_or_malformed_token_is_refused(
     token: str, verifier: TokenVerifier, providers: dict[str, Provider]
 ) -> None:
     with pytest.raises(LogoutTokenRejected):
-        verify_logout_token(token, verifier, providers)
+        check(token, verifier, providers)
 
 
 def test_a_token_of_an_issuer_people_do_not_sign_in_with_is_refused(
     rsa_key: Any, verifier: TokenVerifier
 ) -> None:
     with pytest.raises(LogoutTokenRejected, match="do not sign in with"):
-        verify_logout_token(logout_token(rsa_key), verifier, {})
+        check(logout_token(rsa_key), verifier, {})
+
+
+def test_a_logout_token_is_good_once(
+    rsa_key: Any, verifier: TokenVerifier, providers: dict[str, Provider]
+) -> None:
+    seen = SeenLogoutTokens()
+    token = logout_token(rsa_key)
+    assert check(token, verifier, providers, seen).subject == "alice"
+    with pytest.raises(LogoutTokenRejected, match="used already"):
+        check(token, verifier, providers, seen)
+    # Another token (another jti) of the same provider still works.
+    assert check(logout_token(rsa_key), verifier, providers, seen).subject == "alice"

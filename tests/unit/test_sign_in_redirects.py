@@ -10,6 +10,8 @@ from chalicelib.authorize.navigation import is_navigation, prefers_html
 
 KEPT = [
     "/",
+    "/v1.2/file.tar.gz",
+    "/a/.well-known/x",
     "/app",
     "/app/reports?month=2026-11&sort=-total",
     "/docs/handbook/caf%C3%A9",
@@ -47,6 +49,11 @@ REFUSED = {
     "sign-out": "/.gatehouse/logout",
     "sign-in page, encoded": "/%2Egatehouse/logout",
     "too long": "/" + "a" * 3000,
+    "dot segment to another host": "/.//evil.example",
+    "encoded dot segments": "/%2e%2e//evil.example",
+    "dot-dot into sign-out": "/x/../.gatehouse/logout",
+    "dot segment before a query": "/a/..?x=1",
+    "four times encoded": "/%2525252F/evil.example",
 }
 
 
