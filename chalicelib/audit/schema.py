@@ -442,13 +442,9 @@ def build_admin_event(
         event_type=event_type,
         event_time=utc_timestamp(),
         stage=stage,
-        request=None
-        if request is None
-        else RequestSection(
-            request.request_id, request.extended_request_id, None, request.trace_id, None
-        ),
+        request=_carrier(request),
         principal=principal_section(identity),
-        source=None if request is None else SourceSection(request.source_ip, request.user_agent),
+        source=_source(request),
         resource=None,
         action="admin",
         decision=None,
@@ -462,6 +458,19 @@ def build_admin_event(
         if event_type == "signing_key" and isinstance(details, SigningKeySection)
         else None,
     ).as_dict()
+
+
+def _carrier(request: GatewayRequest | None) -> RequestSection | None:
+    """The ``request`` section of an event an API request carried (no decision of its own)."""
+    if request is None:
+        return None
+    return RequestSection(
+        request.request_id, request.extended_request_id, None, request.trace_id, None
+    )
+
+
+def _source(request: GatewayRequest | None) -> SourceSection | None:
+    return None if request is None else SourceSection(request.source_ip, request.user_agent)
 
 
 def build_session_event(
@@ -505,13 +514,9 @@ def build_session_event(
         event_type="session",
         event_time=utc_timestamp(),
         stage=stage,
-        request=None
-        if request is None
-        else RequestSection(
-            request.request_id, request.extended_request_id, None, request.trace_id, None
-        ),
+        request=_carrier(request),
         principal=principal_section(identity),
-        source=None if request is None else SourceSection(request.source_ip, request.user_agent),
+        source=_source(request),
         resource=None,
         action=None,
         decision=None,

@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -52,9 +53,9 @@ API = "arn:aws:execute-api:us-east-1:123456789012:abc123/dev"
 BROWSER_ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"
 
 
-@pytest.fixture(scope="module")
-def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevIssuer]:
-    server = DevIssuer([load_or_create_key(tmp_path_factory.mktemp("idp"), "RS256")])
+def started_issuer(directory: Path) -> Iterator[DevIssuer]:
+    """A dev issuer on loopback with the gateway registered as its client."""
+    server = DevIssuer([load_or_create_key(directory, "RS256")])
     server.start()
     server.register_client(
         CLIENT_ID,
@@ -64,6 +65,11 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevIssuer]:
     )
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevIssuer]:
+    yield from started_issuer(tmp_path_factory.mktemp("idp"))
 
 
 @pytest.fixture
@@ -652,16 +658,7 @@ def post_logout_token(token: str) -> Answer:
 
 @pytest.fixture(scope="module")
 def second_issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevIssuer]:
-    server = DevIssuer([load_or_create_key(tmp_path_factory.mktemp("idp2"), "RS256")])
-    server.start()
-    server.register_client(
-        CLIENT_ID,
-        redirect_uris=[f"{GATEWAY_ISSUER}/.gatehouse/callback"],
-        post_logout_redirect_uris=[f"{GATEWAY_ISSUER}/.gatehouse/signed-out"],
-        backchannel_logout_uri=None,
-    )
-    yield server
-    server.stop()
+    yield from started_issuer(tmp_path_factory.mktemp("idp2"))
 
 
 @pytest.fixture
