@@ -10,6 +10,8 @@
     gatehouse grant request|show|approve|deny|revoke|list ...     just-in-time access
     gatehouse audit flush | tail [-n N] [--json] | digest | dlq [--redrive]
     gatehouse audit verify [--since T] [--until T] | prove ID | check-proof FILE
+    gatehouse audit consistency OLD NEW [--out F] | check-consistency FILE [--public-key K]
+    gatehouse session list [--user S] | revoke ID | revoke --user S | rotate-key
     gatehouse audit query (SQL | --named NAME --param k=v ...) [--engine athena|local]
                           [--format table|json|csv] [--list]
     gatehouse audit report --from T --to T --out DIR [--engine local|athena]

@@ -6,6 +6,8 @@
   object, digest, checkpoint) and their stored forms;
 - :mod:`chalicelib.ledger.merkle`: RFC 9162 Merkle hashing, the compact range
   the writer carries, inclusion and consistency proofs;
+- :mod:`chalicelib.ledger.consistency`: consistency proofs between two tree
+  sizes of the stored ledger, their document, and its offline check;
 - :mod:`chalicelib.ledger.state`: where the log stands (sequence, tree,
   reservation, objects, the event index) in DynamoDB, changed only by
   conditional writes.

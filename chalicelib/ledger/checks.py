@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from chalicelib.ledger.consistency import RecordingRange, check_consistent
 from chalicelib.ledger.errors import ChecksumMismatch
 from chalicelib.ledger.findings import FindingKind, Report
 from chalicelib.ledger.layout import line_position
@@ -78,6 +79,8 @@ def check_digest(
     tree: CompactRange,
     seen_events: set[bytes],
     report: Report,
+    *,
+    earlier: SignedDigest | None = None,
 ) -> CompactRange:
     """Check one digest's objects and tree; return the tree to carry on from.
 
@@ -85,7 +88,15 @@ def check_digest(
     unknown: later trees in the digest are not judged, and the next
     digest starts from this one's signed frontier (one finding, not a
     cascade of them).
+
+    ``earlier`` is the digest before this one, whose tree ``tree`` is: when
+    the objects are intact, the consistency proof from its signed root to
+    this digest's, built from the leaves read, must hold.
     """
+    recording = None
+    if earlier is not None and earlier.digest.tree_size == tree.size:
+        recording = RecordingRange(tree.subtrees)
+        tree = recording
     intact = True
     for entry in digest.objects:
         fetched = next(feed)
@@ -93,6 +104,9 @@ def check_digest(
         intact = intact and checked
     if not intact:
         return frontier_tree(digest, report)
+    if earlier is not None and recording is not None:
+        check_consistent(earlier, key, digest, recording.pieces, report)
+        tree = CompactRange(recording.subtrees)  # the pieces are not carried on
     if tree.size != digest.tree_size or tree.root().hex() != digest.root:
         report.add(
             FindingKind.INCONSISTENT_TREE,

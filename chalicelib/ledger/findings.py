@@ -1,24 +1,27 @@
 """What verification finds: each problem a :class:`Finding` of one :class:`FindingKind`.
 
-=====================  =======================================================
-``bad_signature``      a digest whose signature does not verify
-``broken_chain``       a digest that does not name the one before it
-``missing_object``     an object (version) a digest names is gone
-``altered_object``     an object whose bytes are not the ones digested
-``altered_line``       a line that is not an event with a ledger position
-``reordered_lines``    lines of an object out of sequence order
-``sequence_gap``       sequences missing between or within objects
-``duplicate_event``    an event id stored twice
-``inconsistent_tree``  a digested tree size or root the lines do not give
-``truncated_tail``     the anchor knows a digest the bucket does not have, or
-                       its current version is older than one it replaced
-``hidden_version``     a delete marker or a later version stands in front of a
-                       digest or a digested object (queries, which read the
-                       current version, would not see what was stored)
-``unledgered_object``  an object among the ledger's that no digest names,
-                       though the digests already cover its sequences (queries
-                       would count its lines; the ledger never had them)
-=====================  =======================================================
+========================  =======================================================
+``bad_signature``         a digest whose signature does not verify
+``broken_chain``          a digest that does not name the one before it
+``missing_object``        an object (version) a digest names is gone
+``altered_object``        an object whose bytes are not the ones digested
+``altered_line``          a line that is not an event with a ledger position
+``reordered_lines``       lines of an object out of sequence order
+``sequence_gap``          sequences missing between or within objects
+``duplicate_event``       an event id stored twice
+``inconsistent_tree``     a digested tree size or root the lines do not give
+``inconsistent_digests``  a digest whose signed tree does not extend the one the
+                          digest before it signed (no consistency proof, RFC 9162
+                          section 2.1.4, leads from the earlier root to the later)
+``truncated_tail``        the anchor knows a digest the bucket does not have, or
+                          its current version is older than one it replaced
+``hidden_version``        a delete marker or a later version stands in front of a
+                          digest or a digested object (queries, which read the
+                          current version, would not see what was stored)
+``unledgered_object``     an object among the ledger's that no digest names,
+                          though the digests already cover its sequences (queries
+                          would count its lines; the ledger never had them)
+========================  =======================================================
 
 The kinds' values are what ``gatehouse audit verify`` prints and its JSON
 output carries: they never change meaning.
@@ -43,6 +46,7 @@ class FindingKind(StrEnum):
     SEQUENCE_GAP = "sequence_gap"
     DUPLICATE_EVENT = "duplicate_event"
     INCONSISTENT_TREE = "inconsistent_tree"
+    INCONSISTENT_DIGESTS = "inconsistent_digests"
     TRUNCATED_TAIL = "truncated_tail"
     HIDDEN_VERSION = "hidden_version"
     UNLEDGERED_OBJECT = "unledgered_object"

@@ -3,8 +3,10 @@
 Everything is re-derived: every digest's signature and its link to the one
 before; every object the digests name, by version id, against its SHA-256;
 every line's sequence and event id; the Merkle tree after every object and
-every digest. Each problem is a :class:`~chalicelib.ledger.findings.Finding`
-of one :class:`~chalicelib.ledger.findings.FindingKind` (the table there).
+every digest, and that each digest's signed tree extends the one before it
+(a consistency proof, :mod:`chalicelib.ledger.consistency`). Each problem is
+a :class:`~chalicelib.ledger.findings.Finding` of one
+:class:`~chalicelib.ledger.findings.FindingKind` (the table there).
 
 This module reads the bucket: it lists keys and versions, reads digests,
 fetches objects (through :mod:`chalicelib.ledger.feed`), and hands what it
@@ -133,7 +135,10 @@ class LedgerVerifier:
         with ObjectFeed(self._object, entries, self._jobs) as feed:
             for index in chosen:
                 signed = digests[index]
-                tree = check_digest(signed.key, signed.digest, feed, tree, seen_events, report)
+                earlier = digests[index - 1] if index > 0 else None
+                tree = check_digest(
+                    signed.key, signed.digest, feed, tree, seen_events, report, earlier=earlier
+                )
                 report.digests += 1
         stored = self._versions(EVENTS_PREFIX)
         check_current_versions(entries, stored, report)

@@ -2,7 +2,8 @@
 
 - :mod:`.queue`: ``flush`` (run the writer now), ``dlq`` (dead letters, redrive);
 - :mod:`.events`: ``tail`` (newest events), ``report`` (a window's report);
-- :mod:`.ledger`: ``digest``, ``verify``, ``prove``, ``check-proof``;
+- :mod:`.ledger`: ``digest``, ``verify``, ``prove``, ``check-proof``, ``consistency``,
+  ``check-consistency``;
 - :mod:`gatehouse.query.command`: ``query``.
 """
 
@@ -21,7 +22,10 @@ from gatehouse.audit_commands.events import (
 from gatehouse.audit_commands.ledger import (
     VERIFY_METRIC_NAME,
     VERIFY_METRIC_NAMESPACE,
+    check_consistency_command,
     check_proof_command,
+    consistency,
+    consistency_command,
     digest_command,
     load_public_key,
     prove,
@@ -52,6 +56,7 @@ __all__ = [
     "NoDeadLetterQueue",
     "StageIncomplete",
     "audit",
+    "consistency",
     "dead_letters",
     "flush",
     "format_event",
@@ -81,6 +86,8 @@ for _command in (
     verify_command,
     prove_command,
     check_proof_command,
+    consistency_command,
+    check_consistency_command,
     dlq_command,
     query_command,
     report_command,

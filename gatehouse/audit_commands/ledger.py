@@ -1,4 +1,9 @@
-"""``gatehouse audit digest|verify|prove|check-proof``: the signed ledger of the trail."""
+"""``gatehouse audit digest|verify|prove|check-proof|consistency|check-consistency``.
+
+The signed ledger of the trail: sign a digest now, verify the bucket, prove
+an event's inclusion or one tree's consistency with a later one, and check
+such proofs offline.
+"""
 
 from __future__ import annotations
 
@@ -113,6 +118,16 @@ def prove(target: Target, event_id: str) -> dict[str, Any]:
     from chalicelib.ledger.proof import Prover
 
     return Prover(target.client("s3"), target.audit_bucket, ledger_state(target)).prove(event_id)
+
+
+def consistency(target: Target, old_size: int, new_size: int) -> dict[str, Any]:
+    """The consistency proof from the ledger's tree of ``old_size`` leaves to ``new_size``'s."""
+    from chalicelib.ledger.consistency import ConsistencyProver
+
+    prover = ConsistencyProver(
+        target.client("s3"), target.audit_bucket, ledger_state(target), target.stage
+    )
+    return prover.prove(old_size, new_size)
 
 
 def load_public_key(data: bytes) -> EllipticCurvePublicKey:
@@ -350,4 +365,89 @@ def check_proof_command(proof: Path, public_key: Path) -> int:
             "and root are)"
         )
     )
+    return 0
+
+
+@click.command(
+    "consistency",
+    short_help="write the consistency proof between two tree sizes (JSON, checkable offline)",
+)
+@click.argument("old_size", type=int, help="the older tree's size (leaves), at least 1")
+@click.argument("new_size", type=int, help="the newer tree's size, at most the ledger's")
+@click.option("--out", type=_FILE, help="write the proof here instead of stdout")
+@click.pass_obj
+def consistency_command(obj: CliContext, old_size: int, new_size: int, out: Path | None) -> int:
+    """Write the proof that the tree of OLD_SIZE leaves is a prefix of that of NEW_SIZE.
+
+    The JSON names both sizes and roots, the proof's nodes (RFC 9162), and
+    the signed digest of exactly each size when there is one; check it
+    offline with check-consistency. Exit status 2 for sizes the ledger does
+    not have (OLD_SIZE below 1, above NEW_SIZE, NEW_SIZE above the ledger's).
+    """
+    from gatehouse.target import resolve_target
+
+    proof = consistency(resolve_target(obj.state_dir), old_size, new_size)
+    text = json.dumps(proof, indent=2)
+    if out:
+        out.write_text(text + "\n")
+        print(f"consistency proof from {old_size} to {new_size} written to {out}")
+    else:
+        print(text)
+    return 0
+
+
+@click.command(
+    "check-consistency",
+    short_help="check a consistency proof offline, with only the stage's public key",
+)
+@click.argument("proof", type=_FILE, help="a proof file, as audit consistency writes it")
+@click.option(
+    "--public-key",
+    type=_FILE,
+    help="PEM, JWK or JWKS of the stage's key (needed when the file carries signed digests)",
+)
+def check_consistency_command(proof: Path, public_key: Path | None) -> int:
+    """Check a consistency proof offline (no stage, no AWS).
+
+    The path must lead to both roots, and each signed digest the file
+    carries must verify with the key and name that size and root. Exit
+    status 0 valid, 1 invalid (each reason printed), 2 the file is not
+    JSON, or it carries digests and no --public-key was given.
+    """
+    from chalicelib.ledger.consistency import check_consistency_proof, signed_sides
+    from gatehouse.terminal import visible
+
+    key = load_public_key(public_key.read_bytes()) if public_key is not None else None
+    try:
+        document = json.loads(proof.read_text())
+    except ValueError as exc:
+        print(f"gatehouse: {proof} is not JSON: {exc}", file=sys.stderr)
+        return 2
+    if key is None and signed_sides(document):
+        print(
+            f"gatehouse: {proof} carries signed digests: pass --public-key to check them",
+            file=sys.stderr,
+        )
+        return 2
+    problems = check_consistency_proof(document, key)
+    if problems:
+        for problem in problems:
+            # A proof file is anyone's: its text reaches the terminal escaped.
+            print(visible(f"INVALID: {problem}"))
+        return 1
+    old, new = document["old"], document["new"]
+    print(
+        visible(
+            f"valid: the tree of {old['tree_size']} leaves is a prefix of the tree of "
+            f"{new['tree_size']} leaves (stage {document.get('stage')}): no leaf before "
+            f"{old['tree_size']} was changed, removed or reordered"
+        )
+    )
+    for name, side in (("old", old), ("new", new)):
+        attested = (
+            f"signed in {side['digest_key']}"
+            if side.get("digest") is not None
+            else "not signed in this file: compare it with a root you trust"
+        )
+        print(visible(f"  {name} root {side['root']}  {attested}"))
     return 0

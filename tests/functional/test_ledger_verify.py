@@ -271,6 +271,62 @@ def test_a_signed_digest_whose_root_the_lines_do_not_give_is_an_inconsistent_tre
     assert "inconsistent_tree" in kinds(ledger.verify())
 
 
+def stored_lines(ledger: Ledger) -> list[bytes]:
+    lines = []
+    for record in objects(ledger):
+        body = (
+            s3()
+            .get_object(
+                Bucket=ledger.aws.audit_bucket, Key=record.key, VersionId=record.version_id
+            )["Body"]
+            .read()
+        )
+        lines += [line for line in gzip.decompress(body).splitlines() if line]
+    return lines
+
+
+def test_a_digest_signed_over_a_rewritten_history_is_inconsistent_digests(
+    ledger: Ledger,
+) -> None:
+    # Someone with the key re-signs the newest digest (20 leaves) over a history in
+    # which an event the first digest (7 leaves) already signed reads otherwise; its
+    # root and frontier agree with each other, its object entries are untouched.
+    from chalicelib.ledger.merkle import CompactRange, leaf_hash
+
+    lines = stored_lines(ledger)
+    lines[2] = lines[2].replace(b'"n":2', b'"n":99')
+    rewritten = CompactRange()
+    for line in lines:
+        rewritten.append(leaf_hash(line))
+    before, key = digest_keys(ledger)[-2:]
+    document = json.loads(s3().get_object(Bucket=ledger.aws.audit_bucket, Key=key)["Body"].read())
+    document["digest"]["tree"].update(root=rewritten.root().hex(), frontier=rewritten.to_json())
+    signature = ledger.signer.sign(canonical(document["digest"]))
+    document["signature"] = base64.b64encode(signature).decode()
+    version = s3().head_object(Bucket=ledger.aws.audit_bucket, Key=key)["VersionId"]
+    tamper(ledger.aws.audit_bucket, key, version, canonical(document))
+    end = document["digest"]["period"]["end"]
+
+    for report in (ledger.verify(), ledger.verify(since=end)):
+        inconsistent = [f for f in report.findings if f.kind == "inconsistent_digests"]
+        assert [f.where for f in inconsistent] == [key]
+        # Named against the digest before it (the empty period's, still 7 leaves), from
+        # whose signed frontier a bounded check starts.
+        assert "does not extend the tree of 7" in inconsistent[0].detail
+        assert inconsistent[0].detail.endswith(f"signed in {before}")
+
+
+def test_successive_digests_over_one_history_are_consistent(ledger: Ledger) -> None:
+    ledger.write(9)  # past a power of two, so the proof from 20 is more than one node
+    ledger.digest()
+    ledger.digest()
+
+    report = ledger.verify()
+
+    assert report.ok, report.findings
+    assert report.digests == 5
+
+
 def test_deleting_the_newest_digest_is_a_truncated_tail(ledger: Ledger) -> None:
     delete(ledger.aws.audit_bucket, digest_keys(ledger)[-1])
 
