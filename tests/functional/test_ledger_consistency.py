@@ -7,74 +7,36 @@ leaves over objects ending at 4, 7, 12, 14 and 20.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
 from chalicelib.ledger.consistency import ConsistencyProver, check_consistency_proof
 from chalicelib.ledger.errors import LedgerCorrupt
 from chalicelib.ledger.merkle import consistency_proof, leaf_hash, root
+from tests.functional import test_ledger_verify as ledger_verify_tests
 from tests.functional.test_ledger_verify import (
-    ANCHOR_BUCKET,
     Ledger,
     digest_keys,
     rewrite_lines,
     s3,
+    stored_lines,
 )
 
-if TYPE_CHECKING:
-    from gatehouse.dev.bootstrap import Resources
-
-
-@pytest.fixture
-def ledger(aws: Resources) -> Ledger:
-    """Three digests (7, 7 and 20 leaves) over five objects, the middle period empty."""
-    built = Ledger(aws)
-    built.write(4)
-    built.write(3)
-    built.digest()
-    built.digest()
-    built.write(5)
-    built.write(2)
-    built.write(6)
-    built.digest()
-    return built
+# verify's ledger (three digests: 7, 7 and 20 leaves) and its CLI stage, shared.
+ledger = ledger_verify_tests.ledger
+cli = ledger_verify_tests.cli
 
 
 def stored_leaves(ledger: Ledger) -> list[bytes]:
     """Every leaf, read independently of the prover: each object's lines, in order."""
-    leaves = []
-    for record in ledger.state.objects():
-        body = (
-            s3()
-            .get_object(
-                Bucket=ledger.aws.audit_bucket, Key=record.key, VersionId=record.version_id
-            )["Body"]
-            .read()
-        )
-        leaves += [leaf_hash(line) for line in gzip.decompress(body).splitlines() if line]
-    return leaves
+    return [leaf_hash(line) for line in stored_lines(ledger)]
 
 
 def prover(ledger: Ledger) -> ConsistencyProver:
     return ConsistencyProver(s3(), ledger.aws.audit_bucket, ledger.state, "test")
-
-
-@pytest.fixture
-def cli(ledger: Ledger, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
-    aws = ledger.aws
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("GATEHOUSE_STAGE", "test")
-    monkeypatch.setenv("GATEHOUSE_AUDIT_BUCKET", aws.audit_bucket)
-    monkeypatch.setenv("GATEHOUSE_AUDIT_QUEUE_URL", aws.audit_queue_url)
-    monkeypatch.setenv("GATEHOUSE_STATE_TABLE", aws.state_table)
-    monkeypatch.setenv("GATEHOUSE_DIGEST_KEY_ID", aws.digest_key_alias)
-    monkeypatch.setenv("GATEHOUSE_LEDGER_ANCHOR", f"s3://{ANCHOR_BUCKET}/ledger")
-    return ["--state-dir", str(tmp_path / "no-local-stack")]
 
 
 def test_an_operator_writes_a_proof_an_auditor_checks_offline(
