@@ -178,6 +178,15 @@ class Settings:
     # STS only (AWS upstreams' sessions); the local stack puts its CloudTrail
     # recorder here, in front of moto. None: aws_endpoint_url, else AWS's own.
     sts_endpoint_url: str | None
+    # The origin line of the ledger's checkpoints ("": the default, see ledger_origin).
+    ledger_origin_setting: str = ""
+
+    @property
+    def ledger_origin(self) -> str:
+        """The ledger's checkpoint origin (:func:`chalicelib.ledger.layout.ledger_origin`)."""
+        from chalicelib.ledger.layout import ledger_origin
+
+        return ledger_origin(self.audit_bucket, self.ledger_origin_setting)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -264,6 +273,7 @@ class _SettingsReader:
             ),
             ledger_anchor=self._anchor(),
             sts_endpoint_url=self._optional("STS_ENDPOINT_URL") or None,
+            ledger_origin_setting=self._origin(),
         )
         if self.problems:
             raise SettingsError(self.problems)
@@ -303,6 +313,14 @@ class _SettingsReader:
             refresh_seconds=self._int("SESSION_REFRESH_SECONDS"),
             revocation_refresh_seconds=self._float("SESSION_REVOCATION_REFRESH_SECONDS"),
         )
+
+    def _origin(self) -> str:
+        value = self._environ.get(PREFIX + "LEDGER_ORIGIN", "").strip()
+        if any(ch.isspace() or ch == "+" for ch in value):
+            self.problems.append(
+                f"{PREFIX}LEDGER_ORIGIN is a name without spaces or '+' (like example.com/audit)"
+            )
+        return value
 
     def _anchor(self) -> str | None:
         value = self._environ.get(PREFIX + "LEDGER_ANCHOR", "").strip()

@@ -406,6 +406,7 @@ class Container:
             self.ledger_state,
             KmsSigner(self.clients.kms, self.settings.digest_key_id),
             stage=self.settings.stage,
+            origin=self.settings.ledger_origin,
             anchor=anchor,
         )
 

@@ -284,6 +284,11 @@ VARIABLES: Final = _table(
         "s3://bucket[/prefix]: where the newest ledger checkpoint also goes.",
         Reader.BOTH,
     ),
+    Variable(
+        "LEDGER_ORIGIN",
+        "The origin line of the ledger's checkpoints (default s3.amazonaws.com/<audit bucket>).",
+        Reader.FUNCTIONS,
+    ),
     Variable("GATEWAY_URL", "The stage's gateway URL (grant commands).", Reader.CLI),
     Variable("TRAIL_BUCKET", "CloudTrail's bucket, for correlation queries.", Reader.CLI),
     Variable("TRAIL_ACCOUNT_ID", "The account under AWSLogs/ in the trail bucket.", Reader.CLI),

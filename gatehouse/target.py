@@ -44,6 +44,14 @@ class Target:
     account_id: str | None = None  # the account under AWSLogs/ in the trail bucket
     athena_workgroup: str | None = None  # default gatehouse-<stage>
     athena_database: str | None = None  # default gatehouse_<stage>
+    ledger_origin_setting: str | None = None  # GATEHOUSE_LEDGER_ORIGIN
+
+    @property
+    def ledger_origin(self) -> str:
+        """The origin line of the ledger's checkpoints (what the stage's functions use)."""
+        from chalicelib.ledger.layout import ledger_origin
+
+        return ledger_origin(self.audit_bucket, self.ledger_origin_setting)
 
     @property
     def workgroup(self) -> str:
@@ -126,6 +134,7 @@ def resolve_target(state_dir: Path | None = None) -> Target:
             gateway_url=setting("GATEWAY_URL"),
             digest_key_id=setting("DIGEST_KEY_ID"),
             ledger_anchor=setting("LEDGER_ANCHOR"),
+            ledger_origin_setting=setting("LEDGER_ORIGIN"),
             trail_bucket=setting("TRAIL_BUCKET"),
             account_id=setting("TRAIL_ACCOUNT_ID"),
             athena_workgroup=setting("ATHENA_WORKGROUP"),

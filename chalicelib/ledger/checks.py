@@ -16,7 +16,7 @@ from chalicelib.ledger.consistency import RecordingRange, check_consistent
 from chalicelib.ledger.errors import ChecksumMismatch
 from chalicelib.ledger.findings import FindingKind, Report
 from chalicelib.ledger.layout import line_position
-from chalicelib.ledger.merkle import CompactRange, leaf_hash
+from chalicelib.ledger.merkle import CompactRange, leaf_hash, verify_consistency
 from chalicelib.ledger.reading import gunzip, split_lines
 from chalicelib.ledger.records import DigestLink
 
@@ -33,7 +33,8 @@ class SignedDigest:
 
     key: str
     digest: Digest
-    signature: str
+    signature: str  # what the next digest names it by
+    note: str | None = None  # its checkpoint (format 2)
 
 
 @dataclass
@@ -69,7 +70,33 @@ def check_chain(digests: Sequence[SignedDigest], report: Report) -> None:
                 signed.key,
                 f"does not name {previous.key} as its predecessor",
             )
+        elif signed.digest.consistency is not None and not carried_proof_holds(
+            previous.digest, signed.digest
+        ):
+            report.add(
+                FindingKind.INCONSISTENT_DIGESTS,
+                signed.key,
+                f"the consistency proof it carries does not lead from the tree of "
+                f"{previous.digest.tree_size} signed in {previous.key} to its own",
+            )
         previous = signed
+
+
+def carried_proof_holds(earlier: Digest, later: Digest) -> bool:
+    """Whether the consistency proof ``later`` carries leads from ``earlier``'s tree to its own."""
+    step = later.consistency
+    if step is None or step.from_size != earlier.tree_size:
+        return False
+    try:
+        return verify_consistency(
+            step.from_size,
+            later.tree_size,
+            bytes.fromhex(earlier.root),
+            bytes.fromhex(later.root),
+            [bytes.fromhex(node) for node in step.path],
+        )
+    except ValueError:
+        return False
 
 
 def check_digest(

@@ -29,7 +29,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.ledger.errors import LedgerCorrupt
@@ -303,6 +303,45 @@ def _frontier(record: ObjectRecord) -> CompactRange:
     return frontier
 
 
+def read_leaves(
+    s3: Any, bucket: str, records: Sequence[ObjectRecord], *, workers: int = 8
+) -> Iterator[list[bytes]]:
+    """The leaf hashes of each object in ``records``, in order, read a few at a time.
+
+    Each object is read by its recorded version and checked against its
+    recorded SHA-256.
+
+    Raises
+    ------
+    LedgerCorrupt
+        When an object is not the one the ledger recorded.
+    LedgerUnavailable
+        When one cannot be read.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chalicelib.ledger.errors import LedgerUnavailable
+    from chalicelib.ledger.verify import version_kwargs
+
+    def leaves(record: ObjectRecord) -> list[bytes]:
+        try:
+            body = s3.get_object(
+                Bucket=bucket, Key=record.key, **version_kwargs(record.version_id)
+            )["Body"].read()
+        except Exception as exc:
+            raise LedgerUnavailable(f"cannot read {record.key}: {exc}") from exc
+        if hashlib.sha256(body).hexdigest() != record.sha256:
+            raise LedgerCorrupt(
+                f"{record.key} is not the object the ledger recorded: run `gatehouse audit verify`"
+            )
+        return [leaf_hash(line) for line in gzip.decompress(body).split(b"\n") if line]
+
+    if not records:
+        return
+    with ThreadPoolExecutor(max_workers=min(workers, len(records))) as pool:
+        yield from pool.map(leaves, records)
+
+
 class ConsistencyProver:
     """Builds the consistency proof between two sizes of the stored ledger.
 
@@ -345,11 +384,16 @@ class ConsistencyProver:
         before = [record for record in records if record.tree_size <= old]
         pieces = Pieces(_frontier(before[-1]).subtrees if before else ())
         ends: dict[int, str] = {record.tree_size: record.root for record in before[-1:]}
+        needed = []
         for record in records[len(before) :]:
             if record.first_sequence >= new:
                 break
-            self._add_object(record.key, record.version_id, record.sha256, pieces, new)
+            needed.append(record)
             ends[record.tree_size] = record.root
+        for leaves in read_leaves(self._s3, self._bucket, needed):
+            for leaf in leaves:
+                if pieces.size < new:
+                    pieces.add(1, leaf)
         path = pieces.consistency_proof(old, new)
         old_root, new_root = pieces.root(0, old), pieces.root(0, new)
         for tree_size, head in ((old, old_root), (new, new_root)):
@@ -365,22 +409,6 @@ class ConsistencyProver:
             (new, new_root, self._digest_of(new, new_root)),
             path,
         )
-
-    def _add_object(
-        self, key: str, version_id: str | None, sha256: str, pieces: Pieces, end: int
-    ) -> None:
-        from chalicelib.ledger.verify import version_kwargs
-
-        body = self._s3.get_object(Bucket=self._bucket, Key=key, **version_kwargs(version_id))[
-            "Body"
-        ].read()
-        if hashlib.sha256(body).hexdigest() != sha256:
-            raise LedgerCorrupt(
-                f"{key} is not the object the ledger recorded: run `gatehouse audit verify`"
-            )
-        for line in gzip.decompress(body).split(b"\n"):
-            if line and pieces.size < end:
-                pieces.add(1, leaf_hash(line))
 
     def _digest_of(self, size: int, head: bytes) -> tuple[str, dict[str, Any]] | None:
         """The first signed digest of exactly ``size`` leaves, when there is one."""

@@ -2,30 +2,46 @@
 
 A digest names the objects committed since the previous digest (key,
 version id, SHA-256, sequences), the Merkle tree size and root after them,
-and the previous digest's key and signature; it is signed with the stage's
-P-256 key (KMS ``ECDSA_SHA_256``) and stored under
-``audit/v1/digests/dt=.../hour=.../<end>-<tree size>.json`` with
-``If-None-Match: *``. Digests are written on a schedule whether or not
-anything happened (an empty period is a statement too). The newest
-checkpoint (digest key, tree size, root, signature) is also written to a
-separately configured anchor, so deleting the newest digests is detected.
+the previous digest's key and signature, and the consistency proof from the
+previous digest's tree to this one's. It is stored, with its checkpoint,
+under ``audit/v1/digests/dt=.../hour=.../<end>-<tree size>.json`` with
+``If-None-Match: *``::
 
-Anyone with the bucket and the public key can check it: the signature
-covers the canonical JSON (sorted keys, no spaces) of the ``digest`` member.
+    {"digest": {...}, "checkpoint": "<origin>\n<size>\n<root>\ngatehouse-digest <sha>\n\n— ..."}
+
+The checkpoint (:mod:`chalicelib.ledger.notes`) is a signed note of a few
+hundred bytes: origin, tree size, root, and the SHA-256 of the canonical
+JSON of the ``digest`` member. The stage's P-256 key signs it (KMS
+``ECDSA_SHA_256``, always ``MessageType=RAW``), so one code path serves
+every digest however many objects it names. Digests are written on a
+schedule whether or not anything happened (an empty period is a statement
+too). The newest checkpoint is also written to a separately configured
+anchor, so deleting the newest digests is detected; witnesses
+(:mod:`chalicelib.witness`) cosign it.
+
+Digests of format 1 (a signature over the canonical JSON of the ``digest``
+member, no checkpoint) are still read and verified.
 """
 
 from __future__ import annotations
 
-import base64
+import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.ledger.errors import LedgerBusy, LedgerUnavailable
+from chalicelib.ledger.errors import LedgerBusy, LedgerCorrupt, LedgerUnavailable
 from chalicelib.ledger.layout import canonical, digest_key, utc_text
-from chalicelib.ledger.merkle import EMPTY_ROOT
-from chalicelib.ledger.records import Checkpoint, Digest, DigestEntry, DigestLink
+from chalicelib.ledger.merkle import EMPTY_ROOT, ProofError
+from chalicelib.ledger.notes import CheckpointBody, LogKey, SignedNote, digest_extension
+from chalicelib.ledger.records import (
+    Checkpoint,
+    ConsistencyStep,
+    Digest,
+    DigestEntry,
+    DigestLink,
+)
 
 if TYPE_CHECKING:
     from chalicelib.aws.signers import Signer
@@ -143,6 +159,22 @@ def _checkpoint(body: bytes) -> Checkpoint:
         raise LedgerUnavailable("the anchor is not a checkpoint") from exc
 
 
+def sign_checkpoint(document: dict[str, Any], log_key: LogKey, signer: Signer) -> SignedNote:
+    """The checkpoint of the digest ``document`` (its ``digest`` member), signed by ``signer``.
+
+    The note's text is the origin, the tree's size and root, and the SHA-256
+    of the canonical JSON of ``document``; ``log_key`` names the signature.
+    """
+    tree = document["tree"]
+    body = CheckpointBody(
+        log_key.name,
+        tree["size"],
+        bytes.fromhex(tree["root"]),
+        (digest_extension(hashlib.sha256(canonical(document)).digest()),),
+    )
+    return SignedNote(body.text(), (log_key.signature(signer.sign(body.text().encode())),))
+
+
 class DigestWriter:
     """Writes the next signed digest of the ledger.
 
@@ -158,6 +190,8 @@ class DigestWriter:
         The stage's P-256 key.
     stage:
         The stage name (in every digest).
+    origin:
+        The checkpoints' origin line (and the stage key's name in them).
     anchor:
         Where the newest checkpoint also goes (None: nowhere, which verify reports).
     clock:
@@ -172,6 +206,7 @@ class DigestWriter:
         signer: Signer,
         *,
         stage: str,
+        origin: str,
         anchor: S3Anchor | None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -180,8 +215,10 @@ class DigestWriter:
         self._state = state
         self._signer = signer
         self._stage = stage
+        self._origin = origin
         self._anchor = anchor
         self._clock = clock
+        self._log_key: LogKey | None = None
 
     def write(self) -> Checkpoint:
         """Sign and store the digest of everything committed since the previous one.
@@ -190,6 +227,8 @@ class DigestWriter:
         ------
         LedgerBusy
             When another digest was written meanwhile (nothing is stored twice).
+        LedgerCorrupt
+            When an object since the previous digest is not the one the ledger recorded.
         LedgerUnavailable, SigningError
             When the state, the bucket, KMS or the anchor cannot be used.
         """
@@ -211,16 +250,69 @@ class DigestWriter:
             objects=tuple(DigestEntry.of(record) for record in objects),
             previous=DigestLink(previous.key, previous.signature) if previous else None,
             signing_kid=self._signer.jwk()["kid"],
+            origin=self._origin,
+            consistency=self._consistency(previous, objects, tree_size),
         )
         document = digest.to_document()
-        signature = base64.b64encode(self._signer.sign(canonical(document))).decode("ascii")
+        note = sign_checkpoint(document, self.log_key(), self._signer)
         key = digest_key(now, tree_size)
-        self._store(key, {"digest": document, "signature": signature})
-        checkpoint = Checkpoint(key, signature, tree_size, root, utc_text(now), carried)
+        self._store(key, {"digest": document, "checkpoint": note.serialize()})
+        checkpoint = Checkpoint(
+            key,
+            note.signatures[0].encoded,
+            tree_size,
+            root,
+            utc_text(now),
+            carried,
+            note.serialize(),
+        )
         self._state.advance_checkpoint(chain_version, checkpoint)
         if self._anchor is not None:
             self._anchor.write(checkpoint)
         return checkpoint
+
+    def log_key(self) -> LogKey:
+        """The stage's key as the checkpoints' signer (its name is the origin)."""
+        if self._log_key is None:
+            from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+
+            from chalicelib.aws.errors import SigningError
+            from chalicelib.identity.keys import parse_jwk
+
+            public = parse_jwk({**self._signer.jwk(), "alg": "ES256"}).public_key
+            if not isinstance(public, EllipticCurvePublicKey):
+                raise SigningError("the ledger's signing key is not a P-256 key")
+            self._log_key = LogKey(self._origin, public)
+        return self._log_key
+
+    def _consistency(
+        self,
+        previous: Checkpoint | None,
+        objects: Sequence[ObjectRecord],
+        tree_size: int,
+    ) -> ConsistencyStep | None:
+        """The proof from the previous digest's tree to ``tree_size`` (None: nothing before).
+
+        The objects since the previous digest are read (by version, against
+        their recorded SHA-256) and hashed onto its signed frontier.
+        """
+        if previous is None or previous.tree_size == 0:
+            return None
+        if tree_size == previous.tree_size:
+            return ConsistencyStep(tree_size, ())
+        from chalicelib.ledger.consistency import Pieces, read_leaves
+
+        pieces = Pieces([(size, bytes.fromhex(value)) for size, value in previous.frontier])
+        if pieces.size != previous.tree_size:
+            raise LedgerCorrupt("the previous digest's frontier is not its tree's")
+        for leaves in read_leaves(self._s3, self._bucket, objects):
+            for leaf in leaves:
+                pieces.add(1, leaf)
+        try:
+            path = pieces.consistency_proof(previous.tree_size, tree_size)
+        except ProofError as exc:
+            raise LedgerCorrupt(f"no consistency proof from the previous digest: {exc}") from exc
+        return ConsistencyStep(previous.tree_size, tuple(node.hex() for node in path))
 
     def _store(self, key: str, document: dict[str, Any]) -> None:
         from botocore.exceptions import ClientError

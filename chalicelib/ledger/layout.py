@@ -27,6 +27,8 @@ from typing import Any
 
 EVENTS_PREFIX = "audit/v1/events/"
 DIGESTS_PREFIX = "audit/v1/digests/"
+# What witnesses publish: <key id hex>/cosigned/<digest stem>.note, <key id hex>/refused/...
+WITNESS_PREFIX = "audit/v1/witness/"
 
 # What the writer leaves at the key of a reservation it abandoned after a crash
 # (an empty gzip member, put with If-None-Match so the object can never land).
@@ -61,6 +63,22 @@ def digest_key(end: float, tree_size: int) -> str:
     partition = time.strftime("dt=%Y-%m-%d/hour=%H", moment)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", moment)
     return f"{DIGESTS_PREFIX}{partition}/{stamp}-{tree_size:016d}.json"
+
+
+def digest_stem(key: str) -> str:
+    """``dt=.../hour=.../<end>-<size>`` of a digest's key (what witness objects are named by)."""
+    stem = key[len(DIGESTS_PREFIX) :] if key.startswith(DIGESTS_PREFIX) else key
+    return stem.removesuffix(".json")
+
+
+def cosigned_key(witness_key_id: str, digest: str) -> str:
+    """Where witness ``witness_key_id`` (hex) publishes its cosigned checkpoint of ``digest``."""
+    return f"{WITNESS_PREFIX}{witness_key_id}/cosigned/{digest_stem(digest)}.note"
+
+
+def refusal_key(witness_key_id: str, digest: str) -> str:
+    """Where the witness ``witness_key_id`` (hex) publishes its refusal of ``digest``."""
+    return f"{WITNESS_PREFIX}{witness_key_id}/refused/{digest_stem(digest)}.json"
 
 
 def with_sequence(body: str, sequence: int) -> bytes:
@@ -114,3 +132,12 @@ def canonical(value: Any) -> bytes:
 def utc_text(epoch: float) -> str:
     """``2026-11-28T15:00:00Z``."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def ledger_origin(audit_bucket: str, setting: str | None = None) -> str:
+    """The origin line of the ledger's checkpoints: ``setting``, else ``s3.amazonaws.com/<bucket>``.
+
+    Bucket names are unique across AWS, so two stages never share a default
+    origin (a witness tells logs apart by it).
+    """
+    return setting or f"s3.amazonaws.com/{audit_bucket}"

@@ -23,7 +23,9 @@ from chalicelib.ledger.errors import DigestFormatError
 if TYPE_CHECKING:
     from chalicelib.ledger.merkle import CompactRange
 
-DIGEST_FORMAT = 1
+# 1: the stage's key signs the digest document itself (read, never written any more).
+# 2: the document carries a checkpoint (a signed note) that binds it.
+DIGEST_FORMAT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +100,11 @@ class Checkpoint:
     root: str
     end: str
     frontier: tuple[tuple[int, str], ...] = ()
+    # The signed checkpoint note (digest format 2; "" for a format 1 digest).
+    note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        value: dict[str, Any] = {
             "key": self.key,
             "signature": self.signature,
             "tree_size": self.tree_size,
@@ -108,6 +112,9 @@ class Checkpoint:
             "end": self.end,
             "frontier": [list(entry) for entry in self.frontier],
         }
+        if self.note:
+            value["note"] = self.note
+        return value
 
     @classmethod
     def from_dict(cls, value: dict[str, Any]) -> Checkpoint:
@@ -120,6 +127,7 @@ class Checkpoint:
             frontier=tuple(
                 (int(size), str(digest)) for size, digest in value.get("frontier") or ()
             ),
+            note=str(value.get("note") or ""),
         )
 
 
@@ -192,12 +200,23 @@ class DigestLink:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsistencyStep:
+    """The consistency proof from the previous digest's tree to this digest's."""
+
+    from_size: int
+    path: tuple[str, ...]  # hex nodes
+
+
+@dataclass(frozen=True, slots=True)
 class Digest:
     """A digest: what the log held at the end of a period, as signed.
 
-    The signature covers the canonical JSON of :meth:`to_document`.
-    Reading a stored digest does not round-trip it: its signature is
-    checked against the document as stored, never against this re-encoding.
+    Format 2 (written today): the stored document carries a checkpoint note
+    (:mod:`chalicelib.ledger.notes`) whose extension line is the SHA-256 of
+    the canonical JSON of :meth:`to_document`; the stage's key signs the
+    note. Format 1 (still read): the signature covers that canonical JSON.
+    Reading a stored digest does not round-trip it: it is checked against
+    the document as stored, never against this re-encoding.
     """
 
     stage: str
@@ -211,10 +230,12 @@ class Digest:
     previous: DigestLink | None
     signing_kid: str
     format: int = DIGEST_FORMAT
+    origin: str | None = None  # format 2: the checkpoint's origin line
+    consistency: ConsistencyStep | None = None  # format 2, when there is a previous tree
 
     def to_document(self) -> dict[str, Any]:
         """The ``digest`` member of the stored document (what is signed)."""
-        return {
+        document = {
             "format": self.format,
             "stage": self.stage,
             "period": {"start": self.start, "end": self.end},
@@ -231,6 +252,14 @@ class Digest:
             ),
             "signing_key": {"kid": self.signing_kid, "alg": "ES256"},
         }
+        if self.format >= 2:
+            document["origin"] = self.origin
+            document["consistency"] = (
+                {"from_size": self.consistency.from_size, "path": list(self.consistency.path)}
+                if self.consistency
+                else None
+            )
+        return document
 
     @classmethod
     def from_document(cls, value: object) -> Digest:
@@ -276,7 +305,19 @@ class Digest:
             ),
             signing_kid=_text(signing_key, "kid"),
             format=_number(digest, "format"),
+            origin=_text(digest, "origin") if digest.get("format", 1) >= 2 else None,
+            consistency=_consistency(digest.get("consistency")),
         )
+
+
+def _consistency(value: object) -> ConsistencyStep | None:
+    if value is None:
+        return None
+    step = _member(value, "a digest's consistency proof")
+    path = step.get("path")
+    if not isinstance(path, list) or not all(isinstance(node, str) for node in path):
+        raise DigestFormatError("a consistency proof's path is a list of hex nodes")
+    return ConsistencyStep(_number(step, "from_size"), tuple(path))
 
 
 def _member(value: object, what: str) -> dict[str, Any]:

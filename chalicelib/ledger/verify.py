@@ -19,6 +19,7 @@ them (or show them to be foreign). The report counts them.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import time
@@ -46,6 +47,7 @@ from chalicelib.ledger.layout import (
     object_first_sequence,
 )
 from chalicelib.ledger.merkle import CompactRange
+from chalicelib.ledger.notes import DIGEST_EXTENSION, CheckpointBody, LogKey, SignedNote
 from chalicelib.ledger.records import Digest
 
 if TYPE_CHECKING:
@@ -55,15 +57,47 @@ if TYPE_CHECKING:
 
 
 def verify_signature(public_key: EllipticCurvePublicKey, document: dict[str, Any]) -> bool:
-    """Whether ``document`` (``{"digest", "signature"}``) is signed by ``public_key``."""
-    from chalicelib.identity.keys import VerificationKey
+    """Whether the stored digest ``document`` is signed by ``public_key`` (either format)."""
+    return digest_signature(public_key, document) is not None
 
+
+def digest_signature(public_key: EllipticCurvePublicKey, document: dict[str, Any]) -> str | None:
+    """The signature that links the next digest to ``document``, when ``public_key`` signed it.
+
+    Format 2: the checkpoint note must name the digest's origin, tree size and
+    root, bind the ``digest`` member by its SHA-256, and carry the stage key's
+    signature line (its base64 part is the link). Format 1: the ``signature``
+    over the canonical JSON of the ``digest`` member. None: neither holds.
+    """
     try:
+        if "checkpoint" in document:
+            return _checkpoint_signature(public_key, document)
         raw = base64.b64decode(document["signature"], validate=True)
         signed = canonical(document["digest"])
-    except (KeyError, ValueError, TypeError):
-        return False
-    return VerificationKey(kid="ledger", alg="ES256", public_key=public_key).verify(signed, raw)
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None
+    from chalicelib.identity.keys import VerificationKey
+
+    key = VerificationKey(kid="ledger", alg="ES256", public_key=public_key)
+    return str(document["signature"]) if key.verify(signed, raw) else None
+
+
+def _checkpoint_signature(
+    public_key: EllipticCurvePublicKey, document: dict[str, Any]
+) -> str | None:
+    digest, note = document["digest"], SignedNote.parse(document["checkpoint"])
+    body = CheckpointBody.parse(note.text)
+    bound = base64.b64encode(hashlib.sha256(canonical(digest)).digest()).decode("ascii")
+    if (
+        digest["format"] < 2
+        or body.origin != digest["origin"]
+        or body.tree_size != digest["tree"]["size"]
+        or body.root.hex() != digest["tree"]["root"]
+        or body.extension(DIGEST_EXTENSION) != bound
+    ):
+        return None
+    line = LogKey(body.origin, public_key).signed_by(note)
+    return line.encoded if line else None
 
 
 def version_kwargs(version_id: str | None) -> dict[str, str]:
@@ -175,9 +209,13 @@ class LedgerVerifier:
                     "markers where one version was written: the first is the one checked",
                 )
             first = stored.versions[0]
-            body = self._s3.get_object(Bucket=self._bucket, Key=key, **version_kwargs(first))[
-                "Body"
-            ].read()
+            try:
+                body = self._object(key, first)
+            except ChecksumMismatch:
+                report.add(FindingKind.BAD_SIGNATURE, key, "its bytes are not the ones stored")
+                continue
+            if body is None:
+                continue  # gone since it was listed: the chain names the gap
             try:
                 document = json.loads(body)
                 digest = Digest.from_document(document["digest"])
@@ -185,10 +223,17 @@ class LedgerVerifier:
                 report.add(FindingKind.BAD_SIGNATURE, key, "not a digest document")
                 continue
             # The signature covers the document as stored, not the parsed digest.
-            if not verify_signature(self._public_key, document):
-                report.add(FindingKind.BAD_SIGNATURE, key, "the signature does not verify")
+            link = digest_signature(self._public_key, document)
+            if link is None:
+                what = "checkpoint" if "checkpoint" in document else "signature"
+                report.add(
+                    FindingKind.BAD_SIGNATURE,
+                    key,
+                    f"the {what} does not verify"
+                    + (" or does not bind this digest" if what == "checkpoint" else ""),
+                )
                 continue
-            found.append(SignedDigest(key, digest, str(document["signature"])))
+            found.append(SignedDigest(key, digest, link, document.get("checkpoint")))
         found.sort(key=lambda signed: (signed.digest.tree_size, signed.digest.end, signed.key))
         return found
 

@@ -39,6 +39,7 @@ def sign_digest(target: Target) -> Checkpoint:
         ledger_state(target),
         KmsSigner(target.client("kms"), digest_key(target)),
         stage=target.stage,
+        origin=target.ledger_origin,
         anchor=anchor(target),
     )
     return writer.write()

@@ -22,8 +22,9 @@ from moto.s3.models import s3_backends
 
 from chalicelib.aws.signers import KmsSigner
 from chalicelib.ledger import LedgerState
-from chalicelib.ledger.digest import DigestWriter, S3Anchor
+from chalicelib.ledger.digest import DigestWriter, S3Anchor, sign_checkpoint
 from chalicelib.ledger.layout import DIGESTS_PREFIX, canonical
+from chalicelib.ledger.notes import CheckpointBody, LogKey, SignedNote
 from chalicelib.ledger.verify import LedgerVerifier
 from tests.functional.test_audit_writer import deliver, events
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from gatehouse.dev.bootstrap import Resources
 
 ANCHOR_BUCKET = "gatehouse-test-anchor"
+ORIGIN = "example.com/gatehouse-test"
 
 
 def s3() -> Any:
@@ -69,10 +71,20 @@ class Ledger:
             self.state,
             self.signer,
             stage="test",
+            origin=ORIGIN,
             anchor=self.anchor,
             clock=lambda: self.clock,
         )
         return writer.write().key
+
+    def resign(self, key: str, document: dict[str, Any]) -> None:
+        """Sign ``document`` anew with the stage's key and store it over the digest at ``key``."""
+        checkpoint = sign_checkpoint(
+            document["digest"], LogKey(ORIGIN, self.public_key), self.signer
+        )
+        document["checkpoint"] = checkpoint.serialize()
+        version = s3().head_object(Bucket=self.aws.audit_bucket, Key=key)["VersionId"]
+        tamper(self.aws.audit_bucket, key, version, canonical(document))
 
     def verify(self, **bounds: str) -> Report:
         verifier = LedgerVerifier(s3(), self.aws.audit_bucket, self.public_key)
@@ -154,13 +166,34 @@ def test_each_digest_is_signed_chained_and_anchored(ledger: Ledger) -> None:
     assert [d["tree"]["size"] for d in digests] == [7, 7, 20]
     assert [len(d["objects"]) for d in digests] == [2, 0, 3]
     assert digests[0]["previous"] is None
-    for earlier, later, key in zip(documents, digests[1:], keys, strict=False):
-        assert later["previous"] == {"key": key, "signature": earlier["signature"]}
+    notes = [SignedNote.parse(document["checkpoint"]) for document in documents]
+    links = [note.signatures[0].encoded for note in notes]
+    for link, later, key in zip(links, digests[1:], keys, strict=False):
+        assert later["previous"] == {"key": key, "signature": link}
     assert all(entry["version_id"] for d in digests for entry in d["objects"])
+    # Each checkpoint is a C2SP note: origin, size, root, the digest's hash; signed by the
+    # stage's key (ECDSA, DER) under the origin's name, as the only signature line.
+    for note, digest in zip(notes, digests, strict=True):
+        body = CheckpointBody.parse(note.text)
+        assert (body.origin, body.tree_size, body.root.hex()) == (
+            ORIGIN,
+            digest["tree"]["size"],
+            digest["tree"]["root"],
+        )
+        bound = base64.b64encode(hashlib.sha256(canonical(digest)).digest()).decode()
+        assert body.extensions == (f"gatehouse-digest {bound}",)
+        assert LogKey(ORIGIN, ledger.public_key).signed_by(note) == note.signatures[0]
+        assert len(note.text.encode()) < 300
+    # Each digest after the first carries the proof that it extends the one before.
+    assert digests[0]["consistency"] is None
+    assert digests[1]["consistency"] == {"from_size": 7, "path": []}
+    assert digests[2]["consistency"]["from_size"] == 7
+    assert digests[2]["consistency"]["path"]
     checkpoint = ledger.anchor.read()
     assert checkpoint is not None
     assert (checkpoint.key, checkpoint.tree_size) == (keys[-1], 20)
-    assert checkpoint.signature == documents[-1]["signature"]
+    assert checkpoint.signature == links[-1]
+    assert checkpoint.note == documents[-1]["checkpoint"]
 
 
 def test_a_bounded_check_starts_from_the_signed_frontier(ledger: Ledger) -> None:
@@ -263,10 +296,8 @@ def test_a_signed_digest_whose_root_the_lines_do_not_give_is_an_inconsistent_tre
     key = digest_keys(ledger)[-1]
     document = json.loads(s3().get_object(Bucket=ledger.aws.audit_bucket, Key=key)["Body"].read())
     document["digest"]["tree"]["root"] = "00" * 32
-    signature = ledger.signer.sign(canonical(document["digest"]))
-    document["signature"] = base64.b64encode(signature).decode()
-    version = s3().head_object(Bucket=ledger.aws.audit_bucket, Key=key)["VersionId"]
-    tamper(ledger.aws.audit_bucket, key, version, canonical(document))
+    document["digest"]["consistency"] = None
+    ledger.resign(key, document)
 
     assert "inconsistent_tree" in kinds(ledger.verify())
 
@@ -301,10 +332,8 @@ def test_a_digest_signed_over_a_rewritten_history_is_inconsistent_digests(
     before, key = digest_keys(ledger)[-2:]
     document = json.loads(s3().get_object(Bucket=ledger.aws.audit_bucket, Key=key)["Body"].read())
     document["digest"]["tree"].update(root=rewritten.root().hex(), frontier=rewritten.to_json())
-    signature = ledger.signer.sign(canonical(document["digest"]))
-    document["signature"] = base64.b64encode(signature).decode()
-    version = s3().head_object(Bucket=ledger.aws.audit_bucket, Key=key)["VersionId"]
-    tamper(ledger.aws.audit_bucket, key, version, canonical(document))
+    document["digest"]["consistency"] = None  # no proof leads to the rewritten root
+    ledger.resign(key, document)
     end = document["digest"]["period"]["end"]
 
     for report in (ledger.verify(), ledger.verify(since=end)):
@@ -346,7 +375,7 @@ def test_a_delete_marker_on_the_newest_digest_and_a_rolled_back_anchor_are_named
     rolled_back = dict(ledger.anchor.read().as_dict())  # type: ignore[union-attr]
     rolled_back.update(
         key=previous,
-        signature=older["signature"],
+        signature=SignedNote.parse(older["checkpoint"]).signatures[0].encoded,
         tree_size=older["digest"]["tree"]["size"],
         root=older["digest"]["tree"]["root"],
     )
@@ -674,3 +703,168 @@ def test_worker_processes_find_exactly_what_one_process_finds(
         alone.tree_size,
         alone.root,
     )
+
+
+# --- checkpoints: the signed note, the proof each digest carries, the format before them ------
+
+
+def test_a_carried_consistency_proof_that_does_not_hold_is_inconsistent_digests(
+    ledger: Ledger,
+) -> None:
+    # The history is intact; only the proof a witness would check is wrong.
+    key = digest_keys(ledger)[-1]
+    document = json.loads(s3().get_object(Bucket=ledger.aws.audit_bucket, Key=key)["Body"].read())
+    document["digest"]["consistency"]["path"][0] = "ab" * 32
+    ledger.resign(key, document)
+
+    report = ledger.verify()
+
+    inconsistent = [f for f in report.findings if f.kind == "inconsistent_digests"]
+    assert [f.where for f in inconsistent] == [key]
+    assert "the consistency proof it carries" in inconsistent[0].detail
+    # Besides: the re-signed checkpoint is not the one the anchor kept.
+    assert kinds(report) == {"inconsistent_digests", "truncated_tail"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda text: text.replace("\n20\n", "\n21\n", 1), id="size"),
+        pytest.param(lambda text: text.replace(ORIGIN, "example.com/other", 1), id="origin"),
+        pytest.param(
+            lambda text: text.replace("gatehouse-digest ", "gatehouse-digest A", 1),
+            id="bound-digest",
+        ),
+        pytest.param(
+            lambda text: text.rsplit("\u2014", 1)[0] + "\u2014 x AAAAAAA=\n", id="signature-line"
+        ),
+        pytest.param(lambda text: text.split("\n\n")[0] + "\n", id="no-signature"),
+    ],
+)
+def test_a_checkpoint_changed_in_any_part_is_a_bad_signature(ledger: Ledger, change: Any) -> None:
+    key = digest_keys(ledger)[-1]
+    document = json.loads(s3().get_object(Bucket=ledger.aws.audit_bucket, Key=key)["Body"].read())
+    document["checkpoint"] = change(document["checkpoint"])
+    version = s3().head_object(Bucket=ledger.aws.audit_bucket, Key=key)["VersionId"]
+    tamper(ledger.aws.audit_bucket, key, version, canonical(document))
+
+    report = ledger.verify()
+
+    assert ("bad_signature", key) in {(f.kind, f.where) for f in report.findings}
+
+
+def test_a_checkpoint_signed_by_another_key_is_a_bad_signature(ledger: Ledger) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from chalicelib.aws.signers import LocalSigner
+
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    key = digest_keys(ledger)[-1]
+    document = json.loads(s3().get_object(Bucket=ledger.aws.audit_bucket, Key=key)["Body"].read())
+    note = sign_checkpoint(
+        document["digest"], LogKey(ORIGIN, stranger.public_key()), LocalSigner(stranger)
+    )
+    document["checkpoint"] = note.serialize()
+    version = s3().head_object(Bucket=ledger.aws.audit_bucket, Key=key)["VersionId"]
+    tamper(ledger.aws.audit_bucket, key, version, canonical(document))
+
+    assert ("bad_signature", key) in {(f.kind, f.where) for f in ledger.verify().findings}
+
+
+def test_a_digest_of_many_objects_is_signed_as_a_small_checkpoint_and_verifies(
+    ledger: Ledger,
+) -> None:
+    # KMS signs at most 4 KB as RAW: the digest document is far larger, the note is not.
+    for _ in range(24):
+        ledger.write(2)
+    key = ledger.digest()
+
+    stored = s3().get_object(Bucket=ledger.aws.audit_bucket, Key=key)["Body"].read()
+    document = json.loads(stored)
+
+    assert len(canonical(document["digest"])) > 4096
+    assert len(SignedNote.parse(document["checkpoint"]).text) < 300
+    report = ledger.verify()
+    assert report.ok, report.findings
+    assert report.tree_size == 68
+
+
+def write_format_1_digest(ledger: Ledger) -> str:
+    """A digest as stages wrote them before checkpoints: the signature over the JSON."""
+    from chalicelib.ledger.layout import digest_key, utc_text
+    from chalicelib.ledger.records import Checkpoint, Digest, DigestEntry, DigestLink
+
+    ledger.clock += 3600
+    previous, version = ledger.state.checkpoint()
+    records = ledger.state.objects(from_sequence=previous.tree_size if previous else 0)
+    last = records[-1]
+    document = Digest(
+        stage="test",
+        start=previous.end if previous else None,
+        end=utc_text(ledger.clock),
+        tree_size=last.tree_size,
+        root=last.root,
+        frontier=last.frontier,
+        objects=tuple(DigestEntry.of(record) for record in records),
+        previous=DigestLink(previous.key, previous.signature) if previous else None,
+        signing_kid=ledger.signer.jwk()["kid"],
+        format=1,
+    ).to_document()
+    assert "checkpoint" not in document and "origin" not in document
+    signature = base64.b64encode(ledger.signer.sign(canonical(document))).decode()
+    key = digest_key(ledger.clock, last.tree_size)
+    s3().put_object(
+        Bucket=ledger.aws.audit_bucket,
+        Key=key,
+        Body=canonical({"digest": document, "signature": signature}),
+        ChecksumAlgorithm="SHA256",
+    )
+    ledger.state.advance_checkpoint(
+        version,
+        Checkpoint(
+            key, signature, last.tree_size, last.root, utc_text(ledger.clock), last.frontier
+        ),
+    )
+    return key
+
+
+def test_digests_of_the_format_before_checkpoints_still_verify_and_chain_on(aws: Resources) -> None:
+    ledger = Ledger(aws)
+    ledger.write(4)
+    first = write_format_1_digest(ledger)
+    ledger.write(3)
+    second = write_format_1_digest(ledger)
+    ledger.write(5)
+    third = ledger.digest()  # today's format, chained to the old
+
+    report = ledger.verify()
+
+    assert report.ok, report.findings
+    assert (report.digests, report.tree_size) == (3, 12)
+    stored = json.loads(s3().get_object(Bucket=aws.audit_bucket, Key=third)["Body"].read())
+    old = json.loads(s3().get_object(Bucket=aws.audit_bucket, Key=second)["Body"].read())
+    assert stored["digest"]["previous"] == {"key": second, "signature": old["signature"]}
+    assert stored["digest"]["consistency"]["from_size"] == 7
+
+    # An old digest edited is still named.
+    old["digest"]["objects"] = []
+    version = s3().head_object(Bucket=aws.audit_bucket, Key=first)["VersionId"]
+    edited = json.loads(s3().get_object(Bucket=aws.audit_bucket, Key=first)["Body"].read())
+    edited["digest"]["period"]["end"] = "2000-01-01T00:00:00Z"
+    tamper(aws.audit_bucket, first, version, canonical(edited))
+    assert ("bad_signature", first) in {(f.kind, f.where) for f in ledger.verify().findings}
+
+
+def test_a_digest_whose_bytes_no_longer_match_s3s_checksum_is_a_bad_signature(
+    ledger: Ledger,
+) -> None:
+    key = digest_keys(ledger)[0]
+    version = s3().head_object(Bucket=ledger.aws.audit_bucket, Key=key)["VersionId"]
+    stored = s3_backends["123456789012"]["aws"].get_object(
+        ledger.aws.audit_bucket, key, version_id=version
+    )
+    stored.value = stored.value.replace(b'"stage":"test"', b'"stage":"tset"')
+
+    report = ledger.verify()
+
+    assert ("bad_signature", key) in {(f.kind, f.where) for f in report.findings}
