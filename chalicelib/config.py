@@ -316,9 +316,10 @@ class _SettingsReader:
 
     def _origin(self) -> str:
         value = self._environ.get(PREFIX + "LEDGER_ORIGIN", "").strip()
-        if any(ch.isspace() or ch == "+" for ch in value):
+        if len(value) > 200 or any(ch.isspace() or ch == "+" for ch in value):
             self.problems.append(
-                f"{PREFIX}LEDGER_ORIGIN is a name without spaces or '+' (like example.com/audit)"
+                f"{PREFIX}LEDGER_ORIGIN is a name of at most 200 characters, without spaces "
+                "or '+' (like example.com/audit)"
             )
         return value
 

@@ -289,6 +289,11 @@ VARIABLES: Final = _table(
         "The origin line of the ledger's checkpoints (default s3.amazonaws.com/<audit bucket>).",
         Reader.FUNCTIONS,
     ),
+    Variable(
+        "WITNESS_KEYS",
+        "The witnesses' public keys (C2SP vkeys, space-separated) that verify and evidence trust.",
+        Reader.CLI,
+    ),
     Variable("GATEWAY_URL", "The stage's gateway URL (grant commands).", Reader.CLI),
     Variable("TRAIL_BUCKET", "CloudTrail's bucket, for correlation queries.", Reader.CLI),
     Variable("TRAIL_ACCOUNT_ID", "The account under AWSLogs/ in the trail bucket.", Reader.CLI),

@@ -40,6 +40,7 @@ COMMANDS = {
     "grant": "gatehouse.grant_commands:grant",
     "session": "gatehouse.session_commands:session",
     "audit": "gatehouse.audit_commands:audit",
+    "witness": "gatehouse.witness_commands:witness",
     "demo": "gatehouse.demo:demo",
 }
 

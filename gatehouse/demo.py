@@ -26,6 +26,7 @@ from gatehouse.dev.process import StackStartFailed, start_dev_process
 
 if TYPE_CHECKING:
     from gatehouse.state import DevState
+    from gatehouse.target import Target
 
 STARTUP_SECONDS = 90
 STOP_SECONDS = 20
@@ -317,6 +318,7 @@ def _print_aws_correlation(state: DevState, state_dir: Path) -> bool:
 def _print_verification(state_dir: Path) -> bool:
     """Sign a digest now, then verify the whole ledger as an auditor would."""
     from gatehouse.audit_commands import sign_digest, verify
+    from gatehouse.audit_commands.ledger import witness_keys
     from gatehouse.target import resolve_target
 
     target = resolve_target(state_dir)
@@ -324,15 +326,41 @@ def _print_verification(state_dir: Path) -> bool:
     print(f"\nLedger: digest signed with the stage's KMS key: {checkpoint.key}")
     print(f"  tree size {checkpoint.tree_size}, root {checkpoint.root}")
     print(f"  anchored at {target.ledger_anchor}")
-    report = verify(target)
+    print(f"  checkpoint (C2SP signed note, {len(checkpoint.note.encode())} bytes):")
+    for line in checkpoint.note.splitlines():
+        print(f"    {line[:100]}")
+    witnesses = witness_keys(target, ())
+    for witness in witnesses:
+        cosigned = _wait_for_cosignature(target, witness.key_id.hex(), checkpoint.key)
+        print(f"  witness {witness.name}: {'cosigned' if cosigned else 'NOT cosigned'}")
+    report = verify(target, witnesses=witnesses, require_witnesses=len(witnesses))
     print(
-        f"gatehouse audit verify: {'ok' if report.ok else 'FAILED'}: {report.digests} digests, "
-        f"{report.objects} objects, {report.events} events re-derived from the bucket "
+        f"gatehouse audit verify --require-witnesses {len(witnesses)}: "
+        f"{'ok' if report.ok else 'FAILED'}: {report.digests} digests, "
+        f"{report.objects} objects, {report.events} events re-derived from the bucket, newest "
+        f"checkpoint cosigned by {', '.join(report.cosigned_by) or 'no witness'} "
         f"({report.seconds:.2f} s)"
     )
     for finding in report.findings:
         print(f"  {finding.kind}: {finding.where}: {finding.detail}")
     return report.ok
+
+
+def _wait_for_cosignature(target: Target, key_id: str, digest: str) -> bool:
+    """Whether the witness ``key_id`` published its cosignature of ``digest`` within 15 s."""
+    from botocore.exceptions import ClientError
+
+    from chalicelib.ledger.layout import cosigned_key
+
+    s3 = target.client("s3")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            s3.head_object(Bucket=target.audit_bucket, Key=cosigned_key(key_id, digest))
+            return True
+        except ClientError:
+            time.sleep(0.25)
+    return False
 
 
 def _write_report(state_dir: Path) -> bool:

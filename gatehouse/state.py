@@ -47,6 +47,9 @@ class DevState:
     stage: str = "dev"
     idp_keys: dict[str, dict[str, str]] = field(default_factory=dict)
     pid: int = 0
+    # The local witness: its vkey (what verify trusts) and its private key's file.
+    witness_keys: list[str] = field(default_factory=list)
+    witness_private_key_path: str = ""
 
     def write(self, path: Path) -> None:
         """Write atomically, so a reader never sees half a file."""

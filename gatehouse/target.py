@@ -45,6 +45,8 @@ class Target:
     athena_workgroup: str | None = None  # default gatehouse-<stage>
     athena_database: str | None = None  # default gatehouse_<stage>
     ledger_origin_setting: str | None = None  # GATEHOUSE_LEDGER_ORIGIN
+    # The witnesses' public keys (C2SP vkeys) that verify and evidence trust.
+    witness_keys: tuple[str, ...] = ()
 
     @property
     def ledger_origin(self) -> str:
@@ -135,6 +137,7 @@ def resolve_target(state_dir: Path | None = None) -> Target:
             digest_key_id=setting("DIGEST_KEY_ID"),
             ledger_anchor=setting("LEDGER_ANCHOR"),
             ledger_origin_setting=setting("LEDGER_ORIGIN"),
+            witness_keys=tuple((setting("WITNESS_KEYS") or "").split()),
             trail_bucket=setting("TRAIL_BUCKET"),
             account_id=setting("TRAIL_ACCOUNT_ID"),
             athena_workgroup=setting("ATHENA_WORKGROUP"),
@@ -154,6 +157,7 @@ def resolve_target(state_dir: Path | None = None) -> Target:
         gateway_url=state.gateway_url,
         digest_key_id=state.digest_key_id or None,
         ledger_anchor=state.ledger_anchor or None,
+        witness_keys=tuple(state.witness_keys),
         trail_bucket=state.trail_bucket or None,
         account_id=state.account_id or None,
         athena_workgroup=_deployed_stage_setting(os.environ)("ATHENA_WORKGROUP"),

@@ -10,20 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.ledger.consistency import RecordingRange, check_consistent
+from chalicelib.ledger.cosignatures import Published, refusal, with_cosignatures
 from chalicelib.ledger.errors import ChecksumMismatch
 from chalicelib.ledger.findings import FindingKind, Report
-from chalicelib.ledger.layout import line_position
+from chalicelib.ledger.layout import canonical, digest_stem, line_position
 from chalicelib.ledger.merkle import CompactRange, leaf_hash, verify_consistency
+from chalicelib.ledger.notes import CheckpointBody, LogKey, NoteError, SignedNote
 from chalicelib.ledger.reading import gunzip, split_lines
 from chalicelib.ledger.records import DigestLink
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+
     from chalicelib.ledger.feed import Fetched
+    from chalicelib.ledger.notes import WitnessKey
     from chalicelib.ledger.records import Checkpoint, Digest, DigestEntry
 
 
@@ -282,3 +287,90 @@ def frontier_tree(digest: Digest, report: Report) -> CompactRange:
             FindingKind.INCONSISTENT_TREE, "frontier", "the signed frontier does not give its root"
         )
     return frontier
+
+
+def check_witnesses(
+    public_key: EllipticCurvePublicKey,
+    digests: Sequence[SignedDigest],
+    found: Sequence[Published],
+    witnesses: Sequence[WitnessKey],
+    required: int,
+    report: Report,
+) -> None:
+    """Judge what witnesses published against the digests (signed, in tree order).
+
+    - A cosigned checkpoint the stage's key signed must be the checkpoint of
+      the digest it is filed under: otherwise the stage signed a history the
+      bucket does not hold (``forked_checkpoint``), whoever cosigned it.
+    - A refusal signed by a trusted witness is a ``witness_refused``; others
+      are counted, not judged (anyone who can write the prefix could forge one).
+    - The newest checkpoint must be cosigned by ``required`` trusted witnesses.
+    """
+    notes = {digest_stem(signed.key): signed.note for signed in digests if signed.note}
+    trusted = {witness.key_id.hex(): witness for witness in witnesses}
+    for item in found:
+        if item.kind == "cosigned":
+            _check_cosigned(public_key, item, notes, report)
+            continue
+        record = refusal(item.body)
+        witness = trusted.get(item.witness_dir)
+        if record is None or witness is None or not _refusal_signed(witness, record):
+            report.untrusted_refusals += 1
+            continue
+        detail = record["refusal"]
+        report.add(
+            FindingKind.WITNESS_REFUSED,
+            str(detail.get("digest_key")),
+            f"witness {witness.name} refused it on {detail.get('at')}: {detail.get('verdict')}: "
+            f"{detail.get('detail')}",
+        )
+    newest = digests[-1] if digests else None
+    if newest is None or newest.note is None:
+        cosigners: list[str] = []
+    else:
+        note = with_cosignatures(SignedNote.parse(newest.note), iter(found), newest.key)
+        cosigners = sorted(w.name for w in witnesses if w.cosigned(note) is not None)
+        report.cosigned_size = newest.digest.tree_size
+    report.cosigned_by = cosigners
+    if required > len(cosigners):
+        report.add(
+            FindingKind.MISSING_COSIGNATURES,
+            newest.key if newest else "ledger",
+            f"the newest checkpoint is cosigned by {len(cosigners)} of the {required} trusted "
+            f"witnesses required ({', '.join(cosigners) or 'none'})",
+        )
+
+
+def _check_cosigned(
+    public_key: EllipticCurvePublicKey,
+    item: Published,
+    notes: Mapping[str, str | None],
+    report: Report,
+) -> None:
+    try:
+        note = SignedNote.parse(item.body.decode("utf-8"))
+        body = CheckpointBody.parse(note.text)
+    except (NoteError, UnicodeDecodeError):
+        return  # not signed by anyone we know: nothing to judge
+    if LogKey(body.origin, public_key).signed_by(note) is None:
+        return
+    held = notes.get(item.stem)
+    if held is not None and SignedNote.parse(held).text == note.text:
+        return
+    report.add(
+        FindingKind.FORKED_CHECKPOINT,
+        item.key,
+        f"signed by the stage's key: the tree of {body.tree_size} with root "
+        f"{body.root.hex()[:16]}..., which no digest in the bucket holds",
+    )
+
+
+def _refusal_signed(witness: WitnessKey, record: dict[str, Any]) -> bool:
+    import base64
+    import binascii
+
+    try:
+        signature = base64.b64decode(record["signature"], validate=True)
+        return witness.signed_record(canonical(record["refusal"]), signature)
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        return False

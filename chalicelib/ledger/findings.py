@@ -21,6 +21,13 @@
 ``unledgered_object``     an object among the ledger's that no digest names,
                           though the digests already cover its sequences (queries
                           would count its lines; the ledger never had them)
+``forked_checkpoint``     a checkpoint signed by the stage's key that no digest in
+                          the bucket holds: the stage showed someone (a witness)
+                          another history than the bucket's (a split view)
+``witness_refused``       a trusted witness refused a checkpoint (a fork, a
+                          rollback, a tree that does not extend what it cosigned)
+``missing_cosignatures``  fewer trusted witnesses cosigned the newest checkpoint
+                          than required (``--require-witnesses``)
 ========================  =======================================================
 
 The kinds' values are what ``gatehouse audit verify`` prints and its JSON
@@ -50,6 +57,9 @@ class FindingKind(StrEnum):
     TRUNCATED_TAIL = "truncated_tail"
     HIDDEN_VERSION = "hidden_version"
     UNLEDGERED_OBJECT = "unledgered_object"
+    FORKED_CHECKPOINT = "forked_checkpoint"
+    WITNESS_REFUSED = "witness_refused"
+    MISSING_COSIGNATURES = "missing_cosignatures"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +86,11 @@ class Report:
     root: str = ""
     seconds: float = 0.0
     undigested_objects: int = 0
+    # The trusted witnesses that cosigned the newest checkpoint (its size, their names).
+    cosigned_size: int | None = None
+    cosigned_by: list[str] = field(default_factory=list)
+    # Refusals published by witnesses that were not named as trusted.
+    untrusted_refusals: int = 0
 
     @property
     def ok(self) -> bool:
@@ -94,6 +109,9 @@ class Report:
             "tree_size": self.tree_size,
             "root": self.root,
             "undigested_objects": self.undigested_objects,
+            "cosigned_size": self.cosigned_size,
+            "cosigned_by": self.cosigned_by,
+            "untrusted_refusals": self.untrusted_refusals,
             "seconds": round(self.seconds, 3),
             "findings": [finding.as_dict() for finding in self.findings],
         }

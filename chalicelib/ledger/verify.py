@@ -34,8 +34,10 @@ from chalicelib.ledger.checks import (
     check_chain,
     check_current_versions,
     check_digest,
+    check_witnesses,
     frontier_tree,
 )
+from chalicelib.ledger.cosignatures import published
 from chalicelib.ledger.errors import ChecksumMismatch, DigestFormatError
 from chalicelib.ledger.feed import ObjectFeed
 from chalicelib.ledger.findings import FindingKind, Report
@@ -53,6 +55,7 @@ from chalicelib.ledger.records import Digest
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
+    from chalicelib.ledger.notes import WitnessKey
     from chalicelib.ledger.records import Checkpoint
 
 
@@ -141,6 +144,8 @@ class LedgerVerifier:
         anchor_versions: Sequence[Checkpoint] = (),
         since: str | None = None,
         until: str | None = None,
+        witnesses: Sequence[WitnessKey] = (),
+        require_witnesses: int = 0,
     ) -> Report:
         """Check every digest (whose period ends within ``since``..``until``, ISO UTC).
 
@@ -149,6 +154,10 @@ class LedgerVerifier:
         first, see :meth:`~chalicelib.ledger.digest.S3Anchor.versions`) take
         the place of ``anchor``: the bucket is held to the largest tree any of
         them names, and a current version older than that is itself a finding.
+
+        ``witnesses`` are the witness keys trusted: what they published is
+        judged (:func:`check_witnesses`), and fewer than ``require_witnesses``
+        of them cosigning the newest checkpoint is a finding.
         """
         if anchor_versions:
             anchor = max(anchor_versions, key=lambda checkpoint: checkpoint.tree_size)
@@ -186,6 +195,14 @@ class LedgerVerifier:
                 f"its current version names tree size {anchor_versions[0].tree_size}, older "
                 f"than the {anchor.tree_size if anchor else 0} of a version it replaced",
             )
+        check_witnesses(
+            self._public_key,
+            digests,
+            list(published(self._s3, self._bucket)),
+            witnesses,
+            require_witnesses,
+            report,
+        )
         report.tree_size, report.root = tree.size, tree.root().hex()
         report.seconds = time.perf_counter() - started
         return report

@@ -18,11 +18,13 @@ from gatehouse.audit_commands.stage import anchor, digest_key, ledger_state
 from gatehouse.times import accepted
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
     from chalicelib.ledger.findings import Report
+    from chalicelib.ledger.notes import WitnessKey
     from chalicelib.ledger.records import Checkpoint
     from gatehouse.cli import CliContext
     from gatehouse.target import Target
@@ -52,11 +54,15 @@ def verify(
     until: datetime | None = None,
     public_key_file: Path | None = None,
     jobs: int | None = None,
+    witnesses: Sequence[WitnessKey] = (),
+    require_witnesses: int = 0,
 ) -> Report:
     """Verify the ledger from the bucket, the public key and the anchor.
 
     Only digests whose period ends within ``since``..``until`` (inclusive,
     either open) are checked; see :func:`gatehouse.times.parse_window`.
+    ``witnesses`` are trusted; fewer than ``require_witnesses`` of them
+    cosigning the newest checkpoint is a finding.
     """
     from chalicelib.ledger.verify import LedgerVerifier
     from gatehouse.times import utc_text
@@ -75,7 +81,30 @@ def verify(
         anchor_versions=stage_anchor.versions() if stage_anchor else (),
         since=utc_text(since) if since is not None else None,
         until=utc_text(until) if until is not None else None,
+        witnesses=witnesses,
+        require_witnesses=require_witnesses,
     )
+
+
+def witness_keys(target: Target, given: Sequence[str]) -> list[WitnessKey]:
+    """The trusted witness keys: ``--witness`` vkeys, else the stage's (``GATEHOUSE_WITNESS_KEYS``).
+
+    Raises
+    ------
+    click.UsageError
+        When a vkey is not an Ed25519 cosigner key.
+    """
+    from chalicelib.ledger.notes import NoteError, WitnessKey
+
+    keys = []
+    for text in given or target.witness_keys:
+        try:
+            keys.append(WitnessKey.from_vkey(text))
+        except (NoteError, ValueError) as exc:
+            raise click.UsageError(
+                f"--witness {text[:40]!r} is not a witness key (name+keyid+base64): {exc}"
+            ) from exc
+    return keys
 
 
 # What `gatehouse audit verify --publish-metric` puts, and the stage's
@@ -239,6 +268,21 @@ def _at_least_one(ctx: click.Context, param: click.Parameter, text: str | None) 
     type=_FILE,
     help="PEM, JWK or JWKS of the stage's key (default: read it from KMS)",
 )
+@click.option(
+    "--witness",
+    "witness_vkeys",
+    multiple=True,
+    metavar="VKEY",
+    help="a trusted witness's key (name+keyid+base64; repeat for several; default: "
+    "GATEHOUSE_WITNESS_KEYS, or the local stack's witness)",
+)
+@click.option(
+    "--require-witnesses",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="fail unless N trusted witnesses cosigned the newest checkpoint",
+)
 @click.pass_obj
 def verify_command(
     obj: CliContext,
@@ -250,6 +294,8 @@ def verify_command(
     publish_metric: bool,
     jobs: int | None,
     public_key: Path | None,
+    witness_vkeys: tuple[str, ...],
+    require_witnesses: int,
 ) -> int:
     """Re-derive the ledger from the bucket; see the exit statuses above."""
     from gatehouse.target import resolve_target
@@ -258,7 +304,21 @@ def verify_command(
     target = resolve_target(obj.state_dir)
     # Before any AWS call; an unreadable bound must not quietly check nothing.
     start, end = parse_window(since, until, start_option="--since", end_option="--until")
-    report = verify(target, since=start, until=end, public_key_file=public_key, jobs=jobs)
+    trusted = witness_keys(target, witness_vkeys)
+    if require_witnesses > len(trusted):
+        raise click.UsageError(
+            f"--require-witnesses {require_witnesses} needs that many trusted witness keys "
+            f"(--witness VKEY); {len(trusted)} given"
+        )
+    report = verify(
+        target,
+        since=start,
+        until=end,
+        public_key_file=public_key,
+        jobs=jobs,
+        witnesses=trusted,
+        require_witnesses=require_witnesses,
+    )
     if publish_metric:
         publish_verify_metric(target, report)
     empty = verified_nothing(report)
@@ -305,6 +365,17 @@ def _print_verify_report(report: Report, target: Target, *, empty: bool) -> None
         f"events; tree size {report.tree_size}, root {report.root[:16]}... "
         f"({report.seconds:.2f} s)"
     )
+    if report.cosigned_size is not None:
+        print(
+            f"newest checkpoint (tree size {report.cosigned_size}) cosigned by "
+            f"{len(report.cosigned_by)} trusted witness(es)"
+            + (f": {', '.join(report.cosigned_by)}" if report.cosigned_by else "")
+        )
+    if report.untrusted_refusals:
+        print(
+            f"note: {report.untrusted_refusals} refusal(s) published by witnesses not named "
+            "trusted (--witness): not judged"
+        )
     if report.undigested_objects:
         print(
             f"{report.undigested_objects} object(s) stored since the newest digest are not "

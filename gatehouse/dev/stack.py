@@ -22,6 +22,7 @@ from typing import Any
 
 import boto3
 
+from chalicelib.ledger.layout import ledger_origin
 from gatehouse.deploy.templates import access_log_format
 from gatehouse.dev.aws_server import AwsServer
 from gatehouse.dev.aws_upstream import AwsUpstream
@@ -41,6 +42,7 @@ from gatehouse.dev.gateway import ApiGatewayEmulator, GatewayServer, load_api_de
 from gatehouse.dev.idp import DevIssuer, SigningKey, load_or_create_key
 from gatehouse.dev.loopback_sqs import LoopbackSqs
 from gatehouse.dev.sts_recorder import StsRecorder
+from gatehouse.dev.witness import LocalWitness, start_local_witness
 from gatehouse.policy_files import is_json, parse_policy_text, read_policy_text
 from gatehouse.resources import ResourceNames
 from gatehouse.state import STATE_FILE_NAME, STATUS_FILE_NAME, DevState, write_status
@@ -116,6 +118,7 @@ class LocalStack:
         self._status_lock = threading.Lock()
         self._access_log_lines: list[str] = []
         self._shipped = 0
+        self.witness: LocalWitness | None = None
 
     def start(self) -> DevState:
         """Start everything; return the state written to ``dev.json``."""
@@ -180,6 +183,16 @@ class LocalStack:
         self._poller(self.ship_access_logs, 1.0, "access-log")
         # Hourly in AWS; every half minute here, so the trail is always nearly all digested.
         self._poller(self.sign_digest, 30.0, "ledger-digest")
+        # A witness runs elsewhere on a schedule; here it looks every two seconds.
+        self.witness = start_local_witness(
+            options.state_dir,
+            session.client("s3", endpoint_url=endpoint, region_name=region),
+            session.client("kms", endpoint_url=endpoint, region_name=region),
+            bucket=self.resources.audit_bucket,
+            digest_key=self.resources.digest_key_alias,
+            origin=ledger_origin(self.resources.audit_bucket),
+        )
+        self._poller(self.witness.witness.run, 2.0, "witness")
         self.state = self._write_state(endpoint, keys)
         self._write_status()
         return self.state
@@ -386,6 +399,8 @@ class LocalStack:
             stage=self.options.stage,
             idp_keys={key.alg: {"path": str(key.path.resolve()), "kid": key.kid} for key in keys},
             pid=os.getpid(),
+            witness_keys=[self.witness.vkey] if self.witness else [],
+            witness_private_key_path=str(self.witness.key_path.resolve()) if self.witness else "",
         )
         state.write(self.options.state_dir / STATE_FILE_NAME)
         return state

@@ -50,6 +50,7 @@ class Ledger:
             Bucket=ANCHOR_BUCKET, VersioningConfiguration={"Status": "Enabled"}
         )
         kms = boto3.client("kms", region_name="us-east-1")
+        self.kms = kms
         self.signer = KmsSigner(kms, aws.digest_key_alias)
         der = kms.get_public_key(KeyId=aws.digest_key_alias)["PublicKey"]
         self.public_key: Any = load_der_public_key(der)
@@ -775,9 +776,14 @@ def test_a_digest_of_many_objects_is_signed_as_a_small_checkpoint_and_verifies(
     ledger: Ledger,
 ) -> None:
     # KMS signs at most 4 KB as RAW: the digest document is far larger, the note is not.
+    sent: list[str] = []
+    ledger.kms.meta.events.register(
+        "provide-client-params.kms.Sign", lambda params, **_: sent.append(params["MessageType"])
+    )
     for _ in range(24):
         ledger.write(2)
     key = ledger.digest()
+    assert sent == ["RAW"]
 
     stored = s3().get_object(Bucket=ledger.aws.audit_bucket, Key=key)["Body"].read()
     document = json.loads(stored)
