@@ -15,7 +15,6 @@ verifier must do per event.
 
 from __future__ import annotations
 
-import base64
 import gzip
 import hashlib
 import io
@@ -33,6 +32,7 @@ from bench.bench_writer import event_body
 OBJECTS = 100
 PER_OBJECT = 1000
 DIGESTS = 4
+ORIGIN = "example.com/gatehouse-bench"
 
 
 def main() -> None:
@@ -41,8 +41,10 @@ def main() -> None:
     from moto import mock_aws
 
     from chalicelib.aws.signers import LocalSigner
+    from chalicelib.ledger.digest import sign_checkpoint
     from chalicelib.ledger.layout import canonical, digest_key, object_key, with_sequence
     from chalicelib.ledger.merkle import CompactRange, leaf_hash
+    from chalicelib.ledger.notes import LogKey
     from chalicelib.ledger.records import Digest, DigestEntry, DigestLink
     from chalicelib.ledger.verify import LedgerVerifier
 
@@ -99,16 +101,17 @@ def main() -> None:
                     objects=tuple(entries),
                     previous=previous,
                     signing_kid=signer.jwk()["kid"],
+                    origin=ORIGIN,
                 ).to_document()
-                signature = base64.b64encode(signer.sign(canonical(digest))).decode()
+                note = sign_checkpoint(digest, LogKey(ORIGIN, private.public_key()), signer)
                 key = digest_key(end, tree.size)
                 s3_raw.put_object(
                     Bucket=bucket,
                     Key=key,
-                    Body=canonical({"digest": digest, "signature": signature}),
+                    Body=canonical({"digest": digest, "checkpoint": note.serialize()}),
                     ChecksumAlgorithm="SHA256",
                 )
-                previous = DigestLink(key, signature)
+                previous = DigestLink(key, note.signatures[0].encoded)
                 entries = []
         started = time.perf_counter()
         report = LedgerVerifier(s3_raw, bucket, private.public_key()).verify()
@@ -162,13 +165,15 @@ class MemoryS3:
         return {"Body": io.BytesIO(self._objects[(Key, VersionId)])}
 
     def get_paginator(self, name: str) -> Any:
-        assert name == "list_object_versions", name
-        return _Pages(sorted((key, version) for key, version in self._objects if version))
+        assert name in ("list_object_versions", "list_objects_v2"), name
+        versions = sorted((key, version) for key, version in self._objects if version)
+        return _Pages(versions, current_only=name == "list_objects_v2")
 
 
 class _Pages:
-    def __init__(self, versions: list[tuple[str, str]]) -> None:
+    def __init__(self, versions: list[tuple[str, str]], *, current_only: bool) -> None:
         self._versions = versions
+        self._current_only = current_only
 
     def paginate(self, Bucket: str, Prefix: str) -> list[dict[str, Any]]:
         stored = datetime(2027, 1, 15, tzinfo=UTC)
@@ -177,6 +182,8 @@ class _Pages:
             for key, version in self._versions
             if key.startswith(Prefix)
         ]
+        if self._current_only:
+            return [{"Contents": [{"Key": item["Key"]} for item in listed]}]
         return [{"Versions": listed}]
 
 

@@ -1110,3 +1110,36 @@ def test_only_the_proxy_may_write_assertion_keys_and_only_the_sweeper_their_expi
                     ), (function, statement["Sid"])
 
     assert writers == {"SIGNING-KEY": {"api_handler"}, "SIGNING-KEY-EXPIRED": {"grant_sweeper"}}
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_digest_reads_the_objects_whose_consistency_it_proves(stage: str) -> None:
+    from chalicelib.ledger.layout import EVENTS_PREFIX
+
+    read = _statements(stage, "ledger_digest")["LedgerObjectsRead"]
+    assert set(read["Action"]) == {"s3:GetObject", "s3:GetObjectVersion"}
+    assert read["Resource"].endswith(f"/{EVENTS_PREFIX}*")
+
+
+def test_only_the_named_witnesses_may_publish_and_they_read_only_digests() -> None:
+    from chalicelib.ledger.layout import DIGESTS_PREFIX, WITNESS_PREFIX
+
+    resources = _template()["Resources"]
+    statements = resources["AuditBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    deny = next(
+        s for s in statements if isinstance(s, dict) and s.get("Sid") == "OnlyWitnessesPublish"
+    )
+    assert deny["Effect"] == "Deny" and deny["Principal"] == "*"
+    assert deny["Resource"] == {"Fn::Sub": f"${{AuditBucket.Arn}}/{WITNESS_PREFIX}*"}
+    assert deny["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": {"Ref": "WitnessRoleArns"}}}
+    allowed = {
+        s["Fn::If"][1]["Sid"]: s["Fn::If"][1]
+        for s in statements
+        if isinstance(s, dict) and "Fn::If" in s and s["Fn::If"][0] == "HasWitnesses"
+    }
+    assert allowed["WitnessesReadDigests"]["Action"] == "s3:GetObject"
+    assert allowed["WitnessesReadDigests"]["Resource"]["Fn::Sub"].endswith(f"/{DIGESTS_PREFIX}*")
+    assert allowed["WitnessesListDigests"]["Condition"] == {
+        "StringLike": {"s3:prefix": f"{DIGESTS_PREFIX}*"}
+    }
+    assert allowed["WitnessesPublish"]["Resource"]["Fn::Sub"].endswith(f"/{WITNESS_PREFIX}*")
