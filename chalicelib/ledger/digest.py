@@ -42,6 +42,9 @@ from chalicelib.ledger.records import (
     DigestEntry,
     DigestLink,
 )
+from chalicelib.observability import get_logger
+
+logger = get_logger(__name__)
 
 if TYPE_CHECKING:
     from chalicelib.aws.signers import Signer
@@ -291,10 +294,18 @@ class DigestWriter:
         objects: Sequence[ObjectRecord],
         tree_size: int,
     ) -> ConsistencyStep | None:
-        """The proof from the previous digest's tree to ``tree_size`` (None: nothing before).
+        """The proof from the previous digest's tree to ``tree_size`` (None: none to give).
 
         The objects since the previous digest are read (by version, against
-        their recorded SHA-256) and hashed onto its signed frontier.
+        their recorded SHA-256) and hashed onto its signed frontier. When one
+        is not the object the ledger recorded, the digest is still signed, with
+        no proof: the trail stays signed, verify names the object, and every
+        witness refuses the checkpoint until people look.
+
+        Raises
+        ------
+        LedgerUnavailable
+            When an object cannot be read (the next run tries again).
         """
         if previous is None or previous.tree_size == 0:
             return None
@@ -303,15 +314,16 @@ class DigestWriter:
         from chalicelib.ledger.consistency import Pieces, read_leaves
 
         pieces = Pieces([(size, bytes.fromhex(value)) for size, value in previous.frontier])
-        if pieces.size != previous.tree_size:
-            raise LedgerCorrupt("the previous digest's frontier is not its tree's")
-        for leaves in read_leaves(self._s3, self._bucket, objects):
-            for leaf in leaves:
-                pieces.add(1, leaf)
         try:
+            if pieces.size != previous.tree_size:
+                raise LedgerCorrupt("the previous digest's frontier is not its tree's")
+            for leaves in read_leaves(self._s3, self._bucket, objects):
+                for leaf in leaves:
+                    pieces.add(1, leaf)
             path = pieces.consistency_proof(previous.tree_size, tree_size)
-        except ProofError as exc:
-            raise LedgerCorrupt(f"no consistency proof from the previous digest: {exc}") from exc
+        except (LedgerCorrupt, ProofError) as exc:
+            logger.error("digest signed without a consistency proof: %s", exc)
+            return None
         return ConsistencyStep(previous.tree_size, tuple(node.hex() for node in path))
 
     def _store(self, key: str, document: dict[str, Any]) -> None:

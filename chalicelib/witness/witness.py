@@ -312,15 +312,25 @@ class Witness:
         }
         signature = base64.b64encode(self._signer.sign_record(canonical(record))).decode("ascii")
         body = canonical({"refusal": record, "signature": signature}).decode()
-        if self._publish(watched.publish_to, refusal_key(self.key_id, outcome.digest_key), body):
-            if self._alerts is not None:
-                self._alerts.raise_alert(
-                    {"alert": "witness_refused", "severity": "high", **record, "seen": None}
-                )
+        unpublished: WitnessUnavailable | None = None
+        try:
+            fresh = self._publish(
+                watched.publish_to, refusal_key(self.key_id, outcome.digest_key), body
+            )
+        except WitnessUnavailable as exc:
+            # A refusal no one can read must still be raised: alert, then fail the run.
+            fresh, unpublished = True, exc
+        if fresh:
             self._log(
                 f"ERROR witness {self._signer.name} refused {outcome.digest_key}: "
                 f"{outcome.verdict}: {outcome.detail}"
             )
+            if self._alerts is not None:
+                self._alerts.raise_alert(
+                    {"alert": "witness_refused", "severity": "high", **record, "seen": None}
+                )
+        if unpublished is not None:
+            raise unpublished
 
     def _publish(self, bucket: str, key: str, body: str) -> bool:
         """Store ``body`` at ``key`` once; False when it was already there."""

@@ -874,3 +874,16 @@ def test_a_digest_whose_bytes_no_longer_match_s3s_checksum_is_a_bad_signature(
     report = ledger.verify()
 
     assert ("bad_signature", key) in {(f.kind, f.where) for f in report.findings}
+
+
+def test_a_digest_over_an_altered_object_is_still_signed_without_a_proof(ledger: Ledger) -> None:
+    # The trail stays signed; verify names the object; a witness refuses the checkpoint.
+    ledger.write(3)
+    rewrite_lines(ledger, 5, lambda lines: [lines[0].replace('"n":0', '"n":7'), *lines[1:]])
+    key = ledger.digest()
+
+    stored = json.loads(s3().get_object(Bucket=ledger.aws.audit_bucket, Key=key)["Body"].read())
+
+    assert stored["digest"]["consistency"] is None
+    assert stored["digest"]["tree"]["size"] == 23
+    assert kinds(ledger.verify()) == {"altered_object"}
