@@ -183,9 +183,7 @@ class Settings:
 
     @property
     def ledger_origin(self) -> str:
-        """The ledger's checkpoint origin (:func:`chalicelib.ledger.layout.ledger_origin`)."""
-        from chalicelib.ledger.layout import ledger_origin
-
+        """The ledger's checkpoint origin (:func:`ledger_origin`)."""
         return ledger_origin(self.audit_bucket, self.ledger_origin_setting)
 
     @classmethod
@@ -198,6 +196,15 @@ class Settings:
             Listing every missing or invalid variable.
         """
         return _SettingsReader(os.environ if environ is None else environ).read()
+
+
+def ledger_origin(audit_bucket: str, setting: str | None = None) -> str:
+    """The origin line of the ledger's checkpoints: ``setting``, else ``s3.amazonaws.com/<bucket>``.
+
+    Bucket names are unique across AWS, so two stages never share a default
+    origin (a witness tells logs apart by it).
+    """
+    return setting or f"s3.amazonaws.com/{audit_bucket}"
 
 
 def authorizer_ttl_from_environment() -> int:

@@ -11,6 +11,9 @@
     gatehouse audit flush | tail [-n N] [--json] | digest | dlq [--redrive]
     gatehouse audit verify [--since T] [--until T] | prove ID | check-proof FILE
     gatehouse audit consistency OLD NEW [--out F] | check-consistency FILE [--public-key K]
+    gatehouse audit evidence (--grant ID | --principal P | --request ID | --query NAME)
+                             --from T --to T --out F [--range] | check-evidence FILE
+    gatehouse witness keygen --name N --out F | run [--bucket B ...] [--every S]
     gatehouse session list [--user S] | revoke ID | revoke --user S | rotate-key
     gatehouse audit query (SQL | --named NAME --param k=v ...) [--engine athena|local]
                           [--format table|json|csv] [--list]

@@ -51,7 +51,7 @@ class Target:
     @property
     def ledger_origin(self) -> str:
         """The origin line of the ledger's checkpoints (what the stage's functions use)."""
-        from chalicelib.ledger.layout import ledger_origin
+        from chalicelib.config import ledger_origin
 
         return ledger_origin(self.audit_bucket, self.ledger_origin_setting)
 

@@ -8,6 +8,13 @@
   the writer carries, inclusion and consistency proofs;
 - :mod:`chalicelib.ledger.consistency`: consistency proofs between two tree
   sizes of the stored ledger, their document, and its offline check;
+- :mod:`chalicelib.ledger.notes`: checkpoints as C2SP signed notes, the stage's
+  key and witnesses' keys as note signers;
+- :mod:`chalicelib.ledger.digest`: the signed digests, their checkpoints, the anchor;
+- :mod:`chalicelib.ledger.cosignatures`: what witnesses published, read back;
+- :mod:`chalicelib.ledger.verify` (with ``checks``, ``findings``): verification;
+- :mod:`chalicelib.ledger.proof`, :mod:`chalicelib.ledger.evidence`: inclusion
+  proofs of one event, and evidence bundles of many, checkable offline;
 - :mod:`chalicelib.ledger.state`: where the log stands (sequence, tree,
   reservation, objects, the event index) in DynamoDB, changed only by
   conditional writes.

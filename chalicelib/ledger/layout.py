@@ -132,12 +132,3 @@ def canonical(value: Any) -> bytes:
 def utc_text(epoch: float) -> str:
     """``2026-11-28T15:00:00Z``."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-def ledger_origin(audit_bucket: str, setting: str | None = None) -> str:
-    """The origin line of the ledger's checkpoints: ``setting``, else ``s3.amazonaws.com/<bucket>``.
-
-    Bucket names are unique across AWS, so two stages never share a default
-    origin (a witness tells logs apart by it).
-    """
-    return setting or f"s3.amazonaws.com/{audit_bucket}"

@@ -4,6 +4,8 @@
 - :mod:`.events`: ``tail`` (newest events), ``report`` (a window's report);
 - :mod:`.ledger`: ``digest``, ``verify``, ``prove``, ``check-proof``, ``consistency``,
   ``check-consistency``;
+- :mod:`.evidence`: ``evidence`` (a bundle of events proven in one checkpoint),
+  ``check-evidence`` (offline);
 - :mod:`gatehouse.query.command`: ``query``.
 """
 
@@ -19,6 +21,7 @@ from gatehouse.audit_commands.events import (
     tail,
     tail_command,
 )
+from gatehouse.audit_commands.evidence import check_evidence_command, evidence_command
 from gatehouse.audit_commands.ledger import (
     VERIFY_METRIC_NAME,
     VERIFY_METRIC_NAMESPACE,
@@ -88,6 +91,8 @@ for _command in (
     check_proof_command,
     consistency_command,
     check_consistency_command,
+    evidence_command,
+    check_evidence_command,
     dlq_command,
     query_command,
     report_command,

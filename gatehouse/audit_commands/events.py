@@ -107,17 +107,26 @@ def report(
     out: Path,
     engine: str | None = None,
     cache_dir: Path | None = None,
+    evidence_dir: Path | None = None,
 ) -> WrittenReport:
     """Run the audit report over ``window`` and write it into ``out`` (JSON, CSV, HTML).
 
     ``engine`` is ``local`` or ``athena`` (default: local for the local stack);
-    ``cache_dir`` is the local engine's cache (default: the one ``audit query`` uses).
+    ``cache_dir`` is the local engine's cache (default: the one ``audit query`` uses);
+    ``evidence_dir``, when given, receives one evidence bundle per grant, which
+    the report's grant rows link to.
     """
     from gatehouse.query.command import build_engine
     from gatehouse.report import collect_report, write_report
 
     query_engine = build_engine(target, engine, cache_dir)
-    return write_report(collect_report(query_engine, window, stage=target.stage), out)
+    collected = collect_report(query_engine, window, stage=target.stage)
+    links = None
+    if evidence_dir is not None:
+        from gatehouse.audit_commands.evidence import grant_bundles
+
+        links = grant_bundles(target, collected, evidence_dir, out)
+    return write_report(collected, out, links)
 
 
 # --- the commands ----------------------------------------------------------------------------
@@ -157,14 +166,27 @@ def tail_command(obj: CliContext, count: int, as_json: bool) -> int:
     type=click.Choice(["local", "athena"]),
     help="default: local when the local stack is running, athena otherwise",
 )
+@click.option(
+    "--evidence",
+    "evidence_dir",
+    type=click.Path(path_type=Path, file_okay=False, readable=False),
+    help="also write one evidence bundle per grant into this directory, linked from the report",
+)
 @click.pass_obj
-def report_command(obj: CliContext, start: str, end: str, out: Path, engine: str | None) -> int:
+def report_command(
+    obj: CliContext,
+    start: str,
+    end: str,
+    out: Path,
+    engine: str | None,
+    evidence_dir: Path | None,
+) -> int:
     """Write report.json, CSV tables and one self-contained report.html over a window."""
     from gatehouse.report import parse_window
     from gatehouse.target import resolve_target
 
     window = parse_window(start, end)  # before any AWS call: a typo fails fast
-    written = report(resolve_target(obj.state_dir), window, out, engine)
+    written = report(resolve_target(obj.state_dir), window, out, engine, evidence_dir=evidence_dir)
     print(f"report written to {written.directory}: open {written.html}")
     print(f"  {written.json.name} and {len(written.csv)} CSV tables beside it")
     return 0

@@ -22,7 +22,7 @@ from typing import Any
 
 import boto3
 
-from chalicelib.ledger.layout import ledger_origin
+from chalicelib.config import ledger_origin
 from gatehouse.deploy.templates import access_log_format
 from gatehouse.dev.aws_server import AwsServer
 from gatehouse.dev.aws_upstream import AwsUpstream

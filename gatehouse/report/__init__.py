@@ -13,6 +13,7 @@ Exceptions::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +32,14 @@ class WrittenReport:
     csv: list[Path]
 
 
-def write_report(report: Report, directory: Path) -> WrittenReport:
-    """Write ``report.json``, the CSV tables and ``report.html`` into ``directory``."""
+def write_report(
+    report: Report, directory: Path, evidence: Mapping[str, str] | None = None
+) -> WrittenReport:
+    """Write ``report.json``, the CSV tables and ``report.html`` into ``directory``.
+
+    ``evidence`` maps grant ids to their evidence bundles (paths relative to
+    ``directory``): the grant rows link them, or show the command that writes one.
+    """
     from gatehouse.report.render_csv import write_csv
     from gatehouse.report.render_html import write_html
     from gatehouse.report.render_json import write_json
@@ -41,7 +48,7 @@ def write_report(report: Report, directory: Path) -> WrittenReport:
     return WrittenReport(
         directory=directory,
         json=write_json(report, directory / "report.json"),
-        html=write_html(report, directory / "report.html"),
+        html=write_html(report, directory / "report.html", evidence),
         csv=write_csv(report, directory),
     )
 

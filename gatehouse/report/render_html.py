@@ -14,11 +14,15 @@ module's constants. Inline styles are built from numbers only.
 
 from __future__ import annotations
 
+import hashlib
 import html
+import re
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from gatehouse.query.text import replace_surrogates
 from gatehouse.report.model import (
@@ -73,10 +77,18 @@ code{background:#eef0f3;padding:1px 5px;border-radius:3px}
 """
 
 
+class Markup(str):
+    """Markup this module built from escaped parts: :func:`esc` passes it as it is."""
+
+    __slots__ = ()
+
+
 def esc(value: Any) -> str:
     """``value`` as HTML text, safe in element content and in quoted attribute values."""
     if value is None:
         return ""
+    if isinstance(value, Markup):
+        return str(value)
     if isinstance(value, datetime):
         value = utc_text(value)
     elif isinstance(value, bool):
@@ -525,7 +537,56 @@ def _sessions(report: Report) -> str:
     )
 
 
-def _compliance(report: Report) -> str:
+GRANT_COLUMNS: Columns = [
+    ("time", "time"),
+    ("action", "action"),
+    ("grant", "grant_id"),
+    ("requester", "requester"),
+    ("by", "actor"),
+    ("approver", "approver"),
+    ("justification", "justification"),
+    ("routes", "routes"),
+    ("expires", "expires_at"),
+]
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def report_grant_ids(report: Report) -> list[str]:
+    """Every grant the report names (its grant events and the requests made under one)."""
+    named = [event.grant_id for event in report.grant_events]
+    named += [access.grant_id for access in report.elevated_access]
+    return sorted({grant_id for grant_id in named if grant_id})
+
+
+def evidence_file_name(grant_id: str) -> str:
+    """The file a grant's evidence bundle is written to (any id gives a plain, distinct name)."""
+    safe = _UNSAFE_IN_NAME.sub("_", grant_id)[:80]
+    if safe != grant_id:  # two ids that differ only in what was replaced stay apart
+        safe += "-" + hashlib.sha256(grant_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"evidence-grant-{safe}.json"
+
+
+def evidence_command(report: Report, grant_id: str) -> str:
+    """The command that writes the evidence bundle of ``grant_id`` over the report's window."""
+    window = report.window
+    # A refused grant call's id is the client's text: quoted, it stays one argument.
+    return (
+        f"gatehouse audit evidence --grant {shlex.quote(grant_id)} --from "
+        f"{utc_text(window.start)} --to {utc_text(window.end)} --out {evidence_file_name(grant_id)}"
+    )
+
+
+def _evidence_cell(report: Report, grant_id: str | None, links: Mapping[str, str] | None) -> Any:
+    """A link to the grant's bundle (relative), else the command that writes one."""
+    if not grant_id:
+        return None
+    if links is not None and grant_id in links:
+        href = quote(links[grant_id], safe="/._-")
+        return Markup(f'<a href="{esc(href)}">evidence</a>')
+    return Markup(f"<code>{esc(evidence_command(report, grant_id))}</code>")
+
+
+def _compliance(report: Report, evidence: Mapping[str, str] | None = None) -> str:
     ledger = report.ledger
     by_type = ", ".join(f"{kind}: {count:,}" for kind, count in sorted(ledger.by_type.items()))
     return _section(
@@ -569,18 +630,12 @@ def _compliance(report: Report) -> str:
                 empty="No policy change in this window.",
             ),
             "<h3>Grant events</h3>",
-            _records(
-                report.grant_events,
+            _table(
+                [header for header, _ in GRANT_COLUMNS] + ["evidence"],
                 [
-                    ("time", "time"),
-                    ("action", "action"),
-                    ("grant", "grant_id"),
-                    ("requester", "requester"),
-                    ("by", "actor"),
-                    ("approver", "approver"),
-                    ("justification", "justification"),
-                    ("routes", "routes"),
-                    ("expires", "expires_at"),
+                    [getattr(event, name) for _, name in GRANT_COLUMNS]
+                    + [_evidence_cell(report, event.grant_id, evidence)]
+                    for event in report.grant_events
                 ],
                 empty="No grant event in this window.",
             ),
@@ -654,8 +709,8 @@ def _engineering(report: Report) -> str:
     )
 
 
-def render_html(report: Report) -> str:
-    """The whole page."""
+def render_html(report: Report, evidence: Mapping[str, str] | None = None) -> str:
+    """The whole page; ``evidence`` links grant ids to their bundles (relative paths)."""
     window = report.window
     cost = report.cost
     scanned = "" if cost.bytes_scanned is None else f", {cost.bytes_scanned:,} bytes scanned"
@@ -685,13 +740,13 @@ def render_html(report: Report) -> str:
         '<a href="#sessions">Browser sessions</a>'
         '<a href="#compliance">Compliance</a><a href="#engineering">Engineering</a></nav>'
         f"{empty}</header><main>"
-        f"{_overview(report)}{_security(report)}{_sessions(report)}{_compliance(report)}"
+        f"{_overview(report)}{_security(report)}{_sessions(report)}{_compliance(report, evidence)}"
         f"{_engineering(report)}"
         "</main></body></html>\n"
     )
 
 
-def write_html(report: Report, path: Path) -> Path:
+def write_html(report: Report, path: Path, evidence: Mapping[str, str] | None = None) -> Path:
     """Write ``report.html``; its path (lone surrogates, which UTF-8 cannot hold, as U+FFFD)."""
-    path.write_text(replace_surrogates(render_html(report)), encoding="utf-8")
+    path.write_text(replace_surrogates(render_html(report, evidence)), encoding="utf-8")
     return path
