@@ -2,7 +2,7 @@
 
 - :mod:`.queue`: ``flush`` (run the writer now), ``dlq`` (dead letters, redrive);
 - :mod:`.events`: ``tail`` (newest events), ``report`` (a window's report);
-- :mod:`.ledger`: ``digest``, ``verify``, ``prove``, ``check-proof``, ``consistency``,
+- :mod:`.ledger`: ``digest``, ``verify``, ``keys``, ``prove``, ``check-proof``, ``consistency``,
   ``check-consistency``;
 - :mod:`.evidence`: ``evidence`` (a bundle of events proven in one checkpoint),
   ``check-evidence`` (offline);
@@ -30,6 +30,7 @@ from gatehouse.audit_commands.ledger import (
     consistency,
     consistency_command,
     digest_command,
+    keys_command,
     load_public_key,
     prove,
     prove_command,
@@ -87,6 +88,7 @@ for _command in (
     tail_command,
     digest_command,
     verify_command,
+    keys_command,
     prove_command,
     check_proof_command,
     consistency_command,

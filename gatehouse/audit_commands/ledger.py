@@ -70,10 +70,7 @@ def verify(
     if public_key_file is not None:
         public_key = load_public_key(public_key_file.read_bytes())
     else:
-        from cryptography.hazmat.primitives.serialization import load_der_public_key
-
-        der = target.client("kms").get_public_key(KeyId=digest_key(target))["PublicKey"]
-        public_key = _p256(load_der_public_key(der))
+        public_key = ledger_public_key(target)
     stage_anchor = anchor(target)
     verifier = LedgerVerifier(target.client("s3"), target.audit_bucket, public_key, jobs=jobs)
     # The verifier compares digests' period ends as text: give it theirs.
@@ -196,6 +193,28 @@ def _load_public_key(data: bytes) -> EllipticCurvePublicKey:
 
             return _p256(parse_jwk({"kid": "ledger", **jwk}).public_key)
     raise UnusableKeyFile("no P-256 public key (PEM, JWK or JWKS) in the file")
+
+
+def ledger_public_key(target: Target) -> EllipticCurvePublicKey:
+    """The stage's ledger key, read from KMS.
+
+    Raises
+    ------
+    Unavailable
+        When KMS cannot be asked (credentials, network, the key's policy).
+    """
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+    from gatehouse.errors import Unavailable
+
+    try:
+        der = target.client("kms").get_public_key(KeyId=digest_key(target))["PublicKey"]
+    except Exception as exc:
+        raise Unavailable(
+            f"cannot read the ledger key from KMS ({type(exc).__name__}): check your AWS "
+            "credentials, or pass --public-key"
+        ) from exc
+    return _p256(load_der_public_key(der))
 
 
 def _p256(key: Any) -> EllipticCurvePublicKey:
@@ -522,4 +541,46 @@ def check_consistency_command(proof: Path, public_key: Path | None) -> int:
             else "not signed in this file: compare it with a root you trust"
         )
         print(visible(f"  {name} root {side['root']}  {attested}"))
+    return 0
+
+
+@click.command("keys", short_help="print what an auditor checks the ledger with: origin and keys")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["json", "pem", "jwks"]),
+    default="json",
+    show_default=True,
+    help="json: origin, stage key (JWK) and witness keys; pem or jwks: the stage key alone",
+)
+@click.pass_obj
+def keys_command(obj: CliContext, output: str) -> int:
+    """Print the ledger's origin, the stage's ledger key and the trusted witnesses' keys.
+
+    Give this to auditors (or publish it): with it, `verify`, `check-proof`,
+    `check-consistency` and `check-evidence` need nothing else from you.
+    """
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from chalicelib.aws.signers import jwk_thumbprint
+    from chalicelib.identity.keys import public_jwk
+    from gatehouse.target import resolve_target
+
+    target = resolve_target(obj.state_dir)
+    public_key = ledger_public_key(target)
+    if output == "pem":
+        print(public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode())
+        return 0
+    jwk = public_jwk(public_key, kid="")
+    jwk["kid"] = jwk_thumbprint(jwk)
+    if output == "jwks":
+        print(json.dumps({"keys": [jwk]}, indent=2))
+        return 0
+    described = {
+        "stage": target.stage,
+        "origin": target.ledger_origin,
+        "stage_key": jwk,
+        "witnesses": [key.vkey() for key in witness_keys(target, ())],
+    }
+    print(json.dumps(described, indent=2))
     return 0
