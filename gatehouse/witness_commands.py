@@ -151,8 +151,9 @@ def _print(report: RunReport, output: str) -> None:
         print(json.dumps([outcome.as_dict() for outcome in report.outcomes], indent=2))
         return
     for outcome in report.outcomes:
-        line = f"{outcome.verdict:15} {outcome.tree_size:>10}  {outcome.digest_key}"
-        print(visible(line + (f"\n{'':27}{outcome.detail}" if outcome.detail else "")))
+        print(visible(f"{outcome.verdict:15} {outcome.tree_size:>10}  {outcome.digest_key}"))
+        if outcome.detail:
+            print(f"{'':27}{visible(outcome.detail)}")
     if not report.outcomes:
         print("nothing new to witness")
 

@@ -352,7 +352,11 @@ def _check_cosigned(
         body = CheckpointBody.parse(note.text)
     except (NoteError, UnicodeDecodeError):
         return  # not signed by anyone we know: nothing to judge
-    if LogKey(body.origin, public_key).signed_by(note) is None:
+    try:
+        signed = LogKey(body.origin, public_key).signed_by(note)
+    except NoteError:
+        return  # an origin no key can be named by: not the stage's
+    if signed is None:
         return
     held = notes.get(item.stem)
     if held is not None and SignedNote.parse(held).text == note.text:

@@ -307,10 +307,11 @@ class DigestWriter:
         LedgerUnavailable
             When an object cannot be read (the next run tries again).
         """
-        if previous is None or previous.tree_size == 0:
+        if previous is None:
             return None
-        if tree_size == previous.tree_size:
-            return ConsistencyStep(tree_size, ())
+        if tree_size == previous.tree_size or previous.tree_size == 0:
+            # Nothing added, or nothing before: the empty path proves it.
+            return ConsistencyStep(previous.tree_size, ())
         from chalicelib.ledger.consistency import Pieces, read_leaves
 
         pieces = Pieces([(size, bytes.fromhex(value)) for size, value in previous.frontier])

@@ -16,9 +16,9 @@ format-2 digest's checkpoint is judged against what the witness holds:
 
 A cosigned checkpoint is published whole (the log's signature and the
 witness's) at :func:`~chalicelib.ledger.layout.cosigned_key`, then
-remembered. A refusal is signed, published at
-:func:`~chalicelib.ledger.layout.refusal_key` and raised as an alert (once:
-a refusal already published is not raised again); the witness's memory
+remembered. A refusal is signed, raised as an alert, then published at
+:func:`~chalicelib.ledger.layout.refusal_key` (once: a refusal already
+published is not raised again, one whose alert failed is raised again); the witness's memory
 does not move, so every later checkpoint must extend what it cosigned.
 Format-1 digests (before checkpoints) are passed over.
 """
@@ -253,6 +253,8 @@ class Witness:
 
         if last is None:
             return outcome(Verdict.COSIGNED, "the first checkpoint this witness sees")
+        if last.tree_size == 0:
+            return outcome(Verdict.COSIGNED)  # the empty tree is a prefix of every tree
         last_root = bytes.fromhex(last.root)
         if size < last.tree_size:
             return outcome(
@@ -312,25 +314,33 @@ class Witness:
         }
         signature = base64.b64encode(self._signer.sign_record(canonical(record))).decode("ascii")
         body = canonical({"refusal": record, "signature": signature}).decode()
-        unpublished: WitnessUnavailable | None = None
+        key = refusal_key(self.key_id, outcome.digest_key)
+        if self._exists(watched.publish_to, key):
+            return  # refused and raised on an earlier run
+        self._log(
+            f"ERROR witness {self._signer.name} refused {outcome.digest_key}: "
+            f"{outcome.verdict}: {outcome.detail}"
+        )
+        # Raised before it is published: an alert that could not be sent leaves
+        # nothing behind, so the next run raises it again.
+        if self._alerts is not None:
+            self._alerts.raise_alert(
+                {"alert": "witness_refused", "severity": "high", **record, "seen": None}
+            )
+        self._publish(watched.publish_to, key, body)
+
+    def _exists(self, bucket: str, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
         try:
-            fresh = self._publish(
-                watched.publish_to, refusal_key(self.key_id, outcome.digest_key), body
-            )
-        except WitnessUnavailable as exc:
-            # A refusal no one can read must still be raised: alert, then fail the run.
-            fresh, unpublished = True, exc
-        if fresh:
-            self._log(
-                f"ERROR witness {self._signer.name} refused {outcome.digest_key}: "
-                f"{outcome.verdict}: {outcome.detail}"
-            )
-            if self._alerts is not None:
-                self._alerts.raise_alert(
-                    {"alert": "witness_refused", "severity": "high", **record, "seen": None}
-                )
-        if unpublished is not None:
-            raise unpublished
+            self._s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise WitnessUnavailable(f"cannot read s3://{bucket}/{key}: {exc}") from exc
+        except Exception as exc:
+            raise WitnessUnavailable(f"cannot read s3://{bucket}/{key}: {exc}") from exc
+        return True
 
     def _publish(self, bucket: str, key: str, body: str) -> bool:
         """Store ``body`` at ``key`` once; False when it was already there."""
