@@ -98,6 +98,8 @@ LEDGER_FENCE = ItemKind("LEDGER", "FENCE#", digits=16)
 """A reservation abandoned by a crash, named by its head version."""
 LEDGER_DIGESTS = ItemKind("LEDGER", "DIGESTS")
 """The newest signed digest: the chain's head (one item: its name is empty)."""
+LEDGER_DIGEST_CLAIM = ItemKind("LEDGER", "DIGEST-CLAIM")
+"""Which chain version a digest writer is writing the digest after (one item)."""
 LEDGER_EVENT = ItemKind("LEDGER-EVENT")
 """Which reservation took an event (the writer's dedupe index), named by event id."""
 # --- delegated assertion keys (chalicelib/signing/registry.py) ---

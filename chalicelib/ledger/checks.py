@@ -309,6 +309,13 @@ def check_witnesses(
     notes = {digest_stem(signed.key): signed.note for signed in digests if signed.note}
     trusted = {witness.key_id.hex(): witness for witness in witnesses}
     for item in found:
+        if item.hidden:
+            report.add(
+                FindingKind.HIDDEN_VERSION,
+                item.key,
+                "a delete marker or a later version stands in front of what a witness "
+                "published: the first is the one checked",
+            )
         if item.kind == "cosigned":
             _check_cosigned(public_key, item, notes, report)
             continue

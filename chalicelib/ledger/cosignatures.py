@@ -24,28 +24,43 @@ from chalicelib.ledger.notes import NoteError, SignedNote
 
 @dataclass(frozen=True, slots=True)
 class Published:
-    """One object a witness published: where, and its text."""
+    """One object a witness published: where, and its text (as first stored)."""
 
     key: str
     witness_dir: str  # the key id (hex) the object is filed under
     kind: str  # "cosigned" or "refused"
     stem: str  # the digest it is about (dt=.../hour=.../<end>-<size>)
     body: bytes
+    # A delete marker or a later version stands in front of what was first stored.
+    hidden: bool = False
 
 
 def published(s3: Any, bucket: str) -> Iterator[Published]:
-    """Every object witnesses published in ``bucket`` (current versions)."""
-    paginator = s3.get_paginator("list_objects_v2")
+    """Every object witnesses published in ``bucket``, read from its first stored version.
+
+    What a witness publishes is written once and locked: a delete marker or
+    another version in front of it is someone hiding it (a refusal, a
+    cosigned fork), so the first version is the one read, and ``hidden`` says so.
+    """
+    versions: dict[str, list[tuple[str, str]]] = {}
+    markers: set[str] = set()
+    paginator = s3.get_paginator("list_object_versions")
     for page in paginator.paginate(Bucket=bucket, Prefix=WITNESS_PREFIX):
-        for item in page.get("Contents", []):
-            key = str(item["Key"])
-            witness_dir, _, rest = key[len(WITNESS_PREFIX) :].partition("/")
-            kind, _, name = rest.partition("/")
-            if kind not in ("cosigned", "refused") or not name:
-                continue
-            stem = name.rsplit(".", 1)[0]
-            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            yield Published(key, witness_dir, kind, stem, body)
+        for version in page.get("Versions", []):
+            stamp = str(version.get("LastModified", ""))
+            versions.setdefault(str(version["Key"]), []).append((stamp, str(version["VersionId"])))
+        for marker in page.get("DeleteMarkers", []):
+            markers.add(str(marker["Key"]))
+    for key, stored in sorted(versions.items()):
+        witness_dir, _, rest = key[len(WITNESS_PREFIX) :].partition("/")
+        kind, _, name = rest.partition("/")
+        if kind not in ("cosigned", "refused") or not name:
+            continue
+        # S3 lists a key's versions newest first: the last listed is the first stored.
+        first = stored[-1][1]
+        body = s3.get_object(Bucket=bucket, Key=key, VersionId=first)["Body"].read()
+        hidden = key in markers or len(stored) > 1
+        yield Published(key, witness_dir, kind, name.rsplit(".", 1)[0], body, hidden)
 
 
 def with_cosignatures(note: SignedNote, found: Iterator[Published], digest_key: str) -> SignedNote:

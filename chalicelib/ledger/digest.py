@@ -222,6 +222,7 @@ class DigestWriter:
         self._anchor = anchor
         self._clock = clock
         self._log_key: LogKey | None = None
+        self._stored = False
 
     def write(self) -> Checkpoint:
         """Sign and store the digest of everything committed since the previous one.
@@ -236,9 +237,20 @@ class DigestWriter:
             When the state, the bucket, KMS or the anchor cannot be used.
         """
         previous, chain_version = self._state.checkpoint()
+        now = self._clock()
+        self._state.claim_digest(chain_version, now)
+        try:
+            return self._write(previous, chain_version, now)
+        except Exception:
+            # Nothing was stored (or storing failed): let the next run try at once.
+            if not self._stored:
+                self._state.release_digest_claim(chain_version, now)
+            raise
+
+    def _write(self, previous: Checkpoint | None, chain_version: int, now: float) -> Checkpoint:
+        self._stored = False
         start_size = previous.tree_size if previous else 0
         objects = self._state.objects(from_sequence=start_size)
-        now = self._clock()
         last: ObjectRecord | None = objects[-1] if objects else None
         tree_size = last.tree_size if last else start_size
         root = last.root if last else (previous.root if previous else EMPTY_ROOT.hex())
@@ -260,6 +272,7 @@ class DigestWriter:
         note = sign_checkpoint(document, self.log_key(), self._signer)
         key = digest_key(now, tree_size)
         self._store(key, {"digest": document, "checkpoint": note.serialize()})
+        self._stored = True
         checkpoint = Checkpoint(
             key,
             note.signatures[0].encoded,

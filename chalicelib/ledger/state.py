@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from chalicelib.aws.table import Table
 from chalicelib.aws.table_errors import CorruptItem, TableError, WriteRefused
 from chalicelib.aws.table_layout import (
+    LEDGER_DIGEST_CLAIM,
     LEDGER_DIGESTS,
     LEDGER_EVENT,
     LEDGER_HEAD,
@@ -295,6 +296,50 @@ class LedgerState:
             return checkpoint_from_item(item)
         except CorruptItem as exc:
             raise LedgerUnavailable(f"the digest chain head is corrupt: {exc}") from exc
+
+    def claim_digest(self, version: int, now: float, *, stale_seconds: float = 900.0) -> None:
+        """Claim the digest after chain ``version`` for this writer, before anything is stored.
+
+        Two writers that read the chain at once (the schedule and ``gatehouse
+        audit digest``) would otherwise both store a locked digest naming the
+        same predecessor, a fork no one can remove. A claim older than
+        ``stale_seconds`` (longer than the function may run) is a writer that
+        died: it is taken over.
+
+        Raises
+        ------
+        LedgerBusy
+            When another writer holds a fresh claim on the same digest.
+        LedgerUnavailable
+            When the table cannot be written.
+        """
+        with _ledger_errors("claim the next digest"):
+            self._table.update(
+                LEDGER_DIGEST_CLAIM.key(),
+                "SET claimed = :next, claimed_at = :now",
+                condition=("attribute_not_exists(sk) OR claimed < :next OR claimed_at < :stale"),
+                values={
+                    ":next": version + 1,
+                    ":now": int(now),
+                    ":stale": int(now - stale_seconds),
+                },
+            )
+
+    def release_digest_claim(self, version: int, now: float) -> None:
+        """Give back the claim :meth:`claim_digest` made at ``now``.
+
+        Best effort: a claim left behind goes stale, and is then taken over.
+        """
+        try:
+            with _ledger_errors("release the digest claim"):
+                self._table.update(
+                    LEDGER_DIGEST_CLAIM.key(),
+                    "SET claimed = :released",
+                    condition="claimed = :next AND claimed_at = :now",
+                    values={":released": version, ":next": version + 1, ":now": int(now)},
+                )
+        except (LedgerBusy, LedgerUnavailable):
+            pass
 
     def advance_checkpoint(self, version: int, checkpoint: Checkpoint) -> None:
         """Make ``checkpoint`` the newest, if the chain is still at ``version``.

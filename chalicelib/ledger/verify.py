@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -146,6 +146,7 @@ class LedgerVerifier:
         until: str | None = None,
         witnesses: Sequence[WitnessKey] = (),
         require_witnesses: int = 0,
+        progress: Callable[[int, int, int], None] | None = None,
     ) -> Report:
         """Check every digest (whose period ends within ``since``..``until``, ISO UTC).
 
@@ -158,6 +159,9 @@ class LedgerVerifier:
         ``witnesses`` are the witness keys trusted: what they published is
         judged (:func:`check_witnesses`), and fewer than ``require_witnesses``
         of them cosigning the newest checkpoint is a finding.
+
+        ``progress``, when given, is called after each digest checked with
+        ``(digests checked, digests to check, events read so far)``.
         """
         if anchor_versions:
             anchor = max(anchor_versions, key=lambda checkpoint: checkpoint.tree_size)
@@ -183,6 +187,8 @@ class LedgerVerifier:
                     signed.key, signed.digest, feed, tree, seen_events, report, earlier=earlier
                 )
                 report.digests += 1
+                if progress is not None:
+                    progress(report.digests, len(chosen), report.events)
         stored = self._versions(EVENTS_PREFIX)
         check_current_versions(entries, stored, report)
         self._check_unledgered(digests, stored, report)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from gatehouse.audit_commands.stage import anchor, digest_key, ledger_state
 from gatehouse.times import accepted
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from datetime import datetime
 
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
@@ -27,12 +28,14 @@ if TYPE_CHECKING:
     from chalicelib.ledger.notes import WitnessKey
     from chalicelib.ledger.records import Checkpoint
     from gatehouse.cli import CliContext
+    from gatehouse.progress import Progress
     from gatehouse.target import Target
 
 
 def sign_digest(target: Target) -> Checkpoint:
     """Sign the ledger's next digest now, as the hourly schedule does (local stack)."""
     from chalicelib.aws.signers import KmsSigner
+    from chalicelib.ledger import LedgerBusy
     from chalicelib.ledger.digest import DigestWriter
 
     writer = DigestWriter(
@@ -44,7 +47,16 @@ def sign_digest(target: Target) -> Checkpoint:
         origin=target.ledger_origin,
         anchor=anchor(target),
     )
+    # The schedule (every 30 s on the local stack) may be writing one right now.
+    for _ in range(_BUSY_ATTEMPTS - 1):
+        try:
+            return writer.write()
+        except LedgerBusy:
+            time.sleep(1.0)
     return writer.write()
+
+
+_BUSY_ATTEMPTS = 5
 
 
 def verify(
@@ -56,13 +68,15 @@ def verify(
     jobs: int | None = None,
     witnesses: Sequence[WitnessKey] = (),
     require_witnesses: int = 0,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> Report:
     """Verify the ledger from the bucket, the public key and the anchor.
 
     Only digests whose period ends within ``since``..``until`` (inclusive,
     either open) are checked; see :func:`gatehouse.times.parse_window`.
     ``witnesses`` are trusted; fewer than ``require_witnesses`` of them
-    cosigning the newest checkpoint is a finding.
+    cosigning the newest checkpoint is a finding. ``progress`` is called
+    after each digest with (digests checked, digests to check, events read).
     """
     from chalicelib.ledger.verify import LedgerVerifier
     from gatehouse.times import utc_text
@@ -80,7 +94,18 @@ def verify(
         until=utc_text(until) if until is not None else None,
         witnesses=witnesses,
         require_witnesses=require_witnesses,
+        progress=progress,
     )
+
+
+def verify_progress(line: Progress) -> Callable[[int, int, int], None]:
+    """A verifier callback that shows ``12/40 digests, 3,200 events`` on ``line``."""
+    from gatehouse.progress import count
+
+    def show(done: int, total: int, events: int) -> None:
+        line.update(f"{done}/{total} digests, {count(events)} events")
+
+    return show
 
 
 def witness_keys(target: Target, given: Sequence[str]) -> list[WitnessKey]:
@@ -269,7 +294,14 @@ def _at_least_one(ctx: click.Context, param: click.Parameter, text: str | None) 
     is_flag=True,
     help="exit 0 when no digest was checked (the metric still counts it as a finding)",
 )
-@click.option("--json", "as_json", is_flag=True, help="the report as JSON")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default=None,
+    help="table: findings and a summary line (default); json: the report as one JSON object",
+)
+@click.option("--json", "as_json", is_flag=True, help="the same as -o json (kept as an alias)")
 @click.option(
     "--publish-metric",
     is_flag=True,
@@ -309,6 +341,7 @@ def verify_command(
     since: str | None,
     until: str | None,
     allow_empty: bool,
+    output: str | None,
     as_json: bool,
     publish_metric: bool,
     jobs: int | None,
@@ -317,9 +350,11 @@ def verify_command(
     require_witnesses: int,
 ) -> int:
     """Re-derive the ledger from the bucket; see the exit statuses above."""
+    from gatehouse.progress import Progress
     from gatehouse.target import resolve_target
     from gatehouse.times import parse_window
 
+    as_json = _json_output(output, as_json)
     target = resolve_target(obj.state_dir)
     # Before any AWS call; an unreadable bound must not quietly check nothing.
     start, end = parse_window(since, until, start_option="--since", end_option="--until")
@@ -329,15 +364,17 @@ def verify_command(
             f"--require-witnesses {require_witnesses} needs that many trusted witness keys "
             f"(--witness VKEY); {len(trusted)} given"
         )
-    report = verify(
-        target,
-        since=start,
-        until=end,
-        public_key_file=public_key,
-        jobs=jobs,
-        witnesses=trusted,
-        require_witnesses=require_witnesses,
-    )
+    with Progress("verify") as line:
+        report = verify(
+            target,
+            since=start,
+            until=end,
+            public_key_file=public_key,
+            jobs=jobs,
+            witnesses=trusted,
+            require_witnesses=require_witnesses,
+            progress=verify_progress(line),
+        )
     if publish_metric:
         publish_verify_metric(target, report)
     empty = verified_nothing(report)
@@ -350,6 +387,13 @@ def verify_command(
     if empty:
         print(_nothing_verified(start, end, allow_empty=allow_empty), file=sys.stderr)
     return status
+
+
+def _json_output(output: str | None, as_json: bool) -> bool:
+    """Whether ``-o``/``--json`` ask for JSON (``--json`` is ``-o json``; they must agree)."""
+    if as_json and output not in (None, "json"):
+        raise click.UsageError(f"--json and -o {output} contradict each other: give one")
+    return as_json or output == "json"
 
 
 def _nothing_verified(since: Any, until: Any, *, allow_empty: bool) -> str:

@@ -816,7 +816,8 @@ def write_format_1_digest(ledger: Ledger) -> str:
         signing_kid=ledger.signer.jwk()["kid"],
         format=1,
     ).to_document()
-    assert "checkpoint" not in document and "origin" not in document
+    assert "checkpoint" not in document
+    assert "origin" not in document
     signature = base64.b64encode(ledger.signer.sign(canonical(document))).decode()
     key = digest_key(ledger.clock, last.tree_size)
     s3().put_object(
@@ -887,3 +888,62 @@ def test_a_digest_over_an_altered_object_is_still_signed_without_a_proof(ledger:
     assert stored["digest"]["consistency"] is None
     assert stored["digest"]["tree"]["size"] == 23
     assert kinds(ledger.verify()) == {"altered_object"}
+
+
+def test_a_digest_that_failed_to_sign_leaves_the_chain_free_for_the_next_attempt(
+    ledger: Ledger,
+) -> None:
+    from chalicelib.aws.errors import SigningError
+
+    class Refusing:
+        def jwk(self) -> dict[str, str]:
+            return ledger.signer.jwk()
+
+        def sign(self, message: bytes) -> bytes:
+            raise SigningError("KMS did not sign: ThrottlingException")
+
+    before = digest_keys(ledger)
+    failing = DigestWriter(
+        s3(), ledger.aws.audit_bucket, ledger.state, Refusing(), stage="test", origin=ORIGIN,
+        anchor=ledger.anchor, clock=lambda: ledger.clock + 1800,
+    )  # fmt: skip
+    with pytest.raises(SigningError):
+        failing.write()
+
+    assert digest_keys(ledger) == before
+    ledger.digest()  # at once: the failed attempt's claim was given back
+    assert len(digest_keys(ledger)) == len(before) + 1
+    assert ledger.verify().ok
+
+
+def test_of_two_writers_that_read_the_chain_at_once_only_one_stores_a_digest(
+    ledger: Ledger,
+) -> None:
+    from chalicelib.ledger import LedgerBusy
+
+    class ReadEarlier(LedgerState):
+        """Reads the chain as it stood before the other writer moved it."""
+
+        def __init__(self, seen: Any) -> None:
+            super().__init__(
+                boto3.client("dynamodb", region_name="us-east-1"), ledger.aws.state_table
+            )
+            self._seen = seen
+
+        def checkpoint(self) -> Any:
+            return self._seen
+
+    seen = ledger.state.checkpoint()
+    ledger.write(2)
+    ledger.digest()
+    late = DigestWriter(
+        s3(), ledger.aws.audit_bucket, ReadEarlier(seen), ledger.signer, stage="test",
+        origin=ORIGIN, anchor=ledger.anchor, clock=lambda: ledger.clock + 60,
+    )  # fmt: skip
+    before = digest_keys(ledger)
+
+    with pytest.raises(LedgerBusy):
+        late.write()
+
+    assert digest_keys(ledger) == before
+    assert ledger.verify().ok
