@@ -36,6 +36,8 @@ from typing import Any, NamedTuple
 
 import click
 
+from gatehouse.errors import INPUT_ERROR, INTERRUPTED, NEGATIVE, OK, UNAVAILABLE
+
 # Name -> "module:attribute" of its click command, in the order help lists them.
 COMMANDS = {
     "dev": "gatehouse.dev_commands:dev",
@@ -44,6 +46,7 @@ COMMANDS = {
     "session": "gatehouse.session_commands:session",
     "audit": "gatehouse.audit_commands:audit",
     "witness": "gatehouse.witness_commands:witness",
+    "stage": "gatehouse.stage_commands:stage",
     "demo": "gatehouse.demo:demo",
 }
 
@@ -94,11 +97,21 @@ class _RootGroup(click.Group):
 @click.option(
     "--state-dir",
     type=click.Path(path_type=Path, readable=False),
-    help="local stack state directory (default .gatehouse)",
+    help="local stack state directory (default: .gatehouse here or in a parent directory)",
+)
+@click.option("--debug", is_flag=True, help="on a failure, also print the traceback")
+@click.version_option(
+    package_name="gatehouse", prog_name="gatehouse", message="%(prog)s %(version)s"
 )
 @click.pass_context
-def root(ctx: click.Context, state_dir: Path | None) -> int | None:
-    """Gatehouse operator CLI: the local stack, policies, grants and the audit trail."""
+def root(ctx: click.Context, state_dir: Path | None, debug: bool) -> int | None:
+    """Gatehouse operator CLI: the local stack, policies, grants and the audit trail.
+
+    Exit status: 0 done; 1 the answer is negative (a deny, a finding, a proof that
+    does not hold, a refused checkpoint, a non-empty dead-letter queue, a diff with
+    changes); 2 a usage or input error; 3 a dependency unavailable (AWS, the local
+    stack); 130 interrupted.
+    """
     ctx.obj = CliContext(state_dir=state_dir)
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
@@ -107,54 +120,126 @@ def root(ctx: click.Context, state_dir: Path | None) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command; return the exit status.
+    """Run the command; return the exit status (the scheme is in :mod:`gatehouse.errors`).
 
-    0 done; 2 a usage error (click's message on stderr) or a known refusal
-    (``gatehouse: <message>`` on stderr); 130 interrupted; other statuses as
-    each command documents. Unknown exceptions propagate.
+    Every failure an operator can cause or meet is one line on stderr,
+    ``gatehouse: <what went wrong and what to do>``; ``--debug`` adds the
+    traceback. Only a bug in Gatehouse itself propagates.
     """
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args[: args.index("--")] if "--" in args else "--debug" in args
     error: BaseException
     try:
-        status = root.main(args=argv, prog_name="gatehouse", standalone_mode=False)
+        status = root.main(args=args, prog_name="gatehouse", standalone_mode=False)
     except click.ClickException as exc:
+        _traceback(exc, debug)
         exc.show()
         return exc.exit_code
     except click.Abort:
-        return 130
+        return INTERRUPTED
     except _Uncaught as uncaught:
         error = uncaught.original
     except Exception as exc:
         error = exc
     else:
         return status if isinstance(status, int) else 0
-    return _refused(error)
+    return _refused(error, debug)
 
 
-def _refused(error: BaseException) -> int:
-    """130 for an interrupt, 2 (and the message) for a known refusal; re-raise anything else."""
+def _traceback(error: BaseException, debug: bool) -> None:
+    if debug:
+        import traceback
+
+        traceback.print_exception(error, file=sys.stderr)
+
+
+def _refused(error: BaseException, debug: bool) -> int:
+    """The exit status of a known failure (its one line printed); re-raise anything else."""
+    from gatehouse.terminal import visible
+
     if isinstance(error, KeyboardInterrupt):
-        return 130
+        return INTERRUPTED
+    if isinstance(error, BrokenPipeError):
+        # The reader went away (`| head`): it has what it wanted. Say nothing more.
+        _silence_stdout()
+        return OK
+    known = _classified(error)
+    if known is None:
+        raise error
+    status, message = known
+    _traceback(error, debug)
+    # Messages can quote what a client stored (a path, a grant field).
+    print(visible(f"gatehouse: {message}"), file=sys.stderr)
+    return status
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _classified(error: BaseException) -> tuple[int, str] | None:
+    """``(exit status, message)`` of a failure an operator can meet; None for a bug."""
     if isinstance(
         error, FileNotFoundError | IsADirectoryError | NotADirectoryError | PermissionError
     ):
-        # A file or directory an operator named: say which and why, no traceback.
-        print(f"gatehouse: cannot use {error.filename!r}: {error.strerror}", file=sys.stderr)
-        return 2
-    if isinstance(error, _known_errors()):
-        from gatehouse.terminal import visible
+        # A file or directory an operator named: say which and why.
+        return INPUT_ERROR, f"cannot use {error.filename!r}: {error.strerror}"
+    aws = _aws_failure(error)
+    if aws is not None:
+        return UNAVAILABLE, aws
+    unavailable, negative, inputs = _known_errors()
+    if isinstance(error, unavailable):
+        return UNAVAILABLE, str(error)
+    if isinstance(error, negative):
+        return NEGATIVE, str(error)
+    if isinstance(error, inputs):
+        return INPUT_ERROR, str(error)
+    return None
 
-        # Messages can quote what a client stored (a path, a grant field).
-        print(visible(f"gatehouse: {error}"), file=sys.stderr)
-        return 2
-    raise error
+
+def _aws_failure(error: BaseException) -> str | None:
+    """What to say of an AWS client failure (None: not one)."""
+    from botocore import exceptions as aws
+
+    if isinstance(error, aws.NoCredentialsError | aws.PartialCredentialsError):
+        return (
+            "no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY), or start the local stack with `gatehouse dev`"
+        )
+    if isinstance(error, aws.NoRegionError):
+        return "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)"
+    if isinstance(error, aws.EndpointConnectionError | aws.ConnectTimeoutError):
+        return f"cannot reach AWS ({error}): check the network, or that the local stack runs"
+    if isinstance(error, aws.ReadTimeoutError):
+        return f"AWS did not answer in time ({error}): try again"
+    if isinstance(error, aws.ClientError):
+        detail = error.response.get("Error", {})
+        operation = getattr(error, "operation_name", "a call")
+        return (
+            f"AWS refused {operation}: {detail.get('Code', '?')}: {detail.get('Message', '')}"
+            " (check your credentials' permissions and the stage's settings)"
+        )
+    if isinstance(error, aws.BotoCoreError):
+        return f"AWS client error: {error}"
+    return None
 
 
-def _known_errors() -> tuple[type[Exception], ...]:
+def _known_errors() -> tuple[
+    tuple[type[Exception], ...], tuple[type[Exception], ...], tuple[type[Exception], ...]
+]:
+    """The library's exceptions an operator can meet: (unavailable, negative, input)."""
     from chalicelib.audit import AuditError
     from chalicelib.grants import GrantError
-    from chalicelib.ledger import LedgerError
+    from chalicelib.ledger import LedgerBusy, LedgerCorrupt, LedgerUnavailable
     from chalicelib.ledger.merkle import ProofError
     from chalicelib.policy import PolicyError
+    from chalicelib.witness import WitnessError
     from gatehouse.audit_commands import StageIncomplete
     from gatehouse.audit_commands.ledger import UnusableKeyFile
     from gatehouse.grant_commands import GrantCommandError
@@ -165,22 +250,23 @@ def _known_errors() -> tuple[type[Exception], ...]:
     from gatehouse.target import NoTarget
     from gatehouse.times import TimeArgumentError
 
-    return (
+    unavailable = (LedgerUnavailable, LedgerBusy, AuditError, WitnessError)
+    negative = (LedgerCorrupt,)
+    inputs = (
         NoLocalStack,
         NoTarget,
         TimeArgumentError,
         StageIncomplete,
         UnusableKeyFile,
-        LedgerError,
         ProofError,
         PolicyError,
         PolicyFileError,
         GrantError,
         GrantCommandError,
-        AuditError,
         QueryError,
         ReportError,
     )
+    return unavailable, negative, inputs
 
 
 if __name__ == "__main__":
