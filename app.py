@@ -23,6 +23,9 @@ SIGN_IN_PAGES = [
 ]
 SIGN_IN_FORMS = ["/.gatehouse/logout"]
 BACKCHANNEL_LOGOUT = ["/.gatehouse/backchannel-logout"]
+# Verbatim too (chalicelib.proxy.health names the same path): unauthenticated, not
+# audited per hit, throttled by the stage's method settings (gatehouse/deploy).
+HEALTH = ["/.gatehouse/health"]
 
 app = GatewayApp(app_name="gatehouse")
 app.api.binary_types = ["*/*"]
@@ -73,6 +76,13 @@ def backchannel_logout(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return entrypoints.sign_in(event, context)
 
 
+@app.raw_route(HEALTH, methods=["GET", "HEAD"])
+def health(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from chalicelib.proxy.health import health_answer  # imported on first use: a cheap app.py
+
+    return health_answer(event)
+
+
 @app.lambda_function(name="audit_writer")
 def audit_writer(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return entrypoints.write_audit_batch(event, context)
@@ -91,3 +101,13 @@ def grant_sweeper(event: Any) -> None:
 @app.schedule("rate(1 hour)", name="ledger_digest")
 def ledger_digest(event: Any) -> None:
     entrypoints.write_digest()
+
+
+@app.schedule("rate(5 minutes)", name="ocsf_export")
+def ocsf_export(event: Any) -> None:
+    entrypoints.export_ocsf(event.to_dict())
+
+
+@app.schedule("rate(5 minutes)", name="detection_checks")
+def detection_checks(event: Any) -> None:
+    entrypoints.run_detection_checks()

@@ -140,6 +140,18 @@ class SessionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DetectionSettings:
+    """Where detection's rules come from and where its alerts go (``chalicelib.detect``)."""
+
+    # A JSON rules file; None: the shipped default rules.
+    rules_path: str | None
+    alert_topic_arn: str | None
+    event_bus: str
+    # The audit dead-letter queue the scheduled check watches (None: not watched).
+    dlq_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a Gatehouse function needs to know about its stage."""
 
@@ -180,6 +192,10 @@ class Settings:
     sts_endpoint_url: str | None
     # The origin line of the ledger's checkpoints ("": the default, see ledger_origin).
     ledger_origin_setting: str = ""
+    # None: detection is off (GATEHOUSE_DETECTION_RULES=off).
+    detection: DetectionSettings | None = None
+    # s3://bucket[/prefix]: the Security Lake root the OCSF export writes under (None: off).
+    ocsf_export_location: str | None = None
 
     @property
     def ledger_origin(self) -> str:
@@ -205,6 +221,11 @@ def ledger_origin(audit_bucket: str, setting: str | None = None) -> str:
     origin (a witness tells logs apart by it).
     """
     return setting or f"s3.amazonaws.com/{audit_bucket}"
+
+
+def _dead_letter_url(queue_url: str) -> str | None:
+    """The audit dead-letter queue's URL: the audit queue's, ``-dlq`` appended."""
+    return f"{queue_url.rstrip('/')}-dlq" if queue_url else None
 
 
 def authorizer_ttl_from_environment() -> int:
@@ -281,6 +302,8 @@ class _SettingsReader:
             ledger_anchor=self._anchor(),
             sts_endpoint_url=self._optional("STS_ENDPOINT_URL") or None,
             ledger_origin_setting=self._origin(),
+            detection=self._detection(),
+            ocsf_export_location=self._s3_location("OCSF_EXPORT_LOCATION"),
         )
         if self.problems:
             raise SettingsError(self.problems)
@@ -321,6 +344,20 @@ class _SettingsReader:
             revocation_refresh_seconds=self._float("SESSION_REVOCATION_REFRESH_SECONDS"),
         )
 
+    def _detection(self) -> DetectionSettings | None:
+        rules = self._optional("DETECTION_RULES")
+        if rules.lower() == "off":
+            return None
+        return DetectionSettings(
+            rules_path=rules or None,
+            alert_topic_arn=self._optional("ALERT_TOPIC_ARN") or None,
+            event_bus=self._optional("ALERT_EVENT_BUS"),
+            # The stack names the dead-letter queue after the queue (infra/gatehouse.yaml,
+            # gatehouse/resources.py): its URL need not be configured.
+            dlq_url=self._optional("AUDIT_DLQ_URL")
+            or _dead_letter_url(self._optional("AUDIT_QUEUE_URL")),
+        )
+
     def _origin(self) -> str:
         value = self._environ.get(PREFIX + "LEDGER_ORIGIN", "").strip()
         if len(value) > 200 or any(ch.isspace() or ch == "+" for ch in value):
@@ -337,6 +374,12 @@ class _SettingsReader:
         if not value.startswith("s3://") or not value[5:].split("/", 1)[0]:
             self.problems.append(f"{PREFIX}LEDGER_ANCHOR must be s3://bucket[/prefix]")
         return value
+
+    def _s3_location(self, name: str) -> str | None:
+        value = self._environ.get(PREFIX + name, "").strip()
+        if value and (not value.startswith("s3://") or not value[5:].split("/", 1)[0]):
+            self.problems.append(f"{PREFIX}{name} must be s3://bucket[/prefix]")
+        return value or None
 
     def _optional(self, name: str) -> str:
         variable = VARIABLES[name]

@@ -20,7 +20,11 @@ if TYPE_CHECKING:
     from chalicelib.authorize import Authorizer
     from chalicelib.aws.sessions import RoleSessions
     from chalicelib.aws.signers import KmsSigner
-    from chalicelib.config import SessionSettings, Settings
+    from chalicelib.config import DetectionSettings, SessionSettings, Settings
+    from chalicelib.detect.alerts import AlertChannels
+    from chalicelib.detect.detector import Detector
+    from chalicelib.detect.rules import RuleSet
+    from chalicelib.detect.state import DynamoState
     from chalicelib.grants import ActiveGrants, GrantStore
     from chalicelib.grants.api import GrantApi
     from chalicelib.grants.usage import GrantUseRecorder
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
     from chalicelib.ledger import LedgerState
     from chalicelib.ledger.digest import DigestWriter
     from chalicelib.observability import MetricsRecorder
+    from chalicelib.ocsf.exporter import OcsfExporter
     from chalicelib.policy import ActivePolicy, PolicyStore, PolicyVersions
     from chalicelib.proxy import Proxy
     from chalicelib.proxy.assertion import AssertionIssuer
@@ -380,6 +385,7 @@ class Container:
             self.active_policy,
             self.emitter,
             stage=self.settings.stage,
+            grant_refresh_seconds=self.settings.policy_refresh_seconds,
         )
 
     @cached_property
@@ -410,9 +416,107 @@ class Container:
             anchor=anchor,
         )
 
+    def ocsf_exporter(self, region: str, account: str) -> OcsfExporter | None:
+        """The OCSF export into the Security Lake location (None: the stage exports nothing)."""
+        from chalicelib.ocsf.cursor import ExportCursor
+        from chalicelib.ocsf.exporter import LakeLocation, OcsfExporter
+
+        location = self.settings.ocsf_export_location
+        if location is None:
+            return None
+        return OcsfExporter(
+            self.clients.s3,
+            self.settings.audit_bucket,
+            self.ledger_state,
+            ExportCursor(self.clients.dynamodb, self.settings.state_table),
+            LakeLocation.from_uri(location, region=region, account=account),
+            origin=self.settings.ledger_origin,
+        )
+
     @cached_property
     def writer(self) -> AuditWriter:
-        """The audit writer (S3)."""
+        """The audit writer (S3); detection runs on each batch it commits."""
         from chalicelib.audit import AuditWriter
 
-        return AuditWriter(self.clients.s3, self.settings.audit_bucket, self.ledger_state)
+        detector = self.detector
+        return AuditWriter(
+            self.clients.s3,
+            self.settings.audit_bucket,
+            self.ledger_state,
+            after_commit=None if detector is None else detector.after_commit,
+        )
+
+    @cached_property
+    def detection_rules(self) -> RuleSet:
+        """The stage's detection rules (the shipped defaults unless the stage names a file).
+
+        Raises
+        ------
+        chalicelib.detect.RulesInvalid
+            When the stage's rules file cannot be read or has problems.
+        """
+        from pathlib import Path
+
+        from chalicelib.detect.rules import default_rules, load_rules_file
+
+        path = self._detection().rules_path
+        return default_rules() if path is None else load_rules_file(Path(path))
+
+    @cached_property
+    def detection_state(self) -> DynamoState:
+        """Detection's windows, first-seen sets and suppression (the ``DETECT`` partition)."""
+        from chalicelib.detect.state import DynamoState
+
+        return DynamoState(self.clients.dynamodb, self.settings.state_table)
+
+    @cached_property
+    def alert_channels(self) -> AlertChannels:
+        """SNS (the stage's alert topic), EventBridge, and the audit trail."""
+        from chalicelib.detect.alerts import AlertChannels
+
+        detection = self._detection()
+        return AlertChannels(
+            self.clients.sns if detection.alert_topic_arn else None,
+            detection.alert_topic_arn,
+            self.clients.events,
+            detection.event_bus,
+            self.emitter,
+        )
+
+    @cached_property
+    def detector(self) -> Detector | None:
+        """Runs the event rules on committed batches (None when detection is off).
+
+        Invalid rules do not stop the writer: every batch then logs the
+        problem and counts ``DetectionFailed``, which alarms.
+        """
+        if self.settings.detection is None:
+            return None
+        from chalicelib.detect.detector import Detector
+        from chalicelib.detect.errors import RulesInvalid
+        from chalicelib.detect.rules import RuleSet
+
+        try:
+            rules = self.detection_rules
+        except RulesInvalid as exc:
+            return Detector(
+                RuleSet((), exc.source),
+                self.detection_state,
+                None,
+                stage=self.settings.stage,
+                metrics=self.metrics,
+                broken=str(exc),
+            )
+        return Detector(
+            rules,
+            self.detection_state,
+            self.alert_channels,
+            stage=self.settings.stage,
+            metrics=self.metrics,
+        )
+
+    def _detection(self) -> DetectionSettings:
+        detection = self.settings.detection
+        if detection is None:
+            raise RuntimeError("detection is off on this stage (GATEHOUSE_DETECTION_RULES=off)")
+        return detection

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from chalicelib import observability
@@ -59,6 +60,7 @@ def authorize(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from chalicelib.authorize import AuthorizerFailure
 
     log = observability.powertools_logger()
+    started = time.perf_counter()
     try:
         answer = container().authorizer.handle(event, _lambda_request_id(context))
         if answer.grant_use is not None:
@@ -71,6 +73,10 @@ def authorize(event: dict[str, Any], context: Any) -> dict[str, Any]:
         log.error("authorizer could not decide", extra={"error": str(exc)})
         raise
     finally:
+        # Every answer counts, a 401 (raised) too; a container that failed to build has none.
+        if _container is not None:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            observability.measure_decision(_container.metrics, elapsed_ms)
         observability.flush_metrics()
 
 
@@ -237,6 +243,73 @@ def write_digest() -> None:
         "ledger digest signed",
         extra={"key": checkpoint.key, "tree_size": checkpoint.tree_size, "root": checkpoint.root},
     )
+
+
+def export_ocsf(event: dict[str, Any]) -> None:
+    """The scheduled Lambda that exports what the ledger committed as OCSF (Security Lake).
+
+    The region and account of the files' partitions are the schedule's own
+    (an EventBridge event names both).
+    """
+    log = observability.powertools_logger()
+    region, account = str(event.get("region") or ""), str(event.get("account") or "")
+    exporter = container().ocsf_exporter(region, account)
+    if exporter is None:
+        return
+    try:
+        done = exporter.run()
+        observability.metrics().add_metric(
+            name="OcsfRecordsExported", unit="Count", value=done.records
+        )
+    finally:
+        observability.flush_metrics()
+    log.info(
+        "OCSF export",
+        extra={"objects": done.objects, "files": len(done.written), "next": done.next_sequence},
+    )
+
+
+def run_detection_checks() -> None:
+    """The scheduled Lambda that runs detection's scheduled rules (DLQ, verify, witnesses).
+
+    A probe that fails is logged and counted (``DetectionFailed``); the other
+    rules still run. Invalid rules fail the invocation (the function's errors alarm).
+    """
+    from chalicelib.audit import uuid7
+    from chalicelib.detect.checks import AwsProbes, run_checks
+
+    log = observability.powertools_logger()
+    built = container()
+    detection = built.settings.detection
+    if detection is None:
+        return
+    clients = built.clients
+    probes = AwsProbes(
+        sqs=lambda: clients.sqs,
+        dlq_url=detection.dlq_url,
+        cloudwatch=lambda: clients.cloudwatch,
+        s3=lambda: clients.s3,
+        bucket=built.settings.audit_bucket,
+        stage=built.settings.stage,
+    )
+    try:
+        fired, failed = run_checks(
+            built.detection_rules,
+            probes,
+            built.detection_state,
+            built.alert_channels,
+            stage=built.settings.stage,
+            new_id=uuid7,
+        )
+        for alert in fired:
+            log.warning("alert raised", extra={"alert": alert.as_json()})
+        if failed:
+            log.error("detection checks failed", extra={"failed": failed})
+            observability.metrics().add_metric(
+                name="DetectionFailed", unit="Count", value=len(failed)
+            )
+    finally:
+        observability.flush_metrics()
 
 
 def _json_response(

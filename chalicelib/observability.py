@@ -39,14 +39,52 @@ def count_decision(
         # Its own metric, so that an alarm can page on every use.
         recorder.add_metric(name="BreakGlassUsed", unit="Count", value=1)
     if allowed:
-        name = "AccessAllowed"
+        name, outcome = "AccessAllowed", "allow"
     elif reason.is_decision_failure:
-        name = "DecisionFailed"
+        name, outcome = "DecisionFailed", "error"
     elif reason.is_credential_failure:
-        name = "AuthenticationFailed"
+        name, outcome = "AuthenticationFailed", "unauthenticated"
     else:
-        name = "AccessDenied"
+        name, outcome = "AccessDenied", "deny"
     recorder.add_metric(name=name, unit="Count", value=1)
+    if recorder is _metrics:
+        # By outcome and reason code: dimensions of their own, so a line of its own
+        # (the invocation's other metrics keep the one dimension their alarms name).
+        put_dimensioned("Decisions", "Count", 1, {"Outcome": outcome, "Reason": reason.value})
+
+
+def measure_upstream(recorder: MetricsRecorder | None, elapsed_ms: float | None) -> None:
+    """Record how long the upstream took to answer one proxied request (if it was called)."""
+    if recorder is not None and elapsed_ms is not None:
+        recorder.add_metric(name="UpstreamLatency", unit="Milliseconds", value=elapsed_ms)
+
+
+def measure_decision(recorder: MetricsRecorder | None, elapsed_ms: float) -> None:
+    """Record how long one authorizer invocation took to decide (and audit) a request."""
+    if recorder is not None:
+        recorder.add_metric(name="DecisionLatency", unit="Milliseconds", value=elapsed_ms)
+
+
+def put_dimensioned(name: str, unit: str, value: float, dimensions: dict[str, str]) -> None:
+    """Publish one metric with ``dimensions`` (and ``service``) as its own EMF line, now.
+
+    Nothing is printed when Powertools metrics are disabled
+    (``POWERTOOLS_METRICS_DISABLED``), as for the invocation's other metrics.
+    """
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+    from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+    if is_metrics_disabled():
+        return
+    labels = {"service": SERVICE, **dimensions}
+    with single_metric(
+        name=name,
+        unit=MetricUnit(unit),
+        value=value,
+        namespace=NAMESPACE,
+        default_dimensions=labels,
+    ):
+        pass
 
 
 _logger: Any = None

@@ -17,6 +17,14 @@ class Reason(StrEnum):
     GRANT_MATCHED = "grant_matched"
     BREAK_GLASS = "break_glass"
 
+    # A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) to a
+    # route with a ``cors`` block: decided by Gatehouse itself, without credentials,
+    # and never forwarded upstream.
+    CORS_PREFLIGHT_ALLOWED = "cors_preflight_allowed"
+    CORS_ORIGIN_NOT_ALLOWED = "cors_origin_not_allowed"
+    CORS_METHOD_NOT_ALLOWED = "cors_method_not_allowed"
+    CORS_HEADERS_NOT_ALLOWED = "cors_headers_not_allowed"
+
     # Denied by policy.
     DENY_RULE_MATCHED = "deny_rule_matched"
     NO_MATCHING_RULE = "no_matching_rule"
@@ -83,6 +91,11 @@ class Reason(StrEnum):
         )
 
     @property
+    def is_cors_preflight(self) -> bool:
+        """True for the decision on a CORS preflight (allowed or refused)."""
+        return self in _CORS_PREFLIGHT
+
+    @property
     def is_credential_failure(self) -> bool:
         """True when the caller failed to authenticate (answered with 401)."""
         return self in _CREDENTIAL_FAILURES
@@ -113,6 +126,14 @@ _CREDENTIAL_FAILURES = frozenset(
         Reason.SESSION_IDLE,
         Reason.SESSION_REVOKED,
         Reason.SESSION_REFRESH_REQUIRED,
+    }
+)
+_CORS_PREFLIGHT = frozenset(
+    {
+        Reason.CORS_PREFLIGHT_ALLOWED,
+        Reason.CORS_ORIGIN_NOT_ALLOWED,
+        Reason.CORS_METHOD_NOT_ALLOWED,
+        Reason.CORS_HEADERS_NOT_ALLOWED,
     }
 )
 _SESSION_FAILURES = frozenset(

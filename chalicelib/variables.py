@@ -110,7 +110,12 @@ VARIABLES: Final = _table(
     Variable(
         "AUDIT_QUEUE_URL", "The SQS queue audit events go through.", Reader.BOTH, required=True
     ),
-    Variable("AUDIT_DLQ_URL", "The audit queue's dead-letter queue.", Reader.CLI),
+    Variable(
+        "AUDIT_DLQ_URL",
+        "The audit queue's dead-letter queue (the scheduled detection check watches it; "
+        "default: the audit queue's URL with -dlq appended, as the stack names it).",
+        Reader.BOTH,
+    ),
     Variable(
         "ASSERTION_KEY_ID",
         "The KMS key (id, ARN or alias) that certifies the proxy's short-lived assertion keys.",
@@ -288,6 +293,28 @@ VARIABLES: Final = _table(
         "LEDGER_ORIGIN",
         "The origin line of the ledger's checkpoints (default s3.amazonaws.com/<audit bucket>).",
         Reader.FUNCTIONS,
+    ),
+    Variable(
+        "OCSF_EXPORT_LOCATION",
+        "s3://bucket[/prefix]: the Security Lake root the OCSF export writes its custom "
+        "sources under (ext/gatehouse-<class>/...; docs/ocsf.md); empty turns the export off.",
+        Reader.FUNCTIONS,
+    ),
+    Variable(
+        "DETECTION_RULES",
+        "The detection rules (a JSON rules file, relative to the deployment; "
+        "`gatehouse alerts list --rules FILE -o json` writes one); default: the shipped "
+        "chalicelib/detect/default_rules.json. `off` turns detection off.",
+        Reader.BOTH,
+    ),
+    Variable(
+        "ALERT_TOPIC_ARN",
+        "The SNS topic alerts are published to (the stage's alert topic); unset: none.",
+    ),
+    Variable(
+        "ALERT_EVENT_BUS",
+        "The EventBridge bus alerts are put on (source gatehouse, detail-type Gatehouse Alert).",
+        default="default",
     ),
     Variable(
         "WITNESS_KEYS",

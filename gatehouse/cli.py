@@ -4,9 +4,11 @@
 
     gatehouse dev [--port N] [--authorizer-ttl N] [--policy FILE]   run the local stack
     gatehouse dev token --sub S [--email E] [--groups a,b] [--amr mfa] [--ttl N] [--alg A]
-    gatehouse policy validate FILE | apply FILE | diff FILE | history | rollback VERSION
+    gatehouse policy validate|diff FILE [--var N=V] [-o ...] | apply FILE --reason T
+    gatehouse policy history [-o ...] | rollback VERSION --reason T
     gatehouse policy explain --sub S [--email E] [--groups a,b] [--claims k=v] --method M
                              --host H --path P [--ip IP] [--at TIME] [--version V]
+                             (--at evaluates the version in force at TIME)
     gatehouse grant request|show|approve|deny|revoke|list ...     just-in-time access
     gatehouse audit flush | tail [-n N] [--json] | digest | dlq [--redrive]
     gatehouse audit verify [--since T] [--until T] | prove ID | check-proof FILE
@@ -36,8 +38,6 @@ from typing import Any, NamedTuple
 
 import click
 
-from gatehouse.errors import INPUT_ERROR, INTERRUPTED, NEGATIVE, OK, UNAVAILABLE
-
 # Name -> "module:attribute" of its click command, in the order help lists them.
 COMMANDS = {
     "dev": "gatehouse.dev_commands:dev",
@@ -46,6 +46,7 @@ COMMANDS = {
     "session": "gatehouse.session_commands:session",
     "audit": "gatehouse.audit_commands:audit",
     "witness": "gatehouse.witness_commands:witness",
+    "alerts": "gatehouse.alerts_commands:alerts",
     "stage": "gatehouse.stage_commands:stage",
     "demo": "gatehouse.demo:demo",
 }
@@ -126,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     ``gatehouse: <what went wrong and what to do>``; ``--debug`` adds the
     traceback. Only a bug in Gatehouse itself propagates.
     """
+    from gatehouse.errors import INTERRUPTED
+
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args[: args.index("--")] if "--" in args else "--debug" in args
     error: BaseException
@@ -155,6 +158,7 @@ def _traceback(error: BaseException, debug: bool) -> None:
 
 def _refused(error: BaseException, debug: bool) -> int:
     """The exit status of a known failure (its one line printed); re-raise anything else."""
+    from gatehouse.errors import INTERRUPTED, OK
     from gatehouse.terminal import visible
 
     if isinstance(error, KeyboardInterrupt):
@@ -185,6 +189,8 @@ def _silence_stdout() -> None:
 
 def _classified(error: BaseException) -> tuple[int, str] | None:
     """``(exit status, message)`` of a failure an operator can meet; None for a bug."""
+    from gatehouse.errors import INPUT_ERROR, NEGATIVE, UNAVAILABLE
+
     if isinstance(
         error, FileNotFoundError | IsADirectoryError | NotADirectoryError | PermissionError
     ):

@@ -261,6 +261,7 @@ def _show(state: DevState, state_dir: Path) -> int:
     failures += 0 if _write_report(state_dir) else 1
     failures += 0 if _query_trail(state_dir) else 1
     failures += 0 if browser_session(state, state_dir) else 1
+    failures += 0 if _print_alerts(state_dir) else 1
     if failures:
         print(f"\n{failures} request(s) did not end as expected.")
         return 1
@@ -269,6 +270,46 @@ def _show(state: DevState, state_dir: Path) -> int:
         return 1
     print("\nEvery request ended as expected, and every one of them is in the audit trail.")
     return 0
+
+
+# The alerts the demo's traffic raises on purpose (docs/detection.md): the on-call
+# engineer's break-glass request, and the browser session used after sign-out.
+EXPECTED_ALERTS = frozenset({"break-glass-used", "revoked-session-used"})
+
+
+def _print_alerts(state_dir: Path, deadline_seconds: float = 20.0) -> bool:
+    """The alerts detection raised (as the console prints them): exactly the expected rules."""
+    import time
+
+    from chalicelib.detect.alerts import alert_line
+    from gatehouse.target import resolve_target
+
+    target = resolve_target(state_dir)
+    table = target.client("dynamodb")
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        items = table.query(
+            TableName=target.state_table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :alert)",
+            ExpressionAttributeValues={":pk": {"S": "DETECT"}, ":alert": {"S": "ALERT#"}},
+        )["Items"]
+        alerts = sorted(
+            (json.loads(item["alert"]["S"]) for item in items), key=lambda a: a["raised_at"]
+        )
+        fired = {alert["rule"] for alert in alerts}
+        if fired >= EXPECTED_ALERTS or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    print(
+        f"\nDetection: {len(alerts)} alert(s), expected from {', '.join(sorted(EXPECTED_ALERTS))}:"
+    )
+    for alert in alerts:
+        print(f"  {alert_line(alert)}")
+    if fired != EXPECTED_ALERTS:
+        unexpected, missing = sorted(fired - EXPECTED_ALERTS), sorted(EXPECTED_ALERTS - fired)
+        print(f"  unexpected: {unexpected}; missing: {missing}")
+        return False
+    return True
 
 
 def _print_aws_correlation(state: DevState, state_dir: Path) -> bool:
@@ -418,7 +459,7 @@ def _query_trail(state_dir: Path) -> bool:
 
 def _administration(state: DevState, state_dir: Path) -> list[Exchange]:
     """A JIT grant requested, approved and used; a policy change applied and replayed."""
-    from gatehouse import grant_commands, policy_commands
+    from gatehouse import grant_commands, policy_commands, policy_output
     from gatehouse.dev import idp
     from gatehouse.target import resolve_target
 
@@ -467,7 +508,7 @@ def _administration(state: DevState, state_dir: Path) -> list[Exchange]:
         }
     )
     change = policy_commands.admin(target).apply(document, source_name="demo change")
-    for line in policy_commands.describe_change(change, "policy apply"):
+    for line in policy_output.describe_change(change, "policy apply"):
         print(f"  {line}")
     time.sleep(1.5)  # the stack refreshes its policy every second
     replay = _replay(target, frank)
@@ -495,13 +536,13 @@ def _administration(state: DevState, state_dir: Path) -> list[Exchange]:
 
 def _replay(target: Any, token: str) -> str:
     from chalicelib.policy import AccessRequest
-    from gatehouse import grant_commands, policy_commands
+    from gatehouse import grant_commands, policy_explain
 
     identity = grant_commands.verify_token(target, token)
     request = AccessRequest("gatehouse.local", "GET", "/reports/q3")
     answers = []
     for version in (1, 2):
-        decision = policy_commands.load_policy(target, version).evaluate(identity, request)
+        decision = policy_explain.load_policy(target, version).evaluate(identity, request)
         verdict = "allow" if decision.allowed else "deny"
         answers.append(f"v{version} {verdict} {[r.value for r in decision.reasons]}")
     return ", ".join(answers)

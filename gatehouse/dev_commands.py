@@ -11,7 +11,15 @@ import click
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from gatehouse.state import default_state_dir, find_state
+from gatehouse.errors import InputError
+from gatehouse.state import (
+    STATE_FILE_NAME,
+    DevState,
+    NoLocalStack,
+    default_state_dir,
+    find_state,
+    process_is_running,
+)
 
 if TYPE_CHECKING:
     from gatehouse.cli import CliContext
@@ -43,12 +51,20 @@ if TYPE_CHECKING:
     help="initial policy (default: the demo policy)",
 )
 @click.option("--metrics", is_flag=True, help="print EMF metrics lines")
+@click.option("--verbose", is_flag=True, help="also print moto's log line for every AWS call")
 @click.pass_context
 def dev(
-    ctx: click.Context, port: int, authorizer_ttl: int, policy: Path | None, metrics: bool
+    ctx: click.Context,
+    port: int,
+    authorizer_ttl: int,
+    policy: Path | None,
+    metrics: bool,
+    verbose: bool,
 ) -> int | None:
     """Run the local stack in the foreground (Ctrl-C stops it).
 
+    The console shows one line per gateway request (method, path, status,
+    decision, reason code, milliseconds) and every background poller's error.
     With a subcommand (dev token), the stack is not started.
     """
     if ctx.invoked_subcommand is not None:
@@ -60,38 +76,80 @@ def dev(
         authorizer_ttl=authorizer_ttl,
         policy=policy,
         metrics=metrics,
+        verbose=verbose,
     )
 
 
 def run(
-    *, state_dir: Path | None, port: int, authorizer_ttl: int, policy: Path | None, metrics: bool
+    *,
+    state_dir: Path | None,
+    port: int,
+    authorizer_ttl: int,
+    policy: Path | None,
+    metrics: bool,
+    verbose: bool = False,
 ) -> int:
     """Start the stack, print where everything is, and wait for Ctrl-C.
 
     Raises
     ------
+    InputError
+        When ``--policy`` names no file, or a stack already runs from the
+        state directory.
     PolicyFileError
         When ``--policy`` names a file that cannot be read or parsed: checked
         before anything starts, so a typo costs no stack start-up.
+    PortInUse
+        When the gateway's port is taken.
     """
     from gatehouse.dev.console import whole_lines
     from gatehouse.dev.stack import LocalStack, StackOptions, initial_policy
 
     if policy is not None:
+        if not policy.is_file():
+            raise InputError(
+                f"--policy {policy}: no such file: name a policy file (YAML, or JSON "
+                "ending in .json), or leave --policy out for the demo policy"
+            )
         # Any URL will do here: only the file's reading is checked now.
         initial_policy(policy, backend_url="http://127.0.0.1")
+    state_dir = state_dir or default_state_dir()
+    refuse_second_stack(state_dir)
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
     options = StackOptions(
-        state_dir=state_dir or default_state_dir(),
+        state_dir=state_dir,
         gateway_port=port,
         authorizer_ttl_seconds=authorizer_ttl,
         policy_file=policy,
         metrics=metrics,
+        request_console=True,
+        verbose=verbose,
     )
     with whole_lines():
         return _serve(LocalStack(options), options, stopping)
+
+
+def refuse_second_stack(state_dir: Path) -> None:
+    """Refuse to start over a live stack's state file (a stale one is replaced).
+
+    Raises
+    ------
+    InputError
+        When ``state_dir``'s ``dev.json`` names a running process.
+    """
+    path = state_dir / STATE_FILE_NAME
+    try:
+        live = DevState.read(path)
+    except NoLocalStack:
+        return  # none, or not a state file: the new stack writes its own
+    if live.pid > 0 and process_is_running(live.pid):
+        raise InputError(
+            f"a local stack is already running from {path} (pid {live.pid}, gateway "
+            f"{live.gateway_url}): use it, stop it (Ctrl-C in its console, or kill {live.pid}), "
+            "or start another with --state-dir DIR --port 0"
+        )
 
 
 def _serve(stack: LocalStack, options: StackOptions, stopping: threading.Event) -> int:
@@ -113,8 +171,21 @@ def _serve(stack: LocalStack, options: StackOptions, stopping: threading.Event) 
         stopping.wait()
     finally:
         stack.stop()
-    print("stopped", flush=True)
+    print(f"stopped; {_discarded(stack.discarded)}", flush=True)
     return 0
+
+
+def _discarded(counts: tuple[int, int] | None) -> str:
+    """What the stack's queues still held: moto keeps them in memory, so they are gone."""
+    if counts is None:
+        return "the audit queue could not be read: any events still queued are discarded"
+    queued, dead = counts
+    if not queued and not dead:
+        return "no audit events were still queued"
+    text = f"{queued} audit event(s) were still queued"
+    if dead:
+        text += f" and {dead} in the dead-letter queue"
+    return text + ": they are discarded with the stack"
 
 
 @dev.command("token", short_help="print a token signed by the dev issuer")

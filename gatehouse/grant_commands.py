@@ -64,6 +64,13 @@ def grant() -> None:
 @click.option("--duration", required=True, help='e.g. "30m", "2h"')
 @click.option("--justification", required=True, help="why (shown to approvers, audited)")
 @_token_option
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    help="table: one line (default); json: the new grant as the API returns it",
+)
 @click.pass_obj
 def request_command(
     obj: CliContext,
@@ -74,6 +81,7 @@ def request_command(
     duration: str,
     justification: str,
     token: str | None,
+    output: str,
 ) -> int:
     """Ask for temporary access; prints the new grant's id."""
     api = grant_api(obj, token)
@@ -86,17 +94,32 @@ def request_command(
     }
     with _audit_pending_noted():
         requested = api.call("POST", "", body=body)
-        _say(f"grant {requested['id']} requested (pending approval)")
+        if output == "json":
+            _print_json(requested)
+        else:
+            _say(f"grant {requested['id']} requested (pending approval)")
     return 0
 
 
 @grant.command("show", short_help="show one grant's scope (approvers: any; others: their own)")
 @_grant_id_argument
 @_token_option
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    help="table: the scope, one path glob per line (default); json: the grant as the API "
+    "returns it",
+)
 @click.pass_obj
-def show_command(obj: CliContext, grant_id: str, token: str | None) -> int:
+def show_command(obj: CliContext, grant_id: str, token: str | None, output: str) -> int:
     """Show one grant's scope (approvers: any grant; others: their own)."""
-    _say(*describe_grant(fetch_grant(grant_api(obj, token), grant_id)))
+    found = fetch_grant(grant_api(obj, token), grant_id)
+    if output == "json":
+        _print_json(found)
+    else:
+        _say(*describe_grant(found))
     return 0
 
 
@@ -109,15 +132,25 @@ def show_command(obj: CliContext, grant_id: str, token: str | None) -> int:
     help="approve the scope shown without asking (needed when stdin is not a terminal)",
 )
 @_token_option
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    help="table: one line (default); json: the approved grant as the API returns it (the "
+    "scope is then shown on stderr)",
+)
 @click.pass_obj
-def approve_command(obj: CliContext, grant_id: str, yes: bool, token: str | None) -> int:
+def approve_command(
+    obj: CliContext, grant_id: str, yes: bool, token: str | None, output: str
+) -> int:
     """Show a pending grant's scope, ask, and approve it (never your own).
 
     Exit status 1 when the answer is not yes (nothing changed).
     """
     api = grant_api(obj, token)
     with _audit_pending_noted():
-        return _approve(api, grant_id, assume_yes=yes)
+        return _approve(api, grant_id, assume_yes=yes, as_json=output == "json")
     return 0
 
 
@@ -143,17 +176,37 @@ def revoke_command(obj: CliContext, grant_id: str, reason: str | None, token: st
 
 @grant.command("list", short_help="recent grants")
 @click.option("--all", "include_ended", is_flag=True, help="include ended grants")
-@click.option("--json", "as_json", is_flag=True, help="one JSON array")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json", "csv"]),
+    default=None,
+    help="table: one line per grant (default); json: one JSON array of the grants as the "
+    "API returns them; csv: a header and one row per grant",
+)
+@click.option("--json", "as_json", is_flag=True, help="the same as -o json (kept as an alias)")
 @click.option("-n", "count", type=int, default=50, show_default=True, help="how many")
 @_token_option
 @click.pass_obj
 def list_command(
-    obj: CliContext, *, include_ended: bool, as_json: bool, count: int, token: str | None
+    obj: CliContext,
+    *,
+    include_ended: bool,
+    output: str | None,
+    as_json: bool,
+    count: int,
+    token: str | None,
 ) -> int:
     """Recent grants: pending and active ones, or every one with --all."""
+    if as_json and output not in (None, "json"):
+        raise click.UsageError(f"--json and -o {output} contradict each other: give one")
     api = grant_api(obj, token)
     query = {"limit": str(count), "all": "1" if include_ended else "0"}
-    return _list(api.call("GET", "", query=query), include_ended=include_ended, as_json=as_json)
+    grants = api.call("GET", "", query=query)
+    if output == "csv":
+        _list_csv(grants)
+        return 0
+    return _list(grants, include_ended=include_ended, as_json=as_json or output == "json")
 
 
 def grant_api(obj: CliContext, token: str | None, target: Target | None = None) -> GrantApiClient:
@@ -196,15 +249,40 @@ def _end(api: GrantApiClient, action: str, grant_id: str, reason: str | None) ->
     with _audit_pending_noted():
         ended = api.call("POST", f"/{_id_segment(grant_id)}/{action}", body=body)
         _say(f"grant {ended['id']} {'denied' if action == 'deny' else 'revoked'}")
+        if action == "revoke":
+            _say(revocation_bound_text(ended))
     return 0
+
+
+def revocation_bound_text(answer: dict[str, Any]) -> str:
+    """When a revocation is in force, as the stage's grant API computed it from its settings.
+
+    Decisions read live grants from a per-container cache (no AWS call per
+    request), so a revoked grant may still be honoured until each deciding
+    container's next refresh (docs: ``chalicelib/grants/cache.py``).
+    """
+    within = answer.get("in_effect_within_seconds")
+    at_most = answer.get("in_effect_within_seconds_at_most")
+    if not isinstance(within, int | float) or not isinstance(at_most, int | float):
+        return (
+            "in effect within the stage's grant refresh (GATEHOUSE_POLICY_REFRESH_SECONDS, "
+            "10 s unless set; this stage's API did not say)"
+        )
+    return (
+        f"in effect within {within:g} s: the grant cache refresh "
+        f"(GATEHOUSE_POLICY_REFRESH_SECONDS; the authorizer cache adds nothing, cached answers "
+        f"are decided again); at most {at_most:g} s while the grant table cannot be read"
+    )
 
 
 class _AuditPending(Exception):
     """The API made the change; its audit event is kept for the sweeper to enqueue."""
 
 
-def _approve(api: GrantApiClient, grant_id: str, *, assume_yes: bool) -> int:
+def _approve(api: GrantApiClient, grant_id: str, *, assume_yes: bool, as_json: bool = False) -> int:
     """Show the grant's scope, ask on the terminal (unless ``assume_yes``), then approve.
+
+    With ``as_json`` the scope goes to stderr and the approved grant, as JSON, to stdout.
 
     Raises
     ------
@@ -213,14 +291,17 @@ def _approve(api: GrantApiClient, grant_id: str, *, assume_yes: bool) -> int:
         is false, or the API refuses the approval.
     """
     grant = fetch_grant(api, grant_id)
-    _say(*describe_grant(grant))
+    _say(*describe_grant(grant), file=sys.stderr if as_json else None)
     if not assume_yes:
         who = grant.get("email") or grant.get("subject")
         if not _confirmed(f"approve grant {grant['id']} for {who}, exactly as shown above? [y/N] "):
             print(f"grant {visible(grant_id)} not approved: nothing changed", file=sys.stderr)
             return 1
     approved = api.call("POST", f"/{_id_segment(grant_id)}/approve")
-    _say(f"grant {approved['id']} approved until {approved['expires_at']}")
+    if as_json:
+        _print_json(approved)
+    else:
+        _say(f"grant {approved['id']} approved until {approved['expires_at']}")
     return 0
 
 
@@ -301,10 +382,15 @@ def describe_grant(grant: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _say(*lines: str) -> None:
+def _say(*lines: str, file: Any = None) -> None:
     """Print client text for people: each line through :func:`visible`."""
     for line in lines:
-        print(visible(line))
+        print(visible(line), file=file)
+
+
+def _print_json(answer: Any) -> None:
+    """The API's answer as JSON (``ensure_ascii`` writes control and bidi characters escaped)."""
+    print(json.dumps(answer, indent=2))
 
 
 class GrantApiClient:
@@ -444,3 +530,40 @@ def _list(grants: list[dict[str, Any]], *, include_ended: bool, as_json: bool) -
             f"until {grant['expires_at'] or '-'}  {grant['justification']!r}"
         )
     return 0
+
+
+# The columns of ``grant list -o csv``; lists are joined with spaces.
+_CSV_COLUMNS = (
+    "id",
+    "status",
+    "issuer",
+    "subject",
+    "email",
+    "routes",
+    "actions",
+    "paths",
+    "duration_seconds",
+    "justification",
+    "requested_at",
+    "approver",
+    "approved_at",
+    "expires_at",
+)
+
+
+def _list_csv(grants: list[dict[str, Any]]) -> None:
+    """The grants as CSV, client text shown inert and defused for spreadsheets."""
+    import csv
+
+    from gatehouse.report.render_csv import defuse
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(_CSV_COLUMNS)
+    for found in grants:
+        cells = []
+        for name in _CSV_COLUMNS:
+            value = found.get(name)
+            if isinstance(value, list):
+                value = " ".join(str(item) for item in value)
+            cells.append(defuse(visible(str(value))) if isinstance(value, str) else defuse(value))
+        writer.writerow(cells)

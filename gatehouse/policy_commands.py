@@ -1,53 +1,132 @@
 """``gatehouse policy validate|apply|diff|history|rollback|explain``.
 
+What they print is built in :mod:`gatehouse.policy_output`; ``explain``'s
+replay is :mod:`gatehouse.policy_explain`.
+
 The lines printed for people go through :func:`gatehouse.terminal.visible`:
 rule and route ids, globs, principals and grant approvers are read back from
 stored records, which whoever could write the table could have filled with
 terminal escapes.
+
+Every change names its operator (:attr:`gatehouse.target.Target.operator`:
+the AWS caller's ARN from STS on a deployed stage, ``local:<user>`` on the
+local stack) and, with ``--reason``, why; a deployed stage requires the
+reason. ``policy diff`` answers like ``git diff --exit-code``: 1 when
+applying the file would change the stage, 0 when not.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import csv
+import io
 import json
 import sys
-import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from chalicelib.identity import Identity
 from chalicelib.policy import (
     AccessRequest,
-    AmbiguousPath,
-    CompiledPolicy,
-    Decision,
-    PolicyError,
     PolicyStore,
-    PolicyVersions,
-    normalize_path,
     parse_policy,
 )
-from chalicelib.policy.store import compile_record
+from chalicelib.readable import MAX_JUSTIFICATION, describe_character, unreadable_character
+from gatehouse.errors import NEGATIVE, InputError
+from gatehouse.policy_explain import (
+    choose_version,
+    decision_json,
+    explain,
+    explain_identity,
+    format_decision,
+    load_policy,
+    normalised_or_refusal,
+    parse_claims,
+    parse_source_ip,
+    parse_time,
+)
 from gatehouse.policy_files import PolicyFileError as PolicyFileError
 from gatehouse.policy_files import load_policy_file as load_policy_file
+from gatehouse.policy_files import load_policy_file_with_variables, parse_variables
+from gatehouse.policy_output import (
+    DIFF_COLUMNS,
+    HISTORY_COLUMNS,
+    compare,
+    comparison_json,
+    comparison_rows,
+    describe_change,
+    format_comparison,
+    format_history,
+    history_json,
+    history_rows,
+)
 from gatehouse.terminal import visible
 
 if TYPE_CHECKING:
-    from chalicelib.grants import Grant
     from chalicelib.policy import PolicyDocument
     from chalicelib.policy.admin import ChangeResult, PolicyAdmin
-    from chalicelib.policy.store import Activation
     from gatehouse.cli import CliContext
     from gatehouse.target import Target
 
+# How long a change's reason may be: as long as a break-glass justification.
+MAX_REASON = MAX_JUSTIFICATION
 
-def validate(path: Path) -> PolicyDocument:
-    """Validate the file; raise PolicyInvalid listing every problem."""
-    return parse_policy(load_policy_file(path), source_name=str(path))
+
+def validate(path: Path, variables: Mapping[str, str] | None = None) -> PolicyDocument:
+    """Validate the file (its ``${NAME}`` placeholders filled in from ``variables``).
+
+    Raises
+    ------
+    PolicyFileError
+        When the file cannot be read or parsed.
+    InputError
+        When a placeholder names a variable that is not set.
+    PolicyInvalid
+        Listing every problem of the document.
+    """
+    return parse_policy(read_document(path, variables), source_name=str(path))
+
+
+def read_document(path: Path, variables: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The policy document in ``path`` with its placeholders filled in (not yet validated).
+
+    Raises
+    ------
+    PolicyFileError, InputError
+        As :func:`gatehouse.policy_files.load_policy_file_with_variables`.
+    """
+    return load_policy_file_with_variables(path, variables or {})
+
+
+def change_reason(target: Target, reason: str | None) -> str | None:
+    """``--reason``, checked: required on a deployed stage, one readable line of text.
+
+    Raises
+    ------
+    InputError
+        When it is missing on a deployed stage, empty, too long, or holds a
+        character that would not read as itself in the audit trail.
+    """
+    if reason is None:
+        if target.local:
+            return None
+        raise InputError(
+            f"--reason is required on a deployed stage ({target.stage or 'from GATEHOUSE_*'}): "
+            "say why the policy changes, e.g. --reason 'auditors need the Q3 reports'"
+        )
+    reason = reason.strip()
+    if not reason:
+        raise InputError("--reason is empty: say why the policy changes")
+    if len(reason) > MAX_REASON:
+        raise InputError(f"--reason is {len(reason)} characters; at most {MAX_REASON}")
+    bad = unreadable_character(reason)
+    if bad is not None:
+        raise InputError(
+            f"--reason holds {describe_character(bad)}, which the audit trail would not show "
+            "as itself: write it as one line of plain text"
+        )
+    return reason
 
 
 def admin(target: Target) -> PolicyAdmin:
@@ -65,246 +144,66 @@ def admin(target: Target) -> PolicyAdmin:
     )
 
 
-def apply(target: Target, path: Path) -> ChangeResult:
-    """Validate, store, archive, activate and audit the policy in ``path``."""
-    document = load_policy_file(path)
-    return admin(target).apply(document, source_name=str(path))
-
-
-def describe_change(result: ChangeResult, source: str) -> list[str]:
-    """What an apply or rollback printed."""
-    record, activation = result.record, result.activation
-    if activation is None:
-        return [
-            visible(f"{source}: already active as version {record.version} ({record.checksum})")
-        ]
-    reused = "" if result.created_version else " (an existing version)"
-    replaced = (
-        f"replacing version {activation.previous_version}"
-        if activation.previous_version is not None
-        else "the first policy of this stage"
-    )
-    lines = [
-        f"{source}: version {record.version}{reused} active as activation "
-        f"{activation.activation}, {replaced} ({record.checksum})"
-    ]
-    return [visible(line) for line in lines + ["  " + line for line in result.diff.lines()]]
-
-
-def format_history(activations: Sequence[Activation]) -> list[str]:
-    """One line per activation, newest first."""
-    lines = []
-    for item in activations:
-        summary = item.summary or {}
-        rules = summary.get("rules", {})
-        counts = (
-            f"rules +{len(rules.get('added', []))} -{len(rules.get('removed', []))} "
-            f"~{len(rules.get('changed', {}))}"
-            if rules
-            else ""
-        )
-        lines.append(
-            f"#{item.activation:<4} {item.action:8} "
-            f"v{item.previous_version or 0} -> v{item.version}  {item.checksum[:19]}  "
-            f"{item.activated_at}  {item.activated_by}  {counts}".rstrip()
-        )
-    return [visible(line) for line in lines]
-
-
-# --- explain ---------------------------------------------------------------------------------
-
-
-def parse_time(text: str | None, *, option: str = "--at") -> float:
-    """Epoch seconds from ``None`` (now), an epoch number or an ISO 8601 time (UTC if naive)."""
-    if text is None:
-        return time.time()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise PolicyFileError(
-            f"{option} {text!r} is not epoch seconds or an ISO 8601 time"
-        ) from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-def parse_source_ip(text: str) -> str:
-    """``--ip``: an IPv4 or IPv6 address, or empty (unknown).
-
-    A typo must not turn into a plausible ``source_not_allowed`` denial.
-    """
-    if not text:
-        return ""
-    try:
-        return str(ipaddress.ip_address(text.strip()))
-    except ValueError as exc:
-        raise PolicyFileError(f"--ip {text!r} is not an IPv4 or IPv6 address") from exc
-
-
-def parse_claims(text: str | None) -> dict[str, Any]:
-    """``--claims``: a JSON object, or ``name=value,name=value`` (strings)."""
-    if not text:
-        return {}
-    if text.lstrip().startswith("{"):
-        try:
-            claims = json.loads(text)
-        except ValueError as exc:
-            raise PolicyFileError(f"--claims is not a JSON object: {exc}") from exc
-        if not isinstance(claims, dict):
-            raise PolicyFileError("--claims must be a JSON object")
-        return claims
-    claims = {}
-    for pair in text.split(","):
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise PolicyFileError(f"--claims entry {pair!r} is not name=value")
-        claims[name.strip()] = value.strip()
-    return claims
-
-
-def explain_identity(
+def apply(
+    target: Target,
+    path: Path,
     *,
-    issuer: str,
-    subject: str,
-    email: str | None,
-    groups: Sequence[str],
-    claims: dict[str, Any],
-    amr: Sequence[str],
-    auth_time: float | None,
-) -> Identity:
-    """The principal to explain a decision for (the email is taken as verified)."""
-    return Identity(
-        issuer=issuer,
-        subject=subject,
-        audience="explain",
-        expires_at=2**31,
-        email=email.lower() if email else None,
-        groups=frozenset(groups),
-        groups_claimed=True,
-        amr=tuple(sorted(set(amr))),
-        auth_time=int(auth_time) if auth_time is not None else None,
-        claims=dict(claims),
-    )
+    reason: str | None = None,
+    variables: Mapping[str, str] | None = None,
+) -> ChangeResult:
+    """Validate, store, archive, activate and audit the policy in ``path``.
 
-
-def load_policy(
-    target: Target, version: int | None, *, fallback_issuer: str | None = None
-) -> CompiledPolicy:
-    """The active policy, or version ``version`` (decision replay), as the stage compiles it.
-
-    Its default issuer is the stage's first trusted issuer, as in the functions
-    (``fallback_issuer`` when the stage's issuers are not known: see :func:`default_issuer`).
+    ``reason`` is recorded on the activation and in its ``policy_change`` event.
     """
-    default = default_issuer(target, fallback_issuer)
-    store = PolicyStore(target.client("dynamodb"), target.state_table)
-    if version is not None:
-        return PolicyVersions(store, default_issuer=default).get(version)
-    record = store.load_active()
-    if record is None:
-        raise PolicyError("no policy has been activated")
-    return compile_record(record, default_issuer=default)
-
-
-def default_issuer(target: Target, fallback: str | None = None) -> str:
-    """The stage's default issuer: its first trusted issuer (what unqualified subjects name).
-
-    The local stack's issuer, else the first of ``GATEHOUSE_TRUSTED_ISSUERS``;
-    when neither is known, ``fallback`` (the issuer of the principal asked
-    about), said on stderr: users, groups, domains and claims that rules name
-    without ``issuers`` are then taken as that issuer's.
-
-    Raises
-    ------
-    NoTarget
-        When none is known: a decision cannot be evaluated without it.
-    """
-    from gatehouse.target import NoTarget
-
-    try:
-        return target.trusted_issuers[0].issuer
-    except NoTarget as exc:
-        if fallback:
-            print(
-                visible(
-                    f"gatehouse: the stage's trusted issuers are unknown ({exc}); taking "
-                    f"{fallback} as its default issuer (set GATEHOUSE_TRUSTED_ISSUERS)"
-                ),
-                file=sys.stderr,
-            )
-            return fallback
-        raise NoTarget(
-            f"the stage's default issuer is needed to evaluate its policy ({exc})"
-        ) from exc
-
-
-def explain(
-    policy: CompiledPolicy,
-    identity: Identity,
-    request: AccessRequest,
-    grants: Sequence[Grant] = (),
-) -> Decision:
-    """The decision ``policy`` makes for ``identity`` and ``request`` (with its grants)."""
-    return policy.evaluate(identity, request, grants)
-
-
-def normalised_or_refusal(path: str) -> str | None:
-    """The normalised path, or None when it is ambiguous (refused with 400)."""
-    try:
-        return normalize_path(path)
-    except AmbiguousPath:
-        return None
-
-
-def format_decision(decision: Decision, request: AccessRequest) -> list[str]:
-    """The decision as printed by ``gatehouse policy explain``."""
-    verdict = "ALLOW" if decision.allowed else "DENY"
-    at = datetime.fromtimestamp(request.at, UTC).isoformat(timespec="seconds")
-    lines = [
-        f"{verdict}  {request.method} {request.host}{request.path}  at {at}",
-        f"  reasons:       {', '.join(reason.value for reason in decision.reasons)}",
-        f"  matched rules: {', '.join(decision.matched_rules) or '-'}",
-        f"  route:         {decision.route.id if decision.route else '-'}",
-        f"  policy:        version {decision.policy_version} ({decision.policy_checksum})",
-    ]
-    if decision.grant is not None:
-        grant = decision.grant
-        lines.append(f"  grant:         {grant.id} approved by {grant.approver}")
-    if decision.break_glass:
-        lines.append(f"  break-glass:   justification {decision.justification!r}")
-    return [visible(line) for line in lines]
-
-
-def decision_json(decision: Decision) -> dict[str, Any]:
-    """The decision as ``--json`` prints it."""
-    return {
-        "allowed": decision.allowed,
-        "reasons": [reason.value for reason in decision.reasons],
-        "matched_rules": list(decision.matched_rules),
-        "route": decision.route.id if decision.route else None,
-        "policy_version": decision.policy_version,
-        "policy_checksum": decision.policy_checksum,
-        "grant_id": decision.grant.id if decision.grant else None,
-        "break_glass": decision.break_glass,
-    }
+    document = read_document(path, variables)
+    return admin(target).apply(document, source_name=str(path), reason=reason)
 
 
 # --- the commands ----------------------------------------------------------------------------
 
 _POLICY_FILE = click.Path(path_type=Path, readable=False)
+_VARIABLES = click.option(
+    "--var",
+    "var",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="fill in ${NAME} in the file's string values (repeatable; an unset one is an error)",
+)
+_REASON = click.option(
+    "--reason",
+    metavar="TEXT",
+    help="why, recorded in the policy_change audit event (required on a deployed stage)",
+)
+
+
+_OUTPUT = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="for people (table), or for programs (json, csv)",
+)
+
+
+def _print_csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    # Cells are policy and record text: a terminal must not act on what they hold.
+    writer.writerows(
+        [visible("" if value is None else str(value)) for value in row] for row in rows
+    )
+    sys.stdout.write(buffer.getvalue())
 
 
 @click.group(
     "policy",
     short_help="validate, apply, inspect and replay policies",
     help="Validate, apply, inspect and replay policies.\n\n"
-    "Exit status: 0 done; 1 explain denied; 2 refused or failed, nothing "
-    "changed; 3 the policy was activated but its archive copy or audit event was not "
-    "written (the message says which).",
+    "Exit status: 0 done; 1 explain denied, or diff found changes; 2 refused or failed, "
+    "nothing changed; 3 AWS or the local stack is unavailable, or the policy was activated "
+    "but its archive copy or audit event was not written (the message says which).",
 )
 def policy() -> None:
     """``gatehouse policy ...``."""
@@ -312,71 +211,142 @@ def policy() -> None:
 
 @policy.command("validate", short_help="check a policy file; change nothing")
 @click.argument("file", type=_POLICY_FILE, help="the policy file (YAML or JSON)")
-def validate_command(file: Path) -> int:
-    """Check a policy file; change nothing."""
-    document = validate(file)
-    counts = f"{len(document.routes)} routes, {len(document.rules)} rules"
-    print(f"{file}: valid ({counts}, {document.checksum})")
+@_VARIABLES
+@_OUTPUT
+def validate_command(file: Path, var: tuple[str, ...], output: str) -> int:
+    """Check a policy file; change nothing.
+
+    -o json prints {"file", "valid", "routes", "rules", "checksum"}; a file
+    that does not validate is exit status 2 with every problem on stderr.
+    """
+    variables = parse_variables(var)
+    # The one-argument call is the plain case (and what tests stand in for).
+    document = validate(file, variables) if variables else validate(file)
+    record = {
+        "file": str(file),
+        "valid": True,
+        "routes": len(document.routes),
+        "rules": len(document.rules),
+        "checksum": document.checksum,
+    }
+    if output == "json":
+        print(json.dumps(record, indent=2))
+    elif output == "csv":
+        _print_csv(list(record), [["true" if v is True else v for v in record.values()]])
+    else:
+        counts = f"{len(document.routes)} routes, {len(document.rules)} rules"
+        print(visible(f"{file}: valid ({counts}, {document.checksum})"))
     return 0
 
 
 @policy.command("apply", short_help="validate, store, archive and activate (audited)")
 @click.argument("file", type=_POLICY_FILE, help="the policy file (YAML or JSON)")
+@_REASON
+@_VARIABLES
 @click.pass_obj
-def apply_command(obj: CliContext, file: Path) -> int:
-    """Validate, store, archive and activate the policy in FILE (audited)."""
+def apply_command(obj: CliContext, file: Path, reason: str | None, var: tuple[str, ...]) -> int:
+    """Validate, store, archive and activate the policy in FILE (audited).
+
+    The policy_change event names the operator (the AWS caller's ARN; on the
+    local stack local:<user>) and --reason, which a deployed stage requires.
+    """
     from chalicelib.policy.admin import PolicyChangeIncomplete
     from gatehouse.target import resolve_target
 
     target = resolve_target(obj.state_dir)
+    why = change_reason(target, reason)
+    variables = parse_variables(var)
     admin(target)  # a stage description without the table or queue fails before the file is read
     try:
-        result = apply(target, file)
+        result = apply(target, file, reason=why, variables=variables)
     except PolicyChangeIncomplete as exc:
         # Not exit 2: the change is in force, and a script must not retry it as if not.
-        print(f"gatehouse: {exc}", file=sys.stderr)
+        print(visible(f"gatehouse: {exc}"), file=sys.stderr)
         return 3
     print("\n".join(describe_change(result, str(file))))
     return 0
 
 
-@policy.command("diff", short_help="what applying the file would change")
+@policy.command(
+    "diff",
+    short_help="what applying the file would change (exit 1 when it would)",
+    epilog="""\b
+-o json prints one object (format 1):
+  {"format": 1, "changed": true|false,
+   "active": {"version": N, "checksum": "sha256:..."} | null,
+   "proposed": {"source": FILE, "checksum": "sha256:...",
+                "version": N | null},   (a stored version holding this document)
+   "order_only": true|false,            (only the order differs: no decision changes)
+   "route_order_changed": [[ROUTE_ID, ...], ...],
+   "changes": [{"section": "routes"|"rules"|"grants"|"break_glass"|"document",
+                "id": ID | null, "change": "added"|"removed"|"changed",
+                "fields": [{"field": "subjects.groups", "old": VALUE | null,
+                            "new": VALUE | null}, ...]}, ...]}
+-o csv prints section,id,change,field,old,new: one row per field.""",
+)
 @click.argument("file", type=_POLICY_FILE, help="the policy file (YAML or JSON)")
+@_VARIABLES
+@_OUTPUT
 @click.pass_obj
-def diff_command(obj: CliContext, file: Path) -> int:
-    """What applying the policy in FILE would change."""
+def diff_command(obj: CliContext, file: Path, var: tuple[str, ...], output: str) -> int:
+    """What applying the policy in FILE would change, field by field (old -> new).
+
+    Exit status, as git diff --exit-code: 0 no changes, 1 changes, 2 the file
+    or the command is wrong.
+    """
     from gatehouse.target import resolve_target
 
-    policy_admin = admin(resolve_target(obj.state_dir))
-    validate(file)
-    lines = policy_admin.diff(load_policy_file(file)).lines()
-    print("\n".join(map(visible, lines)) if lines else "no changes")
-    return 0
+    target = resolve_target(obj.state_dir)
+    # Read-only: no audit queue and no caller identity needed, only the state table.
+    if not target.state_table:
+        raise InputError("the stage's state table is not known: set GATEHOUSE_STATE_TABLE")
+    comparison = compare(target, file, parse_variables(var))
+    if output == "json":
+        print(json.dumps(comparison_json(comparison), indent=2))
+    elif output == "csv":
+        _print_csv(DIFF_COLUMNS, comparison_rows(comparison))
+    else:
+        print("\n".join(format_comparison(comparison)))
+    return NEGATIVE if comparison.changed else 0
 
 
 @policy.command("history", short_help="activations, newest first")
-@click.option("-n", "count", type=int, default=20, show_default=True, help="how many")
+@click.option(
+    "-n", "count", type=click.IntRange(min=1), default=20, show_default=True, help="how many"
+)
+@_OUTPUT
 @click.pass_obj
-def history_command(obj: CliContext, count: int) -> int:
-    """Activations, newest first."""
+def history_command(obj: CliContext, count: int, output: str) -> int:
+    """Activations, newest first: who changed the policy, when, from which version, and why."""
     from gatehouse.target import resolve_target
 
-    print("\n".join(format_history(admin(resolve_target(obj.state_dir)).history(count))))
+    activations = admin(resolve_target(obj.state_dir)).history(count)
+    if output == "json":
+        print(json.dumps(history_json(activations), indent=2))
+    elif output == "csv":
+        _print_csv(HISTORY_COLUMNS, history_rows(activations))
+    elif activations:
+        print("\n".join(format_history(activations)))
+    else:
+        print("no policy has been activated")
     return 0
 
 
 @policy.command("rollback", short_help="activate an earlier version again")
 @click.argument("version", type=int, help="the version to activate again")
+@_REASON
 @click.pass_obj
-def rollback_command(obj: CliContext, version: int) -> int:
-    """Activate an earlier VERSION again (audited)."""
+def rollback_command(obj: CliContext, version: int, reason: str | None) -> int:
+    """Activate an earlier VERSION again (audited, with --reason as apply)."""
     from chalicelib.policy.admin import PolicyChangeIncomplete
     from gatehouse.target import resolve_target
 
+    target = resolve_target(obj.state_dir)
+    why = change_reason(target, reason)
     try:
-        result = admin(resolve_target(obj.state_dir)).rollback(version)
+        result = admin(target).rollback(version, reason=why)
     except PolicyChangeIncomplete as exc:
-        print(f"gatehouse: {exc}", file=sys.stderr)
+        print(visible(f"gatehouse: {exc}"), file=sys.stderr)
         return 3
     print("\n".join(describe_change(result, f"rollback to {version}")))
     return 0
@@ -397,7 +367,11 @@ def rollback_command(obj: CliContext, version: int) -> int:
 @click.option("--host", required=True, help="the request's Host")
 @click.option("--path", required=True, help="the request's path")
 @click.option("--ip", default="", help="source address")
-@click.option("--at", help="when (epoch seconds or ISO 8601, UTC if no offset; default now)")
+@click.option(
+    "--at",
+    help="when (epoch seconds or ISO 8601, UTC if no offset; default now); without "
+    "--version, the version in force at that time is evaluated",
+)
 @click.option("--justification", help="X-Gatehouse-Justification (break-glass)")
 @click.option("--version", type=int, help="a historical version (decision replay)")
 @click.option("--json", "as_json", is_flag=True, help="the decision as JSON")
@@ -423,7 +397,10 @@ def explain_command(
 ) -> int:
     """The decision for a request, with reasons and matched rules.
 
-    Exit status 0 when the request is allowed, 1 when it is denied.
+    The version evaluated is --version; else, with --at, the one the policy
+    history says was in force at that time; else the active one. The output
+    says which and why. Exit status 0 when the request is allowed, 1 when it
+    is denied.
     """
     from chalicelib.grants import GrantStore
     from gatehouse.target import resolve_target
@@ -453,14 +430,15 @@ def explain_command(
         at=parse_time(at),
         justification=justification,
     )
-    compiled = load_policy(target, version, fallback_issuer=principal_issuer)
+    choice = choose_version(target, version, at)
+    compiled = load_policy(target, choice.version, fallback_issuer=principal_issuer)
     store = GrantStore(target.client("dynamodb"), target.state_table)
     grants = store.grants_for_principal(identity.issuer, identity.subject)
     decision = explain(compiled, identity, request, grants)
     if as_json:
-        print(json.dumps(decision_json(decision), indent=2))
+        print(json.dumps(decision_json(decision, choice), indent=2))
     else:
-        print("\n".join(format_decision(decision, request)))
+        print("\n".join(format_decision(decision, request, choice)))
     return 0 if decision.allowed else 1
 
 

@@ -18,6 +18,14 @@ Decisions:
   two merged sources wins. Anchors and aliases of whole values
   (``subjects: *engineers``) are fine: an alias is the same value again, and
   a repeated key inside the anchored mapping is refused like any other.
+
+Variables (``policy validate|diff|apply --var NAME=VALUE``): a ``${NAME}`` in
+a string value is replaced by the variable's value after the file is parsed,
+so a value can never add keys or lines, comments are never read, and errors
+keep their line numbers. A ``${NAME}`` that no ``--var`` sets is an error
+naming it (nothing is applied with a placeholder left in); ``$${`` is a
+literal ``${``. Keys are not substituted: a rule id or a claim name is what
+the file says. See :func:`load_policy_file_with_variables`.
 """
 
 from __future__ import annotations
@@ -25,10 +33,13 @@ from __future__ import annotations
 import bisect
 import json
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from gatehouse.errors import InputError
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 # What the JSON walker needs to see: whole strings (so a brace inside one is
@@ -60,6 +71,118 @@ def load_policy_file(path: Path) -> dict[str, Any]:
         mapping, uses a YAML merge key or a non-scalar key, or is not a mapping.
     """
     return parse_policy_text(read_policy_text(path), str(path), json_format=is_json(path))
+
+
+def load_policy_file_with_variables(path: Path, variables: Mapping[str, str]) -> dict[str, Any]:
+    """Read a policy file as :func:`load_policy_file`, then fill in its ``${NAME}`` placeholders.
+
+    Parameters
+    ----------
+    path
+        The operator's policy file.
+    variables
+        Values by name (see :func:`parse_variables`).
+
+    Returns
+    -------
+    dict
+        The document with every placeholder replaced, not yet validated.
+
+    Raises
+    ------
+    PolicyFileError
+        As :func:`load_policy_file`.
+    InputError
+        When a placeholder names a variable that is not set, or is not ``${NAME}``.
+    """
+    return substitute_variables(load_policy_file(path), variables, str(path))
+
+
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# ``$${`` (an escaped literal), or ``${`` up to the next ``}`` (or the end: unterminated).
+_PLACEHOLDER = re.compile(r"\$(\$?)\{([^}]*)(\}?)")
+
+
+def parse_variables(pairs: Sequence[str]) -> dict[str, str]:
+    """``--var NAME=VALUE`` options as a mapping.
+
+    Raises
+    ------
+    InputError
+        When one is not ``NAME=VALUE`` with a valid name, or a name is given twice.
+    """
+    variables: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not _VARIABLE_NAME.fullmatch(name):
+            raise InputError(
+                f"--var {pair!r} is not NAME=VALUE (a name is letters, digits and _, "
+                "not starting with a digit)"
+            )
+        if name in variables:
+            raise InputError(f"--var {name} is given twice")
+        variables[name] = value
+    return variables
+
+
+def substitute_variables(
+    document: dict[str, Any], variables: Mapping[str, str], source: str
+) -> dict[str, Any]:
+    """``document`` with each ``${NAME}`` in its string values replaced; ``source`` names it.
+
+    Raises
+    ------
+    InputError
+        When a placeholder names a variable not in ``variables``, is empty,
+        is not a valid name, or is not closed; the message says where.
+    """
+    substituted = _substitute(document, variables, source, "")
+    assert isinstance(substituted, dict)
+    return substituted
+
+
+def _substitute(value: Any, variables: Mapping[str, str], source: str, where: str) -> Any:
+    if isinstance(value, str):
+        return _substitute_text(value, variables, source, where)
+    if isinstance(value, list):
+        return [
+            _substitute(item, variables, source, f"{where}[{_entry_name(item, index)}]")
+            for index, item in enumerate(value)
+        ]
+    if isinstance(value, dict):
+        return {
+            key: _substitute(item, variables, source, f"{where}.{key}" if where else str(key))
+            for key, item in value.items()
+        }
+    return value
+
+
+def _entry_name(item: Any, index: int) -> str:
+    """How a list entry is named in messages: its id when it has one (as validation does)."""
+    if isinstance(item, dict) and isinstance(item.get("id"), str):
+        return str(item["id"])
+    return str(index)
+
+
+def _substitute_text(text: str, variables: Mapping[str, str], source: str, where: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        escaped, name, closed = match.groups()
+        if escaped:
+            return "${" + name + closed
+        if not closed:
+            raise InputError(
+                f"{source}: {where}: a '${{' is not closed by '}}' (write $${{ for a literal ${{)"
+            )
+        if not _VARIABLE_NAME.fullmatch(name):
+            raise InputError(
+                f"{source}: {where}: ${{{name}}} is not a variable name "
+                "(letters, digits and _; write $${ for a literal ${)"
+            )
+        if name not in variables:
+            raise InputError(f"{source}: {where}: ${{{name}}} is not set: pass --var {name}=VALUE")
+        return variables[name]
+
+    return _PLACEHOLDER.sub(replace, text)
 
 
 def is_json(path: Path) -> bool:

@@ -44,6 +44,21 @@ class ResourceNames:
         return f"gatehouse-{self.stage}-audit-dlq"
 
     @property
+    def alert_topic(self) -> str:
+        """The stage's alert topic (alarms, tampering rules, detection's alerts)."""
+        return f"gatehouse-{self.stage}-alerts"
+
+    @property
+    def alert_console_queue(self) -> str:
+        """Local stack only: subscribed to the alert topic, read by the dev console."""
+        return f"gatehouse-{self.stage}-alerts-console"
+
+    @property
+    def alert_events_queue(self) -> str:
+        """Local stack only: the target of the EventBridge rule matching alerts (tests read it)."""
+        return f"gatehouse-{self.stage}-alert-events"
+
+    @property
     def assertion_key_alias(self) -> str:
         """The key that certifies the proxy's assertion keys (only ``api_handler`` signs)."""
         return f"alias/gatehouse-{self.stage}-assertion"

@@ -1,7 +1,12 @@
 """Where operator commands find the stage they act on.
 
-Order: explicit flags, then a running local stack (``.gatehouse/dev.json``),
-then the same ``GATEHOUSE_*`` environment variables the functions use.
+Order: explicit flags, then a running local stack (``.gatehouse/dev.json``,
+looked for in the current directory and its parents up to the project's root:
+:func:`gatehouse.state.default_state_dir`), then the same ``GATEHOUSE_*``
+environment variables the functions use (``gatehouse stage env`` prints them
+for a deployed stage). A ``dev.json`` whose process is gone is an error
+(:class:`~gatehouse.state.StaleLocalStack`), not a reason to fall through to
+the environment's stage.
 """
 
 from __future__ import annotations
@@ -111,6 +116,8 @@ def resolve_target(state_dir: Path | None = None) -> Target:
     ------
     NoTarget
         When there is no running local stack and no ``GATEHOUSE_*`` settings.
+    StaleLocalStack
+        When the local stack's ``dev.json`` names a process that is not running.
     """
     try:
         state = find_state(state_dir)
@@ -120,7 +127,7 @@ def resolve_target(state_dir: Path | None = None) -> Target:
         if not bucket:
             raise NoTarget(
                 f"{local_error}; or set {_names('AUDIT_BUCKET', 'AUDIT_QUEUE_URL', 'STATE_TABLE')} "
-                "to act on a deployed stage"
+                'to act on a deployed stage (`eval "$(gatehouse stage env --stage NAME)"`)'
             ) from local_error
         return Target(
             region=os.environ.get("AWS_REGION")

@@ -27,6 +27,7 @@ from chalicelib.audit.redaction import QUERY_VALUE_REDACTION, redact_query
 from chalicelib.audit.sections import (
     MAX_DETAIL,
     OMIT_NONE,
+    AlertSection,
     AwsSection,
     DecisionSection,
     ElevationRecord,
@@ -73,6 +74,7 @@ EVENT_TYPES = (
     "signing_key",
     "gateway",
     "session",
+    "alert",
 )
 Outcome = Literal["allow", "deny", "error"]
 # The ``policy_change`` or ``grant`` section of an admin event: typed, or a
@@ -295,6 +297,8 @@ class AuditEvent(WireRecord):
     signing_key: SigningKeySection | None = field(default=None, metadata=OMIT_NONE)
     # Session events only (a browser session's sign-in, refresh, sign-out or revocation).
     session: SessionSection | None = field(default=None, metadata=OMIT_NONE)
+    # Alert events only (a detection rule fired): appended last, like every member.
+    alert: AlertSection | None = field(default=None, metadata=OMIT_NONE)
 
     def __init__(
         self,
@@ -318,6 +322,7 @@ class AuditEvent(WireRecord):
         gateway: GatewaySection | None = None,
         signing_key: SigningKeySection | None = None,
         session: SessionSection | None = None,
+        alert: AlertSection | None = None,
     ) -> None:
         # The generated __init__ looks ``object.__setattr__`` up once per field; one
         # local lookup instead saves ~0.4 µs on every request.
@@ -342,6 +347,7 @@ class AuditEvent(WireRecord):
         init(self, "gateway", gateway)
         init(self, "signing_key", signing_key)
         init(self, "session", session)
+        init(self, "alert", alert)
 
 
 def build_event(
@@ -527,4 +533,51 @@ def build_session_event(
         policy_change=None,
         grant=None,
         session=section,
+    ).as_dict()
+
+
+def build_alert_event(
+    section: AlertSection,
+    *,
+    stage: str,
+    event_time: str,
+    principal: PrincipalSection | None = None,
+) -> dict[str, Any]:
+    """An ``alert`` event: a detection rule fired; its id is the alert's id.
+
+    Parameters
+    ----------
+    section:
+        What fired, about whom, and the evidence (:class:`AlertSection`).
+    stage:
+        The stage the alert is about.
+    event_time:
+        When the alert was raised (RFC 3339 UTC).
+    principal:
+        The principal the alert is about, when it is about one.
+
+    Returns
+    -------
+    dict
+        The event in its wire form: the request-only sections null, ``alert`` last.
+    """
+    return AuditEvent(
+        schema_version=SCHEMA_VERSION,
+        event_id=section.alert_id,
+        event_type="alert",
+        event_time=event_time,
+        stage=stage,
+        request=None,
+        principal=principal,
+        source=None,
+        resource=None,
+        action=None,
+        decision=None,
+        outcome=None,
+        elevation=None,
+        aws=None,
+        anomalies=[],
+        policy_change=None,
+        grant=None,
+        alert=section,
     ).as_dict()

@@ -25,6 +25,7 @@ wire section       record
 ``signing_key``    :class:`SigningKeySection`
 ``session``        :class:`SessionSection` (a browser session's sign-in, refresh,
                    sign-out or revocation)
+``alert``          :class:`AlertSection` (a detection rule fired)
 =================  =========================================================
 
 A grant lifecycle event's ``grant`` section is still a mapping in wire form
@@ -379,6 +380,10 @@ class PolicyChangeSection(WireRecord):
     to_checksum: str
     summary: dict[str, Any]
     archive: ArchiveKeys
+    # The operator's words for the change (``--reason``). Appended last and
+    # left out when None: the ledger hashes stored bytes, so events written
+    # before the member existed keep their exact form.
+    reason: str | None = field(default=None, metadata=OMIT_NONE)
 
 
 @_quick_init
@@ -470,3 +475,29 @@ class SessionSection(WireRecord):
             object.__setattr__(self, "reason", Reason(self.reason).value)
         if self.detail is not None and len(self.detail) > MAX_DETAIL:
             object.__setattr__(self, "detail", self.detail[:MAX_DETAIL])
+
+
+@_quick_init
+@dataclass(frozen=True, slots=True)
+class AlertSection(WireRecord):
+    """The ``alert`` section: a detection rule fired (:mod:`chalicelib.detect`).
+
+    ``event_ids`` are the events that made it fire (the first ones, at most
+    100); ``window_from`` and ``window_to`` bound them (RFC 3339 UTC);
+    ``threshold`` is None for rules that fire on each event; ``query`` is the
+    ready-to-run command that shows the evidence (None when there is no
+    event to show, as for a dead-letter queue).
+    """
+
+    alert_id: str
+    rule: str
+    kind: str
+    severity: str
+    subject: str
+    observed: float
+    threshold: int | None
+    window_from: str
+    window_to: str
+    event_ids: list[str]
+    query: str | None
+    detail: str | None

@@ -32,6 +32,7 @@ no event of a reservation counts as stored.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -103,6 +104,10 @@ class AuditWriter:
     stale_after_seconds:
         A reservation younger than this belongs to a writer still at work: it is
         waited for, not fenced. Older, its writer is taken for dead.
+    after_commit:
+        Called with the stored lines and their object's key once a batch is
+        committed (detection, :mod:`chalicelib.detect`); also for a batch a
+        crashed writer left and this one commits. It reports its own failures.
     """
 
     def __init__(
@@ -113,7 +118,9 @@ class AuditWriter:
         *,
         clock: Callable[[], float] = time.time,
         stale_after_seconds: float = STALE_RESERVATION_SECONDS,
+        after_commit: Callable[[Sequence[bytes], str], object] | None = None,
     ) -> None:
+        self._after_commit = after_commit
         self._s3 = s3
         self._bucket = bucket
         self._state = state
@@ -290,6 +297,10 @@ class AuditWriter:
             written_at=now,
         )
         self._state.commit(reservation, record, grown)
+        if self._after_commit is not None:
+            # Committed is committed: the hook reports its own failures, never ours.
+            with contextlib.suppress(Exception):
+                self._after_commit(lines, reservation.key)
         return StoredObject(
             reservation.key,
             version_id,

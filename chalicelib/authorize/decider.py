@@ -7,9 +7,11 @@ translates the outcome: the authorizer into an IAM answer, ``Unauthorized``
 or a failure; the proxy into a response. Deciding is kept apart from
 answering, so both answer one question the same way.
 
-The order of a decision: credentials, then the request's target (an
-ambiguous path or a method-override parameter is refused before any rule
-is read), then the active policy with the principal's live grants.
+The order of a decision: a CORS preflight to a route with ``cors`` is
+decided by that block alone (it carries no credentials, see
+:mod:`chalicelib.authorize.cors`); otherwise credentials, then the request's
+target (an ambiguous path or a method-override parameter is refused before
+any rule is read), then the active policy with the principal's live grants.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from chalicelib.apigw.overrides import method_override
 from chalicelib.audit.schema import DecisionRecord, ResourceRecord
 from chalicelib.audit.sections import ElevationRecord
 from chalicelib.authenticate.credentials import SessionEnded
+from chalicelib.authorize.cors import Preflight, decide_preflight, request_preflight
 from chalicelib.grants.errors import GrantError
 from chalicelib.identity import TokenRejected
 from chalicelib.identity.bearer import bearer_token
@@ -46,6 +49,26 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
+class PreflightDecision:
+    """A CORS preflight decided by a route's ``cors`` block (see :mod:`.cors`).
+
+    Attributes
+    ----------
+    route:
+        The route asked about (it has a ``cors`` block).
+    preflight:
+        What the preflight asked.
+    policy_version, policy_checksum:
+        The policy that decided.
+    """
+
+    route: Route
+    preflight: Preflight
+    policy_version: int
+    policy_checksum: str
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """What was decided about one request, before it is turned into an answer.
 
@@ -65,6 +88,11 @@ class Outcome:
         The claims the policy's rules name (they travel with a cached answer).
     grants:
         The principal's grants as the decision saw them.
+    preflight:
+        Set when the request was a CORS preflight decided by its route's
+        ``cors`` block (``reason`` is then one of the ``cors_*`` codes).
+    default_issuer:
+        The stage's default issuer, as the deciding policy knows it.
     """
 
     reason: Reason
@@ -74,11 +102,22 @@ class Outcome:
     detail: str | None = None
     claim_names: tuple[str, ...] = ()
     grants: tuple[Grant, ...] = ()
+    preflight: PreflightDecision | None = None
+    default_issuer: str = ""
 
     @property
     def allowed(self) -> bool:
-        """True when the policy allowed the request."""
+        """True when the policy allowed the request (or its route's ``cors``, a preflight)."""
+        if self.preflight is not None:
+            return self.reason is Reason.CORS_PREFLIGHT_ALLOWED
         return self.decision is not None and self.decision.allowed
+
+    @property
+    def route(self) -> Route | None:
+        """The route the decision is about, when one was chosen."""
+        if self.preflight is not None:
+            return self.preflight.route
+        return self.decision.route if self.decision is not None else None
 
     @property
     def break_glass(self) -> bool:
@@ -93,6 +132,16 @@ def decision_record(outcome: Outcome, **extra: Any) -> DecisionRecord:
     not decide, else a ``deny``; ``extra`` sets who decided and whether on a
     cached answer.
     """
+    preflight = outcome.preflight
+    if preflight is not None:
+        return DecisionRecord(
+            outcome="allow" if outcome.allowed else "deny",
+            reasons=(outcome.reason,),
+            policy_version=preflight.policy_version,
+            policy_checksum=preflight.policy_checksum,
+            detail=outcome.detail,
+            **extra,
+        )
     decision = outcome.decision
     if decision is not None:
         return DecisionRecord(
@@ -185,19 +234,16 @@ class Decider:
         parsed:
             The request's target when the caller parsed it already.
         """
-        if identity is None:
-            try:
-                identity = self._verify(request)
-            except _SessionEnded as exc:
-                return Outcome(exc.reason, exc.identity, detail=exc.detail)
-            except TokenRejected as exc:
-                return Outcome(exc.reason, detail=exc.detail)
-        else:
-            ended = self._still_valid(identity)
-            if ended is not None:
-                return ended
         if parsed is None:
             parsed = parse_request_target(request)
+        # Before credentials: browsers never send any with a preflight.
+        preflight = self._decide_preflight(request, parsed, identity)
+        if preflight is not None:
+            return preflight
+        established = self._principal(request, identity)
+        if isinstance(established, Outcome):
+            return established
+        identity = established
         if isinstance(parsed, AmbiguousPath):
             return Outcome(Reason.AMBIGUOUS_PATH, identity, detail=str(parsed))
         override = method_override(request)
@@ -212,8 +258,53 @@ class Decider:
         if decision.allowed:
             detail = None  # grants being unavailable changed nothing
         return Outcome(
-            decision.reasons[0], identity, decision, parsed, detail, policy.claim_names, grants
+            decision.reasons[0],
+            identity,
+            decision,
+            parsed,
+            detail,
+            policy.claim_names,
+            grants,
+            default_issuer=policy.default_issuer,
         )
+
+    def _principal(self, request: GatewayRequest, identity: Identity | None) -> Identity | Outcome:
+        """The verified principal, or the outcome that says why there is none."""
+        if identity is not None:
+            ended = self._still_valid(identity)
+            return ended if ended is not None else identity
+        try:
+            return self._verify(request)
+        except _SessionEnded as exc:
+            return Outcome(exc.reason, exc.identity, detail=exc.detail)
+        except TokenRejected as exc:
+            return Outcome(exc.reason, detail=exc.detail)
+
+    def _decide_preflight(
+        self,
+        request: GatewayRequest,
+        parsed: RequestTarget | AmbiguousPath,
+        identity: Identity | None,
+    ) -> Outcome | None:
+        """A preflight to a route with ``cors``, decided; None: decide it like any request."""
+        preflight = request_preflight(request)
+        if preflight is None or isinstance(parsed, AmbiguousPath):
+            return None  # refused as ambiguous by the ordinary decision
+        try:
+            policy = self._policy.current()
+        except PolicyUnavailable as exc:
+            return Outcome(Reason.POLICY_UNAVAILABLE, identity, detail=str(exc), target=parsed)
+        route = policy.route_for(request.host, parsed.path)
+        if route is None or route.cors is None:
+            return None
+        reason = decide_preflight(route.cors, preflight)
+        detail = None
+        if reason is not Reason.CORS_PREFLIGHT_ALLOWED:
+            # What was asked, for people reading the trail (an origin is no secret).
+            asked = ", ".join(preflight.headers)
+            detail = f"origin {preflight.origin!r}, method {preflight.method!r}, headers [{asked}]"
+        decided = PreflightDecision(route, preflight, policy.version, policy.checksum)
+        return Outcome(reason, identity, target=parsed, detail=detail, preflight=decided)
 
     def _still_valid(self, identity: Identity) -> Outcome | None:
         """Why a cached answer's identity no longer stands (None: it does)."""

@@ -6,6 +6,9 @@ before API Gateway gets an answer. The decision is made by the
 
 - an explicit **Allow** (with the principal in the context) when the policy allows;
 - an explicit **Deny** (403) when the policy denies;
+- for a CORS preflight decided by its route's ``cors`` block: Allow of this
+  method and path alone, with a context naming no principal (the proxy
+  answers it 204 itself), or Deny (403) when refused;
 - ``Unauthorized`` (401) when no valid credentials were presented;
 - a failure (API Gateway's AUTHORIZER_FAILURE response, 503) when Gatehouse
   cannot decide: the policy or the issuer's keys are unavailable, or the
@@ -22,10 +25,11 @@ from chalicelib.apigw.events import GatewayRequest, MalformedEvent, parse_author
 from chalicelib.audit.redaction import QUERY_VALUE_REDACTION
 from chalicelib.audit.schema import RequestRecord, build_event, uuid7
 from chalicelib.authorize.context import authorizer_context
+from chalicelib.authorize.cors import CORS_CONTEXT_KEY
 from chalicelib.authorize.decider import Decider, Outcome, decision_record, resource_record
 from chalicelib.authorize.iam import MethodArn, policy_document, whole_api_resources
 from chalicelib.authorize.iam import permissions as iam_permissions
-from chalicelib.authorize.navigation import is_navigation, sign_in_answer
+from chalicelib.authorize.navigation import ANONYMOUS_PRINCIPAL, is_navigation, sign_in_answer
 from chalicelib.grants.usage import GrantUse
 from chalicelib.observability import count_decision
 from chalicelib.policy import PolicyUnavailable
@@ -145,7 +149,7 @@ class Authorizer:
         lambda_request_id: str | None,
     ) -> None:
         record = decision_record(outcome)
-        route = outcome.decision.route if outcome.decision is not None else None
+        route = outcome.route
         event = build_event(
             "decision",
             RequestRecord.from_request(
@@ -165,6 +169,8 @@ class Authorizer:
     def _answer(
         self, request: GatewayRequest, method_arn: MethodArn, outcome: Outcome, decision_id: str
     ) -> dict[str, Any]:
+        if outcome.preflight is not None:
+            return _preflight_answer(request, method_arn, outcome, decision_id)
         if outcome.reason.is_credential_failure:
             if self._sign_in and is_navigation(request):
                 return sign_in_answer(method_arn, outcome.reason, decision_id, request.request_id)
@@ -207,3 +213,27 @@ class Authorizer:
             refusal=refusal,
         )
         return answer
+
+
+def _preflight_answer(
+    request: GatewayRequest, method_arn: MethodArn, outcome: Outcome, decision_id: str
+) -> dict[str, Any]:
+    """Allow (the proxy answers 204) or Deny (403) this one preflight; no principal.
+
+    Never cached beyond this method and path: a preflight carries no
+    credentials, so the answer names nobody and allows nothing else.
+    """
+    assert outcome.preflight is not None  # the caller checked
+    this_request = [str(method_arn)]
+    allow, deny = (this_request, []) if outcome.allowed else ([], this_request)
+    return {
+        "principalId": ANONYMOUS_PRINCIPAL,
+        "policyDocument": policy_document(allow, deny),
+        "context": {
+            CORS_CONTEXT_KEY: outcome.reason.value,
+            "decision_id": decision_id,
+            "decided_for": request.request_id,
+            "policy_version": outcome.preflight.policy_version,
+            "route_id": outcome.preflight.route.id,
+        },
+    }

@@ -74,6 +74,21 @@ class AwsClients:
         """The STS client (AWS upstreams' role sessions)."""
         return self._client("sts")
 
+    @property
+    def sns(self) -> Any:
+        """The SNS client (detection's alerts)."""
+        return self._client("sns")
+
+    @property
+    def events(self) -> Any:
+        """The EventBridge client (detection's alerts)."""
+        return self._client("events")
+
+    @property
+    def cloudwatch(self) -> Any:
+        """The CloudWatch client (the scheduled check reads the verify metric)."""
+        return self._client("cloudwatch")
+
     def _client(self, service: str) -> Any:
         client = self._clients.get(service)
         if client is not None:

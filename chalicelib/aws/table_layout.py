@@ -115,3 +115,6 @@ SESSION_REVOKED = ItemKind("SESSION-REVOKED", "ID#")
 SESSION_REVOKED_AT = ItemKind("SESSION-REVOKED", "AT#")
 """The same revocation named ``<revoked_at, 10 digits>#<session id>``: the feed every
 container reads from where it left off."""
+# --- detection (chalicelib/detect/state.py) ---
+DETECT = ItemKind("DETECT")
+"""Detection's windows, first-seen sets, suppressions and alert records (sort keys there)."""

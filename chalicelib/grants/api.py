@@ -125,6 +125,11 @@ class GrantApi:
         The stage name, for events.
     clock:
         Epoch seconds now: the only clock grant times come from.
+    grant_refresh_seconds:
+        How often the stage's deciding containers re-read live grants
+        (``GATEHOUSE_POLICY_REFRESH_SECONDS``); when given, ``revoke`` answers
+        when the revocation is in force everywhere (see
+        :func:`~chalicelib.grants.cache.revocation_bound`).
     """
 
     def __init__(
@@ -136,7 +141,9 @@ class GrantApi:
         *,
         stage: str,
         clock: Callable[[], float] = time.time,
+        grant_refresh_seconds: float | None = None,
     ) -> None:
+        self._grant_refresh_seconds = grant_refresh_seconds
         self._verifier = verifier
         self._store = store
         self._policy = policy
@@ -206,6 +213,7 @@ class GrantApi:
                 grant = desk.deny(grant_id, identity, _optional_string(body, "reason"))
             else:
                 grant = desk.revoke(grant_id, identity, _optional_string(body, "reason"))
+                return 200, self._with_revocation_bound(grant_json(grant, now))
             return 200, grant_json(grant, now)
         except GrantNotAudited:
             raise
@@ -217,6 +225,13 @@ class GrantApi:
                 _log_unavailable("grants", exc)
                 raise _Refusal(503, "grants are unavailable; try again", audited=False) from exc
             raise _Refusal(status, str(exc)) from exc
+
+    def _with_revocation_bound(self, answer: dict[str, Any]) -> dict[str, Any]:
+        if self._grant_refresh_seconds is None:
+            return answer
+        from chalicelib.grants.cache import revocation_bound
+
+        return {**answer, **revocation_bound(self._grant_refresh_seconds)}
 
     def _desk(self, request: GatewayRequest) -> GrantDesk:
         try:

@@ -3,6 +3,17 @@
 Approvals and revocations are noticed within ``refresh_seconds`` (the same
 bound as policy changes). Expiry is not this cache's business: the engine
 checks every grant against the request time, to the second.
+
+Revocation bound. A revoked grant stops working at the first decision after
+the deciding container's next refresh: within ``refresh_seconds``
+(``GATEHOUSE_POLICY_REFRESH_SECONDS``), or, while the table cannot be read,
+within ``max_stale_seconds`` of the last good read (after that decisions go
+on without grants). The authorizer's result cache adds nothing: the proxy
+decides again, with this cache, every request let through on a cached
+answer. Reading the grant on every request would make revocation immediate
+at the price of one DynamoDB round trip per decision (two per request on a
+cached answer); Gatehouse keeps zero and states the bound instead
+(:func:`revocation_bound`, answered by the grant API on ``revoke``).
 """
 
 from __future__ import annotations
@@ -19,6 +30,21 @@ if TYPE_CHECKING:
     from chalicelib.policy.grant import Grant
 
 Principal = tuple[str, str]
+# How long the last good set of grants outlives failing refreshes.
+MAX_STALE_SECONDS = 60.0
+
+
+def revocation_bound(
+    refresh_seconds: float, max_stale_seconds: float = MAX_STALE_SECONDS
+) -> dict[str, float]:
+    """When a revocation is in force everywhere: normally, and at most (table unreadable).
+
+    The values are seconds after the revocation was written; see the module's docstring.
+    """
+    return {
+        "in_effect_within_seconds": refresh_seconds,
+        "in_effect_within_seconds_at_most": max(refresh_seconds, max_stale_seconds),
+    }
 
 
 class ActiveGrants:
@@ -47,7 +73,7 @@ class ActiveGrants:
         store: GrantStore,
         *,
         refresh_seconds: float,
-        max_stale_seconds: float = 60.0,
+        max_stale_seconds: float = MAX_STALE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store

@@ -16,7 +16,7 @@ Exceptions::
     AmbiguousPath            (ValueError) a request path that cannot be matched safely
 """
 
-from chalicelib.policy.document import AwsUpstream, PolicyDocument, Route, Rule
+from chalicelib.policy.document import AwsUpstream, CorsPolicy, PolicyDocument, Route, Rule
 from chalicelib.policy.engine import AccessRequest, CompiledPolicy, Decision, Reach, Scope
 from chalicelib.policy.errors import (
     PolicyArchiveError,
@@ -36,6 +36,7 @@ __all__ = [
     "AmbiguousPath",
     "AwsUpstream",
     "CompiledPolicy",
+    "CorsPolicy",
     "Decision",
     "PolicyArchiveError",
     "PolicyConflict",

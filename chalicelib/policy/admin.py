@@ -84,8 +84,13 @@ class PolicyAdmin:
         active = self._store.load_active()
         return diff_documents(active.document if active else None, document)
 
-    def apply(self, document: dict[str, Any], *, source_name: str = "policy") -> ChangeResult:
+    def apply(
+        self, document: dict[str, Any], *, source_name: str = "policy", reason: str | None = None
+    ) -> ChangeResult:
         """Validate, store, archive and activate ``document``.
+
+        ``reason`` (the operator's words) is recorded on the activation and in
+        its ``policy_change`` event.
 
         Raises
         ------
@@ -101,10 +106,10 @@ class PolicyAdmin:
         active = self._store.load_active()
         record, created = self._store.store_version(document, self._operator)
         self._archive.put_version(record)
-        return self._activate(record, active, "apply", created)
+        return self._activate(record, active, "apply", created, reason)
 
-    def rollback(self, version: int) -> ChangeResult:
-        """Activate an earlier version again.
+    def rollback(self, version: int, *, reason: str | None = None) -> ChangeResult:
+        """Activate an earlier version again (``reason`` recorded as by :meth:`apply`).
 
         Raises
         ------
@@ -130,7 +135,7 @@ class PolicyAdmin:
         if active is not None and active.version == version:
             raise PolicyError(f"policy version {version} is already active")
         self._archive.put_version(record)
-        return self._activate(record, active, "rollback", False)
+        return self._activate(record, active, "rollback", False, reason)
 
     def history(self, limit: int = 20) -> list[Activation]:
         """The newest activations, newest first (re-archiving any missing copy)."""
@@ -170,7 +175,12 @@ class PolicyAdmin:
         return sorted(missing)
 
     def _activate(
-        self, record: PolicyRecord, active: PolicyRecord | None, action: str, created: bool
+        self,
+        record: PolicyRecord,
+        active: PolicyRecord | None,
+        action: str,
+        created: bool,
+        reason: str | None,
     ) -> ChangeResult:
         diff = diff_documents(active.document if active else None, record.document)
         if active is not None and active.checksum == record.checksum:
@@ -190,6 +200,7 @@ class PolicyAdmin:
             expected=active,
             summary=diff.summary(),
             event=event,
+            reason=reason,
         )
         # The change stands from here on: each record of it is attempted on
         # its own, so a failed archive copy never costs the audit event.
@@ -252,6 +263,7 @@ class PolicyAdmin:
                 version=version_key(activation.version),
                 activation=activation_key(activation.activation),
             ),
+            reason=activation.reason,
         )
         return build_admin_event(
             "policy_change", stage=self._stage, details=details, operator=self._operator

@@ -82,6 +82,32 @@ class AwsUpstream:
 
 
 @dataclass(frozen=True, slots=True)
+class CorsPolicy:
+    """A route's ``cors`` block: which browser origins may call it from a page of theirs.
+
+    Attributes
+    ----------
+    origins:
+        Exact origins (``scheme://host[:port]``, lower case, no default port),
+        or ``"*"`` for any origin (never with ``credentials``).
+    methods:
+        The methods a preflight may ask for.
+    headers:
+        The request headers a preflight may ask for (lower case).
+    max_age:
+        How long a browser may cache a preflight's answer (seconds), or None.
+    credentials:
+        Whether the browser may send cookies and Authorization along.
+    """
+
+    origins: frozenset[str]
+    methods: frozenset[str]
+    headers: frozenset[str] = frozenset()
+    max_age: int | None = None
+    credentials: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """Where requests for a host and path prefix go."""
 
@@ -93,6 +119,8 @@ class Route:
     pass_authorization: bool = False
     sensitive: bool = False
     aws: AwsUpstream | None = None
+    cors: CorsPolicy | None = None
+    identity_headers: bool = False
 
     def covers_path(self, path: str) -> bool:
         """Whether ``path`` is under this route's prefix (on a segment boundary, any case)."""

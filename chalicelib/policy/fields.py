@@ -202,6 +202,45 @@ ROUTE = Section(
             "pass_authorization false.",
             section="aws",
         ),
+        Field(
+            "cors",
+            "Let pages of these browser origins call the route: Gatehouse answers their CORS "
+            "preflights itself (without credentials, never forwarding them) and adds "
+            "Access-Control-Allow-Origin to the route's answers to them.",
+            section="cors",
+            notes=(
+                "A preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) "
+                "from a listed origin, for a listed method and only listed headers, is "
+                "answered 204 with the `Access-Control-Allow-*` headers, the origin echoed "
+                "and `Vary: Origin`; any other preflight to the route is answered 403 "
+                "without them (a preflight carries no credentials: an `OPTIONS` that "
+                "sends `Authorization` or a cookie is an ordinary request). Each is a "
+                "decision in the audit trail "
+                "(`cors_preflight_allowed`, `cors_origin_not_allowed`, "
+                "`cors_method_not_allowed`, `cors_headers_not_allowed`). Other requests, "
+                "`OPTIONS` without those headers included, are decided by the rules as "
+                "always. Preflights carry no token: they reach Gatehouse only while "
+                "`GATEHOUSE_AUTHORIZER_TTL_SECONDS` is 0 (with a cache, API Gateway "
+                "answers a request without Authorization 401 itself).",
+            ),
+        ),
+        Field(
+            "identity_headers",
+            "Send the verified principal upstream in plain headers: X-Gatehouse-User, "
+            "X-Gatehouse-Email and X-Gatehouse-Groups (the signed assertion is sent either "
+            "way; headers of that name from clients are always dropped).",
+            BOOLEAN_FALSE,
+            True,
+            notes=(
+                "`X-Gatehouse-User` is the `sub` for the stage's default issuer and "
+                "`<issuer>|<sub>` for any other (or when the `sub` itself would read so); "
+                "`X-Gatehouse-Email` is the verified email, `X-Gatehouse-Groups` the groups, "
+                "comma-separated. Values are percent-encoded outside printable ASCII "
+                "(and `%`, and `,` within a group), so no value can break a header line "
+                "or pass for another; a header whose value would exceed its bound (user "
+                "and email 512, groups 4096 characters) or has nothing to say is left out.",
+            ),
+        ),
     ),
     extra_schema={
         "if": {"required": ["aws"]},
@@ -245,6 +284,63 @@ AWS = Section(
             required=True,
         ),
     ),
+)
+
+CORS = Section(
+    name="cors",
+    location="routes[].cors",
+    summary="The browser origins that may call a route, and what their preflights may ask.",
+    fields=(
+        Field(
+            "origins",
+            "Exact origins (scheme://host[:port], lower case, no default port, no path), or "
+            '"*" alone for any origin (not with credentials).',
+            {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "string",
+                    "pattern": "^(\\*|https?://[a-z0-9.:\\[\\]-]+)$",
+                },
+            },
+            ["https://app.example.com", "http://localhost:3000"],
+            required=True,
+        ),
+        Field(
+            "methods",
+            "The methods a preflight may ask for (no wildcard).",
+            {"type": "array", "minItems": 1, "items": {"enum": list(METHOD_ORDER)}},
+            ["GET", "POST"],
+            required=True,
+        ),
+        Field(
+            "headers",
+            "The request headers a preflight may ask for, any case (no wildcard); omitted: "
+            "none beyond what browsers send without asking.",
+            {
+                "type": "array",
+                "items": {"type": "string", "pattern": "^[!#$%&'*+.^`|~0-9A-Za-z-]+$"},
+            },
+            ["Content-Type", "X-Requested-With"],
+        ),
+        Field(
+            "max_age",
+            "Seconds a browser may reuse a preflight's answer (Access-Control-Max-Age); "
+            "omitted: the browser's default.",
+            {"type": "integer", "minimum": 0, "maximum": 86400},
+            600,
+        ),
+        Field(
+            "credentials",
+            "Let the browser send cookies and Authorization (Access-Control-Allow-Credentials).",
+            BOOLEAN_FALSE,
+            True,
+        ),
+    ),
+    extra_schema={
+        "if": {"required": ["credentials"], "properties": {"credentials": {"const": True}}},
+        "then": {"properties": {"origins": {"not": {"contains": {"const": "*"}}}}},
+    },
 )
 
 RULE = Section(
@@ -507,5 +603,5 @@ def sections() -> dict[str, Section]:
     """Every section by name, in reference order."""
     return {
         s.name: s
-        for s in (DOCUMENT, ROUTE, AWS, RULE, SUBJECTS, when_section(), GRANTS, BREAK_GLASS)
+        for s in (DOCUMENT, ROUTE, AWS, CORS, RULE, SUBJECTS, when_section(), GRANTS, BREAK_GLASS)
     }

@@ -15,9 +15,11 @@ from urllib.parse import urlsplit
 
 from chalicelib.policy import fields
 from chalicelib.policy.document import (
+    HTTP_METHODS,
     REFUSED_AWS_SERVICES,
     RESERVED_PREFIX,
     AwsUpstream,
+    CorsPolicy,
     Route,
     is_reserved_path,
 )
@@ -42,6 +44,20 @@ _ROLE_ARN = re.compile(
 )
 _SIGNING_SERVICE = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]")
 _REGION = re.compile(r"[a-z]{2}(?:-[a-z]+){1,2}-\d{1,2}")
+# A browser's Origin header: scheme://host[:port], lower case, nothing after.
+# Browsers leave the default port out, so an origin that names it would
+# never match; it is refused rather than silently never used.
+_ORIGIN = re.compile(
+    r"(?P<scheme>https?)://"
+    r"(?P<host>[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
+    r"|\[[0-9a-f:.]+\])"
+    r"(:(?P<port>[1-9][0-9]{0,4}))?",
+    re.ASCII,
+)
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+# An RFC 9110 token, as a header name a preflight may ask for.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^`|~0-9A-Za-z]+", re.ASCII)
+MAX_CORS_AGE_SECONDS = 86400
 
 
 class RouteParser:
@@ -111,6 +127,10 @@ class RouteParser:
             if not isinstance(flag, bool):
                 self._problems.problem(f"{where}.{name}", "must be true or false")
         aws = self.aws_route(where, entry, flags["pass_authorization"]) if "aws" in entry else None
+        cors = self.cors(entry["cors"], f"{where}.cors") if "cors" in entry else None
+        identity_headers = entry.get("identity_headers", False)
+        if not isinstance(identity_headers, bool):
+            self._problems.problem(f"{where}.identity_headers", "must be true or false")
         if len(self._problems) != before:
             return None
         assert isinstance(upstream, str) and isinstance(audience, str)  # checked above
@@ -123,7 +143,95 @@ class RouteParser:
             pass_authorization=flags["pass_authorization"],
             sensitive=flags["sensitive"],
             aws=aws,
+            cors=cors,
+            identity_headers=identity_headers,
         )
+
+    def cors(self, value: Any, where: str) -> CorsPolicy | None:
+        """A ``cors`` block: origins, methods, headers, max_age, credentials."""
+        if not isinstance(value, dict):
+            self._problems.problem(where, "must be a mapping with origins and methods")
+            return None
+        self._problems.unknown_fields(where, value, fields.CORS.names)
+        before = len(self._problems)
+        credentials = value.get("credentials", False)
+        if not isinstance(credentials, bool):
+            self._problems.problem(f"{where}.credentials", "must be true or false")
+        origins = self._cors_origins(value.get("origins"), f"{where}.origins", credentials is True)
+        methods = self._cors_list(value.get("methods"), f"{where}.methods")
+        bad_methods = sorted(m for m in methods if m not in HTTP_METHODS)
+        if bad_methods:
+            self._problems.problem(
+                f"{where}.methods",
+                f"{', '.join(map(repr, bad_methods))}: not an HTTP method "
+                f"({', '.join(sorted(HTTP_METHODS))}; no wildcard)",
+            )
+        headers = self._cors_list(value.get("headers", []), f"{where}.headers", empty_ok=True)
+        bad_headers = sorted(
+            h for h in headers if not _HEADER_NAME.fullmatch(h) or "_" in h or "*" in h
+        )
+        if bad_headers:
+            self._problems.problem(
+                f"{where}.headers",
+                f"{', '.join(map(repr, bad_headers))}: not a header name (no wildcard, no _)",
+            )
+        max_age = value.get("max_age")
+        if max_age is not None and (
+            isinstance(max_age, bool)
+            or not isinstance(max_age, int)
+            or not 0 <= max_age <= MAX_CORS_AGE_SECONDS
+        ):
+            self._problems.problem(
+                f"{where}.max_age", f"must be whole seconds from 0 to {MAX_CORS_AGE_SECONDS}"
+            )
+        if len(self._problems) != before:
+            return None
+        assert isinstance(credentials, bool)  # checked above
+        return CorsPolicy(
+            origins=frozenset(origins),
+            methods=frozenset(methods),
+            headers=frozenset(h.lower() for h in headers),
+            max_age=max_age,
+            credentials=credentials,
+        )
+
+    def _cors_list(self, value: Any, where: str, *, empty_ok: bool = False) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            self._problems.problem(where, "must be a list of non-empty strings")
+            return []
+        if not value and not empty_ok:
+            self._problems.problem(where, "must name at least one")
+        return list(value)
+
+    def _cors_origins(self, value: Any, where: str, credentials: bool) -> list[str]:
+        origins = self._cors_list(value, where)
+        for origin in origins:
+            if origin == "*":
+                if credentials:
+                    self._problems.problem(
+                        where,
+                        '"*" cannot be used with credentials: true (browsers refuse it, '
+                        "and any site could act with the visitor's credentials); list the origins",
+                    )
+                elif len(origins) > 1:
+                    self._problems.problem(where, '"*" already means every origin: list it alone')
+                continue
+            match = _ORIGIN.fullmatch(origin)
+            if match is None:
+                self._problems.problem(
+                    where,
+                    f"{origin!r} is not an origin: scheme://host[:port] in lower case, "
+                    "http or https, no path, no trailing slash",
+                )
+            elif match["port"] is not None and (
+                match["port"] == _DEFAULT_PORTS[match["scheme"]] or int(match["port"]) > 65535
+            ):
+                self._problems.problem(
+                    where,
+                    f"{origin!r}: leave out the default port (browsers send the origin "
+                    "without it) and use a port up to 65535",
+                )
+        return origins
 
     def aws_route(
         self, where: str, entry: dict[str, Any], pass_authorization: object

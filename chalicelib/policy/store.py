@@ -78,10 +78,11 @@ class Activation:
     activated_at: str
     activated_by: str
     summary: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None  # the operator's words (``--reason``)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON-ready record (archived in the Object Lock bucket)."""
-        return {
+        record: dict[str, Any] = {
             "activation": self.activation,
             "version": self.version,
             "checksum": self.checksum,
@@ -92,6 +93,10 @@ class Activation:
             "activated_by": self.activated_by,
             "summary": self.summary,
         }
+        # Only when given: a record written without one keeps the form it was archived in.
+        if self.reason is not None:
+            record["reason"] = self.reason
+        return record
 
 
 class PolicyStore:
@@ -190,12 +195,14 @@ class PolicyStore:
         expected: PolicyRecord | None,
         summary: dict[str, Any] | None = None,
         event: Callable[[Activation], dict[str, Any]] | None = None,
+        reason: str | None = None,
     ) -> Activation:
         """Make ``record`` the active version, if ``expected`` is still the active one.
 
         ``event`` builds the activation's audit event, which is kept on the
         activation record (same transaction) until :meth:`clear_event`: an
-        activation cannot happen without its event being durable.
+        activation cannot happen without its event being durable. ``reason``
+        is the operator's reason for the change, kept on the activation record.
 
         Raises
         ------
@@ -213,6 +220,7 @@ class PolicyStore:
             activated_at=now_text(),
             activated_by=actor,
             summary=summary or {},
+            reason=reason,
         )
         active = PolicyRecord(
             record.version,
@@ -293,8 +301,8 @@ class PolicyStore:
         self.activate(record, actor=actor, action="apply", expected=active)
         return record
 
-    def activations(self, limit: int = 50) -> list[Activation]:
-        """The newest ``limit`` activations, newest first."""
+    def activations(self, limit: int | None = 50) -> list[Activation]:
+        """The newest ``limit`` activations (every one when None), newest first."""
         activations = []
         for item in self._query(POLICY_ACTIVATION, limit=limit):
             try:
@@ -312,8 +320,8 @@ class PolicyStore:
         except CorruptItem as exc:
             raise PolicyUnavailable(f"policy item {items[0].get('sk')} is corrupt") from exc
 
-    def _query(self, kind: ItemKind, *, limit: int) -> list[Item]:
-        """The newest ``limit`` items of ``kind``."""
+    def _query(self, kind: ItemKind, *, limit: int | None) -> list[Item]:
+        """The newest ``limit`` items of ``kind`` (every one when None)."""
         try:
             return list(self._table.query(kind, newest_first=True, limit=limit))
         except CorruptItem as exc:

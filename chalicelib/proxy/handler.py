@@ -7,6 +7,12 @@ authorizer's answer from its cache (the answer was made for another request
 id) the proxy re-decides against the active policy and audits that decision,
 so cached answers can neither outlive a policy change nor go unrecorded.
 
+A CORS preflight the authorizer decided by its route's ``cors`` block (it
+carries no principal) is answered here, 204 with the route's CORS headers,
+and never forwarded; the authorizer's decision event is its record. On a
+route with ``cors`` the answers to listed origins name them
+(``Access-Control-Allow-Origin``) in place of anything the upstream said.
+
 This module decides what to forward and forwards it; the answers live in
 :mod:`chalicelib.proxy.answers` and the audit events in
 :mod:`chalicelib.proxy.recording`.
@@ -26,10 +32,17 @@ from chalicelib.audit import AuditUnavailable
 from chalicelib.audit.redaction import QUERY_VALUE_REDACTION
 from chalicelib.audit.schema import AwsRecord, DecisionRecord, RequestRecord, uuid7
 from chalicelib.authorize.context import GrantedAccess, MissingContext, granted_access
+from chalicelib.authorize.cors import (
+    CORS_CONTEXT_KEY,
+    decide_preflight,
+    preflight_headers,
+    request_preflight,
+    with_response_cors,
+)
 from chalicelib.authorize.decider import decision_record, parse_request_target, resource_record
 from chalicelib.authorize.navigation import SIGN_IN_CONTEXT_KEY
 from chalicelib.aws.errors import AwsUpstreamError
-from chalicelib.observability import count_decision
+from chalicelib.observability import count_decision, measure_upstream
 from chalicelib.policy import AmbiguousPath, PolicyUnavailable, RequestTarget
 from chalicelib.proxy.answers import (
     UPSTREAM_MESSAGES,
@@ -41,6 +54,7 @@ from chalicelib.proxy.errors import Refusal, SigningError, UpstreamError
 from chalicelib.proxy.headers import (
     ForwardedFor,
     client_response_headers,
+    identity_headers,
     upstream_request_headers,
 )
 from chalicelib.proxy.origin import parse_upstream
@@ -73,6 +87,17 @@ class _Redecision:
     route: Route | None = None
     status: int = 403
     message: str = "forbidden"
+    default_issuer: str = ""
+    preflight: ProxyResponse | None = None
+    about: Route | None = None  # the route a refusal was about (a preflight's)
+
+
+class _Answered(Exception):
+    """The request is answered without the upstream (an allowed CORS preflight)."""
+
+    def __init__(self, response: ProxyResponse) -> None:
+        super().__init__("answered by the gateway")
+        self.response = response
 
 
 class Proxy:
@@ -135,6 +160,12 @@ class Proxy:
             return self._sign_in_redirect(request, str(sign_in_reason)).as_lambda_response(
                 request.request_id
             )
+        preflight_reason = request.authorizer.get(CORS_CONTEXT_KEY)
+        if preflight_reason is not None:
+            # A preflight decided (and audited) by the authorizer: answered here.
+            return self._preflight(request, str(preflight_reason)).as_lambda_response(
+                request.request_id
+            )
         # Parsed once: the path decided here is the path recorded and forwarded.
         parsed = parse_request_target(request)
         target = parsed if isinstance(parsed, RequestTarget) else None
@@ -171,7 +202,11 @@ class Proxy:
                 request, parsed, served.access, served.destination, served.aws_call
             )
             served.upstream = upstream
-            response_headers = client_response_headers(upstream.headers)
+            response_headers = with_response_cors(
+                served.destination.route.cors,
+                request.headers.get_all("origin"),
+                client_response_headers(upstream.headers),
+            )
             if served.access.identity.browser_session_id is not None and self._sign_in:
                 renewal = self._sign_in.renewed_cookie(
                     request.headers.get_all("cookie"), served.access.identity.browser_session_id
@@ -186,8 +221,35 @@ class Proxy:
         except Refusal as refusal:
             served.refusal = refusal
             response = error_response(refusal.status, refusal.message, request.request_id)
+        except _Answered as answered:
+            return answered.response  # its decision event is its record
         self._recorder.record(request, record, served, response, started)
+        measure_upstream(self._metrics, served.upstream.elapsed_ms if served.upstream else None)
         return response
+
+    def _preflight(self, request: GatewayRequest, reason: str) -> ProxyResponse:
+        """The 204 of a preflight the authorizer allowed for this request, else 403.
+
+        The answer is derived from the very route and policy version that
+        decided, and must come to the same decision; anything else is refused.
+        """
+        context = request.authorizer
+        preflight = request_preflight(request)
+        try:
+            version = int(context.get("policy_version") or 0)
+            route = self._versions.get(version).document.route(str(context.get("route_id")))
+        except (PolicyUnavailable, ValueError):
+            route = None
+        if (
+            reason != Reason.CORS_PREFLIGHT_ALLOWED.value
+            or context.get("decided_for") != request.request_id
+            or preflight is None
+            or route is None
+            or route.cors is None
+            or decide_preflight(route.cors, preflight) is not Reason.CORS_PREFLIGHT_ALLOWED
+        ):
+            return error_response(403, "forbidden", request.request_id)
+        return ProxyResponse(204, preflight_headers(route.cors, preflight), b"")
 
     def _sign_in_redirect(self, request: GatewayRequest, reason: str) -> ProxyResponse:
         if self._sign_in is None:
@@ -251,7 +313,12 @@ class Proxy:
             )
         elevation = elevation_from_context(access.elevation)
         return Destination(
-            route, access.decision_id, access.policy_version, cached=False, elevation=elevation
+            route,
+            access.decision_id,
+            access.policy_version,
+            cached=False,
+            elevation=elevation,
+            default_issuer=self._versions.get(access.policy_version).default_issuer,
         )
 
     def _redecide(
@@ -272,8 +339,10 @@ class Proxy:
                 break_glass=decided.elevation is not None and decided.elevation.break_glass,
             )
         route = redecision.route
-        resource = resource_record(route)
+        resource = resource_record(route or redecision.about)
         self._recorder.decision(record, access.identity, redecision.record, resource, decision_id)
+        if redecision.preflight is not None:
+            raise _Answered(redecision.preflight)
         if route is None:
             raise Refusal(redecision.status, redecision.message, recorded_as="decided")
         return Destination(
@@ -282,6 +351,7 @@ class Proxy:
             redecision.record.policy_version,
             cached=True,
             elevation=redecision.record.elevation,
+            default_issuer=redecision.default_issuer,
         )
 
     def _decide_again(
@@ -289,9 +359,17 @@ class Proxy:
     ) -> _Redecision:
         outcome = self._decider.decide(request, identity=identity, parsed=parsed)
         record = decision_record(outcome, decided_by="proxy", cached=True)
+        preflight = outcome.preflight
+        if preflight is not None:
+            about = preflight.route
+            if outcome.allowed and about.cors is not None:
+                headers = preflight_headers(about.cors, preflight.preflight)
+                answer = ProxyResponse(204, headers, b"")
+                return _Redecision(record, about=about, preflight=answer)
+            return _Redecision(record, about=about)
         decision = outcome.decision
         if decision is not None and decision.allowed and decision.route is not None:
-            return _Redecision(record, route=decision.route)
+            return _Redecision(record, route=decision.route, default_issuer=outcome.default_issuer)
         status, message = refusal_answer(outcome.reason)
         return _Redecision(record, status=status, message=message)
 
@@ -328,6 +406,12 @@ class Proxy:
             forwarded,
             pass_authorization=route.pass_authorization,
             assertion=assertion,
+            # The principal the decision used: the one the assertion names.
+            identity=(
+                identity_headers(access.identity, destination.default_issuer)
+                if route.identity_headers
+                else ()
+            ),
         )
         # Built from the parsed parts, never by parsing a joined URL: the
         # upstream is sent exactly the path that was decided.

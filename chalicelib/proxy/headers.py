@@ -17,7 +17,16 @@ Towards the upstream:
 - ``Authorization`` and ``Cookie`` are forwarded only when the route says
   ``pass_authorization: true``, and even then without Gatehouse's own
   cookies (``__Host-gatehouse-*``: a session is the gateway's credential);
-- ``Host`` and ``Content-Length`` are left to the HTTP client.
+- ``Host`` and ``Content-Length`` are left to the HTTP client;
+- on a route with ``identity_headers: true`` the gateway adds
+  ``X-Gatehouse-User``, ``X-Gatehouse-Email`` and ``X-Gatehouse-Groups``,
+  derived from the verified principal the decision used (client copies of
+  them are dropped with every other ``X-Gatehouse-*`` header, on every route).
+  Values are percent-encoded outside printable ASCII (and ``%``, and ``,``
+  within a group name), which is injective: no value can end a header line
+  or pass for another. A header whose value would exceed its bound, or that
+  has nothing to say, is left out rather than cut (a cut value could name
+  someone else).
 
 Towards the client, hop-by-hop headers, ``Content-Length`` (API Gateway sets
 its own), ``X-Request-Id`` (the gateway's wins) and any ``Set-Cookie`` of a
@@ -30,10 +39,26 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
+from chalicelib.policy.subjects import QUALIFIER, normal_issuer
 from chalicelib.sessions.cookies import LOGIN_COOKIE, SESSION_COOKIE, without_cookies
 
+if TYPE_CHECKING:
+    from chalicelib.identity import Identity
+
 ASSERTION_HEADER = "X-Gatehouse-Assertion"
+USER_HEADER = "X-Gatehouse-User"
+EMAIL_HEADER = "X-Gatehouse-Email"
+GROUPS_HEADER = "X-Gatehouse-Groups"
+# Bounds on the identity headers' values (after encoding); beyond them the header
+# is left out. Servers commonly refuse requests with header lines over 8 KB.
+MAX_USER_HEADER = 512
+MAX_EMAIL_HEADER = 512
+MAX_GROUPS_HEADER = 4096
+# Printable ASCII but "%": kept as is; everything else is percent-encoded (UTF-8).
+_VISIBLE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 GATEHOUSE_PREFIX = "x-gatehouse-"
 
 HOP_BY_HOP = frozenset(
@@ -116,6 +141,47 @@ def is_gatehouse_header(name: str) -> bool:
     return name.lower().replace("_", "-").startswith(GATEHOUSE_PREFIX)
 
 
+def header_value(text: str, *, separator: str = "") -> str:
+    """``text`` percent-encoded outside printable ASCII, ``%`` and ``separator`` included.
+
+    Injective: two texts never give one value, and none has CR, LF, NUL or a space.
+    """
+    return quote(text, safe=_VISIBLE.replace(separator, "") if separator else _VISIBLE)
+
+
+def principal_name(identity: Identity, default_issuer: str) -> str:
+    """The principal as one string: ``sub`` for the default issuer, else ``<issuer>|<sub>``.
+
+    The policy's own qualification (``chalicelib.policy.subjects``). A default
+    issuer's ``sub`` that would read as qualified (a URL, then ``|``) is
+    qualified too, so that it cannot pass for another issuer's principal.
+    """
+    issuer = normal_issuer(identity.issuer)
+    subject = identity.subject
+    head, bar, _ = subject.partition(QUALIFIER)
+    looks_qualified = bool(bar) and "://" in head
+    if issuer == normal_issuer(default_issuer) and not looks_qualified:
+        return subject
+    return f"{issuer}{QUALIFIER}{subject}"
+
+
+def identity_headers(identity: Identity, default_issuer: str) -> list[tuple[str, str]]:
+    """``X-Gatehouse-User``, ``-Email`` and ``-Groups`` for the verified ``identity``."""
+    headers: list[tuple[str, str]] = []
+    user = header_value(principal_name(identity, default_issuer))
+    if len(user) <= MAX_USER_HEADER:
+        headers.append((USER_HEADER, user))
+    if identity.email:
+        email = header_value(identity.email)
+        if len(email) <= MAX_EMAIL_HEADER:
+            headers.append((EMAIL_HEADER, email))
+    if identity.groups:
+        groups = ",".join(header_value(g, separator=",") for g in sorted(identity.groups))
+        if len(groups) <= MAX_GROUPS_HEADER:
+            headers.append((GROUPS_HEADER, groups))
+    return headers
+
+
 def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
     tokens: set[str] = set()
     for name, value in headers:
@@ -130,8 +196,13 @@ def upstream_request_headers(
     *,
     pass_authorization: bool,
     assertion: str,
+    identity: Iterable[tuple[str, str]] = (),
 ) -> UpstreamHeaders:
-    """The headers for the upstream request."""
+    """The headers for the upstream request.
+
+    ``identity``: the gateway's identity headers (:func:`identity_headers`),
+    sent after every client ``X-Gatehouse-*`` header was dropped.
+    """
     pairs = list(client_headers)
     dropped = (
         HOP_BY_HOP | _connection_tokens(pairs) | _SET_BY_GATEWAY | _REWRITES_REQUEST | _CLIENT_IP
@@ -162,6 +233,7 @@ def upstream_request_headers(
             ("X-Forwarded-Host", forwarded.host),
             ("X-Request-Id", forwarded.request_id),
             (ASSERTION_HEADER, assertion),
+            *identity,
         ]
     )
     return UpstreamHeaders(kept, tuple(sorted(set(spoofed))))

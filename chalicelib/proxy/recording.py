@@ -46,6 +46,7 @@ class Destination:
     policy_version: int | None
     cached: bool
     elevation: ElevationRecord | None = None
+    default_issuer: str = ""  # the deciding policy's (for the identity headers)
 
 
 @dataclass(slots=True)

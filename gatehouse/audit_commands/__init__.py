@@ -6,6 +6,7 @@
   ``check-consistency``;
 - :mod:`.evidence`: ``evidence`` (a bundle of events proven in one checkpoint),
   ``check-evidence`` (offline);
+- :mod:`.export`: ``export`` (a window's events as OCSF or NDJSON, one per line);
 - :mod:`gatehouse.query.command`: ``query``.
 """
 
@@ -22,6 +23,7 @@ from gatehouse.audit_commands.events import (
     tail_command,
 )
 from gatehouse.audit_commands.evidence import check_evidence_command, evidence_command
+from gatehouse.audit_commands.export import export_command
 from gatehouse.audit_commands.ledger import (
     VERIFY_METRIC_NAME,
     VERIFY_METRIC_NAMESPACE,
@@ -95,6 +97,7 @@ for _command in (
     check_consistency_command,
     evidence_command,
     check_evidence_command,
+    export_command,
     dlq_command,
     query_command,
     report_command,

@@ -146,17 +146,13 @@ def flush_command(obj: CliContext) -> int:
 
     Exit status 1 when some events were left on the queue for retry.
     """
+    from gatehouse.progress import Progress, count
     from gatehouse.target import resolve_target
 
-    counter = None
-    if sys.stderr.isatty():  # a counter on a terminal; nothing when piped
-
-        def counter(stored: int) -> None:
-            print(f"\rstored {stored} events...", end="", file=sys.stderr, flush=True)
-
-    result = flush(resolve_target(obj.state_dir), counter)
-    if counter is not None:
-        print("\r", end="", file=sys.stderr)
+    target = resolve_target(obj.state_dir)
+    # A counter on a terminal; nothing when stderr is piped.
+    with Progress("flush") as line:
+        result = flush(target, lambda stored: line.update(f"{count(stored)} events stored"))
     print(f"stored {result.delivered} events; {result.failed} left on the queue for retry")
     return 0 if result.failed == 0 else 1
 
@@ -166,35 +162,73 @@ def flush_command(obj: CliContext) -> int:
     short_help="list the messages the writer gave up on (and why); --redrive retries them",
 )
 @click.option("-n", "limit", type=int, default=100, show_default=True, help="at most this many")
-@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json", "csv"]),
+    default=None,
+    help="table: one line per message and a count (default); json: one JSON object per "
+    "line (NDJSON); csv: a header and one row per message",
+)
+@click.option("--json", "as_json", is_flag=True, help="the same as -o json (kept as an alias)")
 @click.option("--redrive", "move", is_flag=True, help="move them back to the audit queue")
 @click.pass_obj
-def dlq_command(obj: CliContext, *, limit: int, as_json: bool, move: bool) -> int:
+def dlq_command(
+    obj: CliContext, *, limit: int, output: str | None, as_json: bool, move: bool
+) -> int:
     """List the messages the writer gave up on, and why; --redrive retries them.
 
     Exit status 1 while anything waits in the dead-letter queue (when listing).
     """
     from gatehouse.target import resolve_target
 
+    if as_json and output not in (None, "json"):
+        raise click.UsageError(f"--json and -o {output} contradict each other: give one")
+    fmt = "json" if as_json else output or "table"
     target = resolve_target(obj.state_dir)
     if move:
         moved = redrive(target, limit)
         print(f"moved {moved} messages back to the audit queue")
         return 0
     letters = dead_letters(target, limit)
-    for letter in letters:
-        if as_json:
-            print(json.dumps(letter.as_json()))
-        else:
-            from gatehouse.terminal import visible
-
-            print(
-                visible(
-                    f"{letter.message_id}  tries={letter.receive_count}  sent={letter.sent_at}  "
-                    f"event={letter.event_id or '-'}  {letter.problem}"
-                )
-            )
-    if not as_json:
-        print(f"{len(letters)} messages in the dead-letter queue")
+    _print_letters(letters, fmt)
     # Non-zero while anything waits there: scripts and alarms can tell.
     return 1 if letters else 0
+
+
+# The columns of ``dlq -o csv`` (the members of ``-o json``).
+_LETTER_COLUMNS = ("message_id", "receive_count", "sent_at", "event_id", "problem", "preview")
+
+
+def _print_letters(letters: list[DeadLetter], fmt: str) -> None:
+    """The dead letters as ``fmt`` (table, json or csv); client text shown inert."""
+    from gatehouse.terminal import visible
+
+    if fmt == "json":
+        for letter in letters:
+            print(json.dumps(letter.as_json()))
+        return
+    if fmt == "csv":
+        import csv
+
+        from gatehouse.report.render_csv import defuse
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(_LETTER_COLUMNS)
+        for letter in letters:
+            row = letter.as_json()
+            writer.writerow(
+                [
+                    defuse(visible(str(row[name]))) if row[name] is not None else ""
+                    for name in _LETTER_COLUMNS
+                ]
+            )
+        return
+    for letter in letters:
+        print(
+            visible(
+                f"{letter.message_id}  tries={letter.receive_count}  sent={letter.sent_at}  "
+                f"event={letter.event_id or '-'}  {letter.problem}"
+            )
+        )
+    print(f"{len(letters)} messages in the dead-letter queue")

@@ -24,6 +24,8 @@ FUNCTIONS = (
     "access_log_ingest",
     "grant_sweeper",
     "ledger_digest",
+    "detection_checks",
+    "ocsf_export",
 )
 WRITER = "audit_writer"
 ACCESS_LOG_INGEST = "access_log_ingest"
@@ -40,6 +42,20 @@ MAX_BATCHING_WINDOW_SECONDS = 300
 # Writers at once: the writers serialise on the ledger head, so more only
 # contend. 2 is the lowest ScalingConfig.MaximumConcurrency SQS allows.
 WRITER_MAX_CONCURRENCY = 2
+
+# The unauthenticated health route (app.py, chalicelib/proxy/health.py) is
+# throttled by API Gateway itself, per method, below the stage's limits: it
+# answers anyone, so its budget must not be the rest of the API's.
+HEALTH_PATH = "/.gatehouse/health"
+HEALTH_METHODS = ("GET", "HEAD")
+HEALTH_RATE_LIMIT = 10.0  # requests per second, steady state
+HEALTH_BURST_LIMIT = 20  # requests at once
+
+
+def method_setting_path(path: str) -> str:
+    """A resource path as API Gateway's method settings spell it (``/`` as ``~1``)."""
+    return "/" + path.replace("~", "~0").replace("/", "~1")
+
 
 PLACEHOLDER_PREFIX = "REPLACE_WITH_STACK_OUTPUT_"
 # The infra template's DigestKeyPolicy values: who the ledger digest key's policy

@@ -19,7 +19,9 @@ deploy's wiring step, so the packaged template stands on its own:
 - the writer's SQS event source mapping (batch size, batching window,
   ``ReportBatchItemFailures``), which ``@app.on_sqs_message`` cannot declare;
 - the stage's access log settings, the gateway responses, and the access
-  log's subscription filter to ``access_log_ingest`` with its permission.
+  log's subscription filter to ``access_log_ingest`` with its permission;
+- the stage's method settings: the unauthenticated health route's own
+  throttling (``HEALTH_RATE_LIMIT``/``HEALTH_BURST_LIMIT``).
 """
 
 from __future__ import annotations
@@ -36,9 +38,14 @@ from gatehouse.deploy.errors import DeployError
 from gatehouse.deploy.settings import (
     ACCESS_LOG_INGEST,
     FUNCTIONS,
+    HEALTH_BURST_LIMIT,
+    HEALTH_METHODS,
+    HEALTH_PATH,
+    HEALTH_RATE_LIMIT,
     PLACEHOLDER_PREFIX,
     StageSettings,
     function_name,
+    method_setting_path,
 )
 
 # The logical ids ``chalice package`` gives each function and its role.
@@ -49,6 +56,8 @@ FUNCTION_LOGICAL_IDS = {
     "access_log_ingest": "AccessLogIngest",
     "grant_sweeper": "GrantSweeper",
     "ledger_digest": "LedgerDigest",
+    "detection_checks": "DetectionChecks",
+    "ocsf_export": "OcsfExport",
 }
 ROLE_LOGICAL_IDS = {
     "api_handler": "ApiHandlerRole",
@@ -57,6 +66,8 @@ ROLE_LOGICAL_IDS = {
     "access_log_ingest": "AccessLogIngestRole",
     "grant_sweeper": "GrantSweeperRole",
     "ledger_digest": "LedgerDigestRole",
+    "detection_checks": "DetectionChecksRole",
+    "ocsf_export": "OcsfExportRole",
 }
 # The infra template's log group of each function.
 LOG_GROUP_LOGICAL_IDS = {
@@ -66,6 +77,8 @@ LOG_GROUP_LOGICAL_IDS = {
     "access_log_ingest": "AccessLogIngestLogGroup",
     "grant_sweeper": "GrantSweeperLogGroup",
     "ledger_digest": "LedgerDigestLogGroup",
+    "detection_checks": "DetectionChecksLogGroup",
+    "ocsf_export": "OcsfExportLogGroup",
 }
 # Athena stack parameters the infra stack fills, and from which of its outputs.
 ATHENA_PARAMETERS_FROM_INFRA = {"AuditBucketName": "AuditBucket", "TrailBucketName": "TrailBucket"}
@@ -239,9 +252,23 @@ def merge_template(
                 "Format": access_log_format(project),
             },
             "DefinitionBody": {"x-amazon-apigateway-gateway-responses": gateway_responses(project)},
+            "MethodSettings": health_method_settings(),
         }
     }
     return merged
+
+
+def health_method_settings() -> list[dict[str, Any]]:
+    """The stage's ``MethodSettings``: the health route's throttling, per method."""
+    return [
+        {
+            "ResourcePath": method_setting_path(HEALTH_PATH),
+            "HttpMethod": method,
+            "ThrottlingRateLimit": HEALTH_RATE_LIMIT,
+            "ThrottlingBurstLimit": HEALTH_BURST_LIMIT,
+        }
+        for method in HEALTH_METHODS
+    ]
 
 
 def _filled_variables(project: Path, stage: str, outputs: dict[str, Any]) -> dict[str, Any]:

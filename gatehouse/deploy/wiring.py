@@ -1,6 +1,7 @@
 """What ``chalice deploy`` cannot declare, wired idempotently with boto3 after it.
 
-Chalice 1.34 has no setting for a stage's access log, gateway responses, an SQS
+Chalice 1.34 has no setting for a stage's access log, its method settings
+(the health route's throttling), gateway responses, an SQS
 event source that reports partial batch failures (``@app.on_sqs_message``
 cannot: aws/chalice#2029, so the writer is an ``@app.lambda_function``), or a
 CloudWatch Logs subscription. Each ``ensure_*`` reads what is there, changes
@@ -16,7 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gatehouse.deploy.errors import NotDeployed
-from gatehouse.deploy.settings import WriterSource
+from gatehouse.deploy.settings import (
+    HEALTH_BURST_LIMIT,
+    HEALTH_METHODS,
+    HEALTH_PATH,
+    HEALTH_RATE_LIMIT,
+    WriterSource,
+    method_setting_path,
+)
 
 ClientFactory = Callable[[str], Any]
 
@@ -85,6 +93,8 @@ def wire(client: ClientFactory, target: WiringTarget) -> list[Change]:
     changes.append(ensure_writer_event_source(lambda_, target))
     changes.append(ensure_ingest_permission(lambda_, target))
     changes.append(ensure_access_log_subscription(logs, lambda_, target))
+    # After the responses, which may redeploy the stage (see above).
+    changes.append(ensure_health_throttling(apigateway, target))
     return changes
 
 
@@ -123,6 +133,37 @@ def ensure_stage_access_log(apigateway: Any, target: WiringTarget) -> Change:
         ],
     )
     return Change(what, "updated" if current else "created", target.access_log_group_name)
+
+
+def ensure_health_throttling(apigateway: Any, target: WiringTarget) -> Change:
+    """Throttle the unauthenticated health route per method, in the stage's method settings."""
+    what = f"throttling of {HEALTH_PATH} in stage {target.stage}"
+    settings = _stage(apigateway, target).get("methodSettings") or {}
+    resource = method_setting_path(HEALTH_PATH)
+    operations = []
+    for method in HEALTH_METHODS:
+        current = settings.get(f"{resource[1:]}/{method}") or {}
+        wanted = {"rateLimit": HEALTH_RATE_LIMIT, "burstLimit": HEALTH_BURST_LIMIT}
+        have = {
+            "rateLimit": current.get("throttlingRateLimit"),
+            "burstLimit": current.get("throttlingBurstLimit"),
+        }
+        operations += [
+            {"op": "replace", "path": f"{resource}/{method}/throttling/{key}", "value": str(value)}
+            for key, value in wanted.items()
+            if not _same_number(have[key], value)
+        ]
+    if not operations:
+        return Change(what, "unchanged")
+    apigateway.update_stage(
+        restApiId=target.rest_api_id, stageName=target.stage, patchOperations=operations
+    )
+    detail = f"{HEALTH_RATE_LIMIT:g}/s, burst {HEALTH_BURST_LIMIT}"
+    return Change(what, "updated", detail)
+
+
+def _same_number(have: Any, wanted: float) -> bool:
+    return isinstance(have, int | float) and float(have) == float(wanted)
 
 
 def ensure_gateway_responses(apigateway: Any, target: WiringTarget) -> Change:

@@ -28,7 +28,8 @@ Four more changes to moto, none of them to its behaviour:
   receive, not two per message (each a datetime computation);
 * the backend for a host is looked up once per host, not by matching every
   service's URL patterns on every request;
-* no per-request log line, and connections kept open between requests;
+* no per-request log line (werkzeug's access log; ``--verbose`` keeps it),
+  and connections kept open between requests;
 * DynamoDB ``Query`` and ``TransactWriteItems`` no longer cost time in
   proportion to the whole table (:mod:`gatehouse.dev.moto_dynamodb`).
 """
@@ -197,12 +198,16 @@ def moto_application() -> Any:
     return application
 
 
-def serve(port: int) -> None:
-    """Serve moto on 127.0.0.1:``port`` (0: any free port) until SIGTERM or SIGINT."""
+def serve(port: int, *, verbose: bool = False) -> None:
+    """Serve moto on 127.0.0.1:``port`` (0: any free port) until SIGTERM or SIGINT.
+
+    ``verbose``: print werkzeug's access-log line for every AWS call (on stderr).
+    """
     from werkzeug.serving import make_server
 
+    _quiet_werkzeug(verbose)
     server = make_server("127.0.0.1", port, moto_application(), threaded=True,
-                         request_handler=_quiet_handler())  # fmt: skip
+                         request_handler=_quiet_handler(verbose))  # fmt: skip
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -229,7 +234,14 @@ def _stop_when_orphaned(parent: int, stop: threading.Event) -> None:
             stop.set()
 
 
-def _quiet_handler() -> Any:
+def _quiet_werkzeug(verbose: bool) -> None:
+    """werkzeug's logger: its INFO lines (one per request) only when ``verbose``."""
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def _quiet_handler(verbose: bool = False) -> Any:
     from werkzeug.serving import WSGIRequestHandler
 
     class QuietHandler(WSGIRequestHandler):
@@ -254,7 +266,8 @@ def _quiet_handler() -> Any:
             _answer_keeping_alive(self)
 
         def log_request(self, *args: Any, **kwargs: Any) -> None:
-            return
+            if verbose:
+                super().log_request(*args, **kwargs)
 
     return QuietHandler
 
@@ -307,10 +320,21 @@ class AwsServer:
     ----------
     start_timeout_seconds:
         How long to wait for it to accept connections.
+    in_process:
+        Serve from a thread of this process instead (tests).
+    verbose:
+        Print werkzeug's access-log line for every AWS call (``gatehouse dev --verbose``).
     """
 
-    def __init__(self, start_timeout_seconds: float = 60.0, *, in_process: bool = False) -> None:
+    def __init__(
+        self,
+        start_timeout_seconds: float = 60.0,
+        *,
+        in_process: bool = False,
+        verbose: bool = False,
+    ) -> None:
         self._timeout = start_timeout_seconds
+        self._verbose = verbose
         self._process: subprocess.Popen[str] | None = None
         self._in_process = in_process
         self._server: Any = None
@@ -332,8 +356,9 @@ class AwsServer:
         if self._in_process:
             from werkzeug.serving import make_server
 
+            _quiet_werkzeug(self._verbose)
             self._server = make_server("127.0.0.1", 0, moto_application(), threaded=True,
-                                       request_handler=_quiet_handler())  # fmt: skip
+                                       request_handler=_quiet_handler(self._verbose))  # fmt: skip
             threading.Thread(target=self._server.serve_forever, name="moto", daemon=True).start()
             self.port = int(self._server.server_address[1])
             return
@@ -343,7 +368,8 @@ class AwsServer:
             [project, *filter(None, [environment.get("PYTHONPATH")])]
         )
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "gatehouse.dev.aws_server", "--port", "0"],
+            [sys.executable, "-m", "gatehouse.dev.aws_server", "--port", "0"]
+            + (["--verbose"] if self._verbose else []),
             stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
@@ -386,7 +412,9 @@ class AwsServer:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="moto for the Gatehouse local stack")
     parser.add_argument("--port", type=int, default=0)
-    serve(parser.parse_args(argv).port)
+    parser.add_argument("--verbose", action="store_true", help="print each request's log line")
+    arguments = parser.parse_args(argv)
+    serve(arguments.port, verbose=arguments.verbose)
     return 0
 
 

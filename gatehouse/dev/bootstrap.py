@@ -37,6 +37,9 @@ class Resources:
     anchor_bucket: str = ""
     trail_bucket: str = ""
     upstream_role_arn: str = ""
+    alert_topic_arn: str = ""
+    alert_console_queue_url: str = ""
+    alert_events_queue_url: str = ""
 
     @property
     def ledger_anchor(self) -> str:
@@ -63,6 +66,9 @@ def bootstrap(client: Callable[[str], Any], names: ResourceNames) -> Resources:
     kms = client("kms")
     digest_key_id = _signing_key(kms, names.digest_key_alias, "ledger digest signing key")
     _signing_key(kms, names.assertion_key_alias, "assertion key certifying key")
+    topic_arn, console_url, events_url = _alerts(
+        client("sns"), client("events"), client("sqs"), names
+    )
     return Resources(
         state_table=names.state_table,
         audit_bucket=names.audit_bucket,
@@ -74,7 +80,40 @@ def bootstrap(client: Callable[[str], Any], names: ResourceNames) -> Resources:
         anchor_bucket=names.anchor_bucket,
         trail_bucket=names.trail_bucket,
         upstream_role_arn=role_arn,
+        alert_topic_arn=topic_arn,
+        alert_console_queue_url=console_url,
+        alert_events_queue_url=events_url,
     )
+
+
+ALERT_EVENT_PATTERN = {"source": ["gatehouse"], "detail-type": ["Gatehouse Alert"]}
+
+
+def _alerts(sns: Any, events: Any, sqs: Any, names: ResourceNames) -> tuple[str, str, str]:
+    """The alert topic, and two queues where the local stack sees alerts.
+
+    The console reads the topic's subscriber; the EventBridge rule's target
+    (what detection puts on the default bus) is for tests and operators.
+    """
+    topic_arn = str(sns.create_topic(Name=names.alert_topic)["TopicArn"])
+    console_url = sqs.create_queue(QueueName=names.alert_console_queue)["QueueUrl"]
+    console_arn = sqs.get_queue_attributes(QueueUrl=console_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    sns.subscribe(
+        TopicArn=topic_arn,
+        Protocol="sqs",
+        Endpoint=console_arn,
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    events_url = sqs.create_queue(QueueName=names.alert_events_queue)["QueueUrl"]
+    events_arn = sqs.get_queue_attributes(QueueUrl=events_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    rule = f"{names.alert_events_queue}-rule"
+    events.put_rule(Name=rule, EventPattern=json.dumps(ALERT_EVENT_PATTERN), State="ENABLED")
+    events.put_targets(Rule=rule, Targets=[{"Id": "alert-events", "Arn": events_arn}])
+    return topic_arn, console_url, events_url
 
 
 # The demo policy's AWS route assumes this role. The functions' IAM policy

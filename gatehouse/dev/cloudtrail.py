@@ -269,8 +269,11 @@ class TrailWriter:
                     self._s3().put_object(
                         Bucket=self.bucket, Key=key, Body=body, ContentType="application/json"
                     )
-                except Exception:
+                except Exception as exc:
                     self.errors += 1
+                    from gatehouse.dev.event_source import print_poller_error
+
+                    print_poller_error("cloudtrail", f"cannot deliver {key}: {exc} (retried)")
                     with self._lock:  # keep them for the next delivery
                         self._pending[:0] = records
                     continue

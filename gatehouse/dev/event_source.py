@@ -139,8 +139,12 @@ PollerReport = Callable[[str, str], None]
 
 
 def print_poller_error(name: str, message: str) -> None:
-    """One line on stderr per poller error (the console of ``gatehouse dev``)."""
-    print(f"gatehouse dev: {name}: {message}", file=sys.stderr, flush=True)
+    """One line on stderr per poller error (the console of ``gatehouse dev``).
+
+    Written in one call, so that a line of another thread cannot land inside it.
+    """
+    sys.stderr.write(f"gatehouse dev: {name}: {message}\n")
+    sys.stderr.flush()
 
 
 class EventSourcePoller:

@@ -4,10 +4,15 @@ Everything binds 127.0.0.1 and runs offline. :class:`LocalStack` starts the
 parts in dependency order, loads ``app.py`` the way Lambda would (its
 settings come from environment variables), seeds the demo policy, and writes
 the state file that operator commands read (``.gatehouse/dev.json``).
+
+The gateway's port is the only one an operator chooses; it is bound first,
+so that a port in use is said (:class:`PortInUse`) before anything starts.
+Every other part binds a free port of its own.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import os
@@ -29,6 +34,7 @@ from gatehouse.dev.aws_upstream import AwsUpstream
 from gatehouse.dev.backend import DemoBackend
 from gatehouse.dev.bootstrap import Resources, bootstrap
 from gatehouse.dev.cloudtrail import IssuedSessions, TrailWriter
+from gatehouse.dev.console import DecisionTap, RequestConsole
 from gatehouse.dev.event_source import (
     DrainResult,
     EventSourcePoller,
@@ -43,6 +49,7 @@ from gatehouse.dev.idp import DevIssuer, SigningKey, load_or_create_key
 from gatehouse.dev.loopback_sqs import LoopbackSqs
 from gatehouse.dev.sts_recorder import StsRecorder
 from gatehouse.dev.witness import LocalWitness, start_local_witness
+from gatehouse.errors import InputError
 from gatehouse.policy_files import is_json, parse_policy_text, read_policy_text
 from gatehouse.resources import ResourceNames
 from gatehouse.state import STATE_FILE_NAME, STATUS_FILE_NAME, DevState, write_status
@@ -51,6 +58,8 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEMO_POLICY = Path(__file__).with_name("demo-policy.yaml")
 GATEWAY_RESPONSES = PROJECT_DIR / "infra" / "gateway_responses.json"
 ACCOUNT = "123456789012"
+# Where the local stack's OCSF export goes: the audit bucket, under its own prefix.
+OCSF_PREFIX = "ocsf"
 AUDIENCE = "gatehouse"
 # The gateway's OAuth client at the dev issuer (browser sign-in).
 SIGN_IN_CLIENT_ID = "gatehouse-dev"
@@ -60,6 +69,34 @@ FAKE_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
+
+
+class PortInUse(InputError):
+    """A port the stack must bind is taken, or not ours to bind (exit status 2)."""
+
+
+def bind_gateway(port: int) -> GatewayServer:
+    """The gateway's server, bound to 127.0.0.1:``port`` (0: any free port).
+
+    Raises
+    ------
+    PortInUse
+        When the port is in use, or this user may not bind it.
+    """
+    try:
+        return GatewayServer(port=port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(
+                f"port {port} (the gateway) is in use: pass --port N (0 picks a free port), "
+                f"or stop what holds it (`lsof -i :{port}` shows what does)"
+            ) from exc
+        if exc.errno == errno.EACCES:
+            raise PortInUse(
+                f"port {port} (the gateway) may not be bound by this user: pass --port N "
+                "above 1023 (0 picks a free port)"
+            ) from exc
+        raise
 
 
 def initial_policy(path: Path, backend_url: str) -> dict[str, Any]:
@@ -94,6 +131,10 @@ class StackOptions:
     # Requests the gateway serves at once; more get 429 THROTTLED at once, as a
     # saturated API Gateway answers, instead of queueing without bound.
     max_in_flight: int = 32
+    # One console line per gateway request (``gatehouse dev``; not benchmarks).
+    request_console: bool = False
+    # moto's own access log (werkzeug's line per AWS call) on the console.
+    verbose: bool = False
 
 
 class LocalStack:
@@ -119,6 +160,8 @@ class LocalStack:
         self._access_log_lines: list[str] = []
         self._shipped = 0
         self.witness: LocalWitness | None = None
+        # What was still on the audit queue (and its DLQ) when the stack stopped.
+        self.discarded: tuple[int, int] | None = None
 
     def start(self) -> DevState:
         """Start everything; return the state written to ``dev.json``."""
@@ -131,6 +174,10 @@ class LocalStack:
     def _start(self) -> DevState:
         options = self.options
         options.state_dir.mkdir(parents=True, exist_ok=True)
+        # First: the one port an operator picks; taken, it costs no start-up.
+        gateway = bind_gateway(options.gateway_port)
+        self.gateway = gateway
+        self._stoppers.append(gateway)
         endpoint = self._start_moto()
         session = boto3.session.Session(region_name=options.region, **_FAKE_SESSION)
         names = ResourceNames(options.stage, ACCOUNT, options.region)
@@ -150,9 +197,6 @@ class LocalStack:
         issued = IssuedSessions()
         self.sts_recorder = self._started(StsRecorder(endpoint, self.trail, issued, region))
         self.backend.aws_upstream = AwsUpstream(issued, self.trail, region=region)
-        gateway = GatewayServer(port=options.gateway_port)
-        self.gateway = gateway
-        self._stoppers.append(gateway)
         if self.sign_in:
             self._prepare_sign_in(
                 session.client("secretsmanager", endpoint_url=endpoint), gateway.url
@@ -170,6 +214,7 @@ class LocalStack:
                 access_log=self._access_log_lines.append,
                 access_log_format=access_log_format(PROJECT_DIR),
                 max_in_flight=options.max_in_flight,
+                on_complete=self._request_console(),
             )
         )
         gateway.start()
@@ -183,6 +228,8 @@ class LocalStack:
         self._poller(self.ship_access_logs, 1.0, "access-log")
         # Hourly in AWS; every half minute here, so the trail is always nearly all digested.
         self._poller(self.sign_digest, 30.0, "ledger-digest")
+        # Every 5 minutes in AWS; every 5 seconds here (into the audit bucket, under ocsf/).
+        self._poller(self.export_ocsf, 5.0, "ocsf-export")
         # A witness runs elsewhere on a schedule; here it looks every two seconds.
         self.witness = start_local_witness(
             options.state_dir,
@@ -193,9 +240,24 @@ class LocalStack:
             origin=ledger_origin(self.resources.audit_bucket),
         )
         self._poller(self.witness.witness.run, 2.0, "witness")
+        # Detection's scheduled check (every 5 minutes in AWS), and the console's alert lines.
+        self._poller(self.run_detection_checks, 30.0, "detection-checks")
+        self._poller(self.print_alerts, 1.0, "alerts")
         self.state = self._write_state(endpoint, keys)
         self._write_status()
         return self.state
+
+    def _request_console(self) -> RequestConsole | None:
+        """The console's line per request, its decisions read as the functions send them."""
+        if not self.options.request_console:
+            return None
+        from chalicelib import entrypoints
+
+        assert self.resources is not None
+        decisions = DecisionTap(self.resources.audit_queue_url)
+        # The client the functions' audit emitter sends with (one per container).
+        decisions.install(entrypoints.container().clients.sqs)
+        return RequestConsole(decisions)
 
     def _poller(
         self, drain: Callable[[], object], interval_seconds: float, name: str
@@ -238,7 +300,7 @@ class LocalStack:
     def _start_moto(self) -> str:
         # In a process of its own: moto's request handling would otherwise share
         # this interpreter (and its GIL) with the gateway and every handler.
-        self.moto = self._started(AwsServer())
+        self.moto = self._started(AwsServer(verbose=self.options.verbose))
         return str(self.moto.url)
 
     @property
@@ -283,6 +345,11 @@ class LocalStack:
                 "GATEHOUSE_ASSERTION_KEY_ID": resources.assertion_key_alias,
                 "GATEHOUSE_DIGEST_KEY_ID": resources.digest_key_alias,
                 "GATEHOUSE_LEDGER_ANCHOR": resources.ledger_anchor,
+                # moto's EventBridge cannot deliver to SNS, so the functions publish to
+                # the topic themselves here (in AWS the stage's detection rule does).
+                "GATEHOUSE_ALERT_TOPIC_ARN": resources.alert_topic_arn,
+                "GATEHOUSE_AUDIT_DLQ_URL": resources.audit_dlq_url,
+                "GATEHOUSE_OCSF_EXPORT_LOCATION": f"s3://{resources.audit_bucket}/{OCSF_PREFIX}",
                 "GATEHOUSE_GATEWAY_ISSUER": gateway_url,
                 "GATEHOUSE_TRUSTED_ISSUERS": json.dumps([self._dev_issuer()]),
                 # Empty: no browser sign-in (a stack with the authorizer cache on).
@@ -370,10 +437,36 @@ class LocalStack:
             self._shipped += len(lines)
             self.app_module.access_log_ingest(event, None)
 
+    def run_detection_checks(self) -> None:
+        """Invoke detection's scheduled check, as its EventBridge rule would."""
+        assert self.app_module is not None
+        self.app_module.detection_checks(scheduled_event(self.options.region, ACCOUNT), None)
+
+    def print_alerts(self) -> None:
+        """One console line per alert the alert topic received (its subscriber queue)."""
+        from chalicelib import entrypoints
+        from chalicelib.detect.alerts import alert_line
+
+        assert self.resources is not None
+        sqs = entrypoints.container().clients.sqs
+        url = self.resources.alert_console_queue_url
+        answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        for message in answer.get("Messages", []):
+            try:
+                print(alert_line(json.loads(message["Body"])), flush=True)
+            except (ValueError, TypeError, AttributeError):
+                print(f"ALERT (unreadable): {message['Body'][:200]}", flush=True)
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
     def sign_digest(self) -> None:
         """Invoke the scheduled digest signer, as its EventBridge rule would."""
         assert self.app_module is not None
         self.app_module.ledger_digest(scheduled_event(self.options.region, ACCOUNT), None)
+
+    def export_ocsf(self) -> None:
+        """Invoke the scheduled OCSF export, as its EventBridge rule would."""
+        assert self.app_module is not None
+        self.app_module.ocsf_export(scheduled_event(self.options.region, ACCOUNT), None)
 
     def _write_state(self, endpoint: str, keys: list[SigningKey]) -> DevState:
         assert self.gateway and self.idp and self.backend and self.resources
@@ -405,24 +498,67 @@ class LocalStack:
         state.write(self.options.state_dir / STATE_FILE_NAME)
         return state
 
+    def queued_audit_events(self) -> tuple[int, int] | None:
+        """Audit events on the audit queue and on its dead-letter queue (visible,
+        in flight or delayed); None when the queues cannot be read."""
+        if self.resources is None or self.moto is None or not self.moto.port:
+            return None
+        from botocore.config import Config
+
+        sqs = boto3.session.Session(region_name=self.options.region, **_FAKE_SESSION).client(
+            "sqs",
+            endpoint_url=self.moto.url,
+            config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1}),
+        )
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
+        try:
+            counts = [
+                sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+                for url in (self.resources.audit_queue_url, self.resources.audit_dlq_url)
+            ]
+        except Exception:  # moto gone: the count is unknown, and the caller says so
+            return None
+        finally:
+            sqs.close()
+        queued, dead = (sum(int(count.get(name, 0)) for name in names) for count in counts)
+        return queued, dead
+
     def stop(self) -> None:
-        """Stop everything that was started, newest first, and remove the state file."""
+        """Stop everything that was started, newest first, and remove the state file.
+
+        The background pollers stop first, so that :attr:`discarded` counts what
+        was still queued (moto keeps it in memory only: it goes with the stack).
+        """
         state_file = self.options.state_dir / STATE_FILE_NAME
         if self.state is not None and state_file.exists():
             state_file.unlink()
+        for poller in self.pollers:
+            if poller in self._stoppers:
+                self._stoppers.remove(poller)
+                self._stop_part(poller)
+        # After the pollers: the access-log poller rewrites it every second.
         (self.options.state_dir / STATUS_FILE_NAME).unlink(missing_ok=True)
+        if self.state is not None:
+            self.discarded = self.queued_audit_events()
         while self._stoppers:
-            part = self._stoppers.pop()
-            try:
-                part.stop()
-            except Exception as exc:  # keep stopping the rest
-                print(f"warning: stopping {type(part).__name__} failed: {exc}", file=sys.stderr)
+            self._stop_part(self._stoppers.pop())
         if self._mapping_sqs is not None:
             self._mapping_sqs.close()
             self._mapping_sqs = None
         from chalicelib import entrypoints
 
         entrypoints.use_container(None)
+
+    @staticmethod
+    def _stop_part(part: Any) -> None:
+        try:
+            part.stop()
+        except Exception as exc:  # keep stopping the rest
+            print(f"warning: stopping {type(part).__name__} failed: {exc}", file=sys.stderr)
 
 
 def load_app() -> ModuleType:

@@ -1,7 +1,12 @@
 """``gatehouse audit query``: Athena SQL or a named query, on Athena or locally.
 
 gatehouse audit query (SQL | --named NAME --param k=v ...) [--engine athena|local]
-                      [--format table|json|csv] [--list]
+                      [-o table|json|csv] [--list]
+
+A named query's parameters with a default (``--list`` shows them: a window
+is the last 24 hours) may be left out; timestamp values are read as every
+command reads times (:mod:`gatehouse.times`: ISO 8601, ``-1h``, ``now``...),
+and a window whose ``to`` is not after its ``from`` is refused.
 """
 
 from __future__ import annotations
@@ -11,8 +16,8 @@ import io
 import json
 import os
 import sys
-from collections.abc import Sequence
-from datetime import date, datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -25,6 +30,7 @@ from gatehouse.report.render_csv import defuse as defuse_cell
 
 if TYPE_CHECKING:
     from gatehouse.cli import CliContext
+    from gatehouse.query.params import NamedQuery
     from gatehouse.query.result import QueryResult
     from gatehouse.target import Target
 
@@ -46,15 +52,24 @@ ENGINE_HELP = (
     "params",
     multiple=True,
     metavar="K=V",
-    help="a parameter value (repeat); timestamps as 'YYYY-MM-DD HH:MM:SS' UTC",
+    help="a parameter value (repeat); timestamps as ISO 8601 (UTC when no offset), "
+    "relative (-1h, 30m), now, today or yesterday",
 )
 @click.option("--engine", type=click.Choice(["athena", "local"]), help=ENGINE_HELP)
 @click.option(
-    "--format",
+    "-o",
+    "--output",
     "fmt",
     type=click.Choice(["table", "json", "csv"]),
-    default="table",
-    help="output (default table)",
+    default=None,
+    help="table (default), json (one array of objects) or csv",
+)
+@click.option(
+    "--format",
+    "format_alias",
+    type=click.Choice(["table", "json", "csv"]),
+    default=None,
+    help="the same as -o (kept as an alias)",
 )
 @click.option(
     "--list", "list_queries", is_flag=True, help="list the named queries and their params"
@@ -72,18 +87,21 @@ def query(
     named: str | None,
     params: tuple[str, ...],
     engine: str | None,
-    fmt: str,
+    fmt: str | None,
+    format_alias: str | None,
     list_queries: bool,
     cache_dir: Path | None,
 ) -> int:
     """Run Athena SQL, or a named query with --named, over audit_events and cloudtrail_logs."""
+    if fmt is not None and format_alias is not None and fmt != format_alias:
+        raise click.UsageError(f"-o {fmt} and --format {format_alias} contradict each other")
     return run_query_command(
         state_dir=obj.state_dir,
         sql=sql,
         named=named,
         params=params,
         engine=engine,
-        fmt=fmt,
+        fmt=fmt or format_alias or "table",
         list_queries=list_queries,
         cache_dir=cache_dir,
     )
@@ -136,6 +154,8 @@ def run_query_command(
     statement = load_named_query(named).sql if named else sql
     assert statement is not None  # exactly one of the two, checked above
     require_query(parse_statement(statement))
+    if named:
+        values = named_values(load_named_query(named), values)
     from gatehouse.target import resolve_target
 
     target = resolve_target(state_dir)
@@ -162,9 +182,57 @@ def default_cache_dir(bucket: str) -> Path:
     return base / "gatehouse" / "query" / bucket
 
 
+def named_values(query: NamedQuery, given: Mapping[str, str]) -> dict[str, str]:
+    """``given`` with the defaults of ``query``'s other parameters, timestamps as UTC text.
+
+    Timestamps are read as :mod:`gatehouse.times` reads every time, then
+    written as the engines take them (``YYYY-MM-DD HH:MM:SS.fff``).
+
+    Raises
+    ------
+    QueryParamError
+        For a timestamp that cannot be read, or ``to`` not after ``from``.
+    """
+    from gatehouse.times import TimeArgumentError, parse_time_argument
+
+    values = {
+        param.name: param.default
+        for param in query.params
+        if param.default is not None and param.name not in given
+    }
+    values.update(given)
+    now = datetime.now(UTC)
+    moments: dict[str, datetime] = {}
+    for param in query.params:
+        if param.type != "timestamp" or param.name not in values:
+            continue
+        try:
+            moments[param.name] = parse_time_argument(
+                values[param.name], f"--param {param.name}", now=now
+            )
+        except TimeArgumentError as exc:
+            raise QueryParamError(str(exc)) from None
+        values[param.name] = moments[param.name].strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    start, end = moments.get("from"), moments.get("to")
+    if start is not None and end is not None and end <= start:
+        raise QueryParamError(
+            f"--param to ({values['to']}) must be after --param from ({values['from']}): "
+            "the window holds nothing"
+        )
+    return values
+
+
 def build_engine(target: Target, engine: str | None, cache_dir: Path | None) -> Any:
-    """The engine for ``target``: local when asked or the local stack runs, else Athena."""
+    """The engine for ``target``: local when asked or the local stack runs, else Athena.
+
+    Raises
+    ------
+    QueryError
+        When Athena is asked for on the local stack, which has none.
+    """
     choice = engine or ("local" if target.local else "athena")
+    if choice == "athena" and target.local:
+        raise QueryError("the local stack has no Athena: use --engine local")
     if choice == "athena":
         from gatehouse.query.athena import AthenaEngine
 
@@ -187,7 +255,8 @@ def print_named_queries(out: TextIO) -> None:
     for query in named_queries():
         print(f"{query.name}\n    {query.description}", file=out)
         for param in query.params:
-            print(f"    --param {param.name}=<{param.type}>  {param.help}", file=out)
+            default = "" if param.default is None else f" (default: {param.default or 'empty'})"
+            print(f"    --param {param.name}=<{param.type}>  {param.help}{default}", file=out)
 
 
 def _plain(value: Any) -> Any:

@@ -38,7 +38,7 @@ from gatehouse.query.errors import (
     UnknownNamedQuery,
 )
 from gatehouse.query.schema import ROOT
-from gatehouse.query.text import has_surrogate
+from gatehouse.query.text import has_surrogate, strip_ansi
 
 QUERIES_DIR = ROOT / "infra" / "athena" / "queries"
 PARAM_TYPES = ("varchar", "timestamp", "bigint", "integer", "double", "boolean")
@@ -57,6 +57,18 @@ _INTEGER = re.compile(r"[+-]?[0-9]{1,20}")
 _DOUBLE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
+# Defaults of the parameters named queries share, by (name, type): a window
+# is the last 24 hours, history the week before it. Timestamps are given as
+# ``gatehouse.times`` reads them.
+_DEFAULTS = {
+    ("from", "timestamp"): "-24h",
+    ("to", "timestamp"): "now",
+    ("lookback_days", "integer"): "7",
+}
+# A varchar whose help says an empty value matches anything defaults to empty.
+_MATCHES_ANY = "empty matches any"
+
+
 @dataclass(frozen=True, slots=True)
 class QueryParam:
     """One declared parameter: its name, Athena type and a line of help."""
@@ -64,6 +76,13 @@ class QueryParam:
     name: str
     type: str
     help: str = ""
+
+    @property
+    def default(self) -> str | None:
+        """The value used when none is given (None: the parameter is required)."""
+        if self.type == "varchar" and _MATCHES_ANY in self.help.lower():
+            return ""
+        return _DEFAULTS.get((self.name, self.type))
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +205,10 @@ def _rename_placeholders(sql: str) -> str:
     """``:name`` -> ``:gh_param__name`` wherever the tokenizer sees a placeholder."""
     try:
         tokens = Dialect.get_or_raise("athena").tokenize(sql)
-    except sqlglot.errors.TokenError as exc:
-        raise QuerySyntaxError(f"cannot read the SQL: {exc}") from exc
+    except sqlglot.errors.TokenError:
+        raise QuerySyntaxError(
+            "cannot read the SQL: a string, quoted name or comment is not closed"
+        ) from None
     edits: list[int] = []
     for colon, name in itertools.pairwise(tokens):
         if (
@@ -210,20 +231,41 @@ def parse_statement(sql: str) -> exp.Expression:
     QuerySyntaxError
         When sqlglot cannot parse it, or it holds no statement or more than one.
     """
+    renamed = _rename_placeholders(sql)
     try:
-        statements = [
-            tree
-            for tree in sqlglot.parse(_rename_placeholders(sql), read="athena")
-            if tree is not None
-        ]
+        statements = [tree for tree in sqlglot.parse(renamed, read="athena") if tree is not None]
     except sqlglot.errors.ParseError as exc:
-        raise QuerySyntaxError(f"cannot parse the SQL (Athena dialect): {exc}") from exc
+        raise QuerySyntaxError(parse_error_text(exc, renamed)) from None
     if len(statements) != 1:
         raise QuerySyntaxError(f"expected one SQL statement, found {len(statements)}")
     statement = statements[0]
     if not isinstance(statement, exp.Expression):
         raise QuerySyntaxError("expected one SQL statement")
     return statement
+
+
+def parse_error_text(error: sqlglot.errors.ParseError, renamed: str = "") -> str:
+    """One line for the operator: where the SQL stops making sense, and the token there.
+
+    sqlglot's own message repeats the statement with the token underlined by
+    ANSI codes, and some of its descriptions name its classes; this names the
+    line, column (of the SQL as written: ``renamed`` is what sqlglot read,
+    placeholders renamed) and token instead.
+    """
+    first = error.errors[0] if error.errors else {}
+    description = strip_ansi(str(first.get("description") or "")).rstrip(".")
+    if not description or "<class" in description or "Required keyword" in description:
+        description = "the statement is incomplete or malformed here"
+    token = strip_ansi(str(first.get("highlight") or "")).replace(_PREFIX, "")
+    where = ""
+    line, column = first.get("line"), first.get("col")
+    if isinstance(line, int) and isinstance(column, int):
+        lines = renamed.split("\n")
+        if 0 < line <= len(lines):
+            column -= lines[line - 1][:column].count(_PREFIX) * len(_PREFIX)
+        where = f" at line {line}, column {column}"
+    near = f" near {token!r}" if token else ""
+    return f"cannot parse the SQL (Athena dialect){where}{near}: {description}"
 
 
 def require_query(tree: exp.Expression, what: str = "the engine") -> None:

@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.ledger.errors import DigestFormatError
 from chalicelib.ledger.layout import DIGESTS_PREFIX, EVENTS_PREFIX, object_first_sequence
 from chalicelib.ledger.records import Digest
+from gatehouse.progress import Progress, count
 from gatehouse.query.dataset import Dataset, Partition, raw_name
 from gatehouse.query.errors import CacheSyncError
 from gatehouse.query.schema import AUDIT_EVENTS, CLOUDTRAIL_LOGS
@@ -55,6 +56,29 @@ def sync_bucket(
     """
     counts = {"audit_objects": 0, "trail_objects": 0, "downloaded": 0, "unledgered": 0}
     keep: dict[str, dict[str, set[str]]] = {AUDIT_EVENTS: {}, CLOUDTRAIL_LOGS: {}}
+    # On a terminal, a counter on stderr while objects are downloaded; quiet otherwise.
+    with Progress("query cache") as line:
+        _sync(dataset, s3, audit_bucket, trail_bucket, account_id, counts, keep, line)
+    # What the buckets no longer hold (another local stack's run) is not queried.
+    counts["removed"] = dataset.prune(keep)
+    return counts
+
+
+def _show(line: Progress, counts: dict[str, int]) -> None:
+    read = counts["audit_objects"] + counts["trail_objects"]
+    line.update(f"{count(read)} objects, {count(counts['downloaded'])} downloaded")
+
+
+def _sync(
+    dataset: Dataset,
+    s3: Any,
+    audit_bucket: str,
+    trail_bucket: str | None,
+    account_id: str | None,
+    counts: dict[str, int],
+    keep: dict[str, dict[str, set[str]]],
+    line: Progress,
+) -> None:
     try:
         named, covered = _digested(dataset, s3, audit_bucket)
         for key, version in _ledger_versions(s3, audit_bucket, EVENTS_PREFIX):
@@ -74,13 +98,11 @@ def sync_bucket(
                 dataset.add_raw(AUDIT_EVENTS, partition, name, body, key)
                 counts["downloaded"] += 1
             dataset.remember_key(name, key)
+            _show(line, counts)
         if trail_bucket:
             _sync_trail(dataset, s3, trail_bucket, account_id, counts, keep)
     except (ClientError, BotoCoreError) as exc:
         raise CacheSyncError(f"cannot sync the local query cache from S3: {exc}") from exc
-    # What the buckets no longer hold (another local stack's run) is not queried.
-    counts["removed"] = dataset.prune(keep)
-    return counts
 
 
 def _sync_trail(

@@ -19,6 +19,17 @@ from gatehouse.terminal import visible as visible  # re-exported for the query c
 REPLACEMENT = "\ufffd"
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# CSI (ESC [ ... final byte) and OSC (ESC ] ... BEL or ESC \\) sequences, then any lone ESC.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b")
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal escape sequences (colours, underlines, links).
+
+    Library messages (sqlglot's parse errors) underline with them; the CLI
+    prints its own words, plain, whether or not the reader is a terminal.
+    """
+    return _ANSI.sub("", text)
 
 
 def has_surrogate(text: str) -> bool:

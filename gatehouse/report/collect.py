@@ -14,6 +14,8 @@ the hour it stores them).
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +29,7 @@ from gatehouse.report.errors import ReportError
 from gatehouse.report.model import (
     ANONYMOUS,
     NO_ROUTE,
+    UNVERIFIED,
     AnomalyEvent,
     BrowserSessions,
     DenyEvent,
@@ -172,12 +175,63 @@ def _opt_text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _principal(row: Mapping[str, Any]) -> str:
-    """Email, else subject, else :data:`ANONYMOUS`."""
+def _principal(row: Mapping[str, Any], reasons: str | None = None) -> str:
+    """Email, else subject, else :data:`ANONYMOUS`; see :func:`person`.
+
+    ``reasons`` (comma-separated codes) of a deny: when a credential was
+    refused, the identity it named is claimed, not verified, and a deny
+    without one still had a credential (:data:`UNVERIFIED`, not anonymous).
+    """
+    unverified = bool(reasons) and any(
+        code.strip() in _CREDENTIAL_FAILURES for code in str(reasons).split(",")
+    )
     for column in ("principal", "email", "subject"):
         if row.get(column) is not None:
-            return str(row[column])
-    return ANONYMOUS
+            who = person(str(row[column]))
+            return f"{who} (claimed, not verified)" if unverified else who
+    return UNVERIFIED if unverified else ANONYMOUS
+
+
+# Reason codes of a credential that was presented and refused (chalicelib.reasons).
+_CREDENTIAL_FAILURES = frozenset(
+    {
+        "malformed_token",
+        "token_too_large",
+        "unsupported_algorithm",
+        "algorithm_mismatch",
+        "unknown_issuer",
+        "unknown_key",
+        "bad_signature",
+        "missing_claim",
+        "invalid_claim",
+        "wrong_audience",
+        "token_expired",
+        "token_not_yet_valid",
+        "session_invalid",
+        "session_expired",
+        "session_idle",
+        "session_revoked",
+    }
+)
+# How grant records name people: ``issuer|subject (email)`` or ``issuer|subject``.
+_ACTOR = re.compile(r"(?P<issuer>[^|\s]*)\|(?P<subject>[^|]*?)(?: \((?P<email>[^()]*)\))?")
+
+
+def person(text: str | None) -> str:
+    """A person as a reader knows them: the email of ``issuer|subject (email)``, else the subject.
+
+    Text in any other form (an email, a subject, an ARN) is returned as it is.
+    """
+    if text is None:
+        return ""
+    match = _ACTOR.fullmatch(text)
+    if match is None:
+        return text
+    return match.group("email") or match.group("subject") or text
+
+
+def _opt_person(value: Any) -> str | None:
+    return None if value is None else person(str(value))
 
 
 def _route(value: Any) -> str:
@@ -190,7 +244,7 @@ _DECISIONS = {"allow": "allow", "deny": "deny", "error": "error", None: "gateway
 def _buckets(rows: Sequence[Mapping[str, Any]], window: Window) -> list[TimeBucket]:
     counts: dict[datetime, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for row in rows:
-        start = truncate(_time(row["hour_start"]), window.bucket)
+        start = truncate(_time(row["bucket_start"]), window.bucket)
         counts[start][_DECISIONS.get(row["decision"], "error")] += _int(row["requests"])
     return [
         TimeBucket(
@@ -229,7 +283,7 @@ def _matrix_cell(r: Mapping[str, Any]) -> MatrixCell:
 def _deny_group(r: Mapping[str, Any]) -> DenyGroup:
     return DenyGroup(
         _text(r["reason"]),
-        _principal(r),
+        _principal(r, _text(r["reason"])),
         _route(r["route_id"]),
         _int(r["requests"]),
         _time(r["first_seen"]),
@@ -240,7 +294,7 @@ def _deny_group(r: Mapping[str, Any]) -> DenyGroup:
 def _deny_event(r: Mapping[str, Any]) -> DenyEvent:
     return DenyEvent(
         _time(r["event_time"]),
-        _principal(r),
+        _principal(r, _text(r["reasons"])),
         _opt_text(r["source_ip"]),
         _opt_text(r["user_agent"]),
         _text(r["method"]),
@@ -271,9 +325,44 @@ def _policy_change(r: Mapping[str, Any]) -> PolicyChange:
         _opt_int(r["to_version"]),
         _opt_text(r["from_checksum"]),
         _opt_text(r["to_checksum"]),
-        _opt_text(r["summary"]),
-        _opt_text(r["operator"]),
+        _opt_summary(r["summary"]),
+        _opt_person(r["operator"]),
     )
+
+
+def _opt_summary(value: Any) -> str | None:
+    """A policy change's stored diff summary as lines a person reads, not a JSON blob.
+
+    ``routes: + billing; ~ docs (upstream, path_prefix)``, one line per
+    section; text that is not a JSON summary is kept as it is.
+    """
+    if value is None:
+        return None
+    try:
+        summary = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return str(value)
+    if not isinstance(summary, dict):
+        return str(value)
+    lines = []
+    for section in ("routes", "rules"):
+        part = summary.get(section)
+        if not isinstance(part, dict):
+            continue
+        items = [f"+ {name}" for name in part.get("added") or []]
+        items += [f"- {name}" for name in part.get("removed") or []]
+        changed = part.get("changed") or {}
+        if isinstance(changed, dict):
+            items += [
+                f"~ {name} ({', '.join(map(str, fields))})" for name, fields in changed.items()
+            ]
+        if items:
+            lines.append(f"{section}: {'; '.join(items)}")
+    if summary.get("blocks_changed"):
+        lines.append(f"blocks changed: {', '.join(map(str, summary['blocks_changed']))}")
+    for ids in summary.get("route_order_changed") or []:
+        lines.append(f"route order: {', '.join(map(str, ids))}")
+    return "\n".join(lines) or "no decision changes (order or formatting only)"
 
 
 def _grant_event(r: Mapping[str, Any]) -> GrantEvent:
@@ -281,9 +370,9 @@ def _grant_event(r: Mapping[str, Any]) -> GrantEvent:
         _time(r["event_time"]),
         _opt_text(r["action"]),
         _opt_text(r["grant_id"]),
-        _opt_text(r["requester"]),
-        _opt_text(r["actor"]),
-        _opt_text(r["approver"]),
+        _opt_person(r["requester"]),
+        _opt_person(r["actor"]),
+        _opt_person(r["approver"]),
         _opt_text(r["justification"]),
         _opt_text(r["routes"]),
         _opt_text(r["expires_at"]),
@@ -303,9 +392,9 @@ def _elevated(r: Mapping[str, Any]) -> ElevatedAccess:
         break_glass=r["break_glass"] is True,
         grant_id=_opt_text(r["grant_id"]),
         justification=_opt_text(r["justification"]),
-        requested_by=_opt_text(r["requested_by"]),
+        requested_by=_opt_person(r["requested_by"]),
         requested_at=_opt_time(r["requested_at"]),
-        approved_by=_opt_text(r["approved_by"]),
+        approved_by=_opt_person(r["approved_by"]),
         approved_at=_opt_time(r["approved_at"]),
         expires_at=_opt_time(r["expires_at"]),
         first_used_at=_opt_time(r["first_used_at"]),

@@ -14,13 +14,19 @@ from typing import Any, Literal
 
 from gatehouse.report.errors import ReportError
 
-Bucket = Literal["hour", "day"]
+Bucket = Literal["minute", "hour", "day"]
 Severity = Literal["high", "medium", "low"]
 
-# Windows up to this long are charted per hour, longer ones per day.
+# Windows up to this long are charted per minute, up to HOURLY_UP_TO per hour,
+# longer ones per day (a month of hours would be 720 unreadable bars).
+MINUTELY_UP_TO = timedelta(hours=2)
 HOURLY_UP_TO = timedelta(hours=48)
+_STEPS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
 # Labels for requests without an identity or outside every route.
 ANONYMOUS = "(anonymous)"
+# A denied credential (a token or session cookie that did not verify): someone
+# presented one, so the request was not anonymous, but nobody is proven.
+UNVERIFIED = "(unverified credential)"
 NO_ROUTE = "(no route)"
 VERIFY_COMMAND = "gatehouse audit verify"
 
@@ -41,12 +47,15 @@ class Window:
 
     @property
     def bucket(self) -> Bucket:
-        """The chart resolution: per hour for short windows, per day otherwise."""
-        return "hour" if self.end - self.start <= HOURLY_UP_TO else "day"
+        """The chart resolution: per minute up to 2 hours, per hour up to 48, else per day."""
+        length = self.end - self.start
+        if length <= MINUTELY_UP_TO:
+            return "minute"
+        return "hour" if length <= HOURLY_UP_TO else "day"
 
     def bucket_starts(self) -> list[datetime]:
         """Every bucket start in the window, in order (empty buckets included)."""
-        step = timedelta(hours=1) if self.bucket == "hour" else timedelta(days=1)
+        step = _STEPS[self.bucket]
         moment = truncate(self.start, self.bucket)
         starts = []
         while moment < self.end:
@@ -66,8 +75,11 @@ class Window:
 
 
 def truncate(moment: datetime, bucket: Bucket) -> datetime:
-    """The start of the hour or day holding ``moment``."""
-    moment = moment.replace(minute=0, second=0, microsecond=0)
+    """The start of the minute, hour or day holding ``moment``."""
+    moment = moment.replace(second=0, microsecond=0)
+    if bucket == "minute":
+        return moment
+    moment = moment.replace(minute=0)
     return moment.replace(hour=0) if bucket == "day" else moment
 
 
@@ -371,6 +383,43 @@ class Alert:
 
 
 @dataclass(frozen=True, slots=True)
+class Integrity:
+    """What ``gatehouse audit verify`` found for the window, run with the report.
+
+    ``error`` says why verification could not run (then nothing else is
+    known); ``verified_nothing``: no digest's period ends in the window.
+    ``checkpoint_size``/``checkpoint_origin`` describe the ledger's newest
+    signed checkpoint, ``cosigned_by`` the trusted witnesses that cosigned it.
+    """
+
+    ok: bool = False
+    verified_nothing: bool = False
+    digests: int = 0
+    objects: int = 0
+    events: int = 0
+    tree_size: int = 0
+    root: str = ""
+    findings: list[str] = field(default_factory=list)
+    checkpoint_size: int | None = None
+    checkpoint_origin: str | None = None
+    cosigned_by: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def result(self) -> str:
+        """``ok``, ``FAILED: N findings``, ``nothing verified`` or ``not verified``.
+
+        The verdicts ``gatehouse audit verify`` prints, so the report and the
+        command read the same.
+        """
+        if self.error is not None:
+            return "not verified"
+        if not self.ok:
+            return f"FAILED: {len(self.findings)} findings"
+        return "nothing verified" if self.verified_nothing else "ok"
+
+
+@dataclass(frozen=True, slots=True)
 class QueryCost:
     """What running the report's queries cost (Athena) or took (local)."""
 
@@ -406,6 +455,8 @@ class Report:
     controls: list[Control]
     alerts: list[Alert]
     browser_sessions: BrowserSessions = field(default_factory=BrowserSessions)
+    # None: the report was built without running the ledger verification.
+    integrity: Integrity | None = None
 
     @property
     def requests(self) -> dict[str, int]:
@@ -447,26 +498,26 @@ def as_plain(value: Any) -> Any:
     return value
 
 
-def parse_bound(text: str, option: str) -> datetime:
-    """A window bound from the command line: ISO 8601 (UTC when no offset) or ``YYYY-MM-DD``.
+def parse_bound(text: str, option: str, *, now: datetime | None = None) -> datetime:
+    """A window bound from the command line, read as every command reads times.
+
+    ISO 8601 (UTC when no offset), a date, relative (``-1h``), ``now``,
+    ``today``, ``yesterday``: :func:`gatehouse.times.parse_time_argument`.
 
     Raises
     ------
     ReportError
-        When ``text`` is neither.
+        When ``text`` is none of those.
     """
+    from gatehouse.times import TimeArgumentError, parse_time_argument
+
     try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ReportError(
-            f"{option} {text!r} is not an ISO 8601 time (such as 2026-03-01T00:00Z) or a date"
-        ) from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+        return parse_time_argument(text, option, now=now)
+    except TimeArgumentError as exc:
+        raise ReportError(str(exc)) from None
 
 
-def parse_window(start: str, end: str) -> Window:
+def parse_window(start: str, end: str, *, now: datetime | None = None) -> Window:
     """The window ``[start, end)`` from the command line's ``--from`` and ``--to``.
 
     Raises
@@ -474,7 +525,8 @@ def parse_window(start: str, end: str) -> Window:
     ReportError
         When either bound cannot be read, or the window is empty or reversed.
     """
-    begin, finish = parse_bound(start, "--from"), parse_bound(end, "--to")
+    now = now or datetime.now(UTC)
+    begin, finish = parse_bound(start, "--from", now=now), parse_bound(end, "--to", now=now)
     if finish <= begin:
-        raise ReportError(f"--to ({end}) must be after --from ({start})")
+        raise ReportError(f"--to ({end}) must be after --from ({start}): the window holds nothing")
     return Window(begin, finish)

@@ -148,6 +148,8 @@ def _legend() -> str:
 
 
 def _bucket_label(start: datetime, bucket: Bucket) -> str:
+    if bucket == "minute":
+        return start.strftime("%H:%M")
     return start.strftime("%H:00") if bucket == "hour" else start.strftime("%m-%d")
 
 
@@ -356,6 +358,16 @@ def _records(
     )
 
 
+def _capped_note(rows: int, csv_name: str) -> str:
+    """A link to the CSV holding every row, when the page shows only the first ``MAX_ROWS``."""
+    if rows <= MAX_ROWS:
+        return ""
+    return (
+        f'<p class="muted">The newest {MAX_ROWS:,} of {rows:,} are shown; '
+        f'<a href="{esc(csv_name)}">{esc(csv_name)}</a> holds all of them.</p>'
+    )
+
+
 def _cards(report: Report) -> str:
     totals = report.requests
     items = [
@@ -438,6 +450,7 @@ def _security(report: Report) -> str:
                 numeric=["requests"],
             ),
             "<h3>Recent denies</h3>",
+            _capped_note(len(report.recent_denies), "recent_denies.csv"),
             _records(
                 report.recent_denies,
                 [
@@ -663,11 +676,41 @@ def _compliance(report: Report, evidence: Mapping[str, str] | None = None) -> st
                 empty="",
                 numeric=(0, 1, 2),
             ),
-            "<p>To verify that these events are complete and unaltered, run "
-            f"<code>{esc(VERIFY_COMMAND)}</code>: it re-derives the hash chain, Merkle tree and "
-            "signed digests from the bucket and names every finding.</p>",
+            _integrity(report),
         ],
     )
+
+
+def _integrity(report: Report) -> str:
+    """What the ledger verification found for the window (run with the report)."""
+    found = report.integrity
+    heading = '<h3 id="integrity">Integrity</h3>'
+    rerun = (
+        f"<p>Run it again with <code>{esc(VERIFY_COMMAND)} --since "
+        f"{esc(utc_text(report.window.start))} --until {esc(utc_text(report.window.end))}</code>: "
+        "it re-derives the Merkle tree and signed digests from the bucket and names every "
+        "finding.</p>"
+    )
+    if found is None:
+        return f"{heading}<p>Not verified with this report.</p>{rerun}"
+    if found.error is not None:
+        return f'{heading}<p class="notice">Result: not verified: {esc(found.error)}</p>{rerun}'
+    checkpoint = "-"
+    if found.checkpoint_size is not None:
+        checkpoint = f"tree size {found.checkpoint_size:,}, origin {found.checkpoint_origin or '-'}"
+    rows = [
+        ("result", found.result),
+        ("digests checked", f"{found.digests:,}"),
+        ("objects, events", f"{found.objects:,} objects, {found.events:,} events"),
+        ("tree size", f"{found.tree_size:,}"),
+        ("root", found.root or "-"),
+        ("newest checkpoint", checkpoint),
+        ("cosigned by", ", ".join(found.cosigned_by) or "no trusted witness"),
+    ]
+    table = _table(("check", "found"), rows, empty="")
+    findings = "".join(f"<li>{esc(item)}</li>" for item in found.findings)
+    listed = f"<ul>{findings}</ul>" if findings else ""
+    return f"{heading}{table}{listed}{rerun}"
 
 
 ROUTE_COLUMNS: Columns = [

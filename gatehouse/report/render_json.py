@@ -48,6 +48,9 @@ def report_document(report: Report) -> dict[str, Any]:
             "grant_events": as_plain(report.grant_events),
             "elevated_access": as_plain(report.elevated_access),
             "ledger": as_plain(report.ledger),
+            "integrity": None
+            if report.integrity is None
+            else {"result": report.integrity.result, **as_plain(report.integrity)},
             "verify_with": VERIFY_COMMAND,
         },
         "browser_sessions": as_plain(report.browser_sessions),

@@ -337,9 +337,9 @@ def read_audit(state_dir: Path) -> AuditSnapshot:
     for line in raw.splitlines():
         if line.strip():
             event = json.loads(line)
-            if event["event_type"] in ("policy_change", "grant", "signing_key", "session"):
+            if event["event_type"] in ("policy_change", "grant", "signing_key", "session", "alert"):
                 # Not tied to a gateway request id (a session event may be, but is
-                # read by its session id, not its request's).
+                # read by its session id, not its request's; an alert names events).
                 admin.append(event)
             else:
                 index.setdefault(event["request"]["id"], []).append(event)

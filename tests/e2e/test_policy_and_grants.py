@@ -86,9 +86,10 @@ def test_a_policy_change_takes_effect_is_audited_and_replayable(
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(yaml.safe_dump(document))
 
-    diff = run_cli(own_stack.state_dir, "policy", "diff", str(policy_file))
-    assert "auditors-read-reports" in diff
-    run_cli(own_stack.state_dir, "policy", "apply", str(policy_file))
+    diff = run_cli_status(own_stack.state_dir, "policy", "diff", str(policy_file))
+    assert diff.returncode == 1  # there are changes, as `git diff --exit-code` says
+    assert "auditors-read-reports" in diff.stdout
+    run_cli(own_stack.state_dir, "policy", "apply", str(policy_file), "--reason", "Q3 audit")
     status, seconds = poll_status(gateway, "/reports/q3", frank, 200, TAKES_EFFECT_WITHIN_SECONDS)
     assert status == 200, f"the new policy was not in force after {seconds:.1f} s"
 

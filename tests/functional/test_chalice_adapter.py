@@ -139,7 +139,12 @@ def test_proxy_routes_take_every_method_behind_the_authorizer(
         "/.well-known/gatehouse/key-certificates.json",
         *grant_routes,
         *SIGN_IN_ROUTES,
+        "/.gatehouse/health",
     }
+    # Health says nothing about anyone: open, GET and HEAD only.
+    health = definition["paths"]["/.gatehouse/health"]
+    assert set(health) == {"get", "head"}
+    assert all("security" not in operation for operation in health.values())
     # Sign-in is how a person gets credentials: never behind the authorizer.
     for path, methods in SIGN_IN_ROUTES.items():
         operations = definition["paths"][path]

@@ -23,7 +23,7 @@ from moto.server import ThreadedMotoServer
 
 from gatehouse.deploy.destroy import object_lock_report
 from gatehouse.deploy.errors import NotDeployed
-from gatehouse.deploy.settings import WriterSource
+from gatehouse.deploy.settings import HEALTH_BURST_LIMIT, HEALTH_RATE_LIMIT, WriterSource
 from gatehouse.deploy.templates import access_log_format, gateway_responses
 from gatehouse.deploy.wiring import (
     LOGS_PERMISSION_SID,
@@ -130,8 +130,9 @@ def test_wiring_twice_wires_once_and_then_changes_nothing(
         "created",  # event source mapping
         "created",  # invoke permission
         "created",  # subscription filter
+        "updated",  # the health route's throttling
     ], [str(change) for change in first]
-    assert [change.action for change in second] == ["unchanged"] * 6, [str(c) for c in second]
+    assert [change.action for change in second] == ["unchanged"] * 7, [str(c) for c in second]
 
     [mapping] = _mappings(client, target)
     assert mapping["BatchSize"] == 1000
@@ -145,6 +146,11 @@ def test_wiring_twice_wires_once_and_then_changes_nothing(
         "format": access_log_format(ROOT_DIR),
     }
     assert json.loads(stage["accessLogSettings"]["format"])["requestId"] == "$context.requestId"
+    # The unauthenticated health route has its own, lower throttle, per method.
+    for method in ("GET", "HEAD"):
+        health = stage["methodSettings"][f"~1.gatehouse~1health/{method}"]
+        assert health["throttlingRateLimit"] == HEALTH_RATE_LIMIT
+        assert health["throttlingBurstLimit"] == HEALTH_BURST_LIMIT
 
     [subscription] = client("logs").describe_subscription_filters(logGroupName=LOG_GROUP)[
         "subscriptionFilters"
@@ -188,6 +194,34 @@ def test_an_account_role_already_set_is_kept(client: Any, target: WiringTarget) 
     assert client("apigateway").get_account()["cloudwatchRoleArn"] == other
 
 
+def test_a_loosened_health_throttle_is_put_back(client: Any, target: WiringTarget) -> None:
+    wire(client, target)
+    client("apigateway").update_stage(
+        restApiId=target.rest_api_id,
+        stageName=STAGE,
+        patchOperations=[
+            {
+                "op": "replace",
+                "path": "/~1.gatehouse~1health/GET/throttling/rateLimit",
+                "value": "5000",
+            }
+        ],
+    )
+
+    change = wire(client, target)[-1]
+
+    assert (change.what, change.action) == (
+        f"throttling of /.gatehouse/health in stage {STAGE}",
+        "updated",
+    )
+    stage = client("apigateway").get_stage(restApiId=target.rest_api_id, stageName=STAGE)
+    assert (
+        stage["methodSettings"]["~1.gatehouse~1health/GET"]["throttlingRateLimit"]
+        == HEALTH_RATE_LIMIT
+    )
+    assert wire(client, target)[-1].action == "unchanged"
+
+
 def test_drift_is_put_back(client: Any, target: WiringTarget) -> None:
     wire(client, target)
     [mapping] = _mappings(client, target)
@@ -228,7 +262,7 @@ def test_drift_is_put_back(client: Any, target: WiringTarget) -> None:
     assert [s["Condition"]["ArnLike"]["AWS:SourceArn"] for s in policy["Statement"]] == [
         target.log_group_arn_for_logs
     ]
-    assert [change.action for change in wire(client, target)][1:] == ["unchanged"] * 5
+    assert [change.action for change in wire(client, target)][1:] == ["unchanged"] * 6
 
 
 def test_events_per_object_is_the_mapping_batch_size(client: Any, target: WiringTarget) -> None:

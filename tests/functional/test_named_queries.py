@@ -1277,6 +1277,40 @@ def test_a_session_id_is_a_value_never_sql() -> None:
         assert run("session_story", {**WINDOW, "session_id": session_id}, session_trail()) == []
 
 
+# ---------------------------------------------------------------- events_by_ids
+
+
+def test_events_by_ids_is_exactly_the_named_events_of_the_window_in_ledger_order() -> None:
+    trail = Trail()
+    denied = [
+        trail.decision(
+            f"d{n}", at(f"2026-03-10 10:00:0{n}"), ALICE, "deny", [Reason.NO_MATCHING_RULE]
+        )
+        for n in range(4)
+    ]
+    # Another event in the window, not named; a named one after the window.
+    trail.decision("x", at("2026-03-10 10:00:05"), BOB, "deny", [Reason.NO_MATCHING_RULE])
+    late = trail.decision("l", at("2026-03-10 12:00:00"), ALICE, "deny", [Reason.NO_MATCHING_RULE])
+    # An id that is a prefix of a named one must not match it.
+    named = [denied[2], denied[0], denied[3], late]
+    ids = ",".join(event["event_id"] for event in named) + "," + denied[1]["event_id"][:-1]
+    rows = run("events_by_ids", {**WINDOW, "ids": ids}, trail)
+    assert [row["event_id"] for row in rows] == [denied[n]["event_id"] for n in (0, 2, 3)]
+    assert [row["sequence"] for row in rows] == [0, 2, 3]
+    first = rows[0]
+    assert (first["event_type"], first["subject"], first["outcome"]) == (
+        "decision",
+        "sub-alice",
+        "deny",
+    )
+    assert (first["reasons"], first["source_ip"], first["path"]) == (
+        "no_matching_rule",
+        "203.0.113.7",
+        "/api/orders/1",
+    )
+    assert run("events_by_ids", {**WINDOW, "ids": ""}, trail) == []
+
+
 # ---------------------------------------------------------------- every query, its parameters
 
 TESTED = {
@@ -1289,6 +1323,7 @@ TESTED = {
     "new_sources",
     "cloudtrail_correlation",
     "session_story",
+    "events_by_ids",
 }
 
 

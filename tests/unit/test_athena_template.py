@@ -19,10 +19,12 @@ from chalicelib.audit.schema import (
     RequestRecord,
     ResourceRecord,
     build_admin_event,
+    build_alert_event,
     build_event,
     build_session_event,
 )
 from chalicelib.audit.sections import (
+    AlertSection,
     PrincipalSection,
     SessionSection,
     SigningKeySection,
@@ -204,6 +206,11 @@ def test_audit_columns_cover_every_top_level_field_of_an_event() -> None:
         ),
         gateway_event({"requestId": "r1", "requestTime": "1773136800000"}, stage="dev"),
         build_session_event(SessionSection("signed_in", "bs-1"), stage="dev"),
+        build_alert_event(
+            AlertSection("a1", "r", "break_glass", "high", "s", 1, None, "t", "t", [], None, None),
+            stage="dev",
+            event_time="2026-12-08T00:00:00.000Z",
+        ),
     ]
     assert {event["event_type"] for event in events} | {"response", "grant"} == set(EVENT_TYPES)
     columns, keys = ddl_columns(TABLES_DIR / "audit_events.sql")
@@ -212,17 +219,18 @@ def test_audit_columns_cover_every_top_level_field_of_an_event() -> None:
         assert set(event) | {"ledger"} <= names, set(event) - names
     assert {key.name for key in keys} == {"dt", "hour"}
     # The columns close as the event does: its last sections, then the writer's ledger.
-    assert [column.name for column in columns][-4:] == [
+    assert [column.name for column in columns][-5:] == [
         "gateway",
         "signing_key",
         "session",
+        "alert",
         "ledger",
     ]
 
 
 @pytest.mark.parametrize(
     ("column", "section"),
-    [("principal", PrincipalSection), ("session", SessionSection)],
+    [("principal", PrincipalSection), ("session", SessionSection), ("alert", AlertSection)],
 )
 def test_a_sections_struct_has_its_fields_in_order(column: str, section: type) -> None:
     columns, _ = ddl_columns(TABLES_DIR / "audit_events.sql")

@@ -275,6 +275,27 @@ def _session_revoked_by_operator() -> dict[str, Any]:
     )
 
 
+def _alert_deny_burst() -> dict[str, Any]:
+    from chalicelib.detect.alerts import Alert
+
+    return Alert(
+        alert_id="0195d3a2-6b7e-7c41-9a2f-3e4d5c6b7a90",
+        rule="deny-burst-principal",
+        kind="deny_burst_principal",
+        severity="medium",
+        stage="prod",
+        subject=f"{ISSUER} alice",
+        principal={"issuer": ISSUER, "subject": "alice", "email": "alice@example.com"},
+        observed=20,
+        threshold=20,
+        window_from=1_795_881_600.0,
+        window_to=1_795_881_660.0,
+        event_ids=("e-1", "e-2"),
+        detail="20 denied decisions within 60 s (threshold 20)",
+        raised_at=1_795_881_661.5,
+    ).audit_event()
+
+
 def _gateway(name: str) -> Callable[[], dict[str, Any]]:
     def build() -> dict[str, Any]:
         line = (ACCESS_LOGS / f"{name}.ndjson").read_text(encoding="utf-8").splitlines()[0]
@@ -303,6 +324,7 @@ CASES: dict[str, Callable[[], dict[str, Any]]] = {
     "session_sign_in_failed": _session_sign_in_failed,
     "session_revoked_by_operator": _session_revoked_by_operator,
     "gateway_all_dashes": _gateway_all_dashes,
+    "alert_deny_burst": _alert_deny_burst,
     **{
         f"gateway_{path.stem}": _gateway(path.stem)
         for path in sorted(ACCESS_LOGS.glob("*.ndjson"))
@@ -367,10 +389,10 @@ def test_the_field_order_is_the_wire_member_order() -> None:
 def test_every_producer_emits_the_fields_in_order(name: str) -> None:
     members = list(CASES[name]())
 
-    # ``gateway``, ``signing_key`` and ``session`` close the event, and only their own
-    # events carry them.
-    optional = {"gateway", "signing_key", "session"}
-    assert FIELD_NAMES[-len(optional) :] == ["gateway", "signing_key", "session"]
+    # ``gateway``, ``signing_key``, ``session`` and ``alert`` close the event, and only
+    # their own events carry them.
+    optional = {"gateway", "signing_key", "session", "alert"}
+    assert FIELD_NAMES[-len(optional) :] == ["gateway", "signing_key", "session", "alert"]
     expected = [n for n in FIELD_NAMES if n not in optional or name.startswith(n)]
     assert members == expected
 

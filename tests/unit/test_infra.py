@@ -137,7 +137,8 @@ ITEM_WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 
 GRANT_WRITERS = {"api_handler", "gatehouse_authorizer", "grant_sweeper"}
 LEDGER_WRITERS = {"audit_writer", "ledger_digest"}
-FUNCTIONS = GRANT_WRITERS | LEDGER_WRITERS | {"access_log_ingest"}
+DETECT_WRITERS = {"audit_writer", "detection_checks"}  # chalicelib/detect/state.py
+FUNCTIONS = GRANT_WRITERS | LEDGER_WRITERS | DETECT_WRITERS | {"access_log_ingest", "ocsf_export"}
 
 
 def _roles(statement: dict[str, Any]) -> set[str]:
@@ -156,12 +157,24 @@ def test_only_the_functions_that_write_a_partition_may_write_it() -> None:
     )
     from chalicelib.grants import store
     from chalicelib.ledger import state
+    from chalicelib.ocsf.cursor import OCSF_CURSOR
 
     assert {store._PK, store._LIVE, store._OUTBOX} == GRANT_PARTITIONS
     assert {state._PK, state._EVENTS} == LEDGER_PARTITIONS
     table = _template()["Resources"]["StateTable"]["Properties"]
     statements = table["ResourcePolicy"]["PolicyDocument"]["Statement"]
-    grants, live, ledger, signing_keys, key_expiries, sessions, revocations, blind = statements
+    (
+        grants,
+        live,
+        ledger,
+        signing_keys,
+        key_expiries,
+        sessions,
+        revocations,
+        detect,
+        ocsf_cursor,
+        blind,
+    ) = statements
     every_write = ITEM_WRITES | {
         "dynamodb:BatchWriteItem",
         "dynamodb:PartiQLInsert",
@@ -206,6 +219,15 @@ def test_only_the_functions_that_write_a_partition_may_write_it() -> None:
     ]
     assert _roles(revocations) == {"api_handler"}
     assert "dynamodb:PutItem" not in revocations["Action"]
+    # Detection's state: the writer (windows, first-seen sets) and the scheduled check.
+    from chalicelib.detect.state import PARTITION
+
+    assert detect["Condition"]["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"] == [PARTITION]
+    assert _roles(detect) == DETECT_WRITERS
+    assert ocsf_cursor["Condition"]["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"] == [
+        OCSF_CURSOR.partition
+    ]
+    assert _roles(ocsf_cursor) == {"ocsf_export"}
     # ... and the proxy's own IAM policy lets it add revocations, not change them.
     for stage in ("dev", "prod"):
         for function in FUNCTIONS:
@@ -827,6 +849,8 @@ def _emf_directive(metric: str) -> dict[str, Any]:
 CODE_METRIC_ALARMS = {
     "BreakGlassUsedAlarm": ("BreakGlassUsed", 60, 1, "GreaterThanOrEqualToThreshold"),
     "AccessLogLinesRejectedAlarm": ("AccessLogLinesRejected", 300, 0, "GreaterThanThreshold"),
+    # chalicelib/detect/detector.py (a batch) and entrypoints.run_detection_checks.
+    "DetectionFailedAlarm": ("DetectionFailed", 300, 0, "GreaterThanThreshold"),
 }
 
 
@@ -912,7 +936,7 @@ TAMPERING = {
 def test_tampering_with_the_controls_reaches_the_alert_topic() -> None:
     resources = _template()["Resources"]
     topic_policy = resources["AlertTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
-    [events] = [s for s in topic_policy if s["Principal"] == {"Service": "events.amazonaws.com"}]
+    [events] = [s for s in topic_policy if s["Sid"] == "TheTamperingRulesPublish"]
     assert events["Action"] == "sns:Publish"
     source_arns = _resolve(events["Condition"]["ArnLike"]["aws:SourceArn"], {"Stage": "prod"})
     for name, (source, calls) in TAMPERING.items():
@@ -941,6 +965,28 @@ def test_tampering_with_the_controls_reaches_the_alert_topic() -> None:
     assert _resolve(
         detail["TamperingWithTheTrailRule"]["requestParameters"]["name"], {"Stage": "prod"}
     ) == ["gatehouse-prod", f"arn:aws:cloudtrail:eu-west-1:{ACCOUNT}:trail/gatehouse-prod"]
+
+
+def test_detection_alerts_reach_the_topic_through_their_rule_alone() -> None:
+    from chalicelib.detect.alerts import DETAIL_TYPE, EVENT_SOURCE
+
+    resources = _template()["Resources"]
+    topic_policy = resources["AlertTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    [publish] = [s for s in topic_policy if s["Sid"] == "TheDetectionRulePublishes"]
+    rule = resources["DetectionAlertsRule"]["Properties"]
+    arn = f"arn:aws:events:eu-west-1:{ACCOUNT}:rule/" + _resolve(rule["Name"], {"Stage": "prod"})
+    assert _resolve(publish["Condition"]["ArnEquals"]["aws:SourceArn"], {"Stage": "prod"}) == arn
+    assert rule["EventPattern"]["source"] == [EVENT_SOURCE]
+    assert rule["EventPattern"]["detail-type"] == [DETAIL_TYPE]
+    # The topic receives the alert's JSON itself, not EventBridge's envelope.
+    assert rule["Targets"] == [
+        {"Id": "AlertTopic", "Arn": {"Ref": "AlertTopic"}, "InputPath": "$.detail"}
+    ]
+    # The functions never hold the topic key: they put events, the rule publishes.
+    for function in DETECT_WRITERS:
+        actions = {a for s in _statements("prod", function).values() for a in _as_list(s["Action"])}
+        assert "events:PutEvents" in actions, function
+        assert "sns:Publish" not in actions, function
 
 
 def test_prod_refuses_an_audit_retention_under_a_year() -> None:
@@ -985,6 +1031,7 @@ def test_the_queues_are_used_only_by_who_needs_them() -> None:
     role = {function: f"{ROLE}gatehouse-prod-{function}" for function in FUNCTIONS}
     admin = f"{ROLE}Admin"
     emitters = {"api_handler", "gatehouse_authorizer", "access_log_ingest", "grant_sweeper"}
+    emitters |= DETECT_WRITERS  # alerts are audit events too
     for function in FUNCTIONS:
         sends = "AuditEnqueue" in _statements("prod", function)
         assert sends == (function in emitters), function
@@ -1129,7 +1176,8 @@ def test_only_the_named_witnesses_may_publish_and_they_read_only_digests() -> No
     deny = next(
         s for s in statements if isinstance(s, dict) and s.get("Sid") == "OnlyWitnessesPublish"
     )
-    assert deny["Effect"] == "Deny" and deny["Principal"] == "*"
+    assert deny["Effect"] == "Deny"
+    assert deny["Principal"] == "*"
     assert deny["Resource"] == {"Fn::Sub": f"${{AuditBucket.Arn}}/{WITNESS_PREFIX}*"}
     assert deny["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": {"Ref": "WitnessRoleArns"}}}
     allowed = {

@@ -1,6 +1,6 @@
 """``diff_documents``: what ``policy diff`` prints, what ``policy_change`` events
 summarise, and order (when it decides, for route ties, and when it only changes the
-checksum)."""
+checksum); each change field by field, with its old and its new value."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.policy.diff import diff_documents
+from chalicelib.policy.diff import EntryChange, FieldChange, diff_documents, show_value
 from chalicelib.policy.model import parse_policy
 
 
@@ -100,7 +100,13 @@ def test_a_new_route_in_a_tie_is_an_addition_not_a_reordering() -> None:
 
     diff = diff_documents(old, new)
 
-    assert diff.lines() == ["+ route b"]
+    assert diff.lines() == [
+        "+ route b",
+        "    host: *",
+        "    path_prefix: /",
+        "    upstream: http://b:1",
+        "    audience: b",
+    ]
     assert "route_order_changed" not in diff.summary()
 
 
@@ -142,23 +148,33 @@ def changed(edit: Any) -> dict[str, Any]:
         (lambda d: None, []),
         (
             lambda d: d["rules"].append({"id": "new", "effect": "allow", "routes": ["app"]}),
-            ["+ rule new"],
+            ["+ rule new", "    effect: allow", "    routes: [app]"],
         ),
-        (lambda d: d["rules"].pop(0), ["- rule read"]),
+        (
+            lambda d: d["rules"].pop(0),
+            ["- rule read", "    effect: allow", "    routes: [app]", "    actions: [GET]"],
+        ),
         (
             lambda d: d["rules"][0].update(actions=["GET", "HEAD"], paths=["/x"]),
-            ["~ rule read: actions, paths"],
+            ["~ rule read", "    actions: [GET] -> [GET, HEAD]", "    paths: (unset) -> [/x]"],
         ),
-        (lambda d: d["routes"][0].update(upstream="http://b:1"), ["~ route app: upstream"]),
-        (lambda d: d.update(grants={"approver_groups": ["s"], "max_duration": "1h"}), ["~ grants"]),
+        (
+            lambda d: d["routes"][0].update(upstream="http://b:1"),
+            ["~ route app", "    upstream: http://a:1 -> http://b:1"],
+        ),
+        (
+            lambda d: d.update(grants={"approver_groups": ["s"], "max_duration": "1h"}),
+            ["+ grants", "    approver_groups: [s]", "    max_duration: 1h"],
+        ),
         (
             lambda d: (d["rules"].reverse(), d.update(break_glass={"groups": ["oncall"]})),
-            ["~ break_glass"],  # reordering rules changes nothing: order does not decide
+            # Reordering rules changes nothing: order does not decide.
+            ["+ break_glass", "    groups: [oncall]"],
         ),
     ],
     ids=["same", "rule added", "rule removed", "rule fields", "route", "grants", "break-glass"],
 )
-def test_lines_name_each_change(edit: Any, lines: list[str]) -> None:
+def test_lines_show_each_change_old_and_new(edit: Any, lines: list[str]) -> None:
     diff = diff_documents(base(), changed(edit))
 
     assert diff.lines() == lines
@@ -177,4 +193,159 @@ def test_summary_for_the_audit_event() -> None:
 
 def test_against_nothing_everything_is_added() -> None:
     diff = diff_documents(None, base())
-    assert diff.lines() == ["+ route app", "+ rule read", "+ rule no-admin"]
+
+    assert [line for line in diff.lines() if not line.startswith(" ")] == [
+        "+ route app",
+        "+ rule read",
+        "+ rule no-admin",
+        "+ document",
+    ]
+    assert {entry.change for entry in diff.changes} == {"added"}
+    assert all(item.old is None for entry in diff.changes for item in entry.fields)
+
+
+# --- field by field: the changes `policy diff -o json` prints ------------------------------
+
+
+def with_when(rule: dict[str, Any], **when: Any) -> dict[str, Any]:
+    return {**rule, "when": when}
+
+
+@pytest.mark.parametrize(
+    ("edit", "changes"),
+    [
+        (lambda d: None, []),
+        (
+            lambda d: d["rules"].append({"id": "new", "effect": "deny", "routes": ["app"]}),
+            [
+                EntryChange(
+                    "rules",
+                    "new",
+                    "added",
+                    (FieldChange("effect", None, "deny"), FieldChange("routes", None, ["app"])),
+                )
+            ],
+        ),
+        (
+            lambda d: d["rules"].pop(1),
+            [
+                EntryChange(
+                    "rules",
+                    "no-admin",
+                    "removed",
+                    (
+                        FieldChange("effect", "deny", None),
+                        FieldChange("routes", ["app"], None),
+                        FieldChange("actions", ["*"], None),
+                    ),
+                )
+            ],
+        ),
+        (
+            lambda d: d["rules"][0].update(effect="deny"),
+            [EntryChange("rules", "read", "changed", (FieldChange("effect", "allow", "deny"),))],
+        ),
+        (
+            lambda d: d["rules"][0].update(subjects={"groups": ["eng"], "users": ["u1"]}),
+            [
+                EntryChange(
+                    "rules",
+                    "read",
+                    "changed",
+                    (
+                        FieldChange("subjects.groups", None, ["eng"]),
+                        FieldChange("subjects.users", None, ["u1"]),
+                    ),
+                )
+            ],
+        ),
+        (
+            lambda d: d["rules"].__setitem__(0, with_when(d["rules"][0], mfa=True)),
+            [EntryChange("rules", "read", "changed", (FieldChange("when.mfa", None, True),))],
+        ),
+        (
+            lambda d: d["routes"][0].pop("audience"),
+            [EntryChange("routes", "app", "changed", (FieldChange("audience", "app", None),))],
+        ),
+        (lambda d: d["rules"].reverse(), []),
+        (
+            lambda d: (d["rules"].reverse(), d["rules"][0].update(actions=["GET", "POST"])),
+            [
+                EntryChange(
+                    "rules",
+                    "no-admin",
+                    "changed",
+                    (FieldChange("actions", ["*"], ["GET", "POST"]),),
+                )
+            ],
+        ),
+        (
+            lambda d: d.update(version=2),
+            [EntryChange("document", None, "changed", (FieldChange("version", 1, 2),))],
+        ),
+    ],
+    ids=[
+        "same",
+        "rule added",
+        "rule removed",
+        "field changed",
+        "nested fields added",
+        "condition added",
+        "field removed",
+        "rules reordered",
+        "reordered and changed",
+        "top-level value",
+    ],
+)
+def test_changes_field_by_field(edit: Any, changes: list[EntryChange]) -> None:
+    assert list(diff_documents(base(), changed(edit)).changes) == changes
+
+
+def test_a_changed_condition_shows_only_the_leaf_that_changed() -> None:
+    hours = {"tz": "Europe/Berlin", "days": ["mon"], "from": "08:00", "to": "18:00"}
+    old = changed(lambda d: d["rules"].__setitem__(0, with_when(d["rules"][0], hours=hours)))
+    new = copy.deepcopy(old)
+    new["rules"][0]["when"]["hours"]["to"] = "20:00"
+
+    assert diff_documents(old, new).lines() == [
+        "~ rule read",
+        "    when.hours.to: 18:00 -> 20:00",
+    ]
+
+
+def test_the_json_form_of_a_change_is_plain_data() -> None:
+    new = changed(lambda d: d["rules"][0].update(actions=["GET", "HEAD"]))
+
+    (entry,) = diff_documents(base(), new).changes
+
+    assert entry.as_json() == {
+        "section": "rules",
+        "id": "read",
+        "change": "changed",
+        "fields": [{"field": "actions", "old": ["GET"], "new": ["GET", "HEAD"]}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (None, "(unset)"),
+        (True, "true"),
+        (3, "3"),
+        ("orders.example.com", "orders.example.com"),
+        ("/api/**", "/api/**"),
+        ("two words", '"two words"'),
+        ("", '""'),
+        ("true", '"true"'),
+        ("42", '"42"'),
+        ("a, b", '"a, b"'),
+        (["GET", "HEAD"], "[GET, HEAD]"),
+        ({"level": 3}, "{level: 3}"),
+    ],
+    ids=[
+        "unset", "bool", "int", "host", "glob", "spaces", "empty", "a string true",
+        "a string number", "a comma", "list", "mapping",
+    ],
+)  # fmt: skip
+def test_values_read_as_what_they_are(value: Any, shown: str) -> None:
+    assert show_value(value) == shown

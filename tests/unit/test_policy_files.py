@@ -8,6 +8,7 @@ Every case here goes through :func:`load_policy_file` on a real file.
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -372,3 +373,145 @@ def test_a_file_that_cannot_be_opened_is_named(tmp_path: Path, name: str, messag
     path = tmp_path / name
 
     assert refusal(path) == f"{path}: {message}"
+
+
+# --- ${NAME} variables (--var NAME=VALUE) -----------------------------------------------------
+
+DEMO_POLICY = Path(__file__).resolve().parents[2] / "gatehouse" / "dev" / "demo-policy.yaml"
+
+
+def substituted(value: Any, **variables: str) -> Any:
+    from gatehouse.policy_files import substitute_variables
+
+    return substitute_variables({"value": value}, variables, "p.yaml")["value"]
+
+
+@pytest.mark.parametrize(
+    ("value", "variables", "expected"),
+    [
+        ("${URL}", {"URL": "http://b:1"}, "http://b:1"),
+        ("${URL}/aws", {"URL": "http://b:1"}, "http://b:1/aws"),
+        ("${A}-${B}", {"A": "x", "B": "y"}, "x-y"),
+        (["${G}", "ops"], {"G": "eng"}, ["eng", "ops"]),
+        ({"groups": ["${G}"]}, {"G": "eng"}, {"groups": ["eng"]}),
+        ("$${URL}", {}, "${URL}"),
+        ("cost: $5", {}, "cost: $5"),
+        ("${URL}", {"URL": "${OTHER}"}, "${OTHER}"),
+        (3, {"URL": "x"}, 3),
+        (True, {}, True),
+    ],
+    ids=[
+        "whole value", "part of a value", "two", "in a list", "nested", "escaped",
+        "a dollar alone", "a value is not substituted again", "a number", "a bool",
+    ],
+)  # fmt: skip
+def test_placeholders_are_filled_in(value: Any, variables: dict[str, str], expected: Any) -> None:
+    assert substituted(value, **variables) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("${URL}", "p.yaml: value: ${URL} is not set: pass --var URL=VALUE"),
+        (["a", "${G}"], "p.yaml: value[1]: ${G} is not set: pass --var G=VALUE"),
+        ("${}", "p.yaml: value: ${} is not a variable name"),
+        ("${1X}", "p.yaml: value: ${1X} is not a variable name"),
+        ("${URL", "p.yaml: value: a '${' is not closed by '}'"),
+    ],
+    ids=["unset", "unset in a list", "empty", "not a name", "not closed"],
+)
+def test_a_placeholder_that_cannot_be_filled_is_an_input_error_saying_where(
+    value: Any, message: str
+) -> None:
+    from gatehouse.errors import InputError
+
+    with pytest.raises(InputError) as refused:
+        substituted(value)
+    assert str(refused.value).startswith(message)
+    assert refused.value.exit_code == 2
+
+
+def test_keys_are_never_substituted() -> None:
+    from gatehouse.policy_files import substitute_variables
+
+    document = substitute_variables({"${K}": "${K}"}, {"K": "v"}, "p.yaml")
+
+    assert document == {"${K}": "v"}
+
+
+def test_an_unset_variable_names_the_rule_it_is_in(tmp_path: Path) -> None:
+    from gatehouse.errors import InputError
+    from gatehouse.policy_files import load_policy_file_with_variables
+
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """\
+        version: 1
+        rules:
+          - id: eng
+            subjects: {groups: ["${TEAM}"]}
+        """,
+    )
+
+    with pytest.raises(
+        InputError, match=r"p\.yaml: rules\[eng\]\.subjects\.groups\[0\]: \$\{TEAM\}"
+    ):
+        load_policy_file_with_variables(path, {})
+
+
+def test_comments_are_not_read_for_placeholders(tmp_path: Path) -> None:
+    from gatehouse.policy_files import load_policy_file_with_variables
+
+    path = write(tmp_path, "p.yaml", "# ${NOT_A_VARIABLE} in a comment\nversion: 1\n")
+
+    assert load_policy_file_with_variables(path, {}) == {"version": 1}
+
+
+@pytest.mark.parametrize(
+    ("pairs", "expected"),
+    [
+        ([], {}),
+        (["URL=http://b:1"], {"URL": "http://b:1"}),
+        (["A=x=y"], {"A": "x=y"}),
+        (["EMPTY="], {"EMPTY": ""}),
+    ],
+    ids=["none", "one", "value with =", "empty value"],
+)
+def test_var_options_parse(pairs: list[str], expected: dict[str, str]) -> None:
+    from gatehouse.policy_files import parse_variables
+
+    assert parse_variables(pairs) == expected
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        (["URL"], "--var 'URL' is not NAME=VALUE"),
+        (["=x"], "--var '=x' is not NAME=VALUE"),
+        (["1A=x"], "--var '1A=x' is not NAME=VALUE"),
+        (["A=x", "A=y"], "--var A is given twice"),
+    ],
+    ids=["no =", "no name", "not a name", "twice"],
+)
+def test_bad_var_options_are_input_errors(pairs: list[str], message: str) -> None:
+    from gatehouse.errors import InputError
+    from gatehouse.policy_files import parse_variables
+
+    with pytest.raises(InputError, match=re.escape(message)):
+        parse_variables(pairs)
+
+
+def test_the_demo_policy_validates_with_its_one_variable_and_not_without() -> None:
+    from chalicelib.policy import parse_policy
+    from gatehouse.errors import InputError
+    from gatehouse.policy_files import load_policy_file_with_variables
+
+    document = load_policy_file_with_variables(
+        DEMO_POLICY, {"BACKEND_URL": "http://127.0.0.1:8788"}
+    )
+
+    parse_policy(document)
+    assert "${" not in json.dumps(document)
+    with pytest.raises(InputError, match=r"routes\[demo\]\.upstream: \$\{BACKEND_URL\} is not set"):
+        load_policy_file_with_variables(DEMO_POLICY, {})

@@ -379,7 +379,7 @@ def test_the_default_issuer_is_a_compilation_parameter_not_a_guess() -> None:
 def test_offline_tools_compile_with_the_stages_first_trusted_issuer(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from gatehouse.policy_commands import default_issuer
+    from gatehouse.policy_explain import default_issuer
     from gatehouse.target import NoTarget, Target
 
     def target(**extra: Any) -> Target:

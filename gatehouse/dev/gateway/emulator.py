@@ -43,6 +43,10 @@ class ApiGatewayEmulator:
     access_log, access_log_format:
         Where each request's access-log line goes, and the stage's format
         (see :func:`~gatehouse.dev.gateway.access_log.render_access_log`).
+    on_complete:
+        Called with each request, its exchange and its answer once the
+        answer is known (the local stack's console line). It must not
+        raise: the request is answered after it returns.
 
     Raises
     ------
@@ -64,7 +68,9 @@ class ApiGatewayEmulator:
         access_log: Callable[[str], None] | None = None,
         access_log_format: str = "",
         max_in_flight: int | None = None,
+        on_complete: Callable[[IncomingRequest, Exchange, GatewayAnswer], None] | None = None,
     ) -> None:
+        self._on_complete = on_complete
         self._access_log = (
             AccessLogWriter(access_log, access_log_format, stage)
             if access_log is not None
@@ -124,6 +130,8 @@ class ApiGatewayEmulator:
     ) -> GatewayAnswer:
         if self._access_log is not None:
             self._access_log.write(request, exchange, answer)
+        if self._on_complete is not None:
+            self._on_complete(request, exchange, answer)
         return self._responses.with_gateway_headers(answer, exchange)
 
     def _serve(self, request: IncomingRequest, exchange: Exchange) -> GatewayAnswer:

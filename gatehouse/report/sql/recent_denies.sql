@@ -1,5 +1,5 @@
 -- name: report_recent_denies
--- description: The newest denied decisions, with source, request and reasons.
+-- description: The newest denied decisions (up to 10,000), with source, request and reasons.
 -- param: from timestamp      Window start (inclusive), UTC
 -- param: to timestamp        Window end (exclusive), UTC
 --
@@ -28,4 +28,4 @@ WHERE event_type = 'decision'
     AND from_iso8601_timestamp(event_time) >= :from
     AND from_iso8601_timestamp(event_time) < :to
 ORDER BY event_time DESC, event_id DESC
-LIMIT 100
+LIMIT 10000

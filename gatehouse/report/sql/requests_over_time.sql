@@ -1,5 +1,5 @@
 -- name: report_requests_over_time
--- description: Requests per hour of the window, by decision.
+-- description: Requests per minute of the window, by decision (the report sums minutes into its buckets).
 -- param: from timestamp      Window start (inclusive), UTC
 -- param: to timestamp        Window end (exclusive), UTC
 --
@@ -43,10 +43,10 @@ requests AS (
     GROUP BY request_id
 )
 SELECT
-    date_trunc('hour', at) AS hour_start,
+    date_trunc('minute', at) AS bucket_start,
     decision,
     count(*) AS requests
 FROM requests
 WHERE at >= :from AND at < :to
-GROUP BY date_trunc('hour', at), decision
-ORDER BY hour_start, decision
+GROUP BY date_trunc('minute', at), decision
+ORDER BY bucket_start, decision

@@ -85,7 +85,8 @@ CREATE EXTERNAL TABLE audit_events (
         summary: string,
         archive: struct<
             version: string,
-            activation: string>>,
+            activation: string>,
+        reason: string>,
     `grant` struct<
         action: string,
         grant_id: string,
@@ -134,6 +135,19 @@ CREATE EXTERNAL TABLE audit_events (
         reason: string,
         revoked_by: string,
         expires_at: bigint,
+        detail: string>,
+    alert struct<
+        alert_id: string,
+        rule: string,
+        kind: string,
+        severity: string,
+        subject: string,
+        observed: double,
+        threshold: int,
+        window_from: string,
+        window_to: string,
+        event_ids: array<string>,
+        query: string,
         detail: string>,
     ledger struct<
         sequence: bigint>
