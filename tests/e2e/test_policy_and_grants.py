@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,9 +90,12 @@ def test_a_policy_change_takes_effect_is_audited_and_replayable(
     diff = run_cli_status(own_stack.state_dir, "policy", "diff", str(policy_file))
     assert diff.returncode == 1  # there are changes, as `git diff --exit-code` says
     assert "auditors-read-reports" in diff.stdout
+    before_v2 = datetime.now(UTC)
+    time.sleep(1.1)  # activations are recorded to the second
     run_cli(own_stack.state_dir, "policy", "apply", str(policy_file), "--reason", "Q3 audit")
     status, seconds = poll_status(gateway, "/reports/q3", frank, 200, TAKES_EFFECT_WITHIN_SECONDS)
     assert status == 200, f"the new policy was not in force after {seconds:.1f} s"
+    during_v2 = datetime.now(UTC)
 
     # Decision replay: the same request against each version.
     explain = (
@@ -105,6 +109,14 @@ def test_a_policy_change_takes_effect_is_audited_and_replayable(
     assert "no_matching_rule" in replay_v1.stdout
     assert replay_v2.returncode == 0, replay_v2.stdout + replay_v2.stderr
     assert "auditors-read-reports" in replay_v2.stdout
+
+    # --at replays against the version that was in force then.
+    at_v1 = run_cli_status(own_stack.state_dir, *explain, "--at", before_v2.isoformat())
+    at_v2 = run_cli_status(own_stack.state_dir, *explain, "--at", during_v2.isoformat())
+    assert at_v1.returncode == 1, at_v1.stdout + at_v1.stderr
+    assert "no_matching_rule" in at_v1.stdout
+    assert at_v2.returncode == 0, at_v2.stdout + at_v2.stderr
+    assert "auditors-read-reports" in at_v2.stdout
 
     # Rollback restores the old answer, through the gateway too.
     run_cli(own_stack.state_dir, "policy", "rollback", "1")
