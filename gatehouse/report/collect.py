@@ -192,27 +192,18 @@ def _principal(row: Mapping[str, Any], reasons: str | None = None) -> str:
     return UNVERIFIED if unverified else ANONYMOUS
 
 
-# Reason codes of a credential that was presented and refused (chalicelib.reasons).
-_CREDENTIAL_FAILURES = frozenset(
-    {
-        "malformed_token",
-        "token_too_large",
-        "unsupported_algorithm",
-        "algorithm_mismatch",
-        "unknown_issuer",
-        "unknown_key",
-        "bad_signature",
-        "missing_claim",
-        "invalid_claim",
-        "wrong_audience",
-        "token_expired",
-        "token_not_yet_valid",
-        "session_invalid",
-        "session_expired",
-        "session_idle",
-        "session_revoked",
-    }
-)
+def _presented_and_refused() -> frozenset[str]:
+    """Reason codes of a credential that was presented and refused (not merely missing)."""
+    from chalicelib.reasons import Reason
+
+    return frozenset(
+        reason.value
+        for reason in Reason
+        if reason.is_credential_failure and reason is not Reason.MISSING_CREDENTIALS
+    )
+
+
+_CREDENTIAL_FAILURES = _presented_and_refused()
 # How grant records name people: ``issuer|subject (email)`` or ``issuer|subject``.
 _ACTOR = re.compile(r"(?P<issuer>[^|\s]*)\|(?P<subject>[^|]*?)(?: \((?P<email>[^()]*)\))?")
 
