@@ -211,13 +211,11 @@ def _witness(
 
 def _local_witness(obj: CliContext) -> Witness:
     """The running local stack's witness (its key, its state file)."""
-    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
-    from cryptography.hazmat.primitives.serialization import load_der_public_key
-
     from chalicelib.ledger.notes import WitnessKey, WitnessSigner
     from chalicelib.witness.settings import load_witness_key
     from chalicelib.witness.state import FileWitnessState
     from chalicelib.witness.witness import WatchedLog, Witness
+    from gatehouse.audit_commands.ledger import ledger_public_key
     from gatehouse.dev.witness import STATE_FILE
     from gatehouse.state import NoLocalStack, default_state_dir, find_state
     from gatehouse.target import resolve_target
@@ -232,13 +230,7 @@ def _local_witness(obj: CliContext) -> Witness:
     target = resolve_target(state_dir)
     name = WitnessKey.from_vkey(dev.witness_keys[0]).name
     private_key = load_witness_key(Path(dev.witness_private_key_path).read_bytes())
-    try:
-        der = target.client("kms").get_public_key(KeyId=dev.digest_key_id)["PublicKey"]
-    except Exception as exc:
-        raise WitnessCommandError(f"cannot read the stage's ledger key: {exc}") from exc
-    public_key = load_der_public_key(der)
-    if not isinstance(public_key, EllipticCurvePublicKey):
-        raise WitnessCommandError("the stage's ledger key is not a P-256 key")
+    public_key = ledger_public_key(target)
     return Witness(
         WitnessSigner(name, private_key),
         FileWitnessState(state_dir / STATE_FILE),

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from chalicelib.detect import events as ev
 from chalicelib.detect.events import Event
 
 Style = Literal["count", "distinct", "each", "first_seen", "scheduled"]
@@ -104,3 +105,13 @@ def require_id(event: Event) -> str | None:
     """The event id of an event, if it is a string."""
     event_id = event.get("event_id")
     return event_id if isinstance(event_id, str) else None
+
+
+def denied_by(event: Event, key: Callable[[Event], str | None]) -> Match | None:
+    """A denied decision as a match counted under ``key(event)`` (None: not one, or no key)."""
+    if not ev.is_decision(event) or ev.outcome(event) != "deny":
+        return None
+    subject, event_id, at = key(event), require_id(event), ev.event_epoch(event)
+    if subject is None or event_id is None or at is None:
+        return None
+    return Match(subject, event_id, at, ev.principal_summary(event))

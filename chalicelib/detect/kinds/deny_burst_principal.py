@@ -6,17 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from chalicelib.detect import events as ev
-from chalicelib.detect.kinds.base import THRESHOLD, WINDOW, Match, RuleKind, require_id
+from chalicelib.detect.kinds.base import THRESHOLD, WINDOW, Match, RuleKind, denied_by
 
 
 def match(params: Mapping[str, Any], event: ev.Event) -> Match | None:
     """A denied decision of an authenticated principal."""
-    if not ev.is_decision(event) or ev.outcome(event) != "deny":
-        return None
-    subject, event_id, at = ev.principal_key(event), require_id(event), ev.event_epoch(event)
-    if subject is None or event_id is None or at is None:
-        return None
-    return Match(subject, event_id, at, ev.principal_summary(event))
+    return denied_by(event, ev.principal_key)
 
 
 KIND = RuleKind(
