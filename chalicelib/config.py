@@ -196,6 +196,10 @@ class Settings:
     detection: DetectionSettings | None = None
     # s3://bucket[/prefix]: the Security Lake root the OCSF export writes under (None: off).
     ocsf_export_location: str | None = None
+    # The role (a template: "{source}" is each custom source's name) the export assumes to
+    # write the lake, and the external ID it requires (None: its own role, none).
+    ocsf_export_role_arn: str | None = None
+    ocsf_export_external_id: str | None = None
 
     @property
     def ledger_origin(self) -> str:
@@ -304,6 +308,8 @@ class _SettingsReader:
             ledger_origin_setting=self._origin(),
             detection=self._detection(),
             ocsf_export_location=self._s3_location("OCSF_EXPORT_LOCATION"),
+            ocsf_export_role_arn=self._role_template("OCSF_EXPORT_ROLE_ARN"),
+            ocsf_export_external_id=self._optional("OCSF_EXPORT_EXTERNAL_ID").strip() or None,
         )
         if self.problems:
             raise SettingsError(self.problems)
@@ -379,6 +385,16 @@ class _SettingsReader:
         value = self._environ.get(PREFIX + name, "").strip()
         if value and (not value.startswith("s3://") or not value[5:].split("/", 1)[0]):
             self.problems.append(f"{PREFIX}{name} must be s3://bucket[/prefix]")
+        return value or None
+
+    def _role_template(self, name: str) -> str | None:
+        value = self._environ.get(PREFIX + name, "").strip()
+        example = value.replace("{source}", "gatehouse-http-activity")
+        if value and not _ROLE_ARN.fullmatch(example):
+            self.problems.append(
+                f"{PREFIX}{name} must be a role ARN (arn:aws:iam::<account>:role/<name>), "
+                "`{source}` standing for each custom source's name"
+            )
         return value or None
 
     def _optional(self, name: str) -> str:
@@ -560,6 +576,8 @@ class _SettingsReader:
 
 
 _ISSUER_NAME = re.compile(r"[A-Za-z0-9._-]{1,32}")
+# IAM's role ARN: partition, 12-digit account, a path and name of IAM's characters.
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", re.ASCII)
 _SCOPE = re.compile(r"[!#-\[\]-~]+")  # RFC 6749 3.3: printable ASCII but space, " and \\
 
 

@@ -419,11 +419,21 @@ class Container:
     def ocsf_exporter(self, region: str, account: str) -> OcsfExporter | None:
         """The OCSF export into the Security Lake location (None: the stage exports nothing)."""
         from chalicelib.ocsf.cursor import ExportCursor
-        from chalicelib.ocsf.exporter import LakeLocation, OcsfExporter
+        from chalicelib.ocsf.exporter import LakeLocation, OcsfExporter, ProviderRoles
 
         location = self.settings.ocsf_export_location
         if location is None:
             return None
+        lake_s3 = None
+        role = self.settings.ocsf_export_role_arn
+        if role is not None:
+            roles = ProviderRoles(
+                self.clients.sts,
+                lambda credentials: self.clients.assumed("s3", credentials),
+                role,
+                self.settings.ocsf_export_external_id,
+            )
+            lake_s3 = roles.s3_for
         return OcsfExporter(
             self.clients.s3,
             self.settings.audit_bucket,
@@ -431,6 +441,7 @@ class Container:
             ExportCursor(self.clients.dynamodb, self.settings.state_table),
             LakeLocation.from_uri(location, region=region, account=account),
             origin=self.settings.ledger_origin,
+            lake_s3=lake_s3,
         )
 
     @cached_property

@@ -269,20 +269,29 @@ def export_ocsf(event: dict[str, Any]) -> None:
     )
 
 
-def run_detection_checks() -> None:
+def run_detection_checks(clock: Callable[[], float] = time.time) -> None:
     """The scheduled Lambda that runs detection's scheduled rules (DLQ, verify, witnesses).
 
+    It first sends again the alerts still pending delivery (claimed over a
+    minute ago and not taken by every channel). One undelivered after
+    ``STUCK_AFTER_ATTEMPTS`` attempts counts ``AlertDeliveryFailed`` and
+    ``DetectionFailed`` (whose alarm reaches the topic without EventBridge) on
+    every run until it is delivered.
+
     A probe that fails is logged and counted (``DetectionFailed``); the other
-    rules still run. Invalid rules fail the invocation (the function's errors alarm).
+    rules still run. So do they when the pending alerts cannot be sent again.
+    Invalid rules fail the invocation (the function's errors alarm).
     """
     from chalicelib.audit import uuid7
-    from chalicelib.detect.checks import AwsProbes, run_checks
+    from chalicelib.detect.checks import AwsProbes, resend_pending, run_checks
+    from chalicelib.detect.errors import DetectionUnavailable
 
     log = observability.powertools_logger()
     built = container()
     detection = built.settings.detection
     if detection is None:
         return
+    metrics = built.metrics if built.metrics is not None else observability.metrics()
     clients = built.clients
     probes = AwsProbes(
         sqs=lambda: clients.sqs,
@@ -291,8 +300,23 @@ def run_detection_checks() -> None:
         s3=lambda: clients.s3,
         bucket=built.settings.audit_bucket,
         stage=built.settings.stage,
+        clock=clock,
     )
     try:
+        try:
+            resent = resend_pending(built.detection_state, built.alert_channels, now=clock())
+        except DetectionUnavailable as exc:
+            log.error("pending alerts not sent again", extra={"error": str(exc)})
+            metrics.add_metric(name="DetectionFailed", unit="Count", value=1)
+        else:
+            if resent.delivered:
+                log.info("pending alerts sent again", extra={"alert_ids": resent.delivered})
+            if resent.stuck:
+                stuck = len(resent.stuck)
+                metrics.add_metric(name="AlertDeliveryFailed", unit="Count", value=stuck)
+                metrics.add_metric(name="DetectionFailed", unit="Count", value=stuck)
+            if resent.left_over:
+                log.warning("more pending alerts than one run sends; the rest wait a run")
         fired, failed = run_checks(
             built.detection_rules,
             probes,
@@ -300,14 +324,13 @@ def run_detection_checks() -> None:
             built.alert_channels,
             stage=built.settings.stage,
             new_id=uuid7,
+            clock=clock,
         )
         for alert in fired:
             log.warning("alert raised", extra={"alert": alert.as_json()})
         if failed:
             log.error("detection checks failed", extra={"failed": failed})
-            observability.metrics().add_metric(
-                name="DetectionFailed", unit="Count", value=len(failed)
-            )
+            metrics.add_metric(name="DetectionFailed", unit="Count", value=len(failed))
     finally:
         observability.flush_metrics()
 

@@ -39,6 +39,12 @@ class Reason(StrEnum):
     SOURCE_NOT_ALLOWED = "source_not_allowed"
     OUTSIDE_HOURS = "outside_hours"
 
+    # Denied, and the principal holds a grant covering the request that has ended
+    # (remembered for a day): someone acting on access they no longer have.
+    GRANT_EXPIRED = "grant_expired"
+    GRANT_REVOKED = "grant_revoked"
+    GRANT_DENIED = "grant_denied"  # the grant was asked for and refused
+
     # Credentials could not be established (HTTP 401).
     MISSING_CREDENTIALS = "missing_credentials"
     MALFORMED_TOKEN = "malformed_token"

@@ -301,6 +301,19 @@ VARIABLES: Final = _table(
         Reader.FUNCTIONS,
     ),
     Variable(
+        "OCSF_EXPORT_ROLE_ARN",
+        "The role the OCSF export assumes to write each custom source (the provider role "
+        "Security Lake made for it, e.g. arn:aws:iam::<lake account>:role/"
+        "AmazonSecurityLake-Provider-{source}-<region>; `{source}` becomes the source's name); "
+        "empty: the export writes with its own role.",
+        Reader.FUNCTIONS,
+    ),
+    Variable(
+        "OCSF_EXPORT_EXTERNAL_ID",
+        "The external ID the provider roles of OCSF_EXPORT_ROLE_ARN require (empty: none).",
+        Reader.FUNCTIONS,
+    ),
+    Variable(
         "DETECTION_RULES",
         "The detection rules (a JSON rules file, relative to the deployment; "
         "`gatehouse alerts list --rules FILE -o json` writes one); default: the shipped "

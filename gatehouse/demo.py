@@ -557,13 +557,15 @@ def _demo_policy_file() -> Path:
 def _stored_events(state_dir: Path, expected: int) -> list[dict[str, Any]]:
     """Flush the queue and read everything back, polling until all requests are stored."""
     from gatehouse.audit_commands import flush, tail
+    from gatehouse.audit_commands.queue import stage_detector
     from gatehouse.target import resolve_target
 
     target = resolve_target(state_dir)
+    detector = stage_detector(target)  # what the demo stores is checked like the rest
     deadline = time.monotonic() + 30
     events: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
-        flush(target)
+        flush(target, detector=detector)
         events = tail(target, 1000)
         decided = {e["request"]["id"] for e in events if e["event_type"] == "decision"}
         if len(decided) >= expected:

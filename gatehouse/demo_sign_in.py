@@ -116,10 +116,12 @@ def _print_story(state_dir: Path) -> bool:
 def _signed_in_session(target: Target) -> str | None:
     """The newest signed-out session in the trail (the writer runs every second)."""
     from gatehouse.audit_commands import flush, tail
+    from gatehouse.audit_commands.queue import stage_detector
 
+    detector = stage_detector(target)  # the replayed cookie must meet its rule
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        flush(target)
+        flush(target, detector=detector)
         for event in reversed(tail(target, 1000)):
             session = event.get("session") or {}
             if session.get("action") == "signed_out":

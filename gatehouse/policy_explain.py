@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from chalicelib.authorize.decider import ended_grant_detail
 from chalicelib.identity import Identity
 from chalicelib.policy import (
     AccessRequest,
@@ -238,8 +239,17 @@ def explain(
     request: AccessRequest,
     grants: Sequence[Grant] = (),
 ) -> Decision:
-    """The decision ``policy`` makes for ``identity`` and ``request`` (with its grants)."""
-    return policy.evaluate(identity, request, grants)
+    """The decision ``policy`` makes for ``identity`` and ``request`` (with its grants).
+
+    As the authorizer sees them: each grant by its record (in force or not at
+    the request's time), and those that ended within a day before it to name
+    a refusal they would have covered.
+    """
+    from chalicelib.grants.store import ENDED_GRANTS_KEPT_SECONDS
+
+    since = request.at - ENDED_GRANTS_KEPT_SECONDS
+    ended = [g for g in grants if g.ended_at is not None and since <= g.ended_at <= request.at]
+    return policy.evaluate(identity, request, grants, ended)
 
 
 def normalised_or_refusal(path: str) -> str | None:
@@ -267,6 +277,9 @@ def format_decision(
     if decision.grant is not None:
         grant = decision.grant
         lines.append(f"  grant:         {grant.id} approved by {grant.approver}")
+    if decision.ended_grant is not None:
+        detail = ended_grant_detail(decision.ended_grant, request.at)
+        lines.append(f"  ended grant:   {detail} (would have covered this request)")
     if decision.break_glass:
         lines.append(f"  break-glass:   justification {decision.justification!r}")
     return [visible(line) for line in lines]
@@ -284,6 +297,8 @@ def decision_json(decision: Decision, choice: PolicyChoice | None = None) -> dic
         "grant_id": decision.grant.id if decision.grant else None,
         "break_glass": decision.break_glass,
     }
+    if decision.ended_grant is not None:
+        answer["ended_grant_id"] = decision.ended_grant.id
     if choice is not None:
         answer["policy_choice"] = choice.as_json(decision.policy_version)
     return answer

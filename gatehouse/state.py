@@ -71,6 +71,7 @@ class DevState:
     # The local witness: its vkey (what verify trusts) and its private key's file.
     witness_keys: list[str] = field(default_factory=list)
     witness_private_key_path: str = ""
+    alert_topic_arn: str = ""  # where the stack's writer publishes alerts
 
     def write(self, path: Path) -> None:
         """Write atomically, so a reader never sees half a file."""

@@ -52,6 +52,8 @@ class Target:
     ledger_origin_setting: str | None = None  # GATEHOUSE_LEDGER_ORIGIN
     # The witnesses' public keys (C2SP vkeys) that verify and evidence trust.
     witness_keys: tuple[str, ...] = ()
+    alert_topic_arn: str | None = None  # GATEHOUSE_ALERT_TOPIC_ARN
+    alert_event_bus: str = "default"  # GATEHOUSE_ALERT_EVENT_BUS
 
     @property
     def ledger_origin(self) -> str:
@@ -145,6 +147,8 @@ def resolve_target(state_dir: Path | None = None) -> Target:
             ledger_anchor=setting("LEDGER_ANCHOR"),
             ledger_origin_setting=setting("LEDGER_ORIGIN"),
             witness_keys=tuple((setting("WITNESS_KEYS") or "").split()),
+            alert_topic_arn=setting("ALERT_TOPIC_ARN"),
+            alert_event_bus=setting("ALERT_EVENT_BUS") or "default",
             trail_bucket=setting("TRAIL_BUCKET"),
             account_id=setting("TRAIL_ACCOUNT_ID"),
             athena_workgroup=setting("ATHENA_WORKGROUP"),
@@ -165,6 +169,7 @@ def resolve_target(state_dir: Path | None = None) -> Target:
         digest_key_id=state.digest_key_id or None,
         ledger_anchor=state.ledger_anchor or None,
         witness_keys=tuple(state.witness_keys),
+        alert_topic_arn=state.alert_topic_arn or None,
         trail_bucket=state.trail_bucket or None,
         account_id=state.account_id or None,
         athena_workgroup=_deployed_stage_setting(os.environ)("ATHENA_WORKGROUP"),

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.apigw.overrides import method_override
-from chalicelib.audit.schema import DecisionRecord, ResourceRecord
+from chalicelib.audit.schema import DecisionRecord, ResourceRecord, utc_timestamp
 from chalicelib.audit.sections import ElevationRecord
 from chalicelib.authenticate.credentials import SessionEnded
 from chalicelib.authorize.cors import Preflight, decide_preflight, request_preflight
+from chalicelib.grants.cache import PrincipalGrants
 from chalicelib.grants.errors import GrantError
 from chalicelib.identity import TokenRejected
 from chalicelib.identity.bearer import bearer_token
@@ -178,6 +179,14 @@ def elevation_record(decision: Decision) -> ElevationRecord | None:
     )
 
 
+def ended_grant_detail(grant: Grant, at: float) -> str:
+    """Which ended grant a refusal names, and since when, for people reading the trail."""
+    status = grant.effective_status(at)
+    since = grant.expires_at if status == "expired" else grant.ended_at
+    when = f" at {utc_timestamp(since)}" if since is not None else ""
+    return f"grant {grant.id} {status}{when}"
+
+
 def parse_request_target(request: GatewayRequest) -> RequestTarget | AmbiguousPath:
     """The request's target, or why it has none (parsed once per invocation)."""
     try:
@@ -254,9 +263,12 @@ class Decider:
         except PolicyUnavailable as exc:
             return Outcome(Reason.POLICY_UNAVAILABLE, identity, detail=str(exc), target=parsed)
         grants, detail = self._live_grants(identity)
-        decision = policy.evaluate(identity, _access_request(request, parsed), grants)
+        asked = _access_request(request, parsed)
+        decision = policy.evaluate(identity, asked, grants.live, grants.ended)
         if decision.allowed:
             detail = None  # grants being unavailable changed nothing
+        elif decision.ended_grant is not None:
+            detail = ended_grant_detail(decision.ended_grant, asked.at)
         return Outcome(
             decision.reasons[0],
             identity,
@@ -264,7 +276,7 @@ class Decider:
             parsed,
             detail,
             policy.claim_names,
-            grants,
+            grants.live,
             default_issuer=policy.default_issuer,
         )
 
@@ -341,18 +353,18 @@ class Decider:
             # Not the caller's fault: Gatehouse cannot decide (503), fail closed.
             raise TokenRejected(Reason.SESSIONS_UNAVAILABLE, str(exc)) from exc
 
-    def _live_grants(self, identity: Identity) -> tuple[tuple[Grant, ...], str | None]:
-        """The principal's live grants, and why there are none when they cannot be read.
+    def _live_grants(self, identity: Identity) -> tuple[PrincipalGrants, str | None]:
+        """The principal's grants, and why there are none when they cannot be read.
 
         Grants can only turn a deny into an allow, so when they are unavailable
         the decision goes on without them (fail closed) and says so.
         """
         if self._grants is None:
-            return (), None
+            return PrincipalGrants(), None
         try:
-            return tuple(self._grants.for_principal(identity.issuer, identity.subject)), None
+            return self._grants.of_principal(identity.issuer, identity.subject), None
         except GrantError as exc:
-            return (), f"grants unavailable: {exc}"
+            return PrincipalGrants(), f"grants unavailable: {exc}"
 
 
 class _SessionEnded(TokenRejected):

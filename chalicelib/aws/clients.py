@@ -89,6 +89,14 @@ class AwsClients:
         """The CloudWatch client (the scheduled check reads the verify metric)."""
         return self._client("cloudwatch")
 
+    def assumed(self, service: str, credentials: Mapping[str, str]) -> Any:
+        """A new client for ``service`` acting with ``credentials`` (an STS answer's).
+
+        Not shared: each set of credentials gets its own, and expires with them.
+        """
+        with self._lock:
+            return self._build(service, credentials)
+
     def _client(self, service: str) -> Any:
         client = self._clients.get(service)
         if client is not None:
@@ -100,7 +108,7 @@ class AwsClients:
                 self._clients[service] = client
         return client
 
-    def _build(self, service: str) -> Any:
+    def _build(self, service: str, credentials: Mapping[str, str] | None = None) -> Any:
         import boto3
         from botocore.config import Config
 
@@ -112,4 +120,13 @@ class AwsClients:
             read_timeout=_READ_TIMEOUT_SECONDS,
         )
         endpoint_url = self._endpoint_overrides.get(service, self._endpoint_url)
-        return boto3.session.Session().client(service, config=config, endpoint_url=endpoint_url)
+        keys: dict[str, str] = {}
+        if credentials is not None:
+            keys = {
+                "aws_access_key_id": credentials["AccessKeyId"],
+                "aws_secret_access_key": credentials["SecretAccessKey"],
+                "aws_session_token": credentials["SessionToken"],
+            }
+        return boto3.session.Session().client(
+            service, config=config, endpoint_url=endpoint_url, **keys
+        )

@@ -87,6 +87,9 @@ GRANT = ItemKind("GRANT")
 """A grant and its whole life, named by grant id."""
 GRANT_LIVE = ItemKind("GRANT-LIVE")
 """The copy of an approved grant the authorizer loads."""
+GRANT_ENDED = ItemKind("GRANT-ENDED")
+"""A copy of a grant that ended (denied, revoked, expired), kept a day: why a request it
+would have covered is refused."""
 GRANT_OUTBOX = ItemKind("GRANT-OUTBOX")
 """A grant lifecycle event not yet known to be enqueued, named by event id."""
 # --- the ledger's state (chalicelib/ledger/state.py) ---

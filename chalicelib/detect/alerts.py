@@ -19,33 +19,55 @@ see it::
 
 An alert is also an audit event (``event_type`` ``alert``, its ``alert``
 section), enqueued like every other: the ledger records what was raised.
+
+Delivery is at least once (:func:`send_claimed`, then
+:func:`chalicelib.detect.checks.resend_pending`): an alert a channel did not
+take stays pending and is sent again, with the same ``alert_id``, which
+consumers dedupe on. The alert event is enqueued once, by whoever claimed it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.detect.errors import DetectionUnavailable
 
 if TYPE_CHECKING:
     from chalicelib.audit import AuditEmitter
+    from chalicelib.detect.state import DetectState
+
+logger = logging.getLogger(__name__)
 
 EVENT_SOURCE = "gatehouse"
 DETAIL_TYPE = "Gatehouse Alert"
 EVIDENCE_QUERY = "events_by_ids"
 MAX_EVENT_IDS = 100
 _PUT_EVENTS_BATCH = 10  # EventBridge takes at most 10 entries per PutEvents
+# A pending alert younger than this may still be in its claimer's hands (the
+# writer's timeout is 45 s): the scheduled check leaves it alone.
+PENDING_GRACE_SECONDS = 60.0
+# The channels an alert goes to (what a pending alert records as taken).
+SNS = "sns"
+EVENTBRIDGE = "eventbridge"
 
 
 def _utc(epoch: float) -> str:
     from chalicelib.audit.schema import utc_timestamp
 
     return utc_timestamp(epoch)
+
+
+def _epoch(utc: str) -> float:
+    """Epoch seconds of a ``_utc`` text (``2026-12-08T10:00:00.000Z``)."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(utc.replace("Z", "+00:00")).timestamp()
 
 
 def _query_time(epoch: float) -> str:
@@ -70,6 +92,34 @@ class Alert:
     event_ids: tuple[str, ...]
     detail: str
     raised_at: float
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Alert:
+        """The alert whose JSON (:meth:`as_json`) ``data`` is.
+
+        Raises
+        ------
+        KeyError, TypeError, ValueError
+            When ``data`` is not an alert's JSON.
+        """
+        window = data["window"]
+        threshold = data["threshold"]
+        return cls(
+            alert_id=str(data["alert_id"]),
+            rule=str(data["rule"]),
+            kind=str(data["kind"]),
+            severity=str(data["severity"]),
+            stage=str(data["stage"]),
+            subject=str(data["subject"]),
+            principal=data["principal"],
+            observed=float(data["observed"]),
+            threshold=None if threshold is None else int(threshold),
+            window_from=_epoch(window["from"]),
+            window_to=_epoch(window["to"]),
+            event_ids=tuple(str(event_id) for event_id in data["event_ids"]),
+            detail=str(data["detail"]),
+            raised_at=_epoch(data["raised_at"]),
+        )
 
     def query(self) -> dict[str, Any] | None:
         """The named query showing the evidence, with its parameters and the command."""
@@ -162,8 +212,18 @@ def alert_line(alert: dict[str, Any]) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One delivery attempt: the alerts every channel took, and why the others were not."""
+
+    delivered: tuple[str, ...] = ()
+    failed: Mapping[str, str] = field(default_factory=dict)  # alert id -> what failed
+    # alert id -> the channels that have it (this attempt's and those taken before).
+    took: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
 class AlertChannels:
-    """Sends alerts to SNS, EventBridge and the audit trail.
+    """Sends alerts to SNS and EventBridge, and their events to the audit trail.
 
     Round trips for ``n`` alerts: ``n`` SNS publishes, ``ceil(n / 10)``
     PutEvents, and the emitter's batches (``ceil(n / 10)`` SendMessageBatch).
@@ -183,48 +243,167 @@ class AlertChannels:
         self._bus = bus
         self._emitter = emitter
 
-    def send(self, alerts: Sequence[Alert]) -> None:
-        """Send every alert on every channel, trying them all before raising.
+    def deliver(
+        self,
+        alerts: Sequence[Mapping[str, Any]],
+        taken: Mapping[str, Collection[str]] | None = None,
+    ) -> Delivery:
+        """Offer every alert (its JSON) to every channel that does not have it yet.
 
-        Raises
-        ------
-        DetectionUnavailable
-            Naming the channels that failed (and the alerts they failed for).
+        Never raises. ``taken``: alert id -> the channels that took it before
+        (a re-send goes only to the others). An alert is delivered when SNS (if
+        the stage has a topic) and EventBridge both have it. PutEvents answers
+        per entry: an entry with an ``ErrorCode`` (throttled, an internal
+        failure) is not delivered, the others of its call are.
         """
-        failures: list[str] = []
+        taken = taken or {}
+        failures: dict[str, list[str]] = {str(alert["alert_id"]): [] for alert in alerts}
+        took: dict[str, set[str]] = {
+            alert_id: set(taken.get(alert_id, ())) for alert_id in failures
+        }
         if self._topic_arn:
-            for alert in alerts:
-                try:
-                    self._sns.publish(
-                        TopicArn=self._topic_arn,
-                        Subject=f"Gatehouse alert: {alert.rule} ({alert.severity})"[:100],
-                        Message=json.dumps(alert.as_json(), sort_keys=True),
-                    )
-                except Exception as exc:  # any botocore failure: the alert is not on SNS
-                    failures.append(f"SNS publish of {alert.alert_id}: {exc}")
+            self._to_topic(
+                self._topic_arn,
+                [a for a in alerts if SNS not in took[str(a["alert_id"])]],
+                took,
+                failures,
+            )
+        self._to_bus(
+            [a for a in alerts if EVENTBRIDGE not in took[str(a["alert_id"])]], took, failures
+        )
+        return Delivery(
+            tuple(alert_id for alert_id, why in failures.items() if not why),
+            {alert_id: "; ".join(why) for alert_id, why in failures.items() if why},
+            {alert_id: frozenset(channels) for alert_id, channels in took.items()},
+        )
+
+    def _to_topic(
+        self,
+        topic_arn: str,
+        alerts: Sequence[Mapping[str, Any]],
+        took: dict[str, set[str]],
+        failures: dict[str, list[str]],
+    ) -> None:
+        for alert in alerts:
+            alert_id = str(alert["alert_id"])
+            try:
+                self._sns.publish(
+                    TopicArn=topic_arn,
+                    Subject=f"Gatehouse alert: {alert['rule']} ({alert['severity']})"[:100],
+                    Message=json.dumps(alert, sort_keys=True),
+                    MessageAttributes={"alert_id": {"DataType": "String", "StringValue": alert_id}},
+                )
+            except Exception as exc:  # any botocore failure: the alert is not on SNS
+                failures[alert_id].append(f"SNS publish: {exc}")
+            else:
+                took[alert_id].add(SNS)
+
+    def _to_bus(
+        self,
+        alerts: Sequence[Mapping[str, Any]],
+        took: dict[str, set[str]],
+        failures: dict[str, list[str]],
+    ) -> None:
         for start in range(0, len(alerts), _PUT_EVENTS_BATCH):
             chunk = alerts[start : start + _PUT_EVENTS_BATCH]
             entries = [
                 {
                     "Source": EVENT_SOURCE,
                     "DetailType": DETAIL_TYPE,
-                    "Detail": json.dumps(alert.as_json(), sort_keys=True),
+                    "Detail": json.dumps(alert, sort_keys=True),
                     "EventBusName": self._bus,
                 }
                 for alert in chunk
             ]
             try:
                 answer = self._events.put_events(Entries=entries)
-                if answer.get("FailedEntryCount"):
-                    failures.append(f"EventBridge refused {answer['FailedEntryCount']} alert(s)")
             except Exception as exc:
-                failures.append(f"EventBridge PutEvents: {exc}")
-        if self._emitter is not None:
-            from chalicelib.audit import AuditUnavailable
+                for alert in chunk:
+                    failures[str(alert["alert_id"])].append(f"EventBridge PutEvents: {exc}")
+                continue
+            results = answer.get("Entries") or []
+            for index, alert in enumerate(chunk):
+                result = results[index] if index < len(results) else {}
+                alert_id = str(alert["alert_id"])
+                if result.get("ErrorCode") or not result.get("EventId"):
+                    code = result.get("ErrorCode") or "no entry in the answer"
+                    message = result.get("ErrorMessage") or ""
+                    failures[alert_id].append(f"EventBridge refused it: {code} {message}".rstrip())
+                else:
+                    took[alert_id].add(EVENTBRIDGE)
 
-            try:
-                self._emitter.emit_all([alert.audit_event() for alert in alerts])
-            except AuditUnavailable as exc:
-                failures.append(f"alert events not enqueued: {exc}")
-        if failures:
-            raise DetectionUnavailable("; ".join(failures))
+    def record(self, alerts: Sequence[Alert]) -> None:
+        """Enqueue the alerts' audit events (the ledger's record of what was raised).
+
+        Raises
+        ------
+        DetectionUnavailable
+            When the queue did not take them.
+        """
+        if self._emitter is None:
+            return
+        from chalicelib.audit import AuditUnavailable
+
+        try:
+            self._emitter.emit_all([alert.audit_event() for alert in alerts])
+        except AuditUnavailable as exc:
+            raise DetectionUnavailable(f"alert events not enqueued: {exc}") from exc
+
+
+def send_claimed(alerts: Sequence[Alert], channels: AlertChannels, state: DetectState) -> Delivery:
+    """Deliver alerts just claimed and enqueue their events; forget each one fully done.
+
+    An alert a channel did not take, or whose event the queue did not take, is
+    logged and stays pending, noting what was done: the scheduled check finishes
+    it once :data:`PENDING_GRACE_SECONDS` have passed (the same alert id; the
+    ledger keeps an event id once, so an event enqueued twice is stored once).
+
+    Round trips, beyond :class:`AlertChannels`': per alert, one ``DeleteItem``
+    when done, else one ``UpdateItem`` (what was done).
+
+    Raises
+    ------
+    DetectionUnavailable
+        When a pending record could not be cleared or updated (it will be
+        sent once more).
+    """
+    delivery = channels.deliver([alert.as_json() for alert in alerts])
+    recorded = record_events(channels, alerts)
+    return settle(delivery, {alert.alert_id: recorded for alert in alerts}, state)
+
+
+def record_events(channels: AlertChannels, alerts: Sequence[Alert]) -> bool:
+    """Enqueue the alerts' events; False (logged) when the queue did not take them."""
+    if not alerts:
+        return True
+    try:
+        channels.record(alerts)
+    except DetectionUnavailable as exc:
+        logger.warning("%s; they stay pending: detection_checks enqueues them again", exc)
+        return False
+    return True
+
+
+def settle(delivery: Delivery, recorded: Mapping[str, bool], state: DetectState) -> Delivery:
+    """Forget each alert delivered and recorded; note what was done for the others."""
+    for alert_id, why in delivery.failed.items():
+        logger.warning(
+            "alert %s not delivered (%s); it stays pending: detection_checks sends it again "
+            "after %d s",
+            alert_id,
+            why,
+            PENDING_GRACE_SECONDS,
+        )
+    problems: list[str] = []
+    for alert_id, was_recorded in recorded.items():
+        done = alert_id in delivery.delivered and was_recorded
+        try:
+            if done:
+                state.delivered(alert_id)
+            else:
+                state.progress(alert_id, delivery.took.get(alert_id, frozenset()), was_recorded)
+        except DetectionUnavailable as exc:
+            problems.append(f"{exc} (it will be sent again)")
+    if problems:
+        raise DetectionUnavailable("; ".join(problems))
+    return delivery

@@ -4,7 +4,9 @@ The audit writer calls :meth:`Detector.after_commit` once a batch is in the
 ledger. Detection never touches the trail: the batch is already committed,
 and a failure here is logged (with the batch's object and sequences, for a
 replay with ``gatehouse alerts test``) and counted (``DetectionFailed``), not
-retried: the writer answers SQS either way.
+retried: the writer answers SQS either way. An alert claimed but not delivered
+is no such failure: it stays pending (logged) and the scheduled check sends it
+again (:func:`chalicelib.detect.alerts.send_claimed`).
 
 Round trips per batch (the only AWS calls; nothing when no rule matches):
 
@@ -13,9 +15,11 @@ Round trips per batch (the only AWS calls; nothing when no rule matches):
   principal is one update;
 * one ``UpdateItem`` per (first-seen rule, principal) whose values this
   container has not recorded yet (a warm container sends none for known ones);
-* per candidate alert, one ``TransactWriteItems`` (suppression and record);
-* per fired alert, one SNS publish; per 10, one ``PutEvents`` and one
-  ``SendMessageBatch`` (the alert events).
+* per candidate alert, one ``TransactWriteItems`` (suppression, record and
+  pending delivery);
+* per fired alert, one SNS publish and, once delivered, one ``DeleteItem`` (its
+  pending record); per 10, one ``PutEvents`` and one ``SendMessageBatch`` (the
+  alert events).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from chalicelib.detect.alerts import MAX_EVENT_IDS, Alert
+from chalicelib.detect.alerts import MAX_EVENT_IDS, Alert, send_claimed
 from chalicelib.detect.errors import DetectionUnavailable
 
 if TYPE_CHECKING:
@@ -65,7 +69,7 @@ class Detector:
     clock:
         Epoch seconds now (suppression and ``raised_at``).
     metrics:
-        Where ``AlertsRaised`` and ``DetectionFailed`` are counted.
+        Where ``AlertsFired`` and ``DetectionFailed`` are counted.
     broken:
         Why the stage's rules cannot be used: every batch then fails detection
         with this message (logged and counted) rather than the writer failing.
@@ -117,16 +121,20 @@ class Detector:
     def run(self, events: Iterable[Event]) -> list[Alert]:
         """Evaluate, claim (suppression) and send; return the alerts that fired.
 
+        An alert a channel did not take is not a failure: it stays pending, and
+        the scheduled check sends it again.
+
         Raises
         ------
         DetectionUnavailable
-            When the state or a channel fails (alerts claimed before it are recorded).
+            When the state fails, or the alert events cannot be enqueued
+            (alerts claimed before it are recorded, and pending until delivered).
         """
         alerts = self.fired(self.candidates(events))
         if alerts and self._channels is not None:
-            self._channels.send(alerts)
+            send_claimed(alerts, self._channels, self._state)
         if alerts and self._metrics is not None:
-            self._metrics.add_metric(name="AlertsRaised", unit="Count", value=len(alerts))
+            self._metrics.add_metric(name="AlertsFired", unit="Count", value=len(alerts))
         return alerts
 
     def candidates(self, events: Iterable[Event]) -> list[Alert]:

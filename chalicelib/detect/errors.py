@@ -4,7 +4,7 @@
 
     DetectError
      ├── RulesInvalid          a rules file that cannot be used (``problems`` lists every one)
-     └── DetectionUnavailable  the window state, or an alert channel, cannot be used now
+     └── DetectionUnavailable  the window state, or the audit queue, cannot be used now
 """
 
 from __future__ import annotations
@@ -24,4 +24,8 @@ class RulesInvalid(DetectError):
 
 
 class DetectionUnavailable(DetectError):
-    """The window state (DynamoDB) or an alert channel (SNS, EventBridge, the queue) failed."""
+    """The window state (DynamoDB) or the audit queue (the alert events) failed.
+
+    SNS or EventBridge refusing an alert raises nothing: the alert stays
+    pending and is sent again (:mod:`chalicelib.detect.alerts`).
+    """

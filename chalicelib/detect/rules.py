@@ -259,9 +259,18 @@ def _param(
             return {}
         return {param.name: value}
     if param.type == "strings":
-        strings = problems.string_list(value, location)
-        return {param.name: [str(item) for item in strings]}
+        return _strings(param, value, location, problems)
     return _hours(value, location, problems, param.name)
+
+
+def _strings(param: Param, value: Any, location: str, problems: _Problems) -> dict[str, Any]:
+    strings = [str(item) for item in problems.string_list(value, location)]
+    unknown = [item for item in strings if param.choices and item not in param.choices]
+    if unknown:
+        # A misspelt code would never match: say so now, not after an alert is missed.
+        problems.problem(location, f"unknown value(s) {', '.join(map(repr, unknown))}")
+        return {}
+    return {param.name: strings}
 
 
 def _hours(value: Any, location: str, problems: _Problems, name: str) -> dict[str, Any]:

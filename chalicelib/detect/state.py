@@ -11,6 +11,8 @@ sort key                                                attributes
 ``SEEN#<rule>#<subject>``                               ``vals`` (values seen)
 ``SUPPRESS#<rule>#<subject>``                           ``until``, ``alert_id``
 ``ALERT#<alert id>``                                    ``alert`` (the alert's JSON)
+``PENDING#<alert id>``                                  ``alert``, ``since``, ``attempts``,
+                                                        ``took``, ``recorded``
 ======================================================  ===============================
 
 ``<window>`` is the window's start (epoch seconds); ``<subject>`` is the
@@ -21,6 +23,15 @@ the threshold (a condition on the ``UpdateItem``), and the update that
 returns a total at or above it is the one crossing it: that writer, and no
 other, fires. Suppression is a conditional put of the ``SUPPRESS`` item.
 
+At least once: the transaction that claims an alert also writes its
+``PENDING`` item (when it was claimed, ``since``, and the delivery attempts
+started, ``attempts``), so no alert is ever claimed without one. Each attempt
+notes the channels that have the alert (``took``) and whether its event is
+enqueued (``recorded``); the item is deleted once every channel has it and
+its event is enqueued. Until then the scheduled check finishes the rest, and
+only the rest (:func:`chalicelib.detect.checks.resend_pending`). It has no
+TTL: an alert is never given up silently.
+
 :class:`MemoryState` has the same semantics, in memory (replays, tests).
 """
 
@@ -28,9 +39,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from chalicelib.aws.table_errors import WriteRefused
@@ -38,7 +50,10 @@ from chalicelib.aws.table_items import deserialize, serialize
 from chalicelib.aws.table_layout import DETECT
 from chalicelib.detect.errors import DetectionUnavailable
 
+logger = logging.getLogger(__name__)
+
 PARTITION = DETECT.partition
+PENDING_PREFIX = "PENDING#"
 _PLAIN = re.compile(r"^[A-Za-z0-9 .:@|/_+=-]{1,128}$")
 # How long an alert record stays readable by `gatehouse alerts explain`.
 ALERT_RECORD_SECONDS = 90 * 86400
@@ -59,6 +74,23 @@ class Tally:
     total: int
     ids: tuple[str, ...]
     values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An alert claimed and not yet known to be delivered."""
+
+    alert: dict[str, Any]
+    since: float  # when it was claimed (epoch seconds)
+    attempts: int  # delivery attempts started, the claimer's included
+    took: frozenset[str] = frozenset()  # the channels that have it
+    recorded: bool = False  # its alert event is enqueued
+    last_attempt: float | None = None
+
+    @property
+    def alert_id(self) -> str:
+        """The alert's id."""
+        return str(self.alert["alert_id"])
 
 
 class DetectState(Protocol):
@@ -99,11 +131,28 @@ class DetectState(Protocol):
     def claim(
         self, rule: str, subject: str, alert: dict[str, Any], until: float, now: float
     ) -> bool:
-        """Record the alert; False while the rule's last alert about ``subject`` is suppressed."""
+        """Record the alert, pending delivery; False while the rule's last alert about
+        ``subject`` is suppressed (then nothing is recorded)."""
         ...
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:
         """A recorded alert."""
+        ...
+
+    def pending(self, claimed_before: float, limit: int) -> list[Pending]:
+        """At most ``limit`` alerts awaiting delivery, claimed before ``claimed_before``."""
+        ...
+
+    def attempt(self, alert_id: str, now: float) -> int | None:
+        """Count a delivery attempt of a pending alert: the attempts so far (None: not pending)."""
+        ...
+
+    def progress(self, alert_id: str, took: frozenset[str], recorded: bool) -> None:
+        """Note what is done for a pending alert: the channels that have it, its event."""
+        ...
+
+    def delivered(self, alert_id: str) -> None:
+        """Forget a pending alert: every channel has it and its event is enqueued."""
         ...
 
 
@@ -201,8 +250,17 @@ class DynamoState:
             "alert": json.dumps(alert, separators=(",", ":")),
             "ttl": int(now) + ALERT_RECORD_SECONDS,
         }
+        pending = {
+            "pk": PARTITION,
+            "sk": PENDING_PREFIX + alert["alert_id"],
+            "alert": record["alert"],
+            "since": now,
+            "attempts": 1,  # the claimer's, about to start
+            "recorded": False,
+        }
         actions: list[dict[str, Any]] = [
-            {"Put": {"TableName": self._table, "Item": serialize(record)}}
+            {"Put": {"TableName": self._table, "Item": serialize(record)}},
+            {"Put": {"TableName": self._table, "Item": serialize(pending)}},
         ]
         if until > now:
             suppress = {
@@ -245,6 +303,81 @@ class DynamoState:
         value: dict[str, Any] = json.loads(deserialize(item)["alert"])
         return value
 
+    def pending(self, claimed_before: float, limit: int) -> list[Pending]:
+        """One ``Query`` (a page per MB) of the ``PENDING`` items, consistent.
+
+        Raises
+        ------
+        DetectionUnavailable
+            When the table cannot be read, or an item cannot be (named).
+        """
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "FilterExpression": "#since < :before",
+            "ExpressionAttributeNames": {"#since": "since"},
+            "ExpressionAttributeValues": serialize(
+                {":pk": PARTITION, ":prefix": PENDING_PREFIX, ":before": claimed_before}
+            ),
+            "ConsistentRead": True,
+        }
+        found: list[Pending] = []
+        while True:
+            answer = self._call("query", **request)
+            for raw in answer.get("Items", []):
+                pending = _pending(raw)
+                if pending is not None:
+                    found.append(pending)
+            if "LastEvaluatedKey" not in answer:
+                break
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return least_recently_tried(found, limit)
+
+    def attempt(self, alert_id: str, now: float) -> int | None:
+        try:
+            answer = self._call(
+                "update_item",
+                TableName=self._table,
+                Key=serialize({"pk": PARTITION, "sk": PENDING_PREFIX + alert_id}),
+                UpdateExpression="ADD #attempts :one SET #last = :now",
+                # Delivered (and deleted) since it was read: nothing to send.
+                ConditionExpression="attribute_exists(sk)",
+                ExpressionAttributeNames={"#attempts": "attempts", "#last": "last_attempt"},
+                ExpressionAttributeValues=serialize({":one": 1, ":now": now}),
+                ReturnValues="UPDATED_NEW",
+            )
+        except WriteRefused as exc:
+            if exc.lost_race:
+                return None
+            raise DetectionUnavailable(f"cannot count a delivery of {alert_id}: {exc}") from exc
+        return int(deserialize(answer.get("Attributes", {})).get("attempts", 0))
+
+    def progress(self, alert_id: str, took: frozenset[str], recorded: bool) -> None:
+        try:
+            self._call(
+                "update_item",
+                TableName=self._table,
+                Key=serialize({"pk": PARTITION, "sk": PENDING_PREFIX + alert_id}),
+                UpdateExpression="SET #took = :took, #recorded = :recorded",
+                # Finished (and deleted) by another run meanwhile: nothing to note.
+                ConditionExpression="attribute_exists(sk)",
+                ExpressionAttributeNames={"#took": "took", "#recorded": "recorded"},
+                ExpressionAttributeValues=serialize({":took": sorted(took), ":recorded": recorded}),
+            )
+        except WriteRefused as exc:
+            if not exc.lost_race:
+                raise DetectionUnavailable(f"cannot note pending alert {alert_id}: {exc}") from exc
+
+    def delivered(self, alert_id: str) -> None:
+        try:
+            self._call(
+                "delete_item",
+                TableName=self._table,
+                Key=serialize({"pk": PARTITION, "sk": PENDING_PREFIX + alert_id}),
+            )
+        except WriteRefused as exc:  # no condition: only throttling and the like
+            raise DetectionUnavailable(f"cannot clear pending alert {alert_id}: {exc}") from exc
+
     def _update(
         self,
         sort_key: str,
@@ -285,6 +418,40 @@ class DynamoState:
         return answer
 
 
+def _pending(raw: dict[str, Any]) -> Pending | None:
+    """The pending alert an item holds; None (logged) for one that cannot be read."""
+    from chalicelib.aws.table_errors import CorruptItem
+
+    try:
+        item = deserialize(raw)
+        alert = json.loads(item["alert"])
+        if not isinstance(alert, dict) or not isinstance(alert.get("alert_id"), str):
+            raise ValueError("not an alert")
+        last = item.get("last_attempt")
+        return Pending(
+            alert,
+            float(item["since"]),
+            int(item.get("attempts", 0)),
+            frozenset(str(channel) for channel in item.get("took") or ()),
+            bool(item.get("recorded", False)),
+            None if last is None else float(last),
+        )
+    except (CorruptItem, KeyError, TypeError, ValueError) as exc:
+        # One unreadable item must not hold every other alert back: skipped, loudly.
+        sort_key = raw.get("sk", {}).get("S")
+        logger.error("pending alert %r cannot be read (%s); delete it by hand", sort_key, exc)
+        return None
+
+
+def least_recently_tried(pending: list[Pending], limit: int) -> list[Pending]:
+    """At most ``limit`` of ``pending``, the least recently tried first.
+
+    So alerts that keep failing take their turn with the others rather than
+    holding the first places of every run.
+    """
+    return sorted(pending, key=lambda p: (p.last_attempt or p.since, p.alert_id))[:limit]
+
+
 class MemoryState:
     """:class:`DetectState` in memory: the same semantics, for replays and tests."""
 
@@ -293,6 +460,7 @@ class MemoryState:
         self._seen: dict[tuple[str, str], set[str]] = {}
         self._until: dict[tuple[str, str], float] = {}
         self.alerts: dict[str, dict[str, Any]] = {}
+        self.pending_alerts: dict[str, Pending] = {}
 
     def add_count(
         self,
@@ -344,7 +512,29 @@ class MemoryState:
         if until > now:
             self._until[(rule, subject)] = until
         self.alerts[alert["alert_id"]] = alert
+        self.pending_alerts[alert["alert_id"]] = Pending(alert, now, 1)
         return True
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:
         return self.alerts.get(alert_id)
+
+    def pending(self, claimed_before: float, limit: int) -> list[Pending]:
+        due = [p for p in self.pending_alerts.values() if p.since < claimed_before]
+        return least_recently_tried(due, limit)
+
+    def attempt(self, alert_id: str, now: float) -> int | None:
+        before = self.pending_alerts.get(alert_id)
+        if before is None:
+            return None
+        self.pending_alerts[alert_id] = replace(
+            before, attempts=before.attempts + 1, last_attempt=now
+        )
+        return before.attempts + 1
+
+    def progress(self, alert_id: str, took: frozenset[str], recorded: bool) -> None:
+        before = self.pending_alerts.get(alert_id)
+        if before is not None:
+            self.pending_alerts[alert_id] = replace(before, took=took, recorded=recorded)
+
+    def delivered(self, alert_id: str) -> None:
+        self.pending_alerts.pop(alert_id, None)

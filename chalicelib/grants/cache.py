@@ -19,16 +19,20 @@ cached answer); Gatehouse keeps zero and states the bound instead
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from chalicelib.grants.errors import GrantsUnavailable
+from chalicelib.grants.store import ENDED_GRANTS_KEPT_SECONDS
+from chalicelib.observability import get_logger
 from chalicelib.refresh import Refreshing
 
 if TYPE_CHECKING:
     from chalicelib.grants.store import GrantStore
     from chalicelib.policy.grant import Grant
 
+_log = get_logger("grants")
 Principal = tuple[str, str]
 # How long the last good set of grants outlives failing refreshes.
 MAX_STALE_SECONDS = 60.0
@@ -77,7 +81,7 @@ class ActiveGrants:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
-        self._value: Refreshing[dict[Principal, tuple[Grant, ...]]] = Refreshing(
+        self._value: Refreshing[_Loaded] = Refreshing(
             self._load,
             unavailable=GrantsUnavailable,
             refresh_seconds=refresh_seconds,
@@ -93,12 +97,56 @@ class ActiveGrants:
         GrantsUnavailable
             When grants could not be loaded recently enough.
         """
-        return self._value.get().get((issuer, subject), ())
+        return self.of_principal(issuer, subject).live
 
-    def _load(
-        self, current: dict[Principal, tuple[Grant, ...]] | None
-    ) -> dict[Principal, tuple[Grant, ...]]:
-        by_principal: dict[Principal, list[Grant]] = {}
-        for grant in self._store.live_grants():
-            by_principal.setdefault(grant.principal, []).append(grant)
-        return {principal: tuple(grants) for principal, grants in by_principal.items()}
+    def of_principal(self, issuer: str, subject: str) -> PrincipalGrants:
+        """The live grants of ``(issuer, subject)``, and those that ended within a day.
+
+        Raises
+        ------
+        GrantsUnavailable
+            When grants could not be loaded recently enough.
+        """
+        loaded = self._value.get()
+        principal = (issuer, subject)
+        return PrincipalGrants(loaded.live.get(principal, ()), loaded.ended.get(principal, ()))
+
+    def _load(self, current: _Loaded | None) -> _Loaded:
+        live = self._store.live_grants()
+        try:
+            ended = self._store.recently_ended(time.time() - ENDED_GRANTS_KEPT_SECONDS)
+        except GrantsUnavailable as exc:
+            # Ended grants only name why a request is refused; never lose the live ones.
+            _log.warning("ended grants unavailable, refusals will not name them: %s", exc)
+            ended = []
+        # A grant ended between the two reads is ended: its live copy is stale.
+        ended_ids = {grant.id for grant in ended}
+        return _Loaded(
+            _by_principal(grant for grant in live if grant.id not in ended_ids),
+            _by_principal(ended),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PrincipalGrants:
+    """One principal's grants as a container sees them.
+
+    ``live`` may allow (the engine checks each against the request's time);
+    ``ended`` never does: it only names why a request it covered is refused.
+    """
+
+    live: tuple[Grant, ...] = ()
+    ended: tuple[Grant, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    live: dict[Principal, tuple[Grant, ...]]
+    ended: dict[Principal, tuple[Grant, ...]]
+
+
+def _by_principal(grants: Iterable[Grant]) -> dict[Principal, tuple[Grant, ...]]:
+    by_principal: dict[Principal, list[Grant]] = {}
+    for grant in grants:
+        by_principal.setdefault(grant.principal, []).append(grant)
+    return {principal: tuple(found) for principal, found in by_principal.items()}

@@ -22,12 +22,12 @@ from chalicelib.aws.table_items import (
     serialize,
     text,
 )
-from chalicelib.aws.table_layout import GRANT, GRANT_LIVE, ItemKind
+from chalicelib.aws.table_layout import GRANT, GRANT_ENDED, GRANT_LIVE, ItemKind
 from chalicelib.grants.errors import GrantsUnavailable
 from chalicelib.policy.globs import compile_glob
 from chalicelib.policy.grant import GRANT_STATUSES, Grant
 
-GRANT_KINDS = {kind.partition: kind for kind in (GRANT, GRANT_LIVE)}
+GRANT_KINDS = {kind.partition: kind for kind in (GRANT, GRANT_LIVE, GRANT_ENDED)}
 """The kinds of item a grant is stored as, by partition."""
 
 

@@ -4,13 +4,19 @@ Item layout (partition key ``pk``, sort key ``sk``)::
 
     pk="GRANT"         sk=<id>         the grant and its whole life (status, who, when)
     pk="GRANT-LIVE"    sk=<id>         a copy while approved: what the authorizer loads
+    pk="GRANT-ENDED"   sk=<ended at>#<id>
+                                       a copy for a day after it was denied, or ended
+                                       after approval: why a request it covered is refused
     pk="GRANT-OUTBOX"  sk=<event id>   a lifecycle event not yet known to be enqueued
 
 The live copy is written in the same transaction as the approval and
 deleted in the same transaction as the revocation or the expiry sweep, so
 the authorizer reads every grant in force with one ``Query`` and never sees
-a grant whose record says otherwise. Every transition is conditional on the
-state it leaves: two approvers, or two sweepers, cannot both win.
+a grant whose record says otherwise. The ended copy is written by the same
+transaction that ends the grant; the authorizer reads it (a second ``Query``
+per refresh, never per request) only to name why a request is refused.
+Every transition is conditional on the state it leaves: two approvers, or
+two sweepers, cannot both win.
 
 Each transition also writes its audit event to the outbox
 (:mod:`chalicelib.grants.outbox`), in the same transaction. How a grant is
@@ -26,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.aws.table import Table
 from chalicelib.aws.table_errors import CorruptItem, TableError, WriteRefused
-from chalicelib.aws.table_layout import GRANT, GRANT_LIVE, GRANT_OUTBOX
+from chalicelib.aws.table_layout import GRANT, GRANT_ENDED, GRANT_LIVE, GRANT_OUTBOX
 from chalicelib.grants.errors import GrantConflict, GrantNotFound, GrantsUnavailable
 from chalicelib.grants.items import GRANT_KINDS, grant_from_values, grant_values
 from chalicelib.grants.outbox import GrantOutbox
@@ -39,6 +45,7 @@ if TYPE_CHECKING:
 _PK = GRANT.partition
 _LIVE = GRANT_LIVE.partition
 _OUTBOX = GRANT_OUTBOX.partition
+_ENDED = GRANT_ENDED.partition
 # Ids come from people's command lines: anything that is not UUID-shaped is
 # "not found" rather than a DynamoDB validation error (empty key, 1 KiB+ key).
 _GRANT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -53,6 +60,8 @@ _OPEN: tuple[GrantStatus, ...] = ("pending", "approved")
 # Live copies linger a day after expiry for anyone reading them by hand;
 # correctness never depends on DynamoDB deleting them.
 _TTL_GRACE_SECONDS = 86400
+ENDED_GRANTS_KEPT_SECONDS = 86400
+"""How long after a grant ends a request it would have covered is refused naming it."""
 
 
 class GrantStore:
@@ -105,6 +114,30 @@ class GrantStore:
             When DynamoDB cannot be read or an item is corrupt.
         """
         return list(self._query(_LIVE, newest_first=False))
+
+    def recently_ended(self, since: float) -> list[Grant]:
+        """Every grant that was denied, revoked or expired at or after ``since``.
+
+        One strongly consistent ``Query`` of the window alone (the copies are
+        sorted by when they ended), paginated: DynamoDB's TTL deletes them
+        late (up to days), and never needs to for this read.
+
+        Raises
+        ------
+        GrantsUnavailable
+            When DynamoDB cannot be read or an item is corrupt.
+        """
+        window = (_ended_key(since, ""), _ended_key(_NEVER, ""))
+        try:
+            found = [
+                grant_from_values({**item, "sk": item.get("grant_id")})
+                for item in self._table.query(GRANT_ENDED, between=window)
+            ]
+        except CorruptItem as exc:
+            raise GrantsUnavailable(f"an ended grant item is corrupt: {exc}") from exc
+        except TableError as exc:
+            raise GrantsUnavailable(f"cannot read ended grants: {exc}") from exc
+        return [grant for grant in found if grant.ended_at is not None and grant.ended_at >= since]
 
     def list_grants(
         self, limit: int = 100, *, include_ended: bool = True, at: float | None = None
@@ -239,7 +272,8 @@ class GrantStore:
             When DynamoDB cannot be written.
         """
         denied = grant.denied_by(by, now)
-        self._transition([self._update(denied, "pending")], grant, now, verb="deny", event=event)
+        actions = [self._update(denied, "pending"), self._ended_copy(denied)]
+        self._transition(actions, grant, now, verb="deny", event=event)
         return denied
 
     def revoke(
@@ -261,8 +295,10 @@ class GrantStore:
         revoked = grant.revoked_by(by, now)
         if grant.status == "approved":
             update = self._update(revoked, "approved", still_in_force_at=now)
-            actions = [update, self._delete_live(grant.id)]
+            actions = [update, self._delete_live(grant.id), self._ended_copy(revoked)]
         else:
+            # Withdrawn before approval: it never gave access, so no refusal names it (and
+            # a requester cannot grow what every authorizer loads by asking and withdrawing).
             actions = [self._update(revoked, grant.status)]
         self._transition(actions, grant, now, verb="revoke", event=event)
         return revoked
@@ -282,7 +318,8 @@ class GrantStore:
             return False  # not ours to end yet
         expired = grant.expired_at(now)
         try:
-            self._write([self._update(expired, "approved"), self._delete_live(grant.id)], event)
+            actions = [self._update(expired, "approved"), self._delete_live(grant.id)]
+            self._write([*actions, self._ended_copy(expired)], event)
         except _ConditionFailed:
             return False
         return True
@@ -395,6 +432,17 @@ class GrantStore:
             values=values,
         )
 
+    def _ended_copy(self, ended: Grant) -> dict[str, Any]:
+        """The ended copy of ``ended``, written by the transaction that ends it."""
+        assert ended.ended_at is not None  # every ending transition sets it
+        copy = grant_values(GRANT_ENDED, ended)
+        # Sorted by when it ended, so the authorizer reads the last day alone.
+        copy["sk"] = _ended_key(ended.ended_at, ended.id)
+        copy["grant_id"] = ended.id
+        # For DynamoDB's clean-up only: recently_ended applies the window itself.
+        copy["ttl"] = int(ended.ended_at + ENDED_GRANTS_KEPT_SECONDS + _TTL_GRACE_SECONDS)
+        return self._table.put(copy)
+
     def _delete_live(self, grant_id: str) -> dict[str, Any]:
         # The live copy is still there: of two sweepers (or a sweeper and a
         # revoker), only one ends the grant.
@@ -411,6 +459,14 @@ class GrantStore:
             raise _ConditionFailed from exc
         except TableError as exc:
             raise GrantsUnavailable(f"cannot write the grant: {exc}") from exc
+
+
+_NEVER = 9_999_999_999.0  # the last second a 10-digit key holds (year 2286)
+
+
+def _ended_key(ended_at: float, grant_id: str) -> str:
+    """The ended copy's sort key: whole seconds, 10 digits, then ``#`` and the id."""
+    return f"{int(ended_at):010d}#{grant_id}"
 
 
 class _ConditionFailed(Exception):

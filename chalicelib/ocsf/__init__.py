@@ -6,7 +6,8 @@
   3002), :mod:`.management` (Entity Management, 3004), :mod:`.findings`
   (Detection Finding, 2004), the parts they share in :mod:`.common`;
 - :mod:`.parquet`: records of one class as one Parquet file, under a fixed
-  schema per class (DuckDB writes it);
+  schema per class, written by :mod:`.parquet_writer` (pure Python, with
+  :mod:`.parquet_thrift` for its footer);
 - :mod:`.cursor`: how far the continuous export got, in the state table;
 - :mod:`.exporter`: the scheduled export of what the ledger committed since
   the cursor, into the layout Amazon Security Lake expects of a custom source.

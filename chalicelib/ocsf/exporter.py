@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ from chalicelib.ledger.reading import gunzip, split_lines
 from chalicelib.ocsf.common import LedgerPosition
 from chalicelib.ocsf.errors import ExportUnavailable
 from chalicelib.ocsf.mapping import CLASSES, to_ocsf_line
-from chalicelib.ocsf.parquet import write_parquet
+from chalicelib.ocsf.parquet import fit_record, write_parquet
 
 if TYPE_CHECKING:
     from chalicelib.ledger.records import ObjectRecord
@@ -89,6 +90,74 @@ class ExportRun:
     next_sequence: int = 0
 
 
+class ProviderRoles:
+    """The S3 clients that write each custom source, as the role Security Lake made for it.
+
+    Security Lake makes one provider role per custom source, in the lake's
+    account, trusted by the source's account with an external ID. One
+    ``AssumeRole`` per source per exporter (per scheduled run: the exporter is
+    built per invocation, and a session lasts 15 minutes).
+
+    Parameters
+    ----------
+    sts:
+        A boto3 STS client.
+    assumed_s3:
+        Builds an S3 client from an STS answer's ``Credentials``.
+    role_template:
+        The role ARN, ``{source}`` standing for the source's name.
+    external_id:
+        What the roles' trust policy requires (None: nothing).
+    """
+
+    def __init__(
+        self,
+        sts: Any,
+        assumed_s3: Callable[[Mapping[str, str]], Any],
+        role_template: str,
+        external_id: str | None,
+    ) -> None:
+        self._sts = sts
+        self._assumed_s3 = assumed_s3
+        self._template = role_template
+        self._external_id = external_id
+        self._clients: dict[str, Any] = {}
+
+    def s3_for(self, source: str) -> Any:
+        """The S3 client writing ``source``'s files.
+
+        Raises
+        ------
+        ExportUnavailable
+            When the role cannot be assumed (the message names it, and why).
+        """
+        client = self._clients.get(source)
+        if client is None:
+            client = self._assumed_s3(self._assume(self._template.replace("{source}", source)))
+            self._clients[source] = client
+        return client
+
+    def _assume(self, role_arn: str) -> Mapping[str, str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        request: dict[str, Any] = {
+            "RoleArn": role_arn,
+            "RoleSessionName": "gatehouse-ocsf-export",
+            "DurationSeconds": 900,
+        }
+        if self._external_id:
+            request["ExternalId"] = self._external_id
+        try:
+            credentials: Mapping[str, str] = self._sts.assume_role(**request)["Credentials"]
+        except (BotoCoreError, ClientError) as exc:
+            raise ExportUnavailable(
+                f"cannot assume {role_arn} to write the lake: {exc} (its trust policy must "
+                "name this account and external ID; ocsf_export's own policy must allow "
+                "sts:AssumeRole on it)"
+            ) from exc
+        return credentials
+
+
 class OcsfExporter:
     """Exports the ledger's committed objects since the cursor into the lake.
 
@@ -106,6 +175,8 @@ class OcsfExporter:
         Where the files go.
     origin:
         The ledger's checkpoint origin (named in every record).
+    lake_s3:
+        Source name -> the S3 client that writes its files (None: ``s3``).
     """
 
     def __init__(
@@ -117,8 +188,10 @@ class OcsfExporter:
         lake: LakeLocation,
         *,
         origin: str,
+        lake_s3: Callable[[str], Any] | None = None,
     ) -> None:
         self._s3 = s3
+        self._lake_s3 = lake_s3 or (lambda source: s3)
         self._bucket = audit_bucket
         self._ledger = ledger
         self._cursor = cursor
@@ -173,7 +246,9 @@ class OcsfExporter:
         last = record.first_sequence + record.count - 1
         for (class_uid, day), records in sorted(files.items()):
             key = self._lake.key(class_uid, day, record.first_sequence, last)
-            if self._put_once(key, write_parquet(class_uid, records)):
+            writer = self._lake_s3(SOURCES[class_uid])
+            fitted = [fit_record(class_uid, one) for one in records]
+            if self._put_once(writer, key, write_parquet(class_uid, fitted)):
                 done.written.append(key)
             else:
                 done.already_there.append(key)
@@ -197,12 +272,12 @@ class OcsfExporter:
             raise ExportUnavailable(f"{record.key} holds {len(lines)} lines, not {record.count}")
         return lines
 
-    def _put_once(self, key: str, body: bytes) -> bool:
+    def _put_once(self, s3: Any, key: str, body: bytes) -> bool:
         """Write ``key`` unless it exists (False: it did, from an earlier run)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self._s3.put_object(
+            s3.put_object(
                 Bucket=self._lake.bucket,
                 Key=key,
                 Body=body,

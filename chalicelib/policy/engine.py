@@ -84,6 +84,8 @@ class Decision:
     grant: Grant | None = None
     break_glass: bool = False
     justification: str | None = None
+    # On a refusal only: the principal's ended grant that would have covered the request.
+    ended_grant: Grant | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +170,11 @@ class CompiledPolicy:
         return self._routes.route_for(host, path)
 
     def evaluate(
-        self, identity: Identity, request: AccessRequest, grants: Sequence[Grant] = ()
+        self,
+        identity: Identity,
+        request: AccessRequest,
+        grants: Sequence[Grant] = (),
+        ended: Sequence[Grant] = (),
     ) -> Decision:
         """Decide whether ``identity`` may make ``request``.
 
@@ -181,6 +187,11 @@ class CompiledPolicy:
         grants:
             The principal's grants (any state); those in force at ``request.at``
             and covering the request allow it when no rule does.
+        ended:
+            Grants of the principal's that ended recently (denied, revoked,
+            expired). They never allow: a refusal they would have covered
+            names the latest of them (with an approved one of ``grants`` past
+            its expiry).
 
         Which rules match depends only on who the principal is (issuer,
         subject, email, groups, the claims rules name) and on host, method
@@ -211,6 +222,13 @@ class CompiledPolicy:
         if elevated is not None:
             return elevated
         reasons = tuple(sorted(failures, key=_REASON_ORDER.__getitem__))
+        ended_grant = self._ended_grant(identity, request, route, grants, ended)
+        if ended_grant is not None:
+            # Not memoised: it depends on the principal's grants and the time.
+            reason = _ENDED_REASONS[ended_grant.effective_status(request.at)]
+            return self._decision(
+                False, (*reasons, reason), self._ids(unmet), route, ended_grant=ended_grant
+            )
         return self._built(match, False, reasons or (Reason.NO_MATCHING_RULE,), unmet)
 
     def _built(
@@ -254,6 +272,35 @@ class CompiledPolicy:
             break_glass=True,
             justification=justification,
         )
+
+    def _ended_grant(
+        self,
+        identity: Identity,
+        request: AccessRequest,
+        route: Route,
+        grants: Sequence[Grant],
+        ended: Sequence[Grant],
+    ) -> Grant | None:
+        """The principal's latest ended grant covering the request (None: there is none).
+
+        Named only on a refusal, so what a refusal says can never widen access:
+        an expired grant, one revoked after approval, or one asked for and
+        denied. A request withdrawn before any approval never gave access and
+        is not named.
+        """
+        if self.document.grants is None:
+            return None
+        # A live copy past its expiry, not swept yet, has ended as well.
+        unswept = [g for g in grants if g.status == "approved" and not g.in_force_at(request.at)]
+        candidates = [
+            grant
+            for grant in (*unswept, *ended)
+            if grant.principal == (identity.issuer, identity.subject)
+            and not grant.in_force_at(request.at)
+            and _ended_at(grant, request.at) is not None
+            and grant.covers(route.id, request.method, request.path)
+        ]
+        return max(candidates, key=lambda grant: _ended_at(grant, request.at) or 0.0, default=None)
 
     def _may_break_glass(self, identity: Identity) -> bool:
         """Whether ``identity`` is in a break-glass group (the default issuer's groups)."""
@@ -432,6 +479,25 @@ class CompiledPolicy:
             policy_checksum=self.checksum,
             **elevation,  # type: ignore[arg-type]
         )
+
+
+_ENDED_REASONS: dict[str, Reason] = {
+    "expired": Reason.GRANT_EXPIRED,
+    "revoked": Reason.GRANT_REVOKED,
+    "denied": Reason.GRANT_DENIED,
+}
+
+
+def _ended_at(grant: Grant, at: float) -> float | None:
+    """When ``grant`` stopped (or was refused) giving access, if it had ended by ``at``."""
+    status = grant.effective_status(at)
+    if status == "expired":
+        return grant.expires_at
+    if status == "revoked" and grant.approved_at is not None:
+        return grant.ended_at if grant.ended_at is not None else grant.approved_at
+    if status == "denied":
+        return grant.ended_at if grant.ended_at is not None else grant.requested_at
+    return None
 
 
 def _within_policy_cap(grant: Grant, at: float, max_duration_seconds: int) -> bool:

@@ -16,13 +16,28 @@ from gatehouse.audit_commands.stage import StageIncomplete, ledger_state
 from gatehouse.dev.event_source import DrainResult, drain_queue
 
 if TYPE_CHECKING:
+    from chalicelib.detect.detector import Detector
     from gatehouse.cli import CliContext
     from gatehouse.target import Target
 
 
-def flush(target: Target, progress: Callable[[int], None] | None = None) -> DrainResult:
-    """Run the audit writer now on everything queued (``progress``: events stored so far)."""
-    writer = AuditWriter(target.client("s3"), target.audit_bucket, ledger_state(target))
+def flush(
+    target: Target,
+    progress: Callable[[int], None] | None = None,
+    *,
+    detector: Detector | None = None,
+) -> DrainResult:
+    """Run the audit writer now on everything queued (``progress``: events stored so far).
+
+    ``detector`` runs the event rules on each batch committed, as the stage's
+    own writer does: what the CLI stores is checked like everything else.
+    """
+    writer = AuditWriter(
+        target.client("s3"),
+        target.audit_bucket,
+        ledger_state(target),
+        after_commit=None if detector is None else detector.after_commit,
+    )
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return writer.handle_sqs_batch(event).as_lambda_response()
@@ -136,6 +151,42 @@ def _dlq_url(target: Target) -> str:
     return target.audit_dlq_url
 
 
+def stage_detector(target: Target) -> Detector | None:
+    """The stage's event rules with its alert channels, as its writer runs them.
+
+    None when ``GATEHOUSE_DETECTION_RULES`` is ``off``.
+
+    Raises
+    ------
+    InputError
+        When the rules file has problems (each printed).
+    """
+    import os
+
+    from chalicelib.audit import AuditEmitter, SqsAuditSink
+    from chalicelib.detect.alerts import AlertChannels
+    from chalicelib.detect.detector import Detector
+    from chalicelib.detect.state import DynamoState
+    from chalicelib.variables import VARIABLES
+    from gatehouse.alerts_commands import load_rules
+
+    if os.environ.get(VARIABLES["DETECTION_RULES"].env, "").strip() == "off":
+        return None
+    channels = AlertChannels(
+        target.client("sns"),
+        target.alert_topic_arn,
+        target.client("events"),
+        target.alert_event_bus,
+        AuditEmitter(SqsAuditSink(target.client("sqs"), target.audit_queue_url)),
+    )
+    return Detector(
+        load_rules(None),
+        DynamoState(target.client("dynamodb"), target.state_table),
+        channels,
+        stage=target.stage,
+    )
+
+
 # --- the commands ----------------------------------------------------------------------------
 
 
@@ -150,9 +201,14 @@ def flush_command(obj: CliContext) -> int:
     from gatehouse.target import resolve_target
 
     target = resolve_target(obj.state_dir)
+    detector = stage_detector(target)
     # A counter on a terminal; nothing when stderr is piped.
     with Progress("flush") as line:
-        result = flush(target, lambda stored: line.update(f"{count(stored)} events stored"))
+        result = flush(
+            target,
+            lambda stored: line.update(f"{count(stored)} events stored"),
+            detector=detector,
+        )
     print(f"stored {result.delivered} events; {result.failed} left on the queue for retry")
     return 0 if result.failed == 0 else 1
 

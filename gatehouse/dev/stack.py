@@ -494,6 +494,7 @@ class LocalStack:
             pid=os.getpid(),
             witness_keys=[self.witness.vkey] if self.witness else [],
             witness_private_key_path=str(self.witness.key_path.resolve()) if self.witness else "",
+            alert_topic_arn=self.resources.alert_topic_arn,
         )
         state.write(self.options.state_dir / STATE_FILE_NAME)
         return state

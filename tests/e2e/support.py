@@ -48,7 +48,7 @@ def stack_environment() -> dict[str, str]:
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_CONFIG_FILE": os.devnull,
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "GATEHOUSE_UPSTREAM_READ_TIMEOUT_SECONDS": "1",
+            "GATEHOUSE_UPSTREAM_READ_TIMEOUT_SECONDS": "2",
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -245,6 +245,9 @@ class GatewayClient:
 
     state: DevState
     exchanges: list[Exchange] = field(default_factory=list)
+    # The address requests come from (any 127.0.0.0/8 address on Linux loopback): the
+    # gateway emulator takes the TCP peer as the caller's source IP, as API Gateway does.
+    source_ip: str | None = None
 
     def send(
         self,
@@ -258,7 +261,10 @@ class GatewayClient:
         parts = urlsplit(self.state.gateway_url)
         assert parts.hostname is not None
         connection = http.client.HTTPConnection(
-            parts.hostname, parts.port, timeout=HTTP_TIMEOUT_SECONDS
+            parts.hostname,
+            parts.port,
+            timeout=HTTP_TIMEOUT_SECONDS,
+            source_address=(self.source_ip, 0) if self.source_ip else None,
         )
         try:
             # putrequest/putheader: no implicit Accept, repeated headers stay separate lines.
@@ -331,7 +337,11 @@ class AuditSnapshot:
 def read_audit(state_dir: Path) -> AuditSnapshot:
     """``gatehouse audit flush`` then ``gatehouse audit tail --json``."""
     run_cli(state_dir, "audit", "flush")
-    raw = run_cli(state_dir, "audit", "tail", "--json", "-n", "100000")
+    return _snapshot(run_cli(state_dir, "audit", "tail", "--json", "-n", "100000"))
+
+
+def _snapshot(raw: str) -> AuditSnapshot:
+    """The events of ``audit tail --json``, by request id (and the ones tied to none)."""
     index: AuditIndex = {}
     admin = []
     for line in raw.splitlines():
@@ -360,3 +370,96 @@ def wait_for_audit(state_dir: Path, complete: Callable[[AuditIndex], bool]) -> A
 
 def events_of(index: AuditIndex, request_id: str, event_type: str) -> list[dict[str, Any]]:
     return [event for event in index.get(request_id, []) if event["event_type"] == event_type]
+
+
+def read_stored(state_dir: Path, last: int = 5000) -> AuditSnapshot:
+    """``gatehouse audit tail --json`` only: what the stack's own writer stored.
+
+    Unlike :func:`read_audit` this runs no ``audit flush``, so a test sees the
+    stack's writer take every event, as it does in a deployed stage.
+    ``last``: how many of the newest events are read.
+    """
+    return _snapshot(run_cli(state_dir, "audit", "tail", "--json", "-n", str(last)))
+
+
+def wait_for_stored(
+    state_dir: Path,
+    complete: Callable[[AuditSnapshot], bool],
+    seconds: float = AUDIT_DEADLINE_SECONDS,
+) -> AuditSnapshot:
+    """:func:`read_stored` until ``complete`` holds (or the deadline passes)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        snapshot = read_stored(state_dir)
+        if complete(snapshot) or time.monotonic() > deadline:
+            return snapshot  # the caller's assertions say what is missing
+        time.sleep(0.3)
+
+
+def aws_client(state: DevState, service: str) -> Any:
+    """A boto3 client of the stack's emulated AWS (the fake credentials the stack takes)."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=state.aws_endpoint_url,
+        region_name=state.region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        aws_session_token="testing",
+    )
+
+
+def fresh_window(seconds_needed: float, window: int = 60) -> None:
+    """Wait for a window that has ``seconds_needed`` left (windows are aligned to the epoch)."""
+    left = window - time.time() % window
+    if left < seconds_needed:
+        time.sleep(left + 0.05)
+
+
+class AlertQueue:
+    """The alerts EventBridge delivered to ``gatehouse-<stage>-alert-events``, as they arrive.
+
+    Every alert read is kept in ``seen`` (messages are deleted once read), so
+    tests filter what they want from one feed rather than racing for messages.
+    Delivery is at least once: a copy of an alert already seen (the same
+    ``alert_id``, sent again) is counted in ``resent``, not kept twice.
+    """
+
+    def __init__(self, state: DevState) -> None:
+        self._sqs = aws_client(state, "sqs")
+        self._url = self._sqs.get_queue_url(QueueName=f"gatehouse-{state.stage}-alert-events")[
+            "QueueUrl"
+        ]
+        self.seen: list[dict[str, Any]] = []
+        self.resent = 0
+
+    def read(self) -> list[dict[str, Any]]:
+        """Everything delivered so far (waits at most a second for the queue to be empty)."""
+        while True:
+            messages = self._sqs.receive_message(
+                QueueUrl=self._url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            ).get("Messages", [])
+            if not messages:
+                return self.seen
+            for message in messages:
+                put = json.loads(message["Body"])
+                assert (put["source"], put["detail-type"]) == ("gatehouse", "Gatehouse Alert")
+                if any(a["alert_id"] == put["detail"]["alert_id"] for a in self.seen):
+                    self.resent += 1
+                else:
+                    self.seen.append(put["detail"])
+                self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
+
+    def matching(self, wanted: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        return [alert for alert in self.read() if wanted(alert)]
+
+    def wait_for(
+        self, wanted: Callable[[dict[str, Any]], bool], count: int = 1, seconds: float = 30.0
+    ) -> list[dict[str, Any]]:
+        """The alerts ``wanted`` picks once there are ``count`` (or the deadline passed)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            found = self.matching(wanted)
+            if len(found) >= count or time.monotonic() > deadline:
+                return found

@@ -127,7 +127,7 @@ def test_upstream_redirect_is_returned_not_followed(
 
 
 def test_slow_upstream_gives_504_with_request_id(gateway: GatewayClient, stack: DevState) -> None:
-    # The stack runs with GATEHOUSE_UPSTREAM_READ_TIMEOUT_SECONDS=1; the backend waits 3 s.
+    # The stack runs with GATEHOUSE_UPSTREAM_READ_TIMEOUT_SECONDS=2; the backend waits 3 s.
     exchange = gateway.send("GET", "/api/slow?behave=slow&seconds=3", token=alice(stack))
     assert exchange.status == 504, str(exchange)
     assert exchange.header("Content-Type") == "application/json"

@@ -395,3 +395,50 @@ def test_a_witness_refusal_fires_once(aws: Resources, stage_settings: Settings) 
     run_checks(stage_settings)
     [alert] = alerts_on_sns(aws)
     assert (alert["rule"], alert["subject"]) == ("witness", key)
+
+
+# --- the CLI's writer -----------------------------------------------------------------------
+
+
+def test_events_the_cli_flushes_meet_the_rules_too(
+    aws: Resources,
+    stage_settings: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gatehouse import cli
+
+    burst = [decision(T0 + i, subject="flushed") for i in range(5)]
+    client = sqs()
+    for event in burst:
+        client.send_message(QueueUrl=aws.audit_queue_url, MessageBody=serialize_event(event))
+
+    code = cli.main(["--state-dir", str(tmp_path / "no-stack"), "audit", "flush"])
+
+    assert code == 0, capsys.readouterr()
+    [alert] = alerts_on_sns(aws)
+    assert (alert["rule"], alert["principal"]["subject"]) == ("burst", "flushed")
+    assert alert["event_ids"] == sorted(event["event_id"] for event in burst)
+    [put] = alerts_on_eventbridge(aws)
+    assert put["detail"] == alert
+    # The flush stored the alert's own event too: the queue is empty, the ledger has both.
+    assert queued_events(aws) == []
+    assert {alert["alert_id"], *alert["event_ids"]} <= set(stored_ids(aws))
+
+
+def test_the_cli_flushes_without_rules_when_detection_is_off(
+    aws: Resources,
+    stage_settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gatehouse import cli
+
+    monkeypatch.setenv("GATEHOUSE_DETECTION_RULES", "off")
+    for event in [decision(T0 + i, subject="unwatched") for i in range(5)]:
+        sqs().send_message(QueueUrl=aws.audit_queue_url, MessageBody=serialize_event(event))
+
+    assert cli.main(["--state-dir", str(tmp_path / "no-stack"), "audit", "flush"]) == 0
+
+    assert alerts_on_sns(aws) == []
+    assert len(stored_ids(aws)) == 5

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from chalicelib.grants import ActiveGrants, Grant, GrantsUnavailable
+from chalicelib.grants import ActiveGrants, Grant, GrantsUnavailable, sweep_expired
 from chalicelib.grants.items import grant_item
+from chalicelib.grants.store import ENDED_GRANTS_KEPT_SECONDS
 from chalicelib.policy.globs import compile_glob
 from tests.functional.conftest import (
     NO_SUCH_GRANT,
@@ -20,6 +21,7 @@ from tests.functional.conftest import (
     Clock,
     ask,
     desk,
+    emitter,
     queued_events,
     store,
 )
@@ -72,7 +74,79 @@ def test_a_grant_through_the_authorizer_is_used_once_and_ends_on_its_second(
     expires_at = store(aws).get(pending.id).expires_at
     assert expires_at is not None
     time.sleep(max(0.0, expires_at - time.time()))
+    queued_events(aws)
     assert effect(decide(token, path=path)) == "Deny"
+    [refused] = [e for e in queued_events(aws) if e["event_type"] == "decision"]
+    assert refused["decision"]["reasons"] == ["grant_expired"]  # not swept yet: still named
+
+
+# --- a refusal names the grant that ended ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ending", "reason"),
+    [
+        ("revoke", "grant_revoked"),
+        ("deny", "grant_denied"),
+        ("sweep", "grant_expired"),
+        ("withdraw", None),  # a request withdrawn before approval never gave access
+    ],
+)
+def test_a_refusal_names_the_ended_grant_that_would_have_covered_it(
+    granting: Container,
+    aws: Resources,
+    rsa_key: Any,
+    people: dict[str, Identity],
+    ending: str,
+    reason: str | None,
+) -> None:
+    token = make_token(rsa_key, "RS256", "rsa-1", claims(sub="erin", groups=["support"]))
+    # A sweep needs a grant past expiry: approved 2 h and 5 s ago.
+    clock = Clock(time.time() - (7205 if ending == "sweep" else 0))
+    grants = desk(aws, clock)
+    pending = ask(grants, people["erin"])
+    if ending == "deny":
+        grants.deny(pending.id, people["sam"])
+    elif ending == "withdraw":
+        grants.revoke(pending.id, people["erin"])
+    else:
+        grants.approve(pending.id, people["sam"])
+        if ending == "revoke":
+            grants.revoke(pending.id, people["sam"])
+        else:
+            assert sweep_expired(store(aws), emitter(aws), "test", time.time()) == [pending.id]
+    queued_events(aws)
+
+    covered = decide(token, path="/api/customers/42")
+    elsewhere = decide(token, path="/api/billing/1")
+
+    assert (effect(covered), effect(elsewhere)) == ("Deny", "Deny")
+    events = queued_events(aws)
+    decisions = [e for e in events if e["event_type"] == "decision"]
+    assert [e["decision"]["reasons"] for e in decisions] == [
+        [reason or "no_matching_rule"],
+        ["no_matching_rule"],
+    ]
+    detail = decisions[0]["decision"].get("detail") or ""
+    assert (pending.id in detail) is (reason is not None)
+    # A refusal is no use of the grant, and no elevation.
+    assert not [e for e in events if e["event_type"] == "grant"]
+    assert decisions[0].get("elevation") is None
+
+
+def test_ended_grants_are_named_for_a_day_only(aws: Resources, people: dict[str, Identity]) -> None:
+    grants = desk(aws, Clock(T0))
+    old, recent = ask(grants, people["erin"]), ask(grants, people["erin"])
+    grants.deny(old.id, people["sam"])
+    desk(aws, Clock(T0 + ENDED_GRANTS_KEPT_SECONDS)).deny(recent.id, people["sam"])
+
+    withdrawn = ask(grants, people["erin"])
+    grants.revoke(withdrawn.id, people["erin"])  # never approved: nothing to name
+    ended = store(aws).recently_ended(T0 + 1)
+
+    assert [(g.id, g.status) for g in ended] == [(recent.id, "denied")]
+    assert {g.id for g in store(aws).recently_ended(T0)} == {old.id, recent.id}
+    assert store(aws).live_grants() == []
 
 
 # --- only what an approval could have written ------------------------------------------------
@@ -193,9 +267,14 @@ def test_approvals_and_revocations_reach_the_authorizer_within_the_refresh_bound
 
     grants.revoke(pending.id, people["sam"])
     monotonic.now += 9.9
-    assert [g.id for g in cache.for_principal(ISSUER, "erin")] == [pending.id]
+    seen = [(g.id, g.status) for g in cache.for_principal(ISSUER, "erin")]
+    assert seen == [(pending.id, "approved")]
     monotonic.now += 0.1
     assert cache.for_principal(ISSUER, "erin") == ()
+    # Still known, as ended: never offered to allow, only to name a refusal.
+    seen_now = cache.of_principal(ISSUER, "erin")
+    assert seen_now.live == ()
+    assert [(g.id, g.status) for g in seen_now.ended] == [(pending.id, "revoked")]
 
 
 def test_unreadable_grants_are_served_stale_then_fail_closed_then_recover(

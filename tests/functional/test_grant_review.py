@@ -717,3 +717,48 @@ def test_policy_explain_shows_a_stored_approver_escaped(
     assert code == 0, out
     assert_inert(out)
     assert f"  grant:         {grant.id} approved by sam\\x1b[2K\\x0dnobody" in out.splitlines()
+
+
+def test_policy_explain_names_a_revoked_grant_as_the_authorizer_does(
+    granting: Container, aws: Resources, gatehouse: Gatehouse
+) -> None:
+    now = time.time()
+    revoked = Grant(
+        id="01a00000-0000-7000-8000-0000000000cc",
+        issuer=ISSUER,
+        subject="erin",
+        email="erin@example.com",
+        routes=("demo",),
+        actions=frozenset({"GET"}),
+        paths=(compile_glob("/api/customers/**"),),
+        duration_seconds=7200,
+        justification="TICKET-9",
+        status="revoked",
+        requested_at=now - 120,
+        approved_at=now - 90,
+        expires_at=now + 7110,
+        approver=f"{ISSUER}|sam (sam@example.com)",
+        ended_at=now - 30,
+        ended_by=f"{ISSUER}|sam (sam@example.com)",
+    )
+    store_directly(aws, revoked)
+    asked = (
+        "policy", "explain", "--issuer", ISSUER, "--sub", "erin", "--groups", "support",
+        "--method", "GET", "--host", "gatehouse.example.com", "--path", "/api/customers/42",
+    )  # fmt: skip
+
+    code, out, _ = gatehouse(*asked)
+    json_code, as_json, _ = gatehouse(*asked, "--json")
+    active = granting.policy_store.load_active()
+    assert active is not None
+    at = ("--at", str(int(now - 60)), "--version", str(active.version))
+    before_code, before, before_err = gatehouse(*asked, *at)
+
+    assert code == 1, out
+    assert "  reasons:       grant_revoked" in out.splitlines()
+    assert f"  ended grant:   grant {revoked.id} revoked at " in out
+    assert json.loads(as_json)["ended_grant_id"] == revoked.id
+    assert json_code == 1
+    # A minute before its revocation, the same grant allowed the request.
+    assert before_code == 0, before_err
+    assert f"  grant:         {revoked.id} approved by" in before

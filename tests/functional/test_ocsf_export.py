@@ -34,6 +34,7 @@ from chalicelib.ledger.proof import Prover, check_proof, inclusion_path
 from chalicelib.ledger.reading import gunzip, split_lines
 from chalicelib.ocsf.common import compact
 from chalicelib.ocsf.cursor import OCSF_CURSOR, ExportCursor
+from chalicelib.ocsf.errors import ExportUnavailable
 from chalicelib.ocsf.exporter import SOURCES, LakeLocation, OcsfExporter
 from gatehouse.cli import main
 from tests.functional.conftest import environment
@@ -329,3 +330,91 @@ def test_an_exported_record_checks_against_the_ledger_and_its_signed_checkpoint(
     )
     assert check_proof(proof, public_key) == []
     assert proof["digest"]["digest"]["origin"] == ORIGIN
+
+
+# --- writing the lake as Security Lake's provider roles ------------------------------------
+
+LAKE_ACCOUNT = "111122223333"
+PROVIDER_ROLE = f"arn:aws:iam::{LAKE_ACCOUNT}:role/AmazonSecurityLake-Provider-{{source}}-{REGION}"
+
+
+def test_the_export_writes_each_source_as_its_provider_role(
+    stage: Resources, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GATEHOUSE_OCSF_EXPORT_ROLE_ARN", PROVIDER_ROLE)
+    monkeypatch.setenv("GATEHOUSE_OCSF_EXPORT_EXTERNAL_ID", "lake-ext-7")
+    container = Container(Settings.from_environment())
+    asked: list[dict[str, Any]] = []
+    answered: list[dict[str, Any]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        asked.append(dict(params))
+
+    def keep(parsed: dict[str, Any], **_: Any) -> None:
+        answered.append(parsed["Credentials"])
+
+    container.clients.sts.meta.events.register("provide-client-params.sts.AssumeRole", record)
+    container.clients.sts.meta.events.register("after-call.sts.AssumeRole", keep)
+    entrypoints.use_container(container)
+    write(stage, fresh_events())
+
+    entrypoints.export_ocsf(scheduled_event())
+
+    sources = {key.split("/")[2] for key in lake_files(stage)}
+    assert sources == set(SOURCES.values())  # every class of the golden lines
+    # One session per source, each the role Security Lake made for it, with the external ID.
+    assert sorted(call["RoleArn"] for call in asked) == sorted(
+        PROVIDER_ROLE.replace("{source}", source) for source in sources
+    )
+    assert {(call["ExternalId"], call["RoleSessionName"]) for call in asked} == {
+        ("lake-ext-7", "gatehouse-ocsf-export")
+    }
+    # The credentials the files were written with are those sessions'.
+    for credentials in answered:
+        who = boto3.client(
+            "sts",
+            region_name=REGION,
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+        ).get_caller_identity()
+        assert who["Arn"].startswith(f"arn:aws:sts::{LAKE_ACCOUNT}:assumed-role/")
+        assert who["Arn"].endswith("/gatehouse-ocsf-export")
+
+
+def test_a_provider_role_that_cannot_be_assumed_stops_the_export_naming_it(
+    stage: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GATEHOUSE_OCSF_EXPORT_ROLE_ARN", PROVIDER_ROLE)
+    # STS cannot be reached (a closed port): the role cannot be assumed.
+    monkeypatch.setenv("GATEHOUSE_STS_ENDPOINT_URL", "http://127.0.0.1:9")
+    entrypoints.use_container(Container(Settings.from_environment()))
+    write(stage, fresh_events())
+
+    with pytest.raises(ExportUnavailable, match="cannot assume arn:aws:iam::111122223333:role/"):
+        entrypoints.export_ocsf(scheduled_event())
+
+    assert lake_files(stage) == {}
+    assert ExportCursor(dynamodb(), stage.state_table).read().next_sequence == 0
+
+
+def test_an_event_with_values_no_column_holds_is_exported_not_stuck(
+    stage: Resources, tmp_path: Path
+) -> None:
+    # What anyone who may send to the audit queue could plant: the writer stores it.
+    events = fresh_events()[:3]
+    [planted] = [event for event in events if event.get("principal")][:1]
+    planted["resource"]["host"] = 123
+    planted["principal"]["email"] = ["a@example.com"]
+    write(stage, events)
+
+    entrypoints.export_ocsf(scheduled_event())
+
+    rows = [
+        row for payload in lake_files(stage).values() for row in parquet_rows(payload, tmp_path)
+    ]
+    assert sorted(row["metadata"]["sequence"] for row in rows) == [0, 1, 2]
+    [odd] = [row for row in rows if row["metadata"]["uid"] == planted["event_id"]]
+    kept = {k: v for k, v in odd["unmapped"].items() if k.startswith("gatehouse.unfit.")}
+    assert set(kept.values()) == {'["a@example.com"]', "123"}
+    assert ExportCursor(dynamodb(), stage.state_table).read().next_sequence == 3

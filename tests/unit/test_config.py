@@ -459,6 +459,53 @@ def test_a_ledger_anchor_that_is_no_s3_location_is_refused(raw: str) -> None:
     assert found == ["GATEHOUSE_LEDGER_ANCHOR must be s3://bucket[/prefix]"]
 
 
+PROVIDER_ROLE = "arn:aws:iam::111122223333:role/AmazonSecurityLake-Provider-{source}-eu-west-1"
+
+
+@pytest.mark.parametrize(
+    ("raw", "external_id", "expected"),
+    [
+        (None, None, (None, None)),
+        ("", "", (None, None)),
+        (PROVIDER_ROLE, "ext-1", (PROVIDER_ROLE, "ext-1")),
+        (
+            "arn:aws:iam::111122223333:role/lake-writer",
+            None,
+            ("arn:aws:iam::111122223333:role/lake-writer", None),
+        ),
+    ],
+)
+def test_the_lake_role_is_optional_and_may_name_each_source(
+    raw: str | None, external_id: str | None, expected: tuple[str | None, str | None]
+) -> None:
+    settings = Settings.from_environment(
+        environment(
+            GATEHOUSE_OCSF_EXPORT_ROLE_ARN=raw, GATEHOUSE_OCSF_EXPORT_EXTERNAL_ID=external_id
+        )
+    )
+
+    assert (settings.ocsf_export_role_arn, settings.ocsf_export_external_id) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "AmazonSecurityLake-Provider-{source}",
+        "arn:aws:iam::1111:role/x",
+        "arn:aws:s3:::bucket",
+        "arn:aws:iam::111122223333:user/{source}",
+        "arn:aws:iam::111122223333:role/has space",
+    ],
+)
+def test_a_lake_role_that_is_no_role_arn_is_refused(raw: str) -> None:
+    found = problems(environment(GATEHOUSE_OCSF_EXPORT_ROLE_ARN=raw))
+
+    assert found == [
+        "GATEHOUSE_OCSF_EXPORT_ROLE_ARN must be a role ARN (arn:aws:iam::<account>:role/<name>), "
+        "`{source}` standing for each custom source's name"
+    ]
+
+
 def test_the_old_table_variable_is_named_with_its_new_name() -> None:
     found = problems(
         environment(GATEHOUSE_STATE_TABLE=None, GATEHOUSE_POLICY_TABLE="gatehouse-prod-policy")

@@ -191,6 +191,11 @@ CASES = [
         {"reasons": ["no_matching_rule"]},
         (ALICE, None),
     ),
+    *(
+        ("grant_misuse", f"by default: {code}", event(reasons=[code]), {}, (ALICE, None))
+        for code in ("grant_expired", "grant_revoked", "grant_denied")
+    ),
+    ("grant_misuse", "by default: no rule", event(reasons=["no_matching_rule"]), {}, None),
     (
         "grant_misuse",
         "an unlisted reason",

@@ -66,6 +66,8 @@ def problems(*rules: dict[str, Any], **document: Any) -> list[str]:
                      "rule 'burst'.field: must be one of: source_ip, user_agent", id="choice"),
         pytest.param(rule(kind="grant_misuse", reasons="no_matching_rule"),
                      "rule 'burst'.reasons: must be a list of strings", id="strings"),
+        pytest.param(rule(kind="grant_misuse", reasons=["grant_revoked", "grant_revokd"]),
+                     "rule 'burst'.reasons: unknown value(s) 'grant_revokd'", id="unknown code"),
         pytest.param(rule(kind="sensitive_off_hours"), "rule 'burst'.hours: is required",
                      id="hours missing"),
         pytest.param(rule(kind="sensitive_off_hours", hours={"tz": "Mars/Olympus"}),

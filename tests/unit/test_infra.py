@@ -130,7 +130,8 @@ def test_gateway_responses_carry_the_request_id_and_fail_closed_with_503() -> No
         json.loads(body.replace("$context.requestId", "x"))
 
 
-GRANT_PARTITIONS = {"GRANT", "GRANT-LIVE", "GRANT-OUTBOX"}  # chalicelib/grants/store.py
+# chalicelib/grants/store.py
+GRANT_PARTITIONS = {"GRANT", "GRANT-LIVE", "GRANT-ENDED", "GRANT-OUTBOX"}
 LEDGER_PARTITIONS = {"LEDGER", "LEDGER-EVENT"}  # chalicelib/ledger/state.py
 ITEM_WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 
@@ -159,7 +160,7 @@ def test_only_the_functions_that_write_a_partition_may_write_it() -> None:
     from chalicelib.ledger import state
     from chalicelib.ocsf.cursor import OCSF_CURSOR
 
-    assert {store._PK, store._LIVE, store._OUTBOX} == GRANT_PARTITIONS
+    assert {store._PK, store._LIVE, store._ENDED, store._OUTBOX} == GRANT_PARTITIONS
     assert {state._PK, state._EVENTS} == LEDGER_PARTITIONS
     table = _template()["Resources"]["StateTable"]["Properties"]
     statements = table["ResourcePolicy"]["PolicyDocument"]["Statement"]
@@ -189,11 +190,14 @@ def test_only_the_functions_that_write_a_partition_may_write_it() -> None:
         assert set(deny["Action"]) == expected
     # ForAnyValue: one protected key in a batch is enough to refuse it.
     assert set(grants["Condition"]["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"]) == (
-        GRANT_PARTITIONS - {"GRANT-LIVE"}
+        GRANT_PARTITIONS - {"GRANT-LIVE", "GRANT-ENDED"}
     )
     assert _roles(grants) == GRANT_WRITERS
-    # The authorizer only reads the live copies.
-    assert live["Condition"]["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"] == ["GRANT-LIVE"]
+    # The authorizer only reads the live and the ended copies.
+    assert live["Condition"]["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"] == [
+        "GRANT-LIVE",
+        "GRANT-ENDED",
+    ]
     assert _roles(live) == {"api_handler", "grant_sweeper"}
     assert set(ledger["Condition"]["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"]) == (
         LEDGER_PARTITIONS
@@ -295,6 +299,7 @@ def grant_rights(stage: str, function: str) -> set[tuple[str, str]]:
 # TransactWriteItems is authorised per item, with each item's own action.
 AUTHORIZER_GRANT_CALLS = {
     ("dynamodb:Query", "GRANT-LIVE"),  # ActiveGrants: the live grants
+    ("dynamodb:Query", "GRANT-ENDED"),  # ... and those ended within a day
     ("dynamodb:GetItem", "GRANT"),  # mark_used re-reads a grant after a lost race
     ("dynamodb:UpdateItem", "GRANT"),  # mark_used: first_used_at
     ("dynamodb:PutItem", "GRANT-OUTBOX"),  # ... with its `used` event in the outbox
@@ -305,6 +310,7 @@ SWEEPER_GRANT_CALLS = {
     ("dynamodb:Query", "GRANT-OUTBOX"),  # redeliver_outbox
     ("dynamodb:UpdateItem", "GRANT"),  # expire: status=expired
     ("dynamodb:DeleteItem", "GRANT-LIVE"),  # ... the live copy removed
+    ("dynamodb:PutItem", "GRANT-ENDED"),  # ... the ended copy written
     ("dynamodb:PutItem", "GRANT-OUTBOX"),  # ... with its `expired` event in the outbox
     ("dynamodb:DeleteItem", "GRANT-OUTBOX"),  # deliver: cleared once enqueued
 }
@@ -326,7 +332,10 @@ def test_the_grant_api_may_make_every_grant_write_the_store_makes(stage: str) ->
     assert set(lifecycle["Action"]) == ITEM_WRITES | {"dynamodb:ConditionCheckItem"}
     assert lifecycle["Resource"].endswith(f":table/gatehouse-{stage}-state")
     leading = lifecycle["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
-    assert set(leading) == GRANT_PARTITIONS
+    assert set(leading) == GRANT_PARTITIONS - {"GRANT-ENDED"}
+    # The ended copies are put, never changed nor removed (that would hide a misuse).
+    ended = {right for right in grant_rights(stage, "api_handler") if right[1] == "GRANT-ENDED"}
+    assert ended == {("dynamodb:PutItem", "GRANT-ENDED"), ("dynamodb:Query", "GRANT-ENDED")}
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])

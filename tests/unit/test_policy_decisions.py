@@ -12,7 +12,7 @@ The ``when`` conditions themselves, one file each, are in
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 from hypothesis import given, settings
@@ -101,6 +101,9 @@ def request(
 ALLOWED = (Reason.ALLOW_RULE_MATCHED,)
 DENIED = (Reason.DENY_RULE_MATCHED,)
 NO_RULE = (Reason.NO_MATCHING_RULE,)
+EXPIRED = (Reason.GRANT_EXPIRED,)
+REVOKED = (Reason.GRANT_REVOKED,)
+DENIED_GRANT = (Reason.GRANT_DENIED,)
 
 
 def assert_allowed_by(decision: Decision, *rule_ids: str) -> None:
@@ -751,32 +754,32 @@ def grant(**changes: Any) -> Grant:
 
 
 GRANT_CASES = [
-    # grant, request, allowed
+    # grant, request, allowed (True) or why not
     pytest.param(grant(), request("/data/x"), True, id="in force"),
     pytest.param(grant(), request("/data"), True, id="glob parent"),
     pytest.param(grant(), request("/data/x", at=APPROVED), True, id="the approval second"),
-    pytest.param(grant(), request("/data/x", at=APPROVED - 1), False, id="before approval"),
+    pytest.param(grant(), request("/data/x", at=APPROVED - 1), NO_RULE, id="before approval"),
     pytest.param(grant(), request("/data/x", at=EXPIRES - 1), True, id="expires_at - 1"),
     pytest.param(grant(), request("/data/x", at=EXPIRES - 0.001), True, id="expires_at - 1ms"),
-    pytest.param(grant(), request("/data/x", at=EXPIRES), False, id="expires_at"),
-    pytest.param(grant(), request("/data/x", at=EXPIRES + 1), False, id="after expiry"),
+    pytest.param(grant(), request("/data/x", at=EXPIRES), EXPIRED, id="expires_at"),
+    pytest.param(grant(), request("/data/x", at=EXPIRES + 1), EXPIRED, id="after expiry"),
     pytest.param(
         grant(status="pending", approved_at=None, expires_at=None),
         request("/data/x"),
-        False,
+        NO_RULE,
         id="pending",
     ),
     pytest.param(
         grant(status="denied", approved_at=None, expires_at=None, ended_at=NOW - 100),
         request("/data/x"),
-        False,
+        DENIED_GRANT,
         id="denied",
     ),
     pytest.param(
-        grant(status="revoked", ended_at=NOW - 1), request("/data/x"), False, id="revoked"
+        grant(status="revoked", ended_at=NOW - 1), request("/data/x"), REVOKED, id="revoked"
     ),
     pytest.param(
-        grant(status="revoked", ended_at=NOW), request("/data/x"), False, id="revoked this second"
+        grant(status="revoked", ended_at=NOW), request("/data/x"), REVOKED, id="revoked this second"
     ),
     pytest.param(
         grant(status="revoked", ended_at=NOW + 1),
@@ -787,36 +790,38 @@ GRANT_CASES = [
     pytest.param(
         grant(status="revoked", ended_at=None),
         request("/data/x"),
-        False,
+        REVOKED,
         id="revoked, no end time recorded",
     ),
     pytest.param(
         grant(status="expired", ended_at=EXPIRES),
         request("/data/x", at=EXPIRES + 5),
-        False,
+        EXPIRED,
         id="swept as expired",
     ),
-    pytest.param(grant(subject="bob"), request("/data/x"), False, id="other subject"),
-    pytest.param(grant(issuer=PARTNER), request("/data/x"), False, id="same sub, other issuer"),
-    pytest.param(grant(), request("/other"), False, id="uncovered path"),
-    pytest.param(grant(), request("/DATA/x"), False, id="path case"),
-    pytest.param(grant(), request("/data/x", method="POST"), False, id="uncovered method"),
-    pytest.param(grant(), request("/data/x", method="HEAD"), False, id="GET grant is not HEAD"),
-    pytest.param(grant(routes=("ops",)), request("/data/x"), False, id="other route"),
+    pytest.param(grant(subject="bob"), request("/data/x"), NO_RULE, id="other subject"),
+    pytest.param(grant(issuer=PARTNER), request("/data/x"), NO_RULE, id="same sub, other issuer"),
+    pytest.param(grant(), request("/other"), NO_RULE, id="uncovered path"),
+    pytest.param(grant(), request("/DATA/x"), NO_RULE, id="path case"),
+    pytest.param(grant(), request("/data/x", method="POST"), NO_RULE, id="uncovered method"),
+    pytest.param(grant(), request("/data/x", method="HEAD"), NO_RULE, id="GET grant is not HEAD"),
+    pytest.param(grant(routes=("ops",)), request("/data/x"), NO_RULE, id="other route"),
     pytest.param(grant(paths=()), request("/anything"), True, id="no paths: the whole route"),
     pytest.param(
-        grant(paths=()), request("/admin/x"), False, id="no paths: not another route's prefix"
+        grant(paths=()), request("/admin/x"), NO_RULE, id="no paths: not another route's prefix"
     ),
 ]
 
 
 @pytest.mark.parametrize(("the_grant", "request_", "allowed"), GRANT_CASES)
 def test_a_grant_allows_its_scope_from_its_approval_to_its_expiry(
-    the_grant: Grant, request_: AccessRequest, allowed: bool
+    the_grant: Grant, request_: AccessRequest, allowed: Literal[True] | tuple[Reason, ...]
 ) -> None:
-    decision = policy(**GRANTS).evaluate(person(), request_, (the_grant,))
+    # As a container holds them: the live copies, and the ones that ended (by status).
+    ended = (the_grant,) if the_grant.status in ("denied", "revoked", "expired") else ()
+    decision = policy(**GRANTS).evaluate(person(), request_, (the_grant,), ended)
 
-    if allowed:
+    if allowed is True:
         assert (decision.allowed, decision.reasons, decision.matched_rules) == (
             True,
             (Reason.GRANT_MATCHED,),
@@ -825,7 +830,9 @@ def test_a_grant_allows_its_scope_from_its_approval_to_its_expiry(
         assert decision.grant is the_grant
         assert (decision.break_glass, decision.justification) == (False, None)
     else:
-        assert_refused(decision, NO_RULE)
+        # A refusal names the grant only when it had ended (or was refused), never widening.
+        assert_refused(decision, allowed)
+        assert decision.ended_grant is (None if allowed == NO_RULE else the_grant)
 
 
 def test_the_grant_in_force_is_picked_from_several() -> None:
@@ -840,8 +847,61 @@ def test_the_grant_in_force_is_picked_from_several() -> None:
 
 def test_grants_are_ignored_by_a_policy_without_a_grants_block() -> None:
     decision = policy().evaluate(person(), request("/data/x"), (grant(),))
+    revoked = policy().evaluate(person(), request("/data/x"), (), (grant(status="revoked"),))
 
     assert_refused(decision, NO_RULE)
+    assert_refused(revoked, NO_RULE)
+    assert revoked.ended_grant is None
+
+
+def test_a_refusal_names_the_latest_ended_grant_covering_it() -> None:
+    expired = grant(id="g-expired", expires_at=NOW - 300)
+    revoked = grant(id="g-revoked", status="revoked", ended_at=NOW - 60)
+    denied_elsewhere = grant(
+        id="g-elsewhere", status="denied", ended_at=NOW - 1, paths=(compile_glob("/other/**"),)
+    )
+
+    decision = policy(**GRANTS).evaluate(
+        person(), request("/data/x"), (expired,), (revoked, denied_elsewhere)
+    )
+
+    assert_refused(decision, REVOKED)
+    assert decision.ended_grant is revoked
+
+
+@pytest.mark.parametrize(
+    "ended",
+    [
+        grant(status="revoked", ended_at=NOW + 60),  # its revoker's clock ahead of this one
+        grant(),  # an approved grant among the ended ones: a store that went wrong
+    ],
+    ids=["revoked later than the request", "approved"],
+)
+def test_an_ended_grant_never_allows_whatever_its_times_say(ended: Grant) -> None:
+    decision = policy(**GRANTS).evaluate(person(), request("/data/x"), (), (ended,))
+
+    assert not decision.allowed
+    assert decision.grant is None
+
+
+def test_an_ended_grant_follows_the_conditions_an_allow_failed() -> None:
+    compiled = policy(rule("mfa-only", when={"mfa": True}), **GRANTS)
+    ended = grant(status="revoked", ended_at=NOW - 1)
+
+    decision = compiled.evaluate(person(amr=("pwd",)), request("/data/x"), (), (ended,))
+
+    assert_refused(decision, (Reason.MFA_REQUIRED, Reason.GRANT_REVOKED), "mfa-only")
+    assert decision.ended_grant is ended
+
+
+def test_a_deny_rule_is_named_before_any_ended_grant() -> None:
+    compiled = policy(rule("no-data", "deny", paths=["/data/**"]), **GRANTS)
+    ended = grant(status="revoked", ended_at=NOW - 1)
+
+    decision = compiled.evaluate(person(), request("/data/x"), (), (ended,))
+
+    assert_refused(decision, DENIED, "no-data")
+    assert decision.ended_grant is None
 
 
 @pytest.mark.parametrize(

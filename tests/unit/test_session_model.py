@@ -172,3 +172,5 @@ def test_session_ids_are_fresh_128_bit_url_safe() -> None:
     ids = {new_session_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", sid) for sid in ids)
+    # None reads as an option on a command line (1 in 64 would without the redraw).
+    assert not [sid for sid in ids if sid.startswith("-")]

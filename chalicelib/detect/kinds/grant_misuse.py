@@ -1,7 +1,8 @@
 """``grant_misuse``: an attempt to use or act on an expired, revoked or denied grant.
 
 Two signals: a decision carrying one of ``reasons`` (reason codes of
-:class:`chalicelib.reasons.Reason`), and a refused grant API call
+:class:`chalicelib.reasons.Reason`; by default the three an ended grant gives a
+refusal it would have covered), and a refused grant API call
 (``grant.action`` = ``refused``) whose status is one of ``statuses`` (409: the
 grant is no longer pending or live — expired, revoked or denied).
 """
@@ -13,8 +14,16 @@ from typing import Any
 
 from chalicelib.detect import events as ev
 from chalicelib.detect.kinds.base import Match, Param, RuleKind, require_id
+from chalicelib.reasons import Reason
 
-REASONS = Param("reasons", "Decision reason codes that count as grant misuse.", "strings", [])
+_ENDED = [Reason.GRANT_EXPIRED.value, Reason.GRANT_REVOKED.value, Reason.GRANT_DENIED.value]
+REASONS = Param(
+    "reasons",
+    "Decision reason codes that count as grant misuse.",
+    "strings",
+    _ENDED,
+    choices=tuple(Reason),
+)
 STATUSES = Param(
     "statuses", "Refused grant API statuses that count (HTTP codes).", "strings", ["409"]
 )
@@ -43,6 +52,6 @@ KIND = RuleKind(
     style="each",
     summary="Someone tries to use, approve or revoke a grant that expired, was revoked or denied.",
     params=(REASONS, STATUSES),
-    example={"statuses": ["409"], "reasons": []},
+    example={"statuses": ["409"], "reasons": _ENDED},
     match=match,
 )
