@@ -181,10 +181,9 @@ def elevation_record(decision: Decision) -> ElevationRecord | None:
 
 def ended_grant_detail(grant: Grant, at: float) -> str:
     """Which ended grant a refusal names, and since when, for people reading the trail."""
-    status = grant.effective_status(at)
-    since = grant.expires_at if status == "expired" else grant.ended_at
+    since = grant.stopped_at(at)
     when = f" at {utc_timestamp(since)}" if since is not None else ""
-    return f"grant {grant.id} {status}{when}"
+    return f"grant {grant.id} {grant.effective_status(at)}{when}"
 
 
 def parse_request_target(request: GatewayRequest) -> RequestTarget | AmbiguousPath:

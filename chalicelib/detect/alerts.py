@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.detect.errors import DetectionUnavailable
+from chalicelib.detect.events import parse_time
 
 if TYPE_CHECKING:
     from chalicelib.audit import AuditEmitter
@@ -61,13 +62,6 @@ def _utc(epoch: float) -> str:
     from chalicelib.audit.schema import utc_timestamp
 
     return utc_timestamp(epoch)
-
-
-def _epoch(utc: str) -> float:
-    """Epoch seconds of a ``_utc`` text (``2026-12-08T10:00:00.000Z``)."""
-    from datetime import datetime
-
-    return datetime.fromisoformat(utc.replace("Z", "+00:00")).timestamp()
 
 
 def _query_time(epoch: float) -> str:
@@ -114,11 +108,11 @@ class Alert:
             principal=data["principal"],
             observed=float(data["observed"]),
             threshold=None if threshold is None else int(threshold),
-            window_from=_epoch(window["from"]),
-            window_to=_epoch(window["to"]),
+            window_from=parse_time(window["from"]),
+            window_to=parse_time(window["to"]),
             event_ids=tuple(str(event_id) for event_id in data["event_ids"]),
             detail=str(data["detail"]),
-            raised_at=_epoch(data["raised_at"]),
+            raised_at=parse_time(data["raised_at"]),
         )
 
     def query(self) -> dict[str, Any] | None:

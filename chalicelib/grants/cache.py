@@ -57,7 +57,7 @@ class ActiveGrants:
     Every live grant is loaded with one strongly consistent ``Query`` at most
     once per ``refresh_seconds``. When a refresh fails, the last good set
     serves for at most ``max_stale_seconds`` after its last successful load;
-    after that :meth:`for_principal` raises :class:`GrantsUnavailable` and
+    after that :meth:`of_principal` raises :class:`GrantsUnavailable` and
     decisions go on without grants.
 
     Parameters
@@ -88,16 +88,6 @@ class ActiveGrants:
             max_stale_seconds=max_stale_seconds,
             clock=clock,
         )
-
-    def for_principal(self, issuer: str, subject: str) -> tuple[Grant, ...]:
-        """The live grants of ``(issuer, subject)`` (possibly past expiry: check the time).
-
-        Raises
-        ------
-        GrantsUnavailable
-            When grants could not be loaded recently enough.
-        """
-        return self.of_principal(issuer, subject).live
 
     def of_principal(self, issuer: str, subject: str) -> PrincipalGrants:
         """The live grants of ``(issuer, subject)``, and those that ended within a day.

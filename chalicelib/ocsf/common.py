@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 OCSF_VERSION = "1.7.0"
 PRODUCT = {"name": "Gatehouse", "vendor_name": "Gatehouse", "uid": "gatehouse"}
@@ -82,16 +82,23 @@ def compact(value: dict[str, Any]) -> dict[str, Any]:
         if isinstance(member, dict):
             member = compact(member)
         elif isinstance(member, list):
-            member = [compact(item) if isinstance(item, dict) else _text(item) for item in member]
+            member = [
+                compact(item) if isinstance(item, dict) else valid_text(item) for item in member
+            ]
         else:
-            member = _text(member)
+            member = valid_text(member)
         if member is None or member == {} or member == []:
             continue
         kept[name] = member
     return kept
 
 
-def _text(value: Any) -> Any:
+@overload
+def valid_text(value: str) -> str: ...
+@overload
+def valid_text(value: Any) -> Any: ...
+def valid_text(value: Any) -> Any:
+    """``value``, a string made valid Unicode (a lone surrogate becomes U+FFFD); else as is."""
     if not isinstance(value, str):
         return value
     try:

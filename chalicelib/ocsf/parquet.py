@@ -20,6 +20,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from chalicelib.ocsf.common import valid_text
 from chalicelib.ocsf.parquet_writer import (
     BOOLEAN,
     INT32,
@@ -207,10 +208,10 @@ def _fit(kind: ColumnType, value: Any, path: str, unfit: dict[str, str]) -> Any:
             return [_fit(kind.element, item, f"{path}[{n}]", unfit) for n, item in enumerate(value)]
     elif isinstance(kind, StringMap):
         if isinstance(value, dict):
-            return {_valid(str(key)): _map_value(item) for key, item in value.items()}
+            return {valid_text(str(key)): _map_value(item) for key, item in value.items()}
     elif _holds(kind, value):
-        return _valid(value) if kind is STRING else value
-    unfit[UNFIT_PREFIX + path] = _valid(json.dumps(value, ensure_ascii=False, default=str))
+        return valid_text(value) if kind is STRING else value
+    unfit[UNFIT_PREFIX + path] = valid_text(json.dumps(value, ensure_ascii=False, default=str))
     return None
 
 
@@ -223,7 +224,7 @@ def _fit_struct(
         if name in members:
             fitted[name] = _fit(members[name], member, prefix + name, unfit)
         elif member is not None:
-            unfit[UNFIT_PREFIX + prefix + _valid(str(name))] = _valid(
+            unfit[UNFIT_PREFIX + prefix + valid_text(str(name))] = valid_text(
                 json.dumps(member, ensure_ascii=False, default=str)
             )
     return fitted
@@ -240,14 +241,5 @@ def _holds(kind: Primitive, value: Any) -> bool:
 
 def _map_value(value: Any) -> str | None:
     if value is None or isinstance(value, str):
-        return None if value is None else _valid(value)
-    return _valid(json.dumps(value, ensure_ascii=False, default=str))
-
-
-def _valid(text: str) -> str:
-    """``text`` as valid Unicode: a lone surrogate becomes U+FFFD."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
+        return None if value is None else valid_text(value)
+    return valid_text(json.dumps(value, ensure_ascii=False, default=str))

@@ -291,16 +291,16 @@ class CompiledPolicy:
         if self.document.grants is None:
             return None
         # A live copy past its expiry, not swept yet, has ended as well.
-        unswept = [g for g in grants if g.status == "approved" and not g.in_force_at(request.at)]
+        unswept = [grant for grant in grants if grant.status == "approved"]
         candidates = [
             grant
             for grant in (*unswept, *ended)
             if grant.principal == (identity.issuer, identity.subject)
             and not grant.in_force_at(request.at)
-            and _ended_at(grant, request.at) is not None
+            and grant.stopped_at(request.at) is not None
             and grant.covers(route.id, request.method, request.path)
         ]
-        return max(candidates, key=lambda grant: _ended_at(grant, request.at) or 0.0, default=None)
+        return max(candidates, key=lambda grant: grant.stopped_at(request.at) or 0.0, default=None)
 
     def _may_break_glass(self, identity: Identity) -> bool:
         """Whether ``identity`` is in a break-glass group (the default issuer's groups)."""
@@ -486,18 +486,6 @@ _ENDED_REASONS: dict[str, Reason] = {
     "revoked": Reason.GRANT_REVOKED,
     "denied": Reason.GRANT_DENIED,
 }
-
-
-def _ended_at(grant: Grant, at: float) -> float | None:
-    """When ``grant`` stopped (or was refused) giving access, if it had ended by ``at``."""
-    status = grant.effective_status(at)
-    if status == "expired":
-        return grant.expires_at
-    if status == "revoked" and grant.approved_at is not None:
-        return grant.ended_at if grant.ended_at is not None else grant.approved_at
-    if status == "denied":
-        return grant.ended_at if grant.ended_at is not None else grant.requested_at
-    return None
 
 
 def _within_policy_cap(grant: Grant, at: float, max_duration_seconds: int) -> bool:

@@ -98,6 +98,21 @@ class Grant:
             return False
         return not self.paths or any(glob.matches(path) for glob in self.paths)
 
+    def stopped_at(self, at: float) -> float | None:
+        """When the grant stopped giving access (or was refused), if it had by ``at``.
+
+        None for a grant pending, in force, or withdrawn before any approval
+        (it never gave access).
+        """
+        status = self.effective_status(at)
+        if status == "expired":
+            return self.expires_at
+        if status == "revoked" and self.approved_at is not None:
+            return self.ended_at if self.ended_at is not None else self.approved_at
+        if status == "denied":
+            return self.ended_at if self.ended_at is not None else self.requested_at
+        return None
+
     def effective_status(self, at: float) -> GrantStatus:
         """The status at ``at``: an approved grant past its expiry is expired, swept or not."""
         if self.status == "approved" and self.expires_at is not None and at >= self.expires_at:

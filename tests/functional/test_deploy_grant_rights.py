@@ -119,7 +119,7 @@ def test_the_authorizer_may_make_exactly_the_grant_calls_it_makes(
     recorded = RecordedCalls()
     container = _recording_store(aws, recorded)
 
-    [live] = ActiveGrants(container, refresh_seconds=10).for_principal(ISSUER, SUBJECT)
+    [live] = ActiveGrants(container, refresh_seconds=10).of_principal(ISSUER, SUBJECT).live
     event = _used_event(live)
     assert container.mark_used(live.id, T0 + 5, event=event) is True
     deliver(container, _emitter(aws), event, "used", live.id)

@@ -249,7 +249,7 @@ def test_approvals_and_revocations_reach_the_authorizer_within_the_refresh_bound
     grants = desk(aws, Clock(T0))
     monotonic = Clock(100.0)
     cache = ActiveGrants(store(aws), refresh_seconds=10, max_stale_seconds=60, clock=monotonic)
-    assert cache.for_principal(ISSUER, "erin") == ()
+    assert cache.of_principal(ISSUER, "erin").live == ()
 
     pending = ask(grants, people["erin"])
     grants.approve(pending.id, people["sam"])
@@ -259,18 +259,18 @@ def test_approvals_and_revocations_reach_the_authorizer_within_the_refresh_bound
     store(aws).approve(store(aws).get(NO_SUCH_GRANT), "sam", T0)
 
     monotonic.now += 9.9
-    assert cache.for_principal(ISSUER, "erin") == ()
+    assert cache.of_principal(ISSUER, "erin").live == ()
     monotonic.now += 0.1
-    assert [g.id for g in cache.for_principal(ISSUER, "erin")] == [pending.id]
-    assert [g.id for g in cache.for_principal("https://other", "erin")] == [NO_SUCH_GRANT]
-    assert cache.for_principal(ISSUER, "sam") == ()
+    assert [g.id for g in cache.of_principal(ISSUER, "erin").live] == [pending.id]
+    assert [g.id for g in cache.of_principal("https://other", "erin").live] == [NO_SUCH_GRANT]
+    assert cache.of_principal(ISSUER, "sam").live == ()
 
     grants.revoke(pending.id, people["sam"])
     monotonic.now += 9.9
-    seen = [(g.id, g.status) for g in cache.for_principal(ISSUER, "erin")]
+    seen = [(g.id, g.status) for g in cache.of_principal(ISSUER, "erin").live]
     assert seen == [(pending.id, "approved")]
     monotonic.now += 0.1
-    assert cache.for_principal(ISSUER, "erin") == ()
+    assert cache.of_principal(ISSUER, "erin").live == ()
     # Still known, as ended: never offered to allow, only to name a refusal.
     seen_now = cache.of_principal(ISSUER, "erin")
     assert seen_now.live == ()
@@ -285,16 +285,16 @@ def test_unreadable_grants_are_served_stale_then_fail_closed_then_recover(
     grants.approve(pending.id, people["sam"])
     monotonic = Clock(100.0)
     cache = ActiveGrants(store(aws), refresh_seconds=10, max_stale_seconds=60, clock=monotonic)
-    assert [g.id for g in cache.for_principal(ISSUER, "erin")] == [pending.id]
+    assert [g.id for g in cache.of_principal(ISSUER, "erin").live] == [pending.id]
     dynamodb = boto3.client("dynamodb", region_name="us-east-1")
     table = dynamodb.describe_table(TableName=aws.state_table)["Table"]
     dynamodb.delete_table(TableName=aws.state_table)
 
     monotonic.now += 59.9  # refreshes fail; the last good set serves
-    assert [g.id for g in cache.for_principal(ISSUER, "erin")] == [pending.id]
+    assert [g.id for g in cache.of_principal(ISSUER, "erin").live] == [pending.id]
     monotonic.now += 0.1
     with pytest.raises(GrantsUnavailable, match="cannot read grants"):
-        cache.for_principal(ISSUER, "erin")
+        cache.of_principal(ISSUER, "erin")
 
     dynamodb.create_table(
         TableName=aws.state_table,
@@ -302,7 +302,7 @@ def test_unreadable_grants_are_served_stale_then_fail_closed_then_recover(
         AttributeDefinitions=table["AttributeDefinitions"],
         BillingMode="PAY_PER_REQUEST",
     )
-    assert cache.for_principal(ISSUER, "erin") == ()  # recovered: the new table is empty
+    assert cache.of_principal(ISSUER, "erin").live == ()  # recovered: the new table is empty
 
 
 def test_live_grants_beyond_the_first_page_are_honoured(aws: Resources) -> None:
@@ -340,4 +340,4 @@ def test_live_grants_beyond_the_first_page_are_honoured(aws: Resources) -> None:
 
     cache = ActiveGrants(store(aws), refresh_seconds=10)
 
-    assert [g.id for g in cache.for_principal(ISSUER, "erin")] == ids
+    assert [g.id for g in cache.of_principal(ISSUER, "erin").live] == ids

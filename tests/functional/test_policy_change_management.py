@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import copy
 import csv
 import getpass
 import io
@@ -26,6 +25,7 @@ from chalicelib.policy import PolicyStore, parse_policy
 from chalicelib.policy.archive import activation_key
 from gatehouse.cli import main
 from tests.functional.conftest import policy_document, queued_events
+from tests.functional.test_policy_admin import with_auditors as admin_with_auditors
 
 if TYPE_CHECKING:
     from gatehouse.dev.bootstrap import Resources
@@ -40,17 +40,8 @@ def client(service: str) -> Any:
 
 
 def with_auditors(document: dict[str, Any]) -> dict[str, Any]:
-    document = copy.deepcopy(document)
-    document["rules"].append(
-        {
-            "id": "auditors",
-            "effect": "allow",
-            "routes": ["demo"],
-            "subjects": {"groups": ["auditors"]},
-            "actions": ["GET"],
-            "paths": ["/reports/**"],
-        }
-    )
+    """The admin tests' second version, its first rule narrowed to GET (two changes to diff)."""
+    document = admin_with_auditors(document)
     document["rules"][0]["actions"] = ["GET"]
     return document
 
